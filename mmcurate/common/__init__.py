@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic writes, hashing, the work directory, errors, console output."""

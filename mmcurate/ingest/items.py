@@ -1,0 +1,71 @@
+"""What discovery hands to the decoder: one :class:`InputItem` per sample, or a :class:`Failure`.
+
+Every discovery layout (label folders, an input manifest, a dataset adapter such as CREMA-D)
+produces these two lists, so that each input ends up in exactly one of the manifest or
+``failures.jsonl``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def make_sample_id(path: str, start: float | None = None, end: float | None = None) -> str:
+    """Stable, readable id: the POSIX path relative to RAW_DIR, plus ``#start-end`` for a segment.
+
+    It depends only on where the file sits and which segment is used, never on the run, so
+    scores, selections and Hub rows stay joinable across reruns and machines.
+    """
+    if start is None and end is None:
+        return path
+    s = "" if start is None else f"{start:g}"
+    e = "" if end is None else f"{end:g}"
+    return f"{path}#{s}-{e}"
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One sample to decode.
+
+    ``path`` is relative to the raw directory (POSIX separators); ``extra`` carries any further
+    columns of an input manifest (e.g. ``condition``, ``speaker``) into manifest.parquet.
+    """
+
+    path: str
+    label: str
+    split: str | None = None
+    group: str | None = None
+    start: float | None = None
+    end: float | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def sample_id(self) -> str:
+        return make_sample_id(self.path, self.start, self.end)
+
+    def extra_dict(self) -> dict[str, str]:
+        return dict(self.extra)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that did not make it into the manifest, and why (one line)."""
+
+    file: str
+    stage: str
+    reason: str
+    sample_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "sample_id": self.sample_id, "stage": self.stage, "reason": self.reason}
+
+
+@dataclass
+class Discovery:
+    """Result of scanning a raw directory: items to decode, inputs already failed, notes."""
+
+    items: list[InputItem] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    #: files present under RAW_DIR but not named by an input manifest (reported, not failures)
+    unlisted: list[str] = field(default_factory=list)

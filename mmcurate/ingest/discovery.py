@@ -1,0 +1,278 @@
+"""Find the inputs: label folders, an input manifest, or a dataset adapter.
+
+Each layout turns a raw directory into :class:`~mmcurate.ingest.items.Discovery`: items to
+decode, inputs that already failed (with a reason), and files a manifest did not name. Nothing
+found under the raw directory is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from mmcurate.common.errors import MMCurateError
+from mmcurate.ingest.config import MEDIA_EXTENSIONS
+from mmcurate.ingest.items import Discovery, Failure, InputItem
+
+#: Input-manifest columns with a meaning; any other column is carried into manifest.parquet.
+MANIFEST_COLUMNS = ("path", "label", "split", "group", "start", "end")
+#: Column names that other columns may not shadow (they are manifest.parquet columns).
+from mmcurate.schemas import MANIFEST_SCHEMA  # noqa: E402
+
+RESERVED_COLUMNS = frozenset(MANIFEST_SCHEMA.names)
+
+
+def list_files(raw_dir: Path) -> list[str]:
+    """Every non-hidden file under ``raw_dir``, as sorted POSIX paths relative to it."""
+    out: list[str] = []
+    for root, dirs, files in os.walk(raw_dir, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel_root = Path(root).relative_to(raw_dir)
+        for name in files:
+            if name.startswith("."):
+                continue
+            out.append((rel_root / name).as_posix() if rel_root != Path(".") else name)
+    return sorted(out)
+
+
+def is_media_name(path: str) -> bool:
+    """Whether the file name has a known audio/video extension."""
+    return PurePosixPath(path).suffix.lower() in MEDIA_EXTENSIONS
+
+
+def check_raw_dir(raw_dir: Path) -> None:
+    """A clear error for a missing or unusable raw directory."""
+    if not raw_dir.exists():
+        raise MMCurateError(f"raw directory {raw_dir} does not exist")
+    if not raw_dir.is_dir():
+        raise MMCurateError(f"raw directory {raw_dir} is not a directory")
+
+
+def discover_folders(raw_dir: Path) -> Discovery:
+    """``RAW_DIR/<label>/<clip>.<ext>``: the label is the first folder under RAW_DIR.
+
+    Files directly in RAW_DIR (no label folder) and files without a media extension are
+    reported as failures, so every file is accounted for.
+    """
+    found = Discovery()
+    for rel in list_files(raw_dir):
+        parts = PurePosixPath(rel).parts
+        if not is_media_name(rel):
+            found.failures.append(
+                Failure(rel, "discover", f"not a media file (extension {PurePosixPath(rel).suffix or 'none'!r})")
+            )
+        elif len(parts) < 2:
+            found.failures.append(
+                Failure(rel, "discover", "not inside a label folder (expected RAW_DIR/<label>/<clip>)", rel)
+            )
+        else:
+            found.items.append(InputItem(path=rel, label=parts[0]))
+    return found
+
+
+def read_input_manifest(manifest: Path) -> list[dict[str, str]]:
+    """Rows of a CSV (header required) or JSON-lines input manifest, as strings."""
+    if not manifest.is_file():
+        raise MMCurateError(f"input manifest {manifest} does not exist")
+    suffix = manifest.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            rows = []
+            with open(manifest, encoding="utf-8") as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise MMCurateError(f"input manifest {manifest}, line {lineno}: not valid JSON ({exc.msg})") from None
+                    if not isinstance(obj, dict):
+                        raise MMCurateError(f"input manifest {manifest}, line {lineno}: expected a JSON object")
+                    rows.append({str(k): "" if v is None else str(v) for k, v in obj.items()})
+            return rows
+        with open(manifest, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
+            if reader.fieldnames is None:
+                raise MMCurateError(f"input manifest {manifest} is empty (expected a header row: path,label[,split][,start,end])")
+            return [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    except UnicodeDecodeError:
+        raise MMCurateError(f"input manifest {manifest} is not UTF-8 text") from None
+
+
+def discover_manifest(
+    raw_dir: Path, manifest: Path, group_column: str | None = None, label_column: str = "label", path_column: str = "path"
+) -> Discovery:
+    """Inputs listed by a CSV/JSONL manifest with ``path,label[,split][,group][,start,end]`` columns.
+
+    Paths are relative to RAW_DIR. Rows naming absent files, empty labels or bad times are
+    failures; files under RAW_DIR that no row names are reported as ``unlisted``.
+    """
+    rows = read_input_manifest(manifest)
+    if not rows:
+        raise MMCurateError(f"input manifest {manifest} has no rows")
+    columns = set(rows[0])
+    for needed in (path_column, label_column):
+        if needed not in columns:
+            raise MMCurateError(
+                f"input manifest {manifest} has no '{needed}' column (columns: {', '.join(sorted(columns))})"
+            )
+    if group_column and group_column not in columns:
+        raise MMCurateError(f"--group-column {group_column!r} is not a column of {manifest}")
+    found = Discovery()
+    listed: set[str] = set()
+    raw_resolved = raw_dir.resolve()
+    for lineno, row in enumerate(rows, 2):
+        raw_path = row.get(path_column, "")
+        where = f"{manifest.name} row {lineno}"
+        if not raw_path:
+            found.failures.append(Failure(f"<{where}>", "discover", "empty path"))
+            continue
+        rel = _relative_to_raw(raw_path, raw_dir, raw_resolved)
+        if rel is None:
+            found.failures.append(Failure(raw_path, "discover", f"path is outside the raw directory {raw_dir} ({where})"))
+            continue
+        listed.add(rel)
+        label = row.get(label_column, "")
+        try:
+            start = _parse_time(row.get("start", ""))
+            end = _parse_time(row.get("end", ""))
+        except ValueError as exc:
+            found.failures.append(Failure(rel, "discover", f"{exc} ({where})"))
+            continue
+        if start is not None and end is not None and end <= start:
+            found.failures.append(Failure(rel, "discover", f"segment end {end:g} s is not after start {start:g} s ({where})"))
+            continue
+        group = row.get(group_column or "group", "") or None
+        extra = tuple(
+            (k, v)
+            for k, v in sorted(row.items())
+            if k not in MANIFEST_COLUMNS and k not in (path_column, label_column) and k not in RESERVED_COLUMNS
+        )
+        item = InputItem(
+            path=rel, label=label, split=row.get("split", "") or None, group=group, start=start, end=end, extra=extra
+        )
+        if not label:
+            found.failures.append(Failure(rel, "label", f"empty label ({where})", item.sample_id))
+        elif not (raw_dir / rel).is_file():
+            found.failures.append(Failure(rel, "discover", f"file not found: {raw_dir / rel} ({where})", item.sample_id))
+        else:
+            found.items.append(item)
+    try:
+        manifest_rel = manifest.resolve().relative_to(raw_resolved).as_posix()
+    except ValueError:
+        manifest_rel = None
+    found.unlisted = [f for f in list_files(raw_dir) if f not in listed and f != manifest_rel]
+    return found
+
+
+def _relative_to_raw(raw_path: str, raw_dir: Path, raw_resolved: Path) -> str | None:
+    p = Path(raw_path)
+    if p.is_absolute():
+        try:
+            return p.resolve().relative_to(raw_resolved).as_posix()
+        except ValueError:
+            return None
+    norm = PurePosixPath(os.path.normpath(raw_path.replace("\\", "/")))
+    if norm.parts and norm.parts[0] == "..":
+        return None
+    return norm.as_posix()
+
+
+def _parse_time(text: str) -> float | None:
+    if text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"time {text!r} is not a number of seconds") from None
+    if value < 0:
+        raise ValueError(f"time {value:g} s is negative")
+    return value
+
+
+def layout_registry() -> dict[str, Callable[..., Discovery]]:
+    """Dataset adapters from :mod:`mmcurate.recipes`, by name (empty if that package is absent)."""
+    try:
+        from mmcurate.recipes import LAYOUTS
+    except ImportError:
+        return {}
+    return dict(LAYOUTS)
+
+
+def discover(
+    raw_dir: Path,
+    manifest: Path | None = None,
+    layout: str | None = None,
+    layout_options: dict[str, Any] | None = None,
+    group_column: str | None = None,
+) -> Discovery:
+    """Dispatch to the right layout and drop duplicate sample ids (each reported once)."""
+    check_raw_dir(raw_dir)
+    if manifest is not None:
+        if layout not in (None, "manifest"):
+            raise MMCurateError("--manifest and --layout cannot be combined; a manifest defines the layout")
+        found = discover_manifest(raw_dir, manifest, group_column=group_column)
+    elif layout in (None, "folders"):
+        found = discover_folders(raw_dir)
+    else:
+        adapters = layout_registry()
+        if layout not in adapters:
+            names = ", ".join(["folders", "manifest", *sorted(adapters)])
+            raise MMCurateError(f"unknown --layout {layout!r}; choose one of: {names}")
+        try:
+            found = adapters[layout](raw_dir, **(layout_options or {}))
+        except TypeError as exc:
+            raise MMCurateError(f"bad --layout-option for layout {layout!r}: {exc}") from None
+    if not found.items and not found.failures:
+        raise MMCurateError(f"no input files found under {raw_dir}")
+    return dedupe(found)
+
+
+def dedupe(found: Discovery) -> Discovery:
+    """Keep the first item of each sample id; later ones become failures."""
+    seen: dict[str, InputItem] = {}
+    items: list[InputItem] = []
+    failures = list(found.failures)
+    for item in found.items:
+        sid = item.sample_id
+        if sid in seen:
+            failures.append(Failure(item.path, "discover", f"duplicate input for sample id {sid!r}", sid))
+            continue
+        seen[sid] = item
+        items.append(item)
+    items.sort(key=lambda it: it.sample_id)
+    return Discovery(items=items, failures=failures, unlisted=found.unlisted)
+
+
+def apply_class_list(found: Discovery, classes: Iterable[str] | None) -> tuple[Discovery, list[str]]:
+    """Validate labels against a class list (or derive the sorted list); unknown labels fail."""
+    if classes is None:
+        return found, sorted({it.label for it in found.items})
+    class_list = list(classes)
+    allowed = set(class_list)
+    keep: list[InputItem] = []
+    failures = list(found.failures)
+    for it in found.items:
+        if it.label in allowed:
+            keep.append(it)
+        else:
+            failures.append(Failure(it.path, "label", f"label {it.label!r} is not in the class list", it.sample_id))
+    return Discovery(items=keep, failures=failures, unlisted=found.unlisted), class_list
+
+
+def read_class_file(path: Path) -> list[str]:
+    """A class list: one name per line, ``#`` comments and blank lines ignored, order kept."""
+    if not path.is_file():
+        raise MMCurateError(f"class list {path} does not exist")
+    names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    names = [n for n in names if n and not n.startswith("#")]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise MMCurateError(f"class list {path} names {', '.join(dupes)} more than once")
+    if not names:
+        raise MMCurateError(f"class list {path} is empty")
+    return names

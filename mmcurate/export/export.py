@@ -1,0 +1,255 @@
+"""``export_balanced``: the balanced selection as a Hugging Face dataset, in Hub layout and on disk.
+
+Writes into the balanced directory::
+
+    data/{split}-00000-of-0000N.parquet   Hub layout, shards under a byte budget
+    hf/                                  DatasetDict.save_to_disk of the same rows
+    README.md                            dataset card (YAML header + provenance)
+    export.json                          completion marker: every file's size and sha256
+
+Rows are ordered by ``sample_id`` within each split and every writer option is fixed, so the
+same inputs give byte-identical Parquet files, the same card and the same ``hf/`` folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import Dataset, DatasetInfo
+
+import mmcurate
+from mmcurate.common.console import progress_bar, summary_table
+from mmcurate.common.errors import MMCurateError
+from mmcurate.common.hashing import config_hash
+from mmcurate.export.card import SplitSummary, render_card
+from mmcurate.export.features import (
+    audio_is_hub_encodable,
+    build_export_table,
+    build_features,
+    row_nbytes,
+    single_sample_rate,
+)
+from mmcurate.export.inputs import ShardReader, join_manifest, read_ingest, read_selection
+from mmcurate.export.layout import (
+    CARD,
+    DATA_DIR,
+    HF_DIR,
+    MARKER_FORMAT,
+    clean_stale_staging,
+    file_entry,
+    hub_split_name,
+    install_export,
+    new_staging_dir,
+)
+from mmcurate.export.sharding import parse_shard_size, plan_shards, write_shards
+
+#: Splits in the order they appear in the card and in ``hf/``; others follow alphabetically.
+_SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote (paths relative to ``out_dir``)."""
+
+    out_dir: Path
+    splits: dict[str, int]  # Hub split name -> rows
+    shards: dict[str, list[str]]  # Hub split name -> data/... files
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # rel path -> {size, sha256}
+    audio_as_hub_type: bool = True
+    with_features: bool = False
+
+    @property
+    def card_path(self) -> Path:
+        return self.out_dir / CARD
+
+    @property
+    def hf_dir(self) -> Path:
+        return self.out_dir / HF_DIR
+
+    @property
+    def data_dir(self) -> Path:
+        return self.out_dir / DATA_DIR
+
+    @property
+    def num_bytes(self) -> int:
+        """Bytes of the Hub upload (card + shards)."""
+        return sum(e["size"] for e in self.files.values())
+
+    def summary_rows(self) -> list[list[Any]]:
+        rows: list[list[Any]] = []
+        for split, n in self.splits.items():
+            size = sum(self.files[f]["size"] for f in self.shards[split])
+            rows.append([split, n, len(self.shards[split]), _human(size)])
+        return rows
+
+
+def export_balanced(
+    ingest_dir: Path,
+    selection: Path | pa.Table,
+    out_dir: Path,
+    provenance: dict[str, Any],
+    max_shard_size: str | int = "500MB",
+    include_features: bool = True,
+    *,
+    show_summary: bool = True,
+) -> ExportResult:
+    """Export the selected samples as a Hub-layout dataset, a saved DatasetDict and a card.
+
+    ``provenance`` is rendered into the card; keys it reads when present: ``scorer_id``,
+    ``bin_edges``, ``targets`` (per bin), ``seed``, ``balance_config``, ``toolkit_version``
+    (default ``mmcurate.__version__``), ``source`` (``{name, license, url}``; falls back to the
+    ingest config's ``source``), ``pretty_name``, ``notes``. ``include_features`` exports the
+    ingest's cached audio features (log-mel) when the shards hold any.
+    """
+    out_dir = Path(out_dir)
+    max_bytes = parse_shard_size(max_shard_size)
+    inputs = read_ingest(Path(ingest_dir))
+    sel, sel_name = read_selection(selection)
+    joined = join_manifest(sel, inputs, sel_name)
+    reader = ShardReader(inputs)
+    with_features = include_features and reader.any_features(joined["shard"].to_pylist())
+
+    split_groups = _group_splits(joined, sel_name)
+    audio_probe = []
+    rates = []
+    media_by_split: dict[str, pa.Table] = {}
+    with progress_bar("export: reading shards", total=len(split_groups)) as advance:
+        for hub_name, (_, rows) in split_groups.items():
+            media = reader.media_for(rows, with_features)
+            media_by_split[hub_name] = media
+            audio_probe.append(media["audio"])
+            rates.append(pc.filter(media["audio_sample_rate"], pc.is_valid(media["audio"])))
+            advance()
+    audio_as_hub_type = all(audio_is_hub_encodable(a) for a in audio_probe)
+    sample_rate = single_sample_rate(pa.chunked_array([c for r in rates for c in r.chunks], pa.int32()))
+    features = build_features(inputs.classes, sample_rate, audio_as_hub_type, with_features)
+
+    clean_stale_staging(out_dir)
+    staging = new_staging_dir(out_dir)
+    try:
+        summaries, shards, files = _write_all(
+            staging, split_groups, media_by_split, features, inputs.classes, max_bytes
+        )
+        toolkit_version = str(provenance.get("toolkit_version") or mmcurate.__version__)
+        card = render_card(
+            features=features,
+            splits=summaries,
+            download_size=sum(e["size"] for e in files.values()),
+            provenance=provenance,
+            ingest_config=inputs.config,
+            toolkit_version=toolkit_version,
+        )
+        (staging / CARD).write_text(card, encoding="utf-8")
+        files[CARD] = file_entry(staging / CARD)
+        marker = {
+            "format": MARKER_FORMAT,
+            "toolkit_version": toolkit_version,
+            "splits": {s.name: {"rows": s.num_examples, "selection_split": s.source_name, "shards": shards[s.name]} for s in summaries},
+            "files": dict(sorted(files.items())),
+            "content_hash": config_hash(files),
+            "audio": "Audio" if audio_as_hub_type else "bytes",
+            "audio_features": with_features,
+        }
+        install_export(staging, out_dir, marker)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result = ExportResult(
+        out_dir=out_dir,
+        splits={s.name: s.num_examples for s in summaries},
+        shards=shards,
+        files=files,
+        audio_as_hub_type=audio_as_hub_type,
+        with_features=with_features,
+    )
+    if show_summary:
+        summary_table(f"export -> {out_dir}", ["split", "rows", "shards", "bytes"], result.summary_rows())
+    return result
+
+
+def _group_splits(joined: pa.Table, sel_name: str) -> dict[str, tuple[str, pa.Table]]:
+    """Hub split name -> (selection split name, rows sorted by sample_id), in card order."""
+    groups: dict[str, tuple[str, pa.Table]] = {}
+    for split in sorted(set(joined["split"].to_pylist())):
+        hub = hub_split_name(split)
+        if hub in groups:
+            raise MMCurateError(
+                f"{sel_name}: splits '{groups[hub][0]}' and '{split}' would both become the Hub split '{hub}'; rename one"
+            )
+        rows = joined.filter(pc.equal(joined["split"], split))
+        rows = rows.take(pc.sort_indices(rows, sort_keys=[("sample_id", "ascending")]))
+        groups[hub] = (split, rows)
+    return dict(sorted(groups.items(), key=lambda kv: (_SPLIT_ORDER.get(kv[0], 99), kv[0])))
+
+
+def _write_all(
+    staging: Path,
+    split_groups: dict[str, tuple[str, pa.Table]],
+    media_by_split: dict[str, pa.Table],
+    features: Any,
+    classes: list[str],
+    max_bytes: int,
+) -> tuple[list[SplitSummary], dict[str, list[str]], dict[str, dict[str, Any]]]:
+    """Write every split's Parquet shards and its save_to_disk copy into ``staging``."""
+    summaries: list[SplitSummary] = []
+    shards: dict[str, list[str]] = {}
+    files: dict[str, dict[str, Any]] = {}
+    (staging / HF_DIR).mkdir()
+    with progress_bar("export: writing splits", total=len(split_groups)) as advance:
+        for hub_name, (source_name, rows) in split_groups.items():
+            table = build_export_table(rows, media_by_split.pop(hub_name), features, classes)
+            ranges = plan_shards(row_nbytes(table), max_bytes)
+            paths = write_shards(table, hub_name, ranges, staging / DATA_DIR)
+            rels = [f"{DATA_DIR}/{p.name}" for p in paths]
+            for rel, p in zip(rels, paths, strict=True):
+                files[rel] = file_entry(p)
+            shards[hub_name] = rels
+            fingerprint = config_hash([files[r]["sha256"] for r in rels], length=16)
+            ds = Dataset(table, info=DatasetInfo(features=features), split=hub_name, fingerprint=fingerprint)
+            with _quiet_datasets():
+                ds.save_to_disk(str(staging / HF_DIR / hub_name), num_shards=len(ranges))
+            counts = Counter(rows["bin"].to_pylist())
+            summaries.append(
+                SplitSummary(
+                    name=hub_name,
+                    source_name=source_name,
+                    num_examples=table.num_rows,
+                    num_bytes=table.nbytes,
+                    bin_counts=dict(sorted(counts.items())),
+                )
+            )
+            advance()
+    (staging / HF_DIR / "dataset_dict.json").write_text(json.dumps({"splits": list(shards)}), encoding="utf-8")
+    return summaries, shards, files
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """Silence ``datasets``' own tqdm bars: the export shows one progress bar of its own."""
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+

@@ -1,0 +1,48 @@
+"""Discrepancy bins over [-1, 1]: equal-width by default, or custom edges."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mmcurate.common.errors import MMCurateError
+
+
+def make_edges(bins: int, edges: Sequence[float] | None = None) -> np.ndarray:
+    """Bin edges: ``bins`` equal-width bins over [-1, 1], or the given increasing ``edges``."""
+    if edges is not None:
+        e = np.asarray(list(edges), dtype=float)
+        if len(e) < 2:
+            raise MMCurateError("--edges needs at least two values (one bin)")
+        if np.any(np.diff(e) <= 0):
+            raise MMCurateError(f"--edges must be strictly increasing (got {', '.join(f'{x:g}' for x in e)})")
+        if e[0] < -1 or e[-1] > 1:
+            raise MMCurateError("--edges must lie within [-1, 1], the range of the discrepancy")
+        return e
+    if bins < 1:
+        raise MMCurateError(f"--bins must be at least 1 (got {bins})")
+    return np.linspace(-1.0, 1.0, bins + 1)
+
+
+def parse_edges(text: str | None) -> list[float] | None:
+    """``"-1,-0.5,0,0.5,1"`` -> floats (``None`` stays ``None``)."""
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise MMCurateError(f"--edges expects comma-separated numbers (got {text!r})") from None
+
+
+def assign_bins(d: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin index per value (``-1`` outside the edges). Bins are [lo, hi) except the last, [lo, hi]."""
+    idx = np.searchsorted(edges, d, side="right") - 1
+    idx = np.where(d == edges[-1], len(edges) - 2, idx)
+    return np.where((d < edges[0]) | (d > edges[-1]), -1, idx).astype(np.int64)
+
+
+def bin_label(edges: np.ndarray, b: int) -> str:
+    """``[-0.2, 0)`` style label of bin ``b``."""
+    right = "]" if b == len(edges) - 2 else ")"
+    return f"[{edges[b]:.2g}, {edges[b + 1]:.2g}{right}"

@@ -1,0 +1,200 @@
+"""``mmcurate balance``: a dataset whose discrepancy is uniform over bins, split and exported.
+
+Reads the ingest output and its scores (scoring first, and saying so, when they are missing
+or stale), samples per bin and class, splits by bin and class with groups kept whole, writes
+``selection.parquet`` + a report, and exports the Hugging Face dataset with its card.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmcurate import __version__
+from mmcurate.balance.bins import assign_bins, bin_label, make_edges
+from mmcurate.balance.config import BalanceConfig
+from mmcurate.balance.report import chi_square_uniform, write_report
+from mmcurate.balance.sampling import BinPlan, plan_bins, sample_within_bins
+from mmcurate.balance.splits import SPLIT_NAMES, assign_splits, parse_ratios
+from mmcurate.common.atomic import atomic_path, atomic_write_json
+from mmcurate.common.console import info, summary_table
+from mmcurate.common.errors import MMCurateError
+from mmcurate.ingest import read_manifest, require_ingest
+from mmcurate.schemas import SELECTION_SCHEMA
+from mmcurate.score import SCORES_META, read_scores
+
+SELECTION = "selection.parquet"
+BALANCE_META = "balance.json"
+
+
+@dataclass
+class BalanceResult:
+    out_dir: Path
+    plan: BinPlan
+    size: int
+    split_sizes: dict[str, int]
+    summary: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+
+
+def _pool(ingest_dir: Path) -> tuple[pa.Table, dict[str, Any]]:
+    """Manifest rows joined with their scores (every manifest sample must have scores)."""
+    manifest = read_manifest(ingest_dir).select(["sample_id", "label", "group"])
+    scores = read_scores(ingest_dir).select(["sample_id", "p_audio", "p_visual", "discrepancy", "scorer_id"])
+    joined = manifest.join(scores, "sample_id", join_type="inner").sort_by("sample_id")
+    if joined.num_rows != manifest.num_rows:
+        raise MMCurateError(
+            f"scores.parquet covers {joined.num_rows} of {manifest.num_rows} ingested samples; rerun `mmcurate score`"
+        )
+    meta = json.loads((ingest_dir / SCORES_META).read_text()) if (ingest_dir / SCORES_META).is_file() else {}
+    return joined, meta
+
+
+def plan_balance(ingest_dir: Path, cfg: BalanceConfig) -> tuple[pa.Table, np.ndarray, np.ndarray, BinPlan, dict[str, Any]]:
+    """The pool, its bins, the selected row indices and the per-bin plan (no writing)."""
+    pool, meta = _pool(ingest_dir)
+    edges = make_edges(cfg.bins, cfg.edges)
+    d = pool.column("discrepancy").to_numpy()
+    bins = assign_bins(d, edges)
+    outside = int((bins < 0).sum())
+    counts = np.bincount(bins[bins >= 0], minlength=len(edges) - 1)
+    plan = plan_bins(counts, edges, cfg.per_bin, cfg.size, cfg.shortfall)
+    if outside:
+        plan.notes.append(f"{outside} samples lie outside the edges and are not eligible")
+    labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
+    chosen = sample_within_bins(bins, labels, plan.take, cfg.stratify == "label", cfg.seed)
+    return pool, bins, chosen, plan, meta
+
+
+def run_balance(ingest_dir: Path, out_dir: Path, cfg: BalanceConfig, dry_run: bool = False) -> BalanceResult:
+    require_ingest(ingest_dir)
+    ratios = parse_ratios(cfg.split)
+    pool, bins, chosen, plan, meta = plan_balance(ingest_dir, cfg)
+    labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
+    groups_all = pool.column("group").to_pylist()
+    use_groups = not cfg.ignore_groups and any(g is not None for g in groups_all)
+    sel_groups = [groups_all[i] for i in chosen] if use_groups else None
+    splits = assign_splits(bins[chosen], labels[chosen], sel_groups, ratios, cfg.seed)
+    split_sizes = {s: int((splits == s).sum()) for s in SPLIT_NAMES}
+    scorer_id = pool.column("scorer_id")[0].as_py() if pool.num_rows else None
+    d_all = pool.column("discrepancy").to_numpy()
+    summary = {
+        "pool_size": int(pool.num_rows),
+        "size": int(len(chosen)),
+        "policy": plan.policy,
+        "targets": [int(x) for x in plan.targets],
+        "taken": [int(x) for x in plan.take],
+        "shortfall": [int(x) for x in plan.shortfall],
+        "pool_per_bin": [int(x) for x in plan.pool],
+        "edges": [float(x) for x in plan.edges],
+        "seed": cfg.seed,
+        "scorer_id": scorer_id,
+        "grouped": use_groups,
+        "split_sizes": split_sizes,
+        "split_fractions": {s: round(n / max(1, len(chosen)), 4) for s, n in split_sizes.items()},
+        "chi_square_before": chi_square_uniform(plan.pool),
+        "chi_square_after": chi_square_uniform(np.bincount(bins[chosen], minlength=len(plan.edges) - 1)),
+        "notes": plan.notes,
+    }
+    _warn_split_drift(summary, ratios)
+    result = BalanceResult(out_dir, plan, len(chosen), split_sizes, summary, dry_run)
+    print_plan(result)
+    if dry_run:
+        info("balance: --dry-run, nothing written")
+        return result
+    if len(chosen) == 0:
+        raise MMCurateError("the balanced selection is empty; nothing to export")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sel = pool.take(pa.array(chosen))
+    selection = pa.Table.from_pydict(
+        {
+            "sample_id": sel.column("sample_id"),
+            "label": sel.column("label"),
+            "bin": pa.array(bins[chosen].astype(np.int32)),
+            "split": pa.array(splits.tolist(), pa.string()),
+            "p_audio": sel.column("p_audio"),
+            "p_visual": sel.column("p_visual"),
+            "discrepancy": sel.column("discrepancy"),
+            "group": sel.column("group"),
+        },
+        schema=SELECTION_SCHEMA,
+    )
+    with atomic_path(out_dir / SELECTION) as tmp:
+        pq.write_table(selection, tmp, compression="zstd")
+    write_report(
+        out_dir / "report", plan.edges, d_all, d_all[chosen], bins, bins[chosen], labels, labels[chosen], splits, summary
+    )
+    provenance = _provenance(ingest_dir, cfg, summary, meta)
+    atomic_write_json(out_dir / BALANCE_META, {"config": cfg.to_dict(), "ingest_dir": str(ingest_dir.resolve()), **provenance, "summary": summary})
+    from mmcurate.export import export_balanced
+
+    export_balanced(
+        ingest_dir, out_dir / SELECTION, out_dir, provenance, max_shard_size=cfg.max_shard_size,
+        include_features=cfg.include_features,
+    )
+    return result
+
+
+def _provenance(ingest_dir: Path, cfg: BalanceConfig, summary: dict[str, Any], score_meta: dict[str, Any]) -> dict[str, Any]:
+    ingest_cfg = json.loads((ingest_dir / "config.json").read_text()) if (ingest_dir / "config.json").is_file() else {}
+    prov: dict[str, Any] = {
+        "scorer_id": summary["scorer_id"],
+        "scorer": {k: score_meta.get(k) for k in ("source", "config", "device", "metrics") if k in score_meta},
+        "bin_edges": summary["edges"],
+        "targets": summary["taken"],
+        "seed": cfg.seed,
+        "balance_config": cfg.to_dict(),
+        "toolkit_version": __version__,
+        "ingest_config": ingest_cfg.get("identity", {}).get("config"),
+        "source": ingest_cfg.get("source") or {},
+    }
+    if cfg.pretty_name:
+        prov["pretty_name"] = cfg.pretty_name
+    if summary["notes"]:
+        prov["notes"] = "; ".join(summary["notes"])
+    return prov
+
+
+def _warn_split_drift(summary: dict[str, Any], ratios: tuple[float, float, float]) -> None:
+    fr = summary["split_fractions"]
+    off = [f"{s} {fr[s]:.0%} (asked {r:.0%})" for s, r in zip(SPLIT_NAMES, ratios) if abs(fr[s] - r) > 0.05]
+    if off:
+        note = "split shares differ from the request because groups cannot be divided: " + ", ".join(off)
+        summary["notes"].append(note)
+
+
+def print_plan(result: BalanceResult) -> None:
+    plan = result.plan
+    rows = []
+    for b in range(len(plan.pool)):
+        short = int(plan.shortfall[b])
+        rows.append([b, bin_label(plan.edges, b), int(plan.pool[b]), int(plan.targets[b]), int(plan.take[b]), short or ""])
+    summary_table(
+        f"balance plan ({plan.policy}): {result.size} samples from {int(plan.pool.sum())}",
+        ["bin", "range", "pool", "target", "take", "short"],
+        rows,
+    )
+    s = result.summary
+    summary_table(
+        "splits and uniformity",
+        ["", "value"],
+        [
+            ["train / val / test", " / ".join(str(result.split_sizes[k]) for k in SPLIT_NAMES)],
+            ["groups kept whole", s["grouped"]],
+            ["chi-square vs uniform, before", f"{s['chi_square_before']['statistic']} (p={_p(s['chi_square_before']['p_value'])})"],
+            ["chi-square vs uniform, after", f"{s['chi_square_after']['statistic']} (p={_p(s['chi_square_after']['p_value'])})"],
+        ],
+    )
+    for note in plan.notes:
+        info(f"balance: {note}")
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.3g}"

@@ -1,0 +1,80 @@
+"""The score stage's options and entry point, shared by ``mmcurate score`` and ``mmcurate balance``
+(which scores first when scores are missing or stale, with the same options)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mmcurate.common.errors import MMCurateError
+from mmcurate.score.config import ScoreConfig
+from mmcurate.score.registry import BUILTIN, get_scorer
+from mmcurate.score.runner import ScoreResult, print_summary, run_score, write_external_scores
+
+#: (option name, click kwargs): every ScoreConfig field a user can set.
+_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("--folds", {"type": int, "default": 5, "help": "Cross-fitting folds (stratified by label)."}),
+    ("--epochs", {"type": int, "default": 12, "help": "Training epochs per scorer."}),
+    ("--avg-last", {"type": int, "default": 3, "help": "Average held-out softmax over the last N epochs' weights."}),
+    ("--width", {"type": int, "default": None, "help": "ResNet-18 base width (64 = standard). Default: 8 on CPU, 64 on GPU."}),
+    ("--image-size", {"type": int, "default": None, "help": "Frame size fed to the visual scorer. Default: 32 on CPU, 224 on GPU."}),
+    ("--num-frames", {"type": int, "default": 3, "help": "Frames per clip used by the visual scorer."}),
+    ("--train-frames", {"type": int, "default": 1, "help": "Frames per clip in each training step (a random run of this many); all --num-frames at prediction."}),
+    ("--audio-features", {"default": "logmel", "help": "Audio feature preset for the audio scorer (logmel, cremad_stft, vggsound_stft, ks_fbank)."}),
+    ("--audio-frames", {"type": int, "default": None, "help": "Pad/crop audio features to this many frames (default: 95th percentile of the data)."}),
+    ("--batch-size", {"type": int, "default": 64, "help": "Training batch size."}),
+    ("--lr", {"type": float, "default": 3e-3, "help": "Peak learning rate (AdamW, one-cycle schedule)."}),
+    ("--weight-decay", {"type": float, "default": 1e-4, "help": "AdamW weight decay."}),
+    ("--group-folds", {"is_flag": True, "default": False, "help": "Keep each manifest group (speaker, source video) in one fold."}),
+    ("--device", {"default": "auto", "help": "auto (CUDA when present), cpu, cuda, cuda:N."}),
+    ("--workers", {"type": int, "default": 0, "help": "Threads decoding frames/audio (0 = torch's thread count)."}),
+    ("--memory-budget-gb", {"type": float, "default": 4.0, "help": "Refuse to decode more than this into memory."}),
+]
+
+
+def score_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Attach every scorer option to a click command."""
+    for name, kwargs in reversed(_OPTIONS):
+        fn = click.option(name, **kwargs)(fn)
+    return fn
+
+
+def config_from_options(options: dict[str, Any]) -> ScoreConfig:
+    """A ScoreConfig from click's keyword arguments (unknown keys ignored)."""
+    fields = {f for f in ScoreConfig.__dataclass_fields__}
+    return ScoreConfig(**{k: v for k, v in options.items() if k in fields})
+
+
+def score_from_cli(
+    ingest_dir: Path, options: dict[str, Any], scores_from: Path | None = None, scorer: str = BUILTIN,
+    allow_missing: bool = False, overwrite: bool = False,
+) -> ScoreResult:
+    """Run the score stage as the CLI does, and print its summary."""
+    if scores_from is not None:
+        from mmcurate.ingest import require_ingest
+        from mmcurate.score.importer import import_scores
+
+        require_ingest(ingest_dir)
+        table, scorer_id = import_scores(ingest_dir, scores_from)
+        result = write_external_scores(ingest_dir, table, scorer_id, "imported", {"file": str(scores_from)})
+    elif scorer != BUILTIN:
+        from mmcurate.ingest import require_ingest
+        from mmcurate.score.importer import validate_scores
+
+        require_ingest(ingest_dir)
+        fn = get_scorer(scorer)
+        try:
+            ext = fn(ingest_dir, dict(options))
+        except MMCurateError:
+            raise
+        except Exception as exc:
+            raise MMCurateError(f"scorer {scorer!r} failed: {type(exc).__name__}: {exc}") from None
+        table, scorer_id = validate_scores(ingest_dir, ext, f"scorer {scorer!r}", f"plugin:{scorer}")
+        result = write_external_scores(ingest_dir, table, scorer_id, "plugin", {"scorer": scorer})
+    else:
+        result = run_score(ingest_dir, config_from_options(options), overwrite=overwrite, allow_missing=allow_missing)
+    print_summary(result)
+    return result

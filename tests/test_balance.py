@@ -1,0 +1,199 @@
+"""Balance: bins, water-filling, shortfall choices, grouped splits, and the real end-to-end
+ingest -> scores -> balance -> Hugging Face export on av_digits clips."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from mmcurate.balance import assign_bins, assign_splits, make_edges, parse_ratios, plan_bins, water_fill
+from mmcurate.common.errors import MMCurateError
+
+ENV = {**os.environ, "MMCURATE_NO_PROGRESS": "1"}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mmcurate", *args], capture_output=True, text=True, env=ENV, timeout=900)
+
+
+def test_bins_cover_the_closed_interval() -> None:
+    edges = make_edges(10)
+    assert np.allclose(edges, np.linspace(-1, 1, 11))
+    d = np.array([-1.0, -0.95, -0.8, 0.0, 0.7999, 1.0])
+    assert assign_bins(d, edges).tolist() == [0, 0, 1, 5, 8, 9]
+    custom = make_edges(3, [-0.5, 0.0, 0.5])
+    assert assign_bins(np.array([-0.9, -0.5, 0.25, 0.5, 0.9]), custom).tolist() == [-1, 0, 1, 1, -1]
+    with pytest.raises(MMCurateError, match="strictly increasing"):
+        make_edges(3, [0.0, 0.0, 1.0])
+
+
+def test_water_fill_spreads_as_evenly_as_capacity_allows() -> None:
+    rng = np.random.default_rng(0)
+    assert water_fill(np.array([5, 1, 10]), 9, rng).tolist() == [4, 1, 4]
+    assert water_fill(np.array([3, 3, 3]), 9, rng).tolist() == [3, 3, 3]
+    assert water_fill(np.array([2, 0, 50]), 30, rng).tolist() == [2, 0, 28]
+    take = water_fill(np.array([10, 10, 10]), 4, rng)  # 4 over 3 classes: 2/1/1 in some order
+    assert sorted(take.tolist()) == [1, 1, 2]
+    assert water_fill(np.array([1, 2]), 10, rng).tolist() == [1, 2]  # cannot exceed the pool
+
+
+def test_plan_never_skews_silently() -> None:
+    pool = np.array([3, 40, 50, 12])
+    edges = make_edges(4)
+    plan = plan_bins(pool, edges, None, None, "ask")
+    assert plan.take.tolist() == [3, 3, 3, 3] and plan.policy == "uniform"
+    with pytest.raises(MMCurateError) as err:
+        plan_bins(pool, edges, 10, None, "ask")
+    msg = str(err.value)
+    assert "--shortfall shrink" in msg and "--shortfall best-effort" in msg and "bin 0 has 3" in msg
+    assert plan_bins(pool, edges, 10, None, "shrink").take.tolist() == [3, 3, 3, 3]
+    best = plan_bins(pool, edges, 10, None, "best-effort")
+    assert best.take.tolist() == [3, 10, 10, 10] and best.shortfall.tolist() == [7, 0, 0, 0]
+    with pytest.raises(MMCurateError, match="hold no samples"):
+        plan_bins(np.array([0, 5]), make_edges(2), None, None, "ask")
+
+
+def test_ungrouped_splits_are_proportional_in_every_cell() -> None:
+    rng = np.random.default_rng(1)
+    bins = rng.integers(0, 5, 1000)
+    labels = rng.choice(np.array(["a", "b", "c"], dtype=object), 1000)
+    splits = assign_splits(bins, labels, None, parse_ratios("80/10/10"), seed=3)
+    for b in range(5):
+        for c in "abc":
+            cell = splits[(bins == b) & (labels == c)]
+            for name, r in zip(("train", "val", "test"), (0.8, 0.1, 0.1)):
+                assert abs((cell == name).sum() - r * len(cell)) <= 1.01
+    again = assign_splits(bins, labels, None, parse_ratios("80/10/10"), seed=3)
+    assert (again == splits).all()
+
+
+def test_grouped_splits_never_divide_a_group() -> None:
+    rng = np.random.default_rng(2)
+    n = 600
+    groups = [f"spk{int(g)}" for g in rng.integers(0, 30, n)]
+    bins = rng.integers(0, 4, n)
+    labels = rng.choice(np.array(["x", "y"], dtype=object), n)
+    splits = assign_splits(bins, labels, groups, parse_ratios("80/10/10"), seed=0)
+    where: dict[str, set] = {}
+    for g, s in zip(groups, splits):
+        where.setdefault(g, set()).add(s)
+    assert all(len(s) == 1 for s in where.values())
+    shares = {s: float((splits == s).mean()) for s in ("train", "val", "test")}
+    assert abs(shares["train"] - 0.8) < 0.05 and abs(shares["val"] - 0.1) < 0.05 and abs(shares["test"] - 0.1) < 0.05
+    with pytest.raises(MMCurateError, match="cannot span splits"):
+        assign_splits(bins[:10], labels[:10], ["g1"] * 5 + ["g2"] * 5, parse_ratios("80/10/10"), seed=0)
+
+
+# ---- end to end on real clips ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_ingest(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """140 real av_digits clips ingested, and a scores CSV that follows the ground-truth conditions."""
+    root = tmp_path_factory.mktemp("balance")
+    rows = list(csv.DictReader(open(av_digits / "labels.csv")))
+    by_fmt: dict[str, list] = {}
+    for r in rows:
+        by_fmt.setdefault(r["format"], []).append(r)
+    chosen = [r for fmt in sorted(by_fmt) for r in by_fmt[fmt][:20]]
+    manifest = root / "inputs.csv"
+    with open(manifest, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "speaker", "condition"])
+        for r in chosen:
+            w.writerow([r["path"], r["label"], r["speaker"], r["condition"]])
+    work = root / "work"
+    proc = _cli("ingest", str(av_digits), "--manifest", str(manifest), "--group-column", "speaker", "--workdir", str(work), "--size", "64")
+    assert proc.returncode == 0, proc.stderr
+    rng = np.random.default_rng(0)
+    scores = root / "scores.csv"
+    with open(scores, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["sample_id", "p_audio", "p_visual"])
+        for r in chosen:  # spread d over [-1, 1]: conditions shift it, noise fills the middle
+            base = {"clean": 0.0, "visual_mismatch": 0.7, "visual_noise": 0.5, "audio_noise": -0.7}[r["condition"]]
+            d = float(np.clip(base + rng.uniform(-0.9, 0.9), -0.99, 0.99))
+            pa_ = 0.5 + d / 2
+            w.writerow([r["path"], f"{pa_:.6f}", f"{pa_ - d:.6f}"])
+    return work, scores
+
+
+def test_balance_end_to_end_with_imported_scores(small_ingest: tuple[Path, Path], tmp_path: Path) -> None:
+    import datasets
+
+    work, scores = small_ingest
+    proc = _cli("score", "--workdir", str(work), "--scores-from", str(scores))
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "balanced"
+    proc = _cli("balance", "--workdir", str(work), "--bins", "4", "--out", str(out), "--dry-run")
+    assert proc.returncode == 0 and not out.exists(), proc.stderr
+    assert "balance plan (uniform)" in proc.stderr
+    proc = _cli("balance", "--workdir", str(work), "--bins", "4", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "running `mmcurate score` first" not in proc.stderr  # imported scores are fresh
+
+    sel = pq.read_table(out / "selection.parquet").to_pylist()
+    per_bin = np.bincount([r["bin"] for r in sel], minlength=4)
+    assert len(set(per_bin.tolist())) == 1 and per_bin[0] > 0  # exactly uniform
+    meta = json.loads((out / "balance.json").read_text())
+    assert meta["summary"]["chi_square_after"]["p_value"] == pytest.approx(1.0)
+    assert meta["summary"]["chi_square_before"]["statistic"] > 0
+    speakers: dict[str, set] = {}
+    for r in sel:
+        speakers.setdefault(r["group"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in speakers.values())  # no speaker in two splits
+    for f in ("report/report.md", "report/histogram.png", "report/bins.csv", "report/classes.csv", "README.md"):
+        assert (out / f).is_file(), f
+
+    disk = datasets.load_from_disk(str(out / "hf"))
+    parquet = datasets.load_dataset("parquet", data_dir=str(out / "data"))
+    assert sorted(disk) == sorted(parquet)
+    for split in disk:
+        a = disk[split].cast_column("audio", datasets.Audio(decode=False)).to_list()
+        b = parquet[split].cast_column("audio", datasets.Audio(decode=False)).to_list()
+        assert [r["sample_id"] for r in a] == [r["sample_id"] for r in b]
+        assert [r["audio"]["bytes"] for r in a] == [r["audio"]["bytes"] for r in b]
+    total = sum(disk[s].num_rows for s in disk)
+    assert total == len(sel)
+
+    # deterministic: a second run into another folder gives byte-identical selection and shards
+    out2 = tmp_path / "balanced2"
+    assert _cli("balance", "--workdir", str(work), "--bins", "4", "--out", str(out2)).returncode == 0
+    assert (out / "selection.parquet").read_bytes() == (out2 / "selection.parquet").read_bytes()
+    for f in sorted((out / "data").glob("*.parquet")):
+        assert f.read_bytes() == (out2 / "data" / f.name).read_bytes()
+
+
+def test_unmeetable_target_explains_the_choice(small_ingest: tuple[Path, Path]) -> None:
+    work, scores = small_ingest
+    assert _cli("score", "--workdir", str(work), "--scores-from", str(scores)).returncode == 0
+    proc = _cli("balance", "--workdir", str(work), "--bins", "4", "--per-bin", "500", "--dry-run")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--shortfall shrink" in proc.stderr and "--shortfall best-effort" in proc.stderr
+    proc = _cli("balance", "--workdir", str(work), "--bins", "4", "--per-bin", "500", "--shortfall", "best-effort", "--dry-run")
+    assert proc.returncode == 0 and "best-effort" in proc.stderr
+
+
+def test_balance_scores_first_when_scores_are_missing(small_ingest: tuple[Path, Path], tmp_path: Path) -> None:
+    work, _ = small_ingest
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy)
+    for f in ("scores.parquet", "scores.json"):
+        (copy / "ingest" / f).unlink(missing_ok=True)
+    proc = _cli(
+        "balance", "--workdir", str(copy), "--bins", "2", "--folds", "2", "--epochs", "1", "--avg-last", "1",
+        "--width", "4", "--image-size", "16", "--audio-frames", "32", "--dry-run",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "scores are missing; running `mmcurate score` first" in proc.stderr
+    scores = pq.read_table(copy / "ingest" / "scores.parquet")
+    assert scores.num_rows == 140 and set(scores.column("fold").to_pylist()) == {0, 1}

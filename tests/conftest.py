@@ -35,3 +35,45 @@ def av_digits(shared_data: Path) -> Path:
 def clips_dir(shared_data: Path) -> Path:
     """54 real clips in many containers and codecs; INDEX.csv says what each holds."""
     return _require(shared_data / "clips")
+
+
+def run_cli(*args: str, timeout: int = 900) -> "subprocess.CompletedProcess[str]":
+    """Run ``python -m mmcurate ARGS`` as a user would, without progress bars."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MMCURATE_NO_PROGRESS": "1"}
+    return subprocess.run([sys.executable, "-m", "mmcurate", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def write_av_digits_manifest(av_digits: Path, dest: Path, per_format: int | None = None) -> Path:
+    """An input manifest of av_digits clips (``per_format`` of each container family, or all),
+    carrying speaker (group) and the ground-truth condition."""
+    import csv
+
+    rows = list(csv.DictReader(open(av_digits / "labels.csv")))
+    if per_format is not None:
+        by_fmt: dict[str, list[dict[str, str]]] = {}
+        for r in rows:
+            by_fmt.setdefault(r["format"], []).append(r)
+        rows = [r for fmt in sorted(by_fmt) for r in by_fmt[fmt][:per_format]]
+    with open(dest, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "split", "speaker", "condition"])
+        for r in rows:
+            w.writerow([r["path"], r["label"], r["split"], r["speaker"], r["condition"]])
+    return dest
+
+
+@pytest.fixture(scope="session")
+def av_digits_work(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A work directory with all 3000 av_digits clips ingested at 64 px (speaker as group).
+
+    Shared by the score, balance and reeval tests that need the real, full set (about 20 s)."""
+    root = tmp_path_factory.mktemp("av_digits_full")
+    manifest = write_av_digits_manifest(av_digits, root / "inputs.csv")
+    work = root / "work"
+    proc = run_cli("ingest", str(av_digits), "--manifest", str(manifest), "--group-column", "speaker",
+                   "--workdir", str(work), "--size", "64")
+    assert proc.returncode == 0, proc.stderr
+    return work

@@ -26,7 +26,7 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--audio-features", {"default": "logmel", "help": "Audio feature preset for the audio scorer (logmel, cremad_stft, vggsound_stft, ks_fbank)."}),
     ("--audio-frames", {"type": int, "default": None, "help": "Pad/crop audio features to this many frames (default: 95th percentile of the data)."}),
     ("--batch-size", {"type": int, "default": 64, "help": "Training batch size."}),
-    ("--lr", {"type": float, "default": 3e-3, "help": "Peak learning rate (AdamW, one-cycle schedule)."}),
+    ("--lr", {"type": float, "default": 3e-3, "help": "Peak learning rate (AdamW; linear warm-up, then cosine decay)."}),
     ("--weight-decay", {"type": float, "default": 1e-4, "help": "AdamW weight decay."}),
     ("--group-folds", {"is_flag": True, "default": False, "help": "Keep each manifest group (speaker, source video) in one fold."}),
     ("--device", {"default": "auto", "help": "auto (CUDA when present), cpu, cuda, cuda:N."}),

@@ -7,6 +7,7 @@ checkpoint, which the confidence (and so the discrepancy) would otherwise inheri
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -53,6 +54,22 @@ def _batches(order: torch.Tensor, size: int, drop_small: bool) -> Iterator[torch
         yield chunk
 
 
+def warmup_cosine(total_steps: int, warmup_fraction: float = 0.15) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up over the first steps, then cosine decay to zero.
+
+    Short CPU runs (a few epochs) need both: warm-up keeps BatchNorm statistics sane early,
+    the decay lets the last epochs (whose predictions are averaged) settle."""
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global RNG (weight init) and return a generator for data order."""
     torch.manual_seed(seed)
@@ -83,9 +100,7 @@ def fit_predict(
     model: nn.Module = build_unimodal(inputs.modality, num_classes, int(cfg.width or 8)).to(device)
     steps_per_epoch = max(1, sum(1 for _ in _batches(train_t, cfg.batch_size, True)))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.epochs * steps_per_epoch))
     n_frames = int(inputs.data.shape[1]) if inputs.modality == "visual" else 0
     prob_sum = torch.zeros(len(held_idx), num_classes, dtype=torch.float64)
     for epoch in range(cfg.epochs):

@@ -1,0 +1,150 @@
+"""``mmcurate report``: the paper-style diagnosis of a dataset's modality bias, as files.
+
+* ``confidence_density.png``: 2-D density of audio confidence (y) against visual confidence
+  (x); the diagonal separates the audio-preferred (upper-left) and visual-preferred
+  (lower-right) subsets, as in Fig. 1 of the balanced-dataset paper;
+* ``discrepancy_hist.png``: the histogram of d = p_audio - p_visual;
+* ``per_class.png`` / ``per_class.csv``: per-class share of audio-preferred samples;
+* ``report.md``: the numbers (share audio-preferred, mean |d|, per-class table, and optional
+  breakdowns by manifest columns such as a ground-truth ``condition``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from mmcurate.common.atomic import atomic_path, atomic_write_text
+from mmcurate.common.errors import MMCurateError
+from mmcurate.ingest import read_manifest
+from mmcurate.score.runner import read_scores, summarize
+
+
+def _plt():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png", metadata={"Software": None})
+    _plt().close(fig)
+
+
+def per_group(values: list[Any], d: np.ndarray, pa_: np.ndarray, pv: np.ndarray) -> list[dict[str, Any]]:
+    """Per value of a column: count, share audio-preferred, mean d, mean confidences."""
+    out = []
+    keys = np.asarray(["(none)" if v is None else str(v) for v in values], dtype=object)
+    for k in sorted(set(keys.tolist())):
+        m = keys == k
+        out.append(
+            {
+                "value": k,
+                "n": int(m.sum()),
+                "share_audio_preferred": round(float((d[m] > 0).mean()), 4),
+                "mean_discrepancy": round(float(d[m].mean()), 4),
+                "mean_p_audio": round(float(pa_[m].mean()), 4),
+                "mean_p_visual": round(float(pv[m].mean()), 4),
+            }
+        )
+    return out
+
+
+def write_report(ingest_dir: Path, out_dir: Path, by: list[str] | None = None) -> dict[str, Any]:
+    """Write the report files into ``out_dir``; return the headline numbers."""
+    scores = read_scores(ingest_dir)
+    manifest = read_manifest(ingest_dir)
+    joined = scores.join(manifest.drop_columns([c for c in ("label",) if c in manifest.column_names]), "sample_id").sort_by("sample_id")
+    for col in by or []:
+        if col not in joined.column_names:
+            raise MMCurateError(f"--by {col!r}: not a manifest column (columns: {', '.join(manifest.column_names)})")
+    pa_ = joined.column("p_audio").to_numpy()
+    pv = joined.column("p_visual").to_numpy()
+    d = joined.column("discrepancy").to_numpy()
+    labels = joined.column("label").to_pylist()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plt = _plt()
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    h = ax.hist2d(pv, pa_, bins=25, range=[[0, 1], [0, 1]], cmap="viridis", cmin=1)
+    fig.colorbar(h[3], ax=ax, label="samples")
+    ax.plot([0, 1], [0, 1], color="white", lw=1.5, ls="--")
+    ax.text(0.05, 0.92, "audio-preferred", color="black", fontsize=9, bbox={"facecolor": "white", "alpha": 0.7})
+    ax.text(0.58, 0.05, "visual-preferred", color="black", fontsize=9, bbox={"facecolor": "white", "alpha": 0.7})
+    ax.set_xlabel("visual confidence p_visual")
+    ax.set_ylabel("audio confidence p_audio")
+    ax.set_title(f"out-of-fold confidences (n={len(d)})")
+    fig.tight_layout()
+    _save(fig, out_dir / "confidence_density.png")
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    ax.hist(d, bins=np.linspace(-1, 1, 21), color="#4C72B0", edgecolor="white")
+    ax.axvline(0, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("discrepancy d = p_audio - p_visual")
+    ax.set_ylabel("samples")
+    fig.tight_layout()
+    _save(fig, out_dir / "discrepancy_hist.png")
+
+    classes = per_group(labels, d, pa_, pv)
+    classes.sort(key=lambda r: -r["share_audio_preferred"])
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(classes) + 1.5), 3.6))
+    ax.bar([c["value"] for c in classes], [c["share_audio_preferred"] for c in classes], color="#DD8452")
+    ax.axhline(0.5, color="grey", ls="--", lw=0.8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share audio-preferred")
+    ax.tick_params(axis="x", rotation=90 if len(classes) > 12 else 0)
+    fig.tight_layout()
+    _save(fig, out_dir / "per_class.png")
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(classes[0]) if classes else ["value"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(classes)
+    atomic_write_text(out_dir / "per_class.csv", buf.getvalue().replace("value,", "label,", 1))
+
+    headline = summarize(scores)
+    breakdowns = {col: per_group(joined.column(col).to_pylist(), d, pa_, pv) for col in by or []}
+    atomic_write_text(out_dir / "report.md", _markdown(headline, classes, breakdowns, scores))
+    return {**headline, "by": breakdowns}
+
+
+def _table(rows: list[dict[str, Any]], first: str) -> list[str]:
+    lines = [f"| {first} | n | audio-preferred | mean d | mean p_audio | mean p_visual |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['value']} | {r['n']} | {r['share_audio_preferred']:.1%} | {r['mean_discrepancy']:+.3f} | "
+            f"{r['mean_p_audio']:.3f} | {r['mean_p_visual']:.3f} |"
+        )
+    return lines
+
+
+def _markdown(h: dict[str, Any], classes: list[dict[str, Any]], by: dict[str, list[dict[str, Any]]], scores: pa.Table) -> str:
+    scorer = scores.column("scorer_id")[0].as_py() if scores.num_rows else "n/a"
+    lines = [
+        "# Modality bias report",
+        "",
+        f"- samples: {h['samples']}; scorer: `{scorer}`",
+        f"- audio-preferred: {h['share_audio_preferred']:.1%}; visual-preferred: {h['share_visual_preferred']:.1%}",
+        f"- mean d: {h['mean_discrepancy']:+.3f}; mean |d|: {h['mean_abs_discrepancy']:.3f}",
+        f"- mean confidence: audio {h['mean_p_audio']:.3f}, visual {h['mean_p_visual']:.3f}",
+        "",
+        "![confidence density](confidence_density.png) ![discrepancy histogram](discrepancy_hist.png)",
+        "",
+        "## Per class (sorted by audio-preferred share)",
+        "",
+        *_table(classes, "class"),
+        "",
+        "![per class](per_class.png)",
+    ]
+    for col, rows in by.items():
+        lines += ["", f"## By {col}", "", *_table(rows, col)]
+    return "\n".join(lines) + "\n"

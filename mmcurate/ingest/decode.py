@@ -21,6 +21,8 @@ from mmcurate.ingest.config import IngestConfig
 
 #: Tolerance (seconds) when comparing timestamps against segment bounds.
 _EPS = 1e-6
+#: Seconds of native audio gathered before one resampler call.
+_RESAMPLE_BATCH = 10.0
 
 
 class DecodeError(Exception):
@@ -81,7 +83,7 @@ def scale_and_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
     """RGB array with the short side scaled to ``size`` and the centre ``size x size`` cut out.
 
     Scaling and colour conversion happen in one swscale pass (area filter when shrinking,
-    bicubic when enlarging). ``size == 0`` keeps the native resolution.
+    bilinear when enlarging: twice as fast as bicubic, and enlarged frames hold no detail to keep). ``size == 0`` keeps the native resolution.
     """
     w, h = frame.width, frame.height
     if size == 0:
@@ -90,7 +92,7 @@ def scale_and_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
         nw, nh = size, max(size, round(h * size / w))
     else:
         nw, nh = max(size, round(w * size / h)), size
-    interp = "AREA" if nw < w else "BICUBIC"
+    interp = "AREA" if nw < w else "BILINEAR"
     rgb = frame.reformat(width=nw, height=nh, format="rgb24", interpolation=interp).to_ndarray()
     top, left = (nh - size) // 2, (nw - size) // 2
     return np.ascontiguousarray(rgb[top : top + size, left : left + size])
@@ -220,6 +222,11 @@ class _ClipDecoder:
             av.AudioResampler(format="flt", layout="mono", rate=cfg.sample_rate) if astream is not None else None
         )
         self.audio_chunks: list[np.ndarray] = []
+        # native frames are batched (up to _RESAMPLE_BATCH seconds) before resampling: one
+        # resampler call per batch instead of one per codec frame (often 20 ms of audio each)
+        self.pending: list[np.ndarray] = []
+        self.pending_samples = 0
+        self.pending_meta: tuple[str, str, int] | None = None
         self.frame_dt = 1.0 / clip.fps if clip.fps else 0.0
         self.video_index = 0
         self.video_last: float | None = None
@@ -254,8 +261,25 @@ class _ClipDecoder:
         if self.audio_first is None:
             self.audio_first = t
         self.audio_end = f_end
+        meta = (frame.format.name, frame.layout.name, rate)
+        if self.pending_meta is not None and meta != self.pending_meta:
+            self._flush_pending()  # format change mid-stream: resample what we have first
+        self.pending_meta = meta
+        self.pending.append(frame.to_ndarray())
+        self.pending_samples += n
+        if self.pending_samples >= _RESAMPLE_BATCH * rate:
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        if not self.pending or self.pending_meta is None:
+            return
+        fmt, layout, rate = self.pending_meta
+        block = np.concatenate(self.pending, axis=1) if len(self.pending) > 1 else self.pending[0]
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format=fmt, layout=layout)
+        frame.sample_rate = rate
         for out in self.resampler.resample(frame):  # type: ignore[union-attr]
             self.audio_chunks.append(out.to_ndarray().reshape(-1))
+        self.pending, self.pending_samples = [], 0
 
     def finish(self, video: bool = True) -> DecodedClip:
         clip, cfg = self.clip, self.cfg
@@ -268,6 +292,7 @@ class _ClipDecoder:
             ]
         if clip.audio_codec is not None:
             if self.audio_first is not None:
+                self._flush_pending()
                 for out in self.resampler.resample(None):  # type: ignore[union-attr]
                     self.audio_chunks.append(out.to_ndarray().reshape(-1))
             if self.audio_first is None or clip.native_audio_samples == 0 or not self.audio_chunks:

@@ -163,12 +163,10 @@ _W_CFG: IngestConfig | None = None
 def _init_worker(raw_dir: str, cfg: IngestConfig) -> None:
     global _W_RAW, _W_CFG
     _W_RAW, _W_CFG = raw_dir, cfg
-    try:
+    if cfg.features:  # only then do workers need torch (importing it costs a second per worker)
         import torch
 
         torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def _work(item: InputItem) -> ClipResult:

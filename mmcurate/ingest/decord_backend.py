@@ -36,7 +36,7 @@ def scale_and_crop_array(rgb: np.ndarray, size: int) -> np.ndarray:
         return rgb
     h, w = rgb.shape[:2]
     nw, nh = (size, max(size, round(h * size / w))) if w <= h else (max(size, round(w * size / h)), size)
-    img = Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BICUBIC if nw >= w else Image.Resampling.BOX)
+    img = Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BILINEAR if nw >= w else Image.Resampling.BOX)
     top, left = (nh - size) // 2, (nw - size) // 2
     return np.ascontiguousarray(np.asarray(img)[top : top + size, left : left + size])
 

@@ -92,6 +92,20 @@ def test_scores_are_deterministic_out_of_fold_and_resume(small_work: Path, tmp_p
     assert pq.read_table(a / "ingest" / "scores.parquet").equals(sa)
 
 
+def test_streaming_path_gives_the_same_scores(small_work: Path, tmp_path: Path) -> None:
+    """Sets too big for memory are decoded per batch; the scores must not change."""
+    a, b = tmp_path / "mem", tmp_path / "stream"
+    shutil.copytree(small_work, a)
+    shutil.copytree(small_work, b)
+    assert run_cli("score", "--workdir", str(a), *TINY).returncode == 0
+    proc = run_cli("score", "--workdir", str(b), *TINY, "--memory-budget-gb", "0.0001", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "decoding per batch" in proc.stderr
+    ta, tb = (pq.read_table(w / "ingest" / "scores.parquet") for w in (a, b))
+    np.testing.assert_allclose(ta.column("p_audio").to_numpy(), tb.column("p_audio").to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(ta.column("p_visual").to_numpy(), tb.column("p_visual").to_numpy(), atol=1e-6)
+
+
 def test_changed_data_makes_scores_stale(small_work: Path, tmp_path: Path) -> None:
     work = tmp_path / "w"
     shutil.copytree(small_work, work)

@@ -39,12 +39,14 @@ from mmcurate.score.api import config_from_options, score_from_cli, score_option
 @click.option("--max-shard-size", default="500MB", help="Largest Parquet shard of the export (e.g. 500MB).")
 @click.option("--no-features", is_flag=True, default=False, help="Leave cached audio features out of the export.")
 @click.option("--pretty-name", default=None, help="Dataset name shown on the card.")
+@click.option("--license", "license_", default=None, help="Licence of the source data, for the card (default: the one given at ingest).")
+@click.option("--source-dataset", default=None, help="Source dataset name, for the card (default: the one given at ingest).")
 @click.option("--rescore", is_flag=True, default=False, help="Score again even if fresh scores exist.")
 @score_options
 def balance(ingest_dir: Path | None, workdir: str | None, out: Path | None, bins: int, edges: str | None,
             per_bin: int | None, size: int | None, shortfall: str, stratify: str, split: str, ignore_groups: bool,
             seed: int, dry_run: bool, max_shard_size: str, no_features: bool, pretty_name: str | None,
-            rescore: bool, **score_opts: object) -> None:
+            license_: str | None, source_dataset: str | None, rescore: bool, **score_opts: object) -> None:
     """Build a dataset whose modality discrepancy is uniform over bins, with splits, and export it.
 
     Uses INGEST_DIR (default WORKDIR/ingest) and its scores, scoring first when they are missing
@@ -71,6 +73,7 @@ def balance(ingest_dir: Path | None, workdir: str | None, out: Path | None, bins
         bins=bins, edges=tuple(parse_edges(edges)) if edges else None, per_bin=per_bin, size=size, shortfall=shortfall,
         stratify=stratify, split=split, ignore_groups=ignore_groups, seed=seed, max_shard_size=max_shard_size,
         include_features=not no_features, pretty_name=pretty_name,
+        extra={k: v for k, v in (("license", license_), ("name", source_dataset)) if v},
     )
     out_dir = out or stage_dir("balance", workdir)
     result = run_balance(target, out_dir, cfg, dry_run=dry_run)

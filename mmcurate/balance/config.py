@@ -26,6 +26,7 @@ class BalanceConfig:
     max_shard_size: str = "500MB"
     include_features: bool = True
     pretty_name: str | None = None
+    #: card provenance overrides: source dataset ``name`` and ``license``
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -153,7 +153,7 @@ def _provenance(ingest_dir: Path, cfg: BalanceConfig, summary: dict[str, Any], s
         "balance_config": cfg.to_dict(),
         "toolkit_version": __version__,
         "ingest_config": ingest_cfg.get("identity", {}).get("config"),
-        "source": ingest_cfg.get("source") or {},
+        "source": {**(ingest_cfg.get("source") or {}), **cfg.extra},
     }
     if cfg.pretty_name:
         prov["pretty_name"] = cfg.pretty_name

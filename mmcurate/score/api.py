@@ -30,8 +30,8 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--weight-decay", {"type": float, "default": 1e-4, "help": "AdamW weight decay."}),
     ("--group-folds", {"is_flag": True, "default": False, "help": "Keep each manifest group (speaker, source video) in one fold."}),
     ("--device", {"default": "auto", "help": "auto (CUDA when present), cpu, cuda, cuda:N."}),
-    ("--workers", {"type": int, "default": 0, "help": "Threads decoding frames/audio (0 = torch's thread count)."}),
-    ("--memory-budget-gb", {"type": float, "default": 4.0, "help": "Refuse to decode more than this into memory."}),
+    ("--workers", {"type": int, "default": 0, "help": "Decoding threads (in memory) or DataLoader processes (per batch); 0 = torch's thread count."}),
+    ("--memory-budget-gb", {"type": float, "default": 4.0, "help": "Decode the whole set into memory when it fits in this much; otherwise decode per batch (DataLoader workers)."}),
 ]
 
 

@@ -24,12 +24,12 @@ from mmcurate.common.atomic import atomic_path, atomic_write_json
 from mmcurate.common.console import info, progress_bar, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
-from mmcurate.data import TensorConfig, build_av_tensors, read_shards
+from mmcurate.data import AVDataset, TensorConfig, build_av_tensors, read_shards
 from mmcurate.ingest import read_classes, read_manifest, require_ingest
 from mmcurate.schemas import SCORES_SCHEMA
 from mmcurate.score.config import ScoreConfig
 from mmcurate.score.folds import check_fold_feasible, group_folds, stratified_folds
-from mmcurate.score.train import ModalityInputs, fit_predict
+from mmcurate.score.train import InMemorySource, StreamingSource, fit_predict
 
 SCORES = "scores.parquet"
 SCORES_META = "scores.json"
@@ -126,9 +126,27 @@ def run_score(ingest_dir: Path, cfg: ScoreConfig, overwrite: bool = False, allow
     tcfg = TensorConfig(
         image_size=int(cfg.image_size or 32), num_frames=cfg.num_frames, audio=cfg.audio_features, audio_frames=cfg.audio_frames
     )
-    _check_memory(len(sample_ids), tcfg, cfg)
-    tensors = build_av_tensors(table, classes, tcfg, workers=max(1, cfg.workers or torch.get_num_threads()))
-    del table
+    workers = max(1, cfg.workers or torch.get_num_threads())
+    need_gb = decoded_size_gb(len(sample_ids), tcfg)
+    sources = {}
+    if need_gb <= cfg.memory_budget_gb:
+        tensors = build_av_tensors(table, classes, tcfg, workers=workers)
+        label_idx = tensors.labels
+        n_frames = int(tensors.frames.shape[1])
+        for m in MODALITIES:
+            sources[m] = InMemorySource(tensors, m)
+        del table
+    else:
+        info(
+            f"score: decoded inputs would take about {need_gb:.1f} GB (> --memory-budget-gb {cfg.memory_budget_gb:g}); "
+            f"decoding per batch with {workers} loader worker(s) instead"
+        )
+        dataset = AVDataset(table, classes, tcfg)
+        index = {c: i for i, c in enumerate(classes)}
+        label_idx = torch.tensor([index[lbl] for lbl in labels], dtype=torch.int64)
+        n_frames = tcfg.num_frames
+        for m in MODALITIES:
+            sources[m] = StreamingSource(dataset, label_idx, m, workers)
     probs: dict[str, np.ndarray] = {m: np.zeros((len(sample_ids), len(classes))) for m in MODALITIES}
     fold_stats: list[dict[str, Any]] = []
     jobs = [(k, m) for k in range(cfg.folds) for m in MODALITIES]
@@ -141,21 +159,19 @@ def run_score(ingest_dir: Path, cfg: ScoreConfig, overwrite: bool = False, allow
             started = time.monotonic()
             if cached is None:
                 seed = cfg.seed * 1000 + k * 10 + MODALITIES.index(modality)
-                p = fit_predict(
-                    ModalityInputs.from_tensors(tensors, modality), train, held, len(classes), cfg, seed, device
-                )
+                p = fit_predict(sources[modality], train, held, len(classes), cfg, seed, device, n_frames)
                 _save_part(part, p, held, fingerprint)
             else:
                 p = cached
             probs[modality][held] = p
-            acc = float((p.argmax(1) == tensors.labels.numpy()[held]).mean())
+            acc = float((p.argmax(1) == label_idx.numpy()[held]).mean())
             fold_stats.append(
                 {"fold": k, "modality": modality, "held_out": int(len(held)), "accuracy": round(acc, 4),
                  "seconds": round(time.monotonic() - started, 2), "resumed": cached is not None}
             )
             advance()
 
-    y = tensors.labels.numpy()
+    y = label_idx.numpy()
     table_out, metrics = _scores_table(sample_ids, labels, classes, y, folds, probs, scorer_id)
     with atomic_path(ingest_dir / SCORES) as tmp:
         pq.write_table(table_out, tmp, compression="zstd")
@@ -190,15 +206,11 @@ def _check_modalities(manifest: pa.Table, allow_missing: bool) -> None:
             )
 
 
-def _check_memory(n: int, tcfg: TensorConfig, cfg: ScoreConfig) -> None:
+def decoded_size_gb(n: int, tcfg: TensorConfig) -> float:
+    """Upper bound of the memory the decoded set takes (frames uint8, audio float32)."""
     frame_bytes = tcfg.num_frames * 3 * tcfg.image_size**2
     audio_bytes = 4 * tcfg.audio.num_bins * (tcfg.audio_frames or tcfg.max_audio_frames)
-    need = n * (frame_bytes + audio_bytes) / 1e9
-    if need > cfg.memory_budget_gb:
-        raise MMCurateError(
-            f"decoded inputs would take up to {need:.1f} GB, over --memory-budget-gb {cfg.memory_budget_gb:g}; "
-            "lower --image-size or raise --memory-budget-gb"
-        )
+    return n * (frame_bytes + audio_bytes) / 1e9
 
 
 def _load_part(path: Path, fingerprint: str, held: np.ndarray) -> np.ndarray | None:

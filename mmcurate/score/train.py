@@ -3,55 +3,117 @@
 The held-out predictions are softmax distributions averaged over the last ``avg_last`` epochs'
 weights: a cheap checkpoint ensemble that smooths the epoch-to-epoch noise of a single
 checkpoint, which the confidence (and so the discrepancy) would otherwise inherit.
+
+Inputs come from a :class:`BatchSource`: decoded tensors in memory (small and medium sets, the
+CPU default) or per-item decoding through a ``DataLoader`` (sets too big for memory). Both
+yield the same batches in the same order, so they give the same scores.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
-from mmcurate.data import AVTensors, normalize_frames
+from mmcurate.data import AVDataset, AVTensors, normalize_frames
 from mmcurate.models import build_unimodal
 from mmcurate.score.config import ScoreConfig
 
+#: Audio standardisation statistics come from at most this many training samples.
+STATS_SAMPLES = 2048
 
-@dataclass
-class ModalityInputs:
-    """One modality's inputs for every sample, kept in memory (uint8 frames or float audio)."""
+
+class BatchSource:
+    """Raw model inputs (uint8 frames or float audio) and labels for given row indices."""
 
     modality: str
-    data: torch.Tensor
-    labels: torch.Tensor
-    audio_mean: float = 0.0
-    audio_std: float = 1.0
+
+    def labels(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def batches(self, chunks: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The raw inputs of each index chunk, in order."""
+        raise NotImplementedError
+
+
+class InMemorySource(BatchSource):
+    """Slices of an :class:`AVTensors` (everything decoded once)."""
+
+    def __init__(self, tensors: AVTensors, modality: str) -> None:
+        self.modality = modality
+        self.data = tensors.audio if modality == "audio" else tensors.frames
+        self._labels = tensors.labels
+
+    def labels(self) -> torch.Tensor:
+        return self._labels
+
+    def batches(self, chunks: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        for idx in chunks:
+            yield self.data[idx]
+
+
+class StreamingSource(BatchSource):
+    """Per-item decoding with a ``DataLoader`` (``workers`` processes) for sets too big for memory."""
+
+    def __init__(self, dataset: AVDataset, labels: torch.Tensor, modality: str, workers: int) -> None:
+        self.modality = modality
+        self.dataset = dataset
+        self._labels = labels
+        self.workers = workers
+        self.key = "audio" if modality == "audio" else "frames"
+
+    def labels(self) -> torch.Tensor:
+        return self._labels
+
+    def batches(self, chunks: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=[c.tolist() for c in chunks],
+            num_workers=self.workers,
+            persistent_workers=False,
+            generator=torch.Generator().manual_seed(0),  # keep torch's global RNG (model init) untouched
+        )
+        for batch in loader:
+            yield batch[self.key]
+
+
+@dataclass
+class Standardizer:
+    """Audio standardisation with training-fold statistics (no peeking at the held-out fold)."""
+
+    mean: float = 0.0
+    std: float = 1.0
 
     @classmethod
-    def from_tensors(cls, tensors: AVTensors, modality: str) -> ModalityInputs:
-        data = tensors.audio if modality == "audio" else tensors.frames
-        return cls(modality=modality, data=data, labels=tensors.labels)
-
-    def batch(self, idx: torch.Tensor, device: torch.device, frames: slice | None = None) -> torch.Tensor:
-        """Model-ready inputs of rows ``idx`` on ``device`` (frames normalised, audio standardised)."""
-        x = self.data[idx]
-        if self.modality == "visual":
-            if frames is not None:
-                x = x[:, frames]
-            return normalize_frames(x.to(device, non_blocking=True))
-        return ((x.to(device, non_blocking=True).float()) - self.audio_mean) / self.audio_std
+    def fit(cls, source: BatchSource, train_idx: torch.Tensor) -> Standardizer:
+        if source.modality != "audio":
+            return cls()
+        sample = torch.sort(train_idx).values[:STATS_SAMPLES]
+        values = torch.cat([x.float().reshape(-1) for x in source.batches(list(sample.split(256)))])
+        return cls(float(values.mean()), float(values.std()) or 1.0)
 
 
-def _batches(order: torch.Tensor, size: int, drop_small: bool) -> Iterator[torch.Tensor]:
-    for i in range(0, len(order), size):
-        chunk = order[i : i + size]
-        if drop_small and len(chunk) < 2:  # BatchNorm cannot train on one sample
-            continue
-        yield chunk
+def prepare(x: torch.Tensor, modality: str, device: torch.device, stats: Standardizer, frames: slice | None = None) -> torch.Tensor:
+    """Raw inputs -> model inputs on ``device`` (frames normalised, audio standardised)."""
+    if modality == "visual":
+        if frames is not None:
+            x = x[:, frames]
+        return normalize_frames(x.to(device, non_blocking=True))
+    return (x.to(device, non_blocking=True).float() - stats.mean) / stats.std
+
+
+def chunks_of(order: torch.Tensor, size: int, drop_small: bool) -> list[torch.Tensor]:
+    """Index chunks of ``size``; a trailing single sample is dropped for training (BatchNorm)."""
+    out = [order[i : i + size] for i in range(0, len(order), size)]
+    if drop_small and out and len(out[-1]) < 2:
+        out.pop()
+    return out
 
 
 def warmup_cosine(total_steps: int, warmup_fraction: float = 0.15) -> Callable[[int], float]:
@@ -79,13 +141,14 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def fit_predict(
-    inputs: ModalityInputs,
+    source: BatchSource,
     train_idx: np.ndarray,
     held_idx: np.ndarray,
     num_classes: int,
     cfg: ScoreConfig,
     seed: int,
     device: torch.device,
+    n_frames: int,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> np.ndarray:
     """Train on ``train_idx`` and return held-out softmax probabilities (len(held_idx), C),
@@ -93,27 +156,28 @@ def fit_predict(
     gen = seed_everything(seed)
     train_t = torch.as_tensor(train_idx, dtype=torch.int64)
     held_t = torch.as_tensor(held_idx, dtype=torch.int64)
-    if inputs.modality == "audio":
-        # standardise with the training folds' statistics only (no peeking at the held-out fold)
-        sample = inputs.data[train_t].float()
-        inputs = ModalityInputs(inputs.modality, inputs.data, inputs.labels, float(sample.mean()), float(sample.std()) or 1.0)
-    model: nn.Module = build_unimodal(inputs.modality, num_classes, int(cfg.width or 8)).to(device)
-    steps_per_epoch = max(1, sum(1 for _ in _batches(train_t, cfg.batch_size, True)))
+    stats = Standardizer.fit(source, train_t)
+    labels = source.labels()
+    model: nn.Module = build_unimodal(source.modality, num_classes, int(cfg.width or 8)).to(device)
+    steps_per_epoch = max(1, len(chunks_of(train_t, cfg.batch_size, True)))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.epochs * steps_per_epoch))
-    n_frames = int(inputs.data.shape[1]) if inputs.modality == "visual" else 0
     prob_sum = torch.zeros(len(held_idx), num_classes, dtype=torch.float64)
     for epoch in range(cfg.epochs):
         model.train()
-        order = train_t[torch.randperm(len(train_t), generator=gen)]
-        total, count = 0.0, 0
-        for idx in _batches(order, cfg.batch_size, True):
-            frames = None
-            if inputs.modality == "visual" and cfg.train_frames < n_frames:
+        chunks = chunks_of(train_t[torch.randperm(len(train_t), generator=gen)], cfg.batch_size, True)
+        # frame windows are drawn up front so the data order does not depend on the source
+        windows: list[slice | None] = []
+        for _ in chunks:
+            if source.modality == "visual" and cfg.train_frames < n_frames:
                 start = int(torch.randint(0, n_frames - cfg.train_frames + 1, (1,), generator=gen))
-                frames = slice(start, start + cfg.train_frames)
-            x = inputs.batch(idx, device, frames)
-            y = inputs.labels[idx].to(device)
+                windows.append(slice(start, start + cfg.train_frames))
+            else:
+                windows.append(None)
+        total, count = 0.0, 0
+        for idx, window, raw in zip(chunks, windows, source.batches(chunks)):
+            x = prepare(raw, source.modality, device, stats, window)
+            y = labels[idx].to(device)
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -122,17 +186,18 @@ def fit_predict(
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         if epoch >= cfg.epochs - cfg.avg_last:
-            prob_sum += predict(model, inputs, held_t, device).double()
+            prob_sum += predict(model, source, held_t, device, stats).double()
         if on_epoch is not None:
             on_epoch(epoch, total / max(count, 1))
     return (prob_sum / cfg.avg_last).numpy()
 
 
 @torch.no_grad()
-def predict(model: nn.Module, inputs: ModalityInputs, idx: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+def predict(
+    model: nn.Module, source: BatchSource, idx: torch.Tensor, device: torch.device, stats: Standardizer, batch_size: int = 256
+) -> torch.Tensor:
     """Softmax probabilities for rows ``idx`` (all stored frames for the visual model)."""
     model.eval()
-    out = []
-    for chunk in _batches(idx, batch_size, False):
-        out.append(F.softmax(model(inputs.batch(chunk, device)).float(), dim=-1).cpu())
+    chunks = chunks_of(idx, batch_size, False)
+    out = [F.softmax(model(prepare(raw, source.modality, device, stats)).float(), dim=-1).cpu() for raw in source.batches(chunks)]
     return torch.cat(out) if out else torch.zeros(0)

@@ -1,0 +1,249 @@
+"""The data a re-evaluation runs on: train/val/test tensors plus each test sample's discrepancy.
+
+Whatever the source (balanced export, Hub dataset, ingest+score work dir), it ends up as one
+:class:`ReevalData`, so the trainer and the metrics never know where the data came from.
+Discrepancy is ``d = p_audio - p_visual``; ``bin`` is its bin index (0 = most visual-preferred);
+both are NaN / -1 for samples that have no score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from mmcurate.common.errors import MMCurateError
+from mmcurate.common.hashing import canonical_json
+from mmcurate.reeval.config import TensorSettings
+from mmcurate.reeval.tensorize import tensorize
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: split names found in the wild -> ours
+SPLIT_ALIASES: dict[str, str] = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
+#: fractions of a stratified split when a source has no split at all
+DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.8, "val": 0.1, "test": 0.1}
+#: fraction of train carved out as validation when a source has train and test only
+CARVED_VAL_FRACTION = 0.1
+#: seed of every data-side random choice (fixed: all methods and seeds must see the same data)
+DATA_SEED = 0
+
+
+@dataclass
+class SplitData:
+    """One split's tensors, aligned by position."""
+
+    name: str
+    frames: torch.Tensor  # (N, T, 3, S, S) uint8
+    audio: torch.Tensor  # (N, 1, F, L) float32, not yet standardised
+    labels: torch.Tensor  # (N,) int64
+    sample_ids: list[str]
+    discrepancy: np.ndarray  # (N,) float64, NaN where unknown
+    bins: np.ndarray  # (N,) int64, -1 where unknown
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class ReevalData:
+    """Train/val/test splits, class names and where they came from."""
+
+    train: SplitData
+    val: SplitData
+    test: SplitData
+    classes: list[str]
+    source: str
+    source_kind: str  # "balanced" | "hub" | "ingest"
+    split_note: str
+    num_bins: int
+    bin_edges: list[float] | None
+    decoder: dict
+    audio_mean: float = 0.0
+    audio_std: float = 1.0
+    notes: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> SplitData:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def fingerprint(self) -> str:
+        """A hash of what the models see: ids, labels and input shapes of every split."""
+        h = hashlib.sha256()
+        for name in SPLITS:
+            s = self.split(name)
+            h.update(name.encode())
+            h.update("\n".join(s.sample_ids).encode())
+            h.update(s.labels.numpy().tobytes())
+            h.update(str((tuple(s.frames.shape[1:]), tuple(s.audio.shape[1:]))).encode())
+        h.update("\n".join(self.classes).encode())
+        h.update(canonical_json(self.decoder).encode())
+        return h.hexdigest()[:16]
+
+    def describe(self) -> dict:
+        """A JSON-able summary for results.json."""
+        return {
+            "source": self.source,
+            "source_kind": self.source_kind,
+            "classes": self.classes,
+            "split_sizes": {n: len(self.split(n)) for n in SPLITS},
+            "split_note": self.split_note,
+            "num_bins": self.num_bins,
+            "bin_edges": self.bin_edges,
+            "tensor_config": self.decoder,
+            "frames_shape": list(self.train.frames.shape[1:]),
+            "audio_shape": list(self.train.audio.shape[1:]),
+            "test_scored": int(np.isfinite(self.test.discrepancy).sum()),
+            "fingerprint": self.fingerprint(),
+            "notes": self.notes,
+        }
+
+
+def normalise_split_names(raw: list[str | None], origin: str) -> list[str | None]:
+    """Map split names to train/val/test; an unknown name is an error naming ``origin``."""
+    out: list[str | None] = []
+    for name in raw:
+        if name is None or name == "":
+            out.append(None)
+            continue
+        key = SPLIT_ALIASES.get(str(name).strip().lower())
+        if key is None:
+            raise MMCurateError(
+                f"{origin}: unknown split name {name!r}; use train, val (or validation) and test"
+            )
+        out.append(key)
+    return out
+
+
+def resolve_splits(splits: list[str | None], labels: list[str], origin: str) -> tuple[list[str], str]:
+    """Fill in missing splits deterministically; return the splits and a note saying what was done.
+
+    * train, val and test all given: used as they are;
+    * train and test but no val: a stratified 10 % of train becomes val;
+    * no split at all: stratified 80/10/10.
+    Anything else (some rows without a split, or no test) is an error: guessing would leak.
+    """
+    given = {s for s in splits if s is not None}
+    if given and None in splits:
+        n = sum(s is None for s in splits)
+        raise MMCurateError(f"{origin}: {n} samples have no split while others do; give every sample a split or none")
+    if not given:
+        parts = stratified_partition(labels, DEFAULT_FRACTIONS, DATA_SEED)
+        out = [""] * len(labels)
+        for name, idx in parts.items():
+            for i in idx:
+                out[i] = name
+        return out, "no splits in the source: stratified 80/10/10 split by label (seed 0)"
+    if "test" not in given:
+        raise MMCurateError(f"{origin}: no test split (found {sorted(given)}); re-evaluation reports test metrics")
+    if "train" not in given:
+        raise MMCurateError(f"{origin}: no train split (found {sorted(given)})")
+    if "val" in given:
+        return list(splits), "splits as given by the source"
+    train_idx = [i for i, s in enumerate(splits) if s == "train"]
+    carved = stratified_partition([labels[i] for i in train_idx], {"train": 1 - CARVED_VAL_FRACTION, "val": CARVED_VAL_FRACTION}, DATA_SEED)
+    out = list(splits)
+    for j in carved["val"]:
+        out[train_idx[j]] = "val"
+    return out, "no val split in the source: a stratified 10 % of train (seed 0) is the validation split"
+
+
+def stratified_partition(labels: list[str], fractions: dict[str, float], seed: int) -> dict[str, list[int]]:
+    """Split indices per class in the given fractions; deterministic for equal inputs.
+
+    Each class is shuffled with its own seeded generator and cut by rounded cumulative fractions,
+    so every split gets its share of every class (at least one sample of a class with >= 3).
+    """
+    names = list(fractions)
+    out: dict[str, list[int]] = {n: [] for n in names}
+    by_class: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    cum = np.cumsum([fractions[n] for n in names])
+    cum = cum / cum[-1]
+    for k, label in enumerate(sorted(by_class)):
+        idx = np.array(by_class[label])
+        rng = np.random.default_rng([seed, k])
+        idx = idx[rng.permutation(len(idx))]
+        cuts = np.round(cum * len(idx)).astype(int)
+        start = 0
+        for name, stop in zip(names, cuts):
+            out[name].extend(int(i) for i in idx[start:stop])
+            start = stop
+    return {n: sorted(v) for n, v in out.items()}
+
+
+def equal_width_bins(discrepancy: np.ndarray, num_bins: int) -> np.ndarray:
+    """Bin index of each d over [-1, 1] in ``num_bins`` equal bins (0 = most visual-preferred); -1 for NaN."""
+    d = np.asarray(discrepancy, dtype=np.float64)
+    b = np.floor((np.clip(np.nan_to_num(d), -1, 1) + 1) / 2 * num_bins).astype(np.int64)
+    b = np.clip(b, 0, num_bins - 1)
+    b[~np.isfinite(d)] = -1
+    return b
+
+
+def equal_width_edges(num_bins: int) -> list[float]:
+    return [round(-1 + 2 * k / num_bins, 10) for k in range(num_bins + 1)]
+
+
+def assemble(
+    media: pa.Table,
+    classes: list[str],
+    splits: list[str],
+    discrepancy: np.ndarray,
+    bins: np.ndarray,
+    *,
+    num_bins: int,
+    bin_edges: list[float] | None,
+    settings: TensorSettings,
+    source: str,
+    source_kind: str,
+    split_note: str,
+    notes: list[str] | None = None,
+) -> ReevalData:
+    """Decode the media once and cut the tensors into splits."""
+    for name in SPLITS:
+        if name not in splits:
+            raise MMCurateError(f"{source}: the {name} split is empty")
+    tensors = tensorize(media, classes, settings)
+    ids = media.column("sample_id").to_pylist()
+    parts: dict[str, SplitData] = {}
+    for name in SPLITS:
+        idx = [i for i, s in enumerate(splits) if s == name]
+        t = torch.tensor(idx, dtype=torch.long)
+        parts[name] = SplitData(
+            name=name,
+            frames=tensors.frames[t].contiguous(),
+            audio=tensors.audio[t].contiguous(),
+            labels=tensors.labels[t].contiguous(),
+            sample_ids=[ids[i] for i in idx],
+            discrepancy=np.asarray(discrepancy, dtype=np.float64)[idx],
+            bins=np.asarray(bins, dtype=np.int64)[idx],
+        )
+    train_audio = parts["train"].audio
+    std = float(train_audio.std()) if train_audio.numel() > 1 else 1.0
+    return ReevalData(
+        train=parts["train"],
+        val=parts["val"],
+        test=parts["test"],
+        classes=list(classes),
+        source=source,
+        source_kind=source_kind,
+        split_note=split_note,
+        num_bins=num_bins,
+        bin_edges=bin_edges,
+        decoder=tensors.decoder,
+        audio_mean=float(train_audio.mean()),
+        audio_std=std if std > 1e-8 else 1.0,
+        notes=list(notes or []),
+    )

@@ -1,0 +1,145 @@
+"""The interface every re-evaluated method implements, and the plain joint baseline's pieces.
+
+A method is a small object with a few hooks, called by the one generic training loop in
+:mod:`mmcurate.reeval.trainer`::
+
+    model = method.build_model(num_classes)
+    method.on_train_start(model, ctx)                  # fresh runs only (not on resume)
+    for each epoch:
+        method.on_epoch_start(model, ctx)
+        for each batch:
+            out = method.forward(model, batch, ctx)    # an optional model wrapper lives here
+            loss, logs = method.loss(model, batch, out, ctx)
+            loss.backward()
+            method.after_backward(model, batch, out, ctx)   # gradient modulation lives here
+            optimizer.step()
+        method.on_epoch_end(model, ctx)                # e.g. G-Blending's weight re-estimation
+    method.predict(model, batch)                        # evaluation, model in eval mode
+
+Running state a method keeps between steps (OGM-GE's noise generator, AGM's running scores,
+PMR's prototypes) goes in ``state_dict`` so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mmcurate.common.errors import MMCurateError
+from mmcurate.models import AVClassifier, AVOutput
+from mmcurate.models.fusion import FUSIONS_WITH_MODALITY_LOGITS
+from mmcurate.reeval.batches import Batch
+from mmcurate.reeval.data import ReevalData
+
+
+@dataclass
+class Prediction:
+    """Evaluation output: fused logits and, where defined, per-modality logits."""
+
+    logits: torch.Tensor
+    audio_logits: torch.Tensor | None = None
+    visual_logits: torch.Tensor | None = None
+
+
+@dataclass
+class TrainContext:
+    """Where training stands, and what a method may read besides the batch."""
+
+    epoch: int
+    num_epochs: int
+    step: int  # optimiser steps taken so far in this run (0 at the first step)
+    steps_per_epoch: int
+    device: torch.device
+    data: ReevalData
+    batch_size: int
+    seed: int
+
+
+class Method:
+    """Base class: plain cross-entropy on the model's logits, no modulation.
+
+    Subclasses set ``name`` (the registry key), ``title`` (the table row), ``reference`` and
+    ``defaults`` (hyper-parameters, overridable with ``--method-param name.key=value``).
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    #: "unimodal" rows are the audio-only / visual-only references; "joint" rows use both inputs
+    kind: ClassVar[str] = "joint"
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: the method reads the fusion head's per-modality logits (concat/sum only)
+    needs_modality_logits: ClassVar[bool] = False
+
+    def __init__(self, width: int, fusion: str = "concat", epochs: int = 1, seed: int = 0, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            known = ", ".join(sorted(self.defaults)) or "none"
+            raise MMCurateError(f"method {self.name}: unknown parameter(s) {', '.join(unknown)} (known: {known})")
+        if self.needs_modality_logits and fusion not in FUSIONS_WITH_MODALITY_LOGITS:
+            raise MMCurateError(
+                f"method {self.name} needs per-modality logits, which the {fusion} head does not have; "
+                f"use --fusion {' or '.join(FUSIONS_WITH_MODALITY_LOGITS)}"
+            )
+        self.width = width
+        self.fusion = fusion
+        self.epochs = epochs
+        self.seed = seed
+        self.params: dict[str, Any] = {**self.defaults, **params}
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def build_model(self, num_classes: int) -> nn.Module:
+        return AVClassifier(num_classes, self.width, self.fusion)
+
+    def forward(self, model: nn.Module, batch: Batch, ctx: TrainContext) -> Any:
+        return model(batch.audio, batch.frames)
+
+    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+        return F.cross_entropy(out.logits, batch.labels), {}
+
+    def after_backward(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> dict[str, float]:
+        return {}
+
+    def on_train_start(self, model: nn.Module, ctx: TrainContext) -> None:
+        """Called once before the first epoch of a fresh run (not when resuming)."""
+
+    def on_epoch_start(self, model: nn.Module, ctx: TrainContext) -> None:
+        """Called before each training epoch, model in train mode."""
+
+    def on_epoch_end(self, model: nn.Module, ctx: TrainContext) -> dict[str, float]:
+        """Called after each training epoch, before validation."""
+        return {}
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, batch: Batch) -> Prediction:
+        out: AVOutput = model(batch.audio, batch.frames)
+        return Prediction(out.logits, out.audio_logits, out.visual_logits)
+
+    # -- resumable state -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "reference": self.reference, "params": dict(self.params)}
+
+
+def in_window(epoch: int, start: int, end: int | None) -> bool:
+    """Whether ``epoch`` lies in the inclusive modulation window [start, end] (end None: no end)."""
+    return epoch >= start and (end is None or epoch <= end)
+
+
+def encoder_parameters(model: nn.Module, modality: str) -> list[nn.Parameter]:
+    """The parameters of the ``audio`` or ``visual`` encoder of a joint model."""
+    return list(getattr(model, f"{modality}_encoder").parameters())
+
+
+def label_probability_sum(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Sum over the batch of the softmax probability of the true class."""
+    return float(F.softmax(logits.detach(), dim=1).gather(1, labels[:, None]).sum())

@@ -1,0 +1,300 @@
+"""The one training loop every method runs through, with validation-based model selection.
+
+Protocol choices, all deliberate:
+
+* The checkpoint that is tested is the epoch with the best **validation** accuracy (ties: lower
+  validation loss, then the earlier epoch). Public toolkits (BalanceMM, OGM-GE, MMPareto's code)
+  select on the test set, which inflates every number they report.
+* Same data, epochs, batch size, optimiser, schedule and seeds for every method.
+* Deterministic given the seed: model init and the GE noise are seeded; epoch e's batch order
+  depends only on (seed, e).
+* Resumable: ``RESULTS_DIR/runs/<method>/seed<k>/last.pt`` is written atomically after every
+  epoch; a rerun with the same settings continues from it, a finished run is not retrained.
+  Changed settings (any option, or different data) start the run afresh.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mmcurate.common.atomic import atomic_path, atomic_write_json
+from mmcurate.common.console import progress_bar, warn
+from mmcurate.common.errors import MMCurateError
+from mmcurate.common.hashing import config_hash
+from mmcurate.reeval.batches import epoch_order, iter_batches, num_batches
+from mmcurate.reeval.config import TrainConfig
+from mmcurate.reeval.data import ReevalData, SplitData
+from mmcurate.reeval.methods import Method, Prediction, TrainContext, get_method
+from mmcurate.reeval.metrics import evaluate_predictions
+
+RESULT_FILE = "result.json"
+
+
+@dataclass
+class RunResult:
+    """One (method, seed) run: its selection and its test metrics."""
+
+    method: str
+    seed: int
+    best_epoch: int
+    best_val_acc: float
+    best_val_loss: float
+    test: dict[str, Any]
+    history: list[dict[str, Any]]
+    method_info: dict[str, Any]
+    #: how this call got it: "trained", "resumed" or "cached" (not saved: it differs between calls)
+    status: str = "trained"
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "seed": self.seed,
+            "best_epoch": self.best_epoch,
+            "best_val_acc": self.best_val_acc,
+            "best_val_loss": self.best_val_loss,
+            "test": self.test,
+            "history": self.history,
+            "method_info": self.method_info,
+        }
+
+
+def run_dir_for(out_dir: Path, method: str, seed: int) -> Path:
+    return Path(out_dir) / "runs" / method / f"seed{seed}"
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD (momentum, weight decay) or AdamW, with a cosine schedule over the epochs."""
+    if cfg.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    elif cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+
+
+def run_identity(method: Method, cfg: TrainConfig, data: ReevalData, seed: int, device: torch.device) -> dict[str, Any]:
+    """Everything that determines a run's outcome; its hash guards resume and caching."""
+    train = cfg.to_dict()
+    train.pop("method_params")
+    return {
+        "method": method.describe(),
+        "train": train,
+        "data": data.fingerprint(),
+        "seed": seed,
+        "device_type": device.type,
+    }
+
+
+def train_run(
+    method_name: str,
+    data: ReevalData,
+    cfg: TrainConfig,
+    seed: int,
+    out_dir: Path,
+    device: torch.device,
+    fresh: bool = False,
+) -> RunResult:
+    """Train (or resume, or reuse) one method with one seed; test the validation-selected model."""
+    started = time.perf_counter()
+    method = get_method(method_name, width=cfg.width, fusion=cfg.fusion, epochs=cfg.epochs, seed=seed, **cfg.params_for(method_name))
+    run_dir = run_dir_for(out_dir, method_name, seed)
+    identity = run_identity(method, cfg, data, seed, device)
+    ident_hash = config_hash(identity)
+
+    if fresh:
+        for name in (RESULT_FILE, "last.pt", "best.pt", "predictions.parquet"):
+            (run_dir / name).unlink(missing_ok=True)
+    cached = _load_finished(run_dir, ident_hash)
+    if cached is not None:
+        cached.status = "cached"
+        return cached
+
+    torch.manual_seed(seed)
+    model = method.build_model(len(data.classes)).to(device)
+    optimizer, scheduler = build_optimizer(model, cfg)
+    steps = num_batches(len(data.train), cfg.batch_size, drop_singleton=True)
+    ctx = TrainContext(0, cfg.epochs, 0, steps, device, data, cfg.batch_size, seed)
+    state = _load_checkpoint(run_dir / "last.pt", ident_hash, device)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        method.load_state_dict(state["method"])
+        torch.set_rng_state(state["rng"])
+        start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
+        status = "resumed"
+    else:
+        atomic_write_json(run_dir / "config.json", {**identity, "config_hash": ident_hash})
+        model.train()
+        method.on_train_start(model, ctx)
+        start_epoch, history, best = 0, [], None
+        status = "trained"
+
+    with progress_bar(f"{method_name} seed {seed}", cfg.epochs * steps) as advance:
+        advance(start_epoch * steps)
+        for epoch in range(start_epoch, cfg.epochs):
+            ctx.epoch, ctx.step = epoch, epoch * steps
+            logs = _train_epoch(method, model, optimizer, data, cfg, ctx, seed, advance)
+            scheduler.step()
+            logs.update({f"epoch_end_{k}": v for k, v in method.on_epoch_end(model, ctx).items()})
+            val_acc, val_loss = _validate(method, model, data.val, data, cfg.batch_size, device)
+            history.append({"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss, **logs})
+            if best is None or (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]):
+                best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
+                _save(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch})
+            _save(
+                run_dir / "last.pt",
+                {
+                    "config_hash": ident_hash,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "method": method.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "history": history,
+                    "best": best,
+                },
+            )
+
+    assert best is not None, "training ran no epoch"
+    model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=False)["model"])
+    pred = predict_split(method, model, data.test, data, cfg.batch_size, device)
+    test = evaluate_predictions(
+        pred["pred"], data.test.labels.numpy(), data.test.discrepancy, data.test.bins,
+        data.num_bins, len(data.classes), pred.get("pred_audio"), pred.get("pred_visual"),
+    )
+    _write_predictions(run_dir / "predictions.parquet", data.test, pred)
+    result = RunResult(
+        method=method_name, seed=seed, best_epoch=best["epoch"], best_val_acc=best["val_acc"],
+        best_val_loss=best["val_loss"], test=test, history=history, method_info=method.describe(), status=status,
+    )
+    atomic_write_json(run_dir / RESULT_FILE, {**result.to_dict(), "config_hash": ident_hash})
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _train_epoch(
+    method: Method, model: nn.Module, optimizer: torch.optim.Optimizer, data: ReevalData,
+    cfg: TrainConfig, ctx: TrainContext, seed: int, advance: Any,
+) -> dict[str, float]:
+    model.train()
+    method.on_epoch_start(model, ctx)
+    model.train()
+    order = epoch_order(len(data.train), seed, ctx.epoch)
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for batch in iter_batches(data.train, data, cfg.batch_size, ctx.device, order=order, drop_singleton=True):
+        optimizer.zero_grad(set_to_none=True)
+        out = method.forward(model, batch, ctx)
+        loss, logs = method.loss(model, batch, out, ctx)
+        if not torch.isfinite(loss):
+            raise MMCurateError(f"{method.name}: the training loss became {float(loss.detach())} at epoch {ctx.epoch}; lower --lr")
+        loss.backward()
+        logs = {**logs, **method.after_backward(model, batch, out, ctx)}
+        optimizer.step()
+        ctx.step += 1
+        for k, v in {"train_loss": float(loss.detach()), **logs}.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+            counts[k] = counts.get(k, 0) + 1
+        advance(1)
+    return {k: v / counts[k] for k, v in sums.items()}  # each log averaged over the steps that reported it
+
+
+@torch.no_grad()
+def predict_split(
+    method: Method, model: nn.Module, split: SplitData, data: ReevalData, batch_size: int, device: torch.device
+) -> dict[str, np.ndarray]:
+    """Predicted classes (fused, and per modality where defined) and fused logits of a split."""
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {"logits": [], "audio": [], "visual": []}
+    for batch in iter_batches(split, data, batch_size, device):
+        p: Prediction = method.predict(model, batch)
+        parts["logits"].append(p.logits.float().cpu())
+        if p.audio_logits is not None:
+            parts["audio"].append(p.audio_logits.argmax(1).cpu())
+        if p.visual_logits is not None:
+            parts["visual"].append(p.visual_logits.argmax(1).cpu())
+    logits = torch.cat(parts["logits"])
+    out = {"logits": logits.numpy(), "pred": logits.argmax(1).numpy()}
+    if len(parts["audio"]) == len(parts["logits"]):
+        out["pred_audio"] = torch.cat(parts["audio"]).numpy()
+    if len(parts["visual"]) == len(parts["logits"]):
+        out["pred_visual"] = torch.cat(parts["visual"]).numpy()
+    return out
+
+
+def _validate(method: Method, model: nn.Module, split: SplitData, data: ReevalData, batch_size: int, device: torch.device) -> tuple[float, float]:
+    pred = predict_split(method, model, split, data, batch_size, device)
+    labels = split.labels
+    loss = float(F.cross_entropy(torch.from_numpy(pred["logits"]), labels))
+    return float((pred["pred"] == labels.numpy()).mean()), loss
+
+
+def _save(path: Path, obj: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _load_checkpoint(path: Path, ident_hash: str, device: torch.device) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # a checkpoint from an older version or a damaged disk: start over
+        warn(f"{path}: unreadable checkpoint ({type(exc).__name__}); training this run from scratch")
+        return None
+    if state.get("config_hash") != ident_hash:
+        warn(f"{path}: written with other settings or data; training this run from scratch")
+        return None
+    if "rng" in state:
+        state["rng"] = state["rng"].cpu()
+    return state
+
+
+def _load_finished(run_dir: Path, ident_hash: str) -> RunResult | None:
+    import json
+
+    path = run_dir / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError:
+        return None
+    if doc.get("config_hash") != ident_hash:
+        return None
+    return RunResult(
+        method=doc["method"], seed=doc["seed"], best_epoch=doc["best_epoch"], best_val_acc=doc["best_val_acc"],
+        best_val_loss=doc["best_val_loss"], test=doc["test"], history=doc["history"], method_info=doc["method_info"],
+    )
+
+
+def _write_predictions(path: Path, split: SplitData, pred: dict[str, np.ndarray]) -> None:
+    """Per test sample: label, prediction(s) and discrepancy, for analyses beyond the tables."""
+    cols: dict[str, Any] = {
+        "sample_id": pa.array(split.sample_ids, pa.string()),
+        "label": pa.array(split.labels.numpy(), pa.int32()),
+        "pred": pa.array(pred["pred"], pa.int32()),
+        "pred_audio": pa.array(pred["pred_audio"], pa.int32()) if "pred_audio" in pred else pa.nulls(len(split), pa.int32()),
+        "pred_visual": pa.array(pred["pred_visual"], pa.int32()) if "pred_visual" in pred else pa.nulls(len(split), pa.int32()),
+        "discrepancy": pa.array(np.where(np.isfinite(split.discrepancy), split.discrepancy, np.nan), pa.float64()),
+        "bin": pa.array(split.bins, pa.int32()),
+    }
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table(cols), tmp)

@@ -1,0 +1,172 @@
+"""Reeval data sources: balanced export (Parquet and save_to_disk), datasets loading, ingest+score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from _reeval_fixtures import synthetic_rows, write_balanced_export, write_ingest_dir
+from mmcurate.common.errors import MMCurateError, StageNotReadyError
+from mmcurate.reeval.config import TensorSettings
+from mmcurate.reeval.data import equal_width_bins, resolve_splits, stratified_partition
+from mmcurate.reeval.sources import load_balanced_dir, load_hub_dataset, load_ingest_dir, resolve_source
+
+CLASSES = ["cat", "dog", "owl"]
+SETTINGS = TensorSettings(image_size=16, num_frames=3)
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    return synthetic_rows({"train": 12, "val": 6, "test": 9}, CLASSES, seed=3)
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory, rows: list[dict]) -> Path:
+    # the val split under the Hub's usual name, so the alias is exercised
+    out = tmp_path_factory.mktemp("export") / "balanced"
+    return write_balanced_export(rows, CLASSES, out, bins=4, split_names={"val": "validation"})
+
+
+def _by_id(data, split: str) -> dict[str, int]:  # noqa: ANN001
+    s = data.split(split)
+    return {sid: i for i, sid in enumerate(s.sample_ids)}
+
+
+def test_balanced_export_loads_with_splits_labels_and_discrepancy(export_dir: Path, rows: list[dict]) -> None:
+    data = load_balanced_dir(export_dir, SETTINGS)
+    assert data.classes == CLASSES and data.source_kind == "balanced"
+    assert [len(data.split(s)) for s in ("train", "val", "test")] == [12, 6, 9]
+    assert data.split_note == "splits as given by the source"
+    assert data.train.frames.shape == (12, 3, 3, 16, 16) and data.train.frames.dtype == torch.uint8
+    assert data.train.audio.shape[:2] == (12, 1) and data.train.audio.dtype == torch.float32
+    assert data.num_bins == 4 and data.bin_edges == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    pos = _by_id(data, "test")
+    for r in (r for r in rows if r["split"] == "test"):
+        i = pos[r["sample_id"]]
+        assert data.test.labels[i].item() == CLASSES.index(r["label"])
+        assert data.test.discrepancy[i] == pytest.approx(r["discrepancy"])
+        assert data.test.bins[i] == min(3, int((r["discrepancy"] + 1) / 2 * 4))
+    # frames keep their content: the "owl" (class 2) pictures are brighter than the "cat" ones
+    labels = data.train.labels
+    assert data.train.frames[labels == 2].float().mean() > data.train.frames[labels == 0].float().mean() + 30
+
+
+def test_a_single_shard_with_a_split_column(tmp_path: Path, rows: list[dict]) -> None:
+    export = write_balanced_export(rows, CLASSES, tmp_path / "one", bins=4, one_file=True)
+    assert [p.name for p in (export / "data").iterdir()] == ["train-00000-of-00001.parquet"]
+    data = load_balanced_dir(export, SETTINGS)
+    assert [len(data.split(s)) for s in ("train", "val", "test")] == [12, 6, 9]
+
+
+def test_datasets_loading_and_save_to_disk_give_the_same_tensors(export_dir: Path, tmp_path: Path) -> None:
+    import datasets
+
+    direct = load_balanced_dir(export_dir, SETTINGS)
+    via_datasets = load_hub_dataset(str(export_dir), SETTINGS, cache_dir=str(tmp_path / "cache"))
+    dd = datasets.load_dataset(str(export_dir), cache_dir=str(tmp_path / "cache"))
+    assert sorted(dd) == ["test", "train", "validation"]
+    dd.save_to_disk(str(tmp_path / "only_hf" / "hf"))
+    from_disk = load_balanced_dir(tmp_path / "only_hf", SETTINGS)
+    for other in (via_datasets, from_disk):
+        assert other.classes == direct.classes
+        for split in ("train", "val", "test"):
+            a, b = direct.split(split), other.split(split)
+            order = [b.sample_ids.index(s) for s in a.sample_ids]
+            assert sorted(a.sample_ids) == sorted(b.sample_ids)
+            assert torch.equal(a.frames, b.frames[order]) and torch.equal(a.audio, b.audio[order])
+            assert torch.equal(a.labels, b.labels[order])
+            np.testing.assert_array_equal(a.bins, b.bins[order])
+
+
+@pytest.mark.parametrize(
+    ("with_splits", "sizes", "note"),
+    [
+        ("all", (12, 6, 9), "as given"),
+        ("no_val", None, "10 % of train"),
+        ("none", None, "80/10/10"),
+    ],
+)
+def test_ingest_dir_splits(tmp_path: Path, rows: list[dict], with_splits: str, sizes: tuple | None, note: str) -> None:
+    ingest = write_ingest_dir(rows, CLASSES, tmp_path / "ingest", with_splits=with_splits)
+    data = load_ingest_dir(ingest, SETTINGS, bins=4)
+    assert note in data.split_note and data.source_kind == "ingest"
+    got = tuple(len(data.split(s)) for s in ("train", "val", "test"))
+    assert sum(got) == len(rows)
+    if sizes:
+        assert got == sizes
+    if with_splits == "no_val":  # 18 train rows: 6 per class, 10 % of each class rounds to 1
+        assert got == (15, 3, 9) and sorted(data.val.labels.tolist()) == [0, 1, 2]
+    if with_splits == "none":
+        assert got == (21, 3, 3)
+    d_of = {r["sample_id"]: r["discrepancy"] for r in rows}
+    for split in ("train", "val", "test"):
+        s = data.split(split)
+        np.testing.assert_allclose(s.discrepancy, [d_of[i] for i in s.sample_ids])
+        np.testing.assert_array_equal(s.bins, equal_width_bins(s.discrepancy, 4))
+    again = load_ingest_dir(ingest, SETTINGS, bins=4)
+    assert again.fingerprint() == data.fingerprint()  # deterministic carving
+
+
+def test_stratified_partition_and_split_rules() -> None:
+    labels = ["a"] * 10 + ["b"] * 20
+    parts = stratified_partition(labels, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0)
+    assert [len(parts[k]) for k in ("train", "val", "test")] == [24, 3, 3]
+    assert sum(labels[i] == "a" for i in parts["val"]) == 1
+    assert parts == stratified_partition(labels, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0)
+    assert sorted(sum(parts.values(), [])) == list(range(30))
+    with pytest.raises(MMCurateError, match="no split while others do"):
+        resolve_splits(["train", None, "test"], ["a", "a", "a"], "m.parquet")
+    with pytest.raises(MMCurateError, match="no test split"):
+        resolve_splits(["train", "val"], ["a", "a"], "m.parquet")
+
+
+def test_equal_width_bins() -> None:
+    d = np.array([-1.0, -0.95, -0.2, 0.0, 0.19, 0.2, 0.999, 1.0, np.nan])
+    np.testing.assert_array_equal(equal_width_bins(d, 10), [0, 0, 4, 5, 5, 6, 9, 9, -1])
+
+
+def test_source_resolution(tmp_path: Path, export_dir: Path, rows: list[dict]) -> None:
+    assert resolve_source(str(export_dir), None) == ("balanced", str(export_dir))
+    assert resolve_source("some-org/some.set", None) == ("hub", "some-org/some.set")
+    work = tmp_path / "work"
+    write_ingest_dir(rows, CLASSES, work / "ingest")
+    assert resolve_source(str(work), None) == ("ingest", str(work / "ingest"))
+    with pytest.raises(StageNotReadyError, match="mmcurate balance"):
+        resolve_source(None, str(work))
+    with pytest.raises(MMCurateError, match="no such directory"):
+        resolve_source(str(tmp_path / "nope" / "deeper" / "x"), None)
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(MMCurateError, match="is a file"):
+        resolve_source(str(tmp_path / "file.txt"), None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MMCurateError, match="neither a balanced dataset"):
+        resolve_source(str(tmp_path / "empty"), None)
+
+
+def test_bad_inputs_name_the_file_and_the_reason(tmp_path: Path, rows: list[dict]) -> None:
+    import pyarrow.parquet as pq
+
+    export = write_balanced_export(rows, CLASSES, tmp_path / "bal", bins=4)
+    shard = export / "data" / "train-00000-of-00001.parquet"
+    pq.write_table(pq.read_table(shard).drop(["discrepancy"]), shard)
+    with pytest.raises(MMCurateError, match="missing column.*discrepancy"):
+        load_balanced_dir(export, SETTINGS)
+
+    broken = [dict(r) for r in rows]
+    broken[5]["frames"] = [b"not a jpeg"] * 2
+    export2 = write_balanced_export(broken, CLASSES, tmp_path / "bal2", bins=4)
+    with pytest.raises(MMCurateError, match=broken[5]["sample_id"].replace("/", ".")):
+        load_balanced_dir(export2, SETTINGS)
+
+    odd = [dict(r, split="holdout") if r["split"] == "val" else r for r in rows]
+    export3 = write_balanced_export(odd, CLASSES, tmp_path / "bal3", bins=4)
+    with pytest.raises(MMCurateError, match="unknown split name 'holdout'"):
+        load_balanced_dir(export3, SETTINGS)
+
+    ingest = write_ingest_dir(rows, CLASSES, tmp_path / "ingest")
+    (ingest / "scores.parquet").unlink()
+    with pytest.raises(StageNotReadyError, match="mmcurate score"):
+        load_ingest_dir(ingest, SETTINGS)

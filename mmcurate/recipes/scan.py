@@ -1,0 +1,130 @@
+"""Walking a raw dataset folder and reading its small text files, the same way for every adapter.
+
+Every adapter must account for every file under RAW_DIR (as an item, a failure or an unlisted
+file). One shared walk -- sorted POSIX paths relative to RAW_DIR -- keeps them consistent and
+their output deterministic across machines and file systems.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+from mmcurate.common.errors import MMCurateError
+from mmcurate.ingest.config import MEDIA_EXTENSIONS as INGEST_MEDIA_EXTENSIONS
+
+#: Every extension ingest decodes (video and audio-only): the same set as folder discovery, so an
+#: adapter and ``--layout folders`` agree on what counts as media.
+MEDIA_EXTENSIONS = INGEST_MEDIA_EXTENSIONS
+
+#: Split names as the releases spell them -> mmcurate's names.
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validate": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+def require_dir(raw_dir: Path) -> Path:
+    """``raw_dir`` as a Path, or a one-line error when it is not a folder."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise MMCurateError(f"{raw_dir}: raw data folder not found (pass the folder that holds the dataset release)")
+    return raw_dir
+
+
+def list_files(raw_dir: Path) -> list[str]:
+    """Every non-hidden file under ``raw_dir`` (symlinks to files included), as sorted POSIX paths.
+
+    Hidden files and folders are skipped as in folder discovery: a CREMA-D release cloned with
+    git carries a ``.git/`` folder of thousands of objects that is no part of the data.
+    Symlinked *folders* are not followed, so a tree that links back to itself cannot loop; the
+    official Kinetics ``arrange_by_classes.py`` links files, not folders, so its layout is seen.
+    """
+    raw_dir = require_dir(raw_dir)
+    out: list[str] = []
+    for root, dirs, files in os.walk(raw_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel_root = Path(root).relative_to(raw_dir)
+        for name in files:
+            if name.startswith("."):
+                continue
+            out.append((rel_root / name).as_posix() if str(rel_root) != "." else name)
+    out.sort()
+    return out
+
+
+def suffix(path: str) -> str:
+    """Lower-case extension of a POSIX path, with the dot."""
+    return PurePosixPath(path).suffix.lower()
+
+
+def stem(path: str) -> str:
+    """File name without its extension."""
+    return PurePosixPath(path).stem
+
+
+def is_media(path: str) -> bool:
+    """A file an adapter must decide about (video or audio); anything else is ignorable."""
+    return suffix(path) in MEDIA_EXTENSIONS
+
+
+def resolve_option_path(raw_dir: Path, value: str | os.PathLike[str]) -> Path:
+    """An adapter option naming a file: relative paths are relative to RAW_DIR."""
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else Path(raw_dir) / p
+
+
+def relative_to_raw(raw_dir: Path, path: Path) -> str | None:
+    """POSIX path of ``path`` relative to ``raw_dir``, or None when it lies outside."""
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(raw_dir)).as_posix()
+    except ValueError:
+        return None
+
+
+def display_name(raw_dir: Path, path: Path) -> str:
+    """How a file is named in messages: relative to RAW_DIR when inside it, else as given."""
+    return relative_to_raw(raw_dir, path) or str(path)
+
+
+def read_text_lines(path: Path, what: str) -> list[str]:
+    """Lines of a small UTF-8 text file (a BOM is tolerated), or a one-line error naming it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise MMCurateError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as exc:
+        raise MMCurateError(f"{path}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise MMCurateError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    return text.splitlines()
+
+
+def normalize_split(value: str) -> str | None:
+    """``train``/``val``/``test`` for the spellings the releases use, else None."""
+    return SPLIT_ALIASES.get(value.strip().lower())
+
+
+def as_fraction(name: str, value: object) -> float:
+    """A fraction option (from YAML or ``--layout-option key=value``) checked to lie in [0, 1)."""
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise MMCurateError(f"layout option {name}={value!r} is not a number; give a fraction such as 0.1") from None
+    if not 0.0 <= f < 1.0:
+        raise MMCurateError(f"layout option {name}={f:g} must be at least 0 and below 1")
+    return f
+
+
+def as_int(name: str, value: object) -> int:
+    """An integer option (a seed, a count)."""
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise MMCurateError(f"layout option {name}={value!r} is not an integer") from None

@@ -17,8 +17,9 @@ from mmcurate.score.runner import ScoreResult, print_summary, run_score, write_e
 #: (option name, click kwargs): every ScoreConfig field a user can set.
 _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--folds", {"type": int, "default": 5, "help": "Cross-fitting folds (stratified by label)."}),
+    ("--repeats", {"type": int, "default": None, "help": "Repeat the cross-fitting with other folds and seeds and average (default: 2 on CPU, 1 on GPU)."}),
     ("--epochs", {"type": int, "default": 12, "help": "Training epochs per scorer."}),
-    ("--avg-last", {"type": int, "default": 3, "help": "Average held-out softmax over the last N epochs' weights."}),
+    ("--avg-last", {"type": int, "default": None, "help": "Average held-out softmax over the last N epochs' weights (default: the second half of training)."}),
     ("--width", {"type": int, "default": None, "help": "ResNet-18 base width (64 = standard). Default: 8 on CPU, 64 on GPU."}),
     ("--image-size", {"type": int, "default": None, "help": "Frame size fed to the visual scorer. Default: 32 on CPU, 224 on GPU."}),
     ("--num-frames", {"type": int, "default": 3, "help": "Frames per clip used by the visual scorer."}),
@@ -26,8 +27,9 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--audio-features", {"default": "logmel", "help": "Audio feature preset for the audio scorer (logmel, cremad_stft, vggsound_stft, ks_fbank)."}),
     ("--audio-frames", {"type": int, "default": None, "help": "Pad/crop audio features to this many frames (default: 95th percentile of the data)."}),
     ("--batch-size", {"type": int, "default": 64, "help": "Training batch size."}),
-    ("--lr", {"type": float, "default": 3e-3, "help": "Peak learning rate (AdamW; linear warm-up, then cosine decay)."}),
+    ("--lr", {"type": float, "default": 1e-2, "help": "Peak learning rate (AdamW; linear warm-up, then cosine decay)."}),
     ("--weight-decay", {"type": float, "default": 1e-4, "help": "AdamW weight decay."}),
+    ("--label-smoothing", {"type": float, "default": 0.0, "help": "Label smoothing of the scorers' cross-entropy (softer, better-ranked confidences)."}),
     ("--group-folds", {"is_flag": True, "default": False, "help": "Keep each manifest group (speaker, source video) in one fold."}),
     ("--device", {"default": "auto", "help": "auto (CUDA when present), cpu, cuda, cuda:N."}),
     ("--workers", {"type": int, "default": 0, "help": "Decoding threads (in memory) or DataLoader processes (per batch); 0 = torch's thread count."}),

@@ -11,21 +11,23 @@ from mmcurate.common.hashing import config_hash
 
 #: CPU-sized defaults (a few minutes for thousands of short clips on 2 cores) and the field's
 #: reference size on a GPU (ResNet-18 at full width on 224 px frames, as OGM-GE trains).
-CPU_DEFAULTS = {"width": 8, "image_size": 32}
-GPU_DEFAULTS = {"width": 64, "image_size": 224}
+CPU_DEFAULTS = {"width": 8, "image_size": 32, "repeats": 2}
+GPU_DEFAULTS = {"width": 64, "image_size": 224, "repeats": 1}
 
 
 @dataclass(frozen=True)
 class ScoreConfig:
     """Out-of-fold unimodal scoring.
 
-    ``width``/``image_size`` of ``None`` mean "pick by device" (:data:`CPU_DEFAULTS` or
+    ``avg_last`` of ``None`` averages the second half of training; ``width``/``image_size``/``repeats``
+    of ``None`` mean "pick by device" (:data:`CPU_DEFAULTS` or
     :data:`GPU_DEFAULTS`); :meth:`resolved` fills them in, and only resolved configs are hashed.
     """
 
     folds: int = 5
+    repeats: int | None = None
     epochs: int = 12
-    avg_last: int = 3
+    avg_last: int | None = None
     width: int | None = None
     image_size: int | None = None
     num_frames: int = 3
@@ -33,8 +35,9 @@ class ScoreConfig:
     audio_features: str = "logmel"
     audio_frames: int | None = None
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
     group_folds: bool = False
     seed: int = 0
     # execution only (not hashed)
@@ -45,11 +48,13 @@ class ScoreConfig:
     EXECUTION_FIELDS = ("device", "workers", "memory_budget_gb")
 
     def __post_init__(self) -> None:
+        if self.repeats is not None and self.repeats < 1:
+            raise MMCurateError(f"--repeats must be at least 1 (got {self.repeats})")
         if self.folds < 2:
             raise MMCurateError(f"--folds must be at least 2 for out-of-fold scores (got {self.folds})")
         if self.epochs < 1:
             raise MMCurateError(f"--epochs must be at least 1 (got {self.epochs})")
-        if not 1 <= self.avg_last <= self.epochs:
+        if self.avg_last is not None and not 1 <= self.avg_last <= self.epochs:
             raise MMCurateError(f"--avg-last must be between 1 and --epochs {self.epochs} (got {self.avg_last})")
         if self.train_frames < 1 or self.train_frames > self.num_frames:
             raise MMCurateError(f"--train-frames must be between 1 and --num-frames {self.num_frames} (got {self.train_frames})")
@@ -65,6 +70,8 @@ class ScoreConfig:
             self,
             width=self.width or defaults["width"],
             image_size=self.image_size or defaults["image_size"],
+            repeats=self.repeats or defaults["repeats"],
+            avg_last=self.avg_last or max(1, self.epochs // 2),
         )
 
     def content_dict(self) -> dict[str, Any]:
@@ -74,7 +81,7 @@ class ScoreConfig:
         return d
 
     def content_hash(self) -> str:
-        if self.width is None or self.image_size is None:
+        if self.width is None or self.image_size is None or self.repeats is None or self.avg_last is None:
             raise ValueError("hash a resolved ScoreConfig")
         return config_hash(self.content_dict(), length=10)
 

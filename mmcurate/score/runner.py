@@ -1,7 +1,9 @@
 """``mmcurate score``: out-of-fold unimodal confidences and the per-sample discrepancy.
 
 For each of K stratified folds, an audio-only and a visual-only classifier train on the other
-folds and score the held-out one. Each (fold, modality) result is saved as soon as it exists
+folds and score the held-out one. With ``repeats`` > 1 the whole cross-fitting is repeated
+with other fold assignments and seeds and the held-out probabilities are averaged (repeated
+cross-fitting): every confidence is still out-of-fold, with less model-to-model noise. Each (fold, modality) result is saved as soon as it exists
 (``score_runs/<scorer>/``), so an interrupted run resumes where it stopped, and the final
 ``scores.parquet`` is written atomically once every sample has both confidences.
 """
@@ -104,10 +106,9 @@ def run_score(ingest_dir: Path, cfg: ScoreConfig, overwrite: bool = False, allow
     sample_ids = manifest.column("sample_id").to_pylist()
     _check_modalities(manifest, allow_missing)
     check_fold_feasible(labels, cfg.folds)
-    if cfg.group_folds:
-        folds = group_folds(labels, manifest.column("group").to_pylist(), cfg.folds, cfg.seed)
-    else:
-        folds = stratified_folds(labels, cfg.folds, cfg.seed)
+    repeats = int(cfg.repeats or 1)
+    fold_sets = [_folds(cfg, labels, manifest.column("group").to_pylist(), r) for r in range(repeats)]
+    folds = fold_sets[0]
 
     scorer_id = cfg.scorer_id()
     run_dir = ingest_dir / RUNS / scorer_id
@@ -118,7 +119,8 @@ def run_score(ingest_dir: Path, cfg: ScoreConfig, overwrite: bool = False, allow
         shutil.rmtree(run_dir)
     why = "GPU found" if device.type == "cuda" else "no GPU found: CPU-sized models"
     info(
-        f"score: {len(sample_ids)} samples, {len(classes)} classes, {cfg.folds} folds x 2 modalities on {device} "
+        f"score: {len(sample_ids)} samples, {len(classes)} classes, {cfg.folds} folds x 2 modalities"
+        f"{f' x {repeats} repeats' if repeats > 1 else ''} on {device} "
         f"({why}: ResNet-18 width {cfg.width}, {cfg.image_size} px frames, {cfg.epochs} epochs, "
         f"confidence averaged over the last {cfg.avg_last})"
     )
@@ -149,24 +151,24 @@ def run_score(ingest_dir: Path, cfg: ScoreConfig, overwrite: bool = False, allow
             sources[m] = StreamingSource(dataset, label_idx, m, workers)
     probs: dict[str, np.ndarray] = {m: np.zeros((len(sample_ids), len(classes))) for m in MODALITIES}
     fold_stats: list[dict[str, Any]] = []
-    jobs = [(k, m) for k in range(cfg.folds) for m in MODALITIES]
-    with progress_bar("training scorers (fold x modality)", len(jobs)) as advance:
-        for k, modality in jobs:
-            held = np.flatnonzero(folds == k)
-            train = np.flatnonzero(folds != k)
-            part = run_dir / f"fold{k}-{modality}.npz"
+    jobs = [(r, k, m) for r in range(repeats) for k in range(cfg.folds) for m in MODALITIES]
+    with progress_bar("training scorers (repeat x fold x modality)", len(jobs)) as advance:
+        for r, k, modality in jobs:
+            held = np.flatnonzero(fold_sets[r] == k)
+            train = np.flatnonzero(fold_sets[r] != k)
+            part = run_dir / (f"fold{k}-{modality}.npz" if r == 0 else f"repeat{r}-fold{k}-{modality}.npz")
             cached = _load_part(part, fingerprint, held)
             started = time.monotonic()
             if cached is None:
-                seed = cfg.seed * 1000 + k * 10 + MODALITIES.index(modality)
+                seed = cfg.seed * 1000 + r * 100 + k * 10 + MODALITIES.index(modality)
                 p = fit_predict(sources[modality], train, held, len(classes), cfg, seed, device, n_frames)
                 _save_part(part, p, held, fingerprint)
             else:
                 p = cached
-            probs[modality][held] = p
+            probs[modality][held] += p / repeats
             acc = float((p.argmax(1) == label_idx.numpy()[held]).mean())
             fold_stats.append(
-                {"fold": k, "modality": modality, "held_out": int(len(held)), "accuracy": round(acc, 4),
+                {"repeat": r, "fold": k, "modality": modality, "held_out": int(len(held)), "accuracy": round(acc, 4),
                  "seconds": round(time.monotonic() - started, 2), "resumed": cached is not None}
             )
             advance()
@@ -194,6 +196,14 @@ def run_score(ingest_dir: Path, cfg: ScoreConfig, overwrite: bool = False, allow
         },
     )
     return ScoreResult(ingest_dir, scorer_id, str(device), elapsed, metrics)
+
+
+def _folds(cfg: ScoreConfig, labels: list[str], groups: list[str | None], repeat: int) -> np.ndarray:
+    """Fold assignment of one cross-fitting repeat (repeat 0 uses the seed itself)."""
+    seed = cfg.seed + 7919 * repeat
+    if cfg.group_folds:
+        return group_folds(labels, groups, cfg.folds, seed)
+    return stratified_folds(labels, cfg.folds, seed)
 
 
 def _check_modalities(manifest: pa.Table, allow_missing: bool) -> None:

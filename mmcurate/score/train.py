@@ -178,18 +178,18 @@ def fit_predict(
         for idx, window, raw in zip(chunks, windows, source.batches(chunks)):
             x = prepare(raw, source.modality, device, stats, window)
             y = labels[idx].to(device)
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
-        if epoch >= cfg.epochs - cfg.avg_last:
+        if epoch >= cfg.epochs - int(cfg.avg_last or 1):
             prob_sum += predict(model, source, held_t, device, stats).double()
         if on_epoch is not None:
             on_epoch(epoch, total / max(count, 1))
-    return (prob_sum / cfg.avg_last).numpy()
+    return (prob_sum / int(cfg.avg_last or 1)).numpy()
 
 
 @torch.no_grad()

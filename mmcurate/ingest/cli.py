@@ -48,8 +48,8 @@ def _env_int(*names: str) -> int | None:
 @click.option("--group-column", default=None,
               help="Input-manifest column whose value must not cross splits (e.g. speaker, youtube_id).")
 @click.option("--classes", "classes_file", type=click.Path(path_type=Path), default=None,
-              help="Class list file (one name per line): fixes the label order; labels not in it fail. "
-                   "Default: the sorted labels found.")
+              help="Class list: a file (one name per line) or a shipped list by name (cremad, kinetics_sounds, "
+                   "vggsound, ave, demo). Fixes the label order; labels not in it fail. Default: the sorted labels found.")
 @click.option("--frames", type=int, default=3, help="Frames per clip, evenly spaced (centres of equal parts).")
 @click.option("--fps", type=float, default=None, help="Sample frames at this rate instead of --frames.")
 @click.option("--size", type=int, default=224, help="Frame short side in pixels, then centre crop (0 = native).")

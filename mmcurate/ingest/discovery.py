@@ -264,15 +264,22 @@ def apply_class_list(found: Discovery, classes: Iterable[str] | None) -> tuple[D
     return Discovery(items=keep, failures=failures, unlisted=found.unlisted), class_list
 
 
-def read_class_file(path: Path) -> list[str]:
-    """A class list: one name per line, ``#`` comments and blank lines ignored, order kept."""
-    if not path.is_file():
-        raise MMCurateError(f"class list {path} does not exist")
-    names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-    names = [n for n in names if n and not n.startswith("#")]
+def read_class_file(spec: Path) -> list[str]:
+    """A class list from a file (one name per line, ``#`` comments, order kept) or, when no such
+    file exists, a list shipped with mmcurate by name (``cremad``, ``kinetics_sounds``, ...)."""
+    from mmcurate.recipes.classes import available_class_lists, class_list, parse_class_list
+
+    if spec.is_file():
+        names = parse_class_list(spec.read_text(encoding="utf-8"))
+    elif str(spec) in available_class_lists():
+        return class_list(str(spec))
+    else:
+        raise MMCurateError(
+            f"class list {spec} does not exist (neither a file nor a shipped list: {', '.join(available_class_lists())})"
+        )
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise MMCurateError(f"class list {path} names {', '.join(dupes)} more than once")
+        raise MMCurateError(f"class list {spec} names {', '.join(dupes)} more than once")
     if not names:
-        raise MMCurateError(f"class list {path} is empty")
+        raise MMCurateError(f"class list {spec} is empty")
     return names

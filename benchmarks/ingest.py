@@ -14,6 +14,10 @@ Reported: clips per second of each, mmcurate's speed-up over the baseline (targe
 time relative to pure decoding (target <= 1.5x). Usage::
 
     python benchmarks/ingest.py [--data ../shared/data/av_digits] [--workers 2] [--limit N]
+    python benchmarks/ingest.py --data ../shared/data/clips --out benchmarks/results/ingest_clips.json
+
+``--data`` is a folder with ``labels.csv`` (path,label) or ``INDEX.csv`` (the real-clips set: its
+clips with both streams are used).
 """
 
 from __future__ import annotations
@@ -87,7 +91,14 @@ def main() -> None:
     import imageio_ffmpeg
 
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    rows = list(csv.DictReader(open(args.data / "labels.csv")))[: args.limit]
+    if (args.data / "labels.csv").is_file():
+        rows = list(csv.DictReader(open(args.data / "labels.csv")))[: args.limit]
+    else:  # e.g. ../shared/data/clips: INDEX.csv lists files (label = their folder); keep decodable A/V ones
+        rows = [
+            {"path": r["file"], "label": r["file"].split("/")[0]}
+            for r in csv.DictReader(open(args.data / "INDEX.csv"))
+            if r["video_frames"] not in ("", "0") and r["audio_samples"]
+        ][: args.limit]
     paths = [str(args.data / r["path"]) for r in rows]
     n = len(paths)
     results: dict[str, object] = {"clips": n, "workers": args.workers, "cpu_count": os.cpu_count()}

@@ -10,6 +10,7 @@ reference and converted only at the end, so memory stays at a few frames per cli
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,8 +82,19 @@ def target_times(seg_start: float, seg_len: float, cfg: IngestConfig) -> list[fl
 
 
 #: One reformatter per process: it keeps its swscale context between calls with the same
-#: geometry, which makes scaling 10x cheaper than ``VideoFrame.reformat`` (a new context per frame).
-_REFORMATTER = VideoReformatter()
+#: geometry, which makes scaling 10x cheaper than ``VideoFrame.reformat`` (a new context per
+#: frame). Keyed by pid: a context made before a fork is never used in the child, and it runs
+#: single-threaded (swscale's own worker threads do not survive a fork).
+_REFORMATTERS: dict[int, VideoReformatter] = {}
+
+
+def _reformatter() -> VideoReformatter:
+    pid = os.getpid()
+    r = _REFORMATTERS.get(pid)
+    if r is None:
+        _REFORMATTERS.clear()
+        r = _REFORMATTERS[pid] = VideoReformatter()
+    return r
 
 
 def scale_and_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
@@ -99,7 +111,7 @@ def scale_and_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
     else:
         nw, nh = max(size, round(w * size / h)), size
     interp = "AREA" if nw < w else "BILINEAR"
-    rgb = _REFORMATTER.reformat(frame, width=nw, height=nh, format="rgb24", interpolation=interp).to_ndarray()
+    rgb = _reformatter().reformat(frame, width=nw, height=nh, format="rgb24", interpolation=interp, threads=1).to_ndarray()
     top, left = (nh - size) // 2, (nw - size) // 2
     return np.ascontiguousarray(rgb[top : top + size, left : left + size])
 

@@ -10,7 +10,6 @@ the old export with its marker, or files without a valid marker, which :func:`ve
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mmcurate.common.atomic import TMP_PREFIX, atomic_write_json
+from mmcurate.common.atomic import TMP_PREFIX, atomic_write_json, fsync_dir
 from mmcurate.common.errors import MMCurateError, StageNotReadyError
 from mmcurate.common.hashing import file_sha256
 
@@ -72,7 +71,7 @@ def install_export(staging: Path, out_dir: Path, marker: dict[str, Any]) -> None
         if dest.exists() or dest.is_symlink():
             os.replace(dest, old / name)
         os.replace(staging / name, dest)
-    _fsync_dir(out_dir)
+    fsync_dir(out_dir)
     atomic_write_json(out_dir / EXPORT_MARKER, marker)
     shutil.rmtree(staging, ignore_errors=True)
 
@@ -124,12 +123,3 @@ def verify_export(dataset_dir: Path, check_hashes: bool = True) -> dict[str, Any
             f"{dataset_dir / extra[0]}: not written by the export ({len(extra)} such file(s)); remove them or rerun `mmcurate balance`"
         )
     return marker
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -13,16 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.files import MEDIA_EXTENSIONS  # noqa: F401  (re-exported for adapters)
 from mmcurate.common.hashing import config_hash
 
 MISSING_MODALITY_POLICIES = ("reject", "keep", "zero-fill")
 DECODERS = ("pyav", "decord")
 
-#: File extensions treated as media during folder discovery (lower case, with dot).
-MEDIA_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .flv .ts .mts .m2ts .mpg .mpeg .ogv .ogg .3gp .wmv .asf .vob .mxf .dv"
-    " .wav .flac .mp3 .m4a .aac .opus .oga .wma .aiff .aif".split()
-)
 
 
 @dataclass(frozen=True)

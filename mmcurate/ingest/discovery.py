@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.ingest.config import MEDIA_EXTENSIONS
+from mmcurate.common.files import is_media_name, list_files
 from mmcurate.ingest.items import Discovery, Failure, InputItem
 
 #: Input-manifest columns with a meaning; any other column is carried into manifest.parquet.
@@ -24,24 +24,6 @@ MANIFEST_COLUMNS = ("path", "label", "split", "group", "start", "end")
 from mmcurate.schemas import MANIFEST_SCHEMA  # noqa: E402
 
 RESERVED_COLUMNS = frozenset(MANIFEST_SCHEMA.names)
-
-
-def list_files(raw_dir: Path) -> list[str]:
-    """Every non-hidden file under ``raw_dir``, as sorted POSIX paths relative to it."""
-    out: list[str] = []
-    for root, dirs, files in os.walk(raw_dir, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        rel_root = Path(root).relative_to(raw_dir)
-        for name in files:
-            if name.startswith("."):
-                continue
-            out.append((rel_root / name).as_posix() if rel_root != Path(".") else name)
-    return sorted(out)
-
-
-def is_media_name(path: str) -> bool:
-    """Whether the file name has a known audio/video extension."""
-    return PurePosixPath(path).suffix.lower() in MEDIA_EXTENSIONS
 
 
 def check_raw_dir(raw_dir: Path) -> None:

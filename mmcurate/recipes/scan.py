@@ -11,7 +11,8 @@ import os
 from pathlib import Path, PurePosixPath
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.ingest.config import MEDIA_EXTENSIONS as INGEST_MEDIA_EXTENSIONS
+from mmcurate.common.files import MEDIA_EXTENSIONS as INGEST_MEDIA_EXTENSIONS
+from mmcurate.common.files import list_files as common_list_files
 
 #: Every extension ingest decodes (video and audio-only): the same set as folder discovery, so an
 #: adapter and ``--layout folders`` agree on what counts as media.
@@ -39,24 +40,9 @@ def require_dir(raw_dir: Path) -> Path:
 
 
 def list_files(raw_dir: Path) -> list[str]:
-    """Every non-hidden file under ``raw_dir`` (symlinks to files included), as sorted POSIX paths.
-
-    Hidden files and folders are skipped as in folder discovery: a CREMA-D release cloned with
-    git carries a ``.git/`` folder of thousands of objects that is no part of the data.
-    Symlinked *folders* are not followed, so a tree that links back to itself cannot loop; the
-    official Kinetics ``arrange_by_classes.py`` links files, not folders, so its layout is seen.
-    """
-    raw_dir = require_dir(raw_dir)
-    out: list[str] = []
-    for root, dirs, files in os.walk(raw_dir):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        rel_root = Path(root).relative_to(raw_dir)
-        for name in files:
-            if name.startswith("."):
-                continue
-            out.append((rel_root / name).as_posix() if str(rel_root) != "." else name)
-    out.sort()
-    return out
+    """Every non-hidden file under ``raw_dir`` (the walk of :mod:`mmcurate.common.files`, shared
+    with folder discovery so an adapter and ``--layout folders`` see the same files)."""
+    return common_list_files(require_dir(raw_dir))
 
 
 def suffix(path: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -37,9 +38,8 @@ def clips_dir(shared_data: Path) -> Path:
     return _require(shared_data / "clips")
 
 
-def run_cli(*args: str, timeout: int = 900) -> "subprocess.CompletedProcess[str]":
+def run_cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
     """Run ``python -m mmcurate ARGS`` as a user would, without progress bars."""
-    import subprocess
     import sys
 
     env = {**os.environ, "MMCURATE_NO_PROGRESS": "1"}

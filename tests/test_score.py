@@ -15,7 +15,7 @@ import pytest
 
 from conftest import run_cli, write_av_digits_manifest
 from mmcurate.common.errors import MMCurateError
-from mmcurate.score import ScoreConfig, register_scorer, run_score, scores_state
+from mmcurate.score import register_scorer, scores_state
 from mmcurate.score.folds import check_fold_feasible, group_folds, stratified_folds
 
 TINY = ["--repeats", "1", "--folds", "2", "--epochs", "2", "--avg-last", "1", "--width", "4", "--image-size", "16", "--audio-frames", "32"]

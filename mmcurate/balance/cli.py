@@ -76,7 +76,7 @@ def balance(ingest_dir: Path | None, workdir: str | None, out: Path | None, bins
         extra={k: v for k, v in (("license", license_), ("name", source_dataset)) if v},
     )
     out_dir = out or stage_dir("balance", workdir)
-    result = run_balance(target, out_dir, cfg, dry_run=dry_run)
+    run_balance(target, out_dir, cfg, dry_run=dry_run)
     if not dry_run:
         info(f"balanced dataset: {out_dir} (report: {out_dir / 'report' / 'report.md'})")
         click.echo(str(out_dir))

@@ -133,8 +133,11 @@ def warmup_cosine(total_steps: int, warmup_fraction: float = 0.15) -> Callable[[
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch's global RNG (weight init) and return a generator for data order."""
+    """Seed torch's global RNG (weight init) and return a generator for data order; on CUDA,
+    pick deterministic cuDNN kernels (same seed and inputs give the same scores)."""
     torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
     gen = torch.Generator()
     gen.manual_seed(seed)
     return gen

@@ -42,16 +42,17 @@ from mmcurate.recipes.scan import (
     display_name,
     is_media,
     list_files,
+    match_clip_name,
     normalize_split,
     read_text_lines,
     relative_to_raw,
     require_dir,
     resolve_option_path,
-    stem,
 )
 
 #: ``{youtube_id}_{start:06d}_{end:06d}``; YouTube ids are 11 characters of [A-Za-z0-9_-].
 CLIP_NAME = re.compile(r"^(?P<ytid>[A-Za-z0-9_-]{11})_(?P<start>\d{6})_(?P<end>\d{6})$")
+KINETICS_NAME = "{youtube_id}_{start:06d}_{end:06d} as in the Kinetics download"
 #: Columns every official Kinetics annotation CSV starts with (newer ones add ``is_cc``).
 CSV_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
 
@@ -172,16 +173,8 @@ def discover(raw_dir: Path, *, annotations: str | None = None) -> Discovery:
             if path in csv_rel or not is_media(path):
                 disc.unlisted.append(path)
                 continue
-            m = CLIP_NAME.match(stem(path))
+            m = match_clip_name(disc, path, CLIP_NAME, KINETICS_NAME)
             if m is None:
-                disc.failures.append(
-                    Failure(
-                        file=path,
-                        stage="discover",
-                        reason="file name is not {youtube_id}_{start:06d}_{end:06d} as in the Kinetics download",
-                        sample_id=path,
-                    )
-                )
                 continue
             key = (m["ytid"], int(m["start"]))
             if key in used:
@@ -230,16 +223,8 @@ def discover(raw_dir: Path, *, annotations: str | None = None) -> Discovery:
             if folder not in classes:
                 disc.unlisted.append(path)  # a Kinetics class outside Kinetics-Sounds
                 continue
-            m = CLIP_NAME.match(stem(path))
+            m = match_clip_name(disc, path, CLIP_NAME, KINETICS_NAME)
             if m is None:
-                disc.failures.append(
-                    Failure(
-                        file=path,
-                        stage="discover",
-                        reason="file name is not {youtube_id}_{start:06d}_{end:06d} as in the Kinetics download",
-                        sample_id=path,
-                    )
-                )
                 continue
             key = (m["ytid"], int(m["start"]))
             if key in used:

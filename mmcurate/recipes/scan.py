@@ -8,11 +8,13 @@ their output deterministic across machines and file systems.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path, PurePosixPath
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.files import MEDIA_EXTENSIONS as INGEST_MEDIA_EXTENSIONS
 from mmcurate.common.files import list_files as common_list_files
+from mmcurate.ingest.items import Discovery, Failure
 
 #: Every extension ingest decodes (video and audio-only): the same set as folder discovery, so an
 #: adapter and ``--layout folders`` agree on what counts as media.
@@ -58,6 +60,17 @@ def stem(path: str) -> str:
 def is_media(path: str) -> bool:
     """A file an adapter must decide about (video or audio); anything else is ignorable."""
     return suffix(path) in MEDIA_EXTENSIONS
+
+
+def match_clip_name(disc: Discovery, path: str, pattern: re.Pattern[str], expected: str) -> re.Match[str] | None:
+    """The match of a clip's file stem against a release's naming ``pattern``; when it does not
+    match, the file is recorded as a failure saying which ``expected`` name it should have."""
+    m = pattern.match(stem(path))
+    if m is None:
+        disc.failures.append(
+            Failure(file=path, stage="discover", reason=f"file name is not {expected}", sample_id=path)
+        )
+    return m
 
 
 def resolve_option_path(raw_dir: Path, value: str | os.PathLike[str]) -> Path:

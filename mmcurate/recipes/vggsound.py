@@ -32,16 +32,17 @@ from mmcurate.recipes.scan import (
     display_name,
     is_media,
     list_files,
+    match_clip_name,
     normalize_split,
     read_text_lines,
     relative_to_raw,
     require_dir,
     resolve_option_path,
-    stem,
 )
 
 #: ``{youtube_id}_{start}`` with the start second zero-padded to 6 digits (official) or not (OGM-GE).
 CLIP_NAME = re.compile(r"^(?P<ytid>[A-Za-z0-9_-]{11})_(?P<start>\d{1,6})$")
+VGGSOUND_NAME = "{youtube_id}_{start:06d} as in the VGGSound release"
 #: Every VGGSound clip is 10 s long.
 CLIP_SECONDS = 10
 
@@ -123,16 +124,8 @@ def discover(raw_dir: Path, *, annotations: str = "vggsound.csv", video_dir: str
         if path == csv_rel or not is_media(path):
             disc.unlisted.append(path)
             continue
-        m = CLIP_NAME.match(stem(path))
+        m = match_clip_name(disc, path, CLIP_NAME, VGGSOUND_NAME)
         if m is None:
-            disc.failures.append(
-                Failure(
-                    file=path,
-                    stage="discover",
-                    reason="file name is not {youtube_id}_{start:06d} as in the VGGSound release",
-                    sample_id=path,
-                )
-            )
             continue
         key = (m["ytid"], int(m["start"]))
         row = rows.get(key)

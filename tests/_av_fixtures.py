@@ -2,7 +2,7 @@
 
 Each clip is decoded for real (PyAV's bundled FFmpeg), its frames resized to 224 px and
 JPEG-encoded, its audio resampled to 16 kHz mono and FLAC-encoded (16-bit) with libsndfile:
-the same media an ingest shard holds (``mmcurate.schemas.SHARD_SCHEMA``). The shard and
+the same media an ingest shard holds (``mmcurate.store.schemas.SHARD_SCHEMA``). The shard and
 manifest files are written here by hand so these tests do not depend on the ingest stage.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,12 @@ import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc
-import pyarrow.parquet as pq
 import soundfile
 from PIL import Image
 
-from mmcurate.schemas import MANIFEST_SCHEMA, SHARD_SCHEMA
+from mmcurate.store import IngestDir
+from mmcurate.store.ingest_dir import shard_name
+from mmcurate.store.schemas import SHARD_SCHEMA
 
 CLASSES = [str(d) for d in range(10)]
 FAMILIES = (
@@ -104,23 +104,19 @@ def write_ingest_dir(
 ) -> Path:
     """An ingest-shaped folder: shards/shard-NNNNN.arrow, manifest.parquet (sorted by sample_id,
     shard rows in a different order to exercise the lookup), classes.json, config.json."""
-    shards_dir = out / "shards"
-    shards_dir.mkdir(parents=True, exist_ok=True)
+    store = IngestDir(out)
     manifest_rows = []
     # shards hold rows in reverse order so manifest order != shard order
     ordered = list(reversed(rows))
     for s, start in enumerate(range(0, len(ordered), shard_size)):
         part = ordered[start : start + shard_size]
-        name = f"shard-{s:05d}.arrow"
-        table = pa.Table.from_pylist(part, schema=SHARD_SCHEMA)
-        with pa.OSFile(str(shards_dir / name), "wb") as sink, pa.ipc.new_file(sink, SHARD_SCHEMA) as writer:
-            writer.write_table(table)
+        name = shard_name(s)
+        store.write_shard(s, pa.Table.from_pylist(part, schema=SHARD_SCHEMA))
         for r, row in enumerate(part):
             manifest_rows.append(_manifest_row(row, name, r))
-    manifest_rows.sort(key=lambda m: m["sample_id"])
-    pq.write_table(pa.Table.from_pylist(manifest_rows, schema=MANIFEST_SCHEMA), out / "manifest.parquet")
-    (out / "classes.json").write_text(json.dumps(CLASSES))
-    (out / "config.json").write_text(json.dumps(config or {"features": None}))
+    store.write_manifest(manifest_rows)
+    store.write_classes(list(CLASSES))
+    store.write_config(config or {"features": None})
     return out
 
 

@@ -1,4 +1,4 @@
-"""A small but real ingest directory and selection, built per ``mmcurate.schemas``.
+"""A small but real ingest directory and selection, built per ``mmcurate.store.schemas``.
 
 The export and push tests (and any other stage's tests) need an ingest output without running
 the real decoder on video files: this writes the same on-disk format the ingest stage writes
@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import soundfile as sf
 from PIL import Image
 
-from mmcurate.schemas import MANIFEST_SCHEMA, SELECTION_SCHEMA, SHARD_SCHEMA
+from mmcurate.store import IngestDir
+from mmcurate.store.ingest_dir import shard_name
+from mmcurate.store.schemas import SELECTION_SCHEMA, SHARD_SCHEMA
 
 DEFAULT_CLASSES = ("zero", "one", "two")
 SAMPLE_RATE = 16000
@@ -123,27 +123,23 @@ def make_ingest_dir(
         )
     # Shards hold rows in sample_id order, like the real ingest; the manifest points into them.
     order = sorted(range(n), key=lambda k: shard_rows[k]["sample_id"])
+    store = IngestDir(path)
     for shard_idx, start in enumerate(range(0, n, rows_per_shard)):
         idx = order[start : start + rows_per_shard]
-        name = f"shard-{shard_idx:05d}.arrow"
         for row_in_shard, k in enumerate(idx):
-            manifest_rows[k]["shard"] = name
+            manifest_rows[k]["shard"] = shard_name(shard_idx)
             manifest_rows[k]["shard_row"] = row_in_shard
-        table = pa.Table.from_pylist([shard_rows[k] for k in idx], schema=SHARD_SCHEMA)
-        with ipc.new_file(path / "shards" / name, SHARD_SCHEMA) as writer:
-            writer.write_table(table)
-    manifest = pa.Table.from_pylist([manifest_rows[k] for k in order], schema=MANIFEST_SCHEMA)
-    pq.write_table(manifest, path / "manifest.parquet")
-    (path / "classes.json").write_text(json.dumps(list(classes)))
-    config = {
+        store.write_shard(shard_idx, pa.Table.from_pylist([shard_rows[k] for k in idx], schema=SHARD_SCHEMA))
+    store.write_manifest(manifest_rows)
+    store.write_classes(list(classes))
+    store.write_config({
         "raw_dir": "/data/raw",
         "frames_per_clip": frames_per_clip,
         "frame_size": frame_size,
         "audio_sample_rate": SAMPLE_RATE,
         "features": "logmel-8" if with_features else None,
         "source": source or {"name": "synthetic-fixture", "license": "CC BY-SA 4.0", "url": None},
-    }
-    (path / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    })
     return path
 
 

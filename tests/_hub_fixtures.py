@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-
 from _fixtures_ingest import fixture_provenance, make_ingest_dir, make_selection
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

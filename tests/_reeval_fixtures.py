@@ -1,7 +1,7 @@
 """Real-format inputs for the reeval tests: balanced exports and ingest+score dirs.
 
 Until the balance stage exists, this builds them the way the export is specified
-(``mmcurate.schemas``): JPEG frames as a list of ``datasets.Image``, FLAC audio as
+(``mmcurate.store.schemas``): JPEG frames as a list of ``datasets.Image``, FLAC audio as
 ``datasets.Audio`` built from {bytes, path} structs and cast (no torchcodec), ClassLabel labels,
 ``data/{split}-00000-of-00001.parquet`` written by ``datasets``. Media come either from real
 av_digits clips decoded with PyAV, or from small synthetic pictures and tones.
@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.ipc as ipc
-import pyarrow.parquet as pq
 import soundfile as sf
 from PIL import Image
 
@@ -195,20 +192,22 @@ def write_balanced_export(
 
 
 def write_ingest_dir(rows: list[dict], classes: Sequence[str], out_dir: Path, with_splits: str = "all", rows_per_shard: int = 7) -> Path:
-    """An ingest+score directory per mmcurate.schemas (manifest, Arrow shards, scores, classes.json).
+    """An ingest+score directory per mmcurate.store.schemas (manifest, Arrow shards, scores, classes.json).
 
     ``with_splits``: "all" keeps the rows' splits, "no_val" turns val rows into train, "none"
     leaves every split null.
     """
-    from mmcurate.schemas import MANIFEST_SCHEMA, SCORES_SCHEMA, SHARD_SCHEMA
+    from mmcurate.store import IngestDir
+    from mmcurate.store.ingest_dir import shard_name
+    from mmcurate.store.schemas import SCORES_SCHEMA, SHARD_SCHEMA
 
     out_dir = Path(out_dir)
-    (out_dir / "shards").mkdir(parents=True, exist_ok=True)
+    store = IngestDir(out_dir)
     ordered = sorted(rows, key=lambda r: r["sample_id"])
     manifest, scores = [], []
     for start in range(0, len(ordered), rows_per_shard):
         part = ordered[start : start + rows_per_shard]
-        name = f"shard-{start // rows_per_shard:05d}.arrow"
+        name = shard_name(start // rows_per_shard)
         shard = pa.Table.from_pylist(
             [
                 {
@@ -220,8 +219,7 @@ def write_ingest_dir(rows: list[dict], classes: Sequence[str], out_dir: Path, wi
             ],
             schema=SHARD_SCHEMA,
         )
-        with ipc.new_file(out_dir / "shards" / name, SHARD_SCHEMA) as writer:
-            writer.write_table(shard)
+        store.write_shard(start // rows_per_shard, shard)
         for k, r in enumerate(part):
             split = {"all": r["split"], "no_val": "train" if r["split"] == "val" else r["split"], "none": None}[with_splits]
             manifest.append(
@@ -243,7 +241,7 @@ def write_ingest_dir(rows: list[dict], classes: Sequence[str], out_dir: Path, wi
                     "scorer_id": "fixture",
                 }
             )
-    pq.write_table(pa.Table.from_pylist(manifest, schema=MANIFEST_SCHEMA), out_dir / "manifest.parquet")
-    pq.write_table(pa.Table.from_pylist(scores, schema=SCORES_SCHEMA), out_dir / "scores.parquet")
-    (out_dir / "classes.json").write_text(json.dumps(list(classes)))
+    store.write_manifest(manifest)
+    store.write_classes(list(classes))
+    store.write_scores(pa.Table.from_pylist(scores, schema=SCORES_SCHEMA), {"source": "fixture", "scorer_id": "fixture"})
     return out_dir

@@ -15,7 +15,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from mmcurate.balance import assign_bins, assign_splits, make_edges, parse_ratios, plan_bins, water_fill
+from mmcurate.balance import (
+    assign_bins,
+    assign_splits,
+    make_edges,
+    parse_ratios,
+    plan_bins,
+    water_fill,
+)
 from mmcurate.common.errors import MMCurateError
 
 ENV = {**os.environ, "MMCURATE_NO_PROGRESS": "1"}

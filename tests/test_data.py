@@ -14,9 +14,9 @@ import pyarrow as pa
 import pytest
 import soundfile
 import torch
+from _av_fixtures import CLASSES, build_rows, pick_clips, replicate, write_ingest_dir
 from PIL import Image
 
-from _av_fixtures import CLASSES, build_rows, pick_clips, replicate, write_ingest_dir
 from mmcurate.common.errors import MMCurateError, StageNotReadyError
 from mmcurate.data import (
     FEATURES_METADATA_KEY,
@@ -32,7 +32,8 @@ from mmcurate.data import (
     select_frame_indices,
 )
 from mmcurate.features import compute_audio_features, get_preset
-from mmcurate.schemas import SHARD_SCHEMA
+from mmcurate.store import Workdir
+from mmcurate.store.schemas import SHARD_SCHEMA
 
 CFG = TensorConfig(image_size=32, num_frames=3)
 
@@ -92,7 +93,7 @@ def test_read_shards_is_memory_mapped(ingest_dir: Path) -> None:
 
 
 def test_read_shards_errors_name_the_file(ingest_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(StageNotReadyError, match="manifest.parquet not found.*mmcurate ingest"):
+    with pytest.raises(StageNotReadyError, match="manifest.parquet missing.*mmcurate ingest"):
         read_shards(tmp_path)
     with pytest.raises(MMCurateError, match="not in the manifest.*'nope.mp4'"):
         read_shards(ingest_dir, ["nope.mp4"])
@@ -255,16 +256,17 @@ def test_cache_of_another_config_is_not_used(cached_ingest_dir: Path, tensors: A
 def test_real_ingest_cache_is_used_and_equals_decoding(av_digits: Path, tmp_path: Path) -> None:
     """End to end with the ingest stage itself: `--features logmel` shards read back through
     read_shards use the cache, and give the same tensors as decoding the FLAC."""
-    import mmcurate.ingest as ingest
     import shutil
+
+    import mmcurate.ingest as ingest
 
     raw = tmp_path / "raw"
     for clip in pick_clips(av_digits, 2):
         (raw / clip["label"]).mkdir(parents=True, exist_ok=True)
         shutil.copy(av_digits / clip["path"], raw / clip["label"] / Path(clip["path"]).name)
     out = tmp_path / "ingest"
-    cfg = ingest.IngestConfig(workers=1, features="logmel")
-    ingest.run_ingest(ingest.IngestRequest(raw_dir=raw, out_dir=out, config=cfg))
+    cfg = ingest.IngestConfig(raw_dir=raw, out=out, workers=1, decode=ingest.DecodeConfig(features="logmel"))
+    ingest.run_ingest(Workdir(tmp_path), cfg)
     table = read_shards(out)
     assert table.num_rows == 14
     classes = read_class_list(out)

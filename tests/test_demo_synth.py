@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.demo.synth import (
+from mmcurate.recipes import class_list
+from mmcurate.synth.shapes import (
     DEFAULT_CLASSES,
     DEMO_CLASSES,
     LABELS_FILE,
@@ -23,7 +24,6 @@ from mmcurate.demo.synth import (
     draw_frame,
     generate_demo_dataset,
 )
-from mmcurate.recipes import class_list
 
 SMALL = dict(n_per_class=8, seed=3, classes=["circle", "square", "triangle"], seconds=1.0)
 RATE = 16000

@@ -22,12 +22,22 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import yaml
+from _fixtures_ingest import (
+    DEFAULT_CLASSES,
+    fixture_provenance,
+    make_ingest_dir,
+    make_selection,
+)
+from _hub_fixtures import REPO_ROOT, SMALL_SHARD, ExportFixture, build_export
 from datasets import Audio, ClassLabel, Image, List
 
-from _fixtures_ingest import DEFAULT_CLASSES, fixture_provenance, make_ingest_dir, make_selection
-from _hub_fixtures import REPO_ROOT, SMALL_SHARD, ExportFixture, build_export
 from mmcurate.common.errors import MMCurateError, StageNotReadyError
-from mmcurate.export import export_balanced, load_balanced, verify_export
+from mmcurate.export import export_balanced, load_balanced
+from mmcurate.store import BalancedDir
+
+
+def verify_export(folder: Path, check_hashes: bool = True) -> dict:
+    return BalancedDir(folder).verify_export(check_hashes)
 from mmcurate.export.sharding import parse_shard_size, plan_shards
 
 SHARD_NAME = re.compile(r"^(train|validation|test)-(\d{5})-of-(\d{5})\.parquet$")
@@ -199,7 +209,7 @@ def test_failed_export_keeps_the_previous_one(exported: ExportFixture, tmp_path:
     before = _tree_hashes(out)
     shard = ingest / "shards" / "shard-00000.arrow"
     shard.write_bytes(shard.read_bytes()[:100])  # truncated by a crashed copy, say
-    with pytest.raises(MMCurateError, match=r"shard-00000\.arrow: not a readable Arrow IPC file"):
+    with pytest.raises(MMCurateError, match=r"shard-00000\.arrow: not a readable Arrow IPC shard"):
         export_balanced(ingest, make_selection(ingest, drop_every=4), out, fixture_provenance(), show_summary=False)
     assert _tree_hashes(out) == before
     verify_export(out)
@@ -289,7 +299,7 @@ def test_bad_inputs_give_one_line_errors(exported: ExportFixture, tmp_path: Path
     prov = fixture_provenance()
     cases: list[tuple[dict, str]] = [
         (dict(ingest_dir=tmp_path / "nope"), r"nope: ingest directory not found"),
-        (dict(selection=tmp_path / "missing.parquet"), r"missing\.parquet: selection not found"),
+        (dict(selection=tmp_path / "missing.parquet"), r"missing\.parquet: the selection is missing"),
         (dict(max_shard_size="lots"), r"max shard size 'lots' is not a positive size"),
     ]
     bad_sel = exported.selection.set_column(0, "sample_id", pa.array(["ghost/clip.mp4"] + exported.selection["sample_id"].to_pylist()[1:]))

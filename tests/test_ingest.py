@@ -20,8 +20,28 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from mmcurate.ingest import IngestConfig, IngestRequest, read_manifest, run_ingest
-from mmcurate.ingest.shards import read_shard
+from mmcurate.execution import ArrayJobConfig
+from mmcurate.ingest import DecodeConfig, IngestConfig, run_ingest
+from mmcurate.store import IngestDir, Workdir
+from mmcurate.store.io import open_ipc_file
+
+
+def read_manifest(out: Path) -> pa.Table:
+    return IngestDir(out).read_manifest()
+
+
+def read_shard(path: Path) -> pa.Table:
+    return open_ipc_file(path, fix="")
+
+
+def ingest_to(raw: Path, out: Path, manifest: Path | None = None, group_column: str | None = None, *,
+              workers: int = 1, num_shards: int | None = None, shard_index: int | None = None, **decode: object):
+    """Run the ingest stage in-process (decode settings as keyword arguments)."""
+    cfg = IngestConfig(
+        raw_dir=raw, out=out, manifest=manifest, group_column=group_column, decode=DecodeConfig(**decode),
+        workers=workers, array=ArrayJobConfig(num_shards, shard_index),
+    )
+    return run_ingest(Workdir(out.parent), cfg)
 
 ENV = {**os.environ, "MMCURATE_NO_PROGRESS": "1"}
 
@@ -47,8 +67,7 @@ def _run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 @pytest.fixture(scope="module")
 def clips_ingest(clips_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("clips") / "ingest"
-    cfg = IngestConfig(missing_modality="keep", workers=2, shard_size=16)
-    run_ingest(IngestRequest(raw_dir=clips_dir, out_dir=out, config=cfg))
+    ingest_to(clips_dir, out, missing_modality="keep", workers=2, shard_size=16)
     return out
 
 
@@ -104,14 +123,14 @@ def test_default_policy_rejects_missing_modalities(clips_dir: Path, tmp_path: Pa
     shutil.copy(clips_dir / "torchcodec/test__resources__h265_video.mp4", raw / "a" / "silent.mp4")
     shutil.copy(clips_dir / "imageio/realshort.mp4", raw / "a" / "ok.mp4")
     out = tmp_path / "out"
-    run_ingest(IngestRequest(raw_dir=raw, out_dir=out, config=IngestConfig(workers=1)))
+    ingest_to(raw, out, workers=1)
     assert [r["path"] for r in read_manifest(out).to_pylist()] == ["a/ok.mp4"]
     reasons = {f["file"]: f["reason"] for f in _failures(out)}
     assert reasons["a/sine.wav"].startswith("no video stream")
     assert reasons["a/silent.mp4"].startswith("no audio stream")
     # zero-fill keeps them with silent audio / black frames, flagged in the manifest
     out2 = tmp_path / "out2"
-    run_ingest(IngestRequest(raw_dir=raw, out_dir=out2, config=IngestConfig(workers=1, missing_modality="zero-fill")))
+    ingest_to(raw, out2, workers=1, missing_modality="zero-fill")
     rows = {r["path"]: r for r in read_manifest(out2).to_pylist()}
     assert rows["a/sine.wav"]["has_video"] is False and rows["a/sine.wav"]["num_frames"] == 3
     assert rows["a/silent.mp4"]["has_audio"] is False
@@ -179,9 +198,7 @@ def test_manifest_input_with_absent_files_and_segments(av_digits: Path, tmp_path
         w.writerow(["mp4_h264_aac/does_not_exist.mp4", "3", "train", "x", "", "", "clean"])
         w.writerow([rows[1]["path"], "", "train", "x", "", "", "clean"])
     out = tmp_path / "out"
-    result = run_ingest(
-        IngestRequest(raw_dir=av_digits, out_dir=out, config=IngestConfig(workers=1), manifest=manifest, group_column="speaker")
-    )
+    result = ingest_to(av_digits, out, manifest, "speaker", workers=1)
     assert result.n_ok == 6 and result.n_failed == 2
     table = read_manifest(out)
     assert "condition" in table.column_names and "speaker" in table.column_names
@@ -235,12 +252,12 @@ def test_resume_after_sigkill_gives_identical_output(av_digits: Path, tmp_path: 
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if len(list((out / "chunks").glob("*.json"))) >= 5:
+        if len(list((out / "chunks").glob("shard-*.json"))) >= 5:
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_at_kill = len(list((out / "chunks").glob("*.json")))
+    done_at_kill = len(list((out / "chunks").glob("shard-*.json")))
     assert 5 <= done_at_kill < 21 and not (out / "manifest.parquet").exists()
     resumed = _run_cli("ingest", str(raw), "--out", str(out), "--shard-size", "10", "--workers", "2")
     assert resumed.returncode == 0, resumed.stderr
@@ -253,11 +270,11 @@ def test_resume_after_sigkill_gives_identical_output(av_digits: Path, tmp_path: 
 def test_array_job_parts_combine_to_the_single_run_output(av_digits: Path, tmp_path: Path) -> None:
     raw = _subset_raw(av_digits, tmp_path, 6)
     ref, out = tmp_path / "ref", tmp_path / "parts"
-    run_ingest(IngestRequest(raw_dir=raw, out_dir=ref, config=IngestConfig(workers=2, shard_size=5)))
-    first = run_ingest(IngestRequest(raw_dir=raw, out_dir=out, config=IngestConfig(workers=1, shard_size=5, num_shards=3, shard_index=0)))
+    ingest_to(raw, ref, workers=2, shard_size=5)
+    first = ingest_to(raw, out, workers=1, shard_size=5, num_shards=3, shard_index=0)
     assert not first.finalized and not (out / "manifest.parquet").exists()
-    run_ingest(IngestRequest(raw_dir=raw, out_dir=out, config=IngestConfig(workers=1, shard_size=5, num_shards=3, shard_index=2)))
-    last = run_ingest(IngestRequest(raw_dir=raw, out_dir=out, config=IngestConfig(workers=1, shard_size=5, num_shards=3, shard_index=1)))
+    ingest_to(raw, out, workers=1, shard_size=5, num_shards=3, shard_index=2)
+    last = ingest_to(raw, out, workers=1, shard_size=5, num_shards=3, shard_index=1)
     assert last.finalized
     assert _tree_bytes(out) == _tree_bytes(ref)
 
@@ -277,7 +294,7 @@ def test_changed_settings_are_refused_then_overwritten(av_digits: Path, tmp_path
 def test_fps_sampling_and_decord_fast_path(av_digits: Path, tmp_path: Path) -> None:
     raw = _subset_raw(av_digits, tmp_path, 2)
     out_pyav, out_decord = tmp_path / "pyav", tmp_path / "decord"
-    run_ingest(IngestRequest(raw_dir=raw, out_dir=out_pyav, config=IngestConfig(workers=1, fps=5.0)))
+    ingest_to(raw, out_pyav, workers=1, fps=5.0)
     rows = read_manifest(out_pyav).to_pylist()
     media = _shard_rows(out_pyav)
     for r in rows:  # one frame per 0.2 s step of the clip (the header's duration decides the count)
@@ -285,7 +302,7 @@ def test_fps_sampling_and_decord_fast_path(av_digits: Path, tmp_path: Path) -> N
         times = media[r["sample_id"]]["frame_times"]
         assert len(times) == r["num_frames"] and np.all(np.abs(np.diff(times) - 0.2) < 0.07), times
     pytest.importorskip("decord", reason="decord is an optional extra")
-    run_ingest(IngestRequest(raw_dir=raw, out_dir=out_decord, config=IngestConfig(workers=1, fps=5.0, decoder="decord")))
+    ingest_to(raw, out_decord, workers=1, fps=5.0, decoder="decord")
     by_id = {r["sample_id"]: r for r in read_manifest(out_decord).to_pylist()}
     pyav_media, decord_media = _shard_rows(out_pyav), _shard_rows(out_decord)
     assert set(by_id) == {r["sample_id"] for r in rows}
@@ -300,8 +317,8 @@ def test_fps_sampling_and_decord_fast_path(av_digits: Path, tmp_path: Path) -> N
 
 
 def test_schemas_rendered_copy_is_in_sync() -> None:
-    from mmcurate.schemas import render_all
+    from mmcurate.store.schemas import render_all
 
     folder = Path(__file__).resolve().parents[1] / "manifests" / "schemas"
     for name, content in render_all().items():
-        assert json.loads((folder / f"{name}.json").read_text()) == content, f"run python -m mmcurate.schemas ({name})"
+        assert json.loads((folder / f"{name}.json").read_text()) == content, f"run python -m mmcurate.store.schemas ({name})"

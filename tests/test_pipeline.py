@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import yaml
-
 from conftest import run_cli
 
 #: the demo recipe shrunk to seconds: 8 clips per class, tiny scorers, 2 methods for 2 epochs

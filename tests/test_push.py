@@ -14,10 +14,16 @@ from pathlib import Path
 
 import pyarrow.ipc as ipc
 import pytest
-
 from _fixtures_ingest import fixture_provenance, make_selection
-from _hub_fixtures import ExportFixture, build_export, error_lines, run_mmcurate, run_python
+from _hub_fixtures import (
+    ExportFixture,
+    build_export,
+    error_lines,
+    run_mmcurate,
+    run_python,
+)
 from hub_server import VALID_TOKEN, HubServer, hub_env
+
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import file_sha256
 from mmcurate.export import export_balanced, load_balanced

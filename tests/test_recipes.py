@@ -22,11 +22,17 @@ import pytest
 import yaml
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.ingest.items import Discovery
-from mmcurate.recipes import CLASS_LISTS, LAYOUTS, class_list, layout_options, run_layout
+from mmcurate.recipes import (
+    CLASS_LISTS,
+    LAYOUTS,
+    class_list,
+    layout_options,
+    run_layout,
+)
 from mmcurate.recipes.classes import CLASSES_DIR, available_class_lists
 from mmcurate.recipes.scan import is_media, list_files
-from mmcurate.recipes.splits import split_groups
+from mmcurate.store.items import Discovery
+from mmcurate.store.splits import split_groups
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURE_PRESETS = {"cremad_stft", "ks_fbank", "vggsound_stft", "logmel"}

@@ -7,12 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _reeval_fixtures import synthetic_rows, write_balanced_export, write_ingest_dir
+
 from mmcurate.common.errors import MMCurateError, StageNotReadyError
 from mmcurate.reeval.config import TensorSettings
-from mmcurate.reeval.data import equal_width_bins, resolve_splits, stratified_partition
-from mmcurate.reeval.sources import load_balanced_dir, load_hub_dataset, load_ingest_dir, resolve_source
+from mmcurate.reeval.data import equal_width_bins, resolve_splits
+from mmcurate.reeval.sources import (
+    load_balanced_dir,
+    load_hub_dataset,
+    load_ingest_dir,
+    resolve_source,
+)
+from mmcurate.store import Workdir
 
 CLASSES = ["cat", "dog", "owl"]
 SETTINGS = TensorSettings(image_size=16, num_frames=3)
@@ -97,8 +103,8 @@ def test_ingest_dir_splits(tmp_path: Path, rows: list[dict], with_splits: str, s
     assert sum(got) == len(rows)
     if sizes:
         assert got == sizes
-    if with_splits == "no_val":  # 18 train rows: 6 per class, 10 % of each class rounds to 1
-        assert got == (15, 3, 9) and sorted(data.val.labels.tolist()) == [0, 1, 2]
+    if with_splits == "no_val":  # 18 train rows, 10 % dealt by the quota rule of balance's splitter
+        assert got == (16, 2, 9) and len(set(data.val.labels.tolist())) == 2
     if with_splits == "none":
         assert got == (21, 3, 3)
     d_of = {r["sample_id"]: r["discrepancy"] for r in rows}
@@ -110,13 +116,24 @@ def test_ingest_dir_splits(tmp_path: Path, rows: list[dict], with_splits: str, s
     assert again.fingerprint() == data.fingerprint()  # deterministic carving
 
 
-def test_stratified_partition_and_split_rules() -> None:
+def test_fallback_splits_are_stratified_deterministic_and_group_disjoint() -> None:
     labels = ["a"] * 10 + ["b"] * 20
-    parts = stratified_partition(labels, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0)
-    assert [len(parts[k]) for k in ("train", "val", "test")] == [24, 3, 3]
-    assert sum(labels[i] == "a" for i in parts["val"]) == 1
-    assert parts == stratified_partition(labels, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0)
-    assert sorted(sum(parts.values(), [])) == list(range(30))
+    splits, note = resolve_splits([None] * 30, labels, "m.parquet")
+    assert [splits.count(k) for k in ("train", "val", "test")] == [24, 3, 3]
+    assert {labels[i] for i, s in enumerate(splits) if s == "val"} == {"a", "b"}
+    assert resolve_splits([None] * 30, labels, "m.parquet") == (splits, note)
+    # a manifest with groups (speakers, source videos): no group may land in two splits
+    groups = [f"g{i // 3}" for i in range(30)]
+    grouped, note = resolve_splits([None] * 30, labels, "m.parquet", groups)
+    assert "groups kept whole" in note and set(grouped) == {"train", "val", "test"}
+    for g in set(groups):
+        assert len({grouped[i] for i in range(30) if groups[i] == g}) == 1, g
+    # train + test only: validation is carved out of train, groups kept whole, test untouched
+    given: list[str | None] = ["test" if i < 6 else "train" for i in range(30)]
+    carved, note = resolve_splits(given, labels, "m.parquet", groups)
+    assert carved[:6] == ["test"] * 6 and "val" in carved and "groups kept whole" in note
+    for g in set(groups[6:]):
+        assert len({carved[i] for i in range(6, 30) if groups[i] == g}) == 1, g
     with pytest.raises(MMCurateError, match="no split while others do"):
         resolve_splits(["train", None, "test"], ["a", "a", "a"], "m.parquet")
     with pytest.raises(MMCurateError, match="no test split"):
@@ -135,7 +152,7 @@ def test_source_resolution(tmp_path: Path, export_dir: Path, rows: list[dict]) -
     write_ingest_dir(rows, CLASSES, work / "ingest")
     assert resolve_source(str(work), None) == ("ingest", str(work / "ingest"))
     with pytest.raises(StageNotReadyError, match="mmcurate balance"):
-        resolve_source(None, str(work))
+        resolve_source(None, Workdir(work))
     with pytest.raises(MMCurateError, match="no such directory"):
         resolve_source(str(tmp_path / "nope" / "deeper" / "x"), None)
     (tmp_path / "file.txt").write_text("x")

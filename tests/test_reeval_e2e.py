@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from _reeval_fixtures import DIGITS, av_digits_rows, write_balanced_export
 from PIL import Image
 
-from _reeval_fixtures import DIGITS, av_digits_rows, write_balanced_export
 from mmcurate.cli import main
 from mmcurate.reeval.methods import METHODS
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -15,12 +14,34 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.models import AVOutput, MMTMClassifier
 from mmcurate.reeval.batches import Batch
 from mmcurate.reeval.methods import METHODS, TrainContext, get_method
-from mmcurate.reeval.methods.agm import AGM, agm_coefficients, agm_ratios, agm_score, shapley_responses
+from mmcurate.reeval.methods.agm import (
+    AGM,
+    agm_coefficients,
+    agm_ratios,
+    agm_score,
+    shapley_responses,
+)
 from mmcurate.reeval.methods.gblending import gblending_weights
-from mmcurate.reeval.methods.greedy import Greedy, greedy_bdr, greedy_caring_modality, relative_grad_norms
-from mmcurate.reeval.methods.mmpareto import MMPareto, mgda_two, pareto_direction, pareto_weights
+from mmcurate.reeval.methods.greedy import (
+    Greedy,
+    greedy_bdr,
+    greedy_caring_modality,
+    relative_grad_norms,
+)
+from mmcurate.reeval.methods.mmpareto import (
+    MMPareto,
+    mgda_two,
+    pareto_direction,
+    pareto_weights,
+)
 from mmcurate.reeval.methods.ogm_ge import OGMGE, ogm_coefficients
-from mmcurate.reeval.methods.pmr import class_means, pmr_coefficients, pmr_ratio, prototype_logits, update_prototypes
+from mmcurate.reeval.methods.pmr import (
+    class_means,
+    pmr_coefficients,
+    pmr_ratio,
+    prototype_logits,
+    update_prototypes,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmcurate.reeval.metrics import accuracy, evaluate_predictions, flat_metrics, macro_f1, mean_std, subset_masks
+from mmcurate.reeval.metrics import (
+    accuracy,
+    evaluate_predictions,
+    flat_metrics,
+    macro_f1,
+    mean_std,
+    subset_masks,
+)
 from mmcurate.reeval.report import results_csv, summarise
 from mmcurate.reeval.trainer import RunResult
 

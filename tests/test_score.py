@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_cli, write_av_digits_manifest
+
 from mmcurate.common.errors import MMCurateError
 from mmcurate.score import register_scorer, scores_state
 from mmcurate.score.folds import check_fold_feasible, group_folds, stratified_folds
@@ -162,7 +162,9 @@ def test_missing_modality_and_single_class_are_refused(av_digits: Path, clips_di
 
 
 def test_registered_scorer_plugin(small_work: Path, tmp_path: Path) -> None:
-    from mmcurate.score.api import score_from_cli
+    from mmcurate.score import run_score
+    from mmcurate.score.config import ScoreStageConfig
+    from mmcurate.store import Workdir
 
     work = tmp_path / "w"
     shutil.copytree(small_work, work)
@@ -173,12 +175,12 @@ def test_registered_scorer_plugin(small_work: Path, tmp_path: Path) -> None:
         return pa.table({"sample_id": ids, "p_audio": [0.9] * len(ids), "p_visual": [0.3] * len(ids)})
 
     register_scorer("constant-test", constant)
-    score_from_cli(ingest, {}, scorer="constant-test")
+    run_score(Workdir(work), ScoreStageConfig(scorer="constant-test"))
     table = pq.read_table(ingest / "scores.parquet")
     assert set(table.column("scorer_id").to_pylist()) == {"plugin:constant-test"}
     assert np.allclose(table.column("discrepancy").to_numpy(), 0.6)
     with pytest.raises(MMCurateError, match="unknown --scorer"):
-        score_from_cli(ingest, {}, scorer="no-such-scorer")
+        run_score(Workdir(work), ScoreStageConfig(scorer="no-such-scorer"))
 
 
 def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:

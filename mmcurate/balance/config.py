@@ -1,44 +1,116 @@
-"""Balance settings: what the selection and its splits depend on."""
+"""Balance settings, written once: what the selection and its splits depend on, the export, and scoring.
+
+:class:`BalanceConfig` is the whole ``mmcurate balance`` stage. Its :meth:`~BalanceConfig.to_dict`
+is the record kept in ``balance.json`` and on the dataset card; :meth:`~BalanceConfig.selection_hash`
+covers only what decides which samples land in which split. The scorer settings are those of
+``mmcurate score``, used when the scores are missing or stale (with the balance seed).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from mmcurate.balance.bins import make_edges, parse_edges
 from mmcurate.balance.sampling import SHORTFALL_CHOICES
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
+from mmcurate.common.options import nested, opt
+from mmcurate.score.config import ScoreConfig
+from mmcurate.store.splits import parse_ratios
 
 
 @dataclass(frozen=True)
 class BalanceConfig:
-    bins: int = 10
-    edges: tuple[float, ...] | None = None
-    per_bin: int | None = None
-    size: int | None = None
-    shortfall: str = "ask"
-    stratify: str = "label"
-    split: str = "80/10/10"
-    ignore_groups: bool = False
-    seed: int = 0
-    # export
-    max_shard_size: str = "500MB"
-    include_features: bool = True
-    pretty_name: str | None = None
-    #: card provenance overrides: source dataset ``name`` and ``license``
-    extra: dict[str, Any] = field(default_factory=dict)
+    """``mmcurate balance [INGEST_DIR]``: every setting of the stage."""
+
+    ingest_dir: Path | None = opt(None, argument=True)
+    out: Path | None = opt(None, "Output folder for the balanced dataset (default: WORKDIR/balanced).", show_default=False)
+    bins: int = opt(10, "Equal-width discrepancy bins over [-1, 1].")
+    edges: str | None = opt(
+        None, "Custom bin edges, comma-separated and increasing (e.g. -1,-0.5,0,0.5,1); overrides --bins."
+    )
+    per_bin: int | None = opt(None, "Samples per bin (default: the largest count every bin can meet).")
+    size: int | None = opt(None, "Total samples; per bin = size // bins.")
+    shortfall: str = opt(
+        "ask",
+        "When a bin cannot meet --per-bin/--size: ask (stop and explain), shrink (all bins to the smallest pool: "
+        "exactly uniform) or best-effort (keep the target where possible, report the shortfall).",
+        choices=SHORTFALL_CHOICES,
+    )
+    stratify: str = opt(
+        "label",
+        "Within a bin, spread samples across classes as evenly as the pool allows (label) or draw uniformly (none).",
+        choices=("label", "none"),
+    )
+    split: str = opt("80/10/10", "train/val/test shares, stratified by bin and class.")
+    ignore_groups: bool = opt(
+        False,
+        "Split samples freely even when the manifest has a group column (by default no group spans two splits).",
+    )
+    seed: int = opt(0, "Seed for sampling and splits (and for scoring if it runs).")
+    dry_run: bool = opt(False, "Print the plan (per-bin pool, target, shortfall, split sizes) without writing.")
+    max_shard_size: str = opt("500MB", "Largest Parquet shard of the export (e.g. 500MB).")
+    no_features: bool = opt(False, "Leave cached audio features out of the export.")
+    pretty_name: str | None = opt(None, "Dataset name shown on the card.")
+    license: str | None = opt(None, "Licence of the source data, for the card (default: the one given at ingest).")
+    source_dataset: str | None = opt(None, "Source dataset name, for the card (default: the one given at ingest).")
+    rescore: bool = opt(False, "Score again even if fresh scores exist.")
+    scoring: ScoreConfig = nested(ScoreConfig, skip=("seed",))
+    #: scorer options the user set (command line or recipe): scores made otherwise are then stale;
+    #: options left at their defaults do not force a rescore of scores made with other settings
+    explicit_scoring: tuple[str, ...] = opt((), cli=False)
 
     def __post_init__(self) -> None:
-        if self.shortfall not in SHORTFALL_CHOICES:
-            raise MMCurateError(f"--shortfall must be one of {', '.join(SHORTFALL_CHOICES)} (got {self.shortfall!r})")
-        if self.stratify not in ("label", "none"):
-            raise MMCurateError(f"--stratify must be label or none (got {self.stratify!r})")
+        if self.scoring.seed != self.seed:
+            object.__setattr__(self, "scoring", dataclasses.replace(self.scoring, seed=self.seed))
+        if self.seed < 0:
+            raise MMCurateError(f"--seed must be 0 or more (got {self.seed})")
+        for name, value in (("--per-bin", self.per_bin), ("--size", self.size)):
+            if value is not None and value < 1:
+                raise MMCurateError(f"{name} must be at least 1 (got {value})")
+        self.bin_edges()  # a bad --bins/--edges is an error before anything is read or written
+        parse_ratios(self.split)
+        from mmcurate.export.sharding import parse_shard_size
+
+        parse_shard_size(self.max_shard_size)
+
+    def edge_values(self) -> tuple[float, ...] | None:
+        parsed = parse_edges(self.edges)
+        return tuple(parsed) if parsed else None
+
+    def bin_edges(self) -> Any:
+        return make_edges(self.bins, self.edge_values())
+
+    @property
+    def include_features(self) -> bool:
+        return not self.no_features
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Card provenance overrides: source dataset ``name`` and ``license``."""
+        return {k: v for k, v in (("license", self.license), ("name", self.source_dataset)) if v}
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["edges"] = list(self.edges) if self.edges is not None else None
-        return d
+        """The settings as balance.json and the dataset card record them."""
+        edges = self.edge_values()
+        return {
+            "bins": self.bins,
+            "edges": list(edges) if edges is not None else None,
+            "per_bin": self.per_bin,
+            "size": self.size,
+            "shortfall": self.shortfall,
+            "stratify": self.stratify,
+            "split": self.split,
+            "ignore_groups": self.ignore_groups,
+            "seed": self.seed,
+            "max_shard_size": self.max_shard_size,
+            "include_features": self.include_features,
+            "pretty_name": self.pretty_name,
+            "extra": self.extra,
+        }
 
     def selection_hash(self) -> str:
         """Hash of the settings that decide which samples land in which split."""

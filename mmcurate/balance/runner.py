@@ -7,30 +7,25 @@ or stale), samples per bin and class, splits by bin and class with groups kept w
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mmcurate import __version__
-from mmcurate.balance.bins import assign_bins, bin_label, make_edges
+from mmcurate.balance.bins import assign_bins, bin_label
 from mmcurate.balance.config import BalanceConfig
 from mmcurate.balance.report import chi_square_uniform, write_report
 from mmcurate.balance.sampling import BinPlan, plan_bins, sample_within_bins
-from mmcurate.balance.splits import SPLIT_NAMES, assign_splits, parse_ratios
-from mmcurate.common.atomic import atomic_path, atomic_write_json
 from mmcurate.common.console import info, summary_table
 from mmcurate.common.errors import MMCurateError
-from mmcurate.ingest import read_manifest, require_ingest
-from mmcurate.schemas import SELECTION_SCHEMA
-from mmcurate.score import SCORES_META, read_scores
-
-SELECTION = "selection.parquet"
-BALANCE_META = "balance.json"
+from mmcurate.score.runner import print_summary as print_score_summary
+from mmcurate.score.runner import score_out_of_fold, scores_state
+from mmcurate.store import BalancedDir, IngestDir, Workdir
+from mmcurate.store.schemas import SELECTION_SCHEMA
+from mmcurate.store.splits import SPLITS, assign_splits, parse_ratios
 
 
 @dataclass
@@ -43,23 +38,19 @@ class BalanceResult:
     dry_run: bool = False
 
 
-def _pool(ingest_dir: Path) -> tuple[pa.Table, dict[str, Any]]:
-    """Manifest rows joined with their scores (every manifest sample must have scores)."""
-    manifest = read_manifest(ingest_dir).select(["sample_id", "label", "group"])
-    scores = read_scores(ingest_dir).select(["sample_id", "p_audio", "p_visual", "discrepancy", "scorer_id"])
-    joined = manifest.join(scores, "sample_id", join_type="inner").sort_by("sample_id")
-    if joined.num_rows != manifest.num_rows:
-        raise MMCurateError(
-            f"scores.parquet covers {joined.num_rows} of {manifest.num_rows} ingested samples; rerun `mmcurate score`"
-        )
-    meta = json.loads((ingest_dir / SCORES_META).read_text()) if (ingest_dir / SCORES_META).is_file() else {}
-    return joined, meta
+def ensure_scores(ingest: IngestDir, cfg: BalanceConfig) -> None:
+    """Score first when the scores are missing or stale (or ``--rescore``), and say so."""
+    wanted = cfg.scoring if cfg.explicit_scoring else None
+    state = "stale: --rescore" if cfg.rescore else scores_state(ingest.path, wanted)
+    if state != "fresh":
+        info(f"balance: scores are {state}; running `mmcurate score` first")
+        print_score_summary(score_out_of_fold(ingest, cfg.scoring, overwrite=cfg.rescore))
 
 
-def plan_balance(ingest_dir: Path, cfg: BalanceConfig) -> tuple[pa.Table, np.ndarray, np.ndarray, BinPlan, dict[str, Any]]:
+def plan_balance(ingest: IngestDir, cfg: BalanceConfig) -> tuple[pa.Table, np.ndarray, np.ndarray, BinPlan, dict[str, Any]]:
     """The pool, its bins, the selected row indices and the per-bin plan (no writing)."""
-    pool, meta = _pool(ingest_dir)
-    edges = make_edges(cfg.bins, cfg.edges)
+    pool, meta = ingest.scored_pool()
+    edges = cfg.bin_edges()
     d = pool.column("discrepancy").to_numpy()
     bins = assign_bins(d, edges)
     outside = int((bins < 0).sum())
@@ -72,16 +63,19 @@ def plan_balance(ingest_dir: Path, cfg: BalanceConfig) -> tuple[pa.Table, np.nda
     return pool, bins, chosen, plan, meta
 
 
-def run_balance(ingest_dir: Path, out_dir: Path, cfg: BalanceConfig, dry_run: bool = False) -> BalanceResult:
-    require_ingest(ingest_dir)
+def run_balance(workdir: Workdir, cfg: BalanceConfig) -> BalanceResult:
+    """The ``mmcurate balance`` stage: score if needed, select, split, report, export."""
+    ingest = IngestDir(cfg.ingest_dir or workdir.ingest.path).require()
+    balanced = BalancedDir(cfg.out or workdir.balanced.path)
+    ensure_scores(ingest, cfg)
     ratios = parse_ratios(cfg.split)
-    pool, bins, chosen, plan, meta = plan_balance(ingest_dir, cfg)
+    pool, bins, chosen, plan, meta = plan_balance(ingest, cfg)
     labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
     groups_all = pool.column("group").to_pylist()
     use_groups = not cfg.ignore_groups and any(g is not None for g in groups_all)
     sel_groups = [groups_all[i] for i in chosen] if use_groups else None
     splits = assign_splits(bins[chosen], labels[chosen], sel_groups, ratios, cfg.seed)
-    split_sizes = {s: int((splits == s).sum()) for s in SPLIT_NAMES}
+    split_sizes = {s: int((splits == s).sum()) for s in SPLITS}
     scorer_id = pool.column("scorer_id")[0].as_py() if pool.num_rows else None
     d_all = pool.column("discrepancy").to_numpy()
     summary = {
@@ -103,15 +97,16 @@ def run_balance(ingest_dir: Path, out_dir: Path, cfg: BalanceConfig, dry_run: bo
         "notes": plan.notes,
     }
     _warn_split_drift(summary, ratios)
-    result = BalanceResult(out_dir, plan, len(chosen), split_sizes, summary, dry_run)
+    result = BalanceResult(balanced.path, plan, len(chosen), split_sizes, summary, cfg.dry_run)
     print_plan(result)
-    if dry_run:
+    if cfg.dry_run:
         info("balance: --dry-run, nothing written")
         return result
     if len(chosen) == 0:
         raise MMCurateError("the balanced selection is empty; nothing to export")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    balanced.path.mkdir(parents=True, exist_ok=True)
+    balanced.invalidate_export()  # the old export no longer matches what follows, until the new marker
     sel = pool.take(pa.array(chosen))
     selection = pa.Table.from_pydict(
         {
@@ -126,24 +121,23 @@ def run_balance(ingest_dir: Path, out_dir: Path, cfg: BalanceConfig, dry_run: bo
         },
         schema=SELECTION_SCHEMA,
     )
-    with atomic_path(out_dir / SELECTION) as tmp:
-        pq.write_table(selection, tmp, compression="zstd")
+    balanced.write_selection(selection)
     write_report(
-        out_dir / "report", plan.edges, d_all, d_all[chosen], bins, bins[chosen], labels, labels[chosen], splits, summary
+        balanced.report_dir, plan.edges, d_all, d_all[chosen], bins, bins[chosen], labels, labels[chosen], splits, summary
     )
-    provenance = _provenance(ingest_dir, cfg, summary, meta)
-    atomic_write_json(out_dir / BALANCE_META, {"config": cfg.to_dict(), "ingest_dir": str(ingest_dir.resolve()), **provenance, "summary": summary})
+    provenance = _provenance(ingest, cfg, summary, meta)
+    balanced.write_meta({"config": cfg.to_dict(), "ingest_dir": str(ingest.path.resolve()), **provenance, "summary": summary})
     from mmcurate.export import export_balanced
 
     export_balanced(
-        ingest_dir, out_dir / SELECTION, out_dir, provenance, max_shard_size=cfg.max_shard_size,
+        ingest.path, balanced.selection_path, balanced.path, provenance, max_shard_size=cfg.max_shard_size,
         include_features=cfg.include_features,
     )
     return result
 
 
-def _provenance(ingest_dir: Path, cfg: BalanceConfig, summary: dict[str, Any], score_meta: dict[str, Any]) -> dict[str, Any]:
-    ingest_cfg = json.loads((ingest_dir / "config.json").read_text()) if (ingest_dir / "config.json").is_file() else {}
+def _provenance(ingest: IngestDir, cfg: BalanceConfig, summary: dict[str, Any], score_meta: dict[str, Any]) -> dict[str, Any]:
+    ingest_cfg = ingest.read_config()
     prov: dict[str, Any] = {
         "scorer_id": summary["scorer_id"],
         "scorer": {k: score_meta.get(k) for k in ("source", "config", "device", "metrics") if k in score_meta},
@@ -164,7 +158,7 @@ def _provenance(ingest_dir: Path, cfg: BalanceConfig, summary: dict[str, Any], s
 
 def _warn_split_drift(summary: dict[str, Any], ratios: tuple[float, float, float]) -> None:
     fr = summary["split_fractions"]
-    off = [f"{s} {fr[s]:.0%} (asked {r:.0%})" for s, r in zip(SPLIT_NAMES, ratios) if abs(fr[s] - r) > 0.05]
+    off = [f"{s} {fr[s]:.0%} (asked {r:.0%})" for s, r in zip(SPLITS, ratios) if abs(fr[s] - r) > 0.05]
     if off:
         note = "split shares differ from the request because groups cannot be divided: " + ", ".join(off)
         summary["notes"].append(note)
@@ -186,7 +180,7 @@ def print_plan(result: BalanceResult) -> None:
         "splits and uniformity",
         ["", "value"],
         [
-            ["train / val / test", " / ".join(str(result.split_sizes[k]) for k in SPLIT_NAMES)],
+            ["train / val / test", " / ".join(str(result.split_sizes[k]) for k in SPLITS)],
             ["groups kept whole", s["grouped"]],
             ["chi-square vs uniform, before", f"{s['chi_square_before']['statistic']} (p={_p(s['chi_square_before']['p_value'])})"],
             ["chi-square vs uniform, after", f"{s['chi_square_after']['statistic']} (p={_p(s['chi_square_after']['p_value'])})"],

@@ -16,3 +16,15 @@ class MMCurateError(Exception):
 
 class StageNotReadyError(MMCurateError):
     """An earlier stage's output that this stage needs is missing or incomplete."""
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """``text`` (an exception or a string) with whitespace collapsed and capped at ``limit`` characters.
+
+    An error message must fit one line; library exceptions often carry multi-line details.
+    An exception without a message is named by its type.
+    """
+    flat = " ".join(str(text).split())
+    if not flat and isinstance(text, BaseException):
+        flat = type(text).__name__
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

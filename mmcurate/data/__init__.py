@@ -8,7 +8,13 @@ memory); both give identical tensors for the same rows and :class:`TensorConfig`
 from mmcurate.data.audio import audio_features_from_flac, decode_flac, flac_num_samples
 from mmcurate.data.config import TensorConfig
 from mmcurate.data.dataset import AVDataset
-from mmcurate.data.frames import IMAGENET_MEAN, IMAGENET_STD, decode_jpeg_frames, normalize_frames, select_frame_indices
+from mmcurate.data.frames import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    decode_jpeg_frames,
+    normalize_frames,
+    select_frame_indices,
+)
 from mmcurate.data.shards import (
     FEATURES_METADATA_KEY,
     cached_features_config,

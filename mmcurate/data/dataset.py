@@ -24,7 +24,12 @@ from mmcurate.data.records import (
     record_from_dict,
     records_from_table,
 )
-from mmcurate.data.sample import check_sample_rates, choose_audio_frames, decode_sample, sample_frame_count
+from mmcurate.data.sample import (
+    check_sample_rates,
+    choose_audio_frames,
+    decode_sample,
+    sample_frame_count,
+)
 from mmcurate.data.tensors import cache_matches
 from mmcurate.data.threads import single_intraop_thread
 from mmcurate.features import AudioFeatureConfig

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mmcurate.common.errors import MMCurateError
+from mmcurate.common.errors import MMCurateError, one_line
 
 #: ImageNet channel statistics, which the field's reference loaders normalise with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -73,7 +73,7 @@ def _decode_one(item: Any, size: int, index: int, count: int) -> np.ndarray:
     except MMCurateError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for bad data
-        raise MMCurateError(f"frame {index + 1} of {count} is not a decodable image ({_one_line(exc)})") from None
+        raise MMCurateError(f"frame {index + 1} of {count} is not a decodable image ({one_line(exc)})") from None
 
 
 def normalize_frames(frames_uint8: torch.Tensor) -> torch.Tensor:
@@ -85,8 +85,3 @@ def normalize_frames(frames_uint8: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=x.device).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=x.device).view(3, 1, 1)
     return x.sub_(mean).div_(std)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200]

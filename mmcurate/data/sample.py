@@ -9,7 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.data.audio import decode_flac, fit_time_axis, flac_num_samples, silence_column, waveform_features
+from mmcurate.data.audio import (
+    decode_flac,
+    fit_time_axis,
+    flac_num_samples,
+    silence_column,
+    waveform_features,
+)
 from mmcurate.data.config import TensorConfig
 from mmcurate.data.frames import decode_jpeg_frames
 from mmcurate.data.records import SampleRecord

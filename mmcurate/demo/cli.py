@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from mmcurate.common.cli_options import workdir_option
+from mmcurate.cli_options import workdir_option
 from mmcurate.common.console import info, summary_table
-from mmcurate.common.workdir import resolve_workdir, stage_dir
+from mmcurate.store import Workdir
 
 
 def demo_recipe_path() -> Path:
@@ -31,12 +31,12 @@ def demo(workdir: str | None, overrides: tuple[str, ...], force: bool) -> None:
     from mmcurate.pipeline import apply_overrides, load_recipe, run_pipeline
     from mmcurate.pipeline.runner import print_result
 
-    wd = resolve_workdir(workdir)
+    wd = Workdir.resolve(workdir)
     recipe = apply_overrides(load_recipe(demo_recipe_path()), list(overrides))
     started = time.monotonic()
-    result = run_pipeline(recipe, wd, force=force)
+    result = run_pipeline(recipe, wd.path, force=force)
     print_result(result)
-    balanced, reeval, ingest = stage_dir("balance", wd), stage_dir("reeval", wd), stage_dir("ingest", wd)
+    balanced, reeval, ingest = wd.balanced.path, wd.reeval_dir, wd.ingest.path
     table = reeval / "results.md"
     summary_table(
         f"demo finished in {time.monotonic() - started:.0f} s",

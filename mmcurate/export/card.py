@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 
-from mmcurate.schemas import EXPORT_COLUMNS
+from mmcurate.store.schemas import EXPORT_COLUMNS
 
 #: Licence identifiers the Hub accepts in a card's ``license`` field (the ones sources here use).
 HUB_LICENSES = frozenset(

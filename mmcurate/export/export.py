@@ -39,19 +39,14 @@ from mmcurate.export.features import (
     row_nbytes,
     single_sample_rate,
 )
-from mmcurate.export.inputs import ShardReader, join_manifest, read_ingest, read_selection
-from mmcurate.export.layout import (
-    CARD,
-    DATA_DIR,
-    HF_DIR,
-    MARKER_FORMAT,
-    clean_stale_staging,
-    file_entry,
-    hub_split_name,
-    install_export,
-    new_staging_dir,
-)
+from mmcurate.export.inputs import join_manifest, read_selection
 from mmcurate.export.sharding import parse_shard_size, plan_shards, write_shards
+from mmcurate.store import BalancedDir, IngestDir
+from mmcurate.store.balanced_dir import EXPORT_MARKER_FORMAT
+from mmcurate.store.completion import file_entry
+from mmcurate.store.splits import hub_split_name
+
+CARD, DATA_DIR, HF_DIR = BalancedDir.CARD, BalancedDir.DATA_DIR, BalancedDir.HF_DIR
 
 #: Splits in the order they appear in the card and in ``hf/``; others follow alphabetically.
 _SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
@@ -112,12 +107,14 @@ def export_balanced(
     ingest's cached audio features (log-mel) when the shards hold any.
     """
     out_dir = Path(out_dir)
+    balanced = BalancedDir(out_dir)
     max_bytes = parse_shard_size(max_shard_size)
-    inputs = read_ingest(Path(ingest_dir))
+    ingest = IngestDir(Path(ingest_dir)).require()
+    classes = ingest.read_classes()
+    ingest_config = ingest.read_config()
     sel, sel_name = read_selection(selection)
-    joined = join_manifest(sel, inputs, sel_name)
-    reader = ShardReader(inputs)
-    with_features = include_features and reader.any_features(joined["shard"].to_pylist())
+    joined = join_manifest(sel, ingest, classes, sel_name)
+    with_features = include_features and ingest.any_features(joined["shard"].to_pylist())
 
     split_groups = _group_splits(joined, sel_name)
     audio_probe = []
@@ -125,20 +122,20 @@ def export_balanced(
     media_by_split: dict[str, pa.Table] = {}
     with progress_bar("export: reading shards", total=len(split_groups)) as advance:
         for hub_name, (_, rows) in split_groups.items():
-            media = reader.media_for(rows, with_features)
+            media = ingest.media_for(rows, with_features)
             media_by_split[hub_name] = media
             audio_probe.append(media["audio"])
             rates.append(pc.filter(media["audio_sample_rate"], pc.is_valid(media["audio"])))
             advance()
     audio_as_hub_type = all(audio_is_hub_encodable(a) for a in audio_probe)
     sample_rate = single_sample_rate(pa.chunked_array([c for r in rates for c in r.chunks], pa.int32()))
-    features = build_features(inputs.classes, sample_rate, audio_as_hub_type, with_features)
+    features = build_features(classes, sample_rate, audio_as_hub_type, with_features)
 
-    clean_stale_staging(out_dir)
-    staging = new_staging_dir(out_dir)
+    balanced.clean_stale_staging()
+    staging = balanced.new_staging_dir()
     try:
         summaries, shards, files = _write_all(
-            staging, split_groups, media_by_split, features, inputs.classes, max_bytes
+            staging, split_groups, media_by_split, features, classes, max_bytes
         )
         toolkit_version = str(provenance.get("toolkit_version") or mmcurate.__version__)
         card = render_card(
@@ -146,13 +143,13 @@ def export_balanced(
             splits=summaries,
             download_size=sum(e["size"] for e in files.values()),
             provenance=provenance,
-            ingest_config=inputs.config,
+            ingest_config=ingest_config,
             toolkit_version=toolkit_version,
         )
         (staging / CARD).write_text(card, encoding="utf-8")
         files[CARD] = file_entry(staging / CARD)
         marker = {
-            "format": MARKER_FORMAT,
+            "format": EXPORT_MARKER_FORMAT,
             "toolkit_version": toolkit_version,
             "splits": {s.name: {"rows": s.num_examples, "selection_split": s.source_name, "shards": shards[s.name]} for s in summaries},
             "files": dict(sorted(files.items())),
@@ -160,7 +157,7 @@ def export_balanced(
             "audio": "Audio" if audio_as_hub_type else "bytes",
             "audio_features": with_features,
         }
-        install_export(staging, out_dir, marker)
+        balanced.install_export(staging, marker)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -38,7 +38,7 @@ def single_sample_rate(rates: pa.ChunkedArray | pa.Array) -> int | None:
 def build_features(
     classes: list[str], sample_rate: int | None, audio_as_hub_type: bool, with_features: bool
 ) -> Features:
-    """The export schema (``mmcurate.schemas.EXPORT_COLUMNS``) as ``datasets.Features``.
+    """The export schema (``mmcurate.store.schemas.EXPORT_COLUMNS``) as ``datasets.Features``.
 
     Audio is the Hub's ``Audio`` type with decoding on, as every Hub audio dataset stores it;
     reading without torchcodec is a read-time choice (see :mod:`mmcurate.export.read`).

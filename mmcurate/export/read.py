@@ -16,7 +16,9 @@ from typing import Literal
 from datasets import Audio, Dataset, DatasetDict, load_dataset, load_from_disk
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.export.layout import DATA_DIR, HF_DIR
+from mmcurate.store import BalancedDir
+
+DATA_DIR, HF_DIR = BalancedDir.DATA_DIR, BalancedDir.HF_DIR
 
 
 def torchcodec_available() -> bool:

@@ -13,7 +13,12 @@ from mmcurate.features.extract import (
     feature_shape,
     num_feature_frames,
 )
-from mmcurate.features.presets import PRESETS, get_preset, preset_name_of, resolve_feature_config
+from mmcurate.features.presets import (
+    PRESETS,
+    get_preset,
+    preset_name_of,
+    resolve_feature_config,
+)
 
 __all__ = [
     "KINDS",

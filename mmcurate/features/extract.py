@@ -16,7 +16,12 @@ import torch.nn.functional as F
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.features.config import AudioFeatureConfig
-from mmcurate.features.spectral import kaldi_fbank_energies, kaldi_frame_count, logmel_power, stft_power
+from mmcurate.features.spectral import (
+    kaldi_fbank_energies,
+    kaldi_frame_count,
+    logmel_power,
+    stft_power,
+)
 
 
 def compute_audio_features(waveform: Any, sample_rate: int, cfg: AudioFeatureConfig) -> torch.Tensor:

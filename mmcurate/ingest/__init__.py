@@ -2,48 +2,30 @@
 
 Public surface:
 
-* :func:`run_ingest` / :class:`IngestRequest`: the whole stage (resumable, deterministic);
-* :func:`process_clip`: the pure per-file step, for other executors (Ray Data, Slurm);
-* :class:`IngestConfig`: what the output depends on;
-* :func:`read_manifest`, :func:`read_classes`: read a finished ingest folder.
+* :data:`STAGE` / :func:`run_ingest` with :class:`IngestConfig`: the whole stage (resumable, deterministic);
+* :func:`process_clip` with :class:`DecodeConfig`: the pure per-file step, which any executor maps
+  (this machine's process pool, an array-job part, a cluster engine).
+
+A finished ingest folder is read through :class:`mmcurate.store.IngestDir`.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from mmcurate.common.errors import StageNotReadyError
+from mmcurate.common.stage import Stage
 from mmcurate.ingest.clip import ClipResult, process_clip
-from mmcurate.ingest.config import IngestConfig
-from mmcurate.ingest.items import Discovery, Failure, InputItem, make_sample_id
-from mmcurate.ingest.runner import CLASSES, MANIFEST, IngestRequest, IngestResult, run_ingest
+from mmcurate.ingest.config import DecodeConfig, IngestConfig
+from mmcurate.ingest.runner import IngestResult, print_summary, run_ingest
 
+STAGE: Stage[IngestConfig, IngestResult] = Stage(
+    name="ingest",
+    config=IngestConfig,
+    reads=("RAW_DIR (clips, an input manifest or a release layout)",),
+    writes=(
+        "ingest/manifest.parquet", "ingest/shards/*.arrow", "ingest/chunks/*.json", "ingest/failures.jsonl",
+        "ingest/classes.json", "ingest/config.json", "ingest/stats.json",
+    ),
+    run=run_ingest,
+    summarize=print_summary,
+)
 
-def require_ingest(ingest_dir: Path) -> Path:
-    """``ingest_dir`` if it holds a finished ingest, else a clear error saying how to make one."""
-    if not (ingest_dir / MANIFEST).is_file():
-        raise StageNotReadyError(
-            f"no finished ingest in {ingest_dir} (manifest.parquet missing); run `mmcurate ingest RAW_DIR` first "
-            "or point to an ingest folder"
-        )
-    return ingest_dir
-
-
-def read_manifest(ingest_dir: Path) -> pa.Table:
-    """The manifest of a finished ingest."""
-    return pq.read_table(require_ingest(ingest_dir) / MANIFEST)
-
-
-def read_classes(ingest_dir: Path) -> list[str]:
-    """The class list (ClassLabel order) of a finished ingest."""
-    return list(json.loads((require_ingest(ingest_dir) / CLASSES).read_text(encoding="utf-8")))
-
-
-__all__ = [
-    "ClipResult", "Discovery", "Failure", "IngestConfig", "IngestRequest", "IngestResult", "InputItem",
-    "make_sample_id", "process_clip", "read_classes", "read_manifest", "require_ingest", "run_ingest",
-]
+__all__ = ["STAGE", "ClipResult", "DecodeConfig", "IngestConfig", "IngestResult", "process_clip", "run_ingest"]

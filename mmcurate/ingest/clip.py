@@ -18,9 +18,9 @@ import soundfile as sf
 from PIL import Image
 
 from mmcurate.common.hashing import file_sha256
-from mmcurate.ingest.config import IngestConfig
+from mmcurate.ingest.config import DecodeConfig
 from mmcurate.ingest.decode import DecodedClip, DecodeError, decode_clip
-from mmcurate.ingest.items import Failure, InputItem
+from mmcurate.store.items import Failure, InputItem
 
 
 @dataclass
@@ -52,7 +52,7 @@ def encode_flac(pcm16: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def _apply_missing_policy(clip: DecodedClip, item: InputItem, cfg: IngestConfig, has_video: bool, has_audio: bool) -> Failure | None:
+def _apply_missing_policy(clip: DecodedClip, item: InputItem, cfg: DecodeConfig, has_video: bool, has_audio: bool) -> Failure | None:
     missing = [name for name, present in (("video", has_video), ("audio", has_audio)) if not present]
     if not missing:
         return None
@@ -72,13 +72,13 @@ def _apply_missing_policy(clip: DecodedClip, item: InputItem, cfg: IngestConfig,
     return None
 
 
-def _zero_targets(clip: DecodedClip, cfg: IngestConfig) -> list[float]:
+def _zero_targets(clip: DecodedClip, cfg: DecodeConfig) -> list[float]:
     from mmcurate.ingest.decode import target_times
 
     return target_times(0.0, clip.duration, cfg)
 
 
-def process_clip(raw_dir: str | os.PathLike[str], item: InputItem, cfg: IngestConfig, threads: int = 1) -> ClipResult:
+def process_clip(raw_dir: str | os.PathLike[str], item: InputItem, cfg: DecodeConfig, threads: int = 1) -> ClipResult:
     """Decode, encode and describe one input. Never raises for bad input: returns a failure."""
     sid = item.sample_id
     path = Path(raw_dir) / item.path
@@ -134,7 +134,7 @@ def process_clip(raw_dir: str | os.PathLike[str], item: InputItem, cfg: IngestCo
     return ClipResult(sid, row=row, media=media)
 
 
-def _decode(path: Path, item: InputItem, cfg: IngestConfig, threads: int) -> DecodedClip:
+def _decode(path: Path, item: InputItem, cfg: DecodeConfig, threads: int) -> DecodedClip:
     if cfg.decoder == "decord":
         from mmcurate.ingest.decord_backend import decode_with_decord
 
@@ -142,7 +142,7 @@ def _decode(path: Path, item: InputItem, cfg: IngestConfig, threads: int) -> Dec
     return decode_clip(path, cfg, item.start, item.end, threads)
 
 
-def _encode(clip: DecodedClip, item: InputItem, cfg: IngestConfig) -> dict[str, Any]:
+def _encode(clip: DecodedClip, item: InputItem, cfg: DecodeConfig) -> dict[str, Any]:
     frames = [encode_jpeg(f, cfg.jpeg_quality) for f in clip.frames]
     audio_bytes = None
     n_samples = 0

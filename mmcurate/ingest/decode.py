@@ -16,10 +16,10 @@ from pathlib import Path
 
 import av
 import av.error
-from av.video.reformatter import VideoReformatter
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
-from mmcurate.ingest.config import IngestConfig
+from mmcurate.ingest.config import DecodeConfig
 
 #: Tolerance (seconds) when comparing timestamps against segment bounds.
 _EPS = 1e-6
@@ -70,7 +70,7 @@ def ffmpeg_message(exc: BaseException) -> str:
     return str(msg).strip().rstrip(":")
 
 
-def target_times(seg_start: float, seg_len: float, cfg: IngestConfig) -> list[float]:
+def target_times(seg_start: float, seg_len: float, cfg: DecodeConfig) -> list[float]:
     """Absolute timestamps to sample: ``--frames N`` at the centres of N equal parts of the
     segment, or ``--fps F`` at the centre of every 1/F-second step (at least one frame)."""
     if cfg.fps is not None:
@@ -158,7 +158,7 @@ def scan_end(path: Path, streams_idx: list[int]) -> float | None:
 
 def decode_clip(
     path: Path,
-    cfg: IngestConfig,
+    cfg: DecodeConfig,
     start: float | None = None,
     end: float | None = None,
     threads: int = 1,
@@ -216,7 +216,7 @@ def _decode_open(path, container, cfg, start, end, threads, video=True):  # type
 class _ClipDecoder:
     """Receives decoded frames in presentation order and keeps what the clip needs."""
 
-    def __init__(self, container, vstream, astream, cfg: IngestConfig, t0: float, seg_start: float, seg_end: float, whole: bool):  # type: ignore[no-untyped-def]
+    def __init__(self, container, vstream, astream, cfg: DecodeConfig, t0: float, seg_start: float, seg_end: float, whole: bool):  # type: ignore[no-untyped-def]
         self.cfg = cfg
         self.t0, self.seg_start, self.seg_end, self.whole = t0, seg_start, seg_end, whole
         # A whole file keeps every frame and sample, even past a header duration that is too short.

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from mmcurate.common.console import warn
-from mmcurate.ingest.config import IngestConfig
+from mmcurate.ingest.config import DecodeConfig
 from mmcurate.ingest.decode import DecodedClip, decode_clip, target_times
 
 
@@ -42,7 +42,7 @@ def scale_and_crop_array(rgb: np.ndarray, size: int) -> np.ndarray:
 
 
 def decode_with_decord(
-    path: Path, cfg: IngestConfig, start: float | None, end: float | None, threads: int = 1
+    path: Path, cfg: DecodeConfig, start: float | None, end: float | None, threads: int = 1
 ) -> DecodedClip:
     """Frames via decord, audio and properties via PyAV; PyAV alone on any decord problem."""
     decord = _decord()

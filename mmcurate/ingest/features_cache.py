@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.ingest.config import IngestConfig
+from mmcurate.ingest.config import DecodeConfig
 
 
 @lru_cache(maxsize=8)
@@ -25,7 +25,7 @@ def _resolved(spec_key: str) -> Any:
     return resolve_feature_config(spec)
 
 
-def feature_config(cfg: IngestConfig) -> Any:
+def feature_config(cfg: DecodeConfig) -> Any:
     """The feature config named by ``--features`` (a preset name or a dict), checked against the sample rate."""
     import json
 
@@ -41,7 +41,7 @@ def feature_config(cfg: IngestConfig) -> Any:
     return fcfg
 
 
-def features_for(pcm16: np.ndarray, cfg: IngestConfig) -> list[list[float]]:
+def features_for(pcm16: np.ndarray, cfg: DecodeConfig) -> list[list[float]]:
     """Features of one clip as a nested float16 list (bins x frames) for the Arrow column."""
     import torch
 

@@ -1,70 +1,32 @@
-"""Run ingest: discover inputs, decode them on all cores, write shards, resume, finalize.
+"""Run ingest: discover inputs, decode them through an executor, write shards, resume, finalize.
 
-Executors are kept apart from the per-file step (:func:`mmcurate.ingest.clip.process_clip`):
-this module is the local executor (a process pool), and an array job is the same executor run
-with ``--num-shards/--shard-index`` on each node.
+The per-file step (:func:`mmcurate.ingest.clip.process_clip`) is a pure function of (file, item,
+decode settings); the executor (:mod:`mmcurate.execution`: this machine's cores, or one part of
+an array job) maps it over shards of items; this module writes each finished shard and its
+completion marker through the store, and the manifest once every shard is done.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import multiprocessing as mp
-import os
-import shutil
+import functools
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from mmcurate import __version__
-from mmcurate.common.atomic import atomic_path, atomic_write_json, atomic_write_text, clean_stale_temporaries
+from mmcurate.common.atomic import clean_stale_temporaries
 from mmcurate.common.console import info, progress_bar, summary_table, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
+from mmcurate.execution import WorkUnit, make_executor, make_units
 from mmcurate.ingest.clip import ClipResult, process_clip
-from mmcurate.ingest.config import IngestConfig
-from mmcurate.ingest.discovery import apply_class_list, discover, read_class_file
-from mmcurate.ingest.items import Failure, InputItem
-from mmcurate.ingest.shards import (
-    CHUNKS_DIR,
-    SHARDS_DIR,
-    marker_path,
-    media_table,
-    read_marker,
-    shard_name,
-    write_marker,
-    write_shard,
-)
-from mmcurate.schemas import MANIFEST_SCHEMA
-
-MANIFEST = "manifest.parquet"
-FAILURES = "failures.jsonl"
-CLASSES = "classes.json"
-CONFIG = "config.json"
-STATS = "stats.json"
-
-
-@dataclass
-class IngestRequest:
-    """Everything one ``mmcurate ingest`` invocation was asked to do."""
-
-    raw_dir: Path
-    out_dir: Path
-    config: IngestConfig = field(default_factory=IngestConfig)
-    manifest: Path | None = None
-    layout: str | None = None
-    layout_options: dict[str, Any] = field(default_factory=dict)
-    group_column: str | None = None
-    classes_file: Path | None = None
-    overwrite: bool = False
-    max_failures: int | None = None
-    source: dict[str, Any] = field(default_factory=dict)  # dataset name, licence: provenance for the card
+from mmcurate.ingest.config import DecodeConfig, IngestConfig
+from mmcurate.recipes import apply_class_list, discover, read_class_file
+from mmcurate.store import IngestDir, Workdir
+from mmcurate.store.ingest_dir import shard_name, shard_table
+from mmcurate.store.items import Failure, InputItem
 
 
 @dataclass
@@ -86,46 +48,45 @@ class IngestResult:
         return limit is not None and self.n_failed > limit
 
 
-def identity(req: IngestRequest, classes: list[str]) -> dict[str, Any]:
+def identity(cfg: IngestConfig, classes: list[str]) -> dict[str, Any]:
     """What the output content depends on, besides the input files themselves."""
     return {
-        "config": req.config.content_dict(),
-        "layout": req.layout or ("manifest" if req.manifest else "folders"),
-        "layout_options": req.layout_options,
-        "manifest": str(req.manifest.name) if req.manifest else None,
-        "group_column": req.group_column,
+        "config": cfg.decode.content_dict(),
+        "layout": cfg.layout or ("manifest" if cfg.manifest else "folders"),
+        "layout_options": cfg.layout_options,
+        "manifest": str(cfg.manifest.name) if cfg.manifest else None,
+        "group_column": cfg.group_column,
         "classes": classes,
     }
 
 
-def _fingerprint(raw_dir: Path, item: InputItem) -> list[Any]:
+def _item_fingerprint(raw_dir: Path, item: InputItem) -> list[Any]:
+    """Everything about one input that its shard row depends on: the item itself (label, split,
+    group, segment, carried columns) and the file's size and modification time."""
     try:
         st = (raw_dir / item.path).stat()
-        return [item.sample_id, st.st_size, st.st_mtime_ns]
+        stat: list[Any] = [st.st_size, st.st_mtime_ns]
     except OSError:
-        return [item.sample_id, None, None]
+        stat = [None, None]
+    return [item.sample_id, item.label, item.split, item.group, item.start, item.end, [list(kv) for kv in item.extra], *stat]
 
 
-def _check_existing(out_dir: Path, ident: dict[str, Any], overwrite: bool) -> None:
-    cfg_path = out_dir / CONFIG
-    if not cfg_path.is_file():
+def _check_existing(out: IngestDir, ident: dict[str, Any], overwrite: bool) -> None:
+    if not out.file(IngestDir.CONFIG).is_file():
         return
     try:
-        old = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        old = out.read_config()
+    except MMCurateError:
         old = {}
     if old.get("identity_hash") == config_hash(ident):
         return
     if overwrite:
-        info(f"--overwrite: removing the previous ingest output in {out_dir}")
-        for name in (SHARDS_DIR, CHUNKS_DIR):
-            shutil.rmtree(out_dir / name, ignore_errors=True)
-        for name in (MANIFEST, FAILURES, CLASSES, STATS, CONFIG, "scores.parquet", "scores.json"):
-            (out_dir / name).unlink(missing_ok=True)
+        info(f"--overwrite: removing the previous ingest output in {out.path}")
+        out.clear()
         return
     changed = _diff(old.get("identity", {}), ident)
     raise MMCurateError(
-        f"{out_dir} holds ingest output made with different settings ({changed}); "
+        f"{out.path} holds ingest output made with different settings ({changed}); "
         "pass --overwrite to replace it, or --out for a new folder"
     )
 
@@ -146,223 +107,166 @@ def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
     return ", ".join(diffs[:5])
 
 
-def _worker_count(requested: int) -> int:
-    if requested and requested > 0:
-        return requested
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
-
-
-# Worker-process globals (set once per worker by the pool initializer).
-_W_RAW: str = ""
-_W_CFG: IngestConfig | None = None
-
-
-def _init_worker(raw_dir: str, cfg: IngestConfig) -> None:
-    global _W_RAW, _W_CFG
-    _W_RAW, _W_CFG = raw_dir, cfg
-    if cfg.features:  # only then do workers need torch (importing it costs a second per worker)
+def _init_worker(features: bool) -> None:
+    if features:  # only then do workers need torch (importing it costs a second per worker)
         import torch
 
         torch.set_num_threads(1)
 
 
-def _work(item: InputItem) -> ClipResult:
-    assert _W_CFG is not None
-    return process_clip(_W_RAW, item, _W_CFG, threads=1)
-
-
-@contextlib.contextmanager
-def local_executor(raw_dir: Path, cfg: IngestConfig, workers: int) -> Iterator[Callable[[list[InputItem]], Iterator[ClipResult]]]:
-    """The local executor: a process pool (or inline for one worker) mapping items to results
-    in input order. The pool starts before any progress bar thread, so forking is clean."""
-    if workers <= 1:
-        yield lambda items: (process_clip(raw_dir, it, cfg, threads=0) for it in items)
-        return
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(raw_dir), cfg)) as pool:
-        yield lambda items: pool.imap(_work, items, chunksize=4)
-
-
-def run_ingest(req: IngestRequest) -> IngestResult:
-    """Ingest ``req.raw_dir`` into ``req.out_dir``; resumable, idempotent, deterministic."""
+def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
+    """Ingest ``cfg.raw_dir`` into ``cfg.out`` (default ``WORKDIR/ingest``); resumable, idempotent, deterministic."""
     t_start = time.monotonic()
-    cfg = req.config
-    if cfg.features:
+    if cfg.raw_dir is None:
+        raise MMCurateError("ingest needs RAW_DIR, the folder holding the raw clips")
+    raw_dir, decode = Path(cfg.raw_dir), cfg.decode
+    if decode.features:
         from mmcurate.ingest.features_cache import feature_config
 
-        feature_config(cfg)  # fail fast on a bad preset or sample-rate mismatch
-    found = discover(req.raw_dir, req.manifest, req.layout, req.layout_options, req.group_column)
-    class_list = read_class_file(req.classes_file) if req.classes_file else None
+        feature_config(decode)  # fail fast on a bad preset or sample-rate mismatch
+    executor = make_executor(cfg.workers, cfg.array)
+    found = discover(raw_dir, cfg.manifest, cfg.layout, cfg.layout_options, cfg.group_column)
+    class_list = read_class_file(cfg.classes) if cfg.classes else None
     found, classes = apply_class_list(found, class_list)
-    ident = identity(req, classes)
-    out = req.out_dir
-    _check_existing(out, ident, req.overwrite)
-    (out / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
-    (out / CHUNKS_DIR).mkdir(parents=True, exist_ok=True)
-    for folder in (out, out / SHARDS_DIR, out / CHUNKS_DIR):
+    ident = identity(cfg, classes)
+    ident_hash = config_hash(ident)
+    out = IngestDir(cfg.out or workdir.ingest.path)
+    _check_existing(out, ident, cfg.overwrite)
+    out.shards_dir.mkdir(parents=True, exist_ok=True)
+    out.chunks_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (out.path, out.shards_dir, out.chunks_dir):
         clean_stale_temporaries(folder)
-    atomic_write_json(
-        out / CONFIG,
+    num_shards, shard_index = cfg.array.resolved()
+    out.write_config(
         {
             "mmcurate_version": __version__,
-            "identity_hash": config_hash(ident),
+            "identity_hash": ident_hash,
             "identity": ident,
-            "raw_dir": str(req.raw_dir.resolve()),
-            "manifest": str(req.manifest.resolve()) if req.manifest else None,
-            "classes_file": str(req.classes_file) if req.classes_file else None,
-            "source": req.source,
-            "execution": {"workers": cfg.workers, "num_shards": cfg.num_shards, "shard_index": cfg.shard_index},
-        },
+            "raw_dir": str(raw_dir.resolve()),
+            "manifest": str(cfg.manifest.resolve()) if cfg.manifest else None,
+            "classes_file": str(cfg.classes) if cfg.classes else None,
+            "source": cfg.source,
+            "execution": {"workers": cfg.workers, "num_shards": num_shards, "shard_index": shard_index},
+        }
     )
 
-    items = found.items
-    chunks = [items[i : i + cfg.shard_size] for i in range(0, len(items), cfg.shard_size)]
-    ident_hash = config_hash(ident)
-    mine = [k for k in range(len(chunks)) if k % cfg.num_shards == cfg.shard_index]
-    fingerprints = {k: [_fingerprint(req.raw_dir, it) for it in chunks[k]] for k in range(len(chunks))}
+    units = make_units(found.items, decode.shard_size, shard_name)
+    unit_identity = {
+        u.index: config_hash([ident_hash, [_item_fingerprint(raw_dir, it) for it in u.items]], length=32) for u in units
+    }
 
-    def is_done(k: int) -> bool:
-        marker = read_marker(out, k)
-        return (
-            marker is not None
-            and marker.get("identity_hash") == ident_hash
-            and marker.get("inputs") == fingerprints[k]
-            and (out / SHARDS_DIR / shard_name(k)).is_file()
-        )
+    def is_done(unit: WorkUnit[InputItem]) -> bool:
+        return out.chunk_marker(unit.index).read(unit_identity[unit.index]) is not None
 
-    pending = [k for k in mine if not is_done(k)]
+    mine = [u for u in units if executor.owns(u)]
+    pending = [u for u in mine if not is_done(u)]
     done_before = len(mine) - len(pending)
-    workers = _worker_count(cfg.workers)
-    pending_items = [it for k in pending for it in chunks[k]]
+    n_pending = sum(len(u.items) for u in pending)
     if pending:
         info(
-            f"ingest: {len(items)} inputs in {len(chunks)} shards; {done_before} shards already done, "
-            f"decoding {len(pending_items)} clips on {workers} worker(s)"
+            f"ingest: {len(found.items)} inputs in {len(units)} shards; {done_before} shards already done, "
+            f"decoding {n_pending} clips ({executor.describe()})"
         )
     written = 0
-    if pending_items:
-        with local_executor(req.raw_dir, cfg, min(workers, len(pending_items))) as run_map:
-            results = iter(run_map(pending_items))
-            with progress_bar("decoding", len(pending_items)) as advance:
-                for k in pending:
-                    chunk_results = []
-                    for _ in chunks[k]:
-                        chunk_results.append(next(results))
-                        advance()
-                    _write_chunk(out, k, chunk_results, ident_hash, fingerprints[k])
-                    written += 1
+    if pending:
+        parallel = min(executor.workers, n_pending) > 1
+        job = functools.partial(_process, str(raw_dir), decode, 1 if parallel else 0)
+        with progress_bar("decoding", n_pending) as advance:
+            for unit, results in executor.map_units(job, pending, initializer=_init_worker, initargs=(bool(decode.features),)):
+                _write_chunk(out, unit, results, unit_identity[unit.index])
+                written += 1
+                advance(len(unit.items))
 
-    all_done = all(is_done(k) for k in range(len(chunks)))
+    all_done = all(is_done(u) for u in units)
     stats: dict[str, Any] = {}
     n_ok = n_failed = 0
     if all_done:
-        # the finished outputs are a function of this fingerprint: skip rewriting them when it is unchanged
+        # the finished outputs are a function of this key: skip rewriting them when it is unchanged
         final_key = config_hash(
-            [ident_hash, fingerprints, [f.to_json() for f in found.failures], found.unlisted], length=32
+            [ident_hash, unit_identity, [f.to_json() for f in found.failures], found.unlisted], length=32
         )
-        stats = _read_stats(out) if written == 0 else {}
-        if stats.get("finalize_key") != final_key or not (out / MANIFEST).is_file():
-            stats = _finalize(out, req, found.failures, found.unlisted, classes, len(chunks))
+        stats = out.read_stats() if written == 0 else {}
+        if stats.get("finalize_key") != final_key or not out.is_complete():
+            stats = _finalize(out, found.failures, found.unlisted, classes, len(units))
             stats["finalize_key"] = final_key
         n_ok, n_failed = stats["samples"], stats["failures"]
     else:
-        missing = [k for k in range(len(chunks)) if not is_done(k)]
+        missing = [u for u in units if not is_done(u)]
         info(
-            f"ingest: this task's shards are done; {len(missing)} of {len(chunks)} shards belong to other "
+            f"ingest: this task's shards are done; {len(missing)} of {len(units)} shards belong to other "
             "array tasks and are not finished yet; the last task to finish writes manifest.parquet "
             "(or rerun without --shard-index to finish them here)"
         )
     elapsed = time.monotonic() - t_start
     result = IngestResult(
-        out_dir=out,
+        out_dir=out.path,
         finalized=all_done,
-        n_inputs=len(items) + len(found.failures),
+        n_inputs=len(found.items) + len(found.failures),
         n_ok=n_ok,
         n_failed=n_failed,
         n_unlisted=len(found.unlisted),
         chunks_done_before=done_before,
         chunks_written=written,
         elapsed=elapsed,
-        stats={**stats, "max_failures": req.max_failures},
+        stats={**stats, "max_failures": cfg.max_failures},
     )
     if all_done:
         stats["last_run"] = {
             "elapsed_seconds": round(elapsed, 3),
-            "clips_decoded": len(pending_items),
-            "clips_per_second": round(len(pending_items) / elapsed, 3) if elapsed > 0 and pending_items else None,
-            "workers": workers,
+            "clips_decoded": n_pending,
+            "clips_per_second": round(n_pending / elapsed, 3) if elapsed > 0 and n_pending else None,
+            "workers": executor.workers,
             "shards_written": written,
             "shards_already_done": done_before,
         }
-        atomic_write_json(out / STATS, stats)
+        out.write_stats(stats)
     return result
 
 
-def _read_stats(out: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads((out / STATS).read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError):
-        return {}
+def _process(raw_dir: str, decode: DecodeConfig, threads: int, item: InputItem) -> ClipResult:
+    return process_clip(raw_dir, item, decode, threads=threads)
 
 
-def _write_chunk(out: Path, k: int, results: list[ClipResult], ident_hash: str, fingerprint: list[Any]) -> None:
+def _write_chunk(out: IngestDir, unit: WorkUnit[InputItem], results: list[ClipResult], identity_hash: str) -> None:
+    """Write one shard, then its marker (its manifest rows and failures are the marker's payload)."""
     ok = [r for r in results if r.failure is None]
-    media = [r.media for r in ok]
     rows = []
     for i, r in enumerate(ok):
         row = dict(r.row or {})
-        row["shard"] = shard_name(k)
+        row["shard"] = shard_name(unit.index)
         row["shard_row"] = i
         rows.append(row)
-    write_shard(out / SHARDS_DIR / shard_name(k), media_table(media))  # type: ignore[arg-type]
-    write_marker(
-        out,
-        k,
-        {
-            "identity_hash": ident_hash,
-            "shard": shard_name(k),
-            "inputs": fingerprint,
-            "rows": rows,
-            "failures": [r.failure.to_json() for r in results if r.failure is not None],
-        },
+    path = out.write_shard(unit.index, shard_table([r.media for r in ok]))  # type: ignore[misc]
+    out.chunk_marker(unit.index).record(
+        identity_hash,
+        [path],
+        {"rows": rows, "failures": [r.failure.to_json() for r in results if r.failure is not None]},
     )
 
 
-def manifest_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """manifest.parquet: MANIFEST_SCHEMA columns, then any carried input-manifest columns (strings)."""
-    extra = sorted({k for r in rows for k in r} - set(MANIFEST_SCHEMA.names))
-    schema = pa.schema(list(MANIFEST_SCHEMA) + [pa.field(k, pa.string()) for k in extra])
-    return pa.Table.from_pylist([{**{k: None for k in extra}, **r} for r in rows], schema=schema)
-
-
 def _finalize(
-    out: Path, req: IngestRequest, discover_failures: list[Failure], unlisted: list[str], classes: list[str], n_chunks: int
+    out: IngestDir, discover_failures: list[Failure], unlisted: list[str], classes: list[str], n_chunks: int
 ) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = [f.to_json() for f in discover_failures]
     for k in range(n_chunks):
-        marker = read_marker(out, k) or {}
-        rows.extend(marker.get("rows", []))
-        failures.extend(marker.get("failures", []))
+        payload = out.chunk_marker(k).read_payload()
+        rows.extend(payload.get("rows", []))
+        failures.extend(payload.get("failures", []))
     rows.sort(key=lambda r: r["sample_id"])
     failures.sort(key=lambda f: (f["file"], f.get("sample_id") or ""))
     # shards and markers beyond the current chunk count belong to inputs that are gone
-    for stale in sorted((out / SHARDS_DIR).glob("shard-*.arrow")):
-        if int(stale.stem.split("-")[1]) >= n_chunks:
-            stale.unlink()
-            marker_path(out, int(stale.stem.split("-")[1])).unlink(missing_ok=True)
-    table = manifest_table(rows)
-    with atomic_path(out / MANIFEST) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    atomic_write_text(out / FAILURES, "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures))
-    atomic_write_json(out / CLASSES, classes)
+    for k in out.shard_indices():
+        if k >= n_chunks:
+            out.shard_path(k).unlink()
+            out.chunk_marker(k).clear()
+    out.write_manifest(rows)
+    out.write_failures(failures)
+    out.write_classes(classes)
     by_stage = Counter(f["stage"] for f in failures)
     by_label = Counter(r["label"] for r in rows)
     by_split = Counter(r["split"] or "(none)" for r in rows)
-    total_bytes = sum((out / SHARDS_DIR / shard_name(k)).stat().st_size for k in range(n_chunks))
+    total_bytes = sum(out.shard_path(k).stat().st_size for k in range(n_chunks))
     return {
         "inputs": len(rows) + len(failures),
         "samples": len(rows),
@@ -379,6 +283,14 @@ def _finalize(
         "shards": n_chunks,
         "shard_bytes": total_bytes,
     }
+
+
+def check_failure_limit(result: IngestResult) -> None:
+    """Exit status 3 (a one-line error) when more inputs failed than ``--max-failures`` allows."""
+    if result.failed_over_limit:
+        err = MMCurateError(f"{result.n_failed} inputs failed, more than --max-failures {result.stats['max_failures']}")
+        err.exit_code = 3
+        raise err
 
 
 def print_summary(result: IngestResult) -> None:
@@ -404,4 +316,4 @@ def print_summary(result: IngestResult) -> None:
     if result.chunks_written == 0 and result.chunks_done_before:
         info("ingest: everything was already done; nothing was decoded")
     if s.get("failures"):
-        warn(f"{s['failures']} input(s) failed; reasons in {result.out_dir / FAILURES}")
+        warn(f"{s['failures']} input(s) failed; reasons in {result.out_dir / IngestDir.FAILURES}")

@@ -19,7 +19,14 @@ import torch
 from torch import nn
 
 from mmcurate.models.av_model import AVOutput
-from mmcurate.models.encoders import AudioEncoder, VisualEncoder, check_frames, fold_frames, pool_audio, pool_visual
+from mmcurate.models.encoders import (
+    AudioEncoder,
+    VisualEncoder,
+    check_frames,
+    fold_frames,
+    pool_audio,
+    pool_visual,
+)
 from mmcurate.models.fusion import FUSIONS, FUSIONS_WITH_MODALITY_LOGITS, build_fusion
 
 #: ResNet stages (0-based) after which an MMTM block sits

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from mmcurate.common.cli_options import workdir_option
-from mmcurate.common.workdir import resolve_workdir
+from mmcurate.cli_options import workdir_option
 from mmcurate.pipeline.recipe import STAGES, apply_overrides, load_recipe
 from mmcurate.pipeline.runner import print_result, run_pipeline
+from mmcurate.store import resolve_workdir
 
 
 @click.command("run", context_settings={"show_default": True})

@@ -1,14 +1,18 @@
-"""Run a recipe stage by stage, skipping stages whose outputs are complete and config unchanged.
+"""Run a recipe stage by stage, in Python, skipping stages whose outputs are complete and settings unchanged.
 
-Each stage's fingerprint hashes its own (resolved) section together with the fingerprint of
-the stage before it, so a changed setting reruns that stage and every stage after it, while an
-unchanged, finished stage is skipped. Fingerprints live in ``WORKDIR/pipeline_state.json``;
-the resolved recipe (overrides applied, ``{workdir}`` filled in) is saved as
-``WORKDIR/recipe.resolved.yaml``.
+Each stage's recipe section becomes its config dataclass (:func:`mmcurate.common.options.from_mapping`:
+a YAML key is a field of that dataclass, so it can be followed to the code that uses it) and the
+stage runs through the same :class:`~mmcurate.common.stage.Stage` the command line calls. Each
+stage's fingerprint hashes its own (resolved) section together with the fingerprint of the stage
+before it, so a changed setting reruns that stage and every stage after it, while an unchanged,
+finished stage (the store's answer: :meth:`mmcurate.store.Workdir.is_complete`) is skipped.
+Fingerprints live in ``WORKDIR/pipeline_state.json``; the resolved recipe (overrides applied,
+``{workdir}`` filled in) is saved as ``WORKDIR/recipe.resolved.yaml``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from collections.abc import Callable
@@ -16,22 +20,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 import yaml
 
 from mmcurate.common.atomic import atomic_write_json, atomic_write_text
 from mmcurate.common.console import info, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
-from mmcurate.common.workdir import stage_dir
-from mmcurate.pipeline.args import section_args
+from mmcurate.common.options import from_mapping, option_fields
+from mmcurate.common.stage import Stage
 from mmcurate.pipeline.recipe import STAGES, Recipe, substitute
+from mmcurate.store import Workdir
 
-STATE = "pipeline_state.json"
-RESOLVED = "recipe.resolved.yaml"
-#: export-section keys that the balance command takes under another name
-EXPORT_KEYS = {"license": "license", "source_dataset": "source_dataset", "max_shard_size": "max_shard_size",
-               "no_features": "no_features", "pretty_name": "pretty_name"}
+#: stage name -> (module, attribute) of its :class:`Stage` (imported when the stage runs)
+STAGE_OBJECTS: dict[str, tuple[str, str]] = {
+    "ingest": ("mmcurate.ingest", "STAGE"),
+    "score": ("mmcurate.score", "STAGE"),
+    "report": ("mmcurate.score.report", "REPORT_STAGE"),
+    "balance": ("mmcurate.balance", "STAGE"),
+    "push": ("mmcurate.push", "STAGE"),
+    "reeval": ("mmcurate.reeval", "STAGE"),
+}
+#: export-section keys, which the balance stage takes
+EXPORT_KEYS = ("license", "source_dataset", "max_shard_size", "no_features", "pretty_name")
 
 
 @dataclass
@@ -48,29 +58,9 @@ class PipelineResult:
     stages: list[StageReport] = field(default_factory=list)
 
 
-def _command(name: str) -> click.Command:
-    from mmcurate.cli import LazyGroup, cli
-
-    cmd = LazyGroup.get_command(cli, click.Context(cli), name)  # type: ignore[arg-type]
-    assert cmd is not None
-    return cmd
-
-
-def _complete(stage: str, workdir: Path) -> bool:
-    ingest = stage_dir("ingest", workdir)
-    if stage == "ingest":
-        return (ingest / "manifest.parquet").is_file()
-    if stage == "score":
-        from mmcurate.score import scores_state
-
-        return (ingest / "manifest.parquet").is_file() and scores_state(ingest) == "fresh"
-    if stage == "report":
-        return (ingest / "report" / "report.md").is_file()
-    if stage == "balance":
-        return (stage_dir("balance", workdir) / "export.json").is_file()
-    if stage == "reeval":
-        return (stage_dir("reeval", workdir) / "results.json").is_file()
-    return False  # push: always checked against the Hub (it uploads only what is missing)
+def stage_object(name: str) -> Stage[Any, Any]:
+    module, attr = STAGE_OBJECTS[name]
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
 
 
 def _stage_section(resolved: dict[str, Any], stage: str) -> dict[str, Any]:
@@ -82,44 +72,73 @@ def _stage_section(resolved: dict[str, Any], stage: str) -> dict[str, Any]:
     return {stage: resolved.get(stage) or {}}
 
 
-def _args(stage: str, resolved: dict[str, Any], workdir: Path, changed: bool, where: str) -> list[str]:
-    cmd = _command(stage)
-    wd = ["--workdir", str(workdir)]
+def stage_settings(stage: str, resolved: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(options, fixed fields) of ``stage`` from the resolved recipe: the section's keys, plus what the
+    recipe says elsewhere (ingest's ``source``, balance's ``export`` section)."""
+    section = dict(resolved.get(stage) or {})
+    if not isinstance(resolved.get(stage) or {}, dict):
+        raise MMCurateError(f"recipe {where}: section '{stage}' must be a mapping of option: value")
+    fixed: dict[str, Any] = {}
     if stage == "ingest":
         source = resolved.get("source") or {}
-        ingest = dict(resolved.get("ingest") or {})
         layout = source.get("layout")
-        if layout and layout != "manifest" and "layout" not in ingest:
-            ingest["layout"] = layout
+        if layout and layout != "manifest" and "layout" not in section:
+            section["layout"] = layout
         if source.get("layout_options"):
-            ingest.setdefault("layout_option", source["layout_options"])
-        if source.get("manifest") and "manifest" not in ingest:
-            ingest["manifest"] = source["manifest"]
-        if changed:
-            ingest["overwrite"] = True
-        return [str(source["raw_dir"]), *wd, *section_args(cmd, ingest, f"{where}: ingest")]
+            section.setdefault("layout_option", source["layout_options"])
+        if source.get("manifest") and "manifest" not in section:
+            section["manifest"] = source["manifest"]
+        fixed["raw_dir"] = Path(str(source["raw_dir"]))
     if stage == "balance":
-        balance = dict(resolved.get("balance") or {})
         for key, value in (resolved.get("export") or {}).items():
             if key not in EXPORT_KEYS:
                 raise MMCurateError(f"recipe {where}: export.{key} is not an export setting (valid: {', '.join(EXPORT_KEYS)})")
-            balance.setdefault(EXPORT_KEYS[key], value)
-        return [*wd, *section_args(cmd, balance, f"{where}: balance/export")]
-    section = dict(resolved.get(stage) or {})
-    if stage == "reeval" and changed:
-        section["fresh"] = True
-    return [*wd, *section_args(cmd, section, f"{where}: {stage}")]
+            section.setdefault(key, value)
+        scoring = {f.key for f in option_fields(stage_object("balance").config) if f.path[0] == "scoring"}
+        fixed["explicit_scoring"] = tuple(sorted(k for k in section if k in scoring and section[k] is not None))
+    return section, fixed
+
+
+def _config(stage: Stage[Any, Any], resolved: dict[str, Any], changed: bool, where: str) -> Any:
+    section, fixed = stage_settings(stage.name, resolved, where)
+    if stage.name == "ingest" and changed:
+        fixed["overwrite"] = True
+    if stage.name == "reeval" and changed:
+        fixed["fresh"] = True
+    return from_mapping(stage.config, section, f"{where}: {stage.name}", command=stage.name, fixed=fixed)
+
+
+def command_line(stage: str, resolved: dict[str, Any], where: str) -> str:
+    """The ``mmcurate`` command equivalent to a stage's settings, for logs and ``--dry-run``."""
+    section, fixed = stage_settings(stage, resolved, where)
+    parts = ["mmcurate", stage]
+    if "raw_dir" in fixed:
+        parts.append(str(fixed["raw_dir"]))
+    for key in sorted(section):
+        value = section[key]
+        if value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, dict):
+            parts += [f"{flag} {k}={v}" for k, v in value.items()]
+        elif isinstance(value, list):
+            parts.append(f"{flag} {','.join(str(v) for v in value)}")
+        else:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)
 
 
 def _generate_source(resolved: dict[str, Any]) -> None:
     gen = (resolved.get("source") or {}).get("generate")
     if not gen:
         return
-    from mmcurate.demo import generate_demo_dataset
+    from mmcurate.synth import generate
 
     raw = Path(resolved["source"]["raw_dir"])
     info(f"pipeline: generating the synthetic source set in {raw}")
-    generate_demo_dataset(raw, **gen)
+    generate(raw, **gen)
 
 
 def run_pipeline(
@@ -130,50 +149,63 @@ def run_pipeline(
     until: str | None = None,
     force: bool = False,
     dry_run: bool = False,
-    runner: Callable[[click.Command, list[str]], Any] | None = None,
+    runner: Callable[[Stage[Any, Any], Workdir, Any], Any] | None = None,
 ) -> PipelineResult:
     """Run the recipe's stages in order (see the module docstring for the skip rule)."""
+    wd = Workdir(workdir)
     resolved = substitute(recipe.data, workdir)
     selected = _selection(only, from_stage, until)
     workdir.mkdir(parents=True, exist_ok=True)
     if not dry_run:
-        atomic_write_text(workdir / RESOLVED, yaml.safe_dump(resolved, sort_keys=False))
-    state_path = workdir / STATE
+        atomic_write_text(workdir / Workdir.RESOLVED_RECIPE, yaml.safe_dump(resolved, sort_keys=False))
+    state_path = workdir / Workdir.PIPELINE_STATE
     state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    run = runner or (lambda cmd, args: cmd.main(args=args, prog_name=f"mmcurate {cmd.name}", standalone_mode=False))
+    run = runner or _run_stage
     result = PipelineResult(workdir)
     upstream = ""
     upstream_ran = False
     where = str(recipe.path)
-    for stage in STAGES:
-        section = _stage_section(resolved, stage)
-        configured = stage not in ("report", "push", "reeval") or resolved.get(stage) is not None
+    for name in STAGES:
+        section = _stage_section(resolved, name)
+        configured = name not in ("report", "push", "reeval") or resolved.get(name) is not None
         fingerprint = config_hash([upstream, section], length=16)
         upstream = fingerprint
         if not configured:
-            result.stages.append(StageReport(stage, "not configured"))
+            result.stages.append(StageReport(name, "not configured"))
             continue
-        if stage not in selected:
-            result.stages.append(StageReport(stage, "not selected"))
+        if name not in selected:
+            result.stages.append(StageReport(name, "not selected"))
             continue
-        previous = state.get(stage, {}).get("fingerprint")
-        if not force and not upstream_ran and previous == fingerprint and _complete(stage, workdir):
-            result.stages.append(StageReport(stage, "skipped (up to date)"))
+        previous = state.get(name, {}).get("fingerprint")
+        if not force and not upstream_ran and previous == fingerprint and wd.is_complete(name):
+            result.stages.append(StageReport(name, "skipped (up to date)"))
             continue
         changed = previous is not None and previous != fingerprint
-        args = _args(stage, resolved, workdir, changed or force, where)
+        stage = stage_object(name)
+        config = _config(stage, resolved, changed or force, where)
+        command = command_line(name, resolved, where)
         if dry_run:
-            result.stages.append(StageReport(stage, "would run", output="mmcurate " + stage + " " + " ".join(args)))
+            result.stages.append(StageReport(name, "would run", output=command))
             continue
-        if stage == "ingest":
+        if name == "ingest":
             _generate_source(resolved)
-        info(f"pipeline [{recipe.name}]: mmcurate {stage} {' '.join(args)}")
+        info(f"pipeline [{recipe.name}]: {command}")
         started = time.monotonic()
-        run(_command(stage), args)
-        state[stage] = {"fingerprint": fingerprint, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        run(stage, wd, config)
+        state[name] = {"fingerprint": fingerprint, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_json(state_path, state)
         upstream_ran = True
-        result.stages.append(StageReport(stage, "ran", time.monotonic() - started))
+        result.stages.append(StageReport(name, "ran", time.monotonic() - started))
+    return result
+
+
+def _run_stage(stage: Stage[Any, Any], workdir: Workdir, config: Any) -> Any:
+    result = stage.run(workdir, config)
+    stage.summarize(result)
+    if stage.name == "ingest":
+        from mmcurate.ingest.runner import check_failure_limit
+
+        check_failure_limit(result)
     return result
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from mmcurate.common.console import warn
 from mmcurate.common.errors import MMCurateError, StageNotReadyError
-from mmcurate.export.layout import CARD, DATA_DIR, EXPORT_MARKER, HF_DIR, read_marker, verify_export
+from mmcurate.store import BalancedDir
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,11 @@ class PushPlan:
 
     @property
     def data_uploads(self) -> list[LocalFile]:
-        return [f for f in self.upload if f.rel != CARD]
+        return [f for f in self.upload if f.rel != BalancedDir.CARD]
 
     @property
     def card_upload(self) -> LocalFile | None:
-        return next((f for f in self.upload if f.rel == CARD), None)
+        return next((f for f in self.upload if f.rel == BalancedDir.CARD), None)
 
 
 def content_ids(path: Path, chunk_size: int = 1 << 20) -> tuple[int, str, str]:
@@ -84,19 +84,20 @@ def collect_local_files(dataset_dir: Path) -> list[LocalFile]:
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.is_dir():
         raise StageNotReadyError(f"{dataset_dir}: dataset directory not found; run `mmcurate balance` first or pass DATASET_DIR")
-    marker: dict[str, Any] | None = read_marker(dataset_dir)
-    if marker is None and ((dataset_dir / HF_DIR).exists() or (dataset_dir / "selection.parquet").exists()):
-        verify_export(dataset_dir)  # raises: an mmcurate export without its marker did not finish
+    balanced = BalancedDir(dataset_dir)
+    marker: dict[str, Any] | None = balanced.read_marker()
+    if marker is None and (balanced.hf_dir.exists() or balanced.selection_path.exists()):
+        balanced.verify_export()  # raises: an mmcurate export without its marker did not finish
     if marker is not None:
-        verify_export(dataset_dir, check_hashes=False)
-    card = dataset_dir / CARD
-    shards = sorted((dataset_dir / DATA_DIR).rglob("*.parquet"))
+        balanced.verify_export(check_hashes=False)
+    card = balanced.card_path
+    shards = sorted(balanced.data_dir.rglob("*.parquet"))
     if not card.is_file():
         raise StageNotReadyError(f"{card}: missing; a Hub dataset needs its card, rerun `mmcurate balance`")
     if not shards:
-        raise StageNotReadyError(f"{dataset_dir / DATA_DIR}: no Parquet shards; rerun `mmcurate balance`")
+        raise StageNotReadyError(f"{balanced.data_dir}: no Parquet shards; rerun `mmcurate balance`")
     if marker is None:
-        warn(f"{dataset_dir}: no {EXPORT_MARKER}; pushing README.md and data/ as found")
+        warn(f"{dataset_dir}: no {BalancedDir.EXPORT_MARKER}; pushing README.md and data/ as found")
     files = []
     for path in [card, *shards]:
         rel = path.relative_to(dataset_dir).as_posix()
@@ -119,7 +120,7 @@ def plan_push(local: list[LocalFile], remote: dict[str, RemoteFile]) -> PushPlan
         same = r is not None and r.size == f.size and (r.sha256 == f.sha256 if r.sha256 else r.git_oid == f.git_oid)
         (skip if same else upload).append(f)
     wanted = {f.rel for f in local}
-    delete = sorted(p for p in remote if p.startswith(DATA_DIR + "/") and p.endswith(".parquet") and p not in wanted)
+    delete = sorted(p for p in remote if p.startswith(BalancedDir.DATA_DIR + "/") and p.endswith(".parquet") and p not in wanted)
     return PushPlan(upload=upload, skip=skip, delete=delete)
 
 

@@ -18,7 +18,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from mmcurate.common.errors import MMCurateError
+from mmcurate.common.errors import MMCurateError, one_line
 from mmcurate.push.secrets import mask_token
 
 try:  # huggingface_hub 2.x ships its HTTP client as httpx2; 1.x used httpx
@@ -27,12 +27,6 @@ except ImportError:  # pragma: no cover - depends on the installed hub version
     import httpx as httpx2  # type: ignore[no-redef]
 
 RESUME_HINT = "rerun the same `mmcurate push` to resume; files already committed are not uploaded again"
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    """Whitespace-collapsed, length-capped text."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def describe(exc: BaseException, *, endpoint: str, repo_id: str, revision: str) -> str:

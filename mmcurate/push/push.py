@@ -18,13 +18,21 @@ from typing import Any
 import mmcurate
 from mmcurate.common.console import info, progress_bar, progress_enabled, warn
 from mmcurate.common.errors import MMCurateError
-from mmcurate.push.files import LocalFile, PushPlan, RemoteFile, batches, collect_local_files, plan_push
+from mmcurate.push.config import DEFAULT_FILES_PER_COMMIT, PushConfig
+from mmcurate.push.files import (
+    LocalFile,
+    PushPlan,
+    RemoteFile,
+    batches,
+    collect_local_files,
+    plan_push,
+)
 from mmcurate.push.repo_id import validate_repo_id
+from mmcurate.store import Workdir
 
 #: Upper bound on the bytes one commit covers, next to --files-per-commit: commits are the
 #: resume points, so large shards are committed a few at a time.
 BYTES_PER_COMMIT = 2_000_000_000
-DEFAULT_FILES_PER_COMMIT = 10
 
 
 @dataclass
@@ -109,7 +117,11 @@ def push_dataset(
     from huggingface_hub import HfApi, constants
 
     api = HfApi(endpoint=endpoint, token=token, library_name="mmcurate", library_version=mmcurate.__version__)
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
 
     xet_disabled_before = constants.HF_HUB_DISABLE_XET
     if use_xet is not None:  # the hub client reads this switch at call time, not only at import
@@ -254,3 +266,20 @@ def _commit_plan(api: Any, result: PushResult, message: str, files_per_commit: i
             result.commit_urls.append(commit.commit_url)
             done["commits"] += 1
             advance(len(final_ops))
+
+
+def run_push(workdir: Workdir, cfg: PushConfig) -> PushResult:
+    """The ``mmcurate push`` stage: DATASET_DIR (default WORKDIR/balanced) to the Hub as ``cfg.repo_id``."""
+    if not cfg.repo_id:
+        raise MMCurateError("push needs --repo-id ORG/NAME")
+    return push_dataset(
+        cfg.dataset_dir if cfg.dataset_dir is not None else workdir.balanced.path,
+        cfg.repo_id,
+        token=cfg.token,
+        private=cfg.private,
+        revision=cfg.revision,
+        dry_run=cfg.dry_run,
+        commit_message=cfg.commit_message,
+        files_per_commit=cfg.files_per_commit,
+        use_xet=False if cfg.no_xet else None,
+    )

@@ -1,26 +1,31 @@
-"""Dataset adapters for the field's audio-visual benchmarks, and their class lists.
+"""Finding the inputs: the generic layouts, the dataset adapters of the field's benchmarks, class lists.
 
-``mmcurate ingest RAW_DIR --layout NAME`` looks up ``LAYOUTS[NAME]`` and calls
-``discover(raw_dir, **options)``; each adapter turns an official release, laid out as its
-authors ship it, into :class:`~mmcurate.ingest.items.InputItem` s (label, split, group,
-segment) and :class:`~mmcurate.ingest.items.Failure` s, and lists the files it ignores.
-:func:`run_layout` is the checked entry point for options coming from the command line or a
-YAML recipe (unknown names and badly typed values become one-line errors).
-
-The generic ``folders`` and ``manifest`` layouts live in :mod:`mmcurate.ingest`.
+``mmcurate ingest RAW_DIR`` calls :func:`discover`: label folders (default), an input manifest
+(``--manifest``), or a dataset adapter (``--layout NAME``: ``LAYOUTS[NAME]`` called as
+``discover(raw_dir, **options)`` through :func:`run_layout`, the checked entry point for options
+from the command line or a YAML recipe). Each turns a release, laid out as its authors ship it,
+into :class:`~mmcurate.store.items.InputItem` s (label, split, group, segment) and
+:class:`~mmcurate.store.items.Failure` s, and lists the files it ignores. :func:`apply_class_list`
+then checks labels against a class list (a file, or a list shipped here by name).
 """
 
 from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.ingest.items import Discovery
 from mmcurate.recipes import ave, cremad, kinetics_sounds, vggsound
-from mmcurate.recipes.classes import available_class_lists, class_list, class_list_path
+from mmcurate.recipes.classes import (
+    available_class_lists,
+    class_list,
+    class_list_path,
+    parse_class_list,
+)
+from mmcurate.recipes.generic import check_raw_dir, discover_folders, discover_manifest
+from mmcurate.store.items import Discovery, Failure, InputItem
 
 #: layout name -> ``discover(raw_dir, **options) -> Discovery``
 LAYOUTS: dict[str, Callable[..., Discovery]] = {
@@ -36,10 +41,13 @@ CLASS_LISTS: dict[str, str] = {name: name for name in LAYOUTS}
 __all__ = [
     "CLASS_LISTS",
     "LAYOUTS",
+    "apply_class_list",
     "available_class_lists",
     "class_list",
     "class_list_path",
+    "discover",
     "layout_options",
+    "read_class_file",
     "run_layout",
 ]
 
@@ -102,3 +110,79 @@ def _convert(layout: str, key: str, value: object, hint: object) -> object:
         kind = "a number" if base is float else "an integer"
         raise MMCurateError(f"layout '{layout}' option {key}={value!r} is not {kind}") from None
     return value
+
+
+def discover(
+    raw_dir: Path,
+    manifest: Path | None = None,
+    layout: str | None = None,
+    layout_options: Mapping[str, object] | None = None,
+    group_column: str | None = None,
+) -> Discovery:
+    """The inputs under ``raw_dir`` by the right layout, duplicate sample ids dropped (each reported once)."""
+    check_raw_dir(raw_dir)
+    if manifest is not None:
+        if layout not in (None, "manifest"):
+            raise MMCurateError("--manifest and --layout cannot be combined; a manifest defines the layout")
+        found = discover_manifest(raw_dir, manifest, group_column=group_column)
+    elif layout in (None, "folders"):
+        found = discover_folders(raw_dir)
+    else:
+        if layout not in LAYOUTS:
+            names = ", ".join(["folders", "manifest", *sorted(LAYOUTS)])
+            raise MMCurateError(f"unknown --layout {layout!r}; choose one of: {names}")
+        found = run_layout(layout, raw_dir, layout_options)
+    if not found.items and not found.failures:
+        raise MMCurateError(f"no input files found under {raw_dir}")
+    return dedupe(found)
+
+
+def dedupe(found: Discovery) -> Discovery:
+    """Keep the first item of each sample id; later ones become failures."""
+    seen: dict[str, InputItem] = {}
+    items: list[InputItem] = []
+    failures = list(found.failures)
+    for item in found.items:
+        sid = item.sample_id
+        if sid in seen:
+            failures.append(Failure(item.path, "discover", f"duplicate input for sample id {sid!r}", sid))
+            continue
+        seen[sid] = item
+        items.append(item)
+    items.sort(key=lambda it: it.sample_id)
+    return Discovery(items=items, failures=failures, unlisted=found.unlisted)
+
+
+def apply_class_list(found: Discovery, classes: Iterable[str] | None) -> tuple[Discovery, list[str]]:
+    """Validate labels against a class list (or derive the sorted list); unknown labels fail."""
+    if classes is None:
+        return found, sorted({it.label for it in found.items})
+    class_names = list(classes)
+    allowed = set(class_names)
+    keep: list[InputItem] = []
+    failures = list(found.failures)
+    for it in found.items:
+        if it.label in allowed:
+            keep.append(it)
+        else:
+            failures.append(Failure(it.path, "label", f"label {it.label!r} is not in the class list", it.sample_id))
+    return Discovery(items=keep, failures=failures, unlisted=found.unlisted), class_names
+
+
+def read_class_file(spec: Path) -> list[str]:
+    """A class list from a file (one name per line, ``#`` comments, order kept) or, when no such
+    file exists, a list shipped with mmcurate by name (``cremad``, ``kinetics_sounds``, ...)."""
+    if spec.is_file():
+        names = parse_class_list(spec.read_text(encoding="utf-8"))
+    elif str(spec) in available_class_lists():
+        return class_list(str(spec))
+    else:
+        raise MMCurateError(
+            f"class list {spec} does not exist (neither a file nor a shipped list: {', '.join(available_class_lists())})"
+        )
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise MMCurateError(f"class list {spec} names {', '.join(dupes)} more than once")
+    if not names:
+        raise MMCurateError(f"class list {spec} is empty")
+    return names

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.ingest.items import Discovery, Failure, InputItem
 from mmcurate.recipes.classes import class_list
 from mmcurate.recipes.scan import (
     display_name,
@@ -37,6 +36,7 @@ from mmcurate.recipes.scan import (
     resolve_option_path,
     stem,
 )
+from mmcurate.store.items import Discovery, Failure, InputItem
 
 HEADER = "category&videoid&quality&starttime&endtime"
 #: Default split files of the release, by split.

@@ -28,7 +28,6 @@ import re
 from pathlib import Path
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.ingest.items import Discovery, Failure, InputItem
 from mmcurate.recipes.classes import class_list
 from mmcurate.recipes.scan import (
     as_fraction,
@@ -42,7 +41,8 @@ from mmcurate.recipes.scan import (
     resolve_option_path,
     stem,
 )
-from mmcurate.recipes.splits import split_groups
+from mmcurate.store.items import Discovery, Failure, InputItem
+from mmcurate.store.splits import split_groups
 
 #: ``1001_DFA_ANG_XX``: actor, sentence, emotion, intensity.
 CLIP_NAME = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{2})$")

@@ -14,24 +14,11 @@ from pathlib import Path, PurePosixPath
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.files import MEDIA_EXTENSIONS as INGEST_MEDIA_EXTENSIONS
 from mmcurate.common.files import list_files as common_list_files
-from mmcurate.ingest.items import Discovery, Failure
+from mmcurate.store.items import Discovery, Failure
 
 #: Every extension ingest decodes (video and audio-only): the same set as folder discovery, so an
 #: adapter and ``--layout folders`` agree on what counts as media.
 MEDIA_EXTENSIONS = INGEST_MEDIA_EXTENSIONS
-
-#: Split names as the releases spell them -> mmcurate's names.
-SPLIT_ALIASES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validate": "val",
-    "validation": "val",
-    "test": "test",
-    "testing": "test",
-}
-
 
 def require_dir(raw_dir: Path) -> Path:
     """``raw_dir`` as a Path, or a one-line error when it is not a folder."""
@@ -103,11 +90,6 @@ def read_text_lines(path: Path, what: str) -> list[str]:
     except OSError as exc:
         raise MMCurateError(f"{path}: cannot read {what} ({exc.strerror})") from None
     return text.splitlines()
-
-
-def normalize_split(value: str) -> str | None:
-    """``train``/``val``/``test`` for the spellings the releases use, else None."""
-    return SPLIT_ALIASES.get(value.strip().lower())
 
 
 def as_fraction(name: str, value: object) -> float:

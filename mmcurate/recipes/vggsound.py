@@ -26,19 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.ingest.items import Discovery, Failure, InputItem
 from mmcurate.recipes.classes import class_list
 from mmcurate.recipes.scan import (
     display_name,
     is_media,
     list_files,
     match_clip_name,
-    normalize_split,
     read_text_lines,
     relative_to_raw,
     require_dir,
     resolve_option_path,
 )
+from mmcurate.store.items import Discovery, Failure, InputItem
+from mmcurate.store.splits import normalize_split
 
 #: ``{youtube_id}_{start}`` with the start second zero-padded to 6 digits (official) or not (OGM-GE).
 CLIP_NAME = re.compile(r"^(?P<ytid>[A-Za-z0-9_-]{11})_(?P<start>\d{1,6})$")

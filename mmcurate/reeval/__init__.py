@@ -1,6 +1,21 @@
-"""Re-evaluate multimodal imbalance algorithms per modality-discrepancy subset (``mmcurate reeval``).
+"""Stage 5, ``mmcurate reeval``: re-evaluate multimodal imbalance algorithms per modality-discrepancy subset.
 
-Entry points: :func:`mmcurate.reeval.runner.run_reeval` (everything), :func:`mmcurate.reeval.trainer.train_run`
-(one method, one seed), :mod:`mmcurate.reeval.methods` (the method registry), and
-:func:`mmcurate.reeval.sources.load_source` (any supported dataset -> :class:`ReevalData`).
+Entry points: :data:`STAGE` / :func:`mmcurate.reeval.runner.run_reeval_stage` with :class:`ReevalConfig`
+(everything), :func:`mmcurate.reeval.trainer.train_run` (one method, one seed),
+:mod:`mmcurate.reeval.methods` (the method registry), and :func:`mmcurate.reeval.sources.load_source`
+(any supported dataset -> :class:`ReevalData`).
 """
+
+from mmcurate.common.stage import Stage
+from mmcurate.reeval.config import ReevalConfig
+from mmcurate.reeval.runner import ReevalOutcome, run_reeval_stage
+
+STAGE: Stage[ReevalConfig, ReevalOutcome] = Stage(
+    name="reeval",
+    config=ReevalConfig,
+    reads=("balanced/data/*.parquet (or hf/), a Hub repo ORG/NAME, or ingest/ with scores",),
+    writes=("reeval/results.json", "reeval/results.csv", "reeval/results.md", "reeval/*.png", "reeval/runs/"),
+    run=run_reeval_stage,
+)
+
+__all__ = ["STAGE", "ReevalConfig", "ReevalOutcome", "run_reeval_stage"]

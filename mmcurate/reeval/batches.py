@@ -16,7 +16,6 @@ from mmcurate.data import normalize_frames
 from mmcurate.reeval.data import ReevalData, SplitData
 
 
-
 @dataclass
 class Batch:
     """Model-ready inputs: (B,1,F,L) audio, (B,T,3,S,S) frames, (B,) labels, (B,) positions in the split."""

@@ -7,8 +7,14 @@ the runs, so a changed setting never resumes an old checkpoint.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+from mmcurate.common.errors import MMCurateError
+from mmcurate.common.options import opt
+from mmcurate.models.fusion import FUSIONS
 
 #: optimisers the trainer knows
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
@@ -57,3 +63,133 @@ class TrainConfig:
     def params_for(self, method: str) -> dict[str, Any]:
         """The overrides given for ``method`` (empty when none)."""
         return dict(self.method_params.get(method, {}))
+
+
+#: per-optimiser defaults of the learning rate and weight decay
+OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {"sgd": {"lr": 0.01, "weight_decay": 1e-4}, "adamw": {"lr": 1e-3, "weight_decay": 1e-2}}
+#: CPU-sized and GPU-sized defaults of the model width and frame size
+DEVICE_DEFAULTS: dict[str, dict[str, int]] = {"cpu": {"width": 8, "image_size": 32}, "cuda": {"width": 32, "image_size": 64}}
+#: registry order, without importing torch-heavy modules for --help
+METHOD_NAMES = ("audio_only", "visual_only", "joint", "ogm_ge", "gblending", "greedy", "pmr", "agm", "mmpareto")
+
+
+@dataclass(frozen=True)
+class ReevalConfig:
+    """``mmcurate reeval [SOURCE]``: every setting of the stage."""
+
+    source: str | None = opt(None, argument=True)
+    out: Path | None = opt(
+        None,
+        "Results directory (default WORKDIR/reeval). Holds results.json/.csv/.md, plots and runs/ checkpoints.",
+        show_default=False,
+    )
+    methods: str = opt("all", f"Comma-separated methods to run, or 'all': {', '.join(METHOD_NAMES)}.")
+    seeds: str = opt("0", "Comma-separated seeds; every method runs once per seed and the tables give mean ± std.")
+    epochs: int = opt(20, "Training epochs, the same for every method.")
+    batch_size: int = opt(32, "Mini-batch size.")
+    lr: float | None = opt(None, "Learning rate (default 0.01 for sgd, 0.001 for adamw); cosine-annealed over the epochs.")
+    optimizer: str = opt(
+        "sgd", "sgd (momentum 0.9) keeps gradient modulation meaningful; adamw is an alternative.", choices=OPTIMIZERS
+    )
+    weight_decay: float | None = opt(None, "Weight decay (default 1e-4 for sgd, 1e-2 for adamw).")
+    device: str = opt("auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N. The output says which was used.")
+    width: int | None = opt(None, "ResNet-18 base width (64 = standard). Default 8 on CPU, 32 on CUDA.")
+    image_size: int | None = opt(None, "Frames are resized to this square size. Default 32 on CPU, 64 on CUDA.")
+    num_frames: int = opt(3, "Frames per clip, evenly spread.")
+    fusion: str = opt(
+        "concat",
+        "Fusion head of the joint models. film and gated have no per-modality logits (ogm_ge needs them).",
+        choices=FUSIONS,
+    )
+    bins: int = opt(
+        10, "Equal-width discrepancy bins over [-1, 1] for an ingest+score SOURCE (a balanced export carries its own)."
+    )
+    audio_preset: str | None = opt(None, "Spectrogram preset of mmcurate.features (default: the data module's default).")
+    method_params: tuple[str, ...] = opt(
+        help="Override a method hyper-parameter, e.g. ogm_ge.alpha=0.8, gblending.super_epoch=5, greedy.window=5, "
+        "pmr.alpha=1.0, agm.alpha=0.2, mmpareto.gamma=1.5. Repeatable.",
+        flag="--method-param",
+        metavar="METHOD.KEY=VALUE",
+        default_factory=tuple,
+    )
+    fresh: bool = opt(False, "Ignore checkpoints and finished runs in --out and train everything again.")
+    threads: int = opt(1, "CPU threads for training (tiny CPU models gain little from more; shared cores lose a lot).")
+    cache_dir: str | None = opt(None, "datasets cache directory for a Hub SOURCE.")
+
+    def __post_init__(self) -> None:
+        for name, value, low in (
+            ("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 2), ("--num-frames", self.num_frames, 1),
+            ("--bins", self.bins, 2), ("--threads", self.threads, 1), ("--width", self.width, 1),
+            ("--image-size", self.image_size, 8),
+        ):
+            if value is not None and value < low:
+                raise MMCurateError(f"{name} must be at least {low} (got {value})")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise MMCurateError(f"--lr must be a positive number (got {self.lr})")
+        if self.weight_decay is not None and not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise MMCurateError(f"--weight-decay must be 0 or more (got {self.weight_decay})")
+        self.method_list()
+        self.seed_list()
+        self.param_overrides()
+
+    def method_list(self) -> list[str]:
+        """'all' or a comma list -> method names (duplicates dropped, order kept)."""
+        names = [t.strip() for t in self.methods.split(",") if t.strip()]
+        if names == ["all"]:
+            return list(METHOD_NAMES)
+        unknown = [n for n in names if n not in METHOD_NAMES]
+        if unknown:
+            raise MMCurateError(
+                f"--methods: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)} or 'all'"
+            )
+        if not names:
+            raise MMCurateError("--methods is empty")
+        return list(dict.fromkeys(names))
+
+    def seed_list(self) -> list[int]:
+        try:
+            seeds = [int(t) for t in self.seeds.split(",") if t.strip()]
+        except ValueError:
+            raise MMCurateError(f"--seeds {self.seeds!r}: expected comma-separated integers such as 0,1,2") from None
+        if not seeds:
+            raise MMCurateError("--seeds is empty")
+        if any(s < 0 for s in seeds):
+            raise MMCurateError(f"--seeds {self.seeds!r}: seeds must be 0 or more")
+        return list(dict.fromkeys(seeds))
+
+    def param_overrides(self) -> dict[str, dict[str, Any]]:
+        """('ogm_ge.alpha=0.8', ...) -> {'ogm_ge': {'alpha': 0.8}}; values parsed as YAML scalars."""
+        import yaml
+
+        out: dict[str, dict[str, Any]] = {}
+        for item in self.method_params:
+            key, sep, raw = item.partition("=")
+            method, dot, param = key.strip().partition(".")
+            if not sep or not dot or not method or not param:
+                raise MMCurateError(f"--method-param {item!r}: expected METHOD.KEY=VALUE, e.g. ogm_ge.alpha=0.8")
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
+            out.setdefault(method, {})[param] = value
+        return out
+
+    def train_config(self, device_type: str) -> TrainConfig:
+        """The settings every run of the comparison shares, with device-dependent defaults filled in."""
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr if self.lr is not None else OPTIMIZER_DEFAULTS[self.optimizer]["lr"],
+            optimizer=self.optimizer,
+            weight_decay=self.weight_decay if self.weight_decay is not None else OPTIMIZER_DEFAULTS[self.optimizer]["weight_decay"],
+            width=self.width or DEVICE_DEFAULTS[device_type]["width"],
+            fusion=self.fusion,
+            method_params=self.param_overrides(),
+        )
+
+    def tensor_settings(self, device_type: str) -> TensorSettings:
+        return TensorSettings(
+            image_size=self.image_size or DEVICE_DEFAULTS[device_type]["image_size"],
+            num_frames=self.num_frames,
+            audio_preset=self.audio_preset,
+        )

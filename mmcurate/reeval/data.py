@@ -19,21 +19,10 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import canonical_json
 from mmcurate.reeval.config import TensorSettings
 from mmcurate.reeval.tensorize import tensorize
+from mmcurate.store.splits import SPLITS, assign_splits
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-#: split names found in the wild -> ours
-SPLIT_ALIASES: dict[str, str] = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "dev": "val",
-    "test": "test",
-    "testing": "test",
-}
-#: fractions of a stratified split when a source has no split at all
-DEFAULT_FRACTIONS: dict[str, float] = {"train": 0.8, "val": 0.1, "test": 0.1}
+#: fractions of a split drawn when a source has no split at all
+DEFAULT_FRACTIONS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 #: fraction of train carved out as validation when a source has train and test only
 CARVED_VAL_FRACTION = 0.1
 #: seed of every data-side random choice (fixed: all methods and seeds must see the same data)
@@ -109,78 +98,45 @@ class ReevalData:
         }
 
 
-def normalise_split_names(raw: list[str | None], origin: str) -> list[str | None]:
-    """Map split names to train/val/test; an unknown name is an error naming ``origin``."""
-    out: list[str | None] = []
-    for name in raw:
-        if name is None or name == "":
-            out.append(None)
-            continue
-        key = SPLIT_ALIASES.get(str(name).strip().lower())
-        if key is None:
-            raise MMCurateError(
-                f"{origin}: unknown split name {name!r}; use train, val (or validation) and test"
-            )
-        out.append(key)
-    return out
-
-
-def resolve_splits(splits: list[str | None], labels: list[str], origin: str) -> tuple[list[str], str]:
+def resolve_splits(
+    splits: list[str | None], labels: list[str], origin: str, groups: list[str | None] | None = None
+) -> tuple[list[str], str]:
     """Fill in missing splits deterministically; return the splits and a note saying what was done.
 
     * train, val and test all given: used as they are;
-    * train and test but no val: a stratified 10 % of train becomes val;
-    * no split at all: stratified 80/10/10.
+    * train and test but no val: 10 % of train becomes val;
+    * no split at all: 80/10/10.
+    Drawn splits are stratified by class and keep every group (``groups``: speaker, source video)
+    in one split, with the splitter ``mmcurate balance`` uses (:func:`mmcurate.store.splits.assign_splits`).
     Anything else (some rows without a split, or no test) is an error: guessing would leak.
     """
     given = {s for s in splits if s is not None}
+    grouped = groups is not None and any(g is not None for g in groups)
+    how = "stratified by label, groups kept whole" if grouped else "stratified by label"
     if given and None in splits:
         n = sum(s is None for s in splits)
         raise MMCurateError(f"{origin}: {n} samples have no split while others do; give every sample a split or none")
     if not given:
-        parts = stratified_partition(labels, DEFAULT_FRACTIONS, DATA_SEED)
-        out = [""] * len(labels)
-        for name, idx in parts.items():
-            for i in idx:
-                out[i] = name
-        return out, "no splits in the source: stratified 80/10/10 split by label (seed 0)"
+        drawn = assign_splits(np.zeros(len(labels), np.int64), np.asarray(labels, dtype=object), groups, DEFAULT_FRACTIONS, DATA_SEED)
+        return [str(x) for x in drawn], f"no splits in the source: 80/10/10 split {how} (seed {DATA_SEED})"
     if "test" not in given:
         raise MMCurateError(f"{origin}: no test split (found {sorted(given)}); re-evaluation reports test metrics")
     if "train" not in given:
         raise MMCurateError(f"{origin}: no train split (found {sorted(given)})")
     if "val" in given:
-        return list(splits), "splits as given by the source"
+        return list(splits), "splits as given by the source"  # type: ignore[arg-type]
     train_idx = [i for i, s in enumerate(splits) if s == "train"]
-    carved = stratified_partition([labels[i] for i in train_idx], {"train": 1 - CARVED_VAL_FRACTION, "val": CARVED_VAL_FRACTION}, DATA_SEED)
+    carved = assign_splits(
+        np.zeros(len(train_idx), np.int64),
+        np.asarray([labels[i] for i in train_idx], dtype=object),
+        [groups[i] for i in train_idx] if groups is not None else None,
+        (1 - CARVED_VAL_FRACTION, CARVED_VAL_FRACTION, 0.0),
+        DATA_SEED,
+    )
     out = list(splits)
-    for j in carved["val"]:
-        out[train_idx[j]] = "val"
-    return out, "no val split in the source: a stratified 10 % of train (seed 0) is the validation split"
-
-
-def stratified_partition(labels: list[str], fractions: dict[str, float], seed: int) -> dict[str, list[int]]:
-    """Split indices per class in the given fractions; deterministic for equal inputs.
-
-    Each class is shuffled with its own seeded generator and cut by rounded cumulative fractions,
-    so every split gets its share of every class (at least one sample of a class with >= 3).
-    """
-    names = list(fractions)
-    out: dict[str, list[int]] = {n: [] for n in names}
-    by_class: dict[str, list[int]] = {}
-    for i, label in enumerate(labels):
-        by_class.setdefault(label, []).append(i)
-    cum = np.cumsum([fractions[n] for n in names])
-    cum = cum / cum[-1]
-    for k, label in enumerate(sorted(by_class)):
-        idx = np.array(by_class[label])
-        rng = np.random.default_rng([seed, k])
-        idx = idx[rng.permutation(len(idx))]
-        cuts = np.round(cum * len(idx)).astype(int)
-        start = 0
-        for name, stop in zip(names, cuts):
-            out[name].extend(int(i) for i in idx[start:stop])
-            start = stop
-    return {n: sorted(v) for n, v in out.items()}
+    for j, name in zip(train_idx, carved, strict=True):
+        out[j] = str(name)
+    return out, f"no val split in the source: 10 % of train ({how}, seed {DATA_SEED}) is the validation split"  # type: ignore[return-value]
 
 
 def equal_width_bins(discrepancy: np.ndarray, num_bins: int) -> np.ndarray:

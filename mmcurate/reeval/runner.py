@@ -15,15 +15,13 @@ import torch
 from mmcurate.common.atomic import atomic_write_json
 from mmcurate.common.console import info, summary_table
 from mmcurate.common.errors import MMCurateError
-from mmcurate.reeval.config import TensorSettings, TrainConfig
+from mmcurate.reeval.config import ReevalConfig, TensorSettings, TrainConfig
 from mmcurate.reeval.data import ReevalData
 from mmcurate.reeval.methods import METHODS, get_method
 from mmcurate.reeval.report import write_report
 from mmcurate.reeval.sources import load_source, resolve_source
 from mmcurate.reeval.trainer import RunResult, train_run
-
-#: CPU-sized and GPU-sized defaults of the model width and frame size
-DEVICE_DEFAULTS: dict[str, dict[str, int]] = {"cpu": {"width": 8, "image_size": 32}, "cuda": {"width": 32, "image_size": 64}}
+from mmcurate.store import Workdir
 
 
 @dataclass
@@ -67,6 +65,16 @@ def check_methods(methods: list[str], cfg: TrainConfig) -> None:
             raise MMCurateError(f"--method-param names unknown method {name!r}; choose from {', '.join(METHODS)}")
 
 
+def run_reeval_stage(workdir: Workdir, cfg: ReevalConfig) -> ReevalOutcome:
+    """The ``mmcurate reeval`` stage: SOURCE (default WORKDIR/balanced) into ``cfg.out`` (default WORKDIR/reeval)."""
+    device = resolve_device(cfg.device)
+    return run_reeval(
+        cfg.source, cfg.out or workdir.reeval_dir, cfg.method_list(), cfg.seed_list(), cfg.train_config(device.type),
+        cfg.tensor_settings(device.type), device, workdir=workdir, bins=cfg.bins, fresh=cfg.fresh,
+        cache_dir=cfg.cache_dir, threads=cfg.threads,
+    )
+
+
 def run_reeval(
     source: str | None,
     out_dir: Path,
@@ -76,7 +84,7 @@ def run_reeval(
     settings: TensorSettings,
     device: torch.device,
     *,
-    workdir: str | None = None,
+    workdir: Workdir | None = None,
     bins: int = 10,
     fresh: bool = False,
     cache_dir: str | None = None,

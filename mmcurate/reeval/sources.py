@@ -21,10 +21,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from mmcurate.common.errors import MMCurateError, StageNotReadyError
-from mmcurate.common.workdir import stage_dir
 from mmcurate.data import read_shards
 from mmcurate.reeval.config import TensorSettings
 from mmcurate.reeval.data import (
@@ -32,20 +30,21 @@ from mmcurate.reeval.data import (
     assemble,
     equal_width_bins,
     equal_width_edges,
-    normalise_split_names,
     resolve_splits,
 )
+from mmcurate.store import BalancedDir, IngestDir, Workdir
+from mmcurate.store.io import read_parquet, require_columns
+from mmcurate.store.splits import normalize_splits
 
-#: export columns (mmcurate.schemas.EXPORT_COLUMNS) a re-evaluation cannot do without
+#: export columns (mmcurate.store.schemas.EXPORT_COLUMNS) a re-evaluation cannot do without
 EXPORT_REQUIRED: tuple[str, ...] = ("sample_id", "label", "frames", "audio", "discrepancy", "bin")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_SHARD_NAME = re.compile(r"^(?P<split>[A-Za-z]+)-\d+-of-\d+\.parquet$")
 
 
-def resolve_source(source: str | None, workdir: str | None) -> tuple[str, str]:
+def resolve_source(source: str | None, workdir: Workdir | None) -> tuple[str, str]:
     """(kind, location) of a SOURCE argument; None means the work directory's balanced dataset."""
     if source is None:
-        default = stage_dir("balance", workdir)
+        default = (workdir or Workdir.resolve()).balanced.path
         if not default.is_dir():
             raise StageNotReadyError(
                 f"no balanced dataset at {default}; run `mmcurate balance` first, or pass SOURCE "
@@ -72,9 +71,9 @@ def resolve_source(source: str | None, workdir: str | None) -> tuple[str, str]:
 
 
 def _dir_kind(path: Path) -> str | None:
-    if any((path / "data").glob("*.parquet")) or (path / "hf" / "dataset_dict.json").is_file():
+    if BalancedDir(path).has_data():
         return "balanced"
-    if (path / "manifest.parquet").is_file():
+    if IngestDir(path).is_complete():
         return "ingest"
     return None
 
@@ -97,28 +96,22 @@ def load_source(
 
 def load_balanced_dir(path: Path, settings: TensorSettings) -> ReevalData:
     """A balanced export: ``data/*.parquet`` (preferred) or ``hf/`` (save_to_disk)."""
-    files = sorted((path / "data").glob("*.parquet"))
-    if not files:
-        if (path / "hf" / "dataset_dict.json").is_file():
-            return _from_dataset_dict(_load_from_disk(path / "hf"), settings, str(path / "hf"), "balanced")
+    balanced = BalancedDir(path)
+    shards = balanced.hub_shards()
+    if not shards:
+        if (balanced.hf_dir / "dataset_dict.json").is_file():
+            return _from_dataset_dict(_load_from_disk(balanced.hf_dir), settings, str(balanced.hf_dir), "balanced")
         raise MMCurateError(f"{path}: no data/*.parquet shards and no hf/ dataset; run `mmcurate balance` to export one")
     tables: list[pa.Table] = []
     split_of_rows: list[str] = []
     names: list[str] | None = None
-    for f in files:
-        m = _SHARD_NAME.match(f.name)
-        if m is None:
-            raise MMCurateError(f"{f}: shard name is not {{split}}-XXXXX-of-YYYYY.parquet")
-        try:
-            table = pq.read_table(f)
-        except Exception as exc:
-            raise MMCurateError(f"{f}: not a readable Parquet file ({exc})") from None
-        missing = [c for c in EXPORT_REQUIRED if c not in table.column_names]
-        if missing:
-            raise MMCurateError(f"{f}: missing column(s) {', '.join(missing)}; is this a mmcurate balanced export?")
+    fix = "is this a mmcurate balanced export? rerun `mmcurate balance`"
+    for split, f in shards:
+        table = read_parquet(f, what="an exported shard", fix=fix)
+        require_columns(table.column_names, EXPORT_REQUIRED, f, fix)
         names = names or _class_names_from_metadata(table.schema)
         tables.append(table)
-        split_of_rows += [m.group("split")] * table.num_rows
+        split_of_rows += [split] * table.num_rows
     table = _concat(tables, str(path / "data"))
     return _from_hf_table(table, split_of_rows, names, settings, str(path), "balanced")
 
@@ -203,8 +196,9 @@ def _from_hf_table(
         classes = names or sorted(set(labels))
     if len(set(file_splits)) == 1 and "split" in table.column_names:
         file_splits = table.column("split").to_pylist()  # one file/split holding a split column
-    splits = normalise_split_names(file_splits, origin)
-    splits, note = resolve_splits(splits, labels, origin)
+    splits = normalize_splits(file_splits, origin)
+    groups = table.column("group").to_pylist() if "group" in table.column_names else None
+    splits, note = resolve_splits(splits, labels, origin, groups)
     discrepancy = np.array([np.nan if d is None else d for d in table.column("discrepancy").to_pylist()], dtype=np.float64)
     bins = np.array([-1 if b is None else b for b in table.column("bin").to_pylist()], dtype=np.int64)
     num_bins = int(bins.max()) + 1 if (bins >= 0).any() else 0
@@ -265,17 +259,14 @@ def _sample_rates(table: pa.Table) -> pa.Array:
 
 def load_ingest_dir(path: Path, settings: TensorSettings, bins: int = 10) -> ReevalData:
     """An ingest+score work directory: the original (biased) data with its scores."""
-    manifest_path, scores_path = path / "manifest.parquet", path / "scores.parquet"
-    if not scores_path.is_file():
-        raise StageNotReadyError(f"{scores_path} not found; run `mmcurate score` on {path} first")
-    manifest = _read_parquet(manifest_path, ("sample_id", "label", "split", "shard", "shard_row"))
-    scores = _read_parquet(scores_path, ("sample_id", "discrepancy"))
-    classes = _read_classes(path / "classes.json", manifest.column("label").to_pylist())
+    ingest = IngestDir(path).require()
+    if not ingest.scores_path.is_file():
+        raise StageNotReadyError(f"{ingest.scores_path} not found; run `mmcurate score` on {path} first")
+    manifest = ingest.read_manifest(["sample_id", "label", "split", "group", "shard", "shard_row"])
+    classes = ingest.read_classes()
+    score_of = ingest.scores_by_id()
     ids = manifest.column("sample_id").to_pylist()
-    score_of = dict(zip(scores.column("sample_id").to_pylist(), scores.column("discrepancy").to_pylist()))
     media = read_shards(path)
-    if media.column("sample_id").to_pylist() != manifest.column("sample_id").to_pylist():
-        raise MMCurateError(f"{path}: shard rows do not follow the manifest; re-run `mmcurate ingest`")
     notes: list[str] = []
     unscored = sum(sid not in score_of for sid in ids)
     if unscored:
@@ -284,36 +275,11 @@ def load_ingest_dir(path: Path, settings: TensorSettings, bins: int = 10) -> Ree
     labels = manifest.column("label").to_pylist()
     unknown = sorted(set(labels) - set(classes))
     if unknown:
-        raise MMCurateError(f"{path / 'classes.json'}: labels {unknown[:5]} of the manifest are not in the class list")
-    splits = normalise_split_names(manifest.column("split").to_pylist(), str(manifest_path))
-    splits, note = resolve_splits(splits, labels, str(manifest_path))
+        raise MMCurateError(f"{ingest.file(IngestDir.CLASSES)}: labels {unknown[:5]} of the manifest are not in the class list")
+    splits = normalize_splits(manifest.column("split").to_pylist(), str(ingest.manifest_path))
+    splits, note = resolve_splits(splits, labels, str(ingest.manifest_path), manifest.column("group").to_pylist())
     return assemble(
         media, classes, splits, discrepancy, equal_width_bins(discrepancy, bins),
         num_bins=bins, bin_edges=equal_width_edges(bins), settings=settings,
         source=str(path), source_kind="ingest", split_note=note, notes=notes,
     )
-
-
-def _read_parquet(path: Path, required: tuple[str, ...]) -> pa.Table:
-    if not path.is_file():
-        raise StageNotReadyError(f"{path} not found; run `mmcurate ingest` first")
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:
-        raise MMCurateError(f"{path}: not a readable Parquet file ({exc})") from None
-    missing = [c for c in required if c not in table.column_names]
-    if missing:
-        raise MMCurateError(f"{path}: missing column(s) {', '.join(missing)}")
-    return table
-
-
-def _read_classes(path: Path, labels: list[str]) -> list[str]:
-    if not path.is_file():
-        return sorted(set(labels))
-    try:
-        classes = json.loads(path.read_text())
-    except ValueError as exc:
-        raise MMCurateError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
-        raise MMCurateError(f"{path}: expected a JSON list of distinct class names")
-    return classes

@@ -1,16 +1,34 @@
 """Stage 2, ``mmcurate score``: per-sample modality discrepancy from out-of-fold unimodal scorers.
 
-Public surface: :func:`run_score`, :class:`ScoreConfig`, :func:`scores_state` (is a scores
-file fresh for this data?), :func:`read_scores`, :func:`register_scorer` (plug in another
-scorer), :func:`import_scores` (validate confidences computed elsewhere).
+Public surface: :data:`STAGE` / :func:`run_score` with :class:`ScoreStageConfig` (the stage),
+:class:`ScoreConfig` (the built-in scorer's settings), :func:`scores_state` (is a scores file fresh
+for this data?), :func:`read_scores`, :func:`register_scorer` (plug in another scorer),
+:func:`import_scores` (validate confidences computed elsewhere).
 """
 
-from mmcurate.score.config import ScoreConfig
+from mmcurate.common.stage import Stage
+from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
 from mmcurate.score.importer import import_scores, validate_scores
 from mmcurate.score.registry import available_scorers, register_scorer
-from mmcurate.score.runner import SCORES, SCORES_META, ScoreResult, read_scores, run_score, scores_state, summarize
+from mmcurate.score.runner import (
+    ScoreResult,
+    print_summary,
+    read_scores,
+    run_score,
+    scores_state,
+    summarize,
+)
+
+STAGE: Stage[ScoreStageConfig, ScoreResult] = Stage(
+    name="score",
+    config=ScoreStageConfig,
+    reads=("ingest/manifest.parquet", "ingest/shards/*.arrow", "ingest/classes.json"),
+    writes=("ingest/scores.parquet", "ingest/scores.json", "ingest/score_runs/<scorer>/"),
+    run=run_score,
+    summarize=print_summary,
+)
 
 __all__ = [
-    "SCORES", "SCORES_META", "ScoreConfig", "ScoreResult", "available_scorers", "import_scores", "read_scores",
-    "register_scorer", "run_score", "scores_state", "summarize", "validate_scores",
+    "BUILTIN_SCORER", "STAGE", "ScoreConfig", "ScoreResult", "ScoreStageConfig", "available_scorers", "import_scores",
+    "read_scores", "register_scorer", "run_score", "scores_state", "summarize", "validate_scores",
 ]

@@ -1,18 +1,28 @@
-"""Scorer settings: what the out-of-fold confidences depend on, and the scorer id built from them."""
+"""Scorer settings, written once: what the out-of-fold confidences depend on, and the stage's options.
+
+:class:`ScoreConfig` is the built-in scorer (its content fields are hashed into the scorer id);
+:class:`ScoreStageConfig` is the whole ``mmcurate score`` stage: which ingest folder, the scorer
+settings, imported or plugin scores instead, and how to run.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
+from mmcurate.common.options import opt
+from mmcurate.execution import ArrayJobConfig
 
 #: CPU-sized defaults (a few minutes for thousands of short clips on 2 cores) and the field's
 #: reference size on a GPU (ResNet-18 at full width on 224 px frames, as OGM-GE trains).
 CPU_DEFAULTS = {"width": 8, "image_size": 32, "repeats": 2}
 GPU_DEFAULTS = {"width": 64, "image_size": 224, "repeats": 1}
+BUILTIN_SCORER = "resnet18-oof"
 
 
 @dataclass(frozen=True)
@@ -24,26 +34,43 @@ class ScoreConfig:
     :data:`GPU_DEFAULTS`); :meth:`resolved` fills them in, and only resolved configs are hashed.
     """
 
-    folds: int = 5
-    repeats: int | None = None
-    epochs: int = 12
-    avg_last: int | None = None
-    width: int | None = None
-    image_size: int | None = None
-    num_frames: int = 3
-    train_frames: int = 1
-    audio_features: str = "logmel"
-    audio_frames: int | None = None
-    batch_size: int = 64
-    lr: float = 1e-2
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.0
-    group_folds: bool = False
-    seed: int = 0
+    folds: int = opt(5, "Cross-fitting folds (stratified by label).")
+    repeats: int | None = opt(
+        None, "Repeat the cross-fitting with other folds and seeds and average (default: 2 on CPU, 1 on GPU)."
+    )
+    epochs: int = opt(12, "Training epochs per scorer.")
+    avg_last: int | None = opt(
+        None, "Average held-out softmax over the last N epochs' weights (default: the second half of training)."
+    )
+    width: int | None = opt(None, "ResNet-18 base width (64 = standard). Default: 8 on CPU, 64 on GPU.")
+    image_size: int | None = opt(None, "Frame size fed to the visual scorer. Default: 32 on CPU, 224 on GPU.")
+    num_frames: int = opt(3, "Frames per clip used by the visual scorer.")
+    train_frames: int = opt(
+        1, "Frames per clip in each training step (a random run of this many); all --num-frames at prediction."
+    )
+    audio_features: str = opt(
+        "logmel", "Audio feature preset for the audio scorer (logmel, cremad_stft, vggsound_stft, ks_fbank)."
+    )
+    audio_frames: int | None = opt(
+        None, "Pad/crop audio features to this many frames (default: 95th percentile of the data)."
+    )
+    batch_size: int = opt(64, "Training batch size.")
+    lr: float = opt(1e-2, "Peak learning rate (AdamW; linear warm-up, then cosine decay).")
+    weight_decay: float = opt(1e-4, "AdamW weight decay.")
+    label_smoothing: float = opt(
+        0.0, "Label smoothing of the scorers' cross-entropy (softer, better-ranked confidences)."
+    )
+    group_folds: bool = opt(False, "Keep each manifest group (speaker, source video) in one fold.")
+    seed: int = opt(0, "Random seed; same seed, inputs and config give identical outputs.")
     # execution only (not hashed)
-    device: str = "auto"
-    workers: int = 0
-    memory_budget_gb: float = 4.0
+    device: str = opt("auto", "auto (CUDA when present), cpu, cuda, cuda:N.")
+    workers: int = opt(
+        0, "Decoding threads (in memory) or DataLoader processes (per batch); 0 = torch's thread count."
+    )
+    memory_budget_gb: float = opt(
+        4.0,
+        "Decode the whole set into memory when it fits in this much; otherwise decode per batch (DataLoader workers).",
+    )
 
     EXECUTION_FIELDS = ("device", "workers", "memory_budget_gb")
 
@@ -60,8 +87,23 @@ class ScoreConfig:
             raise MMCurateError(f"--train-frames must be between 1 and --num-frames {self.num_frames} (got {self.train_frames})")
         if self.batch_size < 2:
             raise MMCurateError(f"--batch-size must be at least 2 (got {self.batch_size})")
-        if self.lr <= 0:
-            raise MMCurateError(f"--lr must be positive (got {self.lr})")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise MMCurateError(f"--lr must be a positive number (got {self.lr})")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise MMCurateError(f"--weight-decay must be 0 or more (got {self.weight_decay})")
+        if not (math.isfinite(self.label_smoothing) and 0.0 <= self.label_smoothing < 1.0):
+            raise MMCurateError(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})")
+        for name, value in (("--width", self.width), ("--image-size", self.image_size), ("--audio-frames", self.audio_frames)):
+            if value is not None and value < 1:
+                raise MMCurateError(f"{name} must be at least 1 (got {value})")
+        if self.num_frames < 1:
+            raise MMCurateError(f"--num-frames must be at least 1 (got {self.num_frames})")
+        if self.seed < 0:
+            raise MMCurateError(f"--seed must be 0 or more (got {self.seed})")
+        if self.workers < 0:
+            raise MMCurateError(f"--workers must be 0 or more (got {self.workers})")
+        if not (math.isfinite(self.memory_budget_gb) and self.memory_budget_gb >= 0):
+            raise MMCurateError(f"--memory-budget-gb must be 0 or more (got {self.memory_budget_gb})")
 
     def resolved(self, on_gpu: bool) -> ScoreConfig:
         """This config with device-dependent sizes filled in."""
@@ -88,3 +130,25 @@ class ScoreConfig:
     def scorer_id(self) -> str:
         """Architecture + config hash + seed, e.g. ``resnet18-w8-oof5-3f1c2a9b0d-seed0``."""
         return f"resnet18-w{self.width}-oof{self.folds}-{self.content_hash()}-seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class ScoreStageConfig:
+    """``mmcurate score [INGEST_DIR]``: every setting of the stage."""
+
+    ingest_dir: Path | None = opt(None, argument=True)
+    scorer_settings: ScoreConfig = dataclasses.field(default_factory=ScoreConfig)
+    scores_from: Path | None = opt(
+        None,
+        "Import confidences computed elsewhere (Parquet/CSV with sample_id, p_audio, p_visual) instead of training.",
+    )
+    scorer: str = opt(
+        BUILTIN_SCORER,
+        "Scorer to use: the built-in out-of-fold ResNet-18, or one registered by a plugin (entry point group "
+        "mmcurate.scorers).",
+    )
+    allow_missing: bool = opt(
+        False, "Score samples ingested without audio or video (zero-filled) instead of refusing."
+    )
+    overwrite: bool = opt(False, "Retrain even if finished fold results exist.")
+    array: ArrayJobConfig = dataclasses.field(default_factory=ArrayJobConfig)

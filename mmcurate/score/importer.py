@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import file_sha256
-from mmcurate.ingest import read_manifest
-from mmcurate.schemas import SCORES_SCHEMA
+from mmcurate.store import IngestDir
+from mmcurate.store.schemas import SCORES_SCHEMA
 
 REQUIRED = ("sample_id", "p_audio", "p_visual")
 
@@ -37,19 +37,19 @@ def read_external(path: Path) -> pa.Table:
     raise MMCurateError(f"--scores-from {path}: expected a .parquet or .csv file")
 
 
-def import_scores(ingest_dir: Path, path: Path) -> tuple[pa.Table, str]:
+def import_scores(ingest: IngestDir, path: Path) -> tuple[pa.Table, str]:
     """Validate an external scores file against the ingest manifest; return (scores table, scorer id)."""
-    return validate_scores(ingest_dir, read_external(path), f"--scores-from {path}", f"imported:{path.name}:{file_sha256(path)[:10]}")
+    return validate_scores(ingest, read_external(path), f"--scores-from {path}", f"imported:{path.name}:{file_sha256(path)[:10]}")
 
 
-def validate_scores(ingest_dir: Path, ext: pa.Table, origin: str, scorer_id: str) -> tuple[pa.Table, str]:
+def validate_scores(ingest: IngestDir, ext: pa.Table, origin: str, scorer_id: str) -> tuple[pa.Table, str]:
     """Check external confidences against the manifest (every sample once, probabilities in
     [0, 1]) and complete them into SCORES_SCHEMA; ``origin`` names the source in errors."""
     path = origin
     missing_cols = [c for c in REQUIRED if c not in ext.column_names]
     if missing_cols:
         raise MMCurateError(f"{path}: missing column(s) {', '.join(missing_cols)} (has {', '.join(ext.column_names)})")
-    manifest = read_manifest(ingest_dir)
+    manifest = ingest.read_manifest(["sample_id", "label"])
     labels = dict(zip(manifest.column("sample_id").to_pylist(), manifest.column("label").to_pylist()))
     rows = ext.to_pylist()
     seen: dict[str, dict] = {}

@@ -18,22 +18,22 @@ from typing import Any
 import pyarrow as pa
 
 from mmcurate.common.errors import MMCurateError
+from mmcurate.score.config import BUILTIN_SCORER
 
 ScorerFn = Callable[[Path, dict[str, Any]], pa.Table]
 
-BUILTIN = "resnet18-oof"
 _REGISTRY: dict[str, ScorerFn] = {}
 
 
 def register_scorer(name: str, fn: ScorerFn) -> None:
     """Make ``fn`` available as ``mmcurate score --scorer NAME``."""
-    if name == BUILTIN:
-        raise ValueError(f"{BUILTIN!r} is the built-in scorer's name")
+    if name == BUILTIN_SCORER:
+        raise ValueError(f"{BUILTIN_SCORER!r} is the built-in scorer's name")
     _REGISTRY[name] = fn
 
 
 def available_scorers() -> list[str]:
-    names = {BUILTIN, *_REGISTRY}
+    names = {BUILTIN_SCORER, *_REGISTRY}
     names.update(ep.name for ep in entry_points(group="mmcurate.scorers"))
     return sorted(names)
 

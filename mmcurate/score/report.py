@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,41 @@ import numpy as np
 import pyarrow as pa
 
 from mmcurate.common.atomic import atomic_path, atomic_write_text
+from mmcurate.common.console import summary_table
 from mmcurate.common.errors import MMCurateError
-from mmcurate.ingest import read_manifest
-from mmcurate.score.runner import read_scores, summarize
+from mmcurate.common.options import opt
+from mmcurate.common.stage import Stage
+from mmcurate.score.runner import summarize
+from mmcurate.store import IngestDir, Workdir
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """``mmcurate report [INGEST_DIR]``: every setting of the stage."""
+
+    ingest_dir: Path | None = opt(None, argument=True)
+    out: Path | None = opt(None, "Folder for the report files (default: INGEST_DIR/report).", show_default=False)
+    by: tuple[str, ...] = opt(
+        help="Also break the numbers down by this manifest column (repeatable), e.g. --by condition.",
+        default_factory=tuple,
+    )
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    out_dir: Path
+    headline: dict[str, Any]
+
+    @property
+    def report_path(self) -> Path:
+        return self.out_dir / "report.md"
+
+
+def run_report(workdir: Workdir, cfg: ReportConfig) -> ReportResult:
+    """Write the report of an ingest folder's scores (default: WORKDIR/ingest, into its report/)."""
+    ingest = IngestDir(cfg.ingest_dir or workdir.ingest.path)
+    out_dir = cfg.out or ingest.report_dir
+    return ReportResult(out_dir, write_report(ingest.path, out_dir, list(cfg.by)))
 
 
 def _plt():  # type: ignore[no-untyped-def]
@@ -61,8 +94,9 @@ def per_group(values: list[Any], d: np.ndarray, pa_: np.ndarray, pv: np.ndarray)
 
 def write_report(ingest_dir: Path, out_dir: Path, by: list[str] | None = None) -> dict[str, Any]:
     """Write the report files into ``out_dir``; return the headline numbers."""
-    scores = read_scores(ingest_dir)
-    manifest = read_manifest(ingest_dir)
+    ingest = IngestDir(ingest_dir)
+    scores = ingest.read_scores()
+    manifest = ingest.read_manifest()
     joined = scores.join(manifest.drop_columns([c for c in ("label",) if c in manifest.column_names]), "sample_id").sort_by("sample_id")
     for col in by or []:
         if col not in joined.column_names:
@@ -148,3 +182,26 @@ def _markdown(h: dict[str, Any], classes: list[dict[str, Any]], by: dict[str, li
     for col, rows in by.items():
         lines += ["", f"## By {col}", "", *_table(rows, col)]
     return "\n".join(lines) + "\n"
+
+
+def print_report_summary(result: ReportResult) -> None:
+    h = result.headline
+    summary_table(
+        f"report -> {result.report_path}",
+        ["", "value"],
+        [
+            ["samples", h["samples"]],
+            ["audio-preferred share", h["share_audio_preferred"]],
+            ["mean |d|", h["mean_abs_discrepancy"]],
+        ],
+    )
+
+
+REPORT_STAGE: Stage[ReportConfig, ReportResult] = Stage(
+    name="report",
+    config=ReportConfig,
+    reads=("ingest/scores.parquet", "ingest/manifest.parquet"),
+    writes=("ingest/report/",),
+    run=run_report,
+    summarize=print_report_summary,
+)

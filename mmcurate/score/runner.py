@@ -10,7 +10,8 @@ cross-fitting): every confidence is still out-of-fold, with less model-to-model 
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,24 +19,22 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from mmcurate import __version__
-from mmcurate.common.atomic import atomic_path, atomic_write_json
+from mmcurate.common.atomic import atomic_path
 from mmcurate.common.console import info, progress_bar, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
 from mmcurate.data import AVDataset, TensorConfig, build_av_tensors, read_shards
-from mmcurate.ingest import read_classes, read_manifest, require_ingest
-from mmcurate.schemas import SCORES_SCHEMA
-from mmcurate.score.config import ScoreConfig
+from mmcurate.execution import Executor, WorkUnit, make_executor
+from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
 from mmcurate.score.folds import check_fold_feasible, group_folds, stratified_folds
+from mmcurate.score.registry import get_scorer
 from mmcurate.score.train import InMemorySource, StreamingSource, fit_predict
+from mmcurate.store import IngestDir, UnitMarker, Workdir
+from mmcurate.store.schemas import SCORES_SCHEMA
 
-SCORES = "scores.parquet"
-SCORES_META = "scores.json"
-RUNS = "score_runs"
 MODALITIES = ("audio", "visual")
 
 
@@ -51,38 +50,11 @@ def resolve_device(name: str) -> torch.device:
         raise MMCurateError(f"--device {name!r} is not a device torch knows (use auto, cpu, cuda, cuda:1)") from None
 
 
-def manifest_fingerprint(ingest_dir: Path) -> str:
-    """Identity of the ingested data that scores belong to: ingest settings + every sample's id,
-    source hash and label. Scores are stale when it changes."""
-    table = read_manifest(ingest_dir).select(["sample_id", "sha256", "label"])
-    try:
-        ingest_identity = json.loads((ingest_dir / "config.json").read_text())["identity_hash"]
-    except (OSError, KeyError, json.JSONDecodeError):
-        ingest_identity = None
-    return config_hash([ingest_identity, table.to_pydict()], length=16)
-
-
 def scores_state(ingest_dir: Path, cfg: ScoreConfig | None = None) -> str:
-    """``"fresh"``, ``"missing"`` or ``"stale: <why>"`` for the scores in ``ingest_dir``.
-
-    With ``cfg``, scores made by another scorer config count as stale; imported scores are fresh
-    as long as the data is unchanged.
-    """
-    meta_path = ingest_dir / SCORES_META
-    if not (ingest_dir / SCORES).is_file() or not meta_path.is_file():
-        return "missing"
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return "stale: scores.json is unreadable"
-    if meta.get("manifest_fingerprint") != manifest_fingerprint(ingest_dir):
-        return "stale: the ingested data changed since scoring"
-    if cfg is not None and meta.get("source") == "oof":
-        on_gpu = meta.get("device", "cpu").startswith("cuda")
-        want = cfg.resolved(on_gpu).content_hash()
-        if meta.get("config_hash") != want:
-            return "stale: scored with different scorer settings"
-    return "fresh"
+    """``"fresh"``, ``"missing"`` or ``"stale: <why>"`` for the scores in ``ingest_dir`` (the store's
+    answer); with ``cfg``, scores made by another scorer config count as stale."""
+    want = None if cfg is None else (lambda on_gpu: cfg.resolved(on_gpu).content_hash())
+    return IngestDir(ingest_dir).scores_state(want)
 
 
 @dataclass
@@ -92,31 +64,107 @@ class ScoreResult:
     device: str
     elapsed: float
     metrics: dict[str, Any] = field(default_factory=dict)
+    finished: bool = True
+
+    @property
+    def scores_path(self) -> Path:
+        return self.ingest_dir / IngestDir.SCORES
 
 
-def run_score(ingest_dir: Path, cfg: ScoreConfig, overwrite: bool = False, allow_missing: bool = False) -> ScoreResult:
-    """Score every sample of a finished ingest out-of-fold; write scores.parquet + scores.json."""
+@dataclass(frozen=True)
+class ScoreJob:
+    """One training job of the cross-fitting: a modality's scorer trained without one fold."""
+
+    repeat: int
+    fold: int
+    modality: str
+
+    @property
+    def name(self) -> str:
+        return f"fold{self.fold}-{self.modality}" if self.repeat == 0 else f"repeat{self.repeat}-fold{self.fold}-{self.modality}"
+
+
+class FoldTrainer:
+    """The per-job function an executor maps: train on the other folds, return held-out probabilities."""
+
+    def __init__(self, sources: dict[str, Any], fold_sets: list[np.ndarray], num_classes: int, cfg: ScoreConfig,
+                 device: torch.device, n_frames: int) -> None:
+        self.sources, self.fold_sets, self.num_classes = sources, fold_sets, num_classes
+        self.cfg, self.device, self.n_frames = cfg, device, n_frames
+
+    def __call__(self, job: ScoreJob) -> tuple[np.ndarray, float]:
+        started = time.monotonic()
+        folds = self.fold_sets[job.repeat]
+        held, train = np.flatnonzero(folds == job.fold), np.flatnonzero(folds != job.fold)
+        seed = self.cfg.seed * 1000 + job.repeat * 100 + job.fold * 10 + MODALITIES.index(job.modality)
+        p = fit_predict(self.sources[job.modality], train, held, self.num_classes, self.cfg, seed, self.device, self.n_frames)
+        return p, time.monotonic() - started
+
+
+def run_score(workdir: Workdir, stage: ScoreStageConfig) -> ScoreResult:
+    """The ``mmcurate score`` stage: built-in out-of-fold scores, imported scores or a plugin's."""
+    ingest = IngestDir(stage.ingest_dir or workdir.ingest.path).require()
+    if stage.scores_from is not None:
+        from mmcurate.score.importer import import_scores
+
+        table, scorer_id = import_scores(ingest, stage.scores_from)
+        return write_external_scores(ingest, table, scorer_id, "imported", {"file": str(stage.scores_from)})
+    if stage.scorer != BUILTIN_SCORER:
+        from mmcurate.score.importer import validate_scores
+
+        fn = get_scorer(stage.scorer)
+        try:
+            ext = fn(ingest.path, dataclasses.asdict(stage.scorer_settings))
+        except MMCurateError:
+            raise
+        except Exception as exc:
+            raise MMCurateError(f"scorer {stage.scorer!r} failed: {type(exc).__name__}: {exc}") from None
+        table, scorer_id = validate_scores(ingest, ext, f"scorer {stage.scorer!r}", f"plugin:{stage.scorer}")
+        return write_external_scores(ingest, table, scorer_id, "plugin", {"scorer": stage.scorer})
+    return score_out_of_fold(ingest, stage.scorer_settings, overwrite=stage.overwrite,
+                             allow_missing=stage.allow_missing, executor=make_executor(1, stage.array))
+
+
+def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = False, allow_missing: bool = False,
+                      executor: Executor | None = None) -> ScoreResult:
+    """Score every sample of a finished ingest out-of-fold; write scores.parquet + scores.json.
+
+    Each (repeat, fold, modality) job is a work unit with a completion marker in
+    ``score_runs/<scorer>/``; the executor trains the pending ones (inline here: the training
+    itself uses the cores), and the scores are assembled once every job is done.
+    """
     t0 = time.monotonic()
-    require_ingest(ingest_dir)
+    executor = executor or make_executor(1)
     device = resolve_device(cfg.device)
     cfg = cfg.resolved(device.type == "cuda")
-    manifest = read_manifest(ingest_dir)
-    classes = read_classes(ingest_dir)
+    manifest = ingest.read_manifest()
+    classes = ingest.read_classes()
     labels = manifest.column("label").to_pylist()
     sample_ids = manifest.column("sample_id").to_pylist()
     _check_modalities(manifest, allow_missing)
     check_fold_feasible(labels, cfg.folds)
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([index[label] for label in labels], dtype=np.int64)
     repeats = int(cfg.repeats or 1)
     fold_sets = [_folds(cfg, labels, manifest.column("group").to_pylist(), r) for r in range(repeats)]
     folds = fold_sets[0]
 
     scorer_id = cfg.scorer_id()
-    run_dir = ingest_dir / RUNS / scorer_id
-    fingerprint = manifest_fingerprint(ingest_dir)
+    run_dir = ingest.score_runs(scorer_id)
+    fingerprint = ingest.fingerprint()
     if overwrite and run_dir.exists():
-        import shutil
-
         shutil.rmtree(run_dir)
+    jobs = [ScoreJob(r, k, m) for r in range(repeats) for k in range(cfg.folds) for m in MODALITIES]
+    units = [WorkUnit(job.name, i, (job,)) for i, job in enumerate(jobs)]
+
+    def marker(job: ScoreJob) -> UnitMarker:
+        return UnitMarker(run_dir / f"{job.name}.json", run_dir)
+
+    def job_identity(job: ScoreJob) -> str:
+        held = np.flatnonzero(fold_sets[job.repeat] == job.fold)
+        return config_hash([fingerprint, held.tolist()], length=32)
+
+    pending = [u for u in units if executor.owns(u) and marker(u.items[0]).read(job_identity(u.items[0])) is None]
     why = "GPU found" if device.type == "cuda" else "no GPU found: CPU-sized models"
     info(
         f"score: {len(sample_ids)} samples, {len(classes)} classes, {cfg.folds} folds x 2 modalities"
@@ -124,20 +172,77 @@ def run_score(ingest_dir: Path, cfg: ScoreConfig, overwrite: bool = False, allow
         f"({why}: ResNet-18 width {cfg.width}, {cfg.image_size} px frames, {cfg.epochs} epochs, "
         f"confidence averaged over the last {cfg.avg_last})"
     )
-    table = read_shards(ingest_dir, sample_ids)
-    tcfg = TensorConfig(
+    seconds: dict[str, float] = {}
+    if pending:
+        trainer = _trainer(ingest, sample_ids, labels, classes, cfg, device, fold_sets)
+        with progress_bar("training scorers (repeat x fold x modality)", len(pending)) as advance:
+            for unit, [(p, took)] in executor.map_units(trainer, pending):
+                job = unit.items[0]
+                part = run_dir / f"{job.name}.npz"
+                _save_part(part, p)
+                marker(job).record(job_identity(job), [part])
+                seconds[job.name] = round(took, 2)
+                advance()
+    done = [u for u in units if marker(u.items[0]).read(job_identity(u.items[0])) is not None]
+    if len(done) < len(units):
+        info(
+            f"score: this task's jobs are done; {len(units) - len(done)} of {len(units)} training jobs belong to "
+            "other array tasks and are not finished yet; the last task to finish writes scores.parquet"
+        )
+        return ScoreResult(ingest.path, scorer_id, str(device), time.monotonic() - t0, {}, finished=False)
+
+    probs: dict[str, np.ndarray] = {m: np.zeros((len(sample_ids), len(classes))) for m in MODALITIES}
+    fold_stats: list[dict[str, Any]] = []
+    for job in jobs:
+        held = np.flatnonzero(fold_sets[job.repeat] == job.fold)
+        p = _load_part(run_dir / f"{job.name}.npz", len(held), len(classes))
+        probs[job.modality][held] += p / repeats
+        acc = float((p.argmax(1) == y[held]).mean())
+        fold_stats.append(
+            {"repeat": job.repeat, "fold": job.fold, "modality": job.modality, "held_out": int(len(held)),
+             "accuracy": round(acc, 4), "seconds": seconds.get(job.name, 0.0), "resumed": job.name not in seconds}
+        )
+    table_out, metrics = _scores_table(sample_ids, labels, classes, y, folds, probs, scorer_id)
+    elapsed = time.monotonic() - t0
+    metrics["folds"] = fold_stats
+    ingest.write_scores(
+        table_out,
+        {
+            "source": "oof",
+            "scorer_id": scorer_id,
+            "config": cfg.content_dict(),
+            "config_hash": cfg.content_hash(),
+            "tensor_config": _tensor_config(cfg).to_dict(),
+            "device": str(device),
+            "manifest_fingerprint": fingerprint,
+            "mmcurate_version": __version__,
+            "torch_version": torch.__version__,
+            "metrics": metrics,
+            "elapsed_seconds": round(elapsed, 2),
+        },
+    )
+    return ScoreResult(ingest.path, scorer_id, str(device), elapsed, metrics)
+
+
+def _tensor_config(cfg: ScoreConfig) -> TensorConfig:
+    return TensorConfig(
         image_size=int(cfg.image_size or 32), num_frames=cfg.num_frames, audio=cfg.audio_features, audio_frames=cfg.audio_frames
     )
+
+
+def _trainer(ingest: IngestDir, sample_ids: list[str], labels: list[str], classes: list[str], cfg: ScoreConfig,
+             device: torch.device, fold_sets: list[np.ndarray]) -> FoldTrainer:
+    """Decode the inputs once (in memory, or per batch when they would not fit) into the job function."""
+    table = read_shards(ingest.path, sample_ids)
+    tcfg = _tensor_config(cfg)
     workers = max(1, cfg.workers or torch.get_num_threads())
     need_gb = decoded_size_gb(len(sample_ids), tcfg)
-    sources = {}
+    sources: dict[str, Any] = {}
     if need_gb <= cfg.memory_budget_gb:
         tensors = build_av_tensors(table, classes, tcfg, workers=workers)
-        label_idx = tensors.labels
         n_frames = int(tensors.frames.shape[1])
         for m in MODALITIES:
             sources[m] = InMemorySource(tensors, m)
-        del table
     else:
         info(
             f"score: decoded inputs would take about {need_gb:.1f} GB (> --memory-budget-gb {cfg.memory_budget_gb:g}); "
@@ -149,53 +254,7 @@ def run_score(ingest_dir: Path, cfg: ScoreConfig, overwrite: bool = False, allow
         n_frames = tcfg.num_frames
         for m in MODALITIES:
             sources[m] = StreamingSource(dataset, label_idx, m, workers)
-    probs: dict[str, np.ndarray] = {m: np.zeros((len(sample_ids), len(classes))) for m in MODALITIES}
-    fold_stats: list[dict[str, Any]] = []
-    jobs = [(r, k, m) for r in range(repeats) for k in range(cfg.folds) for m in MODALITIES]
-    with progress_bar("training scorers (repeat x fold x modality)", len(jobs)) as advance:
-        for r, k, modality in jobs:
-            held = np.flatnonzero(fold_sets[r] == k)
-            train = np.flatnonzero(fold_sets[r] != k)
-            part = run_dir / (f"fold{k}-{modality}.npz" if r == 0 else f"repeat{r}-fold{k}-{modality}.npz")
-            cached = _load_part(part, fingerprint, held)
-            started = time.monotonic()
-            if cached is None:
-                seed = cfg.seed * 1000 + r * 100 + k * 10 + MODALITIES.index(modality)
-                p = fit_predict(sources[modality], train, held, len(classes), cfg, seed, device, n_frames)
-                _save_part(part, p, held, fingerprint)
-            else:
-                p = cached
-            probs[modality][held] += p / repeats
-            acc = float((p.argmax(1) == label_idx.numpy()[held]).mean())
-            fold_stats.append(
-                {"repeat": r, "fold": k, "modality": modality, "held_out": int(len(held)), "accuracy": round(acc, 4),
-                 "seconds": round(time.monotonic() - started, 2), "resumed": cached is not None}
-            )
-            advance()
-
-    y = label_idx.numpy()
-    table_out, metrics = _scores_table(sample_ids, labels, classes, y, folds, probs, scorer_id)
-    with atomic_path(ingest_dir / SCORES) as tmp:
-        pq.write_table(table_out, tmp, compression="zstd")
-    elapsed = time.monotonic() - t0
-    metrics["folds"] = fold_stats
-    atomic_write_json(
-        ingest_dir / SCORES_META,
-        {
-            "source": "oof",
-            "scorer_id": scorer_id,
-            "config": cfg.content_dict(),
-            "config_hash": cfg.content_hash(),
-            "tensor_config": tcfg.to_dict(),
-            "device": str(device),
-            "manifest_fingerprint": fingerprint,
-            "mmcurate_version": __version__,
-            "torch_version": torch.__version__,
-            "metrics": metrics,
-            "elapsed_seconds": round(elapsed, 2),
-        },
-    )
-    return ScoreResult(ingest_dir, scorer_id, str(device), elapsed, metrics)
+    return FoldTrainer(sources, fold_sets, len(classes), cfg, device, n_frames)
 
 
 def _folds(cfg: ScoreConfig, labels: list[str], groups: list[str | None], repeat: int) -> np.ndarray:
@@ -223,23 +282,23 @@ def decoded_size_gb(n: int, tcfg: TensorConfig) -> float:
     return n * (frame_bytes + audio_bytes) / 1e9
 
 
-def _load_part(path: Path, fingerprint: str, held: np.ndarray) -> np.ndarray | None:
-    if not path.is_file():
-        return None
+def _load_part(path: Path, rows: int, num_classes: int) -> np.ndarray:
+    """Held-out probabilities of a finished job (its marker vouched for the file)."""
     try:
         with np.load(path) as z:
-            if str(z["fingerprint"]) != fingerprint or not np.array_equal(z["held"], held):
-                return None
-            return np.array(z["probs"])
-    except (OSError, KeyError, ValueError):
-        return None
+            probs = np.array(z["probs"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise MMCurateError(f"{path}: unreadable training result ({exc}); rerun `mmcurate score`") from None
+    if probs.shape != (rows, num_classes):
+        raise MMCurateError(f"{path}: holds {probs.shape} probabilities, expected {(rows, num_classes)}; rerun `mmcurate score`")
+    return probs
 
 
-def _save_part(path: Path, probs: np.ndarray, held: np.ndarray, fingerprint: str) -> None:
+def _save_part(path: Path, probs: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, probs=probs, held=held, fingerprint=np.array(fingerprint))
+            np.savez(fh, probs=probs)
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:
@@ -296,10 +355,7 @@ def summarize(scores: pa.Table) -> dict[str, Any]:
 
 def read_scores(ingest_dir: Path) -> pa.Table:
     """The scores of an ingest folder (error naming the command to run when missing)."""
-    path = ingest_dir / SCORES
-    if not path.is_file():
-        raise MMCurateError(f"no scores in {ingest_dir}; run `mmcurate score` first")
-    return pq.read_table(path)
+    return IngestDir(ingest_dir).read_scores()
 
 
 def print_summary(result: ScoreResult) -> None:
@@ -315,23 +371,21 @@ def print_summary(result: ScoreResult) -> None:
         ["mean |d|", m.get("mean_abs_discrepancy")],
         ["wall time (s)", round(result.elapsed, 1)],
     ]
-    summary_table(f"score -> {result.ingest_dir / SCORES}", ["", "value"], rows)
+    summary_table(f"score -> {result.scores_path}", ["", "value"], rows)
 
 
-def write_external_scores(ingest_dir: Path, table: pa.Table, scorer_id: str, source: str, details: dict[str, Any]) -> ScoreResult:
+def write_external_scores(ingest: IngestDir, table: pa.Table, scorer_id: str, source: str, details: dict[str, Any]) -> ScoreResult:
     """Write validated external scores (``--scores-from`` or a registered scorer) with provenance."""
-    with atomic_path(ingest_dir / SCORES) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
     metrics = summarize(table)
-    atomic_write_json(
-        ingest_dir / SCORES_META,
+    ingest.write_scores(
+        table,
         {
             "source": source,
             "scorer_id": scorer_id,
-            "manifest_fingerprint": manifest_fingerprint(ingest_dir),
+            "manifest_fingerprint": ingest.fingerprint(),
             "mmcurate_version": __version__,
             "metrics": metrics,
             **details,
         },
     )
-    return ScoreResult(ingest_dir, scorer_id, "n/a", 0.0, metrics)
+    return ScoreResult(ingest.path, scorer_id, "n/a", 0.0, metrics)

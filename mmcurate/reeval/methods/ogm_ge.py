@@ -18,7 +18,12 @@ import torch
 from torch import nn
 
 from mmcurate.reeval.batches import Batch
-from mmcurate.reeval.methods.base import Method, TrainContext, in_window, label_probability_sum
+from mmcurate.reeval.methods.base import (
+    Method,
+    TrainContext,
+    in_window,
+    label_probability_sum,
+)
 
 
 def ogm_coefficients(score_audio: float, score_visual: float, alpha: float) -> tuple[float, float]:

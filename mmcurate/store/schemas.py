@@ -2,7 +2,7 @@
 
 Stages talk only through these files (lhotse-style manifests keyed by a stable ``sample_id``),
 so any stage can be rerun, resumed or replaced alone. ``manifests/schemas/*.json`` are rendered
-from this module (``python -m mmcurate.schemas``) and a test keeps them in sync.
+from this module (``python -m mmcurate.store.schemas``) and a test keeps them in sync.
 
 Work directory layout (``./mmcurate-work`` by default)::
 

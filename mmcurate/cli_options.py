@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mmcurate.common.workdir import WORKDIR_ENV
+from mmcurate.store.workdir import WORKDIR_ENV
 
 
 def workdir_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -19,8 +19,3 @@ def workdir_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         default=None,
         help=f"Work directory holding each stage's output (default ./mmcurate-work, or ${WORKDIR_ENV}).",
     )(fn)
-
-
-def seed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--seed``: every random choice derives from it."""
-    return click.option("--seed", type=int, default=0, show_default=True, help="Random seed; same seed, inputs and config give identical outputs.")(fn)

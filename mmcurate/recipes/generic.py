@@ -1,8 +1,8 @@
-"""Find the inputs: label folders, an input manifest, or a dataset adapter.
+"""The two generic layouts: label folders, and an input manifest (CSV/TSV/JSONL).
 
-Each layout turns a raw directory into :class:`~mmcurate.ingest.items.Discovery`: items to
-decode, inputs that already failed (with a reason), and files a manifest did not name. Nothing
-found under the raw directory is dropped silently.
+Like the dataset adapters, each turns a raw directory into :class:`~mmcurate.store.items.Discovery`:
+items to decode, inputs that already failed (with a reason), and files a manifest did not name.
+Nothing found under the raw directory is dropped silently.
 """
 
 from __future__ import annotations
@@ -10,19 +10,16 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.files import is_media_name, list_files
-from mmcurate.ingest.items import Discovery, Failure, InputItem
+from mmcurate.store.items import Discovery, Failure, InputItem
+from mmcurate.store.schemas import MANIFEST_SCHEMA
 
 #: Input-manifest columns with a meaning; any other column is carried into manifest.parquet.
 MANIFEST_COLUMNS = ("path", "label", "split", "group", "start", "end")
 #: Column names that other columns may not shadow (they are manifest.parquet columns).
-from mmcurate.schemas import MANIFEST_SCHEMA  # noqa: E402
-
 RESERVED_COLUMNS = frozenset(MANIFEST_SCHEMA.names)
 
 
@@ -174,94 +171,3 @@ def _parse_time(text: str) -> float | None:
     if value < 0:
         raise ValueError(f"time {value:g} s is negative")
     return value
-
-
-def layout_registry() -> dict[str, Callable[..., Discovery]]:
-    """Dataset adapters from :mod:`mmcurate.recipes`, by name (empty if that package is absent)."""
-    try:
-        from mmcurate.recipes import LAYOUTS
-    except ImportError:
-        return {}
-    return dict(LAYOUTS)
-
-
-def discover(
-    raw_dir: Path,
-    manifest: Path | None = None,
-    layout: str | None = None,
-    layout_options: dict[str, Any] | None = None,
-    group_column: str | None = None,
-) -> Discovery:
-    """Dispatch to the right layout and drop duplicate sample ids (each reported once)."""
-    check_raw_dir(raw_dir)
-    if manifest is not None:
-        if layout not in (None, "manifest"):
-            raise MMCurateError("--manifest and --layout cannot be combined; a manifest defines the layout")
-        found = discover_manifest(raw_dir, manifest, group_column=group_column)
-    elif layout in (None, "folders"):
-        found = discover_folders(raw_dir)
-    else:
-        adapters = layout_registry()
-        if layout not in adapters:
-            names = ", ".join(["folders", "manifest", *sorted(adapters)])
-            raise MMCurateError(f"unknown --layout {layout!r}; choose one of: {names}")
-        try:
-            found = adapters[layout](raw_dir, **(layout_options or {}))
-        except TypeError as exc:
-            raise MMCurateError(f"bad --layout-option for layout {layout!r}: {exc}") from None
-    if not found.items and not found.failures:
-        raise MMCurateError(f"no input files found under {raw_dir}")
-    return dedupe(found)
-
-
-def dedupe(found: Discovery) -> Discovery:
-    """Keep the first item of each sample id; later ones become failures."""
-    seen: dict[str, InputItem] = {}
-    items: list[InputItem] = []
-    failures = list(found.failures)
-    for item in found.items:
-        sid = item.sample_id
-        if sid in seen:
-            failures.append(Failure(item.path, "discover", f"duplicate input for sample id {sid!r}", sid))
-            continue
-        seen[sid] = item
-        items.append(item)
-    items.sort(key=lambda it: it.sample_id)
-    return Discovery(items=items, failures=failures, unlisted=found.unlisted)
-
-
-def apply_class_list(found: Discovery, classes: Iterable[str] | None) -> tuple[Discovery, list[str]]:
-    """Validate labels against a class list (or derive the sorted list); unknown labels fail."""
-    if classes is None:
-        return found, sorted({it.label for it in found.items})
-    class_list = list(classes)
-    allowed = set(class_list)
-    keep: list[InputItem] = []
-    failures = list(found.failures)
-    for it in found.items:
-        if it.label in allowed:
-            keep.append(it)
-        else:
-            failures.append(Failure(it.path, "label", f"label {it.label!r} is not in the class list", it.sample_id))
-    return Discovery(items=keep, failures=failures, unlisted=found.unlisted), class_list
-
-
-def read_class_file(spec: Path) -> list[str]:
-    """A class list from a file (one name per line, ``#`` comments, order kept) or, when no such
-    file exists, a list shipped with mmcurate by name (``cremad``, ``kinetics_sounds``, ...)."""
-    from mmcurate.recipes.classes import available_class_lists, class_list, parse_class_list
-
-    if spec.is_file():
-        names = parse_class_list(spec.read_text(encoding="utf-8"))
-    elif str(spec) in available_class_lists():
-        return class_list(str(spec))
-    else:
-        raise MMCurateError(
-            f"class list {spec} does not exist (neither a file nor a shipped list: {', '.join(available_class_lists())})"
-        )
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise MMCurateError(f"class list {spec} names {', '.join(dupes)} more than once")
-    if not names:
-        raise MMCurateError(f"class list {spec} is empty")
-    return names

@@ -1,8 +1,10 @@
-"""What discovery hands to the decoder: one :class:`InputItem` per sample, or a :class:`Failure`.
+"""What discovery hands to ingest: one :class:`InputItem` per sample, or a :class:`Failure`.
 
 Every discovery layout (label folders, an input manifest, a dataset adapter such as CREMA-D)
-produces these two lists, so that each input ends up in exactly one of the manifest or
-``failures.jsonl``.
+produces these two lists, so that each input ends up in exactly one of ``manifest.parquet`` or
+``failures.jsonl`` (whose fields :data:`mmcurate.store.schemas.FAILURE_FIELDS` documents). They
+live in the store, not in ingest, because both the adapters (:mod:`mmcurate.recipes`) and the
+ingest stage speak them: neither has to import the other.
 """
 
 from __future__ import annotations

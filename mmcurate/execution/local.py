@@ -1,0 +1,87 @@
+"""The local executor: a process pool on this machine (or inline, for one worker).
+
+Items are submitted through a bounded window (a few per worker) and their results consumed in
+order, so memory holds a window of results, not the whole run's: peak memory does not grow with
+the number of inputs. The pool is forked before any progress-bar thread starts, and the per-item
+function reaches the workers once (through the pool initializer), not once per item.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from mmcurate.execution.base import Executor, R, T, WorkUnit
+
+#: items in flight per worker: enough to hide one slow item, small enough to bound memory
+WINDOW_PER_WORKER = 8
+
+# the function a pool worker applies (set once per worker by the initializer)
+_WORKER_FN: Callable[[Any], Any] | None = None
+
+
+def _init_worker(fn: Callable[[Any], Any], initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    global _WORKER_FN
+    _WORKER_FN = fn
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _apply(item: Any) -> Any:
+    assert _WORKER_FN is not None
+    return _WORKER_FN(item)
+
+
+def available_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class LocalExecutor(Executor):
+    """A process pool of ``workers`` processes (0: one per core); inline when there is one worker."""
+
+    def __init__(self, workers: int = 0) -> None:
+        self.workers = workers if workers and workers > 0 else available_cores()
+
+    def map_units(
+        self,
+        fn: Callable[[T], R],
+        units: Sequence[WorkUnit[T]],
+        *,
+        initializer: Callable[..., None] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> Iterator[tuple[WorkUnit[T], list[R]]]:
+        items = [item for unit in units for item in unit.items]
+        workers = min(self.workers, len(items))
+        if workers <= 1:
+            results: Iterator[R] = (fn(item) for item in items)
+            yield from _regroup(units, results)
+            return
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(fn, initializer, initargs)) as pool:
+            yield from _regroup(units, _ordered(pool, items, workers * WINDOW_PER_WORKER))
+
+    def describe(self) -> str:
+        return f"local: {self.workers} process(es)"
+
+
+def _ordered(pool: Any, items: list[Any], window: int) -> Iterator[Any]:
+    """Results of ``items`` in order, at most ``window`` submitted but not yet consumed."""
+    pending: deque[Any] = deque()
+    next_item = 0
+    while next_item < len(items) or pending:
+        while next_item < len(items) and len(pending) < window:
+            pending.append(pool.apply_async(_apply, (items[next_item],)))
+            next_item += 1
+        yield pending.popleft().get()
+
+
+def _regroup(units: Sequence[WorkUnit[T]], results: Iterator[R]) -> Iterator[tuple[WorkUnit[T], list[R]]]:
+    for unit in units:
+        yield unit, [next(results) for _ in unit.items]

@@ -222,7 +222,7 @@ def _from_hf_table(
     return assemble(
         media, classes, splits, discrepancy, bins,
         num_bins=num_bins, bin_edges=edges, settings=settings,
-        source=origin, source_kind=kind, split_note=note,
+        source=origin, source_kind=kind, split_note=note, groups=_groups(table),
     )
 
 
@@ -290,8 +290,15 @@ def load_ingest_dir(path: Path, settings: TensorSettings, bins: int = 10) -> Ree
     return assemble(
         media, classes, splits, discrepancy, equal_width_bins(discrepancy, bins),
         num_bins=bins, bin_edges=equal_width_edges(bins), settings=settings,
-        source=str(path), source_kind="ingest", split_note=note, notes=notes,
+        source=str(path), source_kind="ingest", split_note=note, notes=notes, groups=_groups(manifest),
     )
+
+
+def _groups(table: pa.Table) -> list[str | None] | None:
+    """The ``group`` column as strings (None where null); None when the table has no such column."""
+    if "group" not in table.column_names:
+        return None
+    return [None if g is None else str(g) for g in table.column("group").to_pylist()]
 
 
 def _read_parquet(path: Path, required: tuple[str, ...]) -> pa.Table:

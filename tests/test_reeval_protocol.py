@@ -120,6 +120,7 @@ def test_gblending_estimates_from_per_head_look_ahead_at_each_super_epoch_start(
     calls: list[dict[str, Any]] = []
     measures: list[tuple[list[int], np.ndarray]] = []
     used: list[tuple[int, int, tuple[float, ...]]] = []
+    main_batches: list[int] = []
 
     real_look_ahead, real_mean_losses, real_loss = gb.look_ahead, gb.mean_losses, gb.GBlending.loss
 
@@ -138,6 +139,7 @@ def test_gblending_estimates_from_per_head_look_ahead_at_each_super_epoch_start(
 
     def loss_spy(self, model, batch, out, ctx):  # noqa: ANN001, ANN202
         used.append((ctx.epoch, ctx.step, tuple(float(w) for w in self.weights)))
+        main_batches.extend(batch.index.tolist())
         return real_loss(self, model, batch, out, ctx)
 
     monkeypatch.setattr(gb, "look_ahead", look_ahead_spy)
@@ -156,6 +158,7 @@ def test_gblending_estimates_from_per_head_look_ahead_at_each_super_epoch_start(
     groups = data.train.groups
     assert not {groups[i] for i in train_pos} & {groups[i] for i in hold_pos}
     assert all(c["train"] == train_pos and c["hold"] == hold_pos for c in calls)
+    assert set(main_batches) == set(train_pos)  # the main model never trains on the hold-out either
     # weights: uniform never used; constant within a super-epoch; equal to the OGR weights of that epoch's look-ahead
     by_epoch: dict[int, set[tuple[float, ...]]] = {}
     for epoch, _, w in used:

@@ -22,6 +22,8 @@ Choices (named parameters): ``super_epoch`` (n; default a quarter of the run), `
 unseen by the checkpoint the look-ahead starts from). A look-ahead copy gets a fresh optimiser of
 the run's kind at the current learning rate. A head that did not generalise (dG <= 0) gets no
 weight; when none did, the previous weights stay (uniform before the first estimate).
+The official code (``facebookresearch/VMZ``, Caffe2, ``c2/tutorials/gradient_blending.md``) trains
+with given audio/visual/AV weights, which sum to 1, and does not release the estimate.
 BalanceMM's ``GBlending_trainer.py`` differs: it measures on the loader it validates with (the
 test set for its audio-visual datasets), pads the other modality instead of using unimodal heads,
 sums batch losses (train and validation sums over different batch counts) and takes |dG|.

@@ -88,7 +88,7 @@ def summarise(runs: list[RunResult]) -> dict[str, dict[str, dict[str, Any]]]:
                 ci, kind = wilson_interval(int(round(mean * count)), count), "wilson"
             elif n >= 2:
                 ci, kind = t_interval(values), "t"
-                if ci is not None and _is_proportion(k):
+                if ci is not None and (_is_proportion(k) or k == "macro_f1"):  # both live in [0, 1]
                     ci = (max(0.0, ci[0]), min(1.0, ci[1]))
             out[method][k] = {
                 "mean": mean, "std": std, "n": n, "count": count,
@@ -336,7 +336,8 @@ def bins_figure(data: ReevalData, summary: dict[str, dict[str, dict[str, Any]]])
     sparse = [b for b in xs if counts[b] is not None and counts[b] < MIN_SAMPLES]
     for b in sparse:
         ax.axvspan(b - 0.5, b + 0.5, facecolor="0.88", hatch="///", edgecolor="0.65", linewidth=0, zorder=0)
-    for m, stats in summary.items():
+    for j, (m, stats) in enumerate(summary.items()):
+        shift = _dodge(j, len(summary), 0.3)  # side by side, so the intervals stay readable
         ys, lo, hi = [], [], []
         for b in xs:
             s = stats[f"acc_bin{b}"]
@@ -352,7 +353,7 @@ def bins_figure(data: ReevalData, summary: dict[str, dict[str, dict[str, Any]]])
         if all(math.isnan(y) for y in ys):
             continue
         style = "--" if METHODS[m].kind == "unimodal" else "-"
-        ax.errorbar(xs, ys, yerr=[lo, hi], linestyle=style, marker="o", markersize=3, capsize=2,
+        ax.errorbar([x + shift for x in xs], ys, yerr=[lo, hi], linestyle=style, marker="o", markersize=3, capsize=2,
                     label=METHODS[m].title)
     ax.set_xticks(xs)
     ax.set_xticklabels([f"{_bin_header(data, b)}\nn={counts[b] if counts[b] is not None else 0}" for b in xs],
@@ -369,6 +370,11 @@ def bins_figure(data: ReevalData, summary: dict[str, dict[str, dict[str, Any]]])
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def _dodge(j: int, n: int, width: float) -> float:
+    """x offset of series ``j`` of ``n`` within ``width``, centred on 0."""
+    return 0.0 if n < 2 else (j / (n - 1) - 0.5) * width
 
 
 def _sparse(s: dict[str, Any]) -> bool:
@@ -388,18 +394,19 @@ def plot_thresholds(path: Path, summary: dict[str, dict[str, dict[str, Any]]]) -
     first = next(iter(summary.values()), {})
     for ax, side, title in ((axes[0], "audio", "audio-dominated (d > T)"), (axes[1], "visual", "visual-dominated (d < -T)")):
         ns = {t: first.get(f"acc_{side}>{t:g}", {}).get("count") for t in THRESHOLDS}
-        for m, stats in summary.items():
+        for j, (m, stats) in enumerate(summary.items()):
+            shift = _dodge(j, len(summary), 0.06)
             pts = [(t, stats[f"acc_{side}>{t:g}"]) for t in THRESHOLDS]
             pts = [(t, s) for t, s in pts if s["mean"] is not None and not _sparse(s)]
             if pts:
                 style = "--" if METHODS[m].kind == "unimodal" else "-"
                 errs = [_errors(s) for _, s in pts]
-                ax.errorbar([t for t, _ in pts], [100 * s["mean"] for _, s in pts],
+                ax.errorbar([t + shift for t, _ in pts], [100 * s["mean"] for _, s in pts],
                             yerr=[[e[0] for e in errs], [e[1] for e in errs]], linestyle=style, marker="o",
                             capsize=2, label=METHODS[m].title)
         for t, n in ns.items():
             if n is not None and n < MIN_SAMPLES:
-                ax.axvspan(t - 0.04, t + 0.04, facecolor="0.88", hatch="///", edgecolor="0.65", linewidth=0, zorder=0)
+                ax.axvspan(t - 0.05, t + 0.05, facecolor="0.88", hatch="///", edgecolor="0.65", linewidth=0, zorder=0)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("threshold T")
         ax.set_xticks(list(THRESHOLDS))

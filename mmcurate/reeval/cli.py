@@ -59,7 +59,8 @@ OPTIMIZER_DEFAULTS = {"sgd": {"lr": 0.01, "weight_decay": 1e-4}, "adamw": {"lr":
 @click.option("--audio-preset", default=None, help="Spectrogram preset of mmcurate.features (default: the data module's default).")
 @click.option("--method-param", "method_params", multiple=True, metavar="METHOD.KEY=VALUE",
               help="Override a method hyper-parameter, e.g. ogm_ge.alpha=0.8, gblending.super_epoch=5, "
-                   "greedy.window=5, pmr.alpha=1.0, agm.alpha=0.2, mmpareto.gamma=1.5. Repeatable.")
+                   "greedy.window=5, pmr.alpha=1.0, pmr.coefficient=clipped, agm.variant=balancemm, "
+                   "mmpareto.gamma=1.5 (defaults and variants: mmcurate/reeval/README.md). Repeatable.")
 @click.option("--fresh", is_flag=True, help="Ignore checkpoints and finished runs in --out and train everything again.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="CPU threads for training (tiny CPU models gain little from more; shared cores lose a lot).")

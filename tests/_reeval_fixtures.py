@@ -245,3 +245,35 @@ def write_ingest_dir(rows: list[dict], classes: Sequence[str], out_dir: Path, wi
     store.write_classes(list(classes))
     store.write_scores(pa.Table.from_pylist(scores, schema=SCORES_SCHEMA), {"source": "fixture", "scorer_id": "fixture"})
     return out_dir
+
+
+def tensor_split(name: str, n: int, classes: int = 4, seed: int = 0, frames: int = 2, size: int = 16):
+    """A small in-memory split with class-dependent frames and spectrograms (no decoding).
+
+    Labels cycle through the classes; discrepancy runs evenly over [-1, 1]; every two samples
+    share a group, so group-aware code has groups to respect.
+    """
+    import torch
+
+    from mmcurate.reeval.data import SplitData
+
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    shade = (labels * (200 // max(1, classes - 1))).to(torch.float32)
+    pix = torch.rand(n, frames, 3, size, size, generator=g) * 50 + shade[:, None, None, None, None]
+    audio = torch.randn(n, 1, 32, 24, generator=g) + labels[:, None, None, None].float()
+    d = np.linspace(-1, 1, n) if n > 1 else np.zeros(n)
+    bins = np.minimum(((d + 1) / 2 * 4).astype(np.int64), 3)
+    return SplitData(name, pix.clamp(0, 255).to(torch.uint8), audio, labels, [f"{name}/{i:03d}" for i in range(n)],
+                     d, bins, [f"{name}-g{i // 2}" for i in range(n)])
+
+
+def tensor_data(n_train: int = 16, n_val: int = 8, n_test: int = 8, classes: int = 4):
+    """In-memory ReevalData for fast trainer and method tests (4 equal-width discrepancy bins)."""
+    from mmcurate.reeval.data import ReevalData
+
+    return ReevalData(
+        tensor_split("train", n_train, classes, 1), tensor_split("val", n_val, classes, 2),
+        tensor_split("test", n_test, classes, 3), [str(k) for k in range(classes)], "memory", "balanced",
+        "in-memory test data", 4, [-1.0, -0.5, 0.0, 0.5, 1.0], {},
+    )

@@ -67,8 +67,13 @@ def test_every_method_runs_end_to_end_and_selects_on_validation(small_export: Pa
     assert all(cls.title in md for cls in METHODS.values()) and "**" in md
     assert "validation" in md
     csv_lines = (out / "results.csv").read_text().splitlines()
-    assert len(csv_lines) == 1 + len(METHODS) * 3
-    for png in ("accuracy_by_bin.png", "accuracy_by_threshold.png"):
+    assert len(csv_lines) == 1 + len(METHODS) * 5 + 1  # header, runs, mean/std/ci_low/ci_high per method, counts
+    assert set(doc["diagnostics"]) == {m for m, cls in METHODS.items() if cls.diagnostics}
+    for run in doc["runs"]:
+        contribution = run["test"]["contribution"]
+        assert contribution["n"] == 30 and contribution["dataset"]["audio"] is not None
+    pngs = ["accuracy_by_bin.png", "accuracy_by_threshold.png"] + [f"diagnostics_{m}.png" for m in doc["diagnostics"]]
+    for png in pngs:
         with Image.open(out / png) as img:
             assert img.format == "PNG" and img.size[0] > 400
 

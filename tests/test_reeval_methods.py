@@ -8,36 +8,22 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
+from _reeval_fixtures import tensor_data
 from torch.nn import functional as F
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.models import AVOutput, MMTMClassifier
 from mmcurate.reeval.batches import Batch
 from mmcurate.reeval.methods import METHODS, TrainContext, get_method
-from mmcurate.reeval.methods.agm import (
-    AGM,
-    agm_coefficients,
-    agm_ratios,
-    agm_score,
-    shapley_responses,
-)
+from mmcurate.reeval.methods.agm import AGM, agm_coefficients, agm_responses, agm_score
 from mmcurate.reeval.methods.gblending import gblending_weights
-from mmcurate.reeval.methods.greedy import (
-    Greedy,
-    greedy_bdr,
-    greedy_caring_modality,
-    relative_grad_norms,
-)
-from mmcurate.reeval.methods.mmpareto import (
-    MMPareto,
-    mgda_two,
-    pareto_direction,
-    pareto_weights,
-)
+from mmcurate.reeval.methods.greedy import Greedy, greedy_bdr, greedy_caring_modality, relative_grad_norms
+from mmcurate.reeval.methods.mmpareto import MMPareto, mgda_two, pareto_direction, pareto_weights
 from mmcurate.reeval.methods.ogm_ge import OGMGE, ogm_coefficients
 from mmcurate.reeval.methods.pmr import (
     class_means,
     pmr_coefficients,
+    pmr_loss,
     pmr_ratio,
     prototype_logits,
     update_prototypes,
@@ -68,6 +54,10 @@ def _batch(n: int = 6, seed: int = 0) -> Batch:
 
 def _ctx(epoch: int = 0) -> TrainContext:
     return TrainContext(epoch, 10, 0, 1, torch.device("cpu"), None, 8, 0)  # type: ignore[arg-type]
+
+
+def _memory_data(n: int = 12):  # noqa: ANN202 - ReevalData
+    return tensor_data(n_train=n, n_val=4, n_test=4, classes=K)
 
 
 # ----------------------------------------------------------------------------------------- OGM-GE
@@ -129,17 +119,67 @@ def test_ogm_refuses_heads_without_modality_logits() -> None:
 
 
 def test_gblending_weights_from_overfitting_to_generalisation_ratio() -> None:
-    before = np.array([2.0, 2.0, 2.0])
-    w = gblending_weights(before, before, np.array([1.0, 1.5, 1.8]), np.array([1.2, 1.6, 1.9]))
     # dG = (0.8, 0.4, 0.1), dO = (0.2, 0.1, 0.1): raw = (20, 40, 10) -> (2/7, 4/7, 1/7)
+    w = gblending_weights(np.array([0.8, 0.4, 0.1]), np.array([0.2, -0.1, 0.1]))
     np.testing.assert_allclose(w, [2 / 7, 4 / 7, 1 / 7])
 
 
-def test_gblending_gives_no_weight_to_a_head_that_got_worse_on_validation() -> None:
-    before = np.array([2.0, 2.0, 2.0])
-    w = gblending_weights(before, before, np.array([1.0, 1.0, 1.0]), np.array([1.5, 2.5, 1.5]))
+def test_gblending_gives_no_weight_to_a_head_that_did_not_generalise() -> None:
+    w = gblending_weights(np.array([0.5, -0.2, 0.5]), np.array([0.5, 0.1, 0.5]))
     assert w[1] == 0.0 and w[0] == pytest.approx(0.5) and w[2] == pytest.approx(0.5)
-    assert gblending_weights(before, before, before - 1, before + 1) is None  # nothing generalised
+    assert gblending_weights(np.array([-0.1, 0.0, -0.3]), np.array([0.1, 0.1, 0.1])) is None  # none generalised
+
+
+def test_gblending_look_ahead_trains_a_copy_on_one_head_and_measures_train_and_holdout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The look-ahead trains only on the kept train positions, measures L_T there and L_V on the
+    hold-out, and leaves the run's model untouched."""
+    from mmcurate.reeval.config import TrainConfig
+    from mmcurate.reeval.methods import gblending as gb
+
+    data = _memory_data(n=12)
+    seen: list[tuple[bool, list[int]]] = []
+    real_iter = gb.iter_batches
+
+    def spy(split, data_, batch_size, device, order=None, drop_singleton=False):  # noqa: ANN001, ANN202
+        assert split is data_.train
+        for batch in real_iter(split, data_, batch_size, device, order=order, drop_singleton=drop_singleton):
+            seen.append((torch.is_grad_enabled(), batch.index.tolist()))
+            yield batch
+
+    monkeypatch.setattr(gb, "iter_batches", spy)
+    copies: list[torch.nn.Module] = []
+    real_deepcopy = gb.copy.deepcopy
+
+    class _Copy:  # the copy module, recording what it copied
+        @staticmethod
+        def deepcopy(obj):  # noqa: ANN001, ANN205
+            copies.append(real_deepcopy(obj))
+            return copies[-1]
+
+    monkeypatch.setattr(gb, "copy", _Copy)
+    torch.manual_seed(0)
+    method = get_method("gblending", width=2, epochs=2)
+    model = method.build_model(K)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_pos, hold_pos = torch.arange(8), torch.tensor([8, 9, 10, 11])
+    ctx = TrainContext(0, 2, 0, 1, torch.device("cpu"), data, 4, 0, cfg=TrainConfig(width=2, lr=0.05), lr=0.05)
+    l_t, l_v = gb.look_ahead(model, "audio", ctx, train_pos, hold_pos, epochs=2, seed=3)
+    trained = sorted(i for grad, idx in seen if grad for i in idx)
+    assert trained == sorted(train_pos.tolist() * 2)  # two epochs over the kept positions, never the hold-out
+    measured = [set(idx) for grad, idx in seen if not grad]
+    assert set().union(*measured) == set(range(12))  # L_T over the kept positions and L_V over the hold-out
+    assert all(s <= set(train_pos.tolist()) or s <= set(hold_pos.tolist()) for s in measured)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k])  # a copy was trained, not the run's model
+    (probe,) = copies  # the audio look-ahead trained the audio encoder and head only
+    changed = {n for n, p in probe.named_parameters() if not torch.equal(p, dict(model.named_parameters())[n])}
+    assert changed and all(n.startswith(("audio_encoder.", "audio_head.")) for n in changed)
+    assert any(n.startswith("audio_head.") for n in changed)
+    l_t0 = gb.mean_losses(model, data, train_pos, 4, torch.device("cpu"))[gb.HEADS.index("audio")]
+    assert l_t != pytest.approx(l_t0)  # the copy was trained on its head
+    assert np.isfinite(l_v)
 
 
 # ----------------------------------------------------------------------------------------- MMPareto
@@ -194,54 +234,99 @@ def test_mmpareto_sets_encoder_gradients_from_the_two_losses() -> None:
 # ----------------------------------------------------------------------------------------- AGM
 
 
-def test_shapley_responses_of_known_logits() -> None:
-    f_av, f_a0, f_0v, f_00 = (torch.tensor([[x, 0.0]]) for x in (3.0, 2.0, 1.0, 0.0))
-    o_a, o_v = shapley_responses(f_av, f_a0, f_0v, f_00)
-    torch.testing.assert_close(o_a, torch.tensor([[2.0, 0.0]]))
-    torch.testing.assert_close(o_v, torch.tensor([[1.0, 0.0]]))
-    torch.testing.assert_close(o_a + o_v, f_av - f_00)
+def test_agm_responses_have_no_f00_term_and_sum_to_the_fused_logits() -> None:
+    f_av, f_a0, f_0v = (torch.tensor([[x, 0.0]]) for x in (3.0, 2.0, 1.0))
+    m_a, m_v = agm_responses(f_av, f_a0, f_0v)
+    torch.testing.assert_close(m_a, torch.tensor([[2.0, 0.0]]))  # 1/2 [(3 - 1) + 2]
+    torch.testing.assert_close(m_v, torch.tensor([[1.0, 0.0]]))  # 1/2 [(3 - 2) + 1]
+    torch.testing.assert_close(m_a + m_v, f_av)
 
 
-def test_agm_coefficients_slow_the_modality_ahead_of_its_usual_lead() -> None:
-    # audio's log-likelihood -0.1, visual's -1.1; historically they were even
-    k_a, k_v = agm_coefficients((-0.1, -1.1), (-0.6, -0.6), alpha=0.1)
+def test_agm_coefficients_official_and_balancemm() -> None:
+    # losses: audio 0.1, visual 1.1 (audio ahead); historically even -> r_a = e, r_bar = 1
+    k_a, k_v = agm_coefficients((0.1, 1.1), (0.6, 0.6), alpha=0.1)
     assert k_a == pytest.approx(math.exp(0.1 * (1 - math.e)))
     assert k_v == pytest.approx(math.exp(0.1 * (1 - math.exp(-1))))
-    assert k_a < 1 < k_v
-    assert agm_ratios((0.0, 0.0, 0.0)) == [1.0, 1.0, 1.0]
-    assert agm_score(torch.tensor([[0.0, -1e9]]), torch.tensor([1])) == pytest.approx(math.log(1e-8))
+    assert k_a < 1 < k_v  # the official code slows the modality that is further ahead than usual
+    k_a, _ = agm_coefficients((1.0, 1.0), (0.0, 5.0), alpha=0.1)  # r_bar_a - r_a = e^5 - 1: capped at 10
+    assert k_a == pytest.approx(math.exp(0.1 * 10))
+    k_a, _ = agm_coefficients((1.0, 1.0), (0.0, 5.0), alpha=0.1, cap=7.0)
+    assert k_a == pytest.approx(math.exp(0.1 * 7))
+    k_a, k_v = agm_coefficients((0.1, 1.1), (0.6, 0.6), alpha=0.1, cap=7.0, variant="balancemm")
+    assert k_a == pytest.approx(math.exp(0.1 * (1 - math.exp(-1)))) and k_a > 1 > k_v  # BalanceMM's reversed sign
+    assert agm_score(torch.tensor([[0.0, -1e9]]), torch.tensor([1])) == pytest.approx(-math.log(1e-8))
 
 
-def test_agm_responses_on_a_concat_model_are_the_weight_columns_times_feature_shift() -> None:
-    torch.manual_seed(0)
-    method = AGM(width=4, fusion="concat", epochs=1)
-    model = method.build_model(K).train()
-    batch = _batch()
-    o_a, o_v = method._responses(model, batch)
-    assert model.training  # the eval-mode probes put the model back
-    model.eval()
-    with torch.no_grad():
-        a, v = model.encode(batch.audio, batch.frames)
-        a0 = model.audio_encoder(torch.zeros_like(batch.audio[:1]))
-        w_a, w_v = model.head.split_weights()
-    torch.testing.assert_close(o_a, (a - a0) @ w_a.t(), rtol=1e-4, atol=1e-5)
-    v0 = model.visual_encoder(torch.zeros_like(batch.frames[:1]))
-    torch.testing.assert_close(o_v, (v - v0) @ w_v.t(), rtol=1e-4, atol=1e-5)
+def test_agm_scales_each_modalitys_head_columns_and_encoder_through_its_response() -> None:
+    """The gradient of the concat head's audio columns is the official hooks' mix of the three
+    forwards: f(a,v) in train mode, f(0,v) and f(a,0) in eval mode, weighted by kappa."""
+    import copy
 
-
-def test_agm_scales_each_encoders_gradients_by_its_coefficient() -> None:
     torch.manual_seed(0)
     method = AGM(width=4, fusion="concat", epochs=1, alpha=0.5)
+    method.running, method.iterations = (0.4, 1.6), 3  # a history that makes the two kappas differ
+    model = method.build_model(K).train()
+    twin = copy.deepcopy(model)
+    batch = _batch()
+    out = method.forward(model, batch, _ctx())
+    loss, logs = method.loss(model, batch, out, _ctx())
+    loss.backward()
+    k_a, k_v = logs["kappa_audio"], logs["kappa_visual"]
+    assert abs(k_a - k_v) > 0.05
+    with torch.no_grad():
+        a_tr, _ = twin.encode(batch.audio, batch.frames)  # train mode: batch statistics, as the run's forward
+        twin.eval()
+        a_ev = twin.audio_encoder(batch.audio)
+        a_0 = twin.audio_encoder(torch.zeros_like(batch.audio))
+    g = (F.softmax(out.logits.detach(), 1) - F.one_hot(batch.labels, K)) / len(batch)
+    mix = 0.5 * (k_a + k_v) * a_tr + 0.5 * (k_v - k_a) * a_0 + 0.5 * (k_a - k_v) * a_ev
+    d_a = model.audio_encoder.out_dim
+    torch.testing.assert_close(model.head.fc.weight.grad[:, :d_a], g.t() @ mix, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(model.head.fc.bias.grad, 0.5 * (k_a + k_v) * g.sum(0), rtol=1e-4, atol=1e-6)
+
+
+def test_agm_clips_all_gradients_when_the_head_gradient_leaves_the_trigger() -> None:
+    torch.manual_seed(0)
+    method = AGM(width=4, fusion="concat", epochs=1)
     model = method.build_model(K)
     batch = _batch()
-    out = model(batch.audio, batch.frames)
+    out = method.forward(model, batch, _ctx())
+    loss, _ = method.loss(model, batch, out, _ctx())
+    (loss * 1e3).backward()  # head gradient entries far beyond 1
+    method.after_backward(model, batch, out, _ctx())
+    total = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters() if p.grad is not None))
+    assert float(total) == pytest.approx(1.0, rel=1e-3)  # official CREMA-D: clip to norm 1.0
+
+
+def test_agm_method_caps_at_10_by_default_and_7_for_balancemm() -> None:
+    for variant, cap in (("official", 10.0), ("balancemm", 7.0)):
+        torch.manual_seed(0)
+        method = AGM(width=4, fusion="concat", epochs=1, alpha=0.1, variant=variant)
+        method.running, method.iterations = ((0.0, 50.0), 5) if variant == "official" else ((50.0, 0.0), 5)
+        model = method.build_model(K)
+        batch = _batch()
+        out = method.forward(model, batch, _ctx())
+        _, logs = method.loss(model, batch, out, _ctx())
+        assert logs["kappa_audio"] == pytest.approx(math.exp(0.1 * cap))
+
+
+def test_agm_balancemm_variant_scales_encoder_gradients_only() -> None:
+    torch.manual_seed(0)
+    method = AGM(width=4, fusion="concat", epochs=1, alpha=0.5, variant="balancemm")
+    method.running, method.iterations = (0.4, 1.6), 3
+    model = method.build_model(K)
+    batch = _batch()
+    out = method.forward(model, batch, _ctx())
     loss, logs = method.loss(model, batch, out, _ctx())
-    assert method.running != (0.0, 0.0) and method.iterations == 1
     loss.backward()
     before = {n: p.grad.clone() for n, p in model.named_parameters()}
     method.after_backward(model, batch, out, _ctx())
     for name, p in model.named_parameters():
-        k = logs["kappa_audio"] if name.startswith("audio_encoder") else logs["kappa_visual"] if name.startswith("visual_encoder") else 1.0
+        k = 1.0
+        if p.dim() != 1 and name.startswith("audio_encoder"):
+            k = logs["kappa_audio"]
+        elif p.dim() != 1 and name.startswith("visual_encoder"):
+            k = logs["kappa_visual"]
         torch.testing.assert_close(p.grad, before[name] * k)
 
 
@@ -255,9 +340,65 @@ def test_pmr_ratio_and_which_modality_gets_the_prototype_loss() -> None:
     q_v = prototype_logits(torch.tensor([[0.5, 0.0]]), protos)  # distances 0.5, 0.5
     rho = pmr_ratio(q_a, q_v, labels)
     assert rho == pytest.approx((1 / (1 + math.exp(-1))) / 0.5)
-    assert pmr_coefficients(rho) == pytest.approx((0.0, rho - 1))  # visual is weaker
-    assert pmr_coefficients(0.8) == pytest.approx((0.25, 0.0))  # audio is weaker
-    assert pmr_coefficients(3.0) == (0.0, 1.0) and pmr_coefficients(0.25) == (1.0, 0.0)  # clipped at 1
+    assert pmr_coefficients(rho, alpha=0.6) == (0.0, 0.6)  # visual is weaker: the hard alpha, as the official code
+    assert pmr_coefficients(0.8, alpha=0.6) == (0.6, 0.0)  # audio is weaker
+    assert pmr_coefficients(1.0, alpha=0.6) == (0.0, 0.0)
+    assert pmr_coefficients(rho, 0.6, "clipped") == pytest.approx((0.0, 0.6 * (rho - 1)))  # the named option
+    assert pmr_coefficients(0.8, 0.6, "clipped") == pytest.approx((0.6 * 0.25, 0.0))
+    assert pmr_coefficients(3.0, 0.6, "clipped") == (0.0, 0.6)
+
+
+def test_pmr_loss_is_fused_ce_plus_weak_prototype_ce_plus_dominant_entropy_term() -> None:
+    fused = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    q_a = torch.tensor([[0.0, -1.0, -2.0], [-2.0, 0.0, -1.0]])  # audio: true class closest
+    q_v = torch.tensor([[-1.0, -1.0, -1.0], [-1.0, -1.5, -0.5]])  # visual: uninformative
+    y = torch.tensor([0, 1])
+    loss, logs = pmr_loss(fused, q_a, q_v, y, alpha=0.6, per_weight=0.1)
+    assert logs["rho"] > 1 and logs["beta_visual"] == 0.6 and logs["beta_audio"] == 0.0
+    p_a = F.softmax(q_a, 1)
+    neg_entropy_a = float((p_a * p_a.log()).sum(1).mean())
+    expected = float(F.cross_entropy(fused, y)) + 0.6 * float(F.cross_entropy(q_v, y)) + 0.1 * neg_entropy_a
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    assert logs["per_audio"] == 0.1 and logs["per_visual"] == 0.0  # PER on the dominant modality only
+    loss0, _ = pmr_loss(fused, q_a, q_v, y, alpha=0.6, per_weight=0.0)
+    assert float(loss0) == pytest.approx(expected - 0.1 * neg_entropy_a, rel=1e-6)
+
+
+def test_pmr_method_assembles_its_loss_from_model_features_and_stops_per_after_the_early_stage() -> None:
+    torch.manual_seed(0)
+    method = get_method("pmr", width=4, epochs=20)  # per_epochs: a tenth of the run = 2
+    model = method.build_model(K)
+    batch = _batch()
+    out = model(batch.audio, batch.frames)
+    g = torch.Generator().manual_seed(5)
+    method.prototypes = {"audio": torch.randn(K, out.audio_features.shape[1], generator=g),
+                         "visual": torch.randn(K, out.visual_features.shape[1], generator=g)}
+    q_a = prototype_logits(out.audio_features, method.prototypes["audio"])
+    q_v = prototype_logits(out.visual_features, method.prototypes["visual"])
+    for epoch, per in ((1, 0.1), (2, 0.0)):
+        loss, _ = method.loss(model, batch, out, _ctx(epoch))
+        expected, _ = pmr_loss(out.logits, q_a, q_v, batch.labels, alpha=0.6, per_weight=per)
+        assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+
+
+def test_pmr_prototypes_are_means_of_training_features_only() -> None:
+    from mmcurate.reeval.batches import epoch_order, make_batch
+
+    torch.manual_seed(0)
+    data = _memory_data(n=16)
+    method = get_method("pmr", width=2, epochs=2, seed=0, proto_fraction=0.5, momentum=0.0)
+    model = method.build_model(K)
+    ctx = TrainContext(0, 2, 0, 1, torch.device("cpu"), data, 4, 0)
+    method.on_epoch_start(model, ctx)
+    subset = epoch_order(16, 0 + 7_919, 0)[:8]
+    model.eval()
+    with torch.no_grad():
+        batch = make_batch(data.train, data, subset, ctx.device)
+        a, v = model.encode(batch.audio, batch.frames)
+    means, _ = class_means(a, batch.labels, K)
+    torch.testing.assert_close(method.prototypes["audio"], means, rtol=1e-4, atol=1e-5)
+    means_v, _ = class_means(v, batch.labels, K)
+    torch.testing.assert_close(method.prototypes["visual"], means_v, rtol=1e-4, atol=1e-5)
 
 
 def test_prototypes_are_class_means_blended_by_momentum() -> None:
@@ -274,12 +415,14 @@ def test_prototypes_are_class_means_blended_by_momentum() -> None:
 # ----------------------------------------------------------------------------------------- Greedy
 
 
-def test_greedy_speed_and_caring_modality() -> None:
+def test_greedy_speed_and_caring_modality_threshold() -> None:
     assert greedy_bdr(10.0, 1.0) == pytest.approx(1.0)
     assert greedy_bdr(1.0, 100.0) == pytest.approx(-2.0)
-    assert greedy_caring_modality(1.0, 0.5, alpha=0.1) == "audio"
+    assert greedy_caring_modality(1.0, 0.5, alpha=0.1) == "audio"  # the larger BDR is re-balanced
     assert greedy_caring_modality(0.5, 1.0, alpha=0.1) == "visual"
-    assert greedy_caring_modality(0.5, 0.55, alpha=0.1) is None
+    assert greedy_caring_modality(0.5, 0.505, alpha=0.01) is None  # |gap| 0.005 <= 0.01: the threshold holds
+    assert greedy_caring_modality(0.5, 0.52, alpha=0.01) == "visual"  # |gap| 0.02 > 0.01
+    assert greedy_caring_modality(0.5, 0.5005, alpha=0.001) is None and greedy_caring_modality(0.5, 0.502, alpha=0.001)
 
 
 def test_greedy_groups_mmtm_and_encoder_parameters_by_modality() -> None:
@@ -298,17 +441,41 @@ def test_greedy_groups_mmtm_and_encoder_parameters_by_modality() -> None:
     assert got["audio"][1] == pytest.approx(ratio(lambda n: n.startswith("audio_encoder.")), rel=1e-5)
 
 
-def test_greedy_rebalancing_window_lasts_window_steps() -> None:
-    torch.manual_seed(0)
-    method = Greedy(width=4, fusion="concat", epochs=1, alpha=-1.0, window=3)  # |gap| > -1: always triggers
+def _greedy_steps(method: Greedy, epoch: int, n: int) -> list[str | None]:
     model = method.build_model(K)
     batch = _batch()
-    out = method.forward(model, batch, _ctx())
+    out = method.forward(model, batch, _ctx(epoch))
     F.cross_entropy(out.logits, batch.labels).backward()
     cares = []
-    for _ in range(9):
-        method.after_backward(model, batch, out, _ctx())
+    for _ in range(n):
+        method.after_backward(model, batch, out, _ctx(epoch))
         cares.append(method.caring)
+    return cares
+
+
+def test_greedy_never_rebalances_during_the_warm_up_epoch_but_keeps_measuring() -> None:
+    torch.manual_seed(0)
+    method = Greedy(width=4, fusion="concat", epochs=3, alpha=-1.0)  # |gap| > -1: would always trigger
+    assert _greedy_steps(method, epoch=0, n=6) == [None] * 6  # reference: starting_epoch=2, counted from 1
+    assert method.speed["audio_main"] > 0  # speeds accumulate during the warm-up
+    assert _greedy_steps(method, epoch=1, n=1)[0] in ("audio", "visual")
+
+
+def test_greedy_default_threshold_is_the_references_0_01() -> None:
+    """Accumulated speeds set by hand (large, so one step's increment is negligible): a BDR gap of
+    0.005 does not re-balance, 0.02 does (BalanceMM's 0.001 re-balanced both)."""
+    for gap, expected in ((0.005, None), (0.02, "visual")):
+        torch.manual_seed(0)
+        method = Greedy(width=4, fusion="concat", epochs=3)
+        big = 1e12
+        method.speed = {"audio_bypass": big, "audio_main": big, "visual_bypass": big * 10**gap, "visual_main": big}
+        assert _greedy_steps(method, epoch=1, n=1) == [expected]
+
+
+def test_greedy_rebalancing_window_lasts_window_steps() -> None:
+    torch.manual_seed(0)
+    method = Greedy(width=4, fusion="concat", epochs=1, alpha=-1.0, window=3, warmup_epochs=0)
+    cares = _greedy_steps(method, epoch=0, n=9)
     assert cares[0] in ("audio", "visual")
     assert cares[1:4] == [cares[0], cares[0], None]  # three re-balancing steps, then a measuring step
     assert cares[4] is not None
@@ -336,7 +503,9 @@ def test_every_method_takes_a_real_training_step(name: str) -> None:
                       torch.randn(8, 1, 32, 24, generator=g), torch.arange(8) % K, [str(i) for i in range(8)],
                       np.zeros(8), np.zeros(8, dtype=np.int64))
     data = ReevalData(split, split, split, [str(k) for k in range(K)], "mem", "balanced", "", 1, None, {})
-    ctx = TrainContext(0, 4, 0, 1, torch.device("cpu"), data, 4, 0)
+    from mmcurate.reeval.config import TrainConfig
+
+    ctx = TrainContext(0, 4, 0, 1, torch.device("cpu"), data, 4, 0, cfg=TrainConfig(width=4), lr=0.01)
     method = get_method(name, width=4, fusion="concat", epochs=4)
     model = method.build_model(K)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

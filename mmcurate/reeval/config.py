@@ -107,7 +107,8 @@ class ReevalConfig:
     audio_preset: str | None = opt(None, "Spectrogram preset of mmcurate.features (default: the data module's default).")
     method_params: tuple[str, ...] = opt(
         help="Override a method hyper-parameter, e.g. ogm_ge.alpha=0.8, gblending.super_epoch=5, greedy.window=5, "
-        "pmr.alpha=1.0, agm.alpha=0.2, mmpareto.gamma=1.5. Repeatable.",
+        "pmr.alpha=1.0, pmr.coefficient=clipped, agm.variant=balancemm, mmpareto.gamma=1.5 (defaults and variants: "
+        "mmcurate/reeval/README.md). Repeatable.",
         flag="--method-param",
         metavar="METHOD.KEY=VALUE",
         default_factory=tuple,

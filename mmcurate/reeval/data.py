@@ -40,6 +40,8 @@ class SplitData:
     sample_ids: list[str]
     discrepancy: np.ndarray  # (N,) float64, NaN where unknown
     bins: np.ndarray  # (N,) int64, -1 where unknown
+    #: per sample, the group that must not cross a split (speaker, source video); None: no groups known
+    groups: list[str | None] | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -75,6 +77,8 @@ class ReevalData:
             h.update("\n".join(s.sample_ids).encode())
             h.update(s.labels.numpy().tobytes())
             h.update(str((tuple(s.frames.shape[1:]), tuple(s.audio.shape[1:]))).encode())
+            if s.groups is not None and any(g is not None for g in s.groups):
+                h.update("\n".join("" if g is None else g for g in s.groups).encode())
         h.update("\n".join(self.classes).encode())
         h.update(canonical_json(self.decoder).encode())
         return h.hexdigest()[:16]
@@ -166,8 +170,9 @@ def assemble(
     source_kind: str,
     split_note: str,
     notes: list[str] | None = None,
+    groups: list[str | None] | None = None,
 ) -> ReevalData:
-    """Decode the media once and cut the tensors into splits."""
+    """Decode the media once and cut the tensors into splits (``groups``: per row, or None)."""
     for name in SPLITS:
         if name not in splits:
             raise MMCurateError(f"{source}: the {name} split is empty")
@@ -185,6 +190,7 @@ def assemble(
             sample_ids=[ids[i] for i in idx],
             discrepancy=np.asarray(discrepancy, dtype=np.float64)[idx],
             bins=np.asarray(bins, dtype=np.int64)[idx],
+            groups=None if groups is None else [groups[i] for i in idx],
         )
     train_audio = parts["train"].audio
     std = float(train_audio.std()) if train_audio.numel() > 1 else 1.0

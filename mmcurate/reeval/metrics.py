@@ -104,6 +104,34 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float | None]:
             out[f"acc_{name}"] = value
     for b, value in enumerate(result["bin_accuracy"]):
         out[f"acc_bin{b}"] = value
+    contribution = result.get("contribution") or {}
+    for name, (level, key) in CONTRIBUTION_KEYS.items():
+        out[name] = contribution.get(level, {}).get(key)
+    return out
+
+
+#: flat key -> (level, key) of the modality contribution (see mmcurate.reeval.contribution)
+CONTRIBUTION_KEYS: dict[str, tuple[str, str]] = {
+    "shapley_audio": ("dataset", "audio"),
+    "shapley_visual": ("dataset", "visual"),
+    "shapley_imbalance": ("dataset", "imbalance"),
+    "shapley_sample_audio": ("sample", "audio_mean"),
+    "shapley_sample_visual": ("sample", "visual_mean"),
+}
+
+
+def metric_counts(result: dict[str, Any]) -> dict[str, int | None]:
+    """Flat metric key -> number of test samples it was computed on (None: not a proportion)."""
+    counts = result["counts"]
+    out: dict[str, int | None] = {"acc": counts["overall"], "macro_f1": None,
+                                  "acc_audio": counts["overall"], "acc_visual": counts["overall"]}
+    for name in result["accuracy"]:
+        if name != "overall":
+            out[f"acc_{name}"] = counts.get(name)
+    for b, n in enumerate(result["bin_counts"]):
+        out[f"acc_bin{b}"] = n
+    for name in CONTRIBUTION_KEYS:
+        out[name] = None
     return out
 
 

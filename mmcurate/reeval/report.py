@@ -2,12 +2,19 @@
 
 Every file is a pure function of the runs (no timings, no dates), so the same runs give the
 same bytes; wall-clock times go to ``timings.json`` instead.
+
+Statistics are stated, not implied: every accuracy comes with the number of test samples it
+was computed on and a 95 % interval (Wilson over the test samples for one seed, Student t over
+the seeds otherwise; the tables say which). A subset or bin with fewer than
+:data:`~mmcurate.reeval.stats.MIN_SAMPLES` test samples is marked in the tables and greyed, not
+plotted, in the figures: 2 of 3 correct is not "67 %".
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +22,8 @@ from mmcurate import __version__
 from mmcurate.common.atomic import atomic_path, atomic_write_json, atomic_write_text
 from mmcurate.reeval.data import ReevalData
 from mmcurate.reeval.methods import METHODS
-from mmcurate.reeval.metrics import THRESHOLDS, flat_metrics, mean_std
+from mmcurate.reeval.metrics import THRESHOLDS, flat_metrics, mean_std, metric_counts
+from mmcurate.reeval.stats import MIN_SAMPLES, t_interval, wilson_interval
 from mmcurate.reeval.trainer import RunResult
 
 PROTOCOL = (
@@ -40,20 +48,84 @@ MAIN_COLUMNS: list[tuple[str, str]] = [
     for col in ((f"acc_audio>{t:g}", f"d>{t:g}"), (f"acc_visual>{t:g}", f"d<-{t:g}"), (f"acc_abs>{t:g}", f"\\|d\\|>{t:g}"))
 ]
 
+#: (metric key, column header) of the modality-contribution table
+CONTRIBUTION_COLUMNS: list[tuple[str, str]] = [
+    ("shapley_audio", "phi audio"),
+    ("shapley_visual", "phi visual"),
+    ("shapley_imbalance", "\\|phi_a - phi_v\\|"),
+    ("shapley_sample_audio", "mean phi_i audio"),
+    ("shapley_sample_visual", "mean phi_i visual"),
+]
+
+#: interval kinds as the tables name them
+INTERVAL_NAMES = {"wilson": "Wilson score interval over the test samples (one seed)",
+                  "t": "Student t interval over the seeds (seed variance; the test samples are fixed)"}
+
+
+# ----------------------------------------------------------------------------------------- summary
+
+
+def _is_proportion(key: str) -> bool:
+    return key.startswith("acc")
+
 
 def summarise(runs: list[RunResult]) -> dict[str, dict[str, dict[str, Any]]]:
-    """method -> metric -> {mean, std, n} over its seeds."""
-    by_method: dict[str, list[dict[str, float | None]]] = {}
+    """method -> metric -> {mean, std, n (seeds), count (test samples), ci_low, ci_high, ci (kind)}."""
+    rows: dict[str, list[dict[str, float | None]]] = {}
+    counts: dict[str, dict[str, int | None]] = {}
     for r in runs:
-        by_method.setdefault(r.method, []).append(flat_metrics(r.test))
+        rows.setdefault(r.method, []).append(flat_metrics(r.test))
+        counts.setdefault(r.method, metric_counts(r.test))
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for method, rows in by_method.items():
-        keys = list(rows[0])
+    for method, method_rows in rows.items():
         out[method] = {}
-        for k in keys:
-            mean, std, n = mean_std([row[k] for row in rows])
-            out[method][k] = {"mean": mean, "std": std, "n": n}
+        for k in method_rows[0]:
+            values = [row.get(k) for row in method_rows]
+            mean, std, n = mean_std(values)
+            count = counts[method].get(k)
+            ci, kind = None, None
+            if n == 1 and count and _is_proportion(k):
+                ci, kind = wilson_interval(int(round(mean * count)), count), "wilson"
+            elif n >= 2:
+                ci, kind = t_interval(values), "t"
+                if ci is not None and (_is_proportion(k) or k == "macro_f1"):  # both live in [0, 1]
+                    ci = (max(0.0, ci[0]), min(1.0, ci[1]))
+            out[method][k] = {
+                "mean": mean, "std": std, "n": n, "count": count,
+                "ci_low": None if ci is None else ci[0], "ci_high": None if ci is None else ci[1], "ci": kind,
+            }
     return out
+
+
+def collect_diagnostics(runs: list[RunResult]) -> dict[str, dict[str, dict[str, Any]]]:
+    """method -> diagnostic key -> {label, epochs, per_seed, mean}: each method's trajectory over training."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for method in dict.fromkeys(r.method for r in runs):
+        wanted = METHODS[method].diagnostics
+        if not wanted:
+            continue
+        method_runs = [r for r in runs if r.method == method]
+        epochs = sorted({h["epoch"] for r in method_runs for h in r.history})
+        entry: dict[str, dict[str, Any]] = {}
+        for key, label in wanted.items():
+            per_seed = {
+                str(r.seed): [_finite(next((h.get(key) for h in r.history if h["epoch"] == e), None)) for e in epochs]
+                for r in method_runs
+            }
+            if all(v is None for vals in per_seed.values() for v in vals):
+                continue
+            mean = [mean_std([vals[i] for vals in per_seed.values()])[0] for i in range(len(epochs))]
+            entry[key] = {"label": label, "epochs": epochs, "per_seed": per_seed, "mean": mean}
+        if entry:
+            out[method] = entry
+    return out
+
+
+def _finite(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+# ----------------------------------------------------------------------------------------- files
 
 
 def write_report(
@@ -67,14 +139,17 @@ def write_report(
     out_dir = Path(out_dir)
     runs = sorted(runs, key=lambda r: (list(METHODS).index(r.method), r.seed))
     summary = summarise(runs)
+    diagnostics = collect_diagnostics(runs)
     doc = {
         "toolkit_version": __version__,
         "protocol": PROTOCOL,
+        "statistics": {"intervals": INTERVAL_NAMES, "level": 0.95, "min_samples": MIN_SAMPLES},
         "data": data.describe(),
         "settings": settings,
         "device": device,
         "runs": [r.to_dict() for r in runs],
         "summary": summary,
+        "diagnostics": diagnostics,
     }
     paths = {
         "json": out_dir / "results.json",
@@ -85,14 +160,17 @@ def write_report(
     }
     atomic_write_json(paths["json"], doc)
     atomic_write_text(paths["csv"], results_csv(runs, summary))
-    atomic_write_text(paths["markdown"], results_markdown(data, runs, summary, settings))
+    atomic_write_text(paths["markdown"], results_markdown(data, runs, summary, settings, diagnostics))
     plot_bins(paths["bins_png"], data, summary)
     plot_thresholds(paths["threshold_png"], summary)
+    for method, diag in diagnostics.items():
+        paths[f"diagnostics_{method}_png"] = out_dir / f"diagnostics_{method}.png"
+        plot_diagnostics(paths[f"diagnostics_{method}_png"], method, diag)
     return paths
 
 
 def results_csv(runs: list[RunResult], summary: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """One row per run, then a ``mean`` and a ``std`` row per method."""
+    """One row per run, then ``mean``, ``std``, ``ci_low`` and ``ci_high`` rows per method, then test counts."""
     keys = list(flat_metrics(runs[0].test)) if runs else []
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -101,8 +179,11 @@ def results_csv(runs: list[RunResult], summary: dict[str, dict[str, dict[str, An
         m = flat_metrics(r.test)
         w.writerow([r.method, r.seed, r.best_epoch, _num(r.best_val_acc), *(_num(m[k]) for k in keys)])
     for method, stats in summary.items():
-        for agg in ("mean", "std"):
+        for agg in ("mean", "std", "ci_low", "ci_high"):
             w.writerow([method, agg, "", "", *(_num(stats[k][agg]) for k in keys)])
+    if runs:
+        counts = metric_counts(runs[0].test)
+        w.writerow(["test_samples", "n", "", "", *("" if counts.get(k) is None else str(counts[k]) for k in keys)])
     return buf.getvalue()
 
 
@@ -111,19 +192,27 @@ def _num(v: float | None) -> str:
 
 
 def results_markdown(
-    data: ReevalData, runs: list[RunResult], summary: dict[str, dict[str, dict[str, Any]]], settings: dict[str, Any]
+    data: ReevalData,
+    runs: list[RunResult],
+    summary: dict[str, dict[str, dict[str, Any]]],
+    settings: dict[str, Any],
+    diagnostics: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> str:
     """The comparison tables: methods as rows, subsets as columns, best per column in bold."""
     seeds = sorted({r.seed for r in runs})
     counts = runs[0].test["counts"] if runs else {}
     bin_counts = runs[0].test["bin_counts"] if runs else []
     methods = list(summary)
+    interval = INTERVAL_NAMES["wilson" if len(seeds) == 1 else "t"]
+    spread = "" if len(seeds) == 1 else " ± std over seeds"
     lines = [
         "# Re-evaluation results",
         "",
         f"Source: `{data.source}` ({data.source_kind}); {data.split_note}.",
         f"Test samples: {counts.get('overall', 0)}; seeds: {', '.join(map(str, seeds))}; "
-        f"accuracy in %, mean ± std over seeds; **bold** = best in the column.",
+        f"accuracy in %{spread}, then the 95 % interval in brackets: {interval}. "
+        f"*n* = test samples of the column; † = fewer than {MIN_SAMPLES} test samples (not interpretable); "
+        "**bold** = best mean in the column.",
         "",
         PROTOCOL,
         "",
@@ -133,12 +222,34 @@ def results_markdown(
     main_counts = {k: counts.get(k.removeprefix("acc_"), counts.get("overall")) for k, _ in MAIN_COLUMNS}
     lines += _table(
         methods, summary, MAIN_COLUMNS,
-        count_row=[("" if k in ("acc_audio", "acc_visual", "macro_f1") else f"n={main_counts[k]}") for k, _ in MAIN_COLUMNS],
+        count_row=[("" if k == "macro_f1" else f"n={main_counts[k]}") for k, _ in MAIN_COLUMNS],
     )
     if data.num_bins:
         bin_cols = [(f"acc_bin{b}", _bin_header(data, b)) for b in range(data.num_bins)]
         lines += ["", "## Per discrepancy bin (0 = most visual-preferred)", ""]
         lines += _table(methods, summary, bin_cols, count_row=[f"n={c}" for c in bin_counts])
+    lines += [
+        "",
+        "## Modality contribution (Shapley, zeroed inputs)",
+        "",
+        "phi = a modality's Shapley contribution to test accuracy with the other input zeroed, in percentage "
+        "points (BalanceMM's definition): dataset level phi_a = 1/2[(acc(a,v) - acc(0,v)) + (acc(a,0) - acc(0,0))]; "
+        "sample level with the empty coalition counted wrong, averaged over the test samples. "
+        "Per-sample values are in runs/<method>/seed<k>/predictions.parquet.",
+        "",
+    ]
+    n_row = [f"n={counts.get('overall', 0)}"] * len(CONTRIBUTION_COLUMNS)
+    lines += _table(methods, summary, CONTRIBUTION_COLUMNS, count_row=n_row, bold=False)
+    if diagnostics:
+        lines += ["", "## Method diagnostics over training", "",
+                  "Mean over seeds of each diagnostic at the first and the last epoch; the trajectories are in "
+                  "`diagnostics_<method>.png` and `results.json` → `diagnostics`.", "",
+                  "| Method | Diagnostic | First epoch | Last epoch |", "|---|---|---:|---:|"]
+        for method, entries in diagnostics.items():
+            for entry in entries.values():
+                vals = [v for v in entry["mean"] if v is not None]
+                first, last = (f"{vals[0]:.4g}", f"{vals[-1]:.4g}") if vals else ("", "")
+                lines.append(f"| {METHODS[method].title} | {entry['label']} | {first} | {last} |")
     lines += [
         "",
         "Acc audio/visual logits: accuracy of the fused head's per-modality logits (OGM-GE split for "
@@ -157,13 +268,26 @@ def _bin_header(data: ReevalData, b: int) -> str:
     return f"[{lo:+.1f},{hi:+.1f})" if b < data.num_bins - 1 else f"[{lo:+.1f},{hi:+.1f}]"
 
 
+def _cell(s: dict[str, Any]) -> str:
+    """Mean (± std over seeds), [95 % interval], † when too few test samples; in % (points for phi)."""
+    text = f"{100 * s['mean']:.1f}"
+    if s["n"] > 1:
+        text += f" ± {100 * s['std']:.1f}"
+    if s.get("ci_low") is not None:
+        text += f" [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]"
+    if s.get("count") is not None and s["count"] < MIN_SAMPLES:
+        text += " †"
+    return text
+
+
 def _table(
-    methods: list[str], summary: dict[str, dict[str, dict[str, Any]]], columns: list[tuple[str, str]], count_row: list[str]
+    methods: list[str], summary: dict[str, dict[str, dict[str, Any]]], columns: list[tuple[str, str]],
+    count_row: list[str], bold: bool = True,
 ) -> list[str]:
     best = {}
     for key, _ in columns:
         vals = [summary[m][key]["mean"] for m in methods if summary[m][key]["mean"] is not None]
-        best[key] = max(vals) if vals else None
+        best[key] = max(vals) if vals and bold else None
     lines = ["| Method | " + " | ".join(h for _, h in columns) + " |", "|---|" + "---:|" * len(columns)]
     lines.append("| *n* | " + " | ".join(count_row) + " |")
     for m in methods:
@@ -173,69 +297,161 @@ def _table(
             if s["mean"] is None:
                 cells.append("")
                 continue
-            text = f"{100 * s['mean']:.1f}" + (f" ± {100 * s['std']:.1f}" if s["n"] > 1 else "")
+            text = _cell(s)
             cells.append(f"**{text}**" if best[key] is not None and abs(s["mean"] - best[key]) < 1e-12 else text)
         lines.append(f"| {METHODS[m].title} | " + " | ".join(cells) + " |")
     return lines
 
 
-def plot_bins(path: Path, data: ReevalData, summary: dict[str, dict[str, dict[str, Any]]]) -> None:
-    """Accuracy against discrepancy bin, one line per method."""
+# ----------------------------------------------------------------------------------------- plots
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    return plt
+
+
+def _errors(s: dict[str, Any]) -> tuple[float, float]:
+    """(lower, upper) error-bar lengths in % from the summary interval (0 where none)."""
+    if s.get("ci_low") is None:
+        return 0.0, 0.0
+    return 100 * (s["mean"] - s["ci_low"]), 100 * (s["ci_high"] - s["mean"])
+
+
+def plot_bins(path: Path, data: ReevalData, summary: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """``accuracy_by_bin.png``: see :func:`bins_figure`."""
+    _savefig(bins_figure(data, summary), path)
+
+
+def bins_figure(data: ReevalData, summary: dict[str, dict[str, dict[str, Any]]]) -> Any:
+    """Accuracy against discrepancy bin with 95 % intervals; bins with too few test samples greyed, not plotted."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.8))
     xs = list(range(data.num_bins))
-    for m, stats in summary.items():
-        ys = [stats[f"acc_bin{b}"]["mean"] for b in xs]
-        es = [stats[f"acc_bin{b}"]["std"] or 0.0 for b in xs]
-        pts = [(x, 100 * y, 100 * e) for x, y, e in zip(xs, ys, es) if y is not None]
-        if not pts:
+    counts = _bin_counts(summary, data.num_bins)
+    sparse = [b for b in xs if counts[b] is not None and counts[b] < MIN_SAMPLES]
+    for b in sparse:
+        ax.axvspan(b - 0.5, b + 0.5, facecolor="0.88", hatch="///", edgecolor="0.65", linewidth=0, zorder=0)
+    for j, (m, stats) in enumerate(summary.items()):
+        shift = _dodge(j, len(summary), 0.3)  # side by side, so the intervals stay readable
+        ys, lo, hi = [], [], []
+        for b in xs:
+            s = stats[f"acc_bin{b}"]
+            if s["mean"] is None or b in sparse:
+                ys.append(float("nan"))
+                lo.append(0.0)
+                hi.append(0.0)
+                continue
+            ys.append(100 * s["mean"])
+            e_lo, e_hi = _errors(s)
+            lo.append(e_lo)
+            hi.append(e_hi)
+        if all(math.isnan(y) for y in ys):
             continue
         style = "--" if METHODS[m].kind == "unimodal" else "-"
-        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], linestyle=style,
-                    marker="o", markersize=3, capsize=2, label=METHODS[m].title)
+        ax.errorbar([x + shift for x in xs], ys, yerr=[lo, hi], linestyle=style, marker="o", markersize=3, capsize=2,
+                    label=METHODS[m].title)
     ax.set_xticks(xs)
-    ax.set_xticklabels([_bin_header(data, b) for b in xs], rotation=45, ha="right", fontsize=7)
+    ax.set_xticklabels([f"{_bin_header(data, b)}\nn={counts[b] if counts[b] is not None else 0}" for b in xs],
+                       rotation=45, ha="right", fontsize=6)
+    ax.set_xlim(-0.5, len(xs) - 0.5)
     ax.set_xlabel("discrepancy bin  (d = p_audio - p_visual; left: visual-preferred, right: audio-preferred)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test accuracy (%), 95 % interval")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    if sparse:
+        ax.text(0.01, 0.01, f"hatched: fewer than {MIN_SAMPLES} test samples, not plotted", transform=ax.transAxes,
+                fontsize=7, color="0.35")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def _dodge(j: int, n: int, width: float) -> float:
+    """x offset of series ``j`` of ``n`` within ``width``, centred on 0."""
+    return 0.0 if n < 2 else (j / (n - 1) - 0.5) * width
+
+
+def _sparse(s: dict[str, Any]) -> bool:
+    """Whether a summary entry rests on fewer than MIN_SAMPLES test samples."""
+    return s.get("count") is not None and s["count"] < MIN_SAMPLES
+
+
+def _bin_counts(summary: dict[str, dict[str, dict[str, Any]]], num_bins: int) -> list[int | None]:
+    first = next(iter(summary.values()), {})
+    return [first.get(f"acc_bin{b}", {}).get("count") for b in range(num_bins)]
+
+
+def plot_thresholds(path: Path, summary: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """The seed paper's threshold analysis: accuracy on d > T and d < -T against T, with n and 95 % intervals."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True)
+    first = next(iter(summary.values()), {})
+    for ax, side, title in ((axes[0], "audio", "audio-dominated (d > T)"), (axes[1], "visual", "visual-dominated (d < -T)")):
+        ns = {t: first.get(f"acc_{side}>{t:g}", {}).get("count") for t in THRESHOLDS}
+        for j, (m, stats) in enumerate(summary.items()):
+            shift = _dodge(j, len(summary), 0.06)
+            pts = [(t, stats[f"acc_{side}>{t:g}"]) for t in THRESHOLDS]
+            pts = [(t, s) for t, s in pts if s["mean"] is not None and not _sparse(s)]
+            if pts:
+                style = "--" if METHODS[m].kind == "unimodal" else "-"
+                errs = [_errors(s) for _, s in pts]
+                ax.errorbar([t + shift for t, _ in pts], [100 * s["mean"] for _, s in pts],
+                            yerr=[[e[0] for e in errs], [e[1] for e in errs]], linestyle=style, marker="o",
+                            capsize=2, label=METHODS[m].title)
+        for t, n in ns.items():
+            if n is not None and n < MIN_SAMPLES:
+                ax.axvspan(t - 0.05, t + 0.05, facecolor="0.88", hatch="///", edgecolor="0.65", linewidth=0, zorder=0)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("threshold T")
+        ax.set_xticks(list(THRESHOLDS))
+        ax.set_xticklabels([f"{t:g}\nn={ns[t] if ns[t] is not None else 0}" for t in THRESHOLDS], fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%), 95 % interval")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=7)
     fig.tight_layout()
     _savefig(fig, path)
 
 
-def plot_thresholds(path: Path, summary: dict[str, dict[str, dict[str, Any]]]) -> None:
-    """The seed paper's threshold analysis: accuracy on d > T and d < -T against T."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
-    for ax, side, title in ((axes[0], "audio", "audio-dominated (d > T)"), (axes[1], "visual", "visual-dominated (d < -T)")):
-        for m, stats in summary.items():
-            pts = [(t, stats[f"acc_{side}>{t:g}"]["mean"]) for t in THRESHOLDS]
-            pts = [(t, 100 * y) for t, y in pts if y is not None]
+def plot_diagnostics(path: Path, method: str, diagnostics: dict[str, dict[str, Any]]) -> None:
+    """One panel per diagnostic of ``method``: per-seed trajectories (thin) and their mean (thick) per epoch."""
+    plt = _pyplot()
+    n = len(diagnostics)
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    for ax, entry in zip(axes.flat, diagnostics.values()):
+        epochs = entry["epochs"]
+        for seed, vals in entry["per_seed"].items():
+            pts = [(e, v) for e, v in zip(epochs, vals) if v is not None]
             if pts:
-                style = "--" if METHODS[m].kind == "unimodal" else "-"
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=METHODS[m].title)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("threshold T")
-        ax.set_xticks(list(THRESHOLDS))
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", linewidth=0.8, alpha=0.6,
+                        label=f"seed {seed}")
+        mean = [(e, v) for e, v in zip(epochs, entry["mean"]) if v is not None]
+        if len(entry["per_seed"]) > 1 and mean:
+            ax.plot([p[0] for p in mean], [p[1] for p in mean], color="black", linewidth=2, label="mean")
+        ax.set_title(entry["label"], fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (%)")
-    axes[1].legend(fontsize=7)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        axes.flat[0].legend(fontsize=6)
+    fig.suptitle(f"{METHODS[method].title}: diagnostics over training", fontsize=10)
     fig.tight_layout()
     _savefig(fig, path)
 
 
 def _savefig(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, metadata={"Software": None})
     plt.close(fig)

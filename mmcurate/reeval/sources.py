@@ -197,8 +197,7 @@ def _from_hf_table(
     if len(set(file_splits)) == 1 and "split" in table.column_names:
         file_splits = table.column("split").to_pylist()  # one file/split holding a split column
     splits = normalize_splits(file_splits, origin)
-    groups = table.column("group").to_pylist() if "group" in table.column_names else None
-    splits, note = resolve_splits(splits, labels, origin, groups)
+    splits, note = resolve_splits(splits, labels, origin, _groups(table))
     discrepancy = np.array([np.nan if d is None else d for d in table.column("discrepancy").to_pylist()], dtype=np.float64)
     bins = np.array([-1 if b is None else b for b in table.column("bin").to_pylist()], dtype=np.int64)
     num_bins = int(bins.max()) + 1 if (bins >= 0).any() else 0
@@ -216,7 +215,7 @@ def _from_hf_table(
     return assemble(
         media, classes, splits, discrepancy, bins,
         num_bins=num_bins, bin_edges=edges, settings=settings,
-        source=origin, source_kind=kind, split_note=note,
+        source=origin, source_kind=kind, split_note=note, groups=_groups(table),
     )
 
 
@@ -277,9 +276,17 @@ def load_ingest_dir(path: Path, settings: TensorSettings, bins: int = 10) -> Ree
     if unknown:
         raise MMCurateError(f"{ingest.file(IngestDir.CLASSES)}: labels {unknown[:5]} of the manifest are not in the class list")
     splits = normalize_splits(manifest.column("split").to_pylist(), str(ingest.manifest_path))
-    splits, note = resolve_splits(splits, labels, str(ingest.manifest_path), manifest.column("group").to_pylist())
+    splits, note = resolve_splits(splits, labels, str(ingest.manifest_path), _groups(manifest))
     return assemble(
         media, classes, splits, discrepancy, equal_width_bins(discrepancy, bins),
         num_bins=bins, bin_edges=equal_width_edges(bins), settings=settings,
-        source=str(path), source_kind="ingest", split_note=note, notes=notes,
+        source=str(path), source_kind="ingest", split_note=note, notes=notes, groups=_groups(manifest),
     )
+
+
+def _groups(table: pa.Table) -> list[str | None] | None:
+    """The ``group`` column as strings (None where null); None when the table has no such column."""
+    if "group" not in table.column_names:
+        return None
+    return [None if g is None else str(g) for g in table.column("group").to_pylist()]
+

@@ -11,6 +11,8 @@ Protocol choices, all deliberate:
 * Resumable: ``RESULTS_DIR/runs/<method>/seed<k>/last.pt`` is written atomically after every
   epoch; a rerun with the same settings continues from it, a finished run is not retrained.
   Changed settings (any option, or different data) start the run afresh.
+* Nothing but ``_validate`` reads the validation split while a run trains; the test split is read
+  once, by the selected checkpoint, for the metrics and the modality contribution.
 """
 
 from __future__ import annotations
@@ -33,11 +35,15 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
 from mmcurate.reeval.batches import epoch_order, iter_batches, num_batches
 from mmcurate.reeval.config import TrainConfig
+from mmcurate.reeval.contribution import coalition_correctness, shapley_contribution
 from mmcurate.reeval.data import ReevalData, SplitData
 from mmcurate.reeval.methods import Method, Prediction, TrainContext, get_method
 from mmcurate.reeval.metrics import evaluate_predictions
+from mmcurate.reeval.optim import build_optimizer
 
 RESULT_FILE = "result.json"
+#: bumped when what a finished run stores changes, so older cached results are retrained
+RESULT_VERSION = 2
 
 
 @dataclass
@@ -74,19 +80,6 @@ def run_dir_for(out_dir: Path, method: str, seed: int) -> Path:
     return Path(out_dir) / "runs" / method / f"seed{seed}"
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """SGD (momentum, weight decay) or AdamW, with a cosine schedule over the epochs."""
-    if cfg.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
-    elif cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
-    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
-
-
 def run_identity(method: Method, cfg: TrainConfig, data: ReevalData, seed: int, device: torch.device) -> dict[str, Any]:
     """Everything that determines a run's outcome; its hash guards resume and caching."""
     train = cfg.to_dict()
@@ -97,6 +90,7 @@ def run_identity(method: Method, cfg: TrainConfig, data: ReevalData, seed: int, 
         "data": data.fingerprint(),
         "seed": seed,
         "device_type": device.type,
+        "result_version": RESULT_VERSION,
     }
 
 
@@ -127,8 +121,9 @@ def train_run(
     torch.manual_seed(seed)
     model = method.build_model(len(data.classes)).to(device)
     optimizer, scheduler = build_optimizer(model, cfg)
-    steps = num_batches(len(data.train), cfg.batch_size, drop_singleton=True)
-    ctx = TrainContext(0, cfg.epochs, 0, steps, device, data, cfg.batch_size, seed)
+    subset = method.train_subset(data)
+    steps = num_batches(len(data.train) if subset is None else len(subset), cfg.batch_size, drop_singleton=True)
+    ctx = TrainContext(0, cfg.epochs, 0, steps, device, data, cfg.batch_size, seed, cfg=cfg)
     state = _load_checkpoint(run_dir / "last.pt", ident_hash, device)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -149,7 +144,8 @@ def train_run(
         advance(start_epoch * steps)
         for epoch in range(start_epoch, cfg.epochs):
             ctx.epoch, ctx.step = epoch, epoch * steps
-            logs = _train_epoch(method, model, optimizer, data, cfg, ctx, seed, advance)
+            ctx.lr = float(optimizer.param_groups[0]["lr"])
+            logs = _train_epoch(method, model, optimizer, data, cfg, ctx, seed, advance, subset)
             scheduler.step()
             logs.update({f"epoch_end_{k}": v for k, v in method.on_epoch_end(model, ctx).items()})
             val_acc, val_loss = _validate(method, model, data.val, data, cfg.batch_size, device)
@@ -179,6 +175,11 @@ def train_run(
         pred["pred"], data.test.labels.numpy(), data.test.discrepancy, data.test.bins,
         data.num_bins, len(data.classes), pred.get("pred_audio"), pred.get("pred_visual"),
     )
+    contribution, per_sample = shapley_contribution(
+        coalition_correctness(method, model, data.test, data, cfg.batch_size, device)
+    )
+    test["contribution"] = contribution
+    pred["shapley_audio"], pred["shapley_visual"] = per_sample["audio"], per_sample["visual"]
     _write_predictions(run_dir / "predictions.parquet", data.test, pred)
     result = RunResult(
         method=method_name, seed=seed, best_epoch=best["epoch"], best_val_acc=best["val_acc"],
@@ -191,12 +192,15 @@ def train_run(
 
 def _train_epoch(
     method: Method, model: nn.Module, optimizer: torch.optim.Optimizer, data: ReevalData,
-    cfg: TrainConfig, ctx: TrainContext, seed: int, advance: Any,
+    cfg: TrainConfig, ctx: TrainContext, seed: int, advance: Any, subset: torch.Tensor | None = None,
 ) -> dict[str, float]:
     model.train()
     method.on_epoch_start(model, ctx)
     model.train()
-    order = epoch_order(len(data.train), seed, ctx.epoch)
+    if subset is None:
+        order = epoch_order(len(data.train), seed, ctx.epoch)
+    else:  # the method keeps part of train aside: shuffle the rest the same way
+        order = subset[epoch_order(len(subset), seed, ctx.epoch)]
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     for batch in iter_batches(data.train, data, cfg.batch_size, ctx.device, order=order, drop_singleton=True):
@@ -295,6 +299,9 @@ def _write_predictions(path: Path, split: SplitData, pred: dict[str, np.ndarray]
         "pred_visual": pa.array(pred["pred_visual"], pa.int32()) if "pred_visual" in pred else pa.nulls(len(split), pa.int32()),
         "discrepancy": pa.array(np.where(np.isfinite(split.discrepancy), split.discrepancy, np.nan), pa.float64()),
         "bin": pa.array(split.bins, pa.int32()),
+        # sample-level Shapley contribution of each modality (see mmcurate.reeval.contribution)
+        "shapley_audio": pa.array(pred["shapley_audio"], pa.float64()),
+        "shapley_visual": pa.array(pred["shapley_visual"], pa.float64()),
     }
     with atomic_path(path) as tmp:
         pq.write_table(pa.table(cols), tmp)

@@ -6,8 +6,8 @@ A method is a small object with a few hooks, called by the one generic training 
     model = method.build_model(num_classes)
     method.on_train_start(model, ctx)                  # fresh runs only (not on resume)
     for each epoch:
-        method.on_epoch_start(model, ctx)
-        for each batch:
+        method.on_epoch_start(model, ctx)              # e.g. G-Blending's look-ahead weight estimate
+        for each batch of method.train_subset(data) (default: all of train):
             out = method.forward(model, batch, ctx)    # an optional model wrapper lives here
             loss, logs = method.loss(model, batch, out, ctx)
             loss.backward()
@@ -18,12 +18,16 @@ A method is a small object with a few hooks, called by the one generic training 
 
 Running state a method keeps between steps (OGM-GE's noise generator, AGM's running scores,
 PMR's prototypes) goes in ``state_dict`` so a resumed run continues exactly.
+
+``diagnostics`` names the history entries (per-epoch means of what ``loss``/``after_backward``
+logged, ``epoch_end_*`` for what ``on_epoch_end`` returned) that the report plots as the method's
+trajectory over training (``diagnostics_<method>.png``) and copies into ``results.json``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -34,6 +38,9 @@ from mmcurate.models import AVClassifier, AVOutput
 from mmcurate.models.fusion import FUSIONS_WITH_MODALITY_LOGITS
 from mmcurate.reeval.batches import Batch
 from mmcurate.reeval.data import ReevalData
+
+if TYPE_CHECKING:
+    from mmcurate.reeval.config import TrainConfig
 
 
 @dataclass
@@ -57,6 +64,10 @@ class TrainContext:
     data: ReevalData
     batch_size: int
     seed: int
+    #: the run's settings (optimiser, width, ...): for methods that train temporary model copies
+    cfg: TrainConfig | None = None
+    #: the learning rate of the current epoch (after the schedule)
+    lr: float | None = None
 
 
 class Method:
@@ -74,6 +85,8 @@ class Method:
     defaults: ClassVar[dict[str, Any]] = {}
     #: the method reads the fusion head's per-modality logits (concat/sum only)
     needs_modality_logits: ClassVar[bool] = False
+    #: history key -> plot label of the method's diagnostics (see the module docstring)
+    diagnostics: ClassVar[dict[str, str]] = {}
 
     def __init__(self, width: int, fusion: str = "concat", epochs: int = 1, seed: int = 0, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -103,6 +116,14 @@ class Method:
 
     def after_backward(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> dict[str, float]:
         return {}
+
+    def train_subset(self, data: ReevalData) -> torch.Tensor | None:
+        """Positions in ``data.train`` the training loop draws batches from; None: all of them.
+
+        A method that keeps part of train aside (G-Blending's hold-out) returns the rest. Must
+        depend on the data only, so a resumed run trains on the same samples.
+        """
+        return None
 
     def on_train_start(self, model: nn.Module, ctx: TrainContext) -> None:
         """Called once before the first epoch of a fresh run (not when resuming)."""

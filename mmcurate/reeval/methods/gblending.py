@@ -1,20 +1,37 @@
-"""``gblending``: Gradient-Blending, loss weights from the overfitting-to-generalisation ratio.
+"""``gblending``: online Gradient-Blending, loss weights from per-head look-ahead on a train hold-out.
 
-Wang, Tran & Feiszli, "What Makes Training Multi-modal Classification Networks Hard?", CVPR 2020.
-The model has three heads: the fused head and one linear head per modality; the loss is
-sum_k w_k CE_k. Every super-epoch (online G-Blending) the weights are re-estimated from how each
-head's losses moved over that super-epoch, measured on the **validation** split (public
-toolkits measure on test):
+Wang, Tran & Feiszli, "What Makes Training Multi-modal Classification Networks Hard?", CVPR 2020
+(online G-Blend). The model has three heads: the fused head and one linear head per modality;
+the loss is sum_k w_k CE_k. At the start of every super-epoch of n epochs, from the **current**
+checkpoint, each head is trained *alone* on a copy of the model for n epochs (the fused head with
+both encoders, a unimodal head with its own encoder), and its overfitting-to-generalisation
+behaviour is measured on a hold-out V carved from the **training** split, against the loss on
+the samples it trains on (T):
 
-    dG_k = val_loss_k(before) - val_loss_k(after)              (generalisation gained)
-    dO_k = gap_k(after) - gap_k(before), gap = val - train      (overfitting gained)
-    w_k  proportional to max(dG_k, 0) / dO_k^2, normalised to sum to 1.
+    O      = L_V - L_T                             (overfitting)
+    dG_k   = L_V(before) - L_V(after)              (generalisation gained over the look-ahead)
+    dO_k   = O(after) - O(before)                  (overfitting gained)
+    w_k    = max(dG_k, 0) / dO_k^2, normalised to sum to 1 (the paper's constraint sum w = 1)
 
-Train losses are measured in eval mode over the whole train split. Weights start uniform.
+then the main model trains n epochs with those weights. The validation split is never read:
+it only selects the tested checkpoint. Losses are means over the whole set, in eval mode.
+
+Choices (named parameters): ``super_epoch`` (n; default a quarter of the run), ``holdout_fraction``
+(0.1 of train, group-aware, seeded, see :mod:`mmcurate.reeval.holdout`), ``train_on_holdout``
+(False: the main model never trains on V either, so from the second super-epoch on V is still
+unseen by the checkpoint the look-ahead starts from). A look-ahead copy gets a fresh optimiser of
+the run's kind at the current learning rate. A head that did not generalise (dG <= 0) gets no
+weight; when none did, the previous weights stay (uniform before the first estimate).
+The official code (``facebookresearch/VMZ``, Caffe2, ``c2/tutorials/gradient_blending.md``) trains
+with given audio/visual/AV weights, which sum to 1, and does not release the estimate.
+BalanceMM's ``GBlending_trainer.py`` differs: it measures on the loader it validates with (the
+test set for its audio-visual datasets), pads the other modality instead of using unimodal heads,
+sums batch losses (train and validation sums over different batch counts) and takes |dG|.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -22,31 +39,80 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mmcurate.common.errors import MMCurateError
 from mmcurate.models import AVClassifier
-from mmcurate.reeval.batches import Batch, iter_batches
+from mmcurate.reeval.batches import Batch, epoch_order, iter_batches
+from mmcurate.reeval.data import ReevalData
+from mmcurate.reeval.holdout import holdout_split
 from mmcurate.reeval.methods.base import Method, TrainContext
+from mmcurate.reeval.optim import make_optimizer
 
 #: the heads, in weight order
 HEADS: tuple[str, ...] = ("fused", "audio", "visual")
+#: seed of the hold-out draw (fixed: every seed of a comparison holds out the same samples)
+HOLDOUT_SEED = 0
 
 
-def gblending_weights(
-    train_before: np.ndarray,
-    val_before: np.ndarray,
-    train_after: np.ndarray,
-    val_after: np.ndarray,
-    eps: float = 1e-6,
-) -> np.ndarray | None:
-    """Normalised OGR weights per head, or None when no head generalised better (keep the old ones)."""
-    d_gen = np.asarray(val_before, float) - np.asarray(val_after, float)
-    d_over = (np.asarray(val_after, float) - np.asarray(train_after, float)) - (
-        np.asarray(val_before, float) - np.asarray(train_before, float)
-    )
-    raw = np.maximum(d_gen, 0.0) / np.maximum(d_over**2, eps)
+def gblending_weights(delta_g: np.ndarray, delta_o: np.ndarray, eps: float = 1e-12) -> np.ndarray | None:
+    """w_k proportional to max(dG_k, 0) / dO_k^2, summing to 1; None when no head generalised."""
+    d_gen = np.maximum(np.asarray(delta_g, dtype=float), 0.0)
+    raw = d_gen / np.maximum(np.asarray(delta_o, dtype=float) ** 2, eps)
     total = raw.sum()
     if not np.isfinite(total) or total <= 0:
         return None
     return raw / total
+
+
+def head_logits(model: AVClassifier, batch: Batch, head: str) -> torch.Tensor:
+    """Logits of one head; a unimodal head runs its own encoder only."""
+    if head == "fused":
+        return model(batch.audio, batch.frames).logits
+    if head == "audio":
+        return model.audio_head(model.audio_encoder(batch.audio))
+    if head == "visual":
+        return model.visual_head(model.visual_encoder(batch.frames))
+    raise ValueError(f"unknown head {head!r}")
+
+
+@torch.no_grad()
+def mean_losses(
+    model: AVClassifier, data: ReevalData, positions: torch.Tensor, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """Mean cross-entropy of every head (HEADS order) over ``positions`` of the train split, eval mode."""
+    was_training = model.training
+    model.eval()
+    sums, n = np.zeros(len(HEADS)), 0
+    for batch in iter_batches(data.train, data, batch_size, device, order=positions):
+        out = model(batch.audio, batch.frames)
+        for k, logits in enumerate((out.logits, out.audio_head_logits, out.visual_head_logits)):
+            sums[k] += float(F.cross_entropy(logits, batch.labels, reduction="sum"))
+        n += len(batch)
+    model.train(was_training)
+    return sums / max(n, 1)
+
+
+def look_ahead(
+    model: AVClassifier, head: str, ctx: TrainContext, train_pos: torch.Tensor, holdout_pos: torch.Tensor,
+    epochs: int, seed: int,
+) -> tuple[float, float]:
+    """Train a copy of ``model`` on ``head``'s loss alone for ``epochs``; its (L_T, L_V) afterwards."""
+    if ctx.cfg is None or ctx.lr is None:
+        raise MMCurateError("gblending needs the run's settings (TrainContext.cfg and .lr) for its look-ahead")
+    k = HEADS.index(head)
+    probe = copy.deepcopy(model)
+    probe.train()
+    opt = make_optimizer(probe, ctx.cfg, lr=ctx.lr)
+    for e in range(epochs):
+        order = train_pos[epoch_order(len(train_pos), seed, e)]
+        batches = iter_batches(ctx.data.train, ctx.data, ctx.batch_size, ctx.device, order=order, drop_singleton=True)
+        for batch in batches:
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(head_logits(probe, batch, head), batch.labels)
+            loss.backward()
+            opt.step()
+    l_t = mean_losses(probe, ctx.data, train_pos, ctx.batch_size, ctx.device)[k]
+    l_v = mean_losses(probe, ctx.data, holdout_pos, ctx.batch_size, ctx.device)[k]
+    return float(l_t), float(l_v)
 
 
 class GBlending(Method):
@@ -54,12 +120,17 @@ class GBlending(Method):
     title = "G-Blending"
     reference = "Wang et al., CVPR 2020"
     #: super_epoch None: a quarter of the run (BalanceMM: 10 of 30 epochs)
-    defaults = {"super_epoch": None}
+    defaults = {"super_epoch": None, "holdout_fraction": 0.1, "train_on_holdout": False}
+    diagnostics = {
+        **{f"epoch_end_w_{h}": f"weight {h}" for h in HEADS},
+        **{f"epoch_end_ogr_{h}": f"OGR {h} (|dO/dG| at estimates)" for h in HEADS},
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.weights = np.full(len(HEADS), 1.0 / len(HEADS))
-        self._snapshot: tuple[np.ndarray, np.ndarray] | None = None
+        self.estimates: list[dict[str, Any]] = []  # one per super-epoch: epoch, losses, dG, dO, weights
+        self._split: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def super_epoch(self) -> int:
@@ -69,47 +140,66 @@ class GBlending(Method):
     def build_model(self, num_classes: int) -> nn.Module:
         return AVClassifier(num_classes, self.width, self.fusion, unimodal_heads=True)
 
+    def holdout(self, data: ReevalData) -> tuple[torch.Tensor, torch.Tensor]:
+        """(look-ahead training positions, hold-out positions) in ``data.train``."""
+        if self._split is None:
+            labels = data.train.labels.tolist()
+            kept, held = holdout_split(labels, data.train.groups, float(self.params["holdout_fraction"]), HOLDOUT_SEED)
+            self._split = (torch.from_numpy(kept), torch.from_numpy(held))
+        return self._split
+
+    def train_subset(self, data: ReevalData) -> torch.Tensor | None:
+        return None if self.params["train_on_holdout"] else self.holdout(data)[0]
+
+    def is_estimate_epoch(self, epoch: int) -> bool:
+        return epoch % self.super_epoch == 0
+
+    def on_epoch_start(self, model: nn.Module, ctx: TrainContext) -> None:
+        if not self.is_estimate_epoch(ctx.epoch):
+            return
+        train_pos, hold_pos = self.holdout(ctx.data)
+        t_before = mean_losses(model, ctx.data, train_pos, ctx.batch_size, ctx.device)
+        v_before = mean_losses(model, ctx.data, hold_pos, ctx.batch_size, ctx.device)
+        t_after, v_after = np.zeros(len(HEADS)), np.zeros(len(HEADS))
+        for k, head in enumerate(HEADS):
+            seed = (self.seed * 1_009 + ctx.epoch) * 7 + k + 1
+            t_after[k], v_after[k] = look_ahead(model, head, ctx, train_pos, hold_pos, self.super_epoch, seed)
+        d_gen = v_before - v_after
+        d_over = (v_after - t_after) - (v_before - t_before)
+        new = gblending_weights(d_gen, d_over)
+        if new is not None:
+            self.weights = new
+        self.estimates.append(
+            {
+                "epoch": ctx.epoch,
+                "train_before": t_before.tolist(), "holdout_before": v_before.tolist(),
+                "train_after": t_after.tolist(), "holdout_after": v_after.tolist(),
+                "delta_g": d_gen.tolist(), "delta_o": d_over.tolist(), "weights": self.weights.tolist(),
+            }
+        )
+        model.train()
+
     def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
         losses = [F.cross_entropy(x, batch.labels) for x in (out.logits, out.audio_head_logits, out.visual_head_logits)]
         total = sum(float(w) * loss for w, loss in zip(self.weights, losses))
-        return total, {f"w_{h}": float(w) for h, w in zip(HEADS, self.weights)}
-
-    def on_train_start(self, model: nn.Module, ctx: TrainContext) -> None:
-        self._snapshot = self._measure(model, ctx)
+        return total, {f"loss_{h}": float(loss.detach()) for h, loss in zip(HEADS, losses)}
 
     def on_epoch_end(self, model: nn.Module, ctx: TrainContext) -> dict[str, float]:
-        if (ctx.epoch + 1) % self.super_epoch != 0:
-            return {}
-        now = self._measure(model, ctx)
-        if self._snapshot is not None:
-            new = gblending_weights(self._snapshot[0], self._snapshot[1], now[0], now[1])
-            if new is not None:
-                self.weights = new
-        self._snapshot = now
-        return {f"w_{h}": float(w) for h, w in zip(HEADS, self.weights)}
+        logs = {f"w_{h}": float(w) for h, w in zip(HEADS, self.weights)}
+        if self.estimates and self.estimates[-1]["epoch"] == ctx.epoch:
+            est = self.estimates[-1]
+            for h, dg, do in zip(HEADS, est["delta_g"], est["delta_o"]):
+                logs[f"dG_{h}"], logs[f"dO_{h}"] = dg, do
+                if dg != 0:
+                    logs[f"ogr_{h}"] = abs(do / dg)
+        return logs
 
-    @torch.no_grad()
-    def _measure(self, model: nn.Module, ctx: TrainContext) -> tuple[np.ndarray, np.ndarray]:
-        """Mean per-head cross-entropy on (train, val), in eval mode."""
-        was_training = model.training
-        model.eval()
-        result = []
-        for split in (ctx.data.train, ctx.data.val):
-            sums, n = np.zeros(len(HEADS)), 0
-            for batch in iter_batches(split, ctx.data, ctx.batch_size, ctx.device):
-                out = model(batch.audio, batch.frames)
-                for k, logits in enumerate((out.logits, out.audio_head_logits, out.visual_head_logits)):
-                    sums[k] += float(F.cross_entropy(logits, batch.labels, reduction="sum"))
-                n += len(batch)
-            result.append(sums / max(n, 1))
-        model.train(was_training)
-        return result[0], result[1]
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "super_epoch_resolved": self.super_epoch}
 
     def state_dict(self) -> dict[str, Any]:
-        snap = None if self._snapshot is None else [s.tolist() for s in self._snapshot]
-        return {"weights": self.weights.tolist(), "snapshot": snap}
+        return {"weights": self.weights.tolist(), "estimates": list(self.estimates)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.weights = np.asarray(state["weights"], dtype=float)
-        snap = state.get("snapshot")
-        self._snapshot = None if snap is None else (np.asarray(snap[0]), np.asarray(snap[1]))
+        self.estimates = list(state.get("estimates", []))

@@ -1,16 +1,23 @@
 """``greedy``: balanced multimodal learning by conditional learning speed.
 
 Wu, Jastrzebski, Cho & Geras, "Characterizing and Overcoming the Greedy Nature of Learning in
-Multi-modal Deep Neural Networks", ICML 2022. The model has MMTM blocks between the encoders
-(:class:`mmcurate.models.MMTMClassifier`). After every normal step the relative gradient norm
-sum ||grad||^2 / sum ||theta||^2 is accumulated per modality for its MMTM "bypass" parameters
-(the layers feeding cross-modal information into it, shared ones counted for both) and for its
-own encoder ("main"). The conditional learning speed is BDR_m = log10(A_bypass / A_main). When
-|BDR_audio - BDR_visual| > alpha, a re-balancing window of ``window`` steps starts in which the
-branch with the larger BDR (the one leaning on the other modality) is the "caring" modality:
-its MMTM gates are replaced by their running averages, so it gets no sample-specific
-cross-modal input and must learn from its own. The frames-per-clip grouping uses the clip
-tensor's shape (the BalanceMM model hard-codes a batch of 64 there).
+Multi-modal Deep Neural Networks", ICML 2022; official code ``nyukat/greedy_multimodal_learning``
+(``src/callbacks.py`` ``Bias_Mitigation_Strong``, ``configs/training_guided.gin``). The model has
+MMTM blocks between the encoders (:class:`mmcurate.models.MMTMClassifier`). After every normal
+step the relative gradient norm sum ||grad||^2 / sum ||theta||^2 is accumulated per modality for
+its MMTM "bypass" parameters (the layers feeding cross-modal information into it, shared ones
+counted for both) and for its own encoder ("main"). The conditional learning speed is
+BDR_m = log10(A_bypass / A_main). From the second epoch on (the reference's ``starting_epoch=2``
+counts epochs from 1: the first epoch only accumulates), when |BDR_audio - BDR_visual| > alpha
+(``epsilon=0.01``), a re-balancing window of ``window`` steps (``curation_windowsize=5``) starts
+in which the branch with the larger BDR is the "caring" modality: its MMTM gates are replaced by
+their running averages, so it gets no sample-specific cross-modal input and must learn from its
+own. Steps inside a window accumulate nothing, as in the reference.
+
+Deviations, both corrections of the reference: the frames-per-clip grouping uses the clip
+tensor's shape (the reference hard-codes a batch of 64 there), and each branch's gate average
+is its own (the reference's ``MMTM_mitigate`` averages the visual gate into both). BalanceMM's
+defaults (alpha 0.001, re-balancing from step 0) are ``alpha=0.001 warmup_epochs=0``.
 """
 
 from __future__ import annotations
@@ -75,8 +82,12 @@ class Greedy(Method):
     name = "greedy"
     title = "Greedy"
     reference = "Wu et al., ICML 2022"
-    #: BalanceMM defaults: alpha 0.001, window 5 steps
-    defaults = {"alpha": 0.001, "window": 5}
+    #: the reference's guided configuration: epsilon 0.01, window 5 steps, unlocked from the 2nd epoch
+    defaults = {"alpha": 0.01, "window": 5, "warmup_epochs": 1}
+    diagnostics = {
+        "epoch_end_rebalancing_share": "share of steps re-balancing",
+        "bdr_gap": "BDR audio - BDR visual (measuring steps)",
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -102,9 +113,11 @@ class Greedy(Method):
             self.speed[f"{m}_bypass"] += bypass
             self.speed[f"{m}_main"] += main
         bdr = {m: greedy_bdr(self.speed[f"{m}_bypass"], self.speed[f"{m}_main"]) for m in MODALITIES}
-        self.caring = greedy_caring_modality(bdr["audio"], bdr["visual"], float(self.params["alpha"]))
+        unlocked = ctx.epoch >= int(self.params["warmup_epochs"])
+        alpha = float(self.params["alpha"])
+        self.caring = greedy_caring_modality(bdr["audio"], bdr["visual"], alpha) if unlocked else None
         self.window_step = 0
-        return {"bdr_audio": bdr["audio"], "bdr_visual": bdr["visual"]}
+        return {"bdr_audio": bdr["audio"], "bdr_visual": bdr["visual"], "bdr_gap": bdr["audio"] - bdr["visual"]}
 
     def on_epoch_end(self, model: nn.Module, ctx: TrainContext) -> dict[str, float]:
         share = self.rebalancing_steps / max(1, ctx.steps_per_epoch)
@@ -117,9 +130,11 @@ class Greedy(Method):
         return Prediction(out.logits, out.audio_logits, out.visual_logits)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"speed": dict(self.speed), "caring": self.caring, "window_step": self.window_step}
+        return {"speed": dict(self.speed), "caring": self.caring, "window_step": self.window_step,
+                "rebalancing_steps": self.rebalancing_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.speed = dict(state["speed"])
         self.caring = state["caring"]
         self.window_step = int(state["window_step"])
+        self.rebalancing_steps = int(state.get("rebalancing_steps", 0))

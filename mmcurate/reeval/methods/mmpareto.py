@@ -58,6 +58,8 @@ class MMPareto(Method):
     title = "MMPareto"
     reference = "Wei & Hu, ICML 2024"
     defaults = {"gamma": 1.5}
+    diagnostics = {"w_mm_audio": "multimodal-gradient weight, audio encoder",
+                   "w_mm_visual": "multimodal-gradient weight, visual encoder"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

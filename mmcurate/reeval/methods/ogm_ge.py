@@ -44,6 +44,7 @@ class OGMGE(Method):
     needs_modality_logits = True
     #: alpha 0.3 (BalanceMM); modulation from epoch 0 to half the run, as OGM-GE's 0-50 of 100
     defaults = {"alpha": 0.3, "modulation_start": 0, "modulation_end": None, "ge": True}
+    diagnostics = {"k_audio": "k audio (1 - tanh(alpha rho), 1 when behind)", "k_visual": "k visual"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -1,10 +1,9 @@
 """A deterministic hold-out carved from the training split (G-Blending's overfitting estimate).
 
 The hold-out must never share a group (speaker, source video) with the samples the look-ahead
-models train on, or its loss measures memorisation instead of generalisation. With groups,
-whole groups are drawn in a seeded order until the hold-out reaches its share; a sample without
-a group is its own group. Without groups, the cut is stratified by label
-(:func:`mmcurate.reeval.data.stratified_partition`).
+models train on, or its loss measures memorisation instead of generalisation. It is drawn with the
+one splitter of mmcurate (:func:`mmcurate.store.splits.assign_splits`): stratified by label, whole
+groups kept on one side.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.reeval.data import stratified_partition
+from mmcurate.store.splits import assign_splits
 
 
 def holdout_split(
@@ -24,32 +23,14 @@ def holdout_split(
         raise MMCurateError(f"hold-out fraction must lie strictly between 0 and 1, got {fraction}")
     if n < 2:
         raise MMCurateError(f"cannot hold out part of a training split of {n} sample(s)")
-    target = min(n - 1, max(1, int(round(fraction * n))))
-    if groups is not None and any(g is not None for g in groups):
-        keys = [f"g:{g}" if g is not None else f"s:{i}" for i, g in enumerate(groups)]
-        uniq = sorted(set(keys))
-        if len(uniq) < 2:
-            raise MMCurateError("cannot hold out part of a training split whose samples all share one group")
-        order = np.random.default_rng([seed, 1]).permutation(len(uniq))
-        members: dict[str, list[int]] = {}
-        for i, k in enumerate(keys):
-            members.setdefault(k, []).append(i)
-        held: list[int] = []
-        for j in order:
-            if len(held) >= target:
-                break
-            group = members[uniq[j]]
-            if len(held) + len(group) >= n:  # keep at least one group to train on
-                continue
-            held += group
-        held_set = set(held)
-    else:
-        parts = stratified_partition([str(x) for x in labels], {"keep": 1 - fraction, "hold": fraction}, seed)
-        held_set = set(parts["hold"])
-        if not held_set:  # classes too small for a stratified share: a seeded draw instead
-            held_set = set(np.random.default_rng([seed, 2]).permutation(n)[:target].tolist())
-        if len(held_set) == n:
-            held_set.discard(max(held_set))
-    held_out = np.array(sorted(held_set), dtype=np.int64)
-    kept = np.array(sorted(set(range(n)) - held_set), dtype=np.int64)
-    return kept, held_out
+    grouped = groups is not None and any(g is not None for g in groups)
+    if grouped and len({g if g is not None else f"\0{i}" for i, g in enumerate(groups)}) < 2:  # type: ignore[union-attr]
+        raise MMCurateError("cannot hold out part of a training split whose samples all share one group")
+    sides = assign_splits(
+        np.zeros(n, np.int64), np.asarray([str(x) for x in labels], dtype=object), groups if grouped else None,
+        (1 - fraction, fraction, 0.0), seed,
+    )
+    held = sides == "val"
+    if not held.any():  # a share too small to round to one sample: hold out one, seeded
+        held[int(np.random.default_rng([seed, 2]).integers(n))] = True
+    return np.flatnonzero(~held).astype(np.int64), np.flatnonzero(held).astype(np.int64)

@@ -40,6 +40,7 @@ from mmcurate.reeval.data import ReevalData, SplitData
 from mmcurate.reeval.methods import Method, Prediction, TrainContext, get_method
 from mmcurate.reeval.metrics import evaluate_predictions
 from mmcurate.reeval.optim import build_optimizer
+from mmcurate.store.completion import UnitMarker
 
 RESULT_FILE = "result.json"
 #: bumped when what a finished run stores changes, so older cached results are retrained
@@ -185,7 +186,9 @@ def train_run(
         method=method_name, seed=seed, best_epoch=best["epoch"], best_val_acc=best["val_acc"],
         best_val_loss=best["val_loss"], test=test, history=history, method_info=method.describe(), status=status,
     )
-    atomic_write_json(run_dir / RESULT_FILE, {**result.to_dict(), "config_hash": ident_hash})
+    UnitMarker(run_dir / RESULT_FILE, run_dir).record(
+        ident_hash, [run_dir / "best.pt", run_dir / "predictions.parquet"], result.to_dict()
+    )
     result.seconds = time.perf_counter() - started
     return result
 
@@ -272,16 +275,9 @@ def _load_checkpoint(path: Path, ident_hash: str, device: torch.device) -> dict[
 
 
 def _load_finished(run_dir: Path, ident_hash: str) -> RunResult | None:
-    import json
-
-    path = run_dir / RESULT_FILE
-    if not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text())
-    except ValueError:
-        return None
-    if doc.get("config_hash") != ident_hash:
+    """The finished run's result when its marker matches these settings and its files are intact."""
+    doc = UnitMarker(run_dir / RESULT_FILE, run_dir).read(ident_hash)
+    if not doc:
         return None
     return RunResult(
         method=doc["method"], seed=doc["seed"], best_epoch=doc["best_epoch"], best_val_acc=doc["best_val_acc"],

@@ -69,7 +69,8 @@ class PageWeight:
     chunk_bytes_max: int
     first_page_card_bytes: int
     worst_page_card_bytes: int
-    media_bytes_per_card: float
+    frame_bytes_per_card: float
+    audio_bytes_per_card: float
     page_size: int
 
     @property
@@ -77,15 +78,17 @@ class PageWeight:
         return self.html_bytes + self.index_bytes
 
     @property
-    def page_media_bytes(self) -> int:
-        return round(self.media_bytes_per_card * self.page_size)
+    def page_frame_bytes(self) -> int:
+        """Frames of a full page of cards (audio is read only when a player is started)."""
+        return round(self.frame_bytes_per_card * self.page_size)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "initial_bytes": self.initial_bytes, "html_bytes": self.html_bytes, "index_bytes": self.index_bytes,
             "chunks": self.chunks, "chunk_bytes_max": self.chunk_bytes_max, "page_size": self.page_size,
             "first_page_card_bytes": self.first_page_card_bytes, "worst_page_card_bytes": self.worst_page_card_bytes,
-            "media_bytes_per_card": round(self.media_bytes_per_card, 1), "page_media_bytes": self.page_media_bytes,
+            "frame_bytes_per_card": round(self.frame_bytes_per_card, 1), "page_frame_bytes": self.page_frame_bytes,
+            "audio_bytes_per_card": round(self.audio_bytes_per_card, 1),
         }
 
 
@@ -204,11 +207,10 @@ def _page_weight(site: Path, chunk_sizes: list[int], store: MediaStore, media: M
     """Page weight: the opening page's bytes, and a page of cards' data (the first page in d order,
     whose samples share few chunks, and the worst case of one chunk per card) and media."""
     first = chunk_sizes[: -(-opts.page_size // opts.chunk_size)]
-    per_card = 0.0
+    frames_per_card = audio_per_card = 0.0
     if media:
-        total = sum(sum(store.sizes[f] for f in frames) + (store.sizes[audio] if audio else 0)
-                    for frames, audio in media.values())
-        per_card = total / len(media)
+        frames_per_card = sum(store.sizes[f] for frames, _ in media.values() for f in frames) / len(media)
+        audio_per_card = sum(store.sizes[a] for _, a in media.values() if a) / len(media)
     return PageWeight(
         html_bytes=(site / INDEX_HTML).stat().st_size,
         index_bytes=(site / DATA_DIR / "index.js").stat().st_size,
@@ -216,7 +218,8 @@ def _page_weight(site: Path, chunk_sizes: list[int], store: MediaStore, media: M
         chunk_bytes_max=max(chunk_sizes, default=0),
         first_page_card_bytes=sum(first),
         worst_page_card_bytes=sum(sorted(chunk_sizes, reverse=True)[: opts.page_size]),
-        media_bytes_per_card=per_card,
+        frame_bytes_per_card=frames_per_card,
+        audio_bytes_per_card=audio_per_card,
         page_size=opts.page_size,
     )
 

@@ -84,8 +84,9 @@ def _summary(result: BrowseResult) -> None:
         ["initial load", f"{_kib(w.initial_bytes)} (index.html {_kib(w.html_bytes)} + "
                          f"data/index.js {_kib(w.index_bytes)})"],
         ["per page of cards", f"card data {_kib(w.first_page_card_bytes)} (first page), at most "
-                              f"{_kib(w.worst_page_card_bytes)}; media about {_kib(w.page_media_bytes)} "
-                              f"({w.page_size} cards of {_kib(w.media_bytes_per_card)})"],
+                              f"{_kib(w.worst_page_card_bytes)}; frames {_kib(w.page_frame_bytes)} "
+                              f"({w.page_size} cards); audio {_kib(w.audio_bytes_per_card)} a card, "
+                              "read when played"],
         ["build time", f"{result.seconds:.1f} s"],
     ]
     summary_table(escape(f"browse -> {result.index_html}"), ["", "value"], rows)

@@ -334,6 +334,7 @@
       slice.forEach(function (i) { box.appendChild(card(i)); });
       if (!slice.length) box.appendChild(el("p", { "class": "muted" }, "No samples match."));
       M.renders += 1;
+      if (!M.firstReadyAt) M.firstReadyAt = performance.now();  // for benchmarks/browse.py
       document.body.dataset.state = "ready";
     }, function (err) { if (mine === token) M.fail(err.message); });
   }
@@ -347,7 +348,8 @@
       frames.appendChild(el("img", { src: src, alt: "frame " + (k + 1), loading: "lazy" }));
     });
     if (ix.has_media) box.appendChild(frames);
-    if (get("audio")) box.appendChild(el("audio", { controls: "", preload: "metadata", src: get("audio") }));
+    // preload "none": a page of 48 players stays quick to draw and reads no audio until one is played
+    if (get("audio")) box.appendChild(el("audio", { controls: "", preload: "none", src: get("audio") }));
     else if (ix.has_media) box.appendChild(el("div", { "class": "muted" }, "no audio stored"));
     box.appendChild(el("div", { "class": "label" }, ix.classes[C.label[i]]));
     var dl = el("dl");

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import statistics
@@ -103,6 +104,21 @@ _TIME_ACTION = """([kind, selector, value]) => new Promise(resolve => {
 })"""
 
 
+def index_only_ingest(n: int, root: Path) -> Path:
+    """A manifest and imported scores for ``n`` samples, no shards: enough for a ``--no-media`` site."""
+    ingest = root / "ingest"
+    ingest.mkdir(parents=True)
+    ids = [f"class{k % 10:02d}/clip_{k:06d}.mp4" for k in range(n)]
+    labels = [f"class{k % 10:02d}" for k in range(n)]
+    splits = [("train", "val", "test")[k % 3] for k in range(n)]
+    sha = [hashlib.sha256(i.encode()).hexdigest() for i in ids]
+    pq.write_table(pa.table({"sample_id": ids, "path": ids, "label": labels, "split": splits, "sha256": sha}),
+                   ingest / "manifest.parquet")
+    rng = np.random.default_rng(n)
+    _import_scores(ingest, ids, rng.beta(2, 1, n), rng.beta(1.5, 1.5, n))
+    return ingest
+
+
 def load_times(ctx: Any, index_html: Path, loads: int) -> dict[str, float]:
     """Median ms to the first cards, then to the cards of a histogram bar and of a class filter."""
     first, bar, cls = [], [], []
@@ -122,13 +138,14 @@ def load_times(ctx: Any, index_html: Path, loads: int) -> dict[str, float]:
             "class_filter_ms": round(statistics.median(cls), 1)}
 
 
-def measure(ingest: Path, root: Path, ctx: Any | None, loads: int) -> dict[str, Any]:
+def measure(ingest: Path, root: Path, ctx: Any | None, loads: int, media: bool = True) -> dict[str, Any]:
     site = root / "site"
+    opts = BrowseOptions(media=media)
     t = time.perf_counter()
-    cold = build_site(ingest, site)
+    cold = build_site(ingest, site, opts)
     cold_s = time.perf_counter() - t
     t = time.perf_counter()
-    warm = build_site(ingest, site)
+    warm = build_site(ingest, site, opts)
     warm_s = time.perf_counter() - t
     n = cold.source.samples.num_rows
     out: dict[str, Any] = {
@@ -146,7 +163,7 @@ def measure(ingest: Path, root: Path, ctx: Any | None, loads: int) -> dict[str, 
     if ctx is not None:
         out["chromium"] = load_times(ctx, site / "index.html", loads)
     # the baseline: the same site with every card in one chunk (rebuilt in place: media reused)
-    base = build_site(ingest, site, BrowseOptions(chunk_size=n))
+    base = build_site(ingest, site, BrowseOptions(chunk_size=n, media=media))
     out["baseline_bytes_to_first_cards"] = base.weight.initial_bytes + base.weight.first_page_card_bytes
     if ctx is not None:
         out["chromium_baseline"] = load_times(ctx, site / "index.html", loads)
@@ -160,6 +177,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "av_digits")
     ap.add_argument("--sizes", default="3000,30000")
     ap.add_argument("--loads", type=int, default=3)
+    ap.add_argument("--index-only-sizes", default="",
+                    help="Also sizes (e.g. 100000) built --no-media from a manifest and scores only (no shards).")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     os.environ["MMCURATE_NO_PROGRESS"] = "1"
@@ -178,20 +197,26 @@ def main() -> None:
                 pw = stack.enter_context(sync_playwright())
                 ctx = launch(pw, Path(tmp) / "profile", exe, viewport={"width": 1280, "height": 900})
                 stack.callback(ctx.close)
-            for size in [int(s) for s in args.sizes.split(",")]:
-                root = Path(tmp) / f"n{size}"
+            runs = [(int(s), True) for s in args.sizes.split(",") if s]
+            runs += [(int(s), False) for s in args.index_only_sizes.split(",") if s]
+            for size, media in runs:
+                root = Path(tmp) / f"n{size}{'' if media else '-index-only'}"
                 root.mkdir()
                 t = time.perf_counter()
-                real = size == 3000 and (args.data / "labels.csv").is_file()
-                ingest = av_digits_ingest(args.data, root) if real else synthetic_ingest(size, root)
+                real = media and size == 3000 and (args.data / "labels.csv").is_file()
+                if not media:
+                    ingest, data = index_only_ingest(size, root), "manifest + scores only (--no-media)"
+                elif real:
+                    ingest, data = av_digits_ingest(args.data, root), "av_digits (real ingest)"
+                else:
+                    ingest, data = synthetic_ingest(size, root), "synthetic (fixture writer)"
                 prep = time.perf_counter() - t
-                r = {"data": "av_digits (real ingest)" if real else "synthetic (fixture writer)",
-                     "prepare_s": round(prep, 1), **measure(ingest, root, ctx, args.loads)}
+                r = {"data": data, "prepare_s": round(prep, 1), **measure(ingest, root, ctx, args.loads, media)}
                 print(json.dumps(r, indent=2), flush=True)
                 results.append(r)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+                if args.out:  # after each size: removing 100k+ media files at the end takes a while
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -309,6 +309,31 @@ def test_cards_load_a_page_at_a_time(big_ingest: Path, browser: Any, tmp_path: P
     view.close()
 
 
+def test_balanced_site_shows_uncertainty_only_from_its_own_scorer(work: Path, tmp_path: Path) -> None:
+    from mmcurate.browse.index import build_index
+    from mmcurate.browse.sources import open_source
+
+    ingest = tmp_path / "ingest"
+    shutil.copytree(work / "ingest", ingest, ignore=shutil.ignore_patterns("browse"))
+    scores = pq.read_table(ingest / "scores.parquet")
+    std = pa.array(np.linspace(0.01, 0.3, scores.num_rows))
+    pq.write_table(scores.append_column("discrepancy_std", std), ingest / "scores.parquet")
+    src = open_source(work / "balanced", ingest)
+    assert src.kind == "balanced" and "discrepancy_std" in src.samples.column_names and not src.notes
+    data = build_index(src, None)
+    assert data.index["has_std"] and data.index["bins"] == ["[-1, 0)", "[0, 1]"]
+    wanted = dict(zip(scores.column("sample_id").to_pylist(), std.to_pylist(), strict=True))
+    fields = data.index["fields"]
+    for row in data.cards:
+        assert row[fields.index("d_std")] == pytest.approx(wanted[row[fields.index("id")]], abs=1e-6)
+
+    other = scores.set_column(scores.schema.get_field_index("scorer_id"), "scorer_id",
+                              pa.array(["another"] * scores.num_rows)).append_column("discrepancy_std", std)
+    pq.write_table(other, ingest / "scores.parquet")
+    src = open_source(work / "balanced", ingest)
+    assert "discrepancy_std" not in src.samples.column_names and "another scorer" in src.notes[0]
+
+
 # ---- hostile text ----------------------------------------------------------------------------
 
 
@@ -328,7 +353,8 @@ def test_labels_and_paths_are_shown_literally_never_run(browser: Any, tmp_path: 
     page = view.page
     assert page.evaluate("window.__pwned") is None
     assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
-    assert page.title() == "in[bold]gest<b>&amp; \u2014 mmcurate browse"
+    assert page.title() == f"{folder.parent.name}/{folder.name} \u2014 mmcurate browse"
+    assert "in[bold]gest&lt;b&gt;&amp;amp; \u2014" in (folder / "browse" / "index.html").read_text()  # escaped
     labels = page.eval_on_selector_all(".card .label", "ls => ls.map(l => l.textContent)")
     assert sorted(set(labels)) == sorted(nasty)
     assert view.errors == []

@@ -20,6 +20,7 @@ import json
 import math
 import posixpath
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,8 +97,8 @@ def build_index(src: BrowseSource, media: MediaMap | None, *, hist_bins: int = 2
     index = {
         "version": 1,
         "kind": src.kind,
-        "title": posixpath.basename(src.folder.resolve().as_posix()) or src.folder.as_posix(),
-        "folder": str(src.folder),
+        "title": _title(src.folder),
+        "folder": str(src.folder.resolve()),
         "ingest_dir": str(src.ingest_dir),
         "scorer_id": src.scorer_id,
         "n": n,
@@ -128,6 +129,12 @@ def js_call(function: str, *args: Any) -> str:
     parts = [json.dumps(a, ensure_ascii=True, separators=(",", ":"), allow_nan=False) for a in args]
     text = f"{function}({','.join(parts)});\n"
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _title(folder: Path) -> str:
+    """The folder's last two names (``mmcurate-work/balanced``): the last alone rarely says which set."""
+    parts = folder.resolve().parts
+    return "/".join(parts[-2:]) if len(parts) > 1 else str(folder)
 
 
 def _card(cols: dict[str, list[Any]], i: int, raw_dir: str | None, media: MediaMap | None, d: np.ndarray,

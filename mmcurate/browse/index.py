@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mmcurate.browse.sources import BrowseSource
+from mmcurate.common.errors import MMCurateError
 
 #: Fields of one card row in a chunk, in order (the page reads them by name through this list).
 CARD_FIELDS = ("id", "path", "segment", "duration", "p_audio", "p_visual", "d", "d_std", "pred_audio", "pred_visual",
@@ -66,10 +67,11 @@ def build_index(src: BrowseSource, media: MediaMap | None, *, hist_bins: int = 2
     order = np.lexsort((np.arange(n), np.where(has_d, d, 0.0), ~has_d)) if scored else np.arange(n)
 
     class_of = {c: k for k, c in enumerate(src.classes)}
-    labels = np.asarray([class_of[x] for x in t.column("label").to_pylist()], dtype="<u2")
+    labels = _codes([class_of[x] for x in t.column("label").to_pylist()], len(src.classes), "classes")
     split_values = t.column("split").to_pylist()
     splits = _split_vocabulary(split_values)
-    split_codes = np.asarray([splits.index(NO_SPLIT if s is None else s) for s in split_values], dtype="<u1")
+    split_of = {s: k for k, s in enumerate(splits)}
+    split_codes = _codes([split_of[NO_SPLIT if s is None else s] for s in split_values], len(splits), "split names")
     columns: dict[str, np.ndarray] = {"label": labels, "split": split_codes}
 
     bins_meta = None
@@ -191,6 +193,13 @@ def equal_bins(values: np.ndarray, lo: float, hi: float, count: int) -> tuple[np
 def bin_label(edges: list[float], k: int) -> str:
     """``[-0.2, 0)`` style label of bin ``k`` (the last bin is closed)."""
     return f"[{edges[k]:.2g}, {edges[k + 1]:.2g}{']' if k == len(edges) - 2 else ')'}"
+
+
+def _codes(values: list[int], count: int, what: str) -> np.ndarray:
+    """Codes as the smallest unsigned type the page decodes (u1, else u2)."""
+    if count > NONE_U16:
+        raise MMCurateError(f"{count} {what}: the browser handles at most {NONE_U16}")
+    return np.asarray(values, dtype="<u1" if count <= 256 else "<u2")
 
 
 def _split_vocabulary(values: list[str | None]) -> list[str]:

@@ -104,7 +104,7 @@ def _open_ingest(folder: Path) -> BrowseSource:
     keep = ["sample_id", "p_audio", "p_visual", "discrepancy", *[c for c in _SCORE_EXTRAS if c in scores.column_names]]
     joined = manifest.join(scores.select(keep), "sample_id", join_type="left outer")
     notes = []
-    unscored = joined.num_rows - scores.num_rows
+    unscored = joined.column("discrepancy").null_count
     if unscored > 0:
         notes.append(f"{unscored} of {joined.num_rows} samples have no scores (shown without d)")
     scorer = scores.column("scorer_id")[0].as_py() if "scorer_id" in scores.column_names and scores.num_rows else None
@@ -117,7 +117,8 @@ def _open_balanced(folder: Path, ingest_override: Path | None) -> BrowseSource:
     selection = _parquet(sel_path, "selection")
     _require(selection, ("sample_id", "label", "bin", "split", "p_audio", "p_visual", "discrepancy"), sel_path)
     meta = _json(folder / BALANCE_META) if (folder / BALANCE_META).is_file() else {}
-    recorded = meta.get("ingest_dir") if isinstance(meta, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    recorded = meta.get("ingest_dir")
     if ingest_override is not None:
         ingest_dir = ingest_override
     elif recorded:
@@ -140,7 +141,7 @@ def _open_balanced(folder: Path, ingest_override: Path | None) -> BrowseSource:
             f"(e.g. {missing.column('sample_id')[0].as_py()!r}); "
             "pass the ingest folder they came from with --ingest-dir"
         )
-    summary = meta.get("summary") or {}
+    summary = meta.get("summary") if isinstance(meta.get("summary"), dict) else {}
     scorer = summary.get("scorer_id") or meta.get("scorer_id")
     notes: list[str] = []
     scores_path = ingest_dir / SCORES

@@ -162,6 +162,11 @@
     svg.appendChild(sv("line", { x1: L, y1: T + S, x2: L + S, y2: T, stroke: "#555", "stroke-dasharray": "5,4",
       "pointer-events": "none" }));
     svg.appendChild(sv("text", { x: L + 6, y: T + 16, "pointer-events": "none" }, "audio-preferred"));
+    if (max) {  // the colour scale: darkest = 1 sample, brightest = the fullest cell
+      svg.appendChild(sv("rect", { x: L + S - 58, y: T + 6, width: 8, height: 8, fill: color(1, max) }));
+      svg.appendChild(sv("rect", { x: L + S - 48, y: T + 6, width: 8, height: 8, fill: color(max, max) }));
+      svg.appendChild(sv("text", { x: L + S - 6, y: T + 14, "text-anchor": "end" }, "1\u2013" + max));
+    }
     svg.appendChild(sv("text", { x: L + S - 6, y: T + S - 8, "text-anchor": "end", "pointer-events": "none" },
       "visual-preferred"));
     for (var t = 0; t <= 4; t++) {

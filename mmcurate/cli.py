@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "score": ("mmcurate.score.cli", "score", "Train unimodal scorers out-of-fold and write per-sample modality discrepancy."),
     "report": ("mmcurate.score.report_cli", "report", "Plot and summarise a dataset's modality bias from its scores."),
     "balance": ("mmcurate.balance.cli", "balance", "Sample a dataset whose discrepancy is uniform over bins; export it."),
+    "browse": ("mmcurate.browse.cli", "browse", "Build a static HTML browser of the samples: plots, filters, frames and audio."),
     "push": ("mmcurate.push.cli", "push", "Push the balanced dataset (Parquet shards + card) to a Hugging Face Hub."),
     "reeval": ("mmcurate.reeval.cli", "reeval", "Re-evaluate unimodal, joint and imbalance-algorithm models per subset."),
     "run": ("mmcurate.pipeline.cli", "run", "Run a YAML recipe: ingest -> score -> balance -> export (-> push) (-> reeval)."),

@@ -61,7 +61,7 @@ KNOWN_LICENSES = {
     "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-4.0", "odc-by",
     "odbl", "pddl", "gpl-3.0", "lgpl-3.0", "unknown", "other",
 }
-_EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 def git_blob_oid(data: bytes) -> str:

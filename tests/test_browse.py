@@ -23,7 +23,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from _chromium import chromium_path, launch
 from _fixtures_ingest import make_ingest_dir
 from conftest import run_cli

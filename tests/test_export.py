@@ -33,12 +33,13 @@ from datasets import Audio, ClassLabel, Image, List
 
 from mmcurate.common.errors import MMCurateError, StageNotReadyError
 from mmcurate.export import export_balanced, load_balanced
+from mmcurate.export.sharding import parse_shard_size, plan_shards
 from mmcurate.store import BalancedDir
 
 
 def verify_export(folder: Path, check_hashes: bool = True) -> dict:
     return BalancedDir(folder).verify_export(check_hashes)
-from mmcurate.export.sharding import parse_shard_size, plan_shards
+
 
 SHARD_NAME = re.compile(r"^(train|validation|test)-(\d{5})-of-(\d{5})\.parquet$")
 

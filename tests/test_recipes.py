@@ -135,7 +135,7 @@ def test_unknown_class_list_is_a_clear_error() -> None:
 
 def test_every_layout_has_a_class_list() -> None:
     assert set(CLASS_LISTS) == set(LAYOUTS) == {"cremad", "kinetics_sounds", "vggsound", "ave"}
-    for layout, name in CLASS_LISTS.items():
+    for name in CLASS_LISTS.values():
         assert class_list(name)
 
 

@@ -18,16 +18,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-
 from _reeval_fixtures import tensor_data
+
 from mmcurate.reeval import trainer
 from mmcurate.reeval.config import TrainConfig
 from mmcurate.reeval.contribution import coalition_correctness, shapley_contribution
 from mmcurate.reeval.data import ReevalData, SplitData
 from mmcurate.reeval.holdout import holdout_split
 from mmcurate.reeval.methods import METHODS, get_method
-from mmcurate.reeval.methods.base import Method
 from mmcurate.reeval.methods import gblending as gb
+from mmcurate.reeval.methods.base import Method
 from mmcurate.reeval.stats import MIN_SAMPLES, t_interval, wilson_interval
 
 CPU = torch.device("cpu")
@@ -256,8 +256,8 @@ def test_t_interval_over_seeds_by_hand() -> None:
 
 
 def test_summary_states_wilson_for_one_seed_and_t_for_several() -> None:
-    from mmcurate.reeval.report import summarise
     from mmcurate.reeval.metrics import evaluate_predictions
+    from mmcurate.reeval.report import summarise
     from mmcurate.reeval.trainer import RunResult
 
     labels = np.array([0, 1] * 10)

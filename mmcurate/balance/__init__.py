@@ -6,11 +6,11 @@ built from (:func:`make_edges`, :func:`assign_bins`, :func:`plan_bins`, :func:`w
 who build their own selections.
 """
 
-from mmcurate.balance.bins import assign_bins, make_edges
 from mmcurate.balance.config import BalanceConfig
 from mmcurate.balance.runner import BalanceResult, plan_balance, print_plan, run_balance
 from mmcurate.balance.sampling import BinPlan, plan_bins, sample_within_bins, water_fill
 from mmcurate.common.stage import Stage
+from mmcurate.store.bins import assign_bins, make_edges
 from mmcurate.store.splits import assign_splits, parse_ratios
 
 STAGE: Stage[BalanceConfig, BalanceResult] = Stage(

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmcurate.balance.bins import make_edges, parse_edges
 from mmcurate.balance.sampling import SHORTFALL_CHOICES
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
 from mmcurate.common.options import nested, opt
 from mmcurate.score.config import ScoreConfig
+from mmcurate.store.bins import make_edges, parse_edges
 from mmcurate.store.splits import parse_ratios
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from mmcurate.balance.bins import bin_label
 from mmcurate.common.atomic import atomic_path, atomic_write_text
+from mmcurate.store.bins import bin_label
 
 
 def chi_square_uniform(counts: np.ndarray) -> dict[str, float | None]:

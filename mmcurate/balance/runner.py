@@ -15,7 +15,6 @@ import numpy as np
 import pyarrow as pa
 
 from mmcurate import __version__
-from mmcurate.balance.bins import assign_bins, bin_label
 from mmcurate.balance.config import BalanceConfig
 from mmcurate.balance.report import chi_square_uniform, write_report
 from mmcurate.balance.sampling import BinPlan, plan_bins, sample_within_bins
@@ -24,6 +23,7 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.score.runner import print_summary as print_score_summary
 from mmcurate.score.runner import score_out_of_fold, scores_state
 from mmcurate.store import BalancedDir, IngestDir, Workdir
+from mmcurate.store.bins import assign_bins, bin_label
 from mmcurate.store.schemas import SELECTION_SCHEMA
 from mmcurate.store.splits import SPLITS, assign_splits, parse_ratios
 

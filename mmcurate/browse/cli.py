@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import click
 from rich.markup import escape
 
-from mmcurate.common.cli_options import workdir_option
+from mmcurate.cli_options import workdir_option
 from mmcurate.common.console import info, summary_table
 from mmcurate.common.errors import MMCurateError
-from mmcurate.common.workdir import resolve_workdir
+from mmcurate.store import resolve_workdir
 
 if TYPE_CHECKING:
     from mmcurate.browse.build import BrowseResult

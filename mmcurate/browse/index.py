@@ -27,6 +27,7 @@ import numpy as np
 
 from mmcurate.browse.sources import BrowseSource
 from mmcurate.common.errors import MMCurateError
+from mmcurate.store.bins import assign_bins, bin_label
 
 #: Fields of one card row in a chunk, in order (the page reads them by name through this list).
 CARD_FIELDS = ("id", "path", "segment", "duration", "p_audio", "p_visual", "d", "d_std", "pred_audio", "pred_visual",
@@ -178,21 +179,10 @@ def _preferred(t: Any, d: np.ndarray, has_d: np.ndarray) -> np.ndarray:
 
 
 def equal_bins(values: np.ndarray, lo: float, hi: float, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """(edges, bin per value) for ``count`` equal-width bins over [lo, hi]: numpy.histogram's rule
-    (and so matplotlib's, as in ``mmcurate report``): [a, b) except the last, [a, b]; -1 outside.
-
-    Kept here rather than imported from ``mmcurate.balance.bins`` (the same rule): importing
-    ``mmcurate.balance`` loads torch through its runner, seconds for a command that needs none.
-    """
+    """(edges, bin per value) for ``count`` equal-width bins over [lo, hi], by the one binning rule
+    (:func:`mmcurate.store.bins.assign_bins`, numpy.histogram's, as ``mmcurate report`` plots); -1 outside."""
     edges = np.linspace(lo, hi, count + 1)
-    idx = np.searchsorted(edges, values, side="right") - 1
-    idx = np.where(values == edges[-1], count - 1, idx)
-    return edges, np.where((values < edges[0]) | (values > edges[-1]) | np.isnan(values), -1, idx).astype(np.int64)
-
-
-def bin_label(edges: list[float], k: int) -> str:
-    """``[-0.2, 0)`` style label of bin ``k`` (the last bin is closed)."""
-    return f"[{edges[k]:.2g}, {edges[k + 1]:.2g}{']' if k == len(edges) - 2 else ')'}"
+    return edges, assign_bins(values, edges)
 
 
 def _codes(values: list[int], count: int, what: str) -> np.ndarray:

@@ -179,7 +179,7 @@ def discover(
 
     if use_csv:
         split_of = {path: listed[name][0] for path, name, _ in candidates}
-        for clip, (split, _label, lineno, name) in sorted(listed.items()):
+        for clip, (_split, _label, lineno, name) in sorted(listed.items()):
             if clip not in seen:
                 expected = f"{video_prefix}{clip}.flv"
                 disc.failures.append(

@@ -1,4 +1,9 @@
-"""Discrepancy bins over [-1, 1]: equal-width by default, or custom edges."""
+"""Discrepancy bins: equal-width over [-1, 1] by default, or custom edges; the one binning rule.
+
+``balance`` assigns bins with it and records the edges in ``balance.json``; ``reeval`` and ``browse``
+read the same edges and apply the same rule, so a sample is in the same bin everywhere. The rule is
+numpy.histogram's (and so matplotlib's): bins are ``[lo, hi)`` except the last, ``[lo, hi]``.
+"""
 
 from __future__ import annotations
 
@@ -35,14 +40,16 @@ def parse_edges(text: str | None) -> list[float] | None:
         raise MMCurateError(f"--edges expects comma-separated numbers (got {text!r})") from None
 
 
-def assign_bins(d: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bin index per value (``-1`` outside the edges). Bins are [lo, hi) except the last, [lo, hi]."""
+def assign_bins(d: np.ndarray, edges: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Bin index per value (``-1`` outside the edges or NaN). Bins are [lo, hi) except the last, [lo, hi]."""
+    d = np.asarray(d, dtype=np.float64)
+    edges = np.asarray(edges, dtype=np.float64)
     idx = np.searchsorted(edges, d, side="right") - 1
     idx = np.where(d == edges[-1], len(edges) - 2, idx)
-    return np.where((d < edges[0]) | (d > edges[-1]), -1, idx).astype(np.int64)
+    return np.where((d < edges[0]) | (d > edges[-1]) | np.isnan(d), -1, idx).astype(np.int64)
 
 
-def bin_label(edges: np.ndarray, b: int) -> str:
+def bin_label(edges: np.ndarray | Sequence[float], b: int) -> str:
     """``[-0.2, 0)`` style label of bin ``b``."""
     right = "]" if b == len(edges) - 2 else ")"
     return f"[{edges[b]:.2g}, {edges[b + 1]:.2g}{right}"

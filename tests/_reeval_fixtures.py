@@ -191,7 +191,10 @@ def write_balanced_export(
     return out_dir
 
 
-def write_ingest_dir(rows: list[dict], classes: Sequence[str], out_dir: Path, with_splits: str = "all", rows_per_shard: int = 7) -> Path:
+def write_ingest_dir(
+    rows: list[dict], classes: Sequence[str], out_dir: Path, with_splits: str = "all", rows_per_shard: int = 7,
+    with_groups: bool = False,
+) -> Path:
     """An ingest+score directory per mmcurate.store.schemas (manifest, Arrow shards, scores, classes.json).
 
     ``with_splits``: "all" keeps the rows' splits, "no_val" turns val rows into train, "none"
@@ -225,7 +228,8 @@ def write_ingest_dir(rows: list[dict], classes: Sequence[str], out_dir: Path, wi
             manifest.append(
                 {
                     "sample_id": r["sample_id"], "path": r["sample_id"], "size_bytes": 1, "sha256": "0" * 64,
-                    "label": r["label"], "split": split, "group": None, "start": None, "end": None,
+                    "label": r["label"], "split": split, "group": r.get("group") if with_groups else None,
+                    "start": None, "end": None,
                     "duration": 0.5, "container": "mp4", "video_codec": "h264", "audio_codec": "flac", "fps": 15.0,
                     "width": 64, "height": 64, "native_frame_count": len(r["frames"]), "native_sample_rate": SAMPLE_RATE,
                     "native_channels": 1, "native_audio_samples": 0, "num_frames": len(r["frames"]),
@@ -235,8 +239,9 @@ def write_ingest_dir(rows: list[dict], classes: Sequence[str], out_dir: Path, wi
             d = r["discrepancy"]
             scores.append(
                 {
-                    "sample_id": r["sample_id"], "label": r["label"], "fold": 0, "p_audio": max(d, 0.0),
-                    "p_visual": max(-d, 0.0), "discrepancy": d, "preferred": "audio" if d > 0 else "visual",
+                    "sample_id": r["sample_id"], "label": r["label"], "fold": 0,
+                    "p_audio": r.get("p_audio", max(d, 0.0)), "p_visual": r.get("p_visual", max(-d, 0.0)),
+                    "discrepancy": d, "preferred": "audio" if d > 0 else "visual",
                     "pred_audio": None, "pred_visual": None, "entropy_audio": None, "entropy_visual": None,
                     "scorer_id": "fixture",
                 }

@@ -11,14 +11,15 @@ from _reeval_fixtures import synthetic_rows, write_balanced_export, write_ingest
 
 from mmcurate.common.errors import MMCurateError, StageNotReadyError
 from mmcurate.reeval.config import TensorSettings
-from mmcurate.reeval.data import equal_width_bins, resolve_splits
+from mmcurate.reeval.data import resolve_splits, resplit
 from mmcurate.reeval.sources import (
     load_balanced_dir,
     load_hub_dataset,
     load_ingest_dir,
     resolve_source,
 )
-from mmcurate.store import Workdir
+from mmcurate.store import IngestDir, Workdir
+from mmcurate.store.bins import assign_bins, make_edges
 
 CLASSES = ["cat", "dog", "owl"]
 SETTINGS = TensorSettings(image_size=16, num_frames=3)
@@ -111,7 +112,7 @@ def test_ingest_dir_splits(tmp_path: Path, rows: list[dict], with_splits: str, s
     for split in ("train", "val", "test"):
         s = data.split(split)
         np.testing.assert_allclose(s.discrepancy, [d_of[i] for i in s.sample_ids])
-        np.testing.assert_array_equal(s.bins, equal_width_bins(s.discrepancy, 4))
+        np.testing.assert_array_equal(s.bins, assign_bins(s.discrepancy, make_edges(4)))
     again = load_ingest_dir(ingest, SETTINGS, bins=4)
     assert again.fingerprint() == data.fingerprint()  # deterministic carving
 
@@ -140,9 +141,55 @@ def test_fallback_splits_are_stratified_deterministic_and_group_disjoint() -> No
         resolve_splits(["train", "val"], ["a", "a"], "m.parquet")
 
 
-def test_equal_width_bins() -> None:
-    d = np.array([-1.0, -0.95, -0.2, 0.0, 0.19, 0.2, 0.999, 1.0, np.nan])
-    np.testing.assert_array_equal(equal_width_bins(d, 10), [0, 0, 4, 5, 5, 6, 9, 9, -1])
+def test_reeval_bins_are_balance_bins_for_every_sample(tmp_path: Path) -> None:
+    """Confidences on a 0.05 grid (441 pairs): float subtraction puts many d right on a bin edge,
+    where any other binning formula than balance's disagrees (62 of 441 did with the old one)."""
+    from mmcurate.balance import BalanceConfig, plan_balance
+
+    grid = [round(0.05 * k, 2) for k in range(21)]
+    pairs = [(a, v) for a in grid for v in grid]
+    base = synthetic_rows({"train": len(pairs)}, CLASSES, seed=1, frames=1)
+    rows = [
+        {**r, "split": ("train", "val", "test")[i % 3], "p_audio": a, "p_visual": v, "discrepancy": a - v}
+        for i, (r, (a, v)) in enumerate(zip(base, pairs, strict=True))
+    ]
+    ingest = write_ingest_dir(rows, CLASSES, tmp_path / "ingest")
+    _, balance_bins, _, plan, _ = plan_balance(IngestDir(ingest), BalanceConfig(bins=10))
+    pool_ids = sorted(r["sample_id"] for r in rows)
+    balance_bin_of = dict(zip(pool_ids, balance_bins.tolist(), strict=True))
+    data = load_ingest_dir(ingest, TensorSettings(image_size=8, num_frames=1), bins=10)
+    assert data.bin_edges == [float(e) for e in plan.edges]
+    for split in ("train", "val", "test"):
+        s = data.split(split)
+        assert [balance_bin_of[i] for i in s.sample_ids] == s.bins.tolist(), split
+
+
+def test_reeval_uses_the_edges_balance_recorded(export_dir: Path) -> None:
+    record = export_dir / "balance.json"
+    record.write_text('{"bin_edges": [-1.0, -0.3, 0.0, 0.3, 1.0]}')
+    try:
+        assert load_balanced_dir(export_dir, SETTINGS).bin_edges == [-1.0, -0.3, 0.0, 0.3, 1.0]
+    finally:
+        record.unlink()
+
+
+def test_resplit_redraws_train_and_val_per_seed_keeps_test_and_groups(tmp_path: Path) -> None:
+    rows = synthetic_rows({"train": 24, "val": 6, "test": 6}, CLASSES, seed=5, frames=1)
+    rows = [{**r, "group": f"spk{i % 9}" if r["split"] != "test" else f"t{i}"} for i, r in enumerate(rows)]
+    ingest = write_ingest_dir(rows, CLASSES, tmp_path / "ingest", with_groups=True)
+    data = load_ingest_dir(ingest, TensorSettings(image_size=8, num_frames=1), bins=4)
+    a, b, a_again = resplit(data, 1), resplit(data, 2), resplit(data, 1)
+    for d in (a, b):
+        assert d.test.sample_ids == data.test.sample_ids and torch.equal(d.test.frames, data.test.frames)
+        assert sorted(d.train.sample_ids + d.val.sample_ids) == sorted(data.train.sample_ids + data.val.sample_ids)
+        assert abs(len(d.val) - len(data.val)) <= 3  # sizes kept as far as whole groups allow
+        train_groups, val_groups = set(d.train.groups), set(d.val.groups)
+        assert not train_groups & val_groups and "re-drawn for seed" in d.split_note
+        pos = {sid: i for i, sid in enumerate(data.train.sample_ids + data.val.sample_ids)}
+        frames = torch.cat([data.train.frames, data.val.frames])
+        assert all(torch.equal(d.val.frames[k], frames[pos[sid]]) for k, sid in enumerate(d.val.sample_ids))
+    assert a.val.sample_ids == a_again.val.sample_ids and a.fingerprint() == a_again.fingerprint()
+    assert a.val.sample_ids != b.val.sample_ids and a.fingerprint() != b.fingerprint()
 
 
 def test_source_resolution(tmp_path: Path, export_dir: Path, rows: list[dict]) -> None:

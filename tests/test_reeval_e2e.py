@@ -78,6 +78,22 @@ def test_every_method_runs_end_to_end_and_selects_on_validation(small_export: Pa
             assert img.format == "PNG" and img.size[0] > 400
 
 
+def test_resplit_seeds_redraw_train_and_val_and_the_tables_say_so(small_export: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resplit"
+    main(["reeval", str(small_export), "--out", str(out), "--methods", "joint", "--seeds", "0,1", "--resplit", *TINY])
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["settings"]["resplit"] is True
+    ids = {}
+    for seed in (0, 1):
+        val = pq.read_table(out / "runs" / "joint" / f"seed{seed}" / "predictions.parquet")  # test is fixed
+        ids[seed] = sorted(val.column("sample_id").to_pylist())
+    assert ids[0] == ids[1]
+    configs = [json.loads((out / "runs" / "joint" / f"seed{s}" / "config.json").read_text())["data"] for s in (0, 1)]
+    assert configs[0] != configs[1]  # each seed trained on its own train/val draw
+    md = (out / "results.md").read_text()
+    assert "train/val re-drawn" in md and "seed and split variance" in md
+
+
 def _cli(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
     env = {**os.environ, "MMCURATE_NO_PROGRESS": "1", **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "mmcurate", "reeval", *args], cwd=REPO, env=env,

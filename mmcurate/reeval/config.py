@@ -113,6 +113,11 @@ class ReevalConfig:
         metavar="METHOD.KEY=VALUE",
         default_factory=tuple,
     )
+    resplit: bool = opt(
+        False,
+        "Re-draw the train/val split for every seed (test fixed; stratified by bin and class, groups kept whole), so "
+        "the spread over seeds includes split variance; the tables say which variance they show.",
+    )
     fresh: bool = opt(False, "Ignore checkpoints and finished runs in --out and train everything again.")
     threads: int = opt(1, "CPU threads for training (tiny CPU models gain little from more; shared cores lose a lot).")
     cache_dir: str | None = opt(None, "datasets cache directory for a Hub SOURCE.")

@@ -8,6 +8,7 @@ both are NaN / -1 for samples that have no score.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
@@ -143,19 +144,6 @@ def resolve_splits(
     return out, f"no val split in the source: 10 % of train ({how}, seed {DATA_SEED}) is the validation split"  # type: ignore[return-value]
 
 
-def equal_width_bins(discrepancy: np.ndarray, num_bins: int) -> np.ndarray:
-    """Bin index of each d over [-1, 1] in ``num_bins`` equal bins (0 = most visual-preferred); -1 for NaN."""
-    d = np.asarray(discrepancy, dtype=np.float64)
-    b = np.floor((np.clip(np.nan_to_num(d), -1, 1) + 1) / 2 * num_bins).astype(np.int64)
-    b = np.clip(b, 0, num_bins - 1)
-    b[~np.isfinite(d)] = -1
-    return b
-
-
-def equal_width_edges(num_bins: int) -> list[float]:
-    return [round(-1 + 2 * k / num_bins, 10) for k in range(num_bins + 1)]
-
-
 def assemble(
     media: pa.Table,
     classes: list[str],
@@ -192,8 +180,7 @@ def assemble(
             bins=np.asarray(bins, dtype=np.int64)[idx],
             groups=None if groups is None else [groups[i] for i in idx],
         )
-    train_audio = parts["train"].audio
-    std = float(train_audio.std()) if train_audio.numel() > 1 else 1.0
+    mean, std = _audio_stats(parts["train"])
     return ReevalData(
         train=parts["train"],
         val=parts["val"],
@@ -205,7 +192,66 @@ def assemble(
         num_bins=num_bins,
         bin_edges=bin_edges,
         decoder=tensors.decoder,
-        audio_mean=float(train_audio.mean()),
-        audio_std=std if std > 1e-8 else 1.0,
+        audio_mean=mean,
+        audio_std=std,
         notes=list(notes or []),
+    )
+
+
+def _audio_stats(train: SplitData) -> tuple[float, float]:
+    """Audio standardisation statistics from the training split only."""
+    std = float(train.audio.std()) if train.audio.numel() > 1 else 1.0
+    return float(train.audio.mean()), std if std > 1e-8 else 1.0
+
+
+def _take(split: SplitData, name: str, idx: np.ndarray) -> SplitData:
+    t = torch.as_tensor(idx, dtype=torch.long)
+    return SplitData(
+        name=name,
+        frames=split.frames[t].contiguous(),
+        audio=split.audio[t].contiguous(),
+        labels=split.labels[t].contiguous(),
+        sample_ids=[split.sample_ids[i] for i in idx],
+        discrepancy=split.discrepancy[idx],
+        bins=split.bins[idx],
+        groups=None if split.groups is None else [split.groups[i] for i in idx],
+    )
+
+
+def _concat(a: SplitData, b: SplitData, name: str) -> SplitData:
+    groups = None if a.groups is None and b.groups is None else [
+        *(a.groups or [None] * len(a)), *(b.groups or [None] * len(b))
+    ]
+    return SplitData(
+        name=name,
+        frames=torch.cat([a.frames, b.frames]),
+        audio=torch.cat([a.audio, b.audio]),
+        labels=torch.cat([a.labels, b.labels]),
+        sample_ids=[*a.sample_ids, *b.sample_ids],
+        discrepancy=np.concatenate([a.discrepancy, b.discrepancy]),
+        bins=np.concatenate([a.bins, b.bins]),
+        groups=groups,
+    )
+
+
+def resplit(data: ReevalData, seed: int) -> ReevalData:
+    """``data`` with train and val pooled and re-drawn for ``seed``; test stays fixed.
+
+    The draw keeps the sizes of the given train and val splits, stratifies by discrepancy bin and
+    class, and keeps every group (speaker, source video) in one split, with the one splitter of
+    mmcurate (:func:`mmcurate.store.splits.assign_splits`). Seeds that re-draw the data make the
+    spread across seeds include split variance (``--resplit``).
+    """
+    pool = _concat(data.train, data.val, "pool")
+    n_train, n_val = len(data.train), len(data.val)
+    ratios = (n_train / (n_train + n_val), n_val / (n_train + n_val), 0.0)
+    labels = np.asarray(pool.labels.numpy(), dtype=object)
+    drawn = assign_splits(np.maximum(pool.bins, 0), labels, pool.groups, ratios, seed)
+    train = _take(pool, "train", np.flatnonzero(drawn == "train"))
+    val = _take(pool, "val", np.flatnonzero(drawn == "val"))
+    mean, std = _audio_stats(train)
+    how = "groups kept whole" if pool.groups is not None and any(g is not None for g in pool.groups) else "no groups known"
+    return dataclasses.replace(
+        data, train=train, val=val, audio_mean=mean, audio_std=std,
+        split_note=f"{data.split_note}; train/val re-drawn for seed {seed} (stratified by bin and class, {how}; test fixed)",
     )

@@ -59,7 +59,9 @@ CONTRIBUTION_COLUMNS: list[tuple[str, str]] = [
 
 #: interval kinds as the tables name them
 INTERVAL_NAMES = {"wilson": "Wilson score interval over the test samples (one seed)",
-                  "t": "Student t interval over the seeds (seed variance; the test samples are fixed)"}
+                  "t": "Student t interval over the seeds (seed variance; the test samples are fixed)",
+                  "t_resplit": "Student t interval over the seeds, each with its own train/val draw (seed and split "
+                               "variance; the test samples are fixed)"}
 
 
 # ----------------------------------------------------------------------------------------- summary
@@ -203,8 +205,8 @@ def results_markdown(
     counts = runs[0].test["counts"] if runs else {}
     bin_counts = runs[0].test["bin_counts"] if runs else []
     methods = list(summary)
-    interval = INTERVAL_NAMES["wilson" if len(seeds) == 1 else "t"]
-    spread = "" if len(seeds) == 1 else " ± std over seeds"
+    interval = INTERVAL_NAMES["wilson" if len(seeds) == 1 else "t_resplit" if settings.get("resplit") else "t"]
+    spread = "" if len(seeds) == 1 else (" ± std over seeds and train/val draws" if settings.get("resplit") else " ± std over seeds")
     lines = [
         "# Re-evaluation results",
         "",

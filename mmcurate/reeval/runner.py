@@ -6,6 +6,7 @@ command line.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from mmcurate.common.console import info, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.reeval.config import ReevalConfig, TensorSettings, TrainConfig
 from mmcurate.reeval.data import ReevalData
+from mmcurate.reeval.data import resplit as resplit_data
 from mmcurate.reeval.methods import METHODS, get_method
 from mmcurate.reeval.report import write_report
 from mmcurate.reeval.sources import load_source, resolve_source
@@ -71,7 +73,7 @@ def run_reeval_stage(workdir: Workdir, cfg: ReevalConfig) -> ReevalOutcome:
     return run_reeval(
         cfg.source, cfg.out or workdir.reeval_dir, cfg.method_list(), cfg.seed_list(), cfg.train_config(device.type),
         cfg.tensor_settings(device.type), device, workdir=workdir, bins=cfg.bins, fresh=cfg.fresh,
-        cache_dir=cfg.cache_dir, threads=cfg.threads,
+        cache_dir=cfg.cache_dir, threads=cfg.threads, resplit=cfg.resplit,
     )
 
 
@@ -89,6 +91,7 @@ def run_reeval(
     fresh: bool = False,
     cache_dir: str | None = None,
     threads: int | None = 1,
+    resplit: bool = False,
 ) -> ReevalOutcome:
     """Load the source, train and test every (method, seed), write the report into ``out_dir``.
 
@@ -114,8 +117,16 @@ def run_reeval(
     runs: list[RunResult] = []
     for name in methods:
         for seed in seeds:
-            runs.append(train_run(name, data, cfg, seed, out_dir, device, fresh=fresh))
-    run_settings: dict[str, Any] = {**cfg.to_dict(), **settings.to_dict(), "seeds": seeds, "methods": methods, "bins": bins}
+            runs.append(train_run(name, resplit_data(data, seed) if resplit else data, cfg, seed, out_dir, device, fresh=fresh))
+    run_settings: dict[str, Any] = {
+        **cfg.to_dict(), **settings.to_dict(), "seeds": seeds, "methods": methods, "bins": bins,
+        **({"resplit": True} if resplit else {}),
+    }
+    if resplit:
+        data = dataclasses.replace(
+            data, split_note=f"{data.split_note}; train/val re-drawn for every seed (stratified by bin and class, "
+            "groups kept whole where known; test fixed)",
+        )
     paths = write_report(out_dir, data, runs, run_settings, device.type)
     atomic_write_json(
         out_dir / "timings.json",

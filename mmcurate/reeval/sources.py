@@ -25,14 +25,9 @@ import pyarrow.compute as pc
 from mmcurate.common.errors import MMCurateError, StageNotReadyError
 from mmcurate.data import read_shards
 from mmcurate.reeval.config import TensorSettings
-from mmcurate.reeval.data import (
-    ReevalData,
-    assemble,
-    equal_width_bins,
-    equal_width_edges,
-    resolve_splits,
-)
+from mmcurate.reeval.data import ReevalData, assemble, resolve_splits
 from mmcurate.store import BalancedDir, IngestDir, Workdir
+from mmcurate.store.bins import assign_bins, make_edges
 from mmcurate.store.io import read_parquet, require_columns
 from mmcurate.store.splits import normalize_splits
 
@@ -113,7 +108,8 @@ def load_balanced_dir(path: Path, settings: TensorSettings) -> ReevalData:
         tables.append(table)
         split_of_rows += [split] * table.num_rows
     table = _concat(tables, str(path / "data"))
-    return _from_hf_table(table, split_of_rows, names, settings, str(path), "balanced")
+    table = _with_selection_groups(table, balanced)
+    return _from_hf_table(table, split_of_rows, names, settings, str(path), "balanced", balanced.bin_edges())
 
 
 def load_hub_dataset(repo_id: str, settings: TensorSettings, cache_dir: str | None = None) -> ReevalData:
@@ -178,10 +174,25 @@ def _concat(tables: list[pa.Table], origin: str) -> pa.Table:
         raise MMCurateError(f"{origin}: shards have incompatible columns ({exc})") from None
 
 
+def _with_selection_groups(table: pa.Table, balanced: BalancedDir) -> pa.Table:
+    """The export rows with their ``group`` from selection.parquet (the export itself does not carry it)."""
+    if "group" in table.column_names or not balanced.selection_path.is_file():
+        return table
+    selection = balanced.read_selection()
+    group_of = dict(zip(selection.column("sample_id").to_pylist(), selection.column("group").to_pylist()))
+    return table.append_column("group", pa.array([group_of.get(s) for s in table.column("sample_id").to_pylist()], pa.string()))
+
+
 def _from_hf_table(
-    table: pa.Table, file_splits: list[str], names: list[str] | None, settings: TensorSettings, origin: str, kind: str
+    table: pa.Table, file_splits: list[str], names: list[str] | None, settings: TensorSettings, origin: str, kind: str,
+    recorded_edges: list[float] | None = None,
 ) -> ReevalData:
-    """Export columns (schemas.EXPORT_COLUMNS) -> shard layout + discrepancy, bins and splits."""
+    """Export columns (schemas.EXPORT_COLUMNS) -> shard layout + discrepancy, bins and splits.
+
+    Bins are the export's ``bin`` column (assigned by ``mmcurate balance``); their edges are the ones
+    balance recorded (``recorded_edges``) or, for a dataset without that record, equal-width edges
+    when they reproduce every bin, else unknown.
+    """
     missing = [c for c in EXPORT_REQUIRED if c not in table.column_names]
     if missing:
         raise MMCurateError(f"{origin}: missing column(s) {', '.join(missing)}; is this a mmcurate balanced export?")
@@ -201,7 +212,9 @@ def _from_hf_table(
     discrepancy = np.array([np.nan if d is None else d for d in table.column("discrepancy").to_pylist()], dtype=np.float64)
     bins = np.array([-1 if b is None else b for b in table.column("bin").to_pylist()], dtype=np.int64)
     num_bins = int(bins.max()) + 1 if (bins >= 0).any() else 0
-    edges = equal_width_edges(num_bins) if num_bins and _bins_are_equal_width(discrepancy, bins, num_bins) else None
+    edges = recorded_edges
+    if edges is None and num_bins and _bins_are_equal_width(discrepancy, bins, num_bins):
+        edges = [float(e) for e in make_edges(num_bins)]
     media = pa.table(
         {
             "sample_id": table.column("sample_id").cast(pa.string()),
@@ -221,7 +234,7 @@ def _from_hf_table(
 
 def _bins_are_equal_width(d: np.ndarray, bins: np.ndarray, num_bins: int) -> bool:
     ok = (bins >= 0) & np.isfinite(d)
-    return bool(ok.any()) and bool(np.all(equal_width_bins(d[ok], num_bins) == bins[ok]))
+    return bool(ok.any()) and bool(np.all(assign_bins(d[ok], make_edges(num_bins)) == bins[ok]))
 
 
 def _frames_as_bytes(col: pa.ChunkedArray, origin: str) -> pa.Array:
@@ -278,8 +291,8 @@ def load_ingest_dir(path: Path, settings: TensorSettings, bins: int = 10) -> Ree
     splits = normalize_splits(manifest.column("split").to_pylist(), str(ingest.manifest_path))
     splits, note = resolve_splits(splits, labels, str(ingest.manifest_path), _groups(manifest))
     return assemble(
-        media, classes, splits, discrepancy, equal_width_bins(discrepancy, bins),
-        num_bins=bins, bin_edges=equal_width_edges(bins), settings=settings,
+        media, classes, splits, discrepancy, assign_bins(discrepancy, make_edges(bins)),
+        num_bins=bins, bin_edges=[float(e) for e in make_edges(bins)], settings=settings,
         source=str(path), source_kind="ingest", split_note=note, notes=notes, groups=_groups(manifest),
     )
 

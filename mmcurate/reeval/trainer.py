@@ -128,7 +128,7 @@ def train_run(
     model = method.build_model(len(data.classes)).to(device)
     optimizer, scheduler = build_optimizer(model, cfg)
     steps = num_batches(len(data.train), cfg.batch_size, drop_singleton=True)
-    ctx = TrainContext(0, cfg.epochs, 0, steps, device, data, cfg.batch_size, seed)
+    ctx = TrainContext(0, cfg.epochs, 0, steps, device, data, cfg.batch_size, seed, optimizer, cfg, Path(out_dir))
     state = _load_checkpoint(run_dir / "last.pt", ident_hash, device)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -199,7 +199,10 @@ def _train_epoch(
     order = epoch_order(len(data.train), seed, ctx.epoch)
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
-    for batch in iter_batches(data.train, data, cfg.batch_size, ctx.device, order=order, drop_singleton=True):
+    batches = method.train_batches(ctx)
+    if batches is None:
+        batches = iter_batches(data.train, data, cfg.batch_size, ctx.device, order=order, drop_singleton=True)
+    for batch in batches:
         optimizer.zero_grad(set_to_none=True)
         out = method.forward(model, batch, ctx)
         loss, logs = method.loss(model, batch, out, ctx)

@@ -66,6 +66,8 @@ class AGM(Method):
     name = "agm"
     title = "AGM"
     reference = "Li et al., ICCV 2023"
+    category = "optimisation"
+    paper = "Boosting Multi-modal Model Performance with Adaptive Gradient Modulation"
     #: alpha 0.1 as BalanceMM; modulation all run long
     defaults = {"alpha": 0.1, "modulation_start": 0, "modulation_end": None}
 

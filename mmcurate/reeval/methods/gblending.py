@@ -53,6 +53,8 @@ class GBlending(Method):
     name = "gblending"
     title = "G-Blending"
     reference = "Wang et al., CVPR 2020"
+    category = "objective"
+    paper = "What Makes Training Multi-modal Classification Networks Hard?"
     #: super_epoch None: a quarter of the run (BalanceMM: 10 of 30 epochs)
     defaults = {"super_epoch": None}
 

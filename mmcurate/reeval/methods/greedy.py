@@ -75,6 +75,8 @@ class Greedy(Method):
     name = "greedy"
     title = "Greedy"
     reference = "Wu et al., ICML 2022"
+    category = "feed-forward"
+    paper = "Characterizing and Overcoming the Greedy Nature of Learning in Multi-modal Deep Neural Networks"
     #: BalanceMM defaults: alpha 0.001, window 5 steps
     defaults = {"alpha": 0.001, "window": 5}
 

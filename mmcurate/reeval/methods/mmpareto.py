@@ -57,6 +57,8 @@ class MMPareto(Method):
     name = "mmpareto"
     title = "MMPareto"
     reference = "Wei & Hu, ICML 2024"
+    category = "objective"
+    paper = "MMPareto: Boosting Multimodal Learning with Innocent Unimodal Assistance"
     defaults = {"gamma": 1.5}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -65,6 +65,8 @@ class PMR(Method):
     name = "pmr"
     title = "PMR"
     reference = "Fan et al., CVPR 2023"
+    category = "optimisation"
+    paper = "PMR: Prototypical Modal Rebalance for Multimodal Learning"
     #: alpha 0.6 and momentum 0.5 as BalanceMM; a quarter of train per prototype refresh
     defaults = {"alpha": 0.6, "momentum": 0.5, "proto_fraction": 0.25, "modulation_start": 0, "modulation_end": None}
 

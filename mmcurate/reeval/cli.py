@@ -13,9 +13,21 @@ from mmcurate.common.workdir import stage_dir
 from mmcurate.models.fusion import FUSIONS
 from mmcurate.reeval.config import OPTIMIZERS, TensorSettings, TrainConfig
 
-#: registry order, without importing torch-heavy modules for --help
-METHOD_NAMES = ("audio_only", "visual_only", "joint", "ogm_ge", "gblending", "greedy", "pmr", "agm", "mmpareto")
 OPTIMIZER_DEFAULTS = {"sgd": {"lr": 0.01, "weight_decay": 1e-4}, "adamw": {"lr": 1e-3, "weight_decay": 1e-2}}
+
+
+def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """--list-methods: the registry's methods with category and paper (from the classes themselves)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from mmcurate.reeval.methods import method_catalog
+
+    rows = method_catalog()
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in ("name", "category", "reference")}
+    click.echo("  ".join(k.ljust(widths[k]) for k in widths) + "  paper")
+    for r in rows:
+        click.echo("  ".join(r[k].ljust(widths[k]) for k in widths) + "  " + (r["paper"] or r["title"]))
+    ctx.exit(0)
 
 
 @click.command(
@@ -34,7 +46,10 @@ OPTIMIZER_DEFAULTS = {"sgd": {"lr": 0.01, "weight_decay": 1e-4}, "adamw": {"lr":
               help="Results directory (default WORKDIR/reeval). Holds results.json/.csv/.md, plots and runs/ checkpoints.")
 @workdir_option
 @click.option("--methods", default="all", show_default=True,
-              help=f"Comma-separated methods to run, or 'all': {', '.join(METHOD_NAMES)}.")
+              help="Comma-separated methods to run, in any common spelling (ogm_ge, OGM-GE, MMCosine, ReconBoost), "
+                   "or 'all'; --list-methods shows them.")
+@click.option("--list-methods", is_flag=True, is_eager=True, expose_value=False, callback=_list_methods,
+              help="Print every method with its category and paper, then exit.")
 @click.option("--seeds", default="0", show_default=True,
               help="Comma-separated seeds; every method runs once per seed and the tables give mean ± std.")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Training epochs, the same for every method.")
@@ -119,16 +134,19 @@ def reeval(
 
 
 def parse_methods(text: str) -> list[str]:
-    """'all' or a comma list -> method names (duplicates dropped, order kept)."""
+    """'all' or a comma list in any accepted spelling -> registry names (duplicates dropped, order kept)."""
+    from mmcurate.reeval.methods import METHODS, lookup_method
+
     names = [t.strip() for t in text.split(",") if t.strip()]
-    if names == ["all"]:
-        return list(METHOD_NAMES)
-    unknown = [n for n in names if n not in METHOD_NAMES]
-    if unknown:
-        raise MMCurateError(f"--methods: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)} or 'all'")
+    if [n.lower() for n in names] == ["all"]:
+        return list(METHODS)
     if not names:
         raise MMCurateError("--methods is empty")
-    return list(dict.fromkeys(names))
+    unknown = [n for n in names if lookup_method(n) is None]
+    if unknown:
+        raise MMCurateError(f"--methods: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)} or 'all' "
+                            "(mmcurate reeval --list-methods)")
+    return list(dict.fromkeys(str(lookup_method(n)) for n in names))
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -155,5 +173,12 @@ def parse_method_params(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
-        out.setdefault(method, {})[param] = value
+        out.setdefault(_canonical(method.strip()), {})[param] = value
     return out
+
+
+def _canonical(method: str) -> str:
+    """A --method-param method name in any accepted spelling -> its registry name (unknown: unchanged, checked later)."""
+    from mmcurate.reeval.methods import lookup_method
+
+    return lookup_method(method) or method

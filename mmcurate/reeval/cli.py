@@ -144,8 +144,8 @@ def parse_methods(text: str) -> list[str]:
         raise MMCurateError("--methods is empty")
     unknown = [n for n in names if lookup_method(n) is None]
     if unknown:
-        raise MMCurateError(f"--methods: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)} or 'all' "
-                            "(mmcurate reeval --list-methods)")
+        raise MMCurateError(f"--methods: unknown method(s) {', '.join(unknown)}; choose from "
+                            f"{', '.join(METHODS)} or 'all' (mmcurate reeval --list-methods)")
     return list(dict.fromkeys(str(lookup_method(n)) for n in names))
 
 
@@ -178,7 +178,7 @@ def parse_method_params(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 
 
 def _canonical(method: str) -> str:
-    """A --method-param method name in any accepted spelling -> its registry name (unknown: unchanged, checked later)."""
+    """A --method-param method name in any spelling -> its registry name (unknown: unchanged, checked later)."""
     from mmcurate.reeval.methods import lookup_method
 
     return lookup_method(method) or method

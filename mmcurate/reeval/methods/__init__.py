@@ -69,7 +69,8 @@ def resolve_method(text: str) -> str:
     """The registry name for a method as a user wrote it; an unknown one is a user error."""
     name = lookup_method(text)
     if name is None:
-        raise MMCurateError(f"unknown method {text!r}; choose from {', '.join(METHODS)} (mmcurate reeval --list-methods)")
+        known = ", ".join(METHODS)
+        raise MMCurateError(f"unknown method {text!r}; choose from {known} (mmcurate reeval --list-methods)")
     return name
 
 
@@ -88,4 +89,7 @@ def method_catalog() -> list[dict[str, str]]:
     ]
 
 
-__all__ = ["CATEGORIES", "METHODS", "Method", "Prediction", "TrainContext", "get_method", "lookup_method", "method_catalog", "resolve_method"]
+__all__ = [
+    "CATEGORIES", "METHODS", "Method", "Prediction", "TrainContext",
+    "get_method", "lookup_method", "method_catalog", "resolve_method",
+]

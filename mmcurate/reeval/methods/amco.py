@@ -70,7 +70,11 @@ class AMCoClassifier(AVClassifier):
         self.linear_star = nn.Linear(num_classes, num_classes)
 
     def forward_masked(
-        self, audio: torch.Tensor, frames: torch.Tensor, masks: dict[str, torch.Tensor] | None = None, on: str = "logits"
+        self,
+        audio: torch.Tensor,
+        frames: torch.Tensor,
+        masks: dict[str, torch.Tensor] | None = None,
+        on: str = "logits",
     ) -> AVOutput:
         """``masks``: modality -> mask, applied to that modality's split logits (or features)."""
         masks = masks or {}
@@ -129,8 +133,8 @@ class AMCo(Method):
     def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
         out, p_t = out
         y = batch.labels
-        loss = F.cross_entropy(out.logits, y) + F.cross_entropy(out.audio_logits, y) + F.cross_entropy(out.visual_logits, y)
-        logs = {"mask_fraction": p_t, "audio_dependent": float(self.dependent["audio"]), "visual_dependent": float(self.dependent["visual"])}
+        loss = sum(F.cross_entropy(z, y) for z in (out.logits, out.audio_logits, out.visual_logits))
+        logs = {"mask_fraction": p_t, **{f"{m}_dependent": float(d) for m, d in self.dependent.items()}}
         sft_a, sft_v = amco_dependence(out.audio_logits, out.visual_logits)
         sigma = float(self.params["sigma"])
         self.dependent = {"audio": sft_a > sigma, "visual": sft_v > sigma}  # for the next step

@@ -78,7 +78,8 @@ class CML(Method):
             keep = "audio" if self._epoch_removed == "visual" else "visual"
             return full, head_without(model, a, v, keep)
         remove_visual = (torch.rand(len(batch), generator=self._gen) < 0.5).to(full.device)
-        removed = torch.where(remove_visual[:, None], head_without(model, a, v, "audio"), head_without(model, a, v, "visual"))
+        only_audio, only_visual = head_without(model, a, v, "audio"), head_without(model, a, v, "visual")
+        removed = torch.where(remove_visual[:, None], only_audio, only_visual)
         return full, removed
 
     def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:

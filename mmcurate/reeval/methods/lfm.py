@@ -38,7 +38,9 @@ from mmcurate.reeval.methods.base import Method, TrainContext, cpu_generator
 
 SCHEDULES: tuple[str, ...] = ("learnable", "fitted")
 #: the official fitted schedule: CE weight alpha_0(epoch) = sum_i c_i epoch^i
-FITTED_CE: tuple[float, ...] = (2.04623704e-01, 3.35472727e-03, 1.22989557e-04, -2.92947416e-06, 2.23835486e-08, -5.39717505e-11)
+FITTED_CE: tuple[float, ...] = (
+    2.04623704e-01, 3.35472727e-03, 1.22989557e-04, -2.92947416e-06, 2.23835486e-08, -5.39717505e-11,
+)
 ALIGN_BOUNDS: tuple[float, float] = (0.05, 0.95)
 
 

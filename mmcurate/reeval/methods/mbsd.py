@@ -36,7 +36,9 @@ from mmcurate.reeval.methods.base import Method, TrainContext
 VARIANTS: tuple[str, ...] = ("distill", "balancemm")
 
 
-def mbsd_weights(p_audio_y: torch.Tensor, p_visual_y: torch.Tensor, audio_right: torch.Tensor, visual_right: torch.Tensor) -> torch.Tensor:
+def mbsd_weights(
+    p_audio_y: torch.Tensor, p_visual_y: torch.Tensor, audio_right: torch.Tensor, visual_right: torch.Tensor
+) -> torch.Tensor:
     """w_i = |p_a(y_i) - p_v(y_i)| where either modality predicts y_i, else 0."""
     return (p_audio_y - p_visual_y).abs() * (audio_right | visual_right).to(p_audio_y.dtype)
 
@@ -91,5 +93,6 @@ class MBSD(Method):
             rs = logit_alignment(z_strong.detach(), z_weak)
             kd = strong_to_weak_kd(z_strong, z_weak)
         rs_term, kd_term = (w * rs).mean(), (w * kd).mean()
-        logs = {"rs": float(rs_term.detach()), "kd": float(kd_term.detach()), "audio_strong": float(audio_strong.float().mean())}
+        logs = {"rs": float(rs_term.detach()), "kd": float(kd_term.detach())}
+        logs["audio_strong"] = float(audio_strong.float().mean())
         return base + rs_term + kd_term, logs

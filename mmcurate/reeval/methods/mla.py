@@ -69,7 +69,9 @@ def project_gradient(grad: torch.Tensor, p: torch.Tensor, mode: str) -> torch.Te
     return grad
 
 
-def entropy_gate(z_audio: torch.Tensor, z_visual: torch.Tensor, level: str = "sample") -> tuple[torch.Tensor, torch.Tensor]:
+def entropy_gate(
+    z_audio: torch.Tensor, z_visual: torch.Tensor, level: str = "sample"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fusion weights (w_audio, w_visual) = softmax(-H) over the modalities, per sample or per batch."""
     if level == "sample":
         h = [-(F.softmax(z, 1) * F.log_softmax(z, 1)).sum(1) for z in (z_audio, z_visual)]  # (B,) each
@@ -143,7 +145,8 @@ class MLA(Method):
         z_a = model.head(a)
         loss_a = F.cross_entropy(z_a, batch.labels)
         if not torch.isfinite(loss_a):
-            raise MMCurateError(f"mla: the audio loss became {float(loss_a.detach())} at epoch {ctx.epoch}; lower --lr")
+            value = float(loss_a.detach())
+            raise MMCurateError(f"mla: the audio loss became {value} at epoch {ctx.epoch}; lower --lr")
         loss_a.backward()
         self._modify_head_gradient(model, a.detach(), ctx)
         ctx.optimizer.step()
@@ -164,7 +167,8 @@ class MLA(Method):
             if self.projector is None:
                 self.projector = torch.eye(features.shape[1], device=features.device)
             batch_index = ctx.step - ctx.epoch * ctx.steps_per_epoch
-            self.projector = update_projector(self.projector.to(features.device), features, owm_alpha(batch_index, ctx.steps_per_epoch))
+            alpha = owm_alpha(batch_index, ctx.steps_per_epoch)
+            self.projector = update_projector(self.projector.to(features.device), features, alpha)
             g = model.head.weight.grad
             model.head.weight.grad = project_gradient(g, self.projector, str(self.params["projection"]))
         self.updates += 1

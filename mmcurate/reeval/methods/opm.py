@@ -52,7 +52,7 @@ def opm_scale(q: tuple[float, float], dims: tuple[int, int]) -> float:
 def opm_drop(
     a: torch.Tensor, v: torch.Tensor, q: tuple[float, float], gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(a', v', kept): features masked per sample with keep probability 1 - q_m and rescaled; kept = any modality left."""
+    """(a', v', kept): features kept per sample with probability 1 - q_m, rescaled; kept: any modality left."""
     n = a.shape[0]
     keep = torch.rand(2, n, generator=gen) >= torch.tensor(q)[:, None]  # P(keep) = 1 - q_m
     keep = keep.to(a.device)

@@ -56,13 +56,17 @@ def reconboost_phase(epoch: int, boost_epochs: int, correct_epochs: int) -> tupl
     return stage, MODALITIES[stage % 2], phase
 
 
-def boosting_loss(logits: torch.Tensor, p_ens_y: torch.Tensor, labels: torch.Tensor, w1: float, w2: float) -> torch.Tensor:
+def boosting_loss(
+    logits: torch.Tensor, p_ens_y: torch.Tensor, labels: torch.Tensor, w1: float, w2: float
+) -> torch.Tensor:
     """Batch mean of (1/C) [-w1 log p_m(y) + w2 p_ens(y) log p_m(y)]."""
     log_p_y = F.log_softmax(logits, dim=1).gather(1, labels[:, None])[:, 0]
     return ((-w1 + w2 * p_ens_y) * log_p_y / logits.shape[1]).mean()
 
 
-def global_adjustment(logits: torch.Tensor, other_logits: torch.Tensor, alpha: float, with_gradient: bool = False) -> torch.Tensor:
+def global_adjustment(
+    logits: torch.Tensor, other_logits: torch.Tensor, alpha: float, with_gradient: bool = False
+) -> torch.Tensor:
     """alpha * MSE(softmax f_m, softmax f_other); the official code detaches both (no gradient)."""
     p = F.softmax(logits if with_gradient else logits.detach(), dim=1)
     return alpha * F.mse_loss(p, F.softmax(other_logits.detach(), dim=1))

@@ -98,7 +98,9 @@ class ReLearning(Method):
         return max(1, round(self.epochs * 20 / 90)) if r is None else max(1, int(r))
 
     def on_train_start(self, model: nn.Module, ctx: TrainContext) -> None:
-        self.initial = {m: [p.detach().cpu().clone() for p in getattr(model, f"{m}_encoder").parameters()] for m in MODALITIES}
+        self.initial = {
+            m: [p.detach().cpu().clone() for p in getattr(model, f"{m}_encoder").parameters()] for m in MODALITIES
+        }
         self.resets = 0
 
     def on_epoch_start(self, model: nn.Module, ctx: TrainContext) -> None:
@@ -119,7 +121,9 @@ class ReLearning(Method):
             self._logs.update({f"purity_train_{m}": p_train, f"purity_heldout_{m}": p_held, f"reinit_{m}": w})
 
     @torch.no_grad()
-    def _features(self, model: nn.Module, ctx: TrainContext, split: SplitData) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    def _features(
+        self, model: nn.Module, ctx: TrainContext, split: SplitData
+    ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
         model.eval()
         feats: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
         labels: list[np.ndarray] = []

@@ -58,16 +58,19 @@ class UMT(Method):
         from mmcurate.reeval.trainer import run_dir_for, train_run  # the trainer imports the methods
 
         if ctx.config is None or ctx.out_dir is None:
-            raise MMCurateError("method umt trains its teachers as runs of the comparison and needs ctx.config and ctx.out_dir")
+            raise MMCurateError("method umt trains its teachers as runs of the comparison: needs ctx.config, ctx.out_dir")
         rng = torch.get_rng_state()  # teacher training must not shift the student's random stream
         for m in MODALITIES:
             run = train_run(f"{m}_only", ctx.data, ctx.config, ctx.seed, ctx.out_dir, ctx.device)
-            info(f"umt seed {ctx.seed}: {m} teacher = {m}_only run ({run.status}, best val acc {run.best_val_acc:.4f})")
-            state = torch.load(run_dir_for(ctx.out_dir, f"{m}_only", ctx.seed) / "best.pt", map_location=ctx.device, weights_only=False)
+            info(f"umt seed {ctx.seed}: {m} teacher = {m}_only run ({run.status}, val acc {run.best_val_acc:.4f})")
+            best = run_dir_for(ctx.out_dir, f"{m}_only", ctx.seed) / "best.pt"
+            state = torch.load(best, map_location=ctx.device, weights_only=False)
             self.teachers[m] = self._teacher(m, len(ctx.data.classes), state["model"], ctx.device)
         torch.set_rng_state(rng)
 
-    def _teacher(self, modality: str, num_classes: int, weights: dict[str, torch.Tensor], device: torch.device) -> UnimodalClassifier:
+    def _teacher(
+        self, modality: str, num_classes: int, weights: dict[str, torch.Tensor], device: torch.device
+    ) -> UnimodalClassifier:
         teacher = UnimodalClassifier(modality, num_classes, self.width)
         teacher.load_state_dict(weights)
         teacher.to(device).eval()

@@ -108,7 +108,8 @@ class Valuation(Method):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.params["level"] not in LEVELS:
-            raise MMCurateError(f"method valuation: level must be one of {', '.join(LEVELS)}, got {self.params['level']!r}")
+            level = self.params["level"]
+            raise MMCurateError(f"method valuation: level must be one of {', '.join(LEVELS)}, got {level!r}")
         self.extra_index: np.ndarray | None = None
         self.extra_keep: np.ndarray | None = None
 
@@ -140,7 +141,8 @@ class Valuation(Method):
             if len(idx) == 1 and len(index) > 1:
                 return  # BatchNorm cannot train on one sample (the trainer's drop_singleton)
             b = make_batch(ctx.data.train, ctx.data, idx, ctx.device)
-            yield ValuedBatch(b.audio, b.frames, b.labels, b.index, keep[start : start + ctx.batch_size].to(ctx.device))
+            codes = keep[start : start + ctx.batch_size].to(ctx.device)
+            yield ValuedBatch(b.audio, b.frames, b.labels, b.index, codes)
 
     def on_epoch_end(self, model: nn.Module, ctx: TrainContext) -> dict[str, float]:
         if ctx.epoch < self.warmup - 1 or ctx.epoch >= ctx.num_epochs - 1:
@@ -153,7 +155,8 @@ class Valuation(Method):
             subset = rng.choice(n, max(1, int(n * float(self.params["part_ratio"]))))
         unique, inverse = np.unique(subset, return_inverse=True)
         correct = self._correctness(model, ctx, unique)
-        phi_a, phi_v = shapley_contributions(*(c[inverse] for c in correct), full_value=float(self.params["full_value"]))
+        full_value = float(self.params["full_value"])
+        phi_a, phi_v = shapley_contributions(*(c[inverse] for c in correct), full_value=full_value)
         if self.params["level"] == "sample":
             self.extra_index, self.extra_keep = sample_level_extras(phi_a, phi_v)
         else:
@@ -177,7 +180,9 @@ class Valuation(Method):
             order = torch.from_numpy(indices)
             for batch in iter_batches(ctx.data.train, ctx.data, ctx.batch_size, ctx.device, order=order):
                 a, v = model.encode(batch.audio, batch.frames)
-                logits = (model.head(a, v).logits, head_without(model, a, v, "audio"), head_without(model, a, v, "visual"))
+                logits = (
+                    model.head(a, v).logits, head_without(model, a, v, "audio"), head_without(model, a, v, "visual")
+                )
                 for part, lg in zip(parts, logits):
                     part.append((lg.argmax(1) == batch.labels).cpu().numpy())
         finally:

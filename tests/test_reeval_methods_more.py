@@ -155,6 +155,31 @@ def test_valuation_trains_on_originals_plus_single_modality_copies(tmp_path: Pat
     torch.testing.assert_close(out.logits[1], model.head(a, v).logits[1])
 
 
+def test_the_trainer_trains_on_the_batches_valuation_plans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train_batches is the trainer's hook: epoch 1 must see the originals plus the planned copies."""
+    import mmcurate.reeval.methods as registry
+    from mmcurate.reeval.methods.valuation import Valuation
+    from mmcurate.reeval.trainer import train_run
+
+    seen: dict[int, list[int]] = {}
+
+    class CountingValuation(Valuation):
+        name = "counting_valuation"
+
+        def forward(self, model: nn.Module, batch: Batch, ctx: TrainContext) -> AVOutput:
+            keep = getattr(batch, "keep", None)
+            seen.setdefault(ctx.epoch, []).extend([KEEP_BOTH] * len(batch) if keep is None else keep.tolist())
+            return super().forward(model, batch, ctx)
+
+    monkeypatch.setitem(registry.METHODS, "counting_valuation", CountingValuation)
+    monkeypatch.setitem(registry.SPELLINGS, "countingvaluation", "counting_valuation")
+    cfg = TrainConfig(epochs=2, batch_size=4, width=4, method_params={"counting_valuation": {"warmup_epochs": 1}})
+    run = train_run("counting_valuation", _data(), cfg, 0, tmp_path, torch.device("cpu"))
+    planned = run.history[0]["epoch_end_extra_audio_only"] + run.history[0]["epoch_end_extra_visual_only"]
+    assert seen[0] == [KEEP_BOTH] * 8  # warm-up epoch: the plain split
+    assert len(seen[1]) == 8 + planned and seen[1].count(KEEP_BOTH) == 8 and planned > 0
+
+
 # ----------------------------------------------------------------------------------------- MLA
 
 

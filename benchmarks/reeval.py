@@ -26,10 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-from mmcurate.reeval.cli import METHOD_NAMES, OPTIMIZER_DEFAULTS  # noqa: E402
-from mmcurate.reeval.config import TensorSettings, TrainConfig  # noqa: E402
+from mmcurate.reeval.config import DEVICE_DEFAULTS, OPTIMIZER_DEFAULTS, ReevalConfig, TensorSettings, TrainConfig  # noqa: E402  # noqa: E402
 from mmcurate.reeval.report import summarise  # noqa: E402
-from mmcurate.reeval.runner import DEVICE_DEFAULTS, resolve_device, run_reeval  # noqa: E402
+from mmcurate.reeval.runner import resolve_device, run_reeval  # noqa: E402
 
 
 def build_stand_in(av_digits: Path, out: Path, per_label: int | None) -> Path:
@@ -68,7 +67,7 @@ def main() -> int:
     ap.add_argument("--av-digits", default=str(REPO.parent / "shared" / "data" / "av_digits"))
     ap.add_argument("--out", required=True, help="folder for the results (and the stand-in export)")
     ap.add_argument("--per-label", type=int, default=None, help="stand-in: train clips per digit; default all")
-    ap.add_argument("--methods", default=",".join(METHOD_NAMES))
+    ap.add_argument("--methods", default="all", help="comma-separated methods (any spelling) or 'all'")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -93,7 +92,7 @@ def main() -> int:
     settings = TensorSettings(image_size=args.image_size or defaults["image_size"])
     started = time.perf_counter()
     outcome = run_reeval(
-        source, out / "results", args.methods.split(","), [int(s) for s in args.seeds.split(",")], cfg, settings,
+        source, out / "results", ReevalConfig(methods=args.methods).method_list(), [int(s) for s in args.seeds.split(",")], cfg, settings,
         device, fresh=args.fresh, threads=args.threads,
     )
     print(outcome.paths["markdown"].read_text())

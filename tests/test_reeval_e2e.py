@@ -128,7 +128,7 @@ def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(small_e
     ("argv", "message"),
     [
         (["/no/such/dir/anywhere"], "no such directory"),
-        (["{src}", "--methods", "joint,mla"], "unknown method(s) mla"),
+        (["{src}", "--methods", "joint,nosuch"], "unknown method(s) nosuch"),
         (["{src}", "--method-param", "ogm_ge.bogus=1"], "unknown parameter(s) bogus"),
         (["{src}", "--method-param", "alpha=1"], "expected METHOD.KEY=VALUE"),
         (["{src}", "--methods", "ogm_ge", "--fusion", "gated"], "needs per-modality logits"),

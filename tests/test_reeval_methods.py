@@ -485,16 +485,18 @@ def test_greedy_rebalancing_window_lasts_window_steps() -> None:
 
 
 def test_registry_has_every_method_and_rejects_unknown_parameters() -> None:
-    assert list(METHODS) == ["audio_only", "visual_only", "joint", "ogm_ge", "gblending", "greedy", "pmr", "agm", "mmpareto"]
+    assert list(METHODS)[:9] == ["audio_only", "visual_only", "joint", "ogm_ge", "gblending", "greedy", "pmr", "agm", "mmpareto"]
+    assert len(METHODS) == 20  # plus the eleven of tests/test_reeval_methods_more.py
     with pytest.raises(MMCurateError, match="unknown parameter"):
         get_method("ogm_ge", width=4, beta=1.0)
     with pytest.raises(MMCurateError, match="unknown method"):
-        get_method("mla", width=4)
+        get_method("nosuch", width=4)
 
 
 @pytest.mark.parametrize("name", list(METHODS))
-def test_every_method_takes_a_real_training_step(name: str) -> None:
+def test_every_method_takes_a_real_training_step(name: str, tmp_path) -> None:  # noqa: ANN001
     """forward -> loss -> backward -> after_backward -> step changes the weights, loss is finite."""
+    from mmcurate.reeval.config import TrainConfig
     from mmcurate.reeval.data import ReevalData, SplitData
 
     torch.manual_seed(0)
@@ -503,12 +505,12 @@ def test_every_method_takes_a_real_training_step(name: str) -> None:
                       torch.randn(8, 1, 32, 24, generator=g), torch.arange(8) % K, [str(i) for i in range(8)],
                       np.zeros(8), np.zeros(8, dtype=np.int64))
     data = ReevalData(split, split, split, [str(k) for k in range(K)], "mem", "balanced", "", 1, None, {})
-    from mmcurate.reeval.config import TrainConfig
-
-    ctx = TrainContext(0, 4, 0, 1, torch.device("cpu"), data, 4, 0, cfg=TrainConfig(width=4), lr=0.01)
     method = get_method(name, width=4, fusion="concat", epochs=4)
     model = method.build_model(K)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    # MLA steps the optimiser itself; UMT trains its unimodal teachers as runs in out_dir
+    ctx = TrainContext(0, 4, 0, 1, torch.device("cpu"), data, 4, 0, cfg=TrainConfig(epochs=1, batch_size=4, width=4),
+                       lr=0.1, optimizer=opt, out_dir=tmp_path)
     method.on_train_start(model, ctx)
     method.on_epoch_start(model, ctx)
     model.train()

@@ -12,6 +12,20 @@ from mmcurate.reeval.config import ReevalConfig
 from mmcurate.store import Workdir
 
 
+def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """--list-methods: the registry's methods with category and paper (from the classes themselves)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from mmcurate.reeval.methods import method_catalog
+
+    rows = method_catalog()
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in ("name", "category", "reference")}
+    click.echo("  ".join(k.ljust(widths[k]) for k in widths) + "  paper")
+    for r in rows:
+        click.echo("  ".join(r[k].ljust(widths[k]) for k in widths) + "  " + (r["paper"] or r["title"]))
+    ctx.exit(0)
+
+
 @click.command(
     "reeval",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True},
@@ -24,6 +38,8 @@ from mmcurate.store import Workdir
     ),
 )
 @workdir_option
+@click.option("--list-methods", is_flag=True, is_eager=True, expose_value=False, callback=_list_methods,
+              help="Print every method with its category and paper, then exit.")
 @click_options(ReevalConfig)
 def reeval(workdir: str | None, **options: Any) -> None:
     """Re-evaluate imbalance algorithms on a balanced dataset, per modality-discrepancy subset.

@@ -69,8 +69,6 @@ class TrainConfig:
 OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {"sgd": {"lr": 0.01, "weight_decay": 1e-4}, "adamw": {"lr": 1e-3, "weight_decay": 1e-2}}
 #: CPU-sized and GPU-sized defaults of the model width and frame size
 DEVICE_DEFAULTS: dict[str, dict[str, int]] = {"cpu": {"width": 8, "image_size": 32}, "cuda": {"width": 32, "image_size": 64}}
-#: registry order, without importing torch-heavy modules for --help
-METHOD_NAMES = ("audio_only", "visual_only", "joint", "ogm_ge", "gblending", "greedy", "pmr", "agm", "mmpareto")
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,11 @@ class ReevalConfig:
         "Results directory (default WORKDIR/reeval). Holds results.json/.csv/.md, plots and runs/ checkpoints.",
         show_default=False,
     )
-    methods: str = opt("all", f"Comma-separated methods to run, or 'all': {', '.join(METHOD_NAMES)}.")
+    methods: str = opt(
+        "all",
+        "Comma-separated methods to run, in any common spelling (ogm_ge, OGM-GE, MMCosine, ReconBoost), or 'all'; "
+        "--list-methods shows them.",
+    )
     seeds: str = opt("0", "Comma-separated seeds; every method runs once per seed and the tables give mean ± std.")
     epochs: int = opt(20, "Training epochs, the same for every method.")
     batch_size: int = opt(32, "Mini-batch size.")
@@ -139,18 +141,21 @@ class ReevalConfig:
         self.param_overrides()
 
     def method_list(self) -> list[str]:
-        """'all' or a comma list -> method names (duplicates dropped, order kept)."""
+        """'all' or a comma list in any accepted spelling -> registry names (duplicates dropped, order kept)."""
+        from mmcurate.reeval.methods import METHODS, lookup_method
+
         names = [t.strip() for t in self.methods.split(",") if t.strip()]
-        if names == ["all"]:
-            return list(METHOD_NAMES)
-        unknown = [n for n in names if n not in METHOD_NAMES]
-        if unknown:
-            raise MMCurateError(
-                f"--methods: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)} or 'all'"
-            )
+        if [n.lower() for n in names] == ["all"]:
+            return list(METHODS)
         if not names:
             raise MMCurateError("--methods is empty")
-        return list(dict.fromkeys(names))
+        unknown = [n for n in names if lookup_method(n) is None]
+        if unknown:
+            raise MMCurateError(
+                f"--methods: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)} or 'all' "
+                "(mmcurate reeval --list-methods)"
+            )
+        return list(dict.fromkeys(str(lookup_method(n)) for n in names))
 
     def seed_list(self) -> list[int]:
         try:
@@ -177,7 +182,7 @@ class ReevalConfig:
                 value = yaml.safe_load(raw)
             except yaml.YAMLError:
                 value = raw
-            out.setdefault(method, {})[param] = value
+            out.setdefault(_canonical_method(method.strip()), {})[param] = value
         return out
 
     def train_config(self, device_type: str) -> TrainConfig:
@@ -199,3 +204,10 @@ class ReevalConfig:
             num_frames=self.num_frames,
             audio_preset=self.audio_preset,
         )
+
+
+def _canonical_method(method: str) -> str:
+    """A --method-param method name in any spelling -> its registry name (unknown: unchanged, checked later)."""
+    from mmcurate.reeval.methods import lookup_method
+
+    return lookup_method(method) or method

@@ -124,7 +124,9 @@ def train_run(
     optimizer, scheduler = build_optimizer(model, cfg)
     subset = method.train_subset(data)
     steps = num_batches(len(data.train) if subset is None else len(subset), cfg.batch_size, drop_singleton=True)
-    ctx = TrainContext(0, cfg.epochs, 0, steps, device, data, cfg.batch_size, seed, cfg=cfg)
+    ctx = TrainContext(
+        0, cfg.epochs, 0, steps, device, data, cfg.batch_size, seed, cfg=cfg, optimizer=optimizer, out_dir=Path(out_dir)
+    )
     state = _load_checkpoint(run_dir / "last.pt", ident_hash, device)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -206,7 +208,10 @@ def _train_epoch(
         order = subset[epoch_order(len(subset), seed, ctx.epoch)]
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
-    for batch in iter_batches(data.train, data, cfg.batch_size, ctx.device, order=order, drop_singleton=True):
+    batches = method.train_batches(ctx)
+    if batches is None:
+        batches = iter_batches(data.train, data, cfg.batch_size, ctx.device, order=order, drop_singleton=True)
+    for batch in batches:
         optimizer.zero_grad(set_to_none=True)
         out = method.forward(model, batch, ctx)
         loss, logs = method.loss(model, batch, out, ctx)

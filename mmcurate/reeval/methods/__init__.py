@@ -1,31 +1,95 @@
-"""The registry of re-evaluated methods: a new method is one new file plus one line here."""
+"""The registry of re-evaluated methods: a new method is one new file plus one line here.
+
+Names on the command line are matched loosely (case, ``-``/``_``/spaces ignored) against each
+method's registry name, its title and its ``aliases``, so ``OGM-GE``, ``ogm_ge``, ``MMCosine`` and
+``ReconBoost`` all work.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.reeval.methods.agm import AGM
-from mmcurate.reeval.methods.base import Method, Prediction, TrainContext
+from mmcurate.reeval.methods.amco import AMCo
+from mmcurate.reeval.methods.base import CATEGORIES, Method, Prediction, TrainContext
+from mmcurate.reeval.methods.cml import CML
 from mmcurate.reeval.methods.gblending import GBlending
 from mmcurate.reeval.methods.greedy import Greedy
 from mmcurate.reeval.methods.joint import Joint
+from mmcurate.reeval.methods.lfm import LFM
+from mmcurate.reeval.methods.mbsd import MBSD
+from mmcurate.reeval.methods.mla import MLA
+from mmcurate.reeval.methods.mmcosine import MMCosine
 from mmcurate.reeval.methods.mmpareto import MMPareto
 from mmcurate.reeval.methods.ogm_ge import OGMGE
+from mmcurate.reeval.methods.opm import OPM
 from mmcurate.reeval.methods.pmr import PMR
+from mmcurate.reeval.methods.reconboost import ReconBoost
+from mmcurate.reeval.methods.relearning import ReLearning
+from mmcurate.reeval.methods.umt import UMT
 from mmcurate.reeval.methods.unimodal import AudioOnly, VisualOnly
+from mmcurate.reeval.methods.valuation import Valuation
 
 #: method name -> class, in report order (unimodal references first, then the baseline)
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (AudioOnly, VisualOnly, Joint, OGMGE, GBlending, Greedy, PMR, AGM, MMPareto)
+    cls.name: cls
+    for cls in (
+        AudioOnly, VisualOnly, Joint, OGMGE, GBlending, Greedy, PMR, AGM, MMPareto,
+        Valuation, MLA, OPM, AMCo, MMCosine, UMT, MBSD, CML, LFM, ReLearning, ReconBoost,
+    )
 }
 
 
+def _key(text: str) -> str:
+    """A spelling-insensitive key: lower case, letters and digits only."""
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def _spellings() -> dict[str, str]:
+    table: dict[str, str] = {}
+    for name, cls in METHODS.items():
+        for spelling in (name, cls.title, *cls.aliases):
+            key = _key(spelling)
+            if table.setdefault(key, name) != name:
+                raise AssertionError(f"method spelling {spelling!r} is ambiguous: {table[key]} and {name}")
+    return table
+
+
+SPELLINGS: dict[str, str] = _spellings()
+
+
+def lookup_method(text: str) -> str | None:
+    """The registry name for a method as a user wrote it, or None when no method is spelt so."""
+    return SPELLINGS.get(_key(text))
+
+
+def resolve_method(text: str) -> str:
+    """The registry name for a method as a user wrote it; an unknown one is a user error."""
+    name = lookup_method(text)
+    if name is None:
+        known = ", ".join(METHODS)
+        raise MMCurateError(f"unknown method {text!r}; choose from {known} (mmcurate reeval --list-methods)")
+    return name
+
+
 def get_method(name: str, **kwargs: Any) -> Method:
-    """An instance of method ``name``; an unknown name is a user error listing the known ones."""
-    if name not in METHODS:
-        raise MMCurateError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-    return METHODS[name](**kwargs)
+    """An instance of method ``name`` (any accepted spelling); an unknown name lists the known ones."""
+    return METHODS[resolve_method(name)](**kwargs)
 
 
-__all__ = ["METHODS", "Method", "Prediction", "TrainContext", "get_method"]
+def method_catalog() -> list[dict[str, str]]:
+    """One row per method, in report order: name, category, title, reference and paper title."""
+    for cls in METHODS.values():
+        assert cls.category in CATEGORIES, f"{cls.name}: category {cls.category!r} not in {CATEGORIES}"
+    return [
+        {"name": n, "category": c.category, "title": c.title, "reference": c.reference, "paper": c.paper}
+        for n, c in METHODS.items()
+    ]
+
+
+__all__ = [
+    "CATEGORIES", "METHODS", "Method", "Prediction", "TrainContext",
+    "get_method", "lookup_method", "method_catalog", "resolve_method",
+]

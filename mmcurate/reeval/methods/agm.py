@@ -105,6 +105,8 @@ class AGM(Method):
     name = "agm"
     title = "AGM"
     reference = "Li et al., ICCV 2023"
+    category = "optimisation"
+    paper = "Boosting Multi-modal Model Performance with Adaptive Gradient Modulation"
     #: alpha 0.1 as BalanceMM (official argparse default 1.0; the value is per data set)
     defaults = {"alpha": 0.1, "variant": "official", "modulation_start": 0, "modulation_end": None}
     diagnostics = {"kappa_audio": "kappa audio", "kappa_visual": "kappa visual",

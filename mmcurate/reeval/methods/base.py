@@ -7,7 +7,8 @@ A method is a small object with a few hooks, called by the one generic training 
     method.on_train_start(model, ctx)                  # fresh runs only (not on resume)
     for each epoch:
         method.on_epoch_start(model, ctx)              # e.g. G-Blending's look-ahead weight estimate
-        for each batch of method.train_subset(data) (default: all of train):
+        for each batch of method.train_batches(ctx)    # None: the shuffled train split, or the part of it
+                                                       # that method.train_subset(data) keeps (default: all)
             out = method.forward(model, batch, ctx)    # an optional model wrapper lives here
             loss, logs = method.loss(model, batch, out, ctx)
             loss.backward()
@@ -22,11 +23,18 @@ PMR's prototypes) goes in ``state_dict`` so a resumed run continues exactly.
 ``diagnostics`` names the history entries (per-epoch means of what ``loss``/``after_backward``
 logged, ``epoch_end_*`` for what ``on_epoch_end`` returned) that the report plots as the method's
 trajectory over training (``diagnostics_<method>.png``) and copies into ``results.json``.
+
+``ctx`` also carries the run's optimiser, its :class:`~mmcurate.reeval.config.TrainConfig` (``cfg``) and
+results directory, for methods whose published algorithm needs them: MLA takes one optimiser
+step per modality per batch, ReconBoost starts each boosting phase with fresh optimiser state,
+UMT trains (or reuses) the comparison's unimodal runs as its teachers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -68,18 +76,31 @@ class TrainContext:
     cfg: TrainConfig | None = None
     #: the learning rate of the current epoch (after the schedule)
     lr: float | None = None
+    #: the run's optimiser (None outside a training run, e.g. in a unit test that steps by hand)
+    optimizer: torch.optim.Optimizer | None = None
+    #: the comparison's results directory (where runs/<method>/ live)
+    out_dir: Path | None = None
+
+
+#: BalanceMM's taxonomy of imbalance methods, plus the reference rows
+CATEGORIES: tuple[str, ...] = ("baseline", "data", "feed-forward", "objective", "optimisation")
 
 
 class Method:
     """Base class: plain cross-entropy on the model's logits, no modulation.
 
     Subclasses set ``name`` (the registry key), ``title`` (the table row), ``reference`` and
-    ``defaults`` (hyper-parameters, overridable with ``--method-param name.key=value``).
+    ``defaults`` (hyper-parameters, overridable with ``--method-param name.key=value``), and the
+    metadata ``mmcurate reeval --list-methods`` prints: ``category`` (one of :data:`CATEGORIES`),
+    ``paper`` (the paper's title) and ``aliases`` (other spellings accepted on the command line).
     """
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     reference: ClassVar[str] = ""
+    category: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
     #: "unimodal" rows are the audio-only / visual-only references; "joint" rows use both inputs
     kind: ClassVar[str] = "joint"
     defaults: ClassVar[dict[str, Any]] = {}
@@ -128,6 +149,13 @@ class Method:
     def on_train_start(self, model: nn.Module, ctx: TrainContext) -> None:
         """Called once before the first epoch of a fresh run (not when resuming)."""
 
+    def train_batches(self, ctx: TrainContext) -> Iterable[Batch] | None:
+        """This epoch's training batches; None (the default) means the shuffled train split.
+
+        Called after :meth:`on_epoch_start`. Modality valuation trains on a re-sampled split here.
+        """
+        return None
+
     def on_epoch_start(self, model: nn.Module, ctx: TrainContext) -> None:
         """Called before each training epoch, model in train mode."""
 
@@ -164,3 +192,25 @@ def encoder_parameters(model: nn.Module, modality: str) -> list[nn.Parameter]:
 def label_probability_sum(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Sum over the batch of the softmax probability of the true class."""
     return float(F.softmax(logits.detach(), dim=1).gather(1, labels[:, None]).sum())
+
+
+def head_without(model: nn.Module, a: torch.Tensor, v: torch.Tensor, keep: str) -> torch.Tensor:
+    """Fused logits with only ``keep``'s features ("audio"/"visual"); the other's are zeroed.
+
+    This is how the late-fusion papers remove a modality (Valuate-and-Enhance zeroes the encoder
+    features before the fusion head): it works for every fusion head, and for the concat head it
+    equals the kept modality's split logits plus the whole bias.
+    """
+    if keep == "audio":
+        return model.head(a, torch.zeros_like(v)).logits
+    if keep == "visual":
+        return model.head(torch.zeros_like(a), v).logits
+    raise ValueError(f"keep must be 'audio' or 'visual', got {keep!r}")
+
+
+def cpu_generator(seed: int, salt: int) -> torch.Generator:
+    """A CPU generator for a method's own random draws, seeded from the run seed and a per-method salt.
+
+    Draws on the CPU make them identical on every device; the state goes in ``state_dict``.
+    """
+    return torch.Generator().manual_seed(salt + 1_000_003 * seed)

@@ -119,6 +119,8 @@ class GBlending(Method):
     name = "gblending"
     title = "G-Blending"
     reference = "Wang et al., CVPR 2020"
+    category = "objective"
+    paper = "What Makes Training Multi-modal Classification Networks Hard?"
     #: super_epoch None: a quarter of the run (BalanceMM: 10 of 30 epochs)
     defaults = {"super_epoch": None, "holdout_fraction": 0.1, "train_on_holdout": False}
     diagnostics = {

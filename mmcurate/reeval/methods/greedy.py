@@ -82,6 +82,8 @@ class Greedy(Method):
     name = "greedy"
     title = "Greedy"
     reference = "Wu et al., ICML 2022"
+    category = "feed-forward"
+    paper = "Characterizing and Overcoming the Greedy Nature of Learning in Multi-modal Deep Neural Networks"
     #: the reference's guided configuration: epsilon 0.01, window 5 steps, unlocked from the 2nd epoch
     defaults = {"alpha": 0.01, "window": 5, "warmup_epochs": 1}
     diagnostics = {

@@ -9,3 +9,5 @@ class Joint(Method):
     name = "joint"
     title = "Joint (baseline)"
     reference = "late fusion, one cross-entropy on the fused logits"
+    category = "baseline"
+    aliases = ("baseline",)

@@ -57,6 +57,8 @@ class MMPareto(Method):
     name = "mmpareto"
     title = "MMPareto"
     reference = "Wei & Hu, ICML 2024"
+    category = "objective"
+    paper = "MMPareto: Boosting Multimodal Learning with Innocent Unimodal Assistance"
     defaults = {"gamma": 1.5}
     diagnostics = {"w_mm_audio": "multimodal-gradient weight, audio encoder",
                    "w_mm_visual": "multimodal-gradient weight, visual encoder"}

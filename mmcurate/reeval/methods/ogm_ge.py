@@ -41,6 +41,9 @@ class OGMGE(Method):
     name = "ogm_ge"
     title = "OGM-GE"
     reference = "Peng et al., CVPR 2022"
+    category = "optimisation"
+    paper = "Balanced Multimodal Learning via On-the-fly Gradient Modulation"
+    aliases = ("ogm",)
     needs_modality_logits = True
     #: alpha 0.3 (BalanceMM); modulation from epoch 0 to half the run, as OGM-GE's 0-50 of 100
     defaults = {"alpha": 0.3, "modulation_start": 0, "modulation_end": None, "ge": True}

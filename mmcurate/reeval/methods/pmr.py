@@ -114,6 +114,8 @@ class PMR(Method):
     name = "pmr"
     title = "PMR"
     reference = "Fan et al., CVPR 2023"
+    category = "optimisation"
+    paper = "PMR: Prototypical Modal Rebalance for Multimodal Learning"
     #: alpha 0.6 and momentum 0.5 as BalanceMM (official argparse: 1.0 and 0.2); a quarter of train per
     #: prototype refresh (official and BalanceMM: a tenth of the batches, which at CPU scale leaves classes
     #: without a sample); PER: mmcurate's mu and early stage (the official code has none)

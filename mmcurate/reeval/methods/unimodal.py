@@ -19,6 +19,7 @@ from mmcurate.reeval.methods.base import Method, Prediction, TrainContext
 
 class _Unimodal(Method):
     kind: ClassVar[str] = "unimodal"
+    category: ClassVar[str] = "baseline"
     modality: ClassVar[str] = ""
 
     def build_model(self, num_classes: int) -> nn.Module:

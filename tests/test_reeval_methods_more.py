@@ -102,6 +102,13 @@ def test_method_names_as_researchers_write_them(spelling: str, name: str) -> Non
     assert lookup_method(spelling) == name
 
 
+def test_every_shipped_spelling_names_its_own_method() -> None:
+    """No title or alias of one method may shadow another's (the lookup would silently pick one)."""
+    for name, cls in METHODS.items():
+        for spelling in (name, cls.title, *cls.aliases):
+            assert lookup_method(spelling) == name, (spelling, name)
+
+
 def test_methods_option_and_method_params_accept_any_spelling() -> None:
     from mmcurate.common.errors import MMCurateError
     from mmcurate.reeval.config import ReevalConfig
@@ -189,7 +196,6 @@ def test_the_trainer_trains_on_the_batches_valuation_plans(tmp_path: Path, monke
             return super().forward(model, batch, ctx)
 
     monkeypatch.setitem(registry.METHODS, "counting_valuation", CountingValuation)
-    monkeypatch.setitem(registry.SPELLINGS, "countingvaluation", "counting_valuation")
     cfg = TrainConfig(epochs=2, batch_size=4, width=4, method_params={"counting_valuation": {"warmup_epochs": 1}})
     run = train_run("counting_valuation", _data(), cfg, 0, tmp_path, torch.device("cpu"))
     planned = run.history[0]["epoch_end_extra_audio_only"] + run.history[0]["epoch_end_extra_visual_only"]

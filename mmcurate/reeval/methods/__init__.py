@@ -48,21 +48,18 @@ def _key(text: str) -> str:
 
 
 def _spellings() -> dict[str, str]:
-    table: dict[str, str] = {}
+    """Spelling key -> registry name; a registry name always wins, then the first method spelt so."""
+    table = {_key(name): name for name in METHODS}
     for name, cls in METHODS.items():
-        for spelling in (name, cls.title, *cls.aliases):
-            key = _key(spelling)
-            if table.setdefault(key, name) != name:
-                raise AssertionError(f"method spelling {spelling!r} is ambiguous: {table[key]} and {name}")
+        for spelling in (cls.title, *cls.aliases):
+            table.setdefault(_key(spelling), name)
     return table
 
 
-SPELLINGS: dict[str, str] = _spellings()
-
-
 def lookup_method(text: str) -> str | None:
-    """The registry name for a method as a user wrote it, or None when no method is spelt so."""
-    return SPELLINGS.get(_key(text))
+    """The registry name for a method as a user wrote it, or None when no method is spelt so
+    (the spellings are built from :data:`METHODS` each time, so a method registered later counts)."""
+    return _spellings().get(_key(text))
 
 
 def resolve_method(text: str) -> str:

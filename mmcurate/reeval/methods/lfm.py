@@ -16,9 +16,10 @@ alpha_1 <- clip(alpha_1 - eta h, 0.05, 0.95), alpha_0 = 1 - alpha_1, with eta = 
 20 epochs; alpha starts at (CE 0.05, Align 0.95). ``schedule=fitted``: alpha_0 is the official
 degree-5 polynomial in the epoch (fitted to one 200-epoch CREMA-D run; README's script).
 
-The held-out batch: the official code removes 16 training samples and uses 8 of them; mmcurate
-takes ``holdout`` samples of the validation split (training data stays the same for every method,
-the test split is never touched). BalanceMM takes a quarter of its first *test* batch, and starts
+The held-out batch: as the official code, ``holdout_removed`` (16) training samples are taken out of
+training (group-aware, :func:`mmcurate.reeval.holdout.holdout_split`) and ``holdout`` (8) of them
+form the batch; the validation split is never read in training (it selects the checkpoint) and
+the test split is never touched. BalanceMM takes a quarter of its first *test* batch, and starts
 from the reversed weights (CE 0.95, Align 0.05: ``--method-param lfm.init_align=0.05``). The
 probe runs in eval mode (the official code's model is in eval mode there from epoch 1 on, left
 so by validation). Cost: one double-backward on the held-out batch per epoch.
@@ -28,12 +29,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.reeval.batches import Batch, make_batch
+from mmcurate.reeval.data import ReevalData
+from mmcurate.reeval.holdout import holdout_split
 from mmcurate.reeval.methods.base import Method, TrainContext, cpu_generator
 
 SCHEDULES: tuple[str, ...] = ("learnable", "fitted")
@@ -92,7 +96,7 @@ class LFM(Method):
     category = "objective"
     paper = "Facilitating Multimodal Classification via Dynamically Learning Modality Gap"
     needs_modality_logits = True
-    defaults = {"schedule": "learnable", "init_align": 0.95, "lr_alpha": 1e-4, "holdout": 8}
+    defaults = {"schedule": "learnable", "init_align": 0.95, "lr_alpha": 1e-4, "holdout": 8, "holdout_removed": 16}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,11 +120,23 @@ class LFM(Method):
         align = lfm_update_alignment(self.alpha[1], h, lfm_step_size(float(self.params["lr_alpha"]), ctx.epoch))
         self.alpha, self.hypergradient = (1.0 - align, align), h
 
+    def _split(self, data: ReevalData) -> tuple[np.ndarray, np.ndarray]:
+        """(kept, removed) positions of train: ``holdout_removed`` samples out of training, as the official code."""
+        n = len(data.train)
+        fraction = min(0.5, max(2, int(self.params["holdout_removed"])) / max(n, 1))
+        return holdout_split(data.train.labels.tolist(), data.train.groups, fraction, self.seed)
+
+    def train_subset(self, data: ReevalData) -> torch.Tensor | None:
+        if self.params["schedule"] == "fitted":
+            return None
+        return torch.as_tensor(self._split(data)[0], dtype=torch.long)
+
     def _holdout(self, ctx: TrainContext) -> Batch:
-        """A fixed random ``holdout`` samples of the validation split (same for every epoch)."""
-        val = ctx.data.val
-        order = torch.randperm(len(val), generator=cpu_generator(self.seed, 8_128))
-        return make_batch(val, ctx.data, order[: max(2, int(self.params["holdout"]))], ctx.device)
+        """``holdout`` of the removed training samples, fixed for the run (never validation or test)."""
+        removed = self._split(ctx.data)[1]
+        order = torch.randperm(len(removed), generator=cpu_generator(self.seed, 8_128))
+        pick = torch.as_tensor(removed)[order[: max(2, int(self.params["holdout"]))]]
+        return make_batch(ctx.data.train, ctx.data, pick, ctx.device)
 
     def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
         ce = F.cross_entropy(lfm_fused(out.audio_logits, out.visual_logits), batch.labels)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from mmcurate.common.stage import Stage
 from mmcurate.ingest.clip import ClipResult, process_clip
 from mmcurate.ingest.config import DecodeConfig, IngestConfig
-from mmcurate.ingest.runner import IngestResult, print_summary, run_ingest
+from mmcurate.ingest.runner import IngestResult, run_ingest, summarize
 
 STAGE: Stage[IngestConfig, IngestResult] = Stage(
     name="ingest",
@@ -25,7 +25,7 @@ STAGE: Stage[IngestConfig, IngestResult] = Stage(
         "ingest/classes.json", "ingest/config.json", "ingest/stats.json",
     ),
     run=run_ingest,
-    summarize=print_summary,
+    summarize=summarize,
 )
 
 __all__ = ["STAGE", "ClipResult", "DecodeConfig", "IngestConfig", "IngestResult", "process_clip", "run_ingest"]

@@ -9,7 +9,6 @@ import click
 from mmcurate.cli_options import workdir_option
 from mmcurate.common.options import click_options, from_cli
 from mmcurate.ingest import STAGE, IngestConfig
-from mmcurate.ingest.runner import check_failure_limit
 from mmcurate.store import Workdir
 
 
@@ -24,6 +23,5 @@ def ingest(workdir: str | None, **options: Any) -> None:
     """
     cfg: IngestConfig = from_cli(IngestConfig, options)
     result = STAGE.run(Workdir.resolve(workdir), cfg)
-    STAGE.summarize(result)
     click.echo(str(result.out_dir))
-    check_failure_limit(result)
+    STAGE.summarize(result)  # exit status 3 when more inputs failed than --max-failures

@@ -293,6 +293,12 @@ def check_failure_limit(result: IngestResult) -> None:
         raise err
 
 
+def summarize(result: IngestResult) -> None:
+    """The end-of-run summary, then exit status 3 when more inputs failed than ``--max-failures`` allows."""
+    print_summary(result)
+    check_failure_limit(result)
+
+
 def print_summary(result: IngestResult) -> None:
     """The end-of-run summary table."""
     s = result.stats

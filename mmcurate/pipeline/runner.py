@@ -202,10 +202,6 @@ def run_pipeline(
 def _run_stage(stage: Stage[Any, Any], workdir: Workdir, config: Any) -> Any:
     result = stage.run(workdir, config)
     stage.summarize(result)
-    if stage.name == "ingest":
-        from mmcurate.ingest.runner import check_failure_limit
-
-        check_failure_limit(result)
     return result
 
 

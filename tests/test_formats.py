@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from _fixtures_ingest import make_ingest_dir, make_selection
 from conftest import run_cli, write_av_digits_manifest
@@ -42,7 +41,7 @@ from mmcurate.formats.balancemm import (
 from mmcurate.formats.export import is_complete
 from mmcurate.formats.safe_pickle import dump_array, load_array
 from mmcurate.recipes import run_layout
-from mmcurate.store import BalancedDir, IngestDir, Workdir
+from mmcurate.store import IngestDir, Workdir
 
 h5py = pytest.importorskip("h5py")
 
@@ -404,13 +403,22 @@ def test_import_needs_to_know_the_spectrogram_recipe(tmp_path: Path) -> None:
 
 
 def test_av_digits_round_trip(av_digits: Path, tmp_path: Path) -> None:
-    """Real clips: ingest -> balance -> export balancemm -> import -> score -> reeval (tiny), same splits and
-    labels, frames pixel-equal, spectrograms equal. About a minute on 2 shared cores (six CLI runs)."""
+    """Real clips: ingest -> balance -> export balancemm -> import -> score -> reeval (tiny): the same splits and
+    labels, frames pixel-equal, spectrograms equal. The two format steps run as a user runs them (CLI), the
+    others in this process; about 30 s on 2 idle cores (three torch start-ups)."""
+    from mmcurate.balance import STAGE as BALANCE
+    from mmcurate.balance import BalanceConfig
+    from mmcurate.ingest import STAGE as INGEST
+    from mmcurate.ingest import DecodeConfig, IngestConfig
+    from mmcurate.reeval import STAGE as REEVAL
+    from mmcurate.reeval import ReevalConfig
+    from mmcurate.score import STAGE as SCORE
+    from mmcurate.score import ScoreStageConfig
+
     manifest = write_av_digits_manifest(av_digits, tmp_path / "inputs.csv", per_format=6)
-    w1, w2 = tmp_path / "w1", tmp_path / "w2"
-    proc = run_cli("ingest", str(av_digits), "--manifest", str(manifest), "--group-column", "speaker", "--fps", "15",
-                   "--size", "64", "--workdir", str(w1))
-    assert proc.returncode == 0, proc.stderr
+    w1, w2 = Workdir(tmp_path / "w1"), Workdir(tmp_path / "w2")
+    INGEST.run(w1, IngestConfig(raw_dir=av_digits, manifest=manifest, group_column="speaker", workers=1,
+                                decode=DecodeConfig(fps=15, size=64)))  # 5-7 frames a clip
     scores = tmp_path / "scores.csv"
     with open(manifest) as fh, open(scores, "w", newline="") as out:
         w = csv.writer(out)
@@ -419,25 +427,25 @@ def test_av_digits_round_trip(av_digits: Path, tmp_path: Path) -> None:
             h = int(hashlib.sha256(r["path"].encode()).hexdigest()[:8], 16) / 2**32
             a, v = {"clean": (0.8, 0.6), "audio_noise": (0.2, 0.7)}.get(r["condition"], (0.9, 0.15))
             w.writerow([r["path"], round(min(1, max(0, a - 0.3 + 0.6 * h)), 4), round(min(1, max(0, v + 0.3 - 0.6 * h)), 4)])
-    for args in (("score", "--scores-from", str(scores)), ("balance", "--bins", "4", "--per-bin", "8", "--shortfall", "best-effort"),
-                 ("export", "--format", "balancemm", "--audio-preset", PRESET)):
-        proc = run_cli(*args, "--workdir", str(w1))
-        assert proc.returncode == 0, proc.stderr
-    export = w1 / "balancemm"
-    sel = sorted(BalancedDir(w1 / "balanced").read_selection().to_pylist(), key=lambda r: r["sample_id"])
+    SCORE.run(w1, ScoreStageConfig(scores_from=scores))
+    BALANCE.run(w1, BalanceConfig(bins=4, per_bin=8, shortfall="best-effort"))
+    proc = run_cli("export", "--format", "balancemm", "--audio-preset", PRESET, "--workdir", str(w1.path))
+    assert proc.returncode == 0, proc.stderr
+    export = w1.path / "balancemm"
+    sel = sorted(w1.balanced.read_selection().to_pylist(), key=lambda r: r["sample_id"])
     read = {c["id"]: c for mode in ("train", "test") for c in balancemm_read(export, mode)}
     assert sorted(read) == [r["sample_id"] for r in sel if r["split"] in ("train", "test")]
     assert any(len(set(c["picks"])) == 3 for c in read.values())  # clips with 7 frames: three moments
 
-    proc = run_cli("ingest", str(export), "--layout", "balancemm", "--workdir", str(w2))
+    proc = run_cli("ingest", str(export), "--layout", "balancemm", "--workdir", str(w2.path))
     assert proc.returncode == 0, proc.stderr
-    imported = IngestDir(w2 / "ingest")
+    imported = w2.ingest
     m = imported.read_manifest().sort_by("sample_id").to_pylist()
     assert [(x["sample_id"], x["label"], x["split"], x["group"]) for x in m] == [
         (r["sample_id"], r["label"], r["split"], r["group"]) for r in sel
     ]
     ids = [r["sample_id"] for r in sel]
-    a, b = read_shards(w1 / "ingest", ids), read_shards(imported.path, ids)
+    a, b = read_shards(w1.ingest.path, ids), read_shards(imported.path, ids)
     for fa, fb in zip(a["frames"].to_pylist(), b["frames"].to_pylist(), strict=True):  # pixel-equal
         assert len(fa) == len(fb) and all(
             np.array_equal(np.asarray(Image.open(io.BytesIO(x))), np.asarray(Image.open(io.BytesIO(y)))) for x, y in zip(fa, fb)
@@ -452,13 +460,16 @@ def test_av_digits_round_trip(av_digits: Path, tmp_path: Path) -> None:
         w = csv.DictWriter(out, ["sample_id", "p_audio", "p_visual"])
         w.writeheader()
         w.writerows(rows)
-    proc = run_cli("score", "--scores-from", str(sub), "--workdir", str(w2))
-    assert proc.returncode == 0, proc.stderr
-    proc = run_cli("reeval", str(w2 / "ingest"), "--methods", "joint", "--epochs", "1", "--batch-size", "8",
-                   "--audio-preset", PRESET, "--image-size", "16", "--width", "4", "--bins", "4", "--workdir", str(w2))
-    assert proc.returncode == 0, proc.stderr
-    results = json.loads((w2 / "reeval" / "results.json").read_text())
-    text = json.dumps(results)
-    assert "joint" in text
-    scores_back = pq.read_table(imported.scores_path).to_pylist()
-    assert sorted(r["sample_id"] for r in scores_back) == ids
+    SCORE.run(w2, ScoreStageConfig(scores_from=sub))
+    outcome = REEVAL.run(w2, ReevalConfig(source=str(imported.path), methods="joint", epochs=1, batch_size=8,
+                                          audio_preset=PRESET, image_size=16, width=4, bins=4, device="cpu"))
+    results = json.loads((w2.reeval_dir / "results.json").read_text())
+    assert "joint" in json.dumps(results) and outcome is not None
+    from mmcurate.reeval.config import TensorSettings
+    from mmcurate.reeval.sources import load_ingest_dir
+
+    data = load_ingest_dir(imported.path, TensorSettings(image_size=16, audio_preset=PRESET))
+    for split in ("train", "val", "test"):  # the re-evaluation sees the balanced set's splits and labels
+        want = sorted((r["sample_id"], r["label"]) for r in sel if r["split"] == split)
+        part = data.split(split)
+        assert sorted(zip(part.sample_ids, [data.classes[i] for i in part.labels.tolist()])) == want

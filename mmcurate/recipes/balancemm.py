@@ -288,10 +288,9 @@ def _as_features(spectrogram: np.ndarray, what: str, features: Any) -> np.ndarra
             f"{what}: the spectrogram has {spectrogram.shape[0]} bins x {spectrogram.shape[1]} frames but audio_preset "
             f"gives {bins} bins (mmcurate stores bins x time)"
         )
-    values = spectrogram.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(values)):
+    if spectrogram.dtype.kind == "f" and not np.isfinite(spectrogram).all():
         raise MMCurateError(f"{what}: the spectrogram holds NaN or infinite values")
-    peak = float(np.abs(values).max())
+    peak = max(abs(float(spectrogram.max())), abs(float(spectrogram.min())))
     if peak > _F16_MAX:
         raise MMCurateError(f"{what}: the spectrogram reaches {peak:g}, beyond float16 (the cache's type)")
     return spectrogram.astype(np.float16)

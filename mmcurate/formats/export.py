@@ -167,6 +167,9 @@ def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
     for u in units:
         clip_stats.extend(unit_marker(staging, u.index).read_payload().get("clips", []))
     _remove_unlisted(staging, {f for r in rows for f in clip_files(r["sample_id"])})
+    for marker in (staging / STATE_DIR / "units").glob("unit-*.json"):  # units of a larger, earlier selection
+        if int(marker.stem.split("-")[1]) >= len(units):
+            marker.unlink()
     card = render_card(
         name=(meta.get("pretty_name") or (meta.get("config") or {}).get("pretty_name") or "mmcurate balanced dataset"),
         classes=classes,

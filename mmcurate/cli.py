@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "balance": ("mmcurate.balance.cli", "balance", "Sample a dataset whose discrepancy is uniform over bins; export it."),
     "browse": ("mmcurate.browse.cli", "browse", "Build a static HTML browser of the samples: plots, filters, frames and audio."),
     "push": ("mmcurate.push.cli", "push", "Push the balanced dataset (Parquet shards + card) to a Hugging Face Hub."),
+    "export": ("mmcurate.formats.cli", "export", "Write the balanced dataset in a layout the field's code loads (BalanceMM)."),
     "reeval": ("mmcurate.reeval.cli", "reeval", "Re-evaluate unimodal, joint and imbalance-algorithm models per subset."),
     "run": ("mmcurate.pipeline.cli", "run", "Run a YAML recipe: ingest -> score -> balance -> export (-> push) (-> reeval)."),
     "demo": ("mmcurate.demo.cli", "demo", "Generate a small synthetic audio-visual set and run the whole pipeline on it."),

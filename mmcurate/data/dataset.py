@@ -30,7 +30,7 @@ from mmcurate.data.sample import (
     decode_sample,
     sample_frame_count,
 )
-from mmcurate.data.tensors import cache_matches
+from mmcurate.data.tensors import cache_matches, cached_config
 from mmcurate.data.threads import single_intraop_thread
 from mmcurate.features import AudioFeatureConfig
 
@@ -62,6 +62,7 @@ class AVDataset(Dataset):
             raise MMCurateError("AVDataset needs a pyarrow Table or an indexable sequence of dict rows")
         self._rows = rows
         self._cache_ok = cache_matches(rows, self.cfg, features_config)
+        self._cached_cfg = cached_config(rows, features_config)
         if self.cfg.audio_frames is not None:
             self.audio_frames = self.cfg.audio_frames
         else:
@@ -86,7 +87,7 @@ class AVDataset(Dataset):
             raise IndexError(i)
         i = i % len(self)
         rec = self.record(i)
-        check_sample_rates([rec], self.cfg, self._cache_ok)
+        check_sample_rates([rec], self.cfg, self._cache_ok, self._cached_cfg)
         with single_intraop_thread():
             out = decode_sample(rec, self.cfg, self.audio_frames, self._cache_ok)
         audio = out.audio.astype(np.dtype(self.cfg.audio_dtype))[None]

@@ -19,7 +19,7 @@ from mmcurate.data.audio import (
 from mmcurate.data.config import TensorConfig
 from mmcurate.data.frames import decode_jpeg_frames
 from mmcurate.data.records import SampleRecord
-from mmcurate.features import num_feature_frames
+from mmcurate.features import AudioFeatureConfig, num_feature_frames, preset_name_of
 
 
 @dataclass(frozen=True)
@@ -118,10 +118,28 @@ def _decode(rec: SampleRecord, cfg: TensorConfig, audio_frames: int, cache_ok: b
     return DecodedSample(frames=frames, audio=audio, has_frames=has_frames, has_audio=has_audio)
 
 
-def check_sample_rates(records: Sequence[SampleRecord], cfg: TensorConfig, cache_ok: bool) -> None:
-    """Fail before any decoding when a stored rate cannot give the requested features."""
+def check_sample_rates(
+    records: Sequence[SampleRecord], cfg: TensorConfig, cache_ok: bool, cached: AudioFeatureConfig | None = None
+) -> None:
+    """Fail before any decoding when a stored rate cannot give the requested features, or when a
+    sample has no waveform, only cached features that are not the requested ones (an imported
+    BalanceMM release): zero-filling its audio would silently train on silence. ``cached`` is the
+    cache's config, named in the message."""
     want = cfg.audio.sample_rate
     for rec in records:
+        if rec.audio is None and rec.cached is not None and not cached_usable(rec, cfg, cache_ok):
+            have = preset_name_of(cached) if cached is not None else None
+            if not cfg.use_cached_features:
+                why = "and use_cached_features is off"
+            else:
+                why = f"so {preset_name_of(cfg.audio) or 'the requested features'} cannot be computed"
+            fix = (
+                f"use {have} (score/balance: --audio-features {have}; reeval: --audio-preset {have})"
+                if have else "ask for the features the ingest cached (its config.json records their settings)"
+            )
+            raise MMCurateError(
+                f"sample {rec.sample_id!r} has no waveform, only cached {have or 'custom'} audio features, {why}; {fix}"
+            )
         if rec.audio is None or cached_usable(rec, cfg, cache_ok) or rec.audio_sample_rate is None:
             continue
         if int(rec.audio_sample_rate) != want:

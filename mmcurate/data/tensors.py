@@ -120,7 +120,7 @@ def build_av_tensors(
     cfg = cfg or TensorConfig()
     started = time.perf_counter()
     records, cache_ok = _records_and_cache(rows, classes, cfg, features_config)
-    check_sample_rates(records, cfg, cache_ok)
+    check_sample_rates(records, cfg, cache_ok, cached_config(rows, features_config))
     audio_frames = choose_audio_frames([sample_frame_count(r, cfg, cache_ok) for r in records], cfg)
     n = len(records)
     s, t = cfg.image_size, cfg.num_frames
@@ -198,10 +198,14 @@ def cache_matches(
     field for field (a cache without a known config is never used)."""
     if not cfg.use_cached_features:
         return False
-    if features_config is not None:
-        cached_cfg: AudioFeatureConfig | None = resolve_feature_config(features_config)
-    elif isinstance(rows, pa.Table):
-        cached_cfg = cached_features_config(rows)
-    else:
-        cached_cfg = None
+    cached_cfg = cached_config(rows, features_config)
     return cached_cfg is not None and cached_cfg == cfg.audio
+
+
+def cached_config(rows: Any, features_config: AudioFeatureConfig | str | dict[str, Any] | None) -> AudioFeatureConfig | None:
+    """The cached features' config: ``features_config`` when given, else the one recorded in the table."""
+    if features_config is not None:
+        return resolve_feature_config(features_config)
+    if isinstance(rows, pa.Table):
+        return cached_features_config(rows)
+    return None

@@ -115,6 +115,7 @@ def export_balanced(
     sel, sel_name = read_selection(selection)
     joined = join_manifest(sel, ingest, classes, sel_name)
     with_features = include_features and ingest.any_features(joined["shard"].to_pylist())
+    features_meta = _features_metadata(ingest) if with_features else {}
 
     split_groups = _group_splits(joined, sel_name)
     audio_probe = []
@@ -135,7 +136,7 @@ def export_balanced(
     staging = balanced.new_staging_dir()
     try:
         summaries, shards, files = _write_all(
-            staging, split_groups, media_by_split, features, classes, max_bytes
+            staging, split_groups, media_by_split, features, classes, max_bytes, features_meta
         )
         toolkit_version = str(provenance.get("toolkit_version") or mmcurate.__version__)
         card = render_card(
@@ -196,6 +197,7 @@ def _write_all(
     features: Any,
     classes: list[str],
     max_bytes: int,
+    features_meta: dict[bytes, bytes] | None = None,
 ) -> tuple[list[SplitSummary], dict[str, list[str]], dict[str, dict[str, Any]]]:
     """Write every split's Parquet shards and its save_to_disk copy into ``staging``."""
     summaries: list[SplitSummary] = []
@@ -205,6 +207,8 @@ def _write_all(
     with progress_bar("export: writing splits", total=len(split_groups)) as advance:
         for hub_name, (source_name, rows) in split_groups.items():
             table = build_export_table(rows, media_by_split.pop(hub_name), features, classes)
+            if features_meta:  # the cached features' config travels with them (readers use the cache only then)
+                table = table.replace_schema_metadata({**(table.schema.metadata or {}), **features_meta})
             ranges = plan_shards(row_nbytes(table), max_bytes)
             paths = write_shards(table, hub_name, ranges, staging / DATA_DIR)
             rels = [f"{DATA_DIR}/{p.name}" for p in paths]
@@ -228,6 +232,18 @@ def _write_all(
             advance()
     (staging / HF_DIR / "dataset_dict.json").write_text(json.dumps({"splits": list(shards)}), encoding="utf-8")
     return summaries, shards, files
+
+
+def _features_metadata(ingest: IngestDir) -> dict[bytes, bytes]:
+    """Schema metadata naming the config of the exported ``audio_features`` (as ``read_shards`` records it)."""
+    from mmcurate.common.hashing import canonical_json
+    from mmcurate.data.shards import FEATURES_METADATA_KEY, ingest_features_config
+
+    try:
+        cfg = ingest_features_config(ingest.path)
+    except MMCurateError:  # a cache whose config is unknown is never used in place of the audio
+        return {}
+    return {} if cfg is None else {FEATURES_METADATA_KEY: canonical_json(cfg.to_dict()).encode()}
 
 
 @contextlib.contextmanager

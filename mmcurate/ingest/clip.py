@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,7 @@ from PIL import Image
 from mmcurate.common.hashing import file_sha256
 from mmcurate.ingest.config import DecodeConfig
 from mmcurate.ingest.decode import DecodedClip, DecodeError, decode_clip
-from mmcurate.store.items import Failure, InputItem
-
-
-@dataclass
-class ClipResult:
-    """Either ``row`` + ``media`` (success) or ``failure``."""
-
-    sample_id: str
-    row: dict[str, Any] | None = None
-    media: dict[str, Any] | None = None
-    failure: Failure | None = None
+from mmcurate.store.items import ClipResult, Failure, InputItem
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:

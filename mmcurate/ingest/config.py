@@ -110,7 +110,7 @@ class IngestConfig:
     layout: str | None = opt(
         None,
         "Dataset adapter that knows a release's layout: folders (default), manifest, cremad, kinetics_sounds, "
-        "vggsound, ave.",
+        "vggsound, ave, balancemm (a BalanceMM-format release: annotation JSON, HDF5 frames, pickled spectrograms).",
     )
     layout_options: dict[str, str] = opt(
         help="Option passed to the --layout adapter (repeatable), e.g. annotations=Annotations.txt.",

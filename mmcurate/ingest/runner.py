@@ -8,9 +8,11 @@ completion marker through the store, and the manifest once every shard is done.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from mmcurate.common.hashing import config_hash
 from mmcurate.execution import WorkUnit, make_executor, make_units
 from mmcurate.ingest.clip import ClipResult, process_clip
 from mmcurate.ingest.config import DecodeConfig, IngestConfig
-from mmcurate.recipes import apply_class_list, discover, read_class_file
+from mmcurate.recipes import apply_class_list, discover, item_processor, read_class_file
 from mmcurate.store import IngestDir, Workdir
 from mmcurate.store.ingest_dir import shard_name, shard_table
 from mmcurate.store.items import Failure, InputItem
@@ -126,7 +128,10 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
         feature_config(decode)  # fail fast on a bad preset or sample-rate mismatch
     executor = make_executor(cfg.workers, cfg.array)
     found = discover(raw_dir, cfg.manifest, cfg.layout, cfg.layout_options, cfg.group_column)
-    class_list = read_class_file(cfg.classes) if cfg.classes else None
+    if found.features is not None:  # the layout's items carry their audio features ready-made
+        cfg = dataclasses.replace(cfg, decode=_with_layout_features(cfg.decode, found.features))
+        decode = cfg.decode
+    class_list = read_class_file(cfg.classes) if cfg.classes else found.classes
     found, classes = apply_class_list(found, class_list)
     ident = identity(cfg, classes)
     ident_hash = config_hash(ident)
@@ -170,7 +175,7 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
     written = 0
     if pending:
         parallel = min(executor.workers, n_pending) > 1
-        job = functools.partial(_process, str(raw_dir), decode, 1 if parallel else 0)
+        job = functools.partial(_process, item_processor(cfg.layout) or process_clip, str(raw_dir), decode, 1 if parallel else 0)
         with progress_bar("decoding", n_pending) as advance:
             for unit, results in executor.map_units(job, pending, initializer=_init_worker, initargs=(bool(decode.features),)):
                 _write_chunk(out, unit, results, unit_identity[unit.index])
@@ -223,8 +228,22 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
     return result
 
 
-def _process(raw_dir: str, decode: DecodeConfig, threads: int, item: InputItem) -> ClipResult:
-    return process_clip(raw_dir, item, decode, threads=threads)
+def _process(fn: Callable[..., ClipResult], raw_dir: str, decode: DecodeConfig, threads: int, item: InputItem) -> ClipResult:
+    return fn(raw_dir, item, decode, threads=threads)
+
+
+def _with_layout_features(decode: DecodeConfig, features: dict[str, Any]) -> DecodeConfig:
+    """Decode settings whose feature cache is the layout's ready-made features (``features``, a
+    resolved feature config); ``--features`` may only name the same config."""
+    if decode.features is not None:
+        from mmcurate.features import resolve_feature_config
+
+        if resolve_feature_config(decode.features).to_dict() != features:
+            raise MMCurateError(
+                f"--features {decode.features}: this layout's clips carry their own audio features, which no other "
+                "preset can be computed from (there is no waveform); leave --features out"
+            )
+    return decode.replace(features=features, sample_rate=int(features["sample_rate"]))
 
 
 def _write_chunk(out: IngestDir, unit: WorkUnit[InputItem], results: list[ClipResult], identity_hash: str) -> None:

@@ -7,17 +7,26 @@ from the command line or a YAML recipe). Each turns a release, laid out as its a
 into :class:`~mmcurate.store.items.InputItem` s (label, split, group, segment) and
 :class:`~mmcurate.store.items.Failure` s, and lists the files it ignores. :func:`apply_class_list`
 then checks labels against a class list (a file, or a list shipped here by name).
+
+The adapter contract: an adapter is its ``discover`` function. Most items are media files, which
+ingest decodes with :func:`mmcurate.ingest.process_clip`; an adapter whose items are not (a
+BalanceMM release: HDF5 frames and pickled spectrograms) also registers its own per-item function
+in :data:`PROCESSORS`, with ``process_clip``'s signature ``(raw_dir, item, decode_cfg, threads)``
+and result (:class:`~mmcurate.store.items.ClipResult`). Its :class:`~mmcurate.store.items.Discovery`
+may name the release's own class list (``classes``) and the config of the audio features its
+items carry instead of a waveform (``features``), which ingest records as its feature cache's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.recipes import ave, cremad, kinetics_sounds, vggsound
+from mmcurate.recipes import ave, balancemm, cremad, kinetics_sounds, vggsound
 from mmcurate.recipes.classes import (
     available_class_lists,
     class_list,
@@ -25,7 +34,7 @@ from mmcurate.recipes.classes import (
     parse_class_list,
 )
 from mmcurate.recipes.generic import check_raw_dir, discover_folders, discover_manifest
-from mmcurate.store.items import Discovery, Failure, InputItem
+from mmcurate.store.items import ClipResult, Discovery, Failure, InputItem
 
 #: layout name -> ``discover(raw_dir, **options) -> Discovery``
 LAYOUTS: dict[str, Callable[..., Discovery]] = {
@@ -33,23 +42,36 @@ LAYOUTS: dict[str, Callable[..., Discovery]] = {
     "kinetics_sounds": kinetics_sounds.discover,
     "vggsound": vggsound.discover,
     "ave": ave.discover,
+    "balancemm": balancemm.discover,
 }
 
-#: layout name -> the class list it labels with (``class_list(CLASS_LISTS[name])``)
-CLASS_LISTS: dict[str, str] = {name: name for name in LAYOUTS}
+#: layout name -> the shipped class list it labels with (``class_list(CLASS_LISTS[name])``); a
+#: layout not listed takes its classes from the release (BalanceMM's ``labels``)
+CLASS_LISTS: dict[str, str] = {name: name for name in ("cremad", "kinetics_sounds", "vggsound", "ave")}
+
+#: layout name -> its per-item function, for layouts whose items are not media files (the
+#: others are decoded by ``mmcurate.ingest.process_clip``)
+PROCESSORS: dict[str, Callable[..., ClipResult]] = {"balancemm": balancemm.process_item}
 
 __all__ = [
     "CLASS_LISTS",
     "LAYOUTS",
+    "PROCESSORS",
     "apply_class_list",
     "available_class_lists",
     "class_list",
     "class_list_path",
     "discover",
+    "item_processor",
     "layout_options",
     "read_class_file",
     "run_layout",
 ]
+
+
+def item_processor(layout: str | None) -> Callable[..., ClipResult] | None:
+    """The per-item function of ``layout`` when its items are not media files, else None."""
+    return PROCESSORS.get(layout) if layout else None
 
 
 def layout_options(name: str) -> dict[str, object]:
@@ -150,7 +172,7 @@ def dedupe(found: Discovery) -> Discovery:
         seen[sid] = item
         items.append(item)
     items.sort(key=lambda it: it.sample_id)
-    return Discovery(items=items, failures=failures, unlisted=found.unlisted)
+    return dataclasses.replace(found, items=items, failures=failures)
 
 
 def apply_class_list(found: Discovery, classes: Iterable[str] | None) -> tuple[Discovery, list[str]]:
@@ -166,7 +188,7 @@ def apply_class_list(found: Discovery, classes: Iterable[str] | None) -> tuple[D
             keep.append(it)
         else:
             failures.append(Failure(it.path, "label", f"label {it.label!r} is not in the class list", it.sample_id))
-    return Discovery(items=keep, failures=failures, unlisted=found.unlisted), class_names
+    return dataclasses.replace(found, items=keep, failures=failures), class_names
 
 
 def read_class_file(spec: Path) -> list[str]:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmcurate.common.errors import MMCurateError, StageNotReadyError
-from mmcurate.data import read_shards
+from mmcurate.data import FEATURES_METADATA_KEY, read_shards
 from mmcurate.reeval.config import TensorSettings
 from mmcurate.reeval.data import ReevalData, assemble, resolve_splits
 from mmcurate.store import BalancedDir, IngestDir, Workdir
@@ -225,6 +225,9 @@ def _from_hf_table(
             **({"audio_features": table.column("audio_features")} if "audio_features" in table.column_names else {}),
         }
     )
+    cache_config = (table.schema.metadata or {}).get(FEATURES_METADATA_KEY)
+    if cache_config is not None and "audio_features" in media.column_names:  # the export named the cache's config
+        media = media.replace_schema_metadata({FEATURES_METADATA_KEY: cache_config})
     return assemble(
         media, classes, splits, discrepancy, bins,
         num_bins=num_bins, bin_edges=edges, settings=settings,

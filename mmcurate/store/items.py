@@ -1,10 +1,12 @@
-"""What discovery hands to ingest: one :class:`InputItem` per sample, or a :class:`Failure`.
+"""What discovery hands to ingest: one :class:`InputItem` per sample, or a :class:`Failure`;
+and what the per-item step hands back: a :class:`ClipResult`.
 
 Every discovery layout (label folders, an input manifest, a dataset adapter such as CREMA-D)
 produces these two lists, so that each input ends up in exactly one of ``manifest.parquet`` or
 ``failures.jsonl`` (whose fields :data:`mmcurate.store.schemas.FAILURE_FIELDS` documents). They
 live in the store, not in ingest, because both the adapters (:mod:`mmcurate.recipes`) and the
-ingest stage speak them: neither has to import the other.
+ingest stage speak them: neither has to import the other. That includes :class:`ClipResult`, since
+an adapter whose items are not media files (a BalanceMM release) brings its own per-item function.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class InputItem:
 
     ``path`` is relative to the raw directory (POSIX separators); ``extra`` carries any further
     columns of an input manifest (e.g. ``condition``, ``speaker``) into manifest.parquet.
+    ``name`` is the sample id when the release names its samples itself (a BalanceMM annotation
+    key), so that the id does not change with where the files sit; by default the id is the path.
     """
 
     path: str
@@ -41,9 +45,12 @@ class InputItem:
     start: float | None = None
     end: float | None = None
     extra: tuple[tuple[str, str], ...] = ()
+    name: str | None = None
 
     @property
     def sample_id(self) -> str:
+        if self.name is not None:
+            return self.name
         return make_sample_id(self.path, self.start, self.end)
 
     def extra_dict(self) -> dict[str, str]:
@@ -64,6 +71,17 @@ class Failure:
 
 
 @dataclass
+class ClipResult:
+    """What the per-item step returns: either ``row`` (a manifest row) + ``media`` (a shard row,
+    keys as SHARD_SCHEMA's columns) on success, or ``failure``."""
+
+    sample_id: str
+    row: dict[str, Any] | None = None
+    media: dict[str, Any] | None = None
+    failure: Failure | None = None
+
+
+@dataclass
 class Discovery:
     """Result of scanning a raw directory: items to decode, inputs already failed, notes."""
 
@@ -71,3 +89,10 @@ class Discovery:
     failures: list[Failure] = field(default_factory=list)
     #: files present under RAW_DIR but not named by an input manifest (reported, not failures)
     unlisted: list[str] = field(default_factory=list)
+    #: the class list the release itself defines, in its order (a BalanceMM annotation's ``labels``),
+    #: used when the user gives no ``--classes``; None: the sorted labels found
+    classes: list[str] | None = None
+    #: the config (an ``AudioFeatureConfig`` dict) of audio features the items carry ready-made
+    #: instead of a waveform (a BalanceMM release's spectrograms); ingest records it as the config of
+    #: the shards' ``audio_features`` cache. None: features, if any, are computed from the waveform
+    features: dict[str, Any] | None = None

@@ -1,0 +1,345 @@
+"""``mmcurate export``: the balanced selection written in a layout the field's code loads.
+
+Reads the balanced folder (``selection.parquet``, ``balance.json``) and its ingest folder through the
+store, and writes ``WORKDIR/<format>/`` (BalanceMM: :mod:`mmcurate.formats.balancemm`).
+
+Atomic and resumable, the way the other stages are:
+
+* everything is built in a staging folder beside the output (``.<name>.partial``), which a killed
+  run leaves in place and the next run continues: clips go in units of ``--chunk-size``, each unit's
+  files written atomically and then its completion marker (:class:`mmcurate.store.UnitMarker`:
+  the unit's identity, its files' sizes and hashes); a unit whose marker is valid is not redone;
+* the annotation file, the card and the export's own marker come last, then the staging folder
+  replaces the output in one rename; the output is therefore always either the previous complete
+  export or the new one, never a mixture BalanceMM would load without noticing;
+* an unchanged rerun finds the output complete for its identity and writes nothing.
+
+Same selection, ingest and settings give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from mmcurate import __version__
+from mmcurate.common.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
+from mmcurate.common.console import info, progress_bar, summary_table
+from mmcurate.common.errors import MMCurateError
+from mmcurate.common.hashing import canonical_json, config_hash
+from mmcurate.execution import WorkUnit, make_executor, make_units
+from mmcurate.formats.balancemm import ANNOTATIONS, AUDIO_DIR, FORMAT_VERSION, VISUAL_DIR, dumps_annotations
+from mmcurate.formats.balancemm_export import (
+    ClipJob,
+    EncodedClip,
+    build_annotations,
+    check_clip_id,
+    clip_files,
+    encode_clip,
+    provenance_block,
+    release_shards,
+    render_card,
+)
+from mmcurate.formats.config import ExportConfig
+from mmcurate.store import BalancedDir, IngestDir, UnitMarker, Workdir
+from mmcurate.store.splits import SPLITS
+
+STATE_DIR = ".mmcurate"
+CARD = "README.md"
+
+
+@dataclass
+class ExportFormatResult:
+    out_dir: Path
+    format: str
+    clips: int
+    split_counts: dict[str, int]
+    units_written: int
+    units_done_before: int
+    already_complete: bool
+    elapsed: float
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def export_marker(root: Path) -> UnitMarker:
+    """The whole export's completion marker (its files: the annotation file and the card)."""
+    return UnitMarker(root / STATE_DIR / "export.json", root)
+
+
+def unit_marker(root: Path, index: int) -> UnitMarker:
+    """The completion marker of clip unit ``index`` (its files: the unit's HDF5 and .pkl files)."""
+    return UnitMarker(root / STATE_DIR / "units" / f"unit-{index:05d}.json", root)
+
+
+def is_complete(root: Path, identity: str | None = None) -> bool:
+    """Whether ``root`` holds a finished export (for ``identity``, when given) with every file intact (sizes)."""
+    doc = _read_doc(export_marker(root).path)
+    if doc is None:
+        return False
+    identity = identity or doc.get("identity")
+    payload = export_marker(root).read(identity)
+    if payload is None:
+        return False
+    return all(unit_marker(root, int(k)).read(v) is not None for k, v in payload.get("units", {}).items())
+
+
+def _read_doc(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
+    """The ``mmcurate export`` stage (see the module docstring)."""
+    from mmcurate.data.shards import ingest_features_config
+    from mmcurate.features import preset_name_of, resolve_feature_config
+
+    t0 = time.monotonic()
+    balanced = BalancedDir(cfg.balanced_dir or workdir.balanced.path)
+    selection = balanced.read_selection()
+    meta = balanced.read_meta()
+    ingest = IngestDir(cfg.ingest_dir or _recorded_ingest(meta) or workdir.ingest.path).require()
+    out = Path(cfg.out or workdir.path / cfg.format)
+    classes = ingest.read_classes()
+    rows = _joined_rows(selection, ingest, classes, str(balanced.selection_path))
+
+    fcfg = resolve_feature_config(cfg.audio_preset)
+    preset = preset_name_of(fcfg)
+    features = fcfg.to_dict()
+    try:
+        cached = ingest_features_config(ingest.path)
+    except MMCurateError:  # features made with settings no one can name are never used
+        cached = None
+    use_cache = cached is not None and cached == fcfg
+    _check_audio(ingest, rows, fcfg, preset or cfg.audio_preset, use_cache, cached)
+
+    settings = {"format": FORMAT_VERSION, "features": features, "max_frames": cfg.max_frames}
+    base = config_hash([settings, ingest.identity_hash()], length=32)
+    units = make_units(rows, cfg.chunk_size, lambda k: f"unit-{k:05d}")
+    unit_identity = {
+        u.index: config_hash([base, [(r["sample_id"], r["sha256"], r["shard"], r["shard_row"]) for r in u.items]], length=32)
+        for u in units
+    }
+    provenance = provenance_block(
+        toolkit_version=__version__, preset=preset, features=features, max_frames=cfg.max_frames, balance_meta=meta
+    )
+    annotations_text = dumps_annotations(build_annotations(classes, rows, provenance))
+    identity = config_hash([base, unit_identity, annotations_text], length=32)
+    split_counts = dict(Counter(r["split"] for r in rows))
+
+    if is_complete(out, identity):
+        info(f"export: {out} is already complete for this selection and these settings; nothing to do")
+        return ExportFormatResult(out, cfg.format, len(rows), split_counts, 0, len(units), True, time.monotonic() - t0)
+    _check_out(out)
+    staging = out.with_name(f".{out.name}.partial")
+    staging.mkdir(parents=True, exist_ok=True)
+
+    pending = [u for u in units if unit_marker(staging, u.index).read(unit_identity[u.index]) is None]
+    done_before = len(units) - len(pending)
+    executor = make_executor(cfg.workers)
+    if pending:
+        n = sum(len(u.items) for u in pending)
+        info(f"export: {len(rows)} clips in {len(units)} units; {done_before} units already done, encoding {n} clips "
+             f"({executor.describe()})")
+        jobs = [
+            WorkUnit(u.key, u.index, tuple(_job(ingest, r, features, use_cache, cfg.max_frames) for r in u.items))
+            for u in pending
+        ]
+        try:
+            with progress_bar("export: encoding clips", n) as advance:
+                for unit, results in executor.map_units(encode_clip, jobs, initializer=_init_worker):
+                    _write_unit(staging, unit, results, unit_identity[unit.index])
+                    advance(len(results))
+        finally:
+            release_shards()  # no memory map outlives the run (a shard rewritten in place later would fault)
+
+    clip_stats = []
+    for u in units:
+        clip_stats.extend(unit_marker(staging, u.index).read_payload().get("clips", []))
+    _remove_unlisted(staging, {f for r in rows for f in clip_files(r["sample_id"])})
+    for marker in (staging / STATE_DIR / "units").glob("unit-*.json"):  # units of a larger, earlier selection
+        if int(marker.stem.split("-")[1]) >= len(units):
+            marker.unlink()
+    card = render_card(
+        name=(meta.get("pretty_name") or (meta.get("config") or {}).get("pretty_name") or "mmcurate balanced dataset"),
+        classes=classes,
+        split_counts=split_counts,
+        clip_stats=clip_stats,
+        preset=preset,
+        features=features,
+        max_frames=cfg.max_frames,
+        provenance=provenance,
+    )
+    atomic_write_text(staging / ANNOTATIONS, annotations_text)
+    atomic_write_text(staging / CARD, card)
+    export_marker(staging).record(
+        identity,
+        [staging / ANNOTATIONS, staging / CARD],
+        {
+            "format": cfg.format,
+            "clips": len(rows),
+            "splits": split_counts,
+            "audio_preset": preset,
+            "units": {str(u.index): unit_identity[u.index] for u in units},
+        },
+    )
+    _install(staging, out)
+    elapsed = time.monotonic() - t0
+    frames = Counter(s["frames_written"] for s in clip_stats)
+    return ExportFormatResult(
+        out, cfg.format, len(rows), split_counts, len(pending), done_before, False, elapsed,
+        stats={
+            "clips_per_second": round(sum(len(u.items) for u in pending) / elapsed, 3) if pending and elapsed > 0 else None,
+            "frames_per_clip": dict(sorted(frames.items())),
+            "loader_reads_index_1_only": sum(n for k, n in frames.items() if k <= 6),
+            "audio_from": dict(Counter(s["audio_from"] for s in clip_stats)),
+        },
+    )
+
+
+def _recorded_ingest(meta: dict[str, Any]) -> Path | None:
+    """The ingest folder balance.json names, when it still exists."""
+    recorded = meta.get("ingest_dir")
+    return Path(recorded) if recorded and Path(recorded).is_dir() else None
+
+
+def _joined_rows(selection: pa.Table, ingest: IngestDir, classes: list[str], name: str) -> list[dict[str, Any]]:
+    """Selection rows with their manifest fields (sha256, shard location, duration, audio flags), by sample id."""
+    from mmcurate.export.inputs import join_manifest
+
+    joined = join_manifest(selection, ingest, classes, name)
+    extra = ingest.read_manifest(["sample_id", "duration", "has_audio", "num_audio_samples"])
+    joined = joined.join(extra, "sample_id", join_type="left outer").sort_by("sample_id")
+    rows = joined.to_pylist()
+    for r in rows:
+        check_clip_id(r["sample_id"])
+        if r["split"] not in SPLITS:
+            raise MMCurateError(f"{name}: split {r['split']!r} of {r['sample_id']!r} is not train, val or test")
+    return rows
+
+
+def _check_audio(ingest: IngestDir, rows: list[dict[str, Any]], fcfg: Any, preset: str, use_cache: bool, cached: Any) -> None:
+    """Refuse, before writing anything, what cannot be computed: a preset other than the cached one
+    for clips stored without a waveform, or a preset for another sample rate."""
+    features_only = [r["sample_id"] for r in rows if r.get("has_audio") and not r.get("num_audio_samples")]
+    if features_only and not use_cache:
+        from mmcurate.features import preset_name_of
+
+        have = (preset_name_of(cached) or "custom settings") if cached is not None else "none"
+        raise MMCurateError(
+            f"{ingest.path}: {len(features_only)} selected clips have no waveform, only cached audio features "
+            f"({have}), so --audio-preset {preset} cannot be computed; export with --audio-preset {have}"
+            if cached is not None
+            else f"{ingest.path}: {len(features_only)} selected clips have neither a waveform nor cached features"
+        )
+    if use_cache:
+        return
+    by_shard: dict[str, list[int]] = {}
+    for r in rows:
+        if r.get("num_audio_samples"):
+            by_shard.setdefault(r["shard"], []).append(int(r["shard_row"]))
+    rates = set()
+    for name, positions in sorted(by_shard.items()):
+        column = ingest.open_shard(name).column("audio_sample_rate")
+        rates |= {int(column[i].as_py()) for i in positions if i < len(column)}
+    wrong = sorted(rates - {fcfg.sample_rate})
+    if wrong:
+        raise MMCurateError(
+            f"--audio-preset {preset} needs {fcfg.sample_rate} Hz audio but {ingest.path} stored it at {wrong[0]} Hz; "
+            f"ingest again with --sample-rate {fcfg.sample_rate}, or pick a preset made for {wrong[0]} Hz"
+        )
+
+
+def _job(ingest: IngestDir, r: dict[str, Any], features: dict[str, Any], use_cache: bool, max_frames: int) -> ClipJob:
+    return ClipJob(
+        ingest_dir=str(ingest.path),
+        sample_id=r["sample_id"],
+        shard=r["shard"],
+        row=int(r["shard_row"]),
+        duration=r.get("duration"),
+        features=canonical_json(features),
+        use_cache=use_cache,
+        max_frames=max_frames,
+    )
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _write_unit(root: Path, unit: WorkUnit[Any], results: list[EncodedClip], identity: str) -> None:
+    """Write one unit's files atomically, then its marker (the clips' frame and audio stats are its payload)."""
+    files = []
+    for clip in results:
+        hdf5, pkl = clip_files(clip.sample_id)
+        for rel, data in ((hdf5, clip.hdf5), (pkl, clip.pkl)):
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data)
+            files.append(path)
+    unit_marker(root, unit.index).record(
+        identity, files, {"clips": [{"sample_id": c.sample_id, **c.stats()} for c in results]}
+    )
+
+
+def _remove_unlisted(root: Path, listed: set[str]) -> None:
+    """Drop clip files a previous, different selection left in the staging folder."""
+    for folder in (VISUAL_DIR, AUDIO_DIR):
+        base = root / folder
+        if not base.is_dir():
+            continue
+        for path in sorted(base.rglob("*"), reverse=True):
+            rel = path.relative_to(root).as_posix()
+            if path.is_file() and rel not in listed:
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+
+
+def _check_out(out: Path) -> None:
+    """Never replace a folder mmcurate did not write."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not export_marker(out).path.is_file())):
+        raise MMCurateError(
+            f"{out} exists and is not an mmcurate export; choose another --out or remove it"
+        )
+
+
+def _install(staging: Path, out: Path) -> None:
+    """Replace ``out`` with the finished staging folder (the old one is removed once the new is in place)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(staging, out)
+    fsync_dir(out.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def print_summary(result: ExportFormatResult) -> None:
+    if result.already_complete:
+        return
+    s = result.stats
+    rows = [
+        ["clips", result.clips],
+        *[[f"  {split}", result.split_counts.get(split, 0)] for split in SPLITS],
+        ["units written now / reused", f"{result.units_written} / {result.units_done_before}"],
+        ["frames per clip (clips)", ", ".join(f"{k}: {n}" for k, n in s.get("frames_per_clip", {}).items())],
+        ["clips the loader reads frame 1 of only", s.get("loader_reads_index_1_only")],
+        ["spectrograms from", ", ".join(f"{k} {v}" for k, v in sorted(s.get("audio_from", {}).items()))],
+        ["wall time (s)", round(result.elapsed, 2)],
+    ]
+    summary_table(f"export ({result.format}) -> {result.out_dir}", ["", "value"], rows)

@@ -124,7 +124,7 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
         from mmcurate.ingest.features_cache import feature_config
 
         feature_config(decode)  # fail fast on a bad preset or sample-rate mismatch
-    executor = make_executor(cfg.workers, cfg.array)
+    executor = make_executor(cfg.workers, cfg.array, cfg.execution)
     found = discover(raw_dir, cfg.manifest, cfg.layout, cfg.layout_options, cfg.group_column)
     class_list = read_class_file(cfg.classes) if cfg.classes else None
     found, classes = apply_class_list(found, class_list)
@@ -146,7 +146,8 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
             "manifest": str(cfg.manifest.resolve()) if cfg.manifest else None,
             "classes_file": str(cfg.classes) if cfg.classes else None,
             "source": cfg.source,
-            "execution": {"workers": cfg.workers, "num_shards": num_shards, "shard_index": shard_index},
+            "execution": {"engine": cfg.execution.engine, "workers": cfg.workers, "num_shards": num_shards,
+                          "shard_index": shard_index},
         }
     )
 

@@ -18,6 +18,7 @@ watchdog (Ray's client retries for minutes on its own).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -101,32 +102,57 @@ def connect(address: str | None) -> Any:
 
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address in (None, "", "local"):
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+        with _muted_stderr():
+            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
         return ray
     target = _resolve_auto() if address == "auto" else address
     probe(target)
     done = threading.Event()
+    with _muted_stderr() as stderr_fd:
 
-    def give_up() -> None:  # Ray's handshake cannot be interrupted from Python: end the process, in one line
-        if not done.is_set():
-            sys.stderr.write(
-                f"error: --ray-address {target}: no Ray handshake within {CONNECT_TIMEOUT_S:g} s (is it a Ray head "
-                "node of the same Ray version?)\n"
-            )
-            sys.stderr.flush()
-            os._exit(2)
+        def give_up() -> None:  # Ray's handshake cannot be interrupted from Python: end the process, in one line
+            if not done.is_set():
+                os.write(
+                    stderr_fd,
+                    f"error: --ray-address {target}: no Ray handshake within {2 * CONNECT_TIMEOUT_S:g} s (is it a "
+                    "Ray head node, of the same Ray version?)\n".encode(),
+                )
+                os._exit(2)
 
-    watchdog = threading.Timer(CONNECT_TIMEOUT_S * 2, give_up)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        ray.init(address=target, **quiet)
-    except Exception as exc:
-        raise MMCurateError(f"--ray-address {target}: {one_line(exc)}") from None
-    finally:
-        done.set()
-        watchdog.cancel()
+        watchdog = threading.Timer(CONNECT_TIMEOUT_S * 2, give_up)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            ray.init(address=target, **quiet)
+        except Exception as exc:
+            raise MMCurateError(f"--ray-address {target}: {one_line(exc)}") from None
+        finally:
+            done.set()
+            watchdog.cancel()
     return ray
+
+
+@contextlib.contextmanager
+def _muted_stderr() -> Iterator[int]:
+    """Silence file descriptor 2 while Ray starts or connects (its C++ core logs every retry there);
+    yields a duplicate of the real stderr. ``MMCURATE_DEBUG=1`` keeps Ray's output."""
+    saved = os.dup(2)
+    if os.environ.get("MMCURATE_DEBUG"):
+        try:
+            yield saved
+        finally:
+            os.close(saved)
+        return
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield saved
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 # ------------------------------------------------------------------------------------------ worker side

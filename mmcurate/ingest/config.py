@@ -17,8 +17,8 @@ from typing import Any
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
-from mmcurate.common.options import opt
-from mmcurate.execution import ArrayJobConfig
+from mmcurate.common.options import nested, opt
+from mmcurate.execution import ArrayJobConfig, ExecutionConfig
 
 MISSING_MODALITY_POLICIES = ("reject", "keep", "zero-fill")
 DECODERS = ("pyav", "decord")
@@ -128,6 +128,7 @@ class IngestConfig:
     decode: DecodeConfig = dataclasses.field(default_factory=DecodeConfig)
     workers: int = opt(0, "Decoding processes (0 = all cores).")
     array: ArrayJobConfig = dataclasses.field(default_factory=ArrayJobConfig)
+    execution: ExecutionConfig = nested(ExecutionConfig, skip=("gpus_per_job", "distributed"))
     max_failures: int | None = opt(None, "Exit with status 3 when more inputs than this fail (default: report only).")
     overwrite: bool = opt(False, "Replace an output folder made with different settings (otherwise that is an error).")
     dataset_name: str | None = opt(None, "Source dataset name, recorded for the dataset card.")

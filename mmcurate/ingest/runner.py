@@ -126,7 +126,7 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
         from mmcurate.ingest.features_cache import feature_config
 
         feature_config(decode)  # fail fast on a bad preset or sample-rate mismatch
-    executor = make_executor(cfg.workers, cfg.array)
+    executor = make_executor(cfg.workers, cfg.array, cfg.execution)
     found = discover(raw_dir, cfg.manifest, cfg.layout, cfg.layout_options, cfg.group_column)
     if found.features is not None:  # the layout's items carry their audio features ready-made
         cfg = dataclasses.replace(cfg, decode=_with_layout_features(cfg.decode, found.features))
@@ -151,7 +151,8 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
             "manifest": str(cfg.manifest.resolve()) if cfg.manifest else None,
             "classes_file": str(cfg.classes) if cfg.classes else None,
             "source": cfg.source,
-            "execution": {"workers": cfg.workers, "num_shards": num_shards, "shard_index": shard_index},
+            "execution": {"engine": cfg.execution.engine, "workers": cfg.workers, "num_shards": num_shards,
+                          "shard_index": shard_index},
         }
     )
 

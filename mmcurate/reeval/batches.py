@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from mmcurate.data import normalize_frames
+from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.reeval.data import ReevalData, SplitData
 
 
@@ -24,6 +25,8 @@ class Batch:
     frames: torch.Tensor
     labels: torch.Tensor
     index: torch.Tensor
+    #: this rank's fraction of the whole batch (1 unless ``--distributed`` splits batches over ranks)
+    share: float = 1.0
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -42,17 +45,26 @@ def iter_batches(
     device: torch.device,
     order: torch.Tensor | None = None,
     drop_singleton: bool = False,
+    ranks: Ranks = SINGLE,
 ) -> Iterator[Batch]:
     """Batches of ``split`` in ``order`` (default: stored order).
 
-    ``drop_singleton`` skips a final batch of one sample: BatchNorm cannot train on it.
+    ``drop_singleton`` skips a final batch of one sample: BatchNorm cannot train on it (under
+    ``--distributed``, a final batch of fewer than two samples per rank). With ``ranks``, each
+    rank gets its share of every batch.
     """
     idx_all = order if order is not None else torch.arange(len(split))
     for start in range(0, len(idx_all), batch_size):
         idx = idx_all[start : start + batch_size]
-        if drop_singleton and len(idx) == 1 and len(idx_all) > 1:
+        if drop_singleton and len(idx) < ranks.min_batch() and len(idx_all) > 1:
             return
-        yield make_batch(split, data, idx, device)
+        if ranks.world == 1:
+            yield make_batch(split, data, idx, device)
+            continue
+        mine = ranks.share(idx)
+        batch = make_batch(split, data, mine, device)
+        batch.share = len(mine) / len(idx)
+        yield batch
 
 
 def make_batch(split: SplitData, data: ReevalData, idx: torch.Tensor, device: torch.device) -> Batch:
@@ -65,6 +77,6 @@ def make_batch(split: SplitData, data: ReevalData, idx: torch.Tensor, device: to
     )
 
 
-def num_batches(n: int, batch_size: int, drop_singleton: bool = False) -> int:
+def num_batches(n: int, batch_size: int, drop_singleton: bool = False, ranks: Ranks = SINGLE) -> int:
     full, rest = divmod(n, batch_size)
-    return full + (1 if rest and not (drop_singleton and rest == 1 and n > 1) else 0)
+    return full + (1 if rest and not (drop_singleton and rest < ranks.min_batch() and n > 1) else 0)

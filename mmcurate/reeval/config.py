@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.common.options import opt
+from mmcurate.common.options import nested, opt
+from mmcurate.execution.config import ExecutionConfig
 from mmcurate.models.fusion import FUSIONS
 
 #: optimisers the trainer knows
@@ -123,6 +124,7 @@ class ReevalConfig:
     fresh: bool = opt(False, "Ignore checkpoints and finished runs in --out and train everything again.")
     threads: int = opt(1, "CPU threads for training (tiny CPU models gain little from more; shared cores lose a lot).")
     cache_dir: str | None = opt(None, "datasets cache directory for a Hub SOURCE.")
+    execution: ExecutionConfig = nested(ExecutionConfig)
 
     def __post_init__(self) -> None:
         for name, value, low in (

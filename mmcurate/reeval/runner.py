@@ -11,18 +11,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import torch
 
 from mmcurate.common.atomic import atomic_write_json
 from mmcurate.common.console import info, summary_table
 from mmcurate.common.errors import MMCurateError
+from mmcurate.execution import ExecutionConfig, WorkUnit, distributed, make_executor
+from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.reeval.config import ReevalConfig, TensorSettings, TrainConfig
 from mmcurate.reeval.data import ReevalData
 from mmcurate.reeval.data import resplit as resplit_data
 from mmcurate.reeval.methods import METHODS, get_method
 from mmcurate.reeval.report import write_report
 from mmcurate.reeval.sources import load_source, resolve_source
-from mmcurate.reeval.trainer import RunResult, train_run
+from mmcurate.reeval.trainer import RunResult, finished_run, fit_run, record_run, run_dir_for
 from mmcurate.store import Workdir
 
 
@@ -69,12 +72,41 @@ def check_methods(methods: list[str], cfg: TrainConfig) -> None:
 
 def run_reeval_stage(workdir: Workdir, cfg: ReevalConfig) -> ReevalOutcome:
     """The ``mmcurate reeval`` stage: SOURCE (default WORKDIR/balanced) into ``cfg.out`` (default WORKDIR/reeval)."""
-    device = resolve_device(cfg.device)
+    execution = cfg.execution
+    if execution.engine == "ray" and execution.gpus_per_job > 0:
+        device = torch.device("cuda")  # Ray gives each task its GPU; this process may have none
+    else:
+        device = resolve_device(cfg.device)
     return run_reeval(
         cfg.source, cfg.out or workdir.reeval_dir, cfg.method_list(), cfg.seed_list(), cfg.train_config(device.type),
         cfg.tensor_settings(device.type), device, workdir=workdir, bins=cfg.bins, fresh=cfg.fresh,
-        cache_dir=cfg.cache_dir, threads=cfg.threads, resplit=cfg.resplit,
+        cache_dir=cfg.cache_dir, threads=execution.threads(cfg.threads), execution=execution, resplit=cfg.resplit,
     )
+
+
+@dataclass
+class RunJob:
+    """The per-unit function an executor maps over (method, seed) pairs: train, test, return the result
+    and its predictions (the driver writes them)."""
+
+    data: ReevalData
+    cfg: TrainConfig
+    out_dir: Path
+    device: torch.device
+    threads: int | None = None
+    ranks: Ranks = SINGLE
+    resplit: bool = False
+
+    def __call__(self, key: tuple[str, int]) -> tuple[RunResult, pa.Table | None]:
+        method, seed = key
+        data = resplit_data(self.data, seed) if self.resplit else self.data
+        before = torch.get_num_threads()
+        if self.threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(self.threads)
+        try:
+            return fit_run(method, data, self.cfg, seed, self.out_dir, self.device, ranks=self.ranks)
+        finally:
+            torch.set_num_threads(before)
 
 
 def run_reeval(
@@ -91,6 +123,7 @@ def run_reeval(
     fresh: bool = False,
     cache_dir: str | None = None,
     threads: int | None = 1,
+    execution: ExecutionConfig | None = None,
     resplit: bool = False,
 ) -> ReevalOutcome:
     """Load the source, train and test every (method, seed), write the report into ``out_dir``.
@@ -98,8 +131,17 @@ def run_reeval(
     ``threads``: torch intra-op threads on CPU (None: leave torch's default). One is the default:
     CPU-sized models gain little from more, and when other jobs share the cores, OpenMP threads
     that wait for each other at every layer made a training step 17x slower in our measurements.
+
+    Each (method, seed) run is a work unit: finished ones (their completion marker matches) are
+    reused, the others are mapped through the executor of ``execution`` (locally one after the
+    other, in this process; on Ray one task each, the data put in the object store once), and this
+    process writes each run's predictions and marker, then the tables.
     """
     check_methods(methods, cfg)
+    execution = execution or ExecutionConfig()
+    ranks = SINGLE
+    if execution.distributed:
+        ranks, device = distributed.start(device)
     if device.type == "cpu" and threads is not None:
         torch.set_num_threads(threads)
     if device.type == "cuda":
@@ -114,10 +156,9 @@ def run_reeval(
         info(f"note: {note}")
     device_text = describe_device(device)
     info(f"device: {device_text}; model width {cfg.width}, frames {settings.num_frames} x {settings.image_size} px")
-    runs: list[RunResult] = []
-    for name in methods:
-        for seed in seeds:
-            runs.append(train_run(name, resplit_data(data, seed) if resplit else data, cfg, seed, out_dir, device, fresh=fresh))
+    runs = _train_all(data, cfg, methods, seeds, out_dir, device, fresh, threads, execution, ranks, resplit)
+    if not ranks.is_main:  # only rank 0 writes
+        return ReevalOutcome(runs, {}, data, device_text)
     run_settings: dict[str, Any] = {
         **cfg.to_dict(), **settings.to_dict(), "seeds": seeds, "methods": methods, "bins": bins,
         **({"resplit": True} if resplit else {}),
@@ -144,6 +185,38 @@ def run_reeval(
         ],
     )
     return ReevalOutcome(runs, paths, data, device_text)
+
+
+def _train_all(
+    data: ReevalData, cfg: TrainConfig, methods: list[str], seeds: list[int], out_dir: Path, device: torch.device,
+    fresh: bool, threads: int | None, execution: ExecutionConfig, ranks: Ranks, resplit: bool = False,
+) -> list[RunResult]:
+    """Every (method, seed) run's result, in (method, seed) order: reused, or trained through the executor.
+
+    With ``resplit`` each seed trains on its own train/val draw (:func:`mmcurate.reeval.data.resplit`)."""
+    keys = [(name, seed) for name in methods for seed in seeds]
+    if fresh and ranks.is_main:
+        for name, seed in keys:
+            for file in ("result.json", "last.pt", "best.pt", "predictions.parquet"):
+                (run_dir_for(out_dir, name, seed) / file).unlink(missing_ok=True)
+    distributed.barrier(ranks)
+    results: dict[tuple[str, int], RunResult] = {}
+    for key in keys:
+        cached = finished_run(out_dir, key[0], resplit_data(data, key[1]) if resplit else data, cfg, key[1], device)
+        if cached is not None:
+            results[key] = cached
+    pending = [WorkUnit(f"{k[0]}/seed{k[1]}", i, (k,)) for i, k in enumerate(keys) if k not in results]
+    distributed.barrier(ranks)  # every rank has decided what to train before rank 0 writes anything
+    if pending:
+        executor = make_executor(1, None, execution, cpus=threads or 1, threads=threads)
+        if execution.engine != "local":
+            info(f"reeval: {len(pending)} run(s) on {executor.describe()}")
+        job = RunJob(data, cfg, out_dir, device, threads, ranks, resplit)
+        for unit, [(result, predictions)] in executor.map_units(job, pending):
+            if predictions is not None and ranks.is_main:
+                record_run(out_dir, result, predictions)
+            results[unit.items[0]] = result
+    return [results[k] for k in keys]
 
 
 def _fmt(v: float | None) -> str | float:

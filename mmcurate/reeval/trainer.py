@@ -33,6 +33,8 @@ from mmcurate.common.atomic import atomic_path, atomic_write_json
 from mmcurate.common.console import progress_bar, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
+from mmcurate.execution import distributed
+from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.reeval.batches import epoch_order, iter_batches, num_batches
 from mmcurate.reeval.config import TrainConfig
 from mmcurate.reeval.contribution import coalition_correctness, shapley_contribution
@@ -105,29 +107,70 @@ def train_run(
     fresh: bool = False,
 ) -> RunResult:
     """Train (or resume, or reuse) one method with one seed; test the validation-selected model."""
+    result, predictions = fit_run(method_name, data, cfg, seed, out_dir, device, fresh=fresh)
+    if predictions is not None:
+        record_run(out_dir, result, predictions)
+    return result
+
+
+def run_identity_hash(method_name: str, data: ReevalData, cfg: TrainConfig, seed: int, device: torch.device) -> str:
+    """The identity hash of one (method, seed) run (what its checkpoints and result marker are checked against)."""
+    method = get_method(method_name, width=cfg.width, fusion=cfg.fusion, epochs=cfg.epochs, seed=seed, **cfg.params_for(method_name))
+    return config_hash(run_identity(method, cfg, data, seed, device))
+
+
+def finished_run(out_dir: Path, method_name: str, data: ReevalData, cfg: TrainConfig, seed: int,
+                 device: torch.device) -> RunResult | None:
+    """The recorded result of a finished run with these settings (status "cached"), else None."""
+    cached = _load_finished(run_dir_for(out_dir, method_name, seed), run_identity_hash(method_name, data, cfg, seed, device))
+    if cached is not None:
+        cached.status = "cached"
+    return cached
+
+
+def fit_run(
+    method_name: str,
+    data: ReevalData,
+    cfg: TrainConfig,
+    seed: int,
+    out_dir: Path,
+    device: torch.device,
+    fresh: bool = False,
+    ranks: Ranks = SINGLE,
+) -> tuple[RunResult, pa.Table | None]:
+    """Train (or resume) one run and test its validation-selected model; or reuse a finished one.
+
+    Returns the result and its test predictions (None for a reused run): the caller records them
+    with :func:`record_run` (the driver, where an executor ran this elsewhere). The run's own
+    checkpoints (``last.pt``, ``best.pt``) are written here, as training goes (by rank 0 only under
+    ``--distributed``; every rank then returns the same result).
+    """
     started = time.perf_counter()
     method = get_method(method_name, width=cfg.width, fusion=cfg.fusion, epochs=cfg.epochs, seed=seed, **cfg.params_for(method_name))
     run_dir = run_dir_for(out_dir, method_name, seed)
     identity = run_identity(method, cfg, data, seed, device)
     ident_hash = config_hash(identity)
+    writer = ranks.is_main
 
-    if fresh:
+    if fresh and writer:
         for name in (RESULT_FILE, "last.pt", "best.pt", "predictions.parquet"):
             (run_dir / name).unlink(missing_ok=True)
+    distributed.barrier(ranks)
     cached = _load_finished(run_dir, ident_hash)
     if cached is not None:
         cached.status = "cached"
-        return cached
+        return cached, None
 
     torch.manual_seed(seed)
     model = method.build_model(len(data.classes)).to(device)
     optimizer, scheduler = build_optimizer(model, cfg)
     subset = method.train_subset(data)
-    steps = num_batches(len(data.train) if subset is None else len(subset), cfg.batch_size, drop_singleton=True)
+    steps = num_batches(len(data.train) if subset is None else len(subset), cfg.batch_size, drop_singleton=True, ranks=ranks)
     ctx = TrainContext(
         0, cfg.epochs, 0, steps, device, data, cfg.batch_size, seed, cfg=cfg, optimizer=optimizer, out_dir=Path(out_dir)
     )
     state = _load_checkpoint(run_dir / "last.pt", ident_hash, device)
+    distributed.barrier(ranks)  # every rank has read the checkpoint before rank 0 writes the next one
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -137,7 +180,8 @@ def train_run(
         start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
         status = "resumed"
     else:
-        atomic_write_json(run_dir / "config.json", {**identity, "config_hash": ident_hash})
+        if writer:
+            atomic_write_json(run_dir / "config.json", {**identity, "config_hash": ident_hash})
         model.train()
         method.on_train_start(model, ctx)
         start_epoch, history, best = 0, [], None
@@ -148,30 +192,34 @@ def train_run(
         for epoch in range(start_epoch, cfg.epochs):
             ctx.epoch, ctx.step = epoch, epoch * steps
             ctx.lr = float(optimizer.param_groups[0]["lr"])
-            logs = _train_epoch(method, model, optimizer, data, cfg, ctx, seed, advance, subset)
+            logs = _train_epoch(method, model, optimizer, data, cfg, ctx, seed, advance, subset, ranks)
             scheduler.step()
+            distributed.broadcast_buffers(model, ranks)  # every rank evaluates rank 0's model
             logs.update({f"epoch_end_{k}": v for k, v in method.on_epoch_end(model, ctx).items()})
             val_acc, val_loss = _validate(method, model, data.val, data, cfg.batch_size, device)
             history.append({"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss, **logs})
             if best is None or (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]):
                 best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
-                _save(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch})
-            _save(
-                run_dir / "last.pt",
-                {
-                    "config_hash": ident_hash,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "method": method.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "history": history,
-                    "best": best,
-                },
-            )
+                if writer:
+                    _save(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch})
+            if writer:
+                _save(
+                    run_dir / "last.pt",
+                    {
+                        "config_hash": ident_hash,
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "method": method.state_dict(),
+                        "rng": torch.get_rng_state(),
+                        "history": history,
+                        "best": best,
+                    },
+                )
 
     assert best is not None, "training ran no epoch"
+    distributed.barrier(ranks)  # best.pt is on disk for every rank
     model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=False)["model"])
     pred = predict_split(method, model, data.test, data, cfg.batch_size, device)
     test = evaluate_predictions(
@@ -183,21 +231,29 @@ def train_run(
     )
     test["contribution"] = contribution
     pred["shapley_audio"], pred["shapley_visual"] = per_sample["audio"], per_sample["visual"]
-    _write_predictions(run_dir / "predictions.parquet", data.test, pred)
     result = RunResult(
         method=method_name, seed=seed, best_epoch=best["epoch"], best_val_acc=best["val_acc"],
         best_val_loss=best["val_loss"], test=test, history=history, method_info=method.describe(), status=status,
-    )
-    UnitMarker(run_dir / RESULT_FILE, run_dir).record(
-        ident_hash, [run_dir / "best.pt", run_dir / "predictions.parquet"], result.to_dict()
+        extra={"identity_hash": ident_hash},
     )
     result.seconds = time.perf_counter() - started
-    return result
+    return result, _predictions_table(data.test, pred)
+
+
+def record_run(out_dir: Path, result: RunResult, predictions: pa.Table) -> None:
+    """Write a finished run's test predictions, then its completion marker (``result.json``)."""
+    run_dir = run_dir_for(out_dir, result.method, result.seed)
+    with atomic_path(run_dir / "predictions.parquet") as tmp:
+        pq.write_table(predictions, tmp)
+    UnitMarker(run_dir / RESULT_FILE, run_dir).record(
+        result.extra["identity_hash"], [run_dir / "best.pt", run_dir / "predictions.parquet"], result.to_dict()
+    )
 
 
 def _train_epoch(
     method: Method, model: nn.Module, optimizer: torch.optim.Optimizer, data: ReevalData,
     cfg: TrainConfig, ctx: TrainContext, seed: int, advance: Any, subset: torch.Tensor | None = None,
+    ranks: Ranks = SINGLE,
 ) -> dict[str, float]:
     model.train()
     method.on_epoch_start(model, ctx)
@@ -210,7 +266,7 @@ def _train_epoch(
     counts: dict[str, int] = {}
     batches = method.train_batches(ctx)
     if batches is None:
-        batches = iter_batches(data.train, data, cfg.batch_size, ctx.device, order=order, drop_singleton=True)
+        batches = iter_batches(data.train, data, cfg.batch_size, ctx.device, order=order, drop_singleton=True, ranks=ranks)
     for batch in batches:
         optimizer.zero_grad(set_to_none=True)
         out = method.forward(model, batch, ctx)
@@ -219,6 +275,9 @@ def _train_epoch(
             raise MMCurateError(f"{method.name}: the training loss became {float(loss.detach())} at epoch {ctx.epoch}; lower --lr")
         loss.backward()
         logs = {**logs, **method.after_backward(model, batch, out, ctx)}
+        # --distributed: the batch-weighted sum of the ranks' (modulated) gradients, after the method's
+        # after_backward (averaging during backward, as DDP's wrapper does, would precede the modulation)
+        distributed.average_gradients(model.parameters(), ranks, batch.share)
         optimizer.step()
         ctx.step += 1
         for k, v in {"train_loss": float(loss.detach()), **logs}.items():
@@ -259,8 +318,10 @@ def _validate(method: Method, model: nn.Module, split: SplitData, data: ReevalDa
 
 
 def _save(path: Path, obj: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # through a file object: given a path, torch.save names the archive's folder after the (random)
+    # temporary file, and two identical runs would write different bytes
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def _load_checkpoint(path: Path, ident_hash: str, device: torch.device) -> dict[str, Any] | None:
@@ -290,7 +351,7 @@ def _load_finished(run_dir: Path, ident_hash: str) -> RunResult | None:
     )
 
 
-def _write_predictions(path: Path, split: SplitData, pred: dict[str, np.ndarray]) -> None:
+def _predictions_table(split: SplitData, pred: dict[str, np.ndarray]) -> pa.Table:
     """Per test sample: label, prediction(s) and discrepancy, for analyses beyond the tables."""
     cols: dict[str, Any] = {
         "sample_id": pa.array(split.sample_ids, pa.string()),
@@ -304,5 +365,4 @@ def _write_predictions(path: Path, split: SplitData, pred: dict[str, np.ndarray]
         "shapley_audio": pa.array(pred["shapley_audio"], pa.float64()),
         "shapley_visual": pa.array(pred["shapley_visual"], pa.float64()),
     }
-    with atomic_path(path) as tmp:
-        pq.write_table(pa.table(cols), tmp)
+    return pa.table(cols)

@@ -15,8 +15,8 @@ from typing import Any
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
-from mmcurate.common.options import opt
-from mmcurate.execution import ArrayJobConfig
+from mmcurate.common.options import nested, opt
+from mmcurate.execution import ArrayJobConfig, ExecutionConfig
 
 #: CPU-sized defaults (a few minutes for thousands of short clips on 2 cores) and the field's
 #: reference size on a GPU (ResNet-18 at full width on 224 px frames, as OGM-GE trains).
@@ -152,3 +152,4 @@ class ScoreStageConfig:
     )
     overwrite: bool = opt(False, "Retrain even if finished fold results exist.")
     array: ArrayJobConfig = dataclasses.field(default_factory=ArrayJobConfig)
+    execution: ExecutionConfig = nested(ExecutionConfig)

@@ -27,7 +27,8 @@ from mmcurate.common.console import info, progress_bar, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
 from mmcurate.data import AVDataset, TensorConfig, build_av_tensors, read_shards
-from mmcurate.execution import Executor, WorkUnit, make_executor
+from mmcurate.execution import ArrayJobConfig, ExecutionConfig, Executor, WorkUnit, distributed, make_executor
+from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
 from mmcurate.score.folds import check_fold_feasible, group_folds, stratified_folds
 from mmcurate.score.registry import get_scorer
@@ -88,16 +89,24 @@ class FoldTrainer:
     """The per-job function an executor maps: train on the other folds, return held-out probabilities."""
 
     def __init__(self, sources: dict[str, Any], fold_sets: list[np.ndarray], num_classes: int, cfg: ScoreConfig,
-                 device: torch.device, n_frames: int) -> None:
+                 device: torch.device, n_frames: int, threads: int | None = None, ranks: Ranks = SINGLE) -> None:
         self.sources, self.fold_sets, self.num_classes = sources, fold_sets, num_classes
         self.cfg, self.device, self.n_frames = cfg, device, n_frames
+        self.threads, self.ranks = threads, ranks
 
     def __call__(self, job: ScoreJob) -> tuple[np.ndarray, float]:
         started = time.monotonic()
         folds = self.fold_sets[job.repeat]
         held, train = np.flatnonzero(folds == job.fold), np.flatnonzero(folds != job.fold)
         seed = self.cfg.seed * 1000 + job.repeat * 100 + job.fold * 10 + MODALITIES.index(job.modality)
-        p = fit_predict(self.sources[job.modality], train, held, self.num_classes, self.cfg, seed, self.device, self.n_frames)
+        before = torch.get_num_threads()
+        if self.threads is not None:  # the same count on any engine: torch's CPU results depend on it
+            torch.set_num_threads(self.threads)
+        try:
+            p = fit_predict(self.sources[job.modality], train, held, self.num_classes, self.cfg, seed, self.device,
+                            self.n_frames, ranks=self.ranks)
+        finally:
+            torch.set_num_threads(before)
         return p, time.monotonic() - started
 
 
@@ -122,20 +131,29 @@ def run_score(workdir: Workdir, stage: ScoreStageConfig) -> ScoreResult:
         table, scorer_id = validate_scores(ingest, ext, f"scorer {stage.scorer!r}", f"plugin:{stage.scorer}")
         return write_external_scores(ingest, table, scorer_id, "plugin", {"scorer": stage.scorer})
     return score_out_of_fold(ingest, stage.scorer_settings, overwrite=stage.overwrite,
-                             allow_missing=stage.allow_missing, executor=make_executor(1, stage.array))
+                             allow_missing=stage.allow_missing, array=stage.array, execution=stage.execution)
 
 
 def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = False, allow_missing: bool = False,
-                      executor: Executor | None = None) -> ScoreResult:
+                      executor: Executor | None = None, *, array: ArrayJobConfig | None = None,
+                      execution: ExecutionConfig | None = None) -> ScoreResult:
     """Score every sample of a finished ingest out-of-fold; write scores.parquet + scores.json.
 
     Each (repeat, fold, modality) job is a work unit with a completion marker in
-    ``score_runs/<scorer>/``; the executor trains the pending ones (inline here: the training
-    itself uses the cores), and the scores are assembled once every job is done.
+    ``score_runs/<scorer>/``; the executor trains the pending ones (locally inline: the training
+    itself uses the cores; on Ray one task per job, the decoded inputs put in the object store
+    once), and the driver writes each job's result, then the scores once every job is done.
+    Under ``--distributed`` every rank trains every job together (data-parallel); rank 0 writes.
     """
     t0 = time.monotonic()
-    executor = executor or make_executor(1)
-    device = resolve_device(cfg.device)
+    execution = execution or ExecutionConfig()
+    on_ray_gpu = execution.engine == "ray" and execution.gpus_per_job > 0
+    device = torch.device("cuda") if on_ray_gpu else resolve_device(cfg.device)  # Ray assigns each task its GPU
+    ranks = SINGLE
+    if execution.distributed:
+        ranks, device = distributed.start(device)
+    threads = execution.threads(torch.get_num_threads())
+    executor = executor or make_executor(1, array, execution, cpus=threads, threads=threads)
     cfg = cfg.resolved(device.type == "cuda")
     manifest = ingest.read_manifest()
     classes = ingest.read_classes()
@@ -152,8 +170,9 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
     scorer_id = cfg.scorer_id()
     run_dir = ingest.score_runs(scorer_id)
     fingerprint = ingest.fingerprint()
-    if overwrite and run_dir.exists():
+    if overwrite and run_dir.exists() and ranks.is_main:
         shutil.rmtree(run_dir)
+    distributed.barrier(ranks)
     jobs = [ScoreJob(r, k, m) for r in range(repeats) for k in range(cfg.folds) for m in MODALITIES]
     units = [WorkUnit(job.name, i, (job,)) for i, job in enumerate(jobs)]
 
@@ -165,24 +184,31 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
         return config_hash([fingerprint, held.tolist()], length=32)
 
     pending = [u for u in units if executor.owns(u) and marker(u.items[0]).read(job_identity(u.items[0])) is None]
+    distributed.barrier(ranks)  # every rank has decided what to train before rank 0 writes anything
     why = "GPU found" if device.type == "cuda" else "no GPU found: CPU-sized models"
     info(
         f"score: {len(sample_ids)} samples, {len(classes)} classes, {cfg.folds} folds x 2 modalities"
         f"{f' x {repeats} repeats' if repeats > 1 else ''} on {device} "
         f"({why}: ResNet-18 width {cfg.width}, {cfg.image_size} px frames, {cfg.epochs} epochs, "
-        f"confidence averaged over the last {cfg.avg_last})"
+        f"confidence averaged over the last {cfg.avg_last}; {executor.describe()}"
+        f"{f', data-parallel over {ranks.world} ranks' if ranks.world > 1 else ''})"
     )
     seconds: dict[str, float] = {}
     if pending:
         trainer = _trainer(ingest, sample_ids, labels, classes, cfg, device, fold_sets)
+        trainer.threads, trainer.ranks = threads, ranks
         with progress_bar("training scorers (repeat x fold x modality)", len(pending)) as advance:
             for unit, [(p, took)] in executor.map_units(trainer, pending):
                 job = unit.items[0]
+                if not ranks.is_main:  # only rank 0 writes
+                    continue
                 part = run_dir / f"{job.name}.npz"
                 _save_part(part, p)
                 marker(job).record(job_identity(job), [part])
                 seconds[job.name] = round(took, 2)
                 advance()
+    if not ranks.is_main:
+        return ScoreResult(ingest.path, scorer_id, str(device), time.monotonic() - t0, {}, finished=False)
     done = [u for u in units if marker(u.items[0]).read(job_identity(u.items[0])) is not None]
     if len(done) < len(units):
         info(
@@ -214,6 +240,7 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
             "config_hash": cfg.content_hash(),
             "tensor_config": _tensor_config(cfg).to_dict(),
             "device": str(device),
+            "execution": {"engine": execution.engine, "threads_per_job": threads, "ranks": ranks.world},
             "manifest_fingerprint": fingerprint,
             "mmcurate_version": __version__,
             "torch_version": torch.__version__,

@@ -22,6 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mmcurate.data import AVDataset, AVTensors, normalize_frames
+from mmcurate.execution import distributed
+from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.models import build_unimodal
 from mmcurate.score.config import ScoreConfig
 
@@ -108,10 +110,11 @@ def prepare(x: torch.Tensor, modality: str, device: torch.device, stats: Standar
     return (x.to(device, non_blocking=True).float() - stats.mean) / stats.std
 
 
-def chunks_of(order: torch.Tensor, size: int, drop_small: bool) -> list[torch.Tensor]:
-    """Index chunks of ``size``; a trailing single sample is dropped for training (BatchNorm)."""
+def chunks_of(order: torch.Tensor, size: int, drop_small: bool, min_size: int = 2) -> list[torch.Tensor]:
+    """Index chunks of ``size``; a trailing chunk under ``min_size`` is dropped for training (BatchNorm
+    needs two samples; under ``--distributed``, two per rank)."""
     out = [order[i : i + size] for i in range(0, len(order), size)]
-    if drop_small and out and len(out[-1]) < 2:
+    if drop_small and out and len(out[-1]) < min_size:
         out.pop()
     return out
 
@@ -153,22 +156,30 @@ def fit_predict(
     device: torch.device,
     n_frames: int,
     on_epoch: Callable[[int, float], None] | None = None,
+    ranks: Ranks = SINGLE,
 ) -> np.ndarray:
     """Train on ``train_idx`` and return held-out softmax probabilities (len(held_idx), C),
-    averaged over the last ``cfg.avg_last`` epochs."""
+    averaged over the last ``cfg.avg_last`` epochs.
+
+    Under ``--distributed`` (``ranks.world`` > 1) the model trains as DistributedDataParallel,
+    each rank on its share of every batch (:mod:`mmcurate.execution.distributed`); every rank
+    returns the same probabilities."""
     gen = seed_everything(seed)
     train_t = torch.as_tensor(train_idx, dtype=torch.int64)
     held_t = torch.as_tensor(held_idx, dtype=torch.int64)
     stats = Standardizer.fit(source, train_t)
     labels = source.labels()
     model: nn.Module = build_unimodal(source.modality, num_classes, int(cfg.width or 8)).to(device)
-    steps_per_epoch = max(1, len(chunks_of(train_t, cfg.batch_size, True)))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trained = distributed.for_training(model, ranks, device)
+    model = getattr(trained, "module", trained)  # SyncBatchNorm (CUDA) replaces modules: predict with those
+    min_batch = ranks.min_batch()
+    steps_per_epoch = max(1, len(chunks_of(train_t, cfg.batch_size, True, min_batch)))
+    opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.epochs * steps_per_epoch))
     prob_sum = torch.zeros(len(held_idx), num_classes, dtype=torch.float64)
     for epoch in range(cfg.epochs):
-        model.train()
-        chunks = chunks_of(train_t[torch.randperm(len(train_t), generator=gen)], cfg.batch_size, True)
+        trained.train()
+        chunks = chunks_of(train_t[torch.randperm(len(train_t), generator=gen)], cfg.batch_size, True, min_batch)
         # frame windows are drawn up front so the data order does not depend on the source
         windows: list[slice | None] = []
         for _ in chunks:
@@ -178,10 +189,13 @@ def fit_predict(
             else:
                 windows.append(None)
         total, count = 0.0, 0
-        for idx, window, raw in zip(chunks, windows, source.batches(chunks)):
+        shares = chunks if ranks.world == 1 else [ranks.share(c) for c in chunks]
+        for idx, batch, window, raw in zip(shares, chunks, windows, source.batches(shares)):
             x = prepare(raw, source.modality, device, stats, window)
             y = labels[idx].to(device)
-            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(trained(x), y, label_smoothing=cfg.label_smoothing)
+            if ranks.world > 1:
+                loss = loss * distributed.loss_weight(ranks, len(idx), len(batch))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -189,6 +203,7 @@ def fit_predict(
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         if epoch >= cfg.epochs - int(cfg.avg_last or 1):
+            distributed.broadcast_buffers(model, ranks)
             prob_sum += predict(model, source, held_t, device, stats).double()
         if on_epoch is not None:
             on_epoch(epoch, total / max(count, 1))

@@ -172,7 +172,7 @@ def test_valuation_trains_on_originals_plus_single_modality_copies(tmp_path: Pat
     # a copy keeping audio only is classified from audio features with zeroed visual features
     model.eval()
     codes = torch.tensor([KEEP_AUDIO, KEEP_BOTH])
-    one = ValuedBatch(batch.audio[:2], batch.frames[:2], batch.labels[:2], batch.index[:2], codes)
+    one = ValuedBatch(batch.audio[:2], batch.frames[:2], batch.labels[:2], batch.index[:2], keep=codes)
     out = method.forward(model, one, ctx)
     a, v = model.encode(one.audio, one.frames)
     torch.testing.assert_close(out.logits[0], model.head(a, torch.zeros_like(v)).logits[0])

@@ -142,7 +142,7 @@ class Valuation(Method):
                 return  # BatchNorm cannot train on one sample (the trainer's drop_singleton)
             b = make_batch(ctx.data.train, ctx.data, idx, ctx.device)
             codes = keep[start : start + ctx.batch_size].to(ctx.device)
-            yield ValuedBatch(b.audio, b.frames, b.labels, b.index, codes)
+            yield ValuedBatch(b.audio, b.frames, b.labels, b.index, keep=codes)
 
     def on_epoch_end(self, model: nn.Module, ctx: TrainContext) -> dict[str, float]:
         if ctx.epoch < self.warmup - 1 or ctx.epoch >= ctx.num_epochs - 1:

@@ -179,6 +179,23 @@ def test_balance_end_to_end_with_imported_scores(small_ingest: tuple[Path, Path]
     for f in sorted((out / "data").glob("*.parquet")):
         assert f.read_bytes() == (out2 / "data" / f.name).read_bytes()
 
+    # the same scores made in another wall time (a rescoring run records its fold timings): same card
+    meta_path = work / "ingest" / "scores.json"
+    score_meta = json.loads(meta_path.read_text())
+    score_meta.setdefault("metrics", {})["folds"] = [{"fold": 0, "accuracy": 0.5, "seconds": 12.3, "resumed": False}]
+    score_meta["elapsed_seconds"] = 99.0
+    meta_path.write_text(json.dumps(score_meta))
+    out3 = tmp_path / "balanced3"
+    assert _cli("balance", "--workdir", str(work), "--bins", "4", "--out", str(out3)).returncode == 0
+    score_meta["metrics"]["folds"][0].update(seconds=45.6, resumed=True)
+    score_meta["elapsed_seconds"] = 11.0
+    meta_path.write_text(json.dumps(score_meta))
+    out4 = tmp_path / "balanced4"
+    assert _cli("balance", "--workdir", str(work), "--bins", "4", "--out", str(out4)).returncode == 0
+    assert (out3 / "README.md").read_bytes() == (out4 / "README.md").read_bytes()
+    assert (out3 / "balance.json").read_bytes() == (out4 / "balance.json").read_bytes()
+    assert "12.3" not in (out3 / "README.md").read_text()
+
 
 def test_unmeetable_target_explains_the_choice(small_ingest: tuple[Path, Path]) -> None:
     work, scores = small_ingest

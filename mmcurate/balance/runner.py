@@ -140,7 +140,7 @@ def _provenance(ingest: IngestDir, cfg: BalanceConfig, summary: dict[str, Any], 
     ingest_cfg = ingest.read_config()
     prov: dict[str, Any] = {
         "scorer_id": summary["scorer_id"],
-        "scorer": {k: score_meta.get(k) for k in ("source", "config", "device", "metrics") if k in score_meta},
+        "scorer": _without_timings({k: score_meta.get(k) for k in ("source", "config", "device", "metrics") if k in score_meta}),
         "bin_edges": summary["edges"],
         "targets": summary["taken"],
         "seed": cfg.seed,
@@ -154,6 +154,20 @@ def _provenance(ingest: IngestDir, cfg: BalanceConfig, summary: dict[str, Any], 
     if summary["notes"]:
         prov["notes"] = "; ".join(summary["notes"])
     return prov
+
+
+#: how long a scorer job took, and whether it was resumed: facts of one run, not of the data
+_RUN_FACTS = frozenset({"seconds", "resumed", "elapsed_seconds"})
+
+
+def _without_timings(value: Any) -> Any:
+    """``value`` without wall times and resume flags, so that the card and balance.json depend only on
+    the data, the settings and the seed (rescoring the same data gives the same card)."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if k not in _RUN_FACTS}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
 
 
 def _warn_split_drift(summary: dict[str, Any], ratios: tuple[float, float, float]) -> None:

@@ -71,3 +71,6 @@ class Discovery:
     failures: list[Failure] = field(default_factory=list)
     #: files present under RAW_DIR but not named by an input manifest (reported, not failures)
     unlisted: list[str] = field(default_factory=list)
+    #: (path, why) of entries under RAW_DIR that discovery does not search: hidden files and folders,
+    #: links to folders, unreadable folders (reported, so nothing vanishes from the counts)
+    skipped: list[tuple[str, str]] = field(default_factory=list)

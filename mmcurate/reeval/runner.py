@@ -22,6 +22,7 @@ from mmcurate.reeval.report import write_report
 from mmcurate.reeval.sources import load_source, resolve_source
 from mmcurate.reeval.trainer import RunResult, train_run
 from mmcurate.store import Workdir
+from mmcurate.store.ownership import check_output_path
 
 
 @dataclass
@@ -67,6 +68,7 @@ def check_methods(methods: list[str], cfg: TrainConfig) -> None:
 
 def run_reeval_stage(workdir: Workdir, cfg: ReevalConfig) -> ReevalOutcome:
     """The ``mmcurate reeval`` stage: SOURCE (default WORKDIR/balanced) into ``cfg.out`` (default WORKDIR/reeval)."""
+    check_output_path(cfg.out or workdir.reeval_dir)  # before minutes of loading, not after
     device = resolve_device(cfg.device)
     return run_reeval(
         cfg.source, cfg.out or workdir.reeval_dir, cfg.method_list(), cfg.seed_list(), cfg.train_config(device.type),

@@ -385,7 +385,10 @@ def test_ingest_refuses_a_foreign_folder_and_never_deletes_what_it_did_not_write
         assert (out / name).read_bytes() == before[name], f"{name} was deleted or changed"
     proc = mm(capsys, "ingest", str(raw), "--out", str(out), "--workers", "1")  # ours now: reruns need no --overwrite
     assert proc.returncode == 0 and "nothing was decoded" in proc.stderr
-    assert (out / "shards" / "shard-00007.arrow").exists()
+    proc = mm(capsys, "ingest", str(raw), "--out", str(out), "--workers", "1", "--size", "32", "--overwrite")
+    assert proc.returncode == 0, proc.stderr  # other settings: what ingest wrote is replaced, nothing else
+    for name in (".tmp-notes", "notes.txt", "shards/shard-00007.arrow", "shards/shard-final.arrow"):
+        assert (out / name).read_bytes() == before[name], f"{name} was deleted or changed"
 
     link_target = tmp_path / "elsewhere"
     link_target.mkdir()

@@ -128,18 +128,22 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
 def clean_stale_temporaries(folder: str | os.PathLike[str], owned: Callable[[str], bool] | None = None) -> int:
     """Remove the temporaries a killed run left in ``folder``; return how many were removed.
 
-    Only names this module makes count (``.tmp-<dest>.<random>``), and with ``owned`` only those
-    whose destination name it accepts (a stage passes the names it writes). The caller must know
-    that no live run is writing there (it holds the folder's lock): a live run's temporary looks
-    exactly like debris.
+    Without ``owned``, every ``.tmp-*`` entry goes (for a folder the caller owns outright, such as
+    a browse site). With ``owned``, only names this module makes (``.tmp-<dest>.<random>``) whose
+    destination name it accepts: in a folder a user may share, their ``.tmp-notes`` is not debris.
+    The caller must know that no live run is writing there (it holds the folder's lock): a live
+    run's temporary looks exactly like debris.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return 0
     n = 0
     for p in folder.iterdir():
-        dests = temporary_dests(p.name)
-        if dests and (owned is None or any(owned(d) for d in dests)):
+        if owned is None:
+            ours = p.name.startswith(TMP_PREFIX)
+        else:
+            ours = any(owned(d) for d in temporary_dests(p.name))
+        if ours:
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:

@@ -201,15 +201,17 @@ class IngestDir:
         claim_folder(self.path, "ingest", overwrite, legacy=lambda: self.identity_hash() is not None, write=write)
 
     def clear(self) -> None:
-        """Remove what ingest writes here (``--overwrite`` with other settings), and nothing else:
-        the files named :data:`OWN_FILES`, and in shards/ and chunks/ only shard files and markers."""
+        """Remove what ingest wrote here (``--overwrite`` with other settings), and nothing else:
+        the files named :data:`OWN_FILES`, the shards a completion marker vouches for, and the
+        markers; a file that merely has a shard's name stays."""
         for name in self.OWN_FILES:
             (self.path / name).unlink(missing_ok=True)
-        for folder, pattern in ((self.shards_dir, SHARD_FILE), (self.chunks_dir, MARKER_FILE)):
-            if not folder.is_dir():
-                continue
-            for p in folder.iterdir():
-                if pattern.match(p.name) and p.is_file():
+        for k in self.shard_indices():
+            if self.chunk_marker(k).wrote(self.shard_path(k)):
+                self.shard_path(k).unlink(missing_ok=True)
+        if self.chunks_dir.is_dir():
+            for p in self.chunks_dir.iterdir():
+                if MARKER_FILE.match(p.name) and UnitMarker(p, self.path).exists():
                     p.unlink(missing_ok=True)
         self.clean_temporaries()
         for folder in (self.shards_dir, self.chunks_dir):

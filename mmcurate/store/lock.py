@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from mmcurate.common.console import warn
 from mmcurate.common.errors import MMCurateError
 
 try:
@@ -29,6 +30,9 @@ except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".mmcurate.lock"
+#: errors that mean "no locks here", not "locked"
+_NO_LOCKS = frozenset(getattr(errno, name) for name in ("ENOLCK", "EOPNOTSUPP", "ENOSYS") if hasattr(errno, name))
+_unsupported: dict[str, bool] = {}
 
 
 class FolderBusyError(MMCurateError):
@@ -47,9 +51,12 @@ class FileLock:
         """Take the lock (or convert the held one), waiting up to ``wait`` seconds for another run to
         let go; :class:`FolderBusyError` when it does not."""
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        if fcntl is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise MMCurateError(f"{self.path}: cannot create the lock file of {self.what} ({exc.strerror})") from None
+        if fcntl is not None and not _unsupported.get(str(self.path.parent)):
             flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
             deadline = time.monotonic() + wait
             while True:
@@ -57,6 +64,11 @@ class FileLock:
                     fcntl.flock(self._fd, flags)
                     break
                 except OSError as exc:
+                    if exc.errno in _NO_LOCKS:  # a file system without flock (some network mounts)
+                        _unsupported[str(self.path.parent)] = True
+                        warn(f"{self.path.parent}: this file system does not support locks; make sure no "
+                             "other mmcurate run writes this folder at the same time")
+                        break
                     if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                         raise
                     if time.monotonic() >= deadline:

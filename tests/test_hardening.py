@@ -240,19 +240,22 @@ def test_edits_to_the_input_manifest_redo_the_shards_and_reach_every_output(
     proc = mm(capsys, "score", str(out), "--scores-from", str(write_scores_csv(out, tmp_path / "s.csv")))
     assert proc.returncode == 0 and store.scores_state() == "fresh"
 
-    a, b = clips[0], clips[-1]  # labels 1 and 3 swap
-    rows[0]["label"], rows[-1]["label"] = rows[-1]["label"], rows[0]["label"]
-    rows[1]["spk"] = "s9"  # another group
-    rows[2]["split"] = "test"  # a split where there was none
-    rows[3]["cond"] = "visual_noise"  # a carried column
-    _write_manifest(manifest, rows)
-    result = ingest(raw, out, manifest, group_column="spk")
-    assert result.chunks_written == 1, "the edited shard must be decoded again"
-    got = manifest_rows(out)
+    def edit(row: int, column: str, value: str) -> dict:
+        rows[row][column] = value
+        _write_manifest(manifest, rows)
+        result = ingest(raw, out, manifest, group_column="spk")
+        assert result.chunks_written == 1, f"an edited {column} must decode its shard again"
+        return manifest_rows(out)
+
+    a, b = clips[0], clips[-1]  # labels 1 and 3 swap: the class list stays the same
+    rows[0]["label"] = "3"
+    got = edit(-1, "label", "1")
     assert got[a]["label"] == "3" and got[b]["label"] == "1"
     assert _shard_labels(out)[a] == "3" and _shard_labels(out)[b] == "1"
-    assert got[clips[1]]["group"] == "s9" and got[clips[2]]["split"] == "test" and got[clips[3]]["cond"] == "visual_noise"
     assert store.scores_state().startswith("stale"), "scores made with the old labels are still called fresh"
+    assert edit(1, "spk", "s9")[clips[1]]["group"] == "s9"
+    assert edit(2, "split", "test")[clips[2]]["split"] == "test"
+    assert edit(3, "cond", "visual_noise")[clips[3]]["cond"] == "visual_noise"  # a carried column
 
 
 def test_a_new_class_or_segment_in_the_input_manifest_is_new_input_not_a_refusal(raw: Path, tmp_path: Path) -> None:
@@ -645,12 +648,20 @@ def test_manifest_paths_are_checked_by_real_path(raw: Path, tmp_path: Path) -> N
 
 
 def test_user_text_is_printed_literally(raw: Path, tmp_path: Path) -> None:
+    (raw / "1" / "broken.mp4").write_bytes(b"not a video")  # a failure: its warning names the output folder
+
+    def squeezed(text: str) -> str:
+        return "".join(text.split())  # rich wraps long paths anywhere
+
     for name in ("o[/]x", "o[bold red]y"):
         out = tmp_path / name
-        proc = cli("ingest", str(raw), "--out", str(out), "--workers", "1")
+        proc = cli("ingest", str(raw), "--out", str(out), "--workers", "1")  # the summary table's title
         assert proc.returncode == 0, proc.stderr
-        squeezed = "".join(proc.stderr.split())  # the table title wraps the path anywhere
-        assert "".join(f"ingest -> {out}".split()) in squeezed and proc.stdout.strip() == str(out)
+        assert squeezed(f"ingest -> {out}") in squeezed(proc.stderr) and proc.stdout.strip() == str(out)
+        assert squeezed(f"reasons in {out}/failures.jsonl") in squeezed(proc.stderr)  # a warning
+        proc = cli("ingest", str(raw), "--out", str(out), "--workers", "1", "--size", "32", "--overwrite")
+        assert proc.returncode == 0, proc.stderr
+        assert squeezed(f"removing the previous ingest output in {out}") in squeezed(proc.stderr)  # a log line
 
 
 # ------------------------------------------------------------- low: resume artefacts that heal

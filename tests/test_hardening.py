@@ -232,10 +232,10 @@ def test_edits_to_the_input_manifest_redo_the_shards_and_reach_every_output(
     raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clips = sorted(p.relative_to(raw).as_posix() for p in raw.rglob("*.mp4"))
-    rows = [{"path": c, "label": c.split("/")[0], "split": "", "spk": f"s{i % 2}", "cond": "clean"} for i, c in enumerate(clips)]
+    rows = [{"path": c, "label": c.split("/")[0], "split": "", "group": f"s{i % 2}", "cond": "clean"} for i, c in enumerate(clips)]
     manifest = _write_manifest(tmp_path / "inputs.csv", rows)
     out = tmp_path / "out"
-    ingest(raw, out, manifest, group_column="spk")
+    ingest(raw, out, manifest)
     store = IngestDir(out)
     proc = mm(capsys, "score", str(out), "--scores-from", str(write_scores_csv(out, tmp_path / "s.csv")))
     assert proc.returncode == 0 and store.scores_state() == "fresh"
@@ -243,7 +243,7 @@ def test_edits_to_the_input_manifest_redo_the_shards_and_reach_every_output(
     def edit(row: int, column: str, value: str) -> dict:
         rows[row][column] = value
         _write_manifest(manifest, rows)
-        result = ingest(raw, out, manifest, group_column="spk")
+        result = ingest(raw, out, manifest)
         assert result.chunks_written == 1, f"an edited {column} must decode its shard again"
         return manifest_rows(out)
 
@@ -253,7 +253,7 @@ def test_edits_to_the_input_manifest_redo_the_shards_and_reach_every_output(
     assert got[a]["label"] == "3" and got[b]["label"] == "1"
     assert _shard_labels(out)[a] == "3" and _shard_labels(out)[b] == "1"
     assert store.scores_state().startswith("stale"), "scores made with the old labels are still called fresh"
-    assert edit(1, "spk", "s9")[clips[1]]["group"] == "s9"
+    assert edit(1, "group", "s9")[clips[1]]["group"] == "s9"
     assert edit(2, "split", "test")[clips[2]]["split"] == "test"
     assert edit(3, "cond", "visual_noise")[clips[3]]["cond"] == "visual_noise"  # a carried column
 

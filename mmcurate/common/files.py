@@ -3,7 +3,8 @@
 Every input under RAW_DIR must be accounted for, so every layout sees the same files: sorted
 POSIX paths relative to RAW_DIR, hidden files and folders skipped (a release cloned with git
 carries a ``.git/`` of thousands of objects), symlinked files included, symlinked folders not
-followed (a tree linking back to itself cannot loop).
+followed (a tree linking back to itself cannot loop). What the walk leaves out is listed by
+:func:`skipped_entries`, so discovery can report it instead of letting it vanish from every count.
 """
 
 from __future__ import annotations

@@ -58,6 +58,11 @@ class BalanceConfig:
     license: str | None = opt(None, "Licence of the source data, for the card (default: the one given at ingest).")
     source_dataset: str | None = opt(None, "Source dataset name, for the card (default: the one given at ingest).")
     rescore: bool = opt(False, "Score again even if fresh scores exist.")
+    overwrite: bool = opt(
+        False,
+        "Write into an --out folder that holds files but is not a balanced output: its README.md, data/ and hf/ "
+        "are replaced (other files are kept). Without it such a folder is refused.",
+    )
     scoring: ScoreConfig = nested(ScoreConfig, skip=("seed",))
     #: scorer options the user set (command line or recipe): scores made otherwise are then stale;
     #: options left at their defaults do not force a rescore of scores made with other settings

@@ -24,6 +24,7 @@ from mmcurate.score.runner import print_summary as print_score_summary
 from mmcurate.score.runner import score_out_of_fold, scores_state
 from mmcurate.store import BalancedDir, IngestDir, Workdir
 from mmcurate.store.bins import assign_bins, bin_label
+from mmcurate.store.ownership import check_output_path
 from mmcurate.store.schemas import SELECTION_SCHEMA
 from mmcurate.store.splits import SPLITS, assign_splits, parse_ratios
 
@@ -64,9 +65,27 @@ def plan_balance(ingest: IngestDir, cfg: BalanceConfig) -> tuple[pa.Table, np.nd
 
 
 def run_balance(workdir: Workdir, cfg: BalanceConfig) -> BalanceResult:
-    """The ``mmcurate balance`` stage: score if needed, select, split, report, export."""
+    """The ``mmcurate balance`` stage: score if needed, select, split, report, export.
+
+    The output folder is checked (a balanced output, empty, or ``--overwrite``) and locked before
+    anything is scored or written; a dry run only reads.
+    """
     ingest = IngestDir(cfg.ingest_dir or workdir.ingest.path).require()
     balanced = BalancedDir(cfg.out or workdir.balanced.path)
+    check_output_path(balanced.path)
+    if cfg.dry_run:
+        return _run_balance(ingest, balanced, cfg)
+    balanced.claim(cfg.overwrite, write=False)  # a refused folder is left untouched (no lock file either)
+    lock = balanced.lock()
+    lock.acquire(exclusive=True)
+    try:
+        balanced.claim(cfg.overwrite)
+        return _run_balance(ingest, balanced, cfg)
+    finally:
+        lock.release()
+
+
+def _run_balance(ingest: IngestDir, balanced: BalancedDir, cfg: BalanceConfig) -> BalanceResult:
     ensure_scores(ingest, cfg)
     ratios = parse_ratios(cfg.split)
     pool, bins, chosen, plan, meta = plan_balance(ingest, cfg)

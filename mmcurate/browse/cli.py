@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
 
 from mmcurate.cli_options import workdir_option
 from mmcurate.common.console import info, summary_table
@@ -76,8 +75,8 @@ def _kib(n: float) -> str:
 def _summary(result: BrowseResult) -> None:
     src, w, m = result.source, result.weight, result.media
     rows = [
-        ["browsed", escape(f"{src.folder} ({src.kind})")],
-        ["media from", escape(str(src.ingest_dir))],
+        ["browsed", f"{src.folder} ({src.kind})"],
+        ["media from", str(src.ingest_dir)],
         ["samples", f"{src.samples.num_rows} in {len(src.classes)} classes"],
         ["media files", f"{m.files} ({_kib(m.bytes_total)}): {m.written} written, {m.reused} reused, "
                         f"{m.removed} removed"],
@@ -89,9 +88,9 @@ def _summary(result: BrowseResult) -> None:
                               "read when played"],
         ["build time", f"{result.seconds:.1f} s"],
     ]
-    summary_table(escape(f"browse -> {result.index_html}"), ["", "value"], rows)
+    summary_table(f"browse -> {result.index_html}", ["", "value"], rows)
     for note in src.notes:
-        info(escape(f"browse: {note}"))
+        info(f"browse: {note}")
 
 
 def _serve(site: Path, port: int) -> None:
@@ -104,7 +103,7 @@ def _serve(site: Path, port: int) -> None:
             f"--serve: cannot listen on {HOST}:{port} ({exc.strerror or exc}); try another --port"
         ) from None
     url = f"http://{HOST}:{server.server_address[1]}/index.html"
-    info(escape(f"browse: serving {site} at {url} (Ctrl-C stops)"))
+    info(f"browse: serving {site} at {url} (Ctrl-C stops)")
     click.echo(url)
     try:
         server.serve_forever()

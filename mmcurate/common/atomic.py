@@ -3,6 +3,10 @@
 A reader (or a resumed run after SIGKILL) therefore sees either the old file or the complete
 new one, never a half-written file. Temporary files carry a ``.tmp-`` prefix so that a crash
 leaves only debris that :func:`clean_stale_temporaries` can remove.
+
+``tempfile.mkstemp``/``mkdtemp`` create files 0600 and folders 0700 whatever the umask; an output
+must get the permissions any other file the user creates gets, so temporaries are set to
+``0666``/``0777`` minus the umask before they are renamed into place.
 """
 
 from __future__ import annotations
@@ -10,13 +14,49 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 TMP_PREFIX = ".tmp-"
+#: what follows ``.tmp-<dest name>.`` in the temporaries :func:`atomic_path`/:func:`atomic_dir`
+#: make: mkstemp's 8 random characters (and the destination's suffix), or ``old`` (a folder being replaced)
+_TMP_TAIL = re.compile(r"^(?:[a-z0-9_]{8}(?:\.[^/]*)?|old)$")
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux ``/proc``)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: set and restore (brief, at one call site)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: str | os.PathLike[str], directory: bool = False) -> None:
+    """Give a temporary made by mkstemp (0600) or mkdtemp (0700) the mode a plain create would give."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
+def make_temp_dir(prefix: str, dir: str | os.PathLike[str]) -> Path:  # noqa: A002 - tempfile's name
+    """``tempfile.mkdtemp`` whose folder follows the umask (it becomes an output when renamed)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
+    follow_umask(tmp, directory=True)
+    return tmp
+
+
+def temporary_dests(name: str) -> list[str]:
+    """The destination names a temporary called ``name`` may have been made for; empty when ``name``
+    is not one of ours (a user's ``.tmp-notes`` is not debris)."""
+    if not name.startswith(TMP_PREFIX):
+        return []
+    body = name[len(TMP_PREFIX) :]
+    return [body[:i] for i, ch in enumerate(body) if ch == "." and i and _TMP_TAIL.match(body[i + 1 :])]
 
 
 @contextlib.contextmanager
@@ -31,6 +71,7 @@ def atomic_path(dest: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + dest.name + ".", suffix=suffix or dest.suffix, dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    follow_umask(tmp_path)
     try:
         yield tmp_path
         _fsync_file(tmp_path)
@@ -67,7 +108,7 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + dest.name + ".", dir=dest.parent))
+    tmp = make_temp_dir(TMP_PREFIX + dest.name + ".", dest.parent)
     try:
         yield tmp
     except BaseException:
@@ -84,14 +125,25 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def clean_stale_temporaries(folder: str | os.PathLike[str]) -> int:
-    """Remove ``.tmp-*`` debris left in ``folder`` by a killed run; return how many were removed."""
+def clean_stale_temporaries(folder: str | os.PathLike[str], owned: Callable[[str], bool] | None = None) -> int:
+    """Remove the temporaries a killed run left in ``folder``; return how many were removed.
+
+    Without ``owned``, every ``.tmp-*`` entry goes (for a folder the caller owns outright, such as
+    a browse site). With ``owned``, only names this module makes (``.tmp-<dest>.<random>``) whose
+    destination name it accepts: in a folder a user may share, their ``.tmp-notes`` is not debris.
+    The caller must know that no live run is writing there (it holds the folder's lock): a live
+    run's temporary looks exactly like debris.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return 0
     n = 0
     for p in folder.iterdir():
-        if p.name.startswith(TMP_PREFIX):
+        if owned is None:
+            ours = p.name.startswith(TMP_PREFIX)
+        else:
+            ours = any(owned(d) for d in temporary_dests(p.name))
+        if ours:
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:

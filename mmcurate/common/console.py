@@ -2,6 +2,10 @@
 
 Results (paths, tables a user may pipe) go to stdout; progress and logs go to stderr so that
 ``mmcurate ... > out.txt`` stays clean.
+
+Messages carry user text (paths, labels, repo ids, recipe names), so nothing here is read as rich
+markup: ``[/]`` in an ``--out`` path must print as itself, not crash the summary after the work
+is done, and ``[bold red]`` in a folder name must not vanish from the path shown.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,6 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 #: Logs and progress.
 err_console = Console(stderr=True, highlight=False)
@@ -52,31 +58,31 @@ def progress_bar(description: str, total: int | None) -> Iterator[Any]:
         transient=False,
     )
     with prog:
-        task = prog.add_task(description, total=total)
+        task = prog.add_task(escape(description), total=total)  # the column renders it as markup
         yield lambda n=1: prog.advance(task, n)
 
 
 def info(message: str) -> None:
-    """A log line on stderr."""
-    err_console.print(message)
+    """A log line on stderr, printed literally."""
+    err_console.print(message, markup=False)
 
 
 def warn(message: str) -> None:
-    """A warning line on stderr."""
-    err_console.print(f"[yellow]warning:[/yellow] {message}")
+    """A warning line on stderr (the message printed literally)."""
+    err_console.print(Text("warning:", style="yellow") + Text(" " + message))
 
 
 def summary_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a summary table on stderr (the end-of-run summary every command shows)."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")
     for col in columns:
-        table.add_column(str(col))
+        table.add_column(Text(str(col)))
     for row in rows:
         table.add_row(*(_fmt(v) for v in row))
     err_console.print(table)
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any) -> Text:
     if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+        return Text(f"{v:.4g}")
+    return Text(str(v))

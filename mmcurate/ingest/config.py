@@ -130,7 +130,14 @@ class IngestConfig:
     array: ArrayJobConfig = dataclasses.field(default_factory=ArrayJobConfig)
     execution: ExecutionConfig = nested(ExecutionConfig, skip=("gpus_per_job", "distributed"))
     max_failures: int | None = opt(None, "Exit with status 3 when more inputs than this fail (default: report only).")
-    overwrite: bool = opt(False, "Replace an output folder made with different settings (otherwise that is an error).")
+    overwrite: bool = opt(
+        False,
+        "Replace an output folder made with different settings, or write into a non-empty folder that is not an "
+        "ingest output (only the files ingest writes are replaced); otherwise either is an error.",
+    )
+    #: set by ``mmcurate run`` when the recipe's ingest settings changed: replace the ingest output made
+    #: with the old ones, but (unlike --overwrite) never write into a folder that is not an ingest output
+    replace_changed: bool = opt(False, cli=False)
     dataset_name: str | None = opt(None, "Source dataset name, recorded for the dataset card.")
     license: str | None = opt(None, "Source dataset licence, recorded for the dataset card.")
 

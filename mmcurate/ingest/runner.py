@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from mmcurate import __version__
-from mmcurate.common.atomic import clean_stale_temporaries
 from mmcurate.common.console import info, progress_bar, summary_table, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
@@ -28,7 +28,9 @@ from mmcurate.ingest.config import DecodeConfig, IngestConfig
 from mmcurate.recipes import apply_class_list, discover, item_processor, read_class_file
 from mmcurate.store import IngestDir, Workdir
 from mmcurate.store.ingest_dir import shard_name, shard_table
-from mmcurate.store.items import Failure, InputItem
+from mmcurate.store.items import Discovery, InputItem
+from mmcurate.store.lock import FileLock
+from mmcurate.store.ownership import check_output_path
 
 
 @dataclass
@@ -73,24 +75,36 @@ def _item_fingerprint(raw_dir: Path, item: InputItem) -> list[Any]:
     return [item.sample_id, item.label, item.split, item.group, item.start, item.end, [list(kv) for kv in item.extra], *stat]
 
 
-def _check_existing(out: IngestDir, ident: dict[str, Any], overwrite: bool) -> None:
+def _check_existing(out: IngestDir, ident: dict[str, Any], overwrite: bool) -> bool:
+    """Whether the folder holds output made with other settings and ``overwrite`` says to clear it
+    (the caller clears it); a one-line refusal without ``overwrite``.
+
+    The class list is part of the identity (shards are redone when it changes) but not a setting:
+    labels edited in the input manifest change it, and that is new input to ingest, not a reason
+    to refuse the folder.
+    """
     if not out.file(IngestDir.CONFIG).is_file():
-        return
+        return False
     try:
         old = out.read_config()
     except MMCurateError:
         old = {}
     if old.get("identity_hash") == config_hash(ident):
-        return
+        return False
+    old_ident = old.get("identity") if isinstance(old.get("identity"), dict) else {}
+    if old_ident and _settings(old_ident) == _settings(ident):
+        return False
     if overwrite:
-        info(f"--overwrite: removing the previous ingest output in {out.path}")
-        out.clear()
-        return
-    changed = _diff(old.get("identity", {}), ident)
+        return True
+    changed = _diff(old_ident or {}, ident)
     raise MMCurateError(
         f"{out.path} holds ingest output made with different settings ({changed}); "
         "pass --overwrite to replace it, or --out for a new folder"
     )
+
+
+def _settings(ident: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in ident.items() if k != "classes"}
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
@@ -117,17 +131,68 @@ def _init_worker(features: bool) -> None:
 
 
 def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
-    """Ingest ``cfg.raw_dir`` into ``cfg.out`` (default ``WORKDIR/ingest``); resumable, idempotent, deterministic."""
-    t_start = time.monotonic()
+    """Ingest ``cfg.raw_dir`` into ``cfg.out`` (default ``WORKDIR/ingest``); resumable, idempotent, deterministic.
+
+    The output folder is locked for the run (shared by the parts of an array job), must be empty,
+    an ingest output or given with ``--overwrite``, and may not contain RAW_DIR nor be it; an
+    output inside RAW_DIR (and a work directory inside it) is left out of discovery.
+    """
     if cfg.raw_dir is None:
         raise MMCurateError("ingest needs RAW_DIR, the folder holding the raw clips")
-    raw_dir, decode = Path(cfg.raw_dir), cfg.decode
+    raw_dir = Path(cfg.raw_dir)
+    out = IngestDir(cfg.out or workdir.ingest.path)
+    check_output_path(out.path)
+    excluded = _outputs_inside(raw_dir, out.path, workdir.path)
+    num_shards, _ = cfg.array.resolved()
+    out.claim(cfg.overwrite, write=False)  # a refused folder is left untouched (no lock file either)
+    lock = out.lock()
+    out.path.mkdir(parents=True, exist_ok=True)
+    # a plain run owns the folder; parts of an array job share it (each writes its own shards)
+    lock.acquire(exclusive=num_shards == 1, wait=0.0 if num_shards == 1 else ARRAY_LOCK_WAIT)
+    try:
+        return _run_locked(workdir, cfg, raw_dir, out, excluded, lock)
+    finally:
+        lock.release()
+
+
+#: seconds an array part waits for another part's short exclusive step (claiming, cleaning)
+ARRAY_LOCK_WAIT = 120.0
+
+
+def _outputs_inside(raw_dir: Path, out: Path, workdir: Path) -> list[str]:
+    """RAW_DIR-relative paths of the outputs that lie inside RAW_DIR (discovery leaves them out);
+    a one-line error when the output folder is RAW_DIR or holds it."""
+    if not raw_dir.is_dir():
+        return []  # discovery says what is wrong with it
+    raw_real = Path(os.path.realpath(raw_dir))
+    out_real = Path(os.path.realpath(out))
+    if out_real == raw_real:
+        raise MMCurateError(
+            f"{out}: the output folder is RAW_DIR itself; ingest would write (and with --overwrite delete) among "
+            "the raw clips; choose another --out"
+        )
+    if out_real in raw_real.parents:
+        raise MMCurateError(f"{raw_dir}: RAW_DIR is inside the output folder {out}; choose another --out")
+    inside = []
+    for path in (out_real, Path(os.path.realpath(workdir))):
+        if raw_real in path.parents:
+            inside.append(path.relative_to(raw_real).as_posix())
+    return sorted(set(inside))
+
+
+def _run_locked(
+    workdir: Workdir, cfg: IngestConfig, raw_dir: Path, out: IngestDir, excluded: list[str], lock: FileLock
+) -> IngestResult:
+    t_start = time.monotonic()
+    decode = cfg.decode
     if decode.features:
         from mmcurate.ingest.features_cache import feature_config
 
         feature_config(decode)  # fail fast on a bad preset or sample-rate mismatch
     executor = make_executor(cfg.workers, cfg.array, cfg.execution)
-    found = discover(raw_dir, cfg.manifest, cfg.layout, cfg.layout_options, cfg.group_column)
+    found = discover(raw_dir, cfg.manifest, cfg.layout, cfg.layout_options, cfg.group_column, exclude=excluded)
+    if excluded:
+        info(f"ingest: {', '.join(excluded)} inside RAW_DIR holds mmcurate output; left out of discovery")
     if found.features is not None:  # the layout's items carry their audio features ready-made
         cfg = dataclasses.replace(cfg, decode=_with_layout_features(cfg.decode, found.features))
         decode = cfg.decode
@@ -135,13 +200,22 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
     found, classes = apply_class_list(found, class_list)
     ident = identity(cfg, classes)
     ident_hash = config_hash(ident)
-    out = IngestDir(cfg.out or workdir.ingest.path)
-    _check_existing(out, ident, cfg.overwrite)
+    num_shards, shard_index = cfg.array.resolved()
+    out.claim(cfg.overwrite)
+    # clearing and cleaning need the folder to ourselves: a live run's temporary looks like debris
+    alone = lock.mode == "exclusive" or lock.try_exclusive()
+    if _check_existing(out, ident, cfg.overwrite or cfg.replace_changed):
+        if not alone:
+            raise MMCurateError(
+                f"{out.path}: other array parts are running on this folder; --overwrite can only replace it "
+                "when none is (rerun this part once they have finished)"
+            )
+        info(f"--overwrite: removing the previous ingest output in {out.path}")
+        out.clear()
+    if alone:
+        out.clean_temporaries()
     out.shards_dir.mkdir(parents=True, exist_ok=True)
     out.chunks_dir.mkdir(parents=True, exist_ok=True)
-    for folder in (out.path, out.shards_dir, out.chunks_dir):
-        clean_stale_temporaries(folder)
-    num_shards, shard_index = cfg.array.resolved()
     out.write_config(
         {
             "mmcurate_version": __version__,
@@ -155,6 +229,8 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
                           "shard_index": shard_index},
         }
     )
+    if num_shards > 1 and lock.mode == "exclusive":
+        lock.acquire(exclusive=False)  # let the other parts in
 
     units = make_units(found.items, decode.shard_size, shard_name)
     unit_identity = {
@@ -162,7 +238,7 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
     }
 
     def is_done(unit: WorkUnit[InputItem]) -> bool:
-        return out.chunk_marker(unit.index).read(unit_identity[unit.index]) is not None
+        return out.shard_done(unit.index, unit_identity[unit.index]) is not None
 
     mine = [u for u in units if executor.owns(u)]
     pending = [u for u in mine if not is_done(u)]
@@ -189,11 +265,12 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
     if all_done:
         # the finished outputs are a function of this key: skip rewriting them when it is unchanged
         final_key = config_hash(
-            [ident_hash, unit_identity, [f.to_json() for f in found.failures], found.unlisted], length=32
+            [ident_hash, unit_identity, [f.to_json() for f in found.failures], found.unlisted, found.skipped, classes],
+            length=32,
         )
         stats = out.read_stats() if written == 0 else {}
         if stats.get("finalize_key") != final_key or not out.is_complete():
-            stats = _finalize(out, found.failures, found.unlisted, classes, len(units))
+            stats = _finalize(out, found, classes, len(units))
             stats["finalize_key"] = final_key
         n_ok, n_failed = stats["samples"], stats["failures"]
     else:
@@ -264,11 +341,9 @@ def _write_chunk(out: IngestDir, unit: WorkUnit[InputItem], results: list[ClipRe
     )
 
 
-def _finalize(
-    out: IngestDir, discover_failures: list[Failure], unlisted: list[str], classes: list[str], n_chunks: int
-) -> dict[str, Any]:
+def _finalize(out: IngestDir, found: Discovery, classes: list[str], n_chunks: int) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
-    failures: list[dict[str, Any]] = [f.to_json() for f in discover_failures]
+    failures: list[dict[str, Any]] = [f.to_json() for f in found.failures]
     for k in range(n_chunks):
         payload = out.chunk_marker(k).read_payload()
         rows.extend(payload.get("rows", []))
@@ -276,24 +351,33 @@ def _finalize(
     rows.sort(key=lambda r: r["sample_id"])
     failures.sort(key=lambda f: (f["file"], f.get("sample_id") or ""))
     # shards and markers beyond the current chunk count belong to inputs that are gone
-    for k in out.shard_indices():
-        if k >= n_chunks:
-            out.shard_path(k).unlink()
-            out.chunk_marker(k).clear()
+    kept = out.remove_stale_shards(n_chunks)
+    if kept:
+        warn(f"{out.shards_dir}: {', '.join(kept[:3])} not written by this ingest; left in place, not used")
     out.write_manifest(rows)
     out.write_failures(failures)
     out.write_classes(classes)
     by_stage = Counter(f["stage"] for f in failures)
     by_label = Counter(r["label"] for r in rows)
     by_split = Counter(r["split"] or "(none)" for r in rows)
+    by_skip = Counter(why for _, why in found.skipped)
+    same_content = _same_content(rows)
+    repeated = [r["sample_id"] for r in rows if (r.get("native_frame_count") or 0) and r["num_frames"] > r["native_frame_count"]]
     total_bytes = sum(out.shard_path(k).stat().st_size for k in range(n_chunks))
     return {
         "inputs": len(rows) + len(failures),
         "samples": len(rows),
         "failures": len(failures),
         "failures_by_stage": dict(sorted(by_stage.items())),
-        "unlisted_files": len(unlisted),
-        "unlisted_examples": unlisted[:20],
+        "unlisted_files": len(found.unlisted),
+        "unlisted_examples": found.unlisted[:20],
+        "skipped_entries": len(found.skipped),
+        "skipped_by_reason": dict(sorted(by_skip.items())),
+        "skipped_examples": [f"{path} ({why})" for path, why in found.skipped[:20]],
+        "same_content_groups": len(same_content),
+        "same_content_examples": same_content[:10],
+        "frames_repeated": len(repeated),
+        "frames_repeated_examples": repeated[:10],
         "classes": len(classes),
         "samples_per_label": dict(sorted(by_label.items())),
         "samples_per_split": dict(sorted(by_split.items())),
@@ -303,6 +387,16 @@ def _finalize(
         "shards": n_chunks,
         "shard_bytes": total_bytes,
     }
+
+
+def _same_content(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """Sample ids of different files with identical bytes (sha256), grouped: a copy under two labels
+    or splits is worth knowing about (segments of one file share a hash, and are not reported)."""
+    by_hash: dict[str, dict[str, str]] = {}
+    for r in rows:
+        if r.get("sha256"):
+            by_hash.setdefault(r["sha256"], {}).setdefault(r["path"], r["sample_id"])
+    return [sorted(paths.values()) for _, paths in sorted(by_hash.items()) if len(paths) > 1]
 
 
 def check_failure_limit(result: IngestResult) -> None:
@@ -331,6 +425,7 @@ def print_summary(result: IngestResult) -> None:
         ["failures", s.get("failures")],
         *[[f"  failed at {stage}", n] for stage, n in s.get("failures_by_stage", {}).items()],
         ["unlisted files (not in the input manifest)", s.get("unlisted_files")],
+        ["not searched (hidden, links to folders, unreadable)", s.get("skipped_entries", 0)],
         ["classes", s.get("classes")],
         ["with audio / with video", f"{s.get('with_audio')} / {s.get('with_video')}"],
         ["hours of media", s.get("total_hours")],
@@ -343,3 +438,13 @@ def print_summary(result: IngestResult) -> None:
         info("ingest: everything was already done; nothing was decoded")
     if s.get("failures"):
         warn(f"{s['failures']} input(s) failed; reasons in {result.out_dir / IngestDir.FAILURES}")
+    if s.get("skipped_entries"):
+        reasons = ", ".join(f"{n} {why}" for why, n in s.get("skipped_by_reason", {}).items())
+        warn(f"{s['skipped_entries']} entries under RAW_DIR were not searched ({reasons}); listed in stats.json")
+    if s.get("same_content_groups"):
+        first = s["same_content_examples"][0]
+        warn(f"{s['same_content_groups']} group(s) of different files have identical content (e.g. {', '.join(first)}); "
+             "listed in stats.json")
+    if s.get("frames_repeated"):
+        warn(f"{s['frames_repeated']} clip(s) have fewer frames than requested; their frames repeat "
+             f"(e.g. {s['frames_repeated_examples'][0]}); see native_frame_count in manifest.parquet")

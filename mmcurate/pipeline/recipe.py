@@ -20,6 +20,10 @@ from mmcurate.common.errors import MMCurateError
 #: Pipeline order; ``export`` options are applied by the balance command.
 STAGES = ("ingest", "score", "report", "balance", "push", "reeval")
 SECTIONS = ("name", "description", "source", "ingest", "score", "report", "balance", "export", "push", "reeval")
+#: keys of the ``source`` section (where the raw data is, and how to read or make it)
+SOURCE_KEYS = ("raw_dir", "layout", "layout_options", "manifest", "generate")
+#: settings a recipe may not hold: a recipe is shared, copied and saved as recipe.resolved.yaml
+SECRETS = {("push", "token"): "HF_TOKEN"}
 
 
 @dataclass
@@ -43,23 +47,78 @@ def load_recipe(path: Path) -> Recipe:
     if not path.is_file():
         raise MMCurateError(f"recipe {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MMCurateError(f"recipe {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise MMCurateError(f"recipe {path} is not valid YAML{where}") from None
-    if not isinstance(data, dict):
-        raise MMCurateError(f"recipe {path} must be a YAML mapping with sections {', '.join(SECTIONS)}")
-    unknown = sorted(set(data) - set(SECTIONS))
-    if unknown:
-        raise MMCurateError(f"recipe {path}: unknown section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
-    if "raw_dir" not in (data.get("source") or {}):
-        raise MMCurateError(f"recipe {path}: source.raw_dir is required (where the raw clips are)")
+    check_recipe(data, str(path))
     return Recipe(path, data)
 
 
+def check_recipe(data: Any, where: str) -> None:
+    """A one-line error for a recipe whose shape is wrong: not a mapping, unknown sections, a section
+    that is not a mapping, unknown ``source`` keys, a secret, a value that refers to itself."""
+    if not isinstance(data, dict):
+        raise MMCurateError(f"recipe {where} must be a YAML mapping with sections {', '.join(SECTIONS)}")
+    for section, key in SECRETS:
+        if isinstance(data.get(section), dict) and key in data[section]:
+            refuse_secret(section, key, f"recipe {where}")
+    unknown = sorted(map(str, set(data) - set(SECTIONS)))
+    if unknown:
+        raise MMCurateError(f"recipe {where}: unknown section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
+    for name in SECTIONS:
+        value = data.get(name)
+        if name in ("name", "description"):
+            if value is not None and not isinstance(value, (str, int, float)):
+                raise MMCurateError(f"recipe {where}: '{name}' must be a single line of text")
+        elif value is not None and not isinstance(value, dict):
+            raise MMCurateError(
+                f"recipe {where}: section '{name}' must be a mapping of option: value (got a {_kind(value)})"
+            )
+        _check_acyclic(value, f"{name}", where, ())
+    source = data.get("source") or {}
+    unknown_keys = sorted(map(str, set(source) - set(SOURCE_KEYS)))
+    if unknown_keys:
+        raise MMCurateError(
+            f"recipe {where}: source.{unknown_keys[0]} is not a source setting (valid: {', '.join(SOURCE_KEYS)}); "
+            "options of ingest go in the ingest section"
+        )
+    if "raw_dir" not in source or source["raw_dir"] in (None, ""):
+        raise MMCurateError(f"recipe {where}: source.raw_dir is required (where the raw clips are)")
+
+
+def refuse_secret(section: str, key: str, where: str) -> None:
+    """The one-line refusal of a secret in a recipe (never quoting its value)."""
+    raise MMCurateError(
+        f"{where}: {section}.{key} may not be set in a recipe or with --set (recipes are shared and saved as "
+        f"recipe.resolved.yaml); set {SECRETS[(section, key)]} or run `hf auth login` instead"
+    )
+
+
+def _check_acyclic(value: Any, path: str, where: str, parents: tuple[int, ...]) -> None:
+    """A YAML anchor that refers to itself (``a: &x [*x]``) gives a structure that contains itself;
+    every later step would recurse forever."""
+    if not isinstance(value, (dict, list)):
+        return
+    if id(value) in parents:
+        raise MMCurateError(f"recipe {where}: {path} refers to itself (a recursive YAML anchor)")
+    children = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, child in children:
+        _check_acyclic(child, f"{path}.{key}", where, (*parents, id(value)))
+
+
+def _kind(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "true/false"}.get(type(value), type(value).__name__)
+
+
 def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
-    """``--set section.key=value`` on the command line wins over the file (value parsed as YAML)."""
+    """``--set section.key=value`` on the command line wins over the file (value parsed as YAML;
+    ``null`` restores the default, an empty value is an error rather than a silent default)."""
     data = copy.deepcopy(recipe.data)
     for item in overrides:
         if "=" not in item or "." not in item.split("=", 1)[0]:
@@ -67,17 +126,30 @@ def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
         key, raw = item.split("=", 1)
         section, option = key.split(".", 1)
         if section not in SECTIONS or section in ("name", "description"):
-            raise MMCurateError(f"--set {item!r}: unknown section {section!r}")
+            raise MMCurateError(f"--set {key}=...: unknown section {section!r}")
+        parts = option.split(".")
+        if (section, parts[0]) in SECRETS:
+            refuse_secret(section, parts[0], "--set")
+        if raw.strip() == "":
+            raise MMCurateError(f"--set {key}= has no value; give one, or {key}=null for the default")
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
-        target = data.setdefault(section, {}) or {}
-        data[section] = target
-        parts = option.split(".")
+        target = data.get(section)
+        if target is None:
+            target = data[section] = {}
+        where = section
         for p in parts[:-1]:
-            target = target.setdefault(p, {})
+            if not isinstance(target, dict):
+                raise MMCurateError(f"--set {key}=...: {where} is a single value, not a mapping with keys")
+            if target.get(p) is None:
+                target[p] = {}
+            target, where = target[p], f"{where}.{p}"
+        if not isinstance(target, dict):
+            raise MMCurateError(f"--set {key}=...: {where} is a single value, not a mapping with keys")
         target[parts[-1]] = value
+    check_recipe(data, f"{recipe.path} (with --set)")
     return Recipe(recipe.path, data)
 
 

@@ -23,12 +23,12 @@ from typing import Any
 import yaml
 
 from mmcurate.common.atomic import atomic_write_json, atomic_write_text
-from mmcurate.common.console import info, summary_table
+from mmcurate.common.console import info, summary_table, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
 from mmcurate.common.options import from_mapping, option_fields
 from mmcurate.common.stage import Stage
-from mmcurate.pipeline.recipe import STAGES, Recipe, substitute
+from mmcurate.pipeline.recipe import STAGES, Recipe, check_recipe, substitute
 from mmcurate.store import Workdir
 
 #: stage name -> (module, attribute) of its :class:`Stage` (imported when the stage runs)
@@ -102,7 +102,7 @@ def stage_settings(stage: str, resolved: dict[str, Any], where: str) -> tuple[di
 def _config(stage: Stage[Any, Any], resolved: dict[str, Any], changed: bool, where: str) -> Any:
     section, fixed = stage_settings(stage.name, resolved, where)
     if stage.name == "ingest" and changed:
-        fixed["overwrite"] = True
+        fixed["replace_changed"] = True  # not --overwrite: a folder that is no ingest output stays refused
     if stage.name == "reeval" and changed:
         fixed["fresh"] = True
     return from_mapping(stage.config, section, f"{where}: {stage.name}", command=stage.name, fixed=fixed)
@@ -119,6 +119,9 @@ def command_line(stage: str, resolved: dict[str, Any], where: str) -> str:
         if value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
+        if key == "token":  # never printed, whatever reached here
+            parts.append(f"{flag} ***")
+            continue
         if value is True:
             parts.append(flag)
         elif isinstance(value, dict):
@@ -153,13 +156,14 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run the recipe's stages in order (see the module docstring for the skip rule)."""
     wd = Workdir(workdir)
+    check_recipe(recipe.data, str(recipe.path))  # also for recipes built in Python: no secret reaches the disk
     resolved = substitute(recipe.data, workdir)
     selected = _selection(only, from_stage, until)
     workdir.mkdir(parents=True, exist_ok=True)
     if not dry_run:
         atomic_write_text(workdir / Workdir.RESOLVED_RECIPE, yaml.safe_dump(resolved, sort_keys=False))
     state_path = workdir / Workdir.PIPELINE_STATE
-    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    state = _read_state(state_path)
     run = runner or _run_stage
     result = PipelineResult(workdir)
     upstream = ""
@@ -197,6 +201,20 @@ def run_pipeline(
         upstream_ran = True
         result.stages.append(StageReport(name, "ran", time.monotonic() - started))
     return result
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """pipeline_state.json; a damaged one is forgotten (every selected stage then runs), not trusted."""
+    if not path.is_file():
+        return {}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        state = None
+    if not isinstance(state, dict) or not all(isinstance(v, dict) for v in state.values()):
+        warn(f"{path}: unreadable pipeline state; running the selected stages again")
+        return {}
+    return state
 
 
 def _run_stage(stage: Stage[Any, Any], workdir: Workdir, config: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,8 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.common.options import opt
 
 DEFAULT_FILES_PER_COMMIT = 10
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,17 @@ class PushConfig:
         show_default=True,
     )
     no_xet: bool = opt(False, "Upload with the legacy LFS protocol, for endpoints without Xet storage.")
+    timeout: float = opt(
+        DEFAULT_TIMEOUT, "Seconds to wait for the Hub to connect, answer or accept data before a request fails."
+    )
+    retries: int = opt(
+        DEFAULT_RETRIES, "Times a read request (listing, repo info) is retried, with backoff, after a timeout or a drop."
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.files_per_commit <= 1000:
             raise MMCurateError(f"--files-per-commit must be in 1..1000 (got {self.files_per_commit})")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise MMCurateError(f"--timeout must be a positive number of seconds (got {self.timeout})")
+        if not 0 <= self.retries <= 20:
+            raise MMCurateError(f"--retries must be in 0..20 (got {self.retries})")

@@ -61,7 +61,10 @@ def describe(exc: BaseException, *, endpoint: str, repo_id: str, revision: str) 
         reason = _connect_reason(str(exc))
         return f"cannot reach the Hub at {endpoint} ({reason}); check HF_ENDPOINT and your network connection"
     if isinstance(exc, httpx2.TimeoutException):
-        return f"the Hub at {endpoint} did not answer in time ({type(exc).__name__}); check your network, then {RESUME_HINT}"
+        return (
+            f"the Hub at {endpoint} did not answer in time ({type(exc).__name__}, after retries); check the endpoint "
+            f"and your network (or raise --timeout for a slow link), then {RESUME_HINT}"
+        )
     if isinstance(exc, httpx2.HTTPError):
         return f"connection to the Hub at {endpoint} failed ({type(exc).__name__}: {one_line(exc, 120)}); {RESUME_HINT}"
     if "xet-write-token" in str(exc):

@@ -18,7 +18,7 @@ from typing import Any
 import mmcurate
 from mmcurate.common.console import info, progress_bar, progress_enabled, warn
 from mmcurate.common.errors import MMCurateError
-from mmcurate.push.config import DEFAULT_FILES_PER_COMMIT, PushConfig
+from mmcurate.push.config import DEFAULT_FILES_PER_COMMIT, DEFAULT_RETRIES, DEFAULT_TIMEOUT, PushConfig
 from mmcurate.push.files import (
     LocalFile,
     PushPlan,
@@ -93,6 +93,8 @@ def push_dataset(
     commit_message: str | None = None,
     files_per_commit: int = DEFAULT_FILES_PER_COMMIT,
     use_xet: bool | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
 ) -> PushResult:
     """Push ``dataset_dir``'s README.md and data/**/*.parquet to the dataset repo ``repo_id``.
 
@@ -100,6 +102,8 @@ def push_dataset(
     network call), an unfinished export, a missing or rejected token, an unreachable endpoint,
     a missing revision, or any server error part way (rerun to resume).
     ``use_xet=False`` uploads with the legacy LFS protocol for endpoints without Xet storage.
+    Every request waits at most ``timeout`` seconds for the endpoint; reads are retried ``retries``
+    times (:mod:`mmcurate.push.http`), so a stalled endpoint ends in a one-line error, not a hang.
     """
     repo_id = validate_repo_id(repo_id)
     revision = (revision or "main").strip()
@@ -116,6 +120,8 @@ def push_dataset(
 
     from huggingface_hub import HfApi, constants
 
+    from mmcurate.push.http import bounded_hub_client
+
     api = HfApi(endpoint=endpoint, token=token, library_name="mmcurate", library_version=mmcurate.__version__)
     from huggingface_hub.utils import (
         are_progress_bars_disabled,
@@ -130,7 +136,8 @@ def push_dataset(
     if not progress_enabled():  # MMCURATE_NO_PROGRESS silences the hub's per-file bars too
         disable_progress_bars()
     try:
-        return _push(api, local, repo_id, endpoint, token, private, revision, dry_run, commit_message, files_per_commit)
+        with bounded_hub_client(timeout, retries):
+            return _push(api, local, repo_id, endpoint, token, private, revision, dry_run, commit_message, files_per_commit)
     finally:
         constants.HF_HUB_DISABLE_XET = xet_disabled_before
         if not hub_bars_were_off:
@@ -282,4 +289,6 @@ def run_push(workdir: Workdir, cfg: PushConfig) -> PushResult:
         commit_message=cfg.commit_message,
         files_per_commit=cfg.files_per_commit,
         use_xet=False if cfg.no_xet else None,
+        timeout=cfg.timeout,
+        retries=cfg.retries,
     )

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.files import skipped_entries
 from mmcurate.recipes import ave, balancemm, cremad, kinetics_sounds, vggsound
 from mmcurate.recipes.classes import (
     available_class_lists,
@@ -140,8 +142,15 @@ def discover(
     layout: str | None = None,
     layout_options: Mapping[str, object] | None = None,
     group_column: str | None = None,
+    exclude: Iterable[str] = (),
 ) -> Discovery:
-    """The inputs under ``raw_dir`` by the right layout, duplicate sample ids dropped (each reported once)."""
+    """The inputs under ``raw_dir`` by the right layout, duplicate sample ids dropped (each reported once).
+
+    ``exclude`` names folders (relative to ``raw_dir``) that hold mmcurate's own output and are no
+    input. Entries the walk does not search (hidden, links to folders, unreadable) are listed in
+    ``skipped``; an input whose folder resolves outside ``raw_dir`` and a second input that is the
+    same file (by real path) as another are failures.
+    """
     check_raw_dir(raw_dir)
     if manifest is not None:
         if layout not in (None, "manifest"):
@@ -154,14 +163,42 @@ def discover(
             names = ", ".join(["folders", "manifest", *sorted(LAYOUTS)])
             raise MMCurateError(f"unknown --layout {layout!r}; choose one of: {names}")
         found = run_layout(layout, raw_dir, layout_options)
+    found = _without(found, list(exclude))
+    listed = {it.path for it in found.items}
+    found.skipped = [(path, why) for path, why in skipped_entries(raw_dir) if path not in listed]
+    found.skipped = _without(Discovery(skipped=found.skipped), list(exclude)).skipped
     if not found.items and not found.failures:
         raise MMCurateError(f"no input files found under {raw_dir}")
-    return dedupe(found)
+    return dedupe(found, raw_dir)
 
 
-def dedupe(found: Discovery) -> Discovery:
-    """Keep the first item of each sample id; later ones become failures."""
+def _without(found: Discovery, folders: list[str]) -> Discovery:
+    """``found`` without anything inside ``folders`` (RAW_DIR-relative POSIX paths)."""
+    if not folders:
+        return found
+
+    def inside(path: str) -> bool:
+        return any(path == f or path.startswith(f + "/") for f in folders)
+
+    return Discovery(
+        items=[it for it in found.items if not inside(it.path)],
+        failures=[f for f in found.failures if not inside(f.file)],
+        unlisted=[u for u in found.unlisted if not inside(u)],
+        skipped=[s for s in found.skipped if not inside(s[0])],
+    )
+
+
+def dedupe(found: Discovery, raw_dir: Path | None = None) -> Discovery:
+    """Keep the first item of each sample id; later ones become failures.
+
+    With ``raw_dir``, files are also compared by real path: an input reached through a link to a
+    folder that resolves outside ``raw_dir`` fails, and one file listed twice (under two paths
+    through links, so under two sample ids) is one input, not two samples that would leak across
+    splits. Segments of one file (their own start/end) are different inputs.
+    """
     seen: dict[str, InputItem] = {}
+    by_real: dict[tuple[str, float | None, float | None], InputItem] = {}
+    raw_real = os.path.realpath(raw_dir) if raw_dir is not None else None
     items: list[InputItem] = []
     failures = list(found.failures)
     for item in found.items:
@@ -169,6 +206,22 @@ def dedupe(found: Discovery) -> Discovery:
         if sid in seen:
             failures.append(Failure(item.path, "discover", f"duplicate input for sample id {sid!r}", sid))
             continue
+        if raw_dir is not None and raw_real is not None:
+            full = os.path.join(raw_dir, item.path)
+            folder = os.path.realpath(os.path.dirname(full))
+            if folder != raw_real and not folder.startswith(raw_real.rstrip(os.sep) + os.sep):
+                failures.append(
+                    Failure(item.path, "discover", f"its folder resolves to {folder}, outside the raw directory", sid)
+                )
+                continue
+            key = (os.path.realpath(full), item.start, item.end)
+            first = by_real.get(key)
+            if first is not None:
+                failures.append(
+                    Failure(item.path, "discover", f"same file as {first.path!r} (by real path); listed once only", sid)
+                )
+                continue
+            by_real[key] = item
         seen[sid] = item
         items.append(item)
     items.sort(key=lambda it: it.sample_id)

@@ -73,11 +73,12 @@ def read_input_manifest(manifest: Path) -> list[dict[str, str]]:
                         raise MMCurateError(f"input manifest {manifest}, line {lineno}: expected a JSON object")
                     rows.append({str(k): "" if v is None else str(v) for k, v in obj.items()})
             return rows
-        with open(manifest, encoding="utf-8", newline="") as fh:
+        with open(manifest, encoding="utf-8-sig", newline="") as fh:  # -sig: a BOM (Excel's UTF-8) is not a column name
             reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
             if reader.fieldnames is None:
                 raise MMCurateError(f"input manifest {manifest} is empty (expected a header row: path,label[,split][,start,end])")
-            return [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+            # values are kept exactly: a file name may end in a space (discover_manifest trims the others)
+            return [{k.strip(): v or "" for k, v in row.items() if k is not None} for row in reader]
     except UnicodeDecodeError:
         raise MMCurateError(f"input manifest {manifest} is not UTF-8 text") from None
 
@@ -105,7 +106,10 @@ def discover_manifest(
     listed: set[str] = set()
     raw_resolved = raw_dir.resolve()
     for lineno, row in enumerate(rows, 2):
+        row = {k: v if k == path_column else v.strip() for k, v in row.items()}
         raw_path = row.get(path_column, "")
+        if raw_path != raw_path.strip() and not (raw_dir / raw_path).exists():
+            raw_path = raw_path.strip()  # padding around a CSV value, not part of the name
         where = f"{manifest.name} row {lineno}"
         if not raw_path:
             found.failures.append(Failure(f"<{where}>", "discover", "empty path"))

@@ -27,6 +27,7 @@ from mmcurate.reeval.report import write_report
 from mmcurate.reeval.sources import load_source, resolve_source
 from mmcurate.reeval.trainer import RunResult, finished_run, fit_run, record_run, run_dir_for
 from mmcurate.store import Workdir
+from mmcurate.store.ownership import check_output_path
 
 
 @dataclass
@@ -72,6 +73,7 @@ def check_methods(methods: list[str], cfg: TrainConfig) -> None:
 
 def run_reeval_stage(workdir: Workdir, cfg: ReevalConfig) -> ReevalOutcome:
     """The ``mmcurate reeval`` stage: SOURCE (default WORKDIR/balanced) into ``cfg.out`` (default WORKDIR/reeval)."""
+    check_output_path(cfg.out or workdir.reeval_dir)  # before minutes of loading, not after
     execution = cfg.execution
     if execution.engine == "ray" and execution.gpus_per_job > 0:
         device = torch.device("cuda")  # Ray gives each task its GPU; this process may have none

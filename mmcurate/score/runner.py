@@ -183,7 +183,10 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
         held = np.flatnonzero(fold_sets[job.repeat] == job.fold)
         return config_hash([fingerprint, held.tolist()], length=32)
 
-    pending = [u for u in units if executor.owns(u) and marker(u.items[0]).read(job_identity(u.items[0])) is None]
+    def job_done(job: ScoreJob) -> bool:  # sha256: a damaged result (same size) is trained again, not trusted
+        return marker(job).read(job_identity(job), verify="sha256") is not None
+
+    pending = [u for u in units if executor.owns(u) and not job_done(u.items[0])]
     distributed.barrier(ranks)  # every rank has decided what to train before rank 0 writes anything
     why = "GPU found" if device.type == "cuda" else "no GPU found: CPU-sized models"
     info(
@@ -202,6 +205,7 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
                 job = unit.items[0]
                 if not ranks.is_main:  # only rank 0 writes
                     continue
+                check_finite(p, job.name, cfg)
                 part = run_dir / f"{job.name}.npz"
                 _save_part(part, p)
                 marker(job).record(job_identity(job), [part])
@@ -209,7 +213,7 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
                 advance()
     if not ranks.is_main:
         return ScoreResult(ingest.path, scorer_id, str(device), time.monotonic() - t0, {}, finished=False)
-    done = [u for u in units if marker(u.items[0]).read(job_identity(u.items[0])) is not None]
+    done = [u for u in units if job_done(u.items[0])]
     if len(done) < len(units):
         info(
             f"score: this task's jobs are done; {len(units) - len(done)} of {len(units)} training jobs belong to "
@@ -242,6 +246,7 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
             "device": str(device),
             "execution": {"engine": execution.engine, "threads_per_job": threads, "ranks": ranks.world},
             "manifest_fingerprint": fingerprint,
+            "groups_fingerprint": ingest.groups_fingerprint(),
             "mmcurate_version": __version__,
             "torch_version": torch.__version__,
             "metrics": metrics,
@@ -319,6 +324,17 @@ def _load_part(path: Path, rows: int, num_classes: int) -> np.ndarray:
     if probs.shape != (rows, num_classes):
         raise MMCurateError(f"{path}: holds {probs.shape} probabilities, expected {(rows, num_classes)}; rerun `mmcurate score`")
     return probs
+
+
+def check_finite(probs: np.ndarray, job: str, cfg: ScoreConfig) -> None:
+    """A one-line error when training diverged (NaN or infinite probabilities): scores made of them
+    would be written as if valid and every later stage would misread them."""
+    bad = int((~np.isfinite(probs)).any(axis=1).sum())
+    if bad:
+        raise MMCurateError(
+            f"scorer training diverged: job {job} gave no finite confidence for {bad} of {len(probs)} samples "
+            f"(--lr {cfg.lr:g}); lower --lr (default 0.01) or --weight-decay, then rerun `mmcurate score`"
+        )
 
 
 def _save_part(path: Path, probs: np.ndarray) -> None:

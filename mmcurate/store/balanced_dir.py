@@ -9,12 +9,18 @@ Layout (``WORKDIR/balanced`` by default)::
     hf/                                    datasets.DatasetDict.save_to_disk of the same rows
     README.md                              the dataset card
     export.json                            the export's completion marker, written last
+    .mmcurate-output.json, .mmcurate.lock  owner file and the lock a running balance holds
 
 The export cannot swap the whole folder (selection and report live there too), so it builds
 ``data/``, ``hf/`` and ``README.md`` in a staging folder, removes ``export.json``, moves the three
 into place and writes the marker last. A run killed at any point leaves either the old export
 with its marker, or files without a valid marker, which :meth:`BalancedDir.verify_export` (and so
 ``mmcurate push`` and ``mmcurate reeval``) refuses and a rerun replaces.
+
+Installing replaces ``data/``, ``hf/`` and ``README.md`` wholesale, so it happens only in a folder
+that is a balanced output (or empty, or given with ``--overwrite``): never in a user's folder that
+merely has a README. Each staging folder is locked while an export builds it, so cleaning the
+debris of killed exports never removes a live one.
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +37,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mmcurate.common.atomic import TMP_PREFIX, atomic_path, atomic_write_json, fsync_dir
+from mmcurate.common.atomic import TMP_PREFIX, atomic_path, atomic_write_json, fsync_dir, make_temp_dir
 from mmcurate.common.errors import MMCurateError, StageNotReadyError, one_line
 from mmcurate.store.completion import file_entry, files_match
 from mmcurate.store.io import read_json, read_parquet, require_columns
+from mmcurate.store.lock import FileLock, FolderBusyError, folder_lock
+from mmcurate.store.ownership import claim_folder, owner_kind
 from mmcurate.store.schemas import SELECTION_SCHEMA
 
 FIX_BALANCE = "rerun `mmcurate balance` to export again"
@@ -99,6 +106,22 @@ class BalancedDir:
             or (self.hf_dir / "dataset_dict.json").is_file()
         )
 
+    def is_ours(self) -> bool:
+        """Whether this folder is a balanced output (owner file, or what older versions left)."""
+        kind = owner_kind(self.path)
+        if kind is not None:
+            return kind == "balanced"
+        return self.marker_path.is_file() or self.selection_path.is_file() or self.meta_path.is_file()
+
+    def claim(self, overwrite: bool, write: bool = True) -> None:
+        """Make this folder a balanced output; a non-empty folder that is not one is refused unless
+        ``overwrite`` (its README.md, data/ and hf/ would be replaced). ``write=False`` only checks."""
+        claim_folder(self.path, "balanced", overwrite, legacy=self.is_ours, write=write)
+
+    def lock(self) -> FileLock:
+        """This folder's lock (not yet taken); balance holds it exclusively while it writes."""
+        return folder_lock(self.path, f"balanced folder {self.path}")
+
     def has_data(self) -> bool:
         """Whether there is a dataset to read: Hub-layout shards or a save_to_disk folder."""
         return any(self.data_dir.glob("*.parquet")) or (self.hf_dir / "dataset_dict.json").is_file()
@@ -133,18 +156,28 @@ class BalancedDir:
 
     # -- export: staging, install, marker, verification ---------------------------------------------
     def new_staging_dir(self) -> Path:
-        """A fresh staging folder inside the balanced folder (same filesystem, so moves are renames)."""
+        """A fresh staging folder inside the balanced folder (same filesystem, so moves are renames),
+        locked until it is installed or this process ends."""
         self.path.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=self.STAGING_PREFIX, dir=self.path))
+        staging = make_temp_dir(self.STAGING_PREFIX, self.path)
+        _STAGING_LOCKS[str(staging)] = FileLock(staging / _STAGING_LOCK, f"staging folder {staging}").acquire()
+        return staging
 
     def clean_stale_staging(self) -> None:
-        """Remove staging folders left by a killed export (only the export's own debris)."""
+        """Remove staging folders left by a killed export: only the export's own debris, and only
+        those no live export holds."""
         if not self.path.is_dir():
             return
         for p in self.path.iterdir():
-            if not p.name.startswith(self.STAGING_PREFIX):
+            if not p.name.startswith(self.STAGING_PREFIX) or str(p) in _STAGING_LOCKS:
                 continue
-            if p.is_dir():
+            if p.is_dir() and not p.is_symlink():
+                try:
+                    FileLock(p / _STAGING_LOCK, str(p)).acquire().release()
+                except FolderBusyError:
+                    continue  # a live export in another process
+                except OSError:
+                    pass
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
@@ -155,7 +188,13 @@ class BalancedDir:
         self.marker_path.unlink(missing_ok=True)
 
     def install_export(self, staging: Path, marker: dict[str, Any]) -> None:
-        """Move ``staging``'s data/, hf/ and README.md into place; write the marker last."""
+        """Move ``staging``'s data/, hf/ and README.md into place; write the marker last.
+
+        Only in a balanced output folder (or an empty one, which becomes one): the names replaced
+        here may be a user's own README.md and data/ anywhere else.
+        """
+        if not self.is_ours():
+            self.claim(overwrite=False)
         self.invalidate_export()
         old = staging / ".old"
         old.mkdir()
@@ -167,6 +206,9 @@ class BalancedDir:
         fsync_dir(self.path)
         atomic_write_json(self.marker_path, marker)
         shutil.rmtree(staging, ignore_errors=True)
+        lock = _STAGING_LOCKS.pop(str(staging), None)
+        if lock is not None:
+            lock.release()
 
     def read_marker(self) -> dict[str, Any] | None:
         """The export marker, or None when there is none."""
@@ -231,6 +273,11 @@ class BalancedDir:
                 raise MMCurateError(f"{f}: shard name is not {{split}}-XXXXX-of-YYYYY.parquet")
             out.append((m.group("split"), f))
         return out
+
+
+#: staging folders this process is building, with the lock that tells other processes so
+_STAGING_LOCKS: dict[str, FileLock] = {}
+_STAGING_LOCK = ".staging.lock"
 
 
 def check_selection(table: pa.Table, name: str) -> pa.Table:

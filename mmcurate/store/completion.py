@@ -80,6 +80,20 @@ class UnitMarker:
         payload = doc.get("payload") if doc is not None else None
         return {} if payload is None else payload
 
+    def wrote(self, path: Path, verify: Verify = "size") -> bool:
+        """Whether this marker vouches that ``path`` is the file the unit wrote (same size, or also
+        the same sha256): the proof a stage needs before it deletes the file."""
+        doc = self._load()
+        if doc is None:
+            return False
+        rel = Path(os.path.relpath(path, self.root)).as_posix()
+        entry = (doc.get("files") or {}).get(rel)
+        return isinstance(entry, dict) and files_match(self.root, {rel: entry}, verify) is None
+
+    def exists(self) -> bool:
+        """Whether a marker of this scheme is there (whatever its identity)."""
+        return self._load() is not None
+
     def clear(self) -> None:
         """Forget the unit (its marker goes first, so a half-replaced output is never trusted)."""
         self.path.unlink(missing_ok=True)

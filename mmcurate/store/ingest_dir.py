@@ -11,6 +11,8 @@ Layout (``WORKDIR/ingest`` by default; tables in :mod:`mmcurate.store.schemas`):
     scores.parquet, scores.json mmcurate score (SCORES_SCHEMA) and its provenance
     score_runs/<scorer>/        the scorer's finished training jobs (resume)
     report/                     mmcurate report
+    .mmcurate-output.json       owner file: this folder is an ingest output (mmcurate.store.ownership)
+    .mmcurate.lock              the lock a running ingest holds (mmcurate.store.lock)
 
 Every stage that reads an ingest folder goes through this class: the manifest, the class list,
 the shards (one memory-mapped opener), the scores and their freshness. Errors name the file and
@@ -19,8 +21,9 @@ say what to rerun.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shutil
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +33,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmcurate.common.atomic import atomic_path, atomic_write_json, atomic_write_text
+from mmcurate.common.atomic import atomic_path, atomic_write_json, atomic_write_text, clean_stale_temporaries
 from mmcurate.common.errors import MMCurateError, StageNotReadyError, one_line
 from mmcurate.common.hashing import config_hash
 from mmcurate.store.completion import UnitMarker
 from mmcurate.store.io import open_ipc_file, read_json, read_parquet, require_columns
+from mmcurate.store.lock import FileLock, folder_lock
+from mmcurate.store.ownership import check_output_path, claim_folder
 from mmcurate.store.schemas import MANIFEST_SCHEMA, SCORES_SCHEMA, SHARD_SCHEMA
 
 FIX_INGEST = "rerun `mmcurate ingest`"
@@ -47,6 +52,11 @@ MEDIA_COLUMNS = ("frames", "audio", "audio_sample_rate", "audio_features")
 def shard_name(index: int) -> str:
     """``shard-00003.arrow``: the file name of shard ``index``."""
     return f"shard-{index:05d}.arrow"
+
+
+#: the names ingest gives shards and their markers (nothing else in shards/ or chunks/ is ours)
+SHARD_FILE = re.compile(r"^shard-(\d{5,})\.arrow$")
+MARKER_FILE = re.compile(r"^shard-(\d{5,})\.json$")
 
 
 def manifest_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -172,12 +182,81 @@ class IngestDir:
             )
         return self
 
-    def clear(self) -> None:
-        """Remove what ingest wrote here (``--overwrite`` with other settings), and nothing else."""
+    # -- ownership, locking, cleaning ----------------------------------------------------------------
+    def lock(self) -> FileLock:
+        """This folder's lock (not yet taken): exclusive for a run, shared for an array-job part."""
+        return folder_lock(self.path, f"ingest folder {self.path}")
+
+    def claim(self, overwrite: bool, write: bool = True) -> None:
+        """Make this folder an ingest output, refusing a non-empty folder that is not one unless
+        ``overwrite``, and a ``shards/`` or ``chunks/`` that is a link (writes would land elsewhere).
+        ``write=False`` only checks."""
+        check_output_path(self.path)
         for name in self.OWN_DIRS:
-            shutil.rmtree(self.path / name, ignore_errors=True)
+            sub = self.path / name
+            if sub.is_symlink() or (sub.exists() and not sub.is_dir()):
+                raise MMCurateError(
+                    f"{sub}: is a symbolic link or a file, not a folder ingest made; remove it or choose another --out"
+                )
+        claim_folder(self.path, "ingest", overwrite, legacy=lambda: self.identity_hash() is not None, write=write)
+
+    def clear(self) -> None:
+        """Remove what ingest wrote here (``--overwrite`` with other settings), and nothing else:
+        the files named :data:`OWN_FILES`, the shards a completion marker vouches for, and the
+        markers; a file that merely has a shard's name stays."""
         for name in self.OWN_FILES:
             (self.path / name).unlink(missing_ok=True)
+        for k in self.shard_indices():
+            if self.chunk_marker(k).wrote(self.shard_path(k)):
+                self.shard_path(k).unlink(missing_ok=True)
+        if self.chunks_dir.is_dir():
+            for p in self.chunks_dir.iterdir():
+                if MARKER_FILE.match(p.name) and UnitMarker(p, self.path).exists():
+                    p.unlink(missing_ok=True)
+        self.clean_temporaries()
+        for folder in (self.shards_dir, self.chunks_dir):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty (lock files of array parts may remain)
+
+    def clean_temporaries(self) -> int:
+        """Remove the temporary files a killed ingest left, of the names ingest writes only. The
+        caller holds this folder's lock exclusively: that proves no live run is writing them."""
+        return (
+            clean_stale_temporaries(self.path, lambda d: d in self.OWN_FILES)
+            + clean_stale_temporaries(self.shards_dir, lambda d: SHARD_FILE.match(d) is not None)
+            + clean_stale_temporaries(self.chunks_dir, lambda d: MARKER_FILE.match(d) is not None)
+        )
+
+    def shard_done(self, index: int, identity: str) -> Any:
+        """The completion payload of shard ``index`` when it is done for ``identity`` and its file is
+        intact, else None. Besides the marker's size check, the shard must open as an Arrow IPC file
+        holding as many rows as the marker lists: damage that keeps the size (a clobbered footer) is
+        redone on resume instead of trusted until score trips over it."""
+        payload = self.chunk_marker(index).read(identity)
+        if payload is None:
+            return None
+        try:
+            with pa.memory_map(str(self.shard_path(index)), "r") as source:
+                reader = pa.ipc.open_file(source)
+                rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        except (OSError, pa.ArrowException):
+            return None
+        return payload if rows == len(payload.get("rows", [])) else None
+
+    def remove_stale_shards(self, n_shards: int) -> list[str]:
+        """Remove shards (and markers) with an index of ``n_shards`` or more, left by inputs that are
+        gone, but only those whose marker vouches that ingest wrote them; return what was kept."""
+        kept = []
+        for k in self.shard_indices():
+            if k < n_shards:
+                continue
+            marker = self.chunk_marker(k)
+            if marker.wrote(self.shard_path(k)):
+                marker.clear()
+                self.shard_path(k).unlink(missing_ok=True)
+            else:
+                kept.append(shard_name(k))
+        return kept
 
     # -- manifest, classes, config, failures, stats --------------------------------------------------
     def read_manifest(self, columns: Sequence[str] | None = None) -> pa.Table:
@@ -273,11 +352,13 @@ class IngestDir:
 
     def shard_indices(self) -> list[int]:
         """Indices of the ``shard-NNNNN.arrow`` files present."""
+        if not self.shards_dir.is_dir():
+            return []
         out = []
-        for p in self.shards_dir.glob("shard-*.arrow"):
-            stem = p.stem.split("-", 1)[1]
-            if stem.isdigit():
-                out.append(int(stem))
+        for p in self.shards_dir.iterdir():
+            m = SHARD_FILE.match(p.name)
+            if m is not None:
+                out.append(int(m.group(1)))
         return sorted(out)
 
     def read_media(self, sample_ids: Sequence[str] | None = None) -> pa.Table:
@@ -392,6 +473,12 @@ class IngestDir:
         table = self.read_manifest(["sample_id", "sha256", "label"])
         return config_hash([self.identity_hash(), table.to_pydict()], length=16)
 
+    def groups_fingerprint(self) -> str:
+        """Identity of the manifest's groups: out-of-fold scores trained with groups kept in one fold
+        (``--group-folds``) are stale when they change."""
+        table = self.read_manifest(["sample_id", "group"])
+        return config_hash(table.to_pydict(), length=16)
+
     def has_scores(self) -> bool:
         return self.scores_path.is_file() and (self.path / self.SCORES_META).is_file()
 
@@ -429,6 +516,13 @@ class IngestDir:
             return "stale: scores.json is unreadable"
         if not isinstance(meta, dict) or meta.get("manifest_fingerprint") != self.fingerprint():
             return "stale: the ingested data changed since scoring"
+        if (
+            meta.get("source") == "oof"
+            and "groups_fingerprint" in meta
+            and (meta.get("config") or {}).get("group_folds")
+            and meta["groups_fingerprint"] != self.groups_fingerprint()
+        ):
+            return "stale: the manifest's groups changed since scoring (folds keep groups whole)"
         if config_hash_for is not None and meta.get("source") == "oof":
             on_gpu = str(meta.get("device", "cpu")).startswith("cuda")
             if meta.get("config_hash") != config_hash_for(on_gpu):
@@ -446,6 +540,15 @@ class IngestDir:
             raise MMCurateError(
                 f"scores.parquet covers {joined.num_rows} of {manifest.num_rows} ingested samples; rerun `mmcurate score`"
             )
+        for col in ("p_audio", "p_visual", "discrepancy"):
+            values = joined.column(col).to_numpy(zero_copy_only=False).astype(float)
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                first = joined.column("sample_id")[int(bad[0])].as_py()
+                raise MMCurateError(
+                    f"{self.scores_path}: {bad.size} sample(s) have no finite {col} (e.g. {first!r}); the scores are "
+                    f"unusable, {FIX_SCORE} (with a lower --lr if training diverged)"
+                )
         return joined, self.read_scores_meta()
 
     def scores_by_id(self) -> dict[str, float | None]:

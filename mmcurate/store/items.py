@@ -96,3 +96,6 @@ class Discovery:
     #: instead of a waveform (a BalanceMM release's spectrograms); ingest records it as the config of
     #: the shards' ``audio_features`` cache. None: features, if any, are computed from the waveform
     features: dict[str, Any] | None = None
+    #: (path, why) of entries under RAW_DIR that discovery does not search: hidden files and folders,
+    #: links to folders, unreadable folders (reported, so nothing vanishes from the counts)
+    skipped: list[tuple[str, str]] = field(default_factory=list)

@@ -1,0 +1,72 @@
+"""Which output folders are mmcurate's: a stage writes (and ever deletes) only inside its own.
+
+An output folder carries an owner file (``.mmcurate-output.json``, ``{"kind": "ingest"}``) written
+before anything else. A stage may write into a folder that is missing, empty, or owned by the
+same kind of output; a non-empty folder that is not (a user's project, a raw-data folder, another
+stage's output) is refused unless the user passes ``--overwrite``, and even then the stage only
+replaces the names it writes. Folders made before owner files existed are recognised by what they
+hold (a stage passes that test as ``legacy``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from mmcurate.common.atomic import atomic_write_json, temporary_dests
+from mmcurate.common.errors import MMCurateError
+from mmcurate.store.lock import LOCK_NAME
+
+OWNER_FILE = ".mmcurate-output.json"
+#: names that do not make a folder "non-empty" (our own bookkeeping)
+BOOKKEEPING = frozenset({OWNER_FILE, LOCK_NAME})
+
+
+def owner_kind(folder: Path) -> str | None:
+    """The kind of mmcurate output the owner file says ``folder`` is, or None."""
+    try:
+        doc = json.loads((Path(folder) / OWNER_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def check_output_path(folder: Path, flag: str = "--out") -> None:
+    """A one-line error when ``folder`` exists but is not a folder."""
+    folder = Path(folder)
+    if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+        raise MMCurateError(f"{folder}: exists and is not a folder; give {flag} a folder (it is created if missing)")
+
+
+def claim_folder(
+    folder: Path, kind: str, overwrite: bool, legacy: Callable[[], bool] = lambda: False, flag: str = "--out",
+    *, write: bool = True,
+) -> None:
+    """Make sure ``folder`` may hold a ``kind`` output, then mark it so.
+
+    Refuses (one line) a non-empty folder that is neither marked as ``kind`` nor recognised by
+    ``legacy`` unless ``overwrite``. Call it while holding the folder's lock; ``write=False`` only
+    checks (a stage does that before it takes the lock, so a refused folder is left untouched).
+    """
+    folder = Path(folder)
+    check_output_path(folder, flag)
+    if not folder.is_dir():
+        if write:
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            return
+    found = owner_kind(folder)
+    if found == kind:
+        return
+    others = sorted(p.name for p in folder.iterdir() if p.name not in BOOKKEEPING and not temporary_dests(p.name))
+    if others and not overwrite and not (found is None and legacy()):
+        what = f"an mmcurate {found} output" if found else "not an mmcurate " + kind + " output"
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise MMCurateError(
+            f"{folder}: folder is not empty ({shown}) and is {what}; choose another {flag}, or pass --overwrite "
+            f"to write the {kind} output there (only the files mmcurate writes are replaced)"
+        )
+    if write:
+        atomic_write_json(folder / OWNER_FILE, {"kind": kind})

@@ -11,6 +11,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -24,6 +25,7 @@ from mmcurate.ingest.decode import DecodedClip, DecodeError, decode_clip
 FRAMES3 = IngestConfig(missing_modality="keep")
 FPS1 = IngestConfig(missing_modality="keep", fps=1.0)
 FRAMES8 = IngestConfig(missing_modality="keep", frames=8)
+FRAMES4 = IngestConfig(missing_modality="keep", frames=4)  # on the 3-s HEVC clip, samples a leading frame
 
 
 def _decode(path: Path, cfg: IngestConfig, mode: str) -> DecodedClip | tuple[str, str]:
@@ -121,10 +123,41 @@ def test_sparse_decoding_equals_whole_decoding_on_generated_gop_structures(gop_c
     alt-ref frames, MPEG-4 in AVI, intra-only MJPEG and an MP4 edit list: forced sparse and the
     automatic choice both equal decoding every frame, with 3, 8 and 1-per-second samples."""
     for name, path in gop_clips.items():
-        for mode in ("sparse", "auto"):
-            _compare([path], [FRAMES3, FRAMES8, FPS1], mode=mode)
+        # forced sparse decoding never had to fall back: every planned frame decoded from the
+        # keyframe the plan chose (an open GOP's leading frames need the keyframe before theirs)
+        assert _compare([path], [FRAMES3, FRAMES4, FRAMES8, FPS1], mode="sparse") == Counter(sparse=4), name
+        _compare([path], [FRAMES3, FRAMES4, FRAMES8, FPS1], mode="auto")
     edit = decode_clip(gop_clips["h264_edit_list"], FRAMES3, video_mode="sparse")
     assert edit.video_decoding == "sparse" and edit.native_frame_count == 3 * 25 - 5
+
+
+def _hide_one_frame(src: Path, dst: Path, index: int = 5) -> Path:
+    """Remux a VP8 stream into AVI with one inter frame's show_frame bit cleared: the decoder
+    then outputs one frame fewer than there are packets (AVI keeps such a packet on its own)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="avi") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for i, packet in enumerate(p for p in inp.demux(inp.streams.video[0]) if p.size):
+            data = bytearray(bytes(packet))
+            if i == index:
+                data[0] &= ~0x10
+            copy = av.Packet(bytes(data))
+            copy.pts, copy.dts, copy.time_base, copy.is_keyframe = packet.pts, packet.dts, packet.time_base, packet.is_keyframe
+            copy.stream = stream
+            out.mux(copy)
+    return dst
+
+
+def test_a_packet_without_a_shown_frame_makes_the_clip_decode_whole(tmp_path: Path) -> None:
+    """The frame count comes from packets only where each packet shows one frame: a hidden VP8
+    frame breaks that, so the clip is decoded whole (and counted right)."""
+    spec = ClipSpec("webm", "libvpx", None, seconds=2, width=160, height=96, fps=25, gop=10,
+                    video_options=(("deadline", "realtime"), ("cpu-used", "8")))
+    path = _hide_one_frame(write_clip(tmp_path / "vp8.webm", spec), tmp_path / "hidden.avi")
+    ref = decode_clip(path, FRAMES3, video_mode="all")
+    assert ref.native_frame_count == 49
+    got = decode_clip(path, FRAMES3, video_mode="sparse")
+    assert got.video_decoding == "whole" and "exactly one shown frame" in (got.video_whole_reason or "")
+    _assert_same(ref, got, "hidden vp8 frame")
 
 
 def test_sparse_decoding_decodes_a_fraction_of_the_frames(gop_clips: dict[str, Path]) -> None:

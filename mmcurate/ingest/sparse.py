@@ -8,7 +8,9 @@ not seek: while the file is demuxed once, front to back (audio is decoded on the
 packets are kept, compressed, only for the GOPs near a sampled time, together with every
 packet's timestamp and flags. From that timeline it picks, for every target time, the same frame
 decoding everything would pick (each target's nearest frame by midpoint, ties to the earlier),
-and decodes the packets from that frame's keyframe up to it, and nothing else.
+and decodes the packets from that frame's keyframe up to it, and nothing else. On the way, frames
+no other frame refers to (most B-frames) are skipped unless sampled (FFmpeg's
+``skip_frame=NONREF``): nothing depends on them, so the sampled frames are unchanged.
 
 The manifest fields stay exact because they come from the timeline, not from decoded frames:
 in the containers and codecs admitted here every packet decodes to exactly one frame with the
@@ -16,14 +18,14 @@ packet's timestamp (a packet marked discard, e.g. before an MP4 edit list's star
 the frame count is the number of packets and the last frame is the latest packet. Files where
 that is not known to hold (other containers, MPEG-TS/PS in particular, hidden VP8/VP9 frames,
 MPEG-4 "not coded" frames, packets without timestamps, a stream that does not start on a
-keyframe) are decoded whole, as are clips whose samples are dense enough that the ranges would
-cover most of the clip anyway. The packets between the ranges are demuxed but not decoded, so
-a decoding error there goes unnoticed; demuxing errors and truncation are still caught.
+keyframe or shows frames before it) are decoded whole. Dense sampling needs no special case:
+its ranges merge into one, which still skips the unsampled non-reference frames and stops at
+the last sample. Packets outside the ranges, and skipped frames, are demuxed but not decoded,
+so a decoding error there goes unnoticed; demuxing errors and truncation are still caught.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -42,6 +44,9 @@ ONE_FRAME_CODECS = frozenset(
         "rawvideo", "ffv1", "huffyuv", "utvideo", "qtrle",
     }
 )  # fmt: skip
+#: Decoders that honour ``skip_frame=NONREF`` frame by frame (dav1d, for one, reads it once
+#: when it opens, so it would skip sampled frames too).
+NONREF_SKIP_CODECS = frozenset({"h264", "hevc", "mpeg4", "mpeg1video", "mpeg2video", "vp8", "vp9", "h263", "flv"})
 #: Keep a GOP's packets when a target time lies within this many seconds of the GOP's frames
 #: (the frame nearest a target is normally within half a frame of it; the plan checks it).
 KEEP_WINDOW = 1.0
@@ -50,8 +55,6 @@ KEEP_BUDGET_BYTES = 64 << 20
 #: Restarting the decoder at a keyframe costs about this many decoded packets (flush, drain,
 #: the keyframe itself is counted in the range); a gap this short is decoded through instead.
 RESTART_COST = 2
-#: Decode the whole clip when the ranges would cover more than this share of its packets.
-DENSE_SHARE = 0.85
 
 
 def sparse_eligible(container: av.container.InputContainer, vstream: av.video.stream.VideoStream) -> str | None:
@@ -240,7 +243,7 @@ class SparseVideo:
             self.decode_packet(packet)
 
     # -- after the demux pass -------------------------------------------------------------------
-    def finish(self, force_sparse: bool = False) -> SparseResult | None:
+    def finish(self) -> SparseResult | None:
         """Decode what the plan needs. None when the whole video was (or must be) decoded instead:
         ``mode`` then says whether that already happened (``stream``) or is left to the caller."""
         if self.mode == "collect" and self.gop:
@@ -249,8 +252,17 @@ class SparseVideo:
             self._drain_stream()
             return None
         shown = [i for i in range(len(self.pts)) if not self.discard[i]]
-        if not shown or len(set(self.pts)) != len(self.pts):
-            self._give_up("no frames" if not shown else "repeated video timestamps")
+        problem = None
+        if not shown:
+            problem = "no frames"
+        elif len(set(self.pts)) != len(self.pts):
+            problem = "repeated video timestamps"
+        elif any(self.pts[i] < self.pts[0] for i in shown):
+            # leading frames of an open GOP the file starts with: their references were cut off
+            # and decoders drop them, so the packet count would be too high
+            problem = "frames shown before the first keyframe"
+        if problem is not None:
+            self._give_up(problem)
             self._drain_stream()
             return None
         order = sorted(shown, key=lambda i: self.pts[i])
@@ -259,13 +271,11 @@ class SparseVideo:
         picks = [order[int(np.argmin(np.abs(mids - target)))] for target in self.targets]
         ranges = self._plan(picks)
         decoded = sum(r.last - r.first + 1 for r in ranges)
-        missing = any(i not in self.kept for r in ranges for i in range(r.first, r.last + 1))
-        dense = decoded + RESTART_COST * len(ranges) > DENSE_SHARE * len(self.pts)
-        if missing or (dense and not self.dropped and not force_sparse):
-            self._give_up("frames far from the sampled times" if missing else "dense sampling")
+        if any(i not in self.kept for r in ranges for i in range(r.first, r.last + 1)):
+            self._give_up("frames far from the sampled times")
             self._drain_stream()
             return None
-        frames = self._decode_ranges(ranges)
+        frames = self._decode_ranges(ranges, set(picks))
         if any(frames.get(self.pts[i]) is None for i in picks):
             # the decoder did not deliver a planned frame: trust only a full decode
             self.vstream.codec_context.flush_buffers()
@@ -302,9 +312,10 @@ class SparseVideo:
                 merged.append(r)
         return merged
 
-    def _decode_ranges(self, ranges: list[_Range]) -> dict[int, av.VideoFrame]:
+    def _decode_ranges(self, ranges: list[_Range], picks: set[int]) -> dict[int, av.VideoFrame]:
         cc = self.vstream.codec_context
         got: dict[int, av.VideoFrame] = {}
+        skip = self.codec in NONREF_SKIP_CODECS
 
         def take(frames: list[av.VideoFrame], wanted: set[int]) -> None:
             for frame in frames:
@@ -315,7 +326,11 @@ class SparseVideo:
             if n:
                 cc.flush_buffers()
             for i in range(r.first, r.last + 1):
+                if skip:
+                    cc.skip_frame = "DEFAULT" if i in picks else "NONREF"
                 take(self._decode(self.kept[i]), r.wanted)
+            if skip:
+                cc.skip_frame = "DEFAULT"
             take(self._decode(self._flush()), r.wanted)
         cc.flush_buffers()
         return got

@@ -352,4 +352,4 @@ class SparseVideo:
             self.decode_packet(packet)
 
 
-__all__ = ["SparseVideo", "SparseResult", "sparse_eligible", "packet_time", "TRUSTED_FORMATS", "ONE_FRAME_CODECS"]
+__all__ = ["ONE_FRAME_CODECS", "TRUSTED_FORMATS", "SparseResult", "SparseVideo", "packet_time", "sparse_eligible"]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -18,8 +16,13 @@ from PIL import Image
 
 from mmcurate.common.media_probe import probe_file
 from mmcurate.demo.clipgen import ClipSpec, write_clip
-from mmcurate.ingest import IngestConfig, IngestRequest, read_manifest, run_ingest
-from mmcurate.ingest import sparse
+from mmcurate.ingest import (
+    IngestConfig,
+    IngestRequest,
+    read_manifest,
+    run_ingest,
+    sparse,
+)
 from mmcurate.ingest.decode import DecodedClip, DecodeError, decode_clip
 
 FRAMES3 = IngestConfig(missing_modality="keep")
@@ -51,7 +54,7 @@ def _assert_same(ref: DecodedClip | tuple[str, str], got: DecodedClip | tuple[st
         assert np.array_equal(ref.audio, got.audio), where
 
 
-def _compare(paths: list[Path], configs: list[IngestConfig], mode: str = "sparse") -> Counter[str]:
+def _compare(paths: list[Path], configs: list[IngestConfig], mode: str = "auto") -> Counter[str]:
     """Decode every file whole and with ``mode``; assert equal results; count how video was decoded."""
     used: Counter[str] = Counter()
     for path in paths:
@@ -70,9 +73,10 @@ def _compare(paths: list[Path], configs: list[IngestConfig], mode: str = "sparse
 @pytest.mark.parametrize("cfg", [FRAMES3, FPS1], ids=["frames3", "fps1"])
 def test_sparse_decoding_equals_whole_decoding_on_every_real_clip(clips_dir: Path, cfg: IngestConfig) -> None:
     """Every clip of ../shared/data/clips (H.264, HEVC 10-bit, AV1, VP8, VP9, VP6, MPEG-1, Theora,
-    edit lists, B-frames...): forced sparse decoding equals decoding every frame. About 25 s per
-    config on 2 shared cores: the 1-minute clips are the ones with several GOPs."""
-    files = [clips_dir / r["file"] for r in csv.DictReader(open(clips_dir / "INDEX.csv"))]
+    edit lists, B-frames...): sparse decoding equals decoding every frame. About 15 s of CPU per
+    config: the 1-minute clips are the ones with several GOPs."""
+    with open(clips_dir / "INDEX.csv", newline="") as fh:
+        files = [clips_dir / r["file"] for r in csv.DictReader(fh)]
     used = _compare(files, [cfg])
     assert used["sparse"] >= 25, used  # the comparison exercised sparse decoding on most clips
 
@@ -80,7 +84,8 @@ def test_sparse_decoding_equals_whole_decoding_on_every_real_clip(clips_dir: Pat
 def test_sparse_decoding_equals_whole_decoding_on_av_digits(av_digits: Path) -> None:
     """A stratified sample of av_digits: 25 clips of each of the 7 container/codec families
     (the full 3000 take about a minute per config; see the issue-14 report)."""
-    rows = list(csv.DictReader(open(av_digits / "labels.csv")))
+    with open(av_digits / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     by_format: dict[str, list[Path]] = {}
     for r in rows:
         by_format.setdefault(r["format"], []).append(av_digits / r["path"])
@@ -119,15 +124,14 @@ def gop_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_sparse_decoding_equals_whole_decoding_on_generated_gop_structures(gop_clips: dict[str, Path]) -> None:
-    """Open GOPs (leading frames shown before their keyframe need the previous GOP), hidden VP8/VP9
-    alt-ref frames, MPEG-4 in AVI, intra-only MJPEG and an MP4 edit list: forced sparse and the
-    automatic choice both equal decoding every frame, with 3, 8 and 1-per-second samples."""
+    """Open GOPs (leading frames shown before their keyframe need the previous GOP), B-frames
+    (skipped unless sampled), VP8/VP9, MPEG-4 in AVI, intra-only MJPEG, FLV1 and an MP4 edit
+    list: sparse decoding equals decoding every frame, with 3, 4, 8 and 1-per-second samples."""
     for name, path in gop_clips.items():
-        # forced sparse decoding never had to fall back: every planned frame decoded from the
-        # keyframe the plan chose (an open GOP's leading frames need the keyframe before theirs)
-        assert _compare([path], [FRAMES3, FRAMES4, FRAMES8, FPS1], mode="sparse") == Counter(sparse=4), name
-        _compare([path], [FRAMES3, FRAMES4, FRAMES8, FPS1], mode="auto")
-    edit = decode_clip(gop_clips["h264_edit_list"], FRAMES3, video_mode="sparse")
+        # sparse decoding never had to fall back: every planned frame decoded from the keyframe
+        # the plan chose (an open GOP's leading frames need the keyframe before theirs)
+        assert _compare([path], [FRAMES3, FRAMES4, FRAMES8, FPS1]) == Counter(sparse=4), name
+    edit = decode_clip(gop_clips["h264_edit_list"], FRAMES3)
     assert edit.video_decoding == "sparse" and edit.native_frame_count == 3 * 25 - 5
 
 
@@ -155,9 +159,38 @@ def test_a_packet_without_a_shown_frame_makes_the_clip_decode_whole(tmp_path: Pa
     path = _hide_one_frame(write_clip(tmp_path / "vp8.webm", spec), tmp_path / "hidden.avi")
     ref = decode_clip(path, FRAMES3, video_mode="all")
     assert ref.native_frame_count == 49
-    got = decode_clip(path, FRAMES3, video_mode="sparse")
+    got = decode_clip(path, FRAMES3)
     assert got.video_decoding == "whole" and "exactly one shown frame" in (got.video_whole_reason or "")
     _assert_same(ref, got, "hidden vp8 frame")
+
+
+def _cut_at_second_keyframe(src: Path, dst: Path) -> Path:
+    """Copy an open-GOP HEVC stream from its second keyframe on (a CRA) into Matroska, without
+    re-encoding: the leading frames after that CRA lose their references and decoders drop them."""
+    with av.open(str(src)) as inp:
+        video = inp.streams.video[0]
+        packets = [p for p in inp.demux(video) if p.size]
+        keys = [i for i, p in enumerate(packets) if p.is_keyframe]
+        rest = packets[keys[1] :]
+        shift = min(min(p.pts for p in rest), min(p.dts for p in rest))
+        with av.open(str(dst), "w", format="matroska") as out:
+            stream = out.add_stream_from_template(video)
+            for p in rest:
+                copy = av.Packet(bytes(p))
+                copy.pts, copy.dts, copy.time_base, copy.is_keyframe = p.pts - shift, p.dts - shift, p.time_base, p.is_keyframe
+                copy.stream = stream
+                out.mux(copy)
+    return dst
+
+
+def test_a_stream_that_starts_with_leading_frames_is_decoded_whole(gop_clips: dict[str, Path], tmp_path: Path) -> None:
+    """Frames shown before the first keyframe cannot be decoded, so the packet count would be too
+    high: such a stream (a cut made without re-encoding) is decoded whole and counted right."""
+    path = _cut_at_second_keyframe(gop_clips["hevc_open_gop"], tmp_path / "cut.mkv")
+    ref = decode_clip(path, FRAMES3, video_mode="all")
+    got = decode_clip(path, FRAMES3)
+    assert got.video_whole_reason == "frames shown before the first keyframe"
+    _assert_same(ref, got, "cut at a CRA")
 
 
 def test_sparse_decoding_decodes_a_fraction_of_the_frames(gop_clips: dict[str, Path]) -> None:
@@ -167,8 +200,10 @@ def test_sparse_decoding_decodes_a_fraction_of_the_frames(gop_clips: dict[str, P
     assert clip.video_packets_decoded is not None and clip.video_packets_decoded <= 3 * 12
     mjpeg = decode_clip(gop_clips["mjpeg_mov"], FRAMES3)  # every frame is a keyframe
     assert mjpeg.video_decoding == "sparse" and mjpeg.video_packets_decoded == 3
-    dense = decode_clip(gop_clips["h264_bframes"], IngestConfig(fps=25.0))  # every frame sampled
-    assert dense.video_decoding == "whole" and dense.video_whole_reason == "dense sampling"
+    every = IngestConfig(fps=25.0)  # every frame sampled: one range over the whole clip
+    dense = decode_clip(gop_clips["h264_bframes"], every)
+    assert dense.video_decoding == "sparse" and dense.video_packets_decoded == 100
+    _assert_same(decode_clip(gop_clips["h264_bframes"], every, video_mode="all"), dense, "every frame")
 
 
 def test_sparse_decoding_fallbacks_give_the_same_result(gop_clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,7 +224,7 @@ def test_sparse_decoding_fallbacks_give_the_same_result(gop_clips: dict[str, Pat
 
 def test_ineligible_streams_are_decoded_whole(av_digits: Path) -> None:
     """MPEG-TS derives keyframe flags by parsing: never decoded sparsely."""
-    ts = sorted((av_digits / "ts_mpeg2_mp2").glob("*.ts"))[0]
+    ts = min((av_digits / "ts_mpeg2_mp2").glob("*.ts"))
     clip = decode_clip(ts, IngestConfig(frames=1))
     assert clip.video_decoding == "whole" and clip.video_whole_reason == "container mpegts"
 

@@ -180,4 +180,4 @@ def is_media_file(path: str | os.PathLike[str]) -> bool:
     return media_file_problem(path) is None
 
 
-__all__ = ["Probe", "probe_file", "media_problem", "media_file_problem", "is_media_file"]
+__all__ = ["Probe", "is_media_file", "media_file_problem", "media_problem", "probe_file"]

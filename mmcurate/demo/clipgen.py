@@ -75,7 +75,7 @@ def write_clip(path: Path, spec: ClipSpec = ClipSpec(), seed: int = 0) -> Path:
     base = np.stack(
         [127 + 100 * np.sin(xx / 37.0 + hue + c) * np.cos(yy / 53.0 - c) for c in (0.0, 2.1, 4.2)], axis=-1
     ).astype(np.uint8)
-    n_frames = int(round(spec.seconds * spec.fps))
+    n_frames = round(spec.seconds * spec.fps)
     with av.open(str(path), "w", format=spec.container) as out:
         v = out.add_stream(spec.video_codec, rate=spec.fps, options=dict(spec.video_options))
         v.width, v.height, v.pix_fmt = spec.width, spec.height, spec.pix_fmt
@@ -100,14 +100,14 @@ def write_clip(path: Path, spec: ClipSpec = ClipSpec(), seed: int = 0) -> Path:
 
 def _write_audio(out: av.container.OutputContainer, a: av.audio.stream.AudioStream, spec: ClipSpec, rng: np.random.Generator) -> None:
     rate = spec.sample_rate
-    n = int(round(spec.seconds * rate))
+    n = round(spec.seconds * rate)
     t = np.arange(n) / rate
     f0 = rng.uniform(200, 600)
     tone = 0.3 * np.sin(2 * np.pi * (f0 * t + 40 * t * t)) + 0.02 * rng.standard_normal(n)
     pcm = np.repeat(tone.astype(np.float32)[None, :], spec.channels, axis=0)
     fmt = a.codec_context.format.name if a.codec_context.format else "fltp"
     step = a.codec_context.frame_size or 1024
-    lead = int(round(spec.lead_in_frames / spec.fps * rate))
+    lead = round(spec.lead_in_frames / spec.fps * rate)
     for s in range(0, n, step):
         block = np.ascontiguousarray(pcm[:, s : s + step])
         frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo" if spec.channels == 2 else "mono")
@@ -147,4 +147,4 @@ def write_corpus(folder: Path, n: int, specs: tuple[ClipSpec, ...] = REAL_LENGTH
     return paths
 
 
-__all__ = ["ClipSpec", "REAL_LENGTH_SPECS", "write_clip", "write_corpus"]
+__all__ = ["REAL_LENGTH_SPECS", "ClipSpec", "write_clip", "write_corpus"]

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import av
 import av.error
-from av.video.reformatter import VideoReformatter
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from mmcurate.common.media_probe import media_problem
 from mmcurate.ingest.config import IngestConfig
@@ -30,9 +30,9 @@ from mmcurate.ingest.truncation import DURATIONLESS_FORMATS, StreamSpan
 _EPS = 1e-6
 #: Seconds of native audio gathered before one resampler call.
 _RESAMPLE_BATCH = 10.0
-#: How video is decoded: "auto" (sparse where the file allows it and it pays), "all" (every
-#: frame), "sparse" (sparse wherever the file allows it, even for dense sampling: for tests).
-VIDEO_MODES = ("auto", "all", "sparse")
+#: How video is decoded: "auto" (sparse where the file allows it), "all" (every frame; for
+#: tests and benchmarks: the results are the same).
+VIDEO_MODES = ("auto", "all")
 
 
 class DecodeError(Exception):
@@ -231,15 +231,14 @@ def _decode_open(path, container, cfg, start, end, threads, video=True, video_mo
     tolerate = cfg.tolerate_decode_errors
     if whole and container.format.name in DURATIONLESS_FORMATS:
         state.span = StreamSpan(path, container.format.name)
+    refusal = _sparse_refusal(container, vstream, video, whole, video_mode, tolerate)
     sparse = None
-    if video and vstream is not None and whole and video_mode != "all" and not tolerate and state.targets:
-        if sparse_eligible(container, vstream) is None:
-            sparse = SparseVideo(
-                vstream,
-                state.targets,
-                state.frame_dt,
-                lambda packet, sink=state.on_video: _decode_packet(packet, "video", sink, tolerate),
-            )
+    if refusal is None:
+        sparse = SparseVideo(
+            vstream, state.targets, state.frame_dt, lambda p, sink=state.on_video: _decode_packet(p, "video", sink, tolerate)
+        )
+    elif video and vstream is not None:
+        state.clip.video_whole_reason = refusal
     decode_streams = streams if video else [s for s in streams if s is not vstream]
     if decode_streams:
         _demux_and_decode(
@@ -247,7 +246,7 @@ def _decode_open(path, container, cfg, start, end, threads, video=True, video_mo
             video_packets=sparse.add if sparse is not None else None, span=state.span,
         )
     if sparse is not None:
-        result = sparse.finish(force_sparse=video_mode == "sparse")
+        result = sparse.finish()
         if result is not None:
             state.take_sparse(result.frames, result.frame_count, result.last_time)
             state.clip.video_decoding, state.clip.video_packets_decoded = "sparse", result.packets_decoded
@@ -255,12 +254,20 @@ def _decode_open(path, container, cfg, start, end, threads, video=True, video_mo
             state.clip.video_whole_reason = sparse.why_whole
             if sparse.mode == "reread":
                 _decode_video_again(path, vstream.index, threads, state.on_video, tolerate)
-    elif vstream is not None and video:
-        state.clip.video_whole_reason = (
-            "segment" if not whole else video_mode if video_mode == "all" else
-            "tolerated decode errors" if tolerate else sparse_eligible(container, vstream)
-        )
     return state.finish(video=video)
+
+
+def _sparse_refusal(container, vstream, video: bool, whole: bool, video_mode: str, tolerate: bool) -> str | None:  # type: ignore[no-untyped-def]
+    """Why this clip's video is decoded whole without trying sparse decoding, or None to try it."""
+    if not video or vstream is None:
+        return "no video decoding"
+    if not whole:
+        return "segment"  # a segment is reached by a seek and decoded to its end already
+    if video_mode == "all":
+        return "all"
+    if tolerate:
+        return "tolerated decode errors"  # skipped packets would make the packet count inexact
+    return sparse_eligible(container, vstream)
 
 
 def _decode_video_again(path: Path, index: int, threads: int, on_video, tolerate: bool) -> None:  # type: ignore[no-untyped-def]

@@ -309,7 +309,7 @@ class _ClipDecoder:
         self.audio_chunks: list[np.ndarray] = []
         # native frames are batched (up to _RESAMPLE_BATCH seconds) before resampling: one
         # resampler call per batch instead of one per codec frame (often 20 ms of audio each)
-        self.pending: list[np.ndarray] = []
+        self.pending = av.AudioFifo()  # copies samples in C: no per-frame arrays
         self.pending_samples = 0
         self.pending_meta: tuple[str, str, int] | None = None
         self.frame_dt = 1.0 / clip.fps if clip.fps else 0.0
@@ -359,21 +359,21 @@ class _ClipDecoder:
         if self.pending_meta is not None and meta != self.pending_meta:
             self._flush_pending()  # format change mid-stream: resample what we have first
         self.pending_meta = meta
-        self.pending.append(frame.to_ndarray())
+        frame.pts = None  # the fifo checks timestamps for gaps; the batch is resampled as one block
+        self.pending.write(frame)
         self.pending_samples += n
         if self.pending_samples >= _RESAMPLE_BATCH * rate:
             self._flush_pending()
 
     def _flush_pending(self) -> None:
-        if not self.pending or self.pending_meta is None:
+        if not self.pending_samples or self.pending_meta is None:
             return
-        fmt, layout, rate = self.pending_meta
-        block = np.concatenate(self.pending, axis=1) if len(self.pending) > 1 else self.pending[0]
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format=fmt, layout=layout)
-        frame.sample_rate = rate
-        for out in self.resampler.resample(frame):  # type: ignore[union-attr]
+        block = self.pending.read()
+        block.sample_rate = self.pending_meta[2]
+        for out in self.resampler.resample(block):  # type: ignore[union-attr]
             self.audio_chunks.append(out.to_ndarray().reshape(-1))
-        self.pending, self.pending_samples = [], 0
+        self.pending = av.AudioFifo()
+        self.pending_samples = 0
 
     def finish(self, video: bool = True) -> DecodedClip:
         clip, cfg = self.clip, self.cfg

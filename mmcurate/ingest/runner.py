@@ -351,9 +351,17 @@ def _finalize(
         columns.update(key for r in marker.get("rows", []) for key in r)
         failures.extend(marker.get("failures", []))
     extra = sorted(columns - set(MANIFEST_SCHEMA.names))
-    chunks = [manifest_table((read_marker(out, k) or {}).get("rows", []), extra) for k in range(n_chunks)]
-    table = pa.concat_tables(chunks).sort_by("sample_id").combine_chunks() if chunks else manifest_table([], extra)
+    chunks, ids_sorted, last_id = [], True, ""
+    for k in range(n_chunks):
+        rows = (read_marker(out, k) or {}).get("rows", [])
+        ids = [r["sample_id"] for r in rows]
+        ids_sorted = ids_sorted and all(a < b for a, b in zip([last_id, *ids], ids))
+        last_id = ids[-1] if ids else last_id
+        chunks.append(manifest_table(rows, extra))
+    table = pa.concat_tables(chunks) if chunks else manifest_table([], extra)
     del chunks
+    if not ids_sorted:  # chunks hold inputs in sample-id order, so this is only a safeguard
+        table = table.sort_by("sample_id")
     failures.sort(key=lambda f: (f["file"], f.get("sample_id") or ""))
     # shards and markers beyond the current chunk count belong to inputs that are gone
     for stale in sorted((out / SHARDS_DIR).glob("shard-*.arrow")):

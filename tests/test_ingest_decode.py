@@ -135,6 +135,17 @@ def test_sparse_decoding_equals_whole_decoding_on_generated_gop_structures(gop_c
     assert edit.video_decoding == "sparse" and edit.native_frame_count == 3 * 25 - 5
 
 
+def test_sparse_decoding_with_frame_threads_equals_whole_decoding(gop_clips: dict[str, Path]) -> None:
+    """A single-worker ingest decodes with FFmpeg's frame threads (``threads=0``): the decoder
+    then lags behind by a few packets and the plan switches ``skip_frame`` per packet."""
+    for name in ("h264_bframes", "hevc_open_gop", "vp9_altref"):
+        for cfg in (FRAMES3, FRAMES8):
+            ref = decode_clip(gop_clips[name], cfg, video_mode="all")
+            got = decode_clip(gop_clips[name], cfg, threads=0)
+            assert got.video_decoding == "sparse", name
+            _assert_same(ref, got, f"{name} threads=0")
+
+
 def _hide_one_frame(src: Path, dst: Path, index: int = 5) -> Path:
     """Remux a VP8 stream into AVI with one inter frame's show_frame bit cleared: the decoder
     then outputs one frame fewer than there are packets (AVI keeps such a packet on its own)."""

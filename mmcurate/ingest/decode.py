@@ -2,9 +2,11 @@
 
 PyAV bundles FFmpeg, so every container and codec the field meets (H.264, HEVC, VP9, AV1,
 MPEG-2, MJPEG, FLV1, AAC, Opus, MP3, FLAC, PCM...) decodes in-process, and FFmpeg's resampler
-mixes and resamples the audio. The whole clip is decoded once, in presentation order: it
-yields exact frame and sample counts, and the frames nearest the target timestamps are kept by
-reference and converted only at the end, so memory stays at a few frames per clip.
+mixes and resamples the audio. The file is demuxed once, front to back; audio is decoded on the
+way. Video is decoded whole, in presentation order (exact frame counts; the frames nearest the
+target timestamps are kept by reference and converted only at the end), or, for a whole clip
+in a container with reliable packet timestamps, only from the keyframe before each sampled
+frame (:mod:`mmcurate.ingest.sparse`): the same frames and counts, a fraction of the decoding.
 """
 
 from __future__ import annotations
@@ -19,12 +21,22 @@ import av.error
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from mmcurate.common.media_probe import media_problem
 from mmcurate.ingest.config import DecodeConfig
+from mmcurate.ingest.sparse import SparseVideo, sparse_eligible
+from mmcurate.ingest.truncation import DURATIONLESS_FORMATS, StreamSpan
 
 #: Tolerance (seconds) when comparing timestamps against segment bounds.
 _EPS = 1e-6
 #: Seconds of native audio gathered before one resampler call.
 _RESAMPLE_BATCH = 10.0
+#: How video is decoded: "auto" (sparse where the file allows it), "all" (every frame; for
+#: tests and benchmarks: the results are the same).
+VIDEO_MODES = ("auto", "all")
+#: Below this many pixels of video (frames x width x height, from the header) a clip is decoded
+#: whole: sparse decoding's bookkeeping (about 0.3 ms a clip) outweighs the little decoding it
+#: could skip (8 frames of 64 x 64 take about 0.1 ms to decode; 10 s of 360p take 500 ms).
+MIN_SPARSE_PIXELS = 1_000_000
 
 
 class DecodeError(Exception):
@@ -54,6 +66,11 @@ class DecodedClip:
     native_channels: int | None = None
     native_audio_samples: int = 0
     audio: np.ndarray | None = None  # float32 mono at the target rate
+    #: how the video was decoded: "whole" (every frame) or "sparse" (keyframe..sample ranges), and
+    #: why not sparse; diagnostics only, not part of the output
+    video_decoding: str = "whole"
+    video_whole_reason: str | None = None
+    video_packets_decoded: int | None = None
 
     @property
     def has_video(self) -> bool:
@@ -163,13 +180,20 @@ def decode_clip(
     end: float | None = None,
     threads: int = 1,
     video: bool = True,
+    video_mode: str = "auto",
 ) -> DecodedClip:
     """Decode ``path`` (optionally the segment ``start``..``end`` seconds) per ``cfg``.
 
     Raises :class:`DecodeError` with a one-line reason for unreadable files, missing streams
     (when the policy rejects them) and corrupt streams. ``video=False`` reads the video
     stream's properties but decodes only the audio (another decoder supplies the frames).
+    ``video_mode`` (:data:`VIDEO_MODES`) changes how much video is decoded, never the result.
     """
+    if video_mode not in VIDEO_MODES:
+        raise ValueError(f"video_mode must be one of {VIDEO_MODES}")
+    problem = media_problem(path)
+    if problem is not None:
+        raise DecodeError("probe", f"not a readable media file ({problem})")
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as exc:
@@ -177,10 +201,10 @@ def decode_clip(
     except (OSError, UnicodeDecodeError) as exc:
         raise DecodeError("probe", f"cannot open file ({exc})") from None
     with container:
-        return _decode_open(path, container, cfg, start, end, threads, video)
+        return _decode_open(path, container, cfg, start, end, threads, video, video_mode)
 
 
-def _decode_open(path, container, cfg, start, end, threads, video=True):  # type: ignore[no-untyped-def]
+def _decode_open(path, container, cfg, start, end, threads, video=True, video_mode="auto"):  # type: ignore[no-untyped-def]
     vstream = _pick_stream(container.streams.video, cfg.video_stream, skip_attached=True)
     astream = _pick_stream(container.streams.audio, cfg.audio_stream)
     if vstream is None and astream is None:
@@ -206,11 +230,61 @@ def _decode_open(path, container, cfg, start, end, threads, video=True):  # type
             container.seek(int(seg_start * av.time_base), backward=True, any_frame=False)
         except av.error.FFmpegError:
             pass
-    state = _ClipDecoder(container, vstream, astream, cfg, t0, seg_start, seg_end, whole=start is None and end is None)
+    whole = start is None and end is None
+    state = _ClipDecoder(container, vstream, astream, cfg, t0, seg_start, seg_end, whole=whole)
+    tolerate = cfg.tolerate_decode_errors
+    if whole and container.format.name in DURATIONLESS_FORMATS:
+        state.span = StreamSpan(path, container.format.name)
+    refusal = _sparse_refusal(container, vstream, video, whole, video_mode, tolerate, state.clip)
+    sparse = None
+    if refusal is None:
+        sparse = SparseVideo(
+            vstream, state.targets, state.frame_dt, lambda p, sink=state.on_video: _decode_packet(p, "video", sink, tolerate)
+        )
+    elif video and vstream is not None:
+        state.clip.video_whole_reason = refusal
     decode_streams = streams if video else [s for s in streams if s is not vstream]
     if decode_streams:
-        _demux_and_decode(container, decode_streams, vstream, state.on_video, state.on_audio, cfg.tolerate_decode_errors, state.keep_end)
+        _demux_and_decode(
+            container, decode_streams, vstream, state.on_video, state.on_audio, tolerate, state.keep_end,
+            video_packets=sparse.add if sparse is not None else None, span=state.span,
+        )
+    if sparse is not None:
+        result = sparse.finish()
+        if result is not None:
+            state.take_sparse(result.frames, result.frame_count, result.last_time)
+            state.clip.video_decoding, state.clip.video_packets_decoded = "sparse", result.packets_decoded
+        else:
+            state.clip.video_whole_reason = sparse.why_whole
+            if sparse.mode == "reread":
+                _decode_video_again(path, vstream.index, threads, state.on_video, tolerate)
     return state.finish(video=video)
+
+
+def _sparse_refusal(container, vstream, video: bool, whole: bool, video_mode: str, tolerate: bool, clip: DecodedClip) -> str | None:  # type: ignore[no-untyped-def]
+    """Why this clip's video is decoded whole without trying sparse decoding, or None to try it."""
+    if not video or vstream is None:
+        return "no video decoding"
+    if not whole:
+        return "segment"  # a segment is reached by a seek and decoded to its end already
+    if video_mode == "all":
+        return "all"
+    if tolerate:
+        return "tolerated decode errors"  # skipped packets would make the packet count inexact
+    why = sparse_eligible(container, vstream)
+    if why is None and clip.duration * (clip.fps or 0.0) * (clip.width or 0) * (clip.height or 0) < MIN_SPARSE_PIXELS:
+        why = "small clip"
+    return why
+
+
+def _decode_video_again(path: Path, index: int, threads: int, on_video, tolerate: bool) -> None:  # type: ignore[no-untyped-def]
+    """Decode every frame of stream ``index`` in a second pass (sparse decoding gave up after
+    dropping packets it turned out to need)."""
+    with av.open(str(path), metadata_errors="ignore") as container:
+        vstream = container.streams[index]
+        vstream.thread_type = "AUTO" if threads != 1 else "SLICE"
+        vstream.codec_context.thread_count = threads
+        _demux_and_decode(container, [vstream], vstream, on_video, None, tolerate, math.inf)
 
 
 class _ClipDecoder:
@@ -242,7 +316,7 @@ class _ClipDecoder:
         self.audio_chunks: list[np.ndarray] = []
         # native frames are batched (up to _RESAMPLE_BATCH seconds) before resampling: one
         # resampler call per batch instead of one per codec frame (often 20 ms of audio each)
-        self.pending: list[np.ndarray] = []
+        self.pending = av.AudioFifo()  # copies samples in C: no per-frame arrays
         self.pending_samples = 0
         self.pending_meta: tuple[str, str, int] | None = None
         self.frame_dt = 1.0 / clip.fps if clip.fps else 0.0
@@ -250,6 +324,7 @@ class _ClipDecoder:
         self.video_last: float | None = None
         self.audio_first: float | None = None
         self.audio_end: float | None = None
+        self.span: StreamSpan | None = None  # for streams that declare no duration
 
     def on_video(self, frame: av.VideoFrame) -> None:
         t = frame.time if frame.time is not None else self.t0 + self.video_index * self.frame_dt
@@ -264,6 +339,14 @@ class _ClipDecoder:
             d = abs(mid - target)
             if d < self.best[i][0]:
                 self.best[i] = (d, frame)
+
+    def take_sparse(self, frames: list[av.VideoFrame], frame_count: int, last_time: float) -> None:
+        """Results of sparse decoding, in place of :meth:`on_video` for every frame of a whole clip
+        (the frames for the targets, the frame count and the last frame's time)."""
+        self.clip.native_frame_count = frame_count
+        self.video_index = frame_count
+        self.video_last = last_time
+        self.best = [(abs(f.time + self.frame_dt / 2 - t), f) for t, f in zip(self.targets, frames, strict=True)]
 
     def on_audio(self, frame: av.AudioFrame) -> None:
         rate = frame.sample_rate or self.clip.native_sample_rate or self.cfg.sample_rate
@@ -283,21 +366,21 @@ class _ClipDecoder:
         if self.pending_meta is not None and meta != self.pending_meta:
             self._flush_pending()  # format change mid-stream: resample what we have first
         self.pending_meta = meta
-        self.pending.append(frame.to_ndarray())
+        frame.pts = None  # the fifo checks timestamps for gaps; the batch is resampled as one block
+        self.pending.write(frame)
         self.pending_samples += n
         if self.pending_samples >= _RESAMPLE_BATCH * rate:
             self._flush_pending()
 
     def _flush_pending(self) -> None:
-        if not self.pending or self.pending_meta is None:
+        if not self.pending_samples or self.pending_meta is None:
             return
-        fmt, layout, rate = self.pending_meta
-        block = np.concatenate(self.pending, axis=1) if len(self.pending) > 1 else self.pending[0]
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format=fmt, layout=layout)
-        frame.sample_rate = rate
-        for out in self.resampler.resample(frame):  # type: ignore[union-attr]
+        block = self.pending.read()
+        block.sample_rate = self.pending_meta[2]
+        for out in self.resampler.resample(block):  # type: ignore[union-attr]
             self.audio_chunks.append(out.to_ndarray().reshape(-1))
-        self.pending, self.pending_samples = [], 0
+        self.pending = av.AudioFifo()
+        self.pending_samples = 0
 
     def finish(self, video: bool = True) -> DecodedClip:
         clip, cfg = self.clip, self.cfg
@@ -342,7 +425,12 @@ class _ClipDecoder:
         ratio is at least 0.949.
         """
         floor = self.cfg.min_coverage
-        if floor <= 0 or not self.whole or not self.declared_duration:
+        if floor <= 0 or not self.whole:
+            return
+        if self.span is not None:
+            self._check_durationless(floor)
+            return
+        if not self.declared_duration:
             return
         ends = [self.video_last + self.frame_dt if self.video_last is not None else None, self.audio_end]
         known = [e for e in ends if e is not None]
@@ -355,16 +443,40 @@ class _ClipDecoder:
                 f"decodes {decoded:.2f} s of the {self.declared_duration:.2f} s the container declares: truncated or corrupt",
             )
 
+    def _check_durationless(self, floor: float) -> None:
+        """The coverage check for streams that declare no duration (:mod:`mmcurate.ingest.truncation`)."""
+        assert self.span is not None
+        cut = self.span.cut_inside_packet()
+        if cut is not None:
+            raise DecodeError("decode", f"{cut}; truncated")
+        expected_end = self.span.expected_end()
+        ends = [self.video_last + self.frame_dt if self.video_last is not None else None, self.audio_end]
+        known = [e for e in ends if e is not None]
+        if expected_end is None or not known:
+            return
+        decoded = max(known) - self.seg_start
+        expected = expected_end - self.seg_start
+        if decoded < floor * expected:
+            raise DecodeError(
+                "decode",
+                f"decodes {decoded:.2f} s, but its size at its bitrate implies {expected:.2f} s "
+                "(a stream without a declared duration): truncated or corrupt",
+            )
+
 
 #: Packets this far (seconds) past a segment's end are not needed even with B-frame reordering.
 _REORDER_MARGIN = 2.0
 
 
-def _demux_and_decode(container, streams, vstream, on_video, on_audio, tolerate: bool, keep_end: float) -> None:  # type: ignore[no-untyped-def]
+def _demux_and_decode(  # type: ignore[no-untyped-def]
+    container, streams, vstream, on_video, on_audio, tolerate: bool, keep_end: float, video_packets=None, span=None
+) -> None:
     """Feed every packet to its decoder; a corrupt packet fails the clip unless tolerated.
 
     For a segment, demuxing stops once every stream is safely past the segment's end, so a
-    2-second event in a 10-minute video costs a seek and two seconds of decoding."""
+    2-second event in a 10-minute video costs a seek and two seconds of decoding.
+    ``video_packets`` receives the video packets instead of the decoder (sparse decoding);
+    ``span`` records where packets lie (truncation of streams without a declared duration)."""
     packets = container.demux(streams)
     finished: set[int] = set()
     while True:
@@ -376,26 +488,36 @@ def _demux_and_decode(container, streams, vstream, on_video, on_audio, tolerate:
             if tolerate:
                 break
             raise DecodeError("decode", f"file is truncated or corrupt ({ffmpeg_message(exc)})") from None
-        kind = "video" if packet.stream is vstream else "audio"
+        is_video = packet.stream is vstream
         if keep_end != math.inf and packet.pts is not None and packet.time_base is not None:
             if float(packet.pts * packet.time_base) > keep_end + _REORDER_MARGIN:
                 finished.add(packet.stream.index)
                 if len(finished) == len(streams):
                     break
                 continue
-        try:
-            frames = packet.decode()
-        except av.error.FFmpegError as exc:
-            if tolerate:
-                continue
-            t = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else None
-            at = f" at {t:.2f} s" if t is not None else ""
-            raise DecodeError("decode", f"corrupt {kind} stream{at} ({ffmpeg_message(exc)})") from None
-        for frame in frames:
-            if kind == "video":
-                on_video(frame)
+        if span is not None:
+            span.add(packet)
+        if is_video:
+            if video_packets is not None:
+                video_packets(packet)
             else:
-                on_audio(frame)
+                _decode_packet(packet, "video", on_video, tolerate)
+        else:
+            _decode_packet(packet, "audio", on_audio, tolerate)
+
+
+def _decode_packet(packet, kind: str, sink, tolerate: bool) -> None:  # type: ignore[no-untyped-def]
+    """Decode one packet into ``sink``; a decoding error fails the clip unless tolerated."""
+    try:
+        frames = packet.decode()
+    except av.error.FFmpegError as exc:
+        if tolerate:
+            return
+        t = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else None
+        at = f" at {t:.2f} s" if t is not None else ""
+        raise DecodeError("decode", f"corrupt {kind} stream{at} ({ffmpeg_message(exc)})") from None
+    for frame in frames:
+        sink(frame)
 
 
 __all__ = ["DecodeError", "DecodedClip", "decode_clip", "target_times", "scale_and_crop"]

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from mmcurate import __version__
 from mmcurate.common.console import info, progress_bar, summary_table, warn
 from mmcurate.common.errors import MMCurateError
@@ -342,31 +344,31 @@ def _write_chunk(out: IngestDir, unit: WorkUnit[InputItem], results: list[ClipRe
 
 
 def _finalize(out: IngestDir, found: Discovery, classes: list[str], n_chunks: int) -> dict[str, Any]:
-    rows: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = [f.to_json() for f in found.failures]
     for k in range(n_chunks):
-        payload = out.chunk_marker(k).read_payload()
-        rows.extend(payload.get("rows", []))
-        failures.extend(payload.get("failures", []))
-    rows.sort(key=lambda r: r["sample_id"])
+        failures.extend(out.chunk_marker(k).read_payload().get("failures", []))
     failures.sort(key=lambda f: (f["file"], f.get("sample_id") or ""))
     # shards and markers beyond the current chunk count belong to inputs that are gone
     kept = out.remove_stale_shards(n_chunks)
     if kept:
         warn(f"{out.shards_dir}: {', '.join(kept[:3])} not written by this ingest; left in place, not used")
-    out.write_manifest(rows)
+    table = out.write_manifest_chunks(lambda: (out.chunk_marker(k).read_payload().get("rows", []) for k in range(n_chunks)))
     out.write_failures(failures)
     out.write_classes(classes)
     by_stage = Counter(f["stage"] for f in failures)
-    by_label = Counter(r["label"] for r in rows)
-    by_split = Counter(r["split"] or "(none)" for r in rows)
+    by_label = Counter(table.column("label").to_pylist())
+    by_split = Counter(s or "(none)" for s in table.column("split").to_pylist())
     by_skip = Counter(why for _, why in found.skipped)
-    same_content = _same_content(rows)
-    repeated = [r["sample_id"] for r in rows if (r.get("native_frame_count") or 0) and r["num_frames"] > r["native_frame_count"]]
+    same_content = _same_content(table)
+    native = table.column("native_frame_count").to_pylist()
+    stored = table.column("num_frames").to_pylist()
+    ids = table.column("sample_id").to_pylist()
+    repeated = [sid for sid, n, k in zip(ids, native, stored, strict=True) if n and k > n]
     total_bytes = sum(out.shard_path(k).stat().st_size for k in range(n_chunks))
+    n_rows = table.num_rows
     return {
-        "inputs": len(rows) + len(failures),
-        "samples": len(rows),
+        "inputs": n_rows + len(failures),
+        "samples": n_rows,
         "failures": len(failures),
         "failures_by_stage": dict(sorted(by_stage.items())),
         "unlisted_files": len(found.unlisted),
@@ -381,21 +383,22 @@ def _finalize(out: IngestDir, found: Discovery, classes: list[str], n_chunks: in
         "classes": len(classes),
         "samples_per_label": dict(sorted(by_label.items())),
         "samples_per_split": dict(sorted(by_split.items())),
-        "with_audio": sum(1 for r in rows if r["has_audio"]),
-        "with_video": sum(1 for r in rows if r["has_video"]),
-        "total_hours": round(sum(r["duration"] for r in rows) / 3600.0, 4),
+        "with_audio": sum(1 for v in table.column("has_audio").to_pylist() if v),
+        "with_video": sum(1 for v in table.column("has_video").to_pylist() if v),
+        "total_hours": round(sum(table.column("duration").to_pylist()) / 3600.0, 4),
         "shards": n_chunks,
         "shard_bytes": total_bytes,
     }
 
 
-def _same_content(rows: list[dict[str, Any]]) -> list[list[str]]:
+def _same_content(manifest: pa.Table) -> list[list[str]]:
     """Sample ids of different files with identical bytes (sha256), grouped: a copy under two labels
     or splits is worth knowing about (segments of one file share a hash, and are not reported)."""
     by_hash: dict[str, dict[str, str]] = {}
-    for r in rows:
-        if r.get("sha256"):
-            by_hash.setdefault(r["sha256"], {}).setdefault(r["path"], r["sample_id"])
+    cols = (manifest.column(c).to_pylist() for c in ("sha256", "path", "sample_id"))
+    for sha, path, sid in zip(*cols, strict=True):
+        if sha:
+            by_hash.setdefault(sha, {}).setdefault(path, sid)
     return [sorted(paths.values()) for _, paths in sorted(by_hash.items()) if len(paths) > 1]
 
 

@@ -161,7 +161,7 @@ def discover(
     videos: dict[str, str] = {}
     disc_videos: list[str] = []
     for path in list_files(raw_dir):
-        if path in text_files or not is_media(path) or not path.startswith(prefix):
+        if path in text_files or not is_media(path, raw_dir) or not path.startswith(prefix):
             disc.unlisted.append(path)
             continue
         vid = stem(path)

@@ -127,7 +127,7 @@ def discover(
     seen: dict[str, str] = {}  # clip name -> path already used
     candidates: list[tuple[str, str, re.Match[str]]] = []
     for path in list_files(raw_dir):
-        if path in csv_rel or not is_media(path) or not path.startswith(video_prefix):
+        if path in csv_rel or not is_media(path, raw_dir) or not path.startswith(video_prefix):
             disc.unlisted.append(path)
             continue
         name = stem(path)

@@ -13,7 +13,8 @@ import os
 from pathlib import Path, PurePosixPath
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.common.files import is_media_name, list_files
+from mmcurate.common.files import list_files
+from mmcurate.common.media_probe import media_file_problem
 from mmcurate.store.items import Discovery, Failure, InputItem
 from mmcurate.store.schemas import MANIFEST_SCHEMA
 
@@ -34,16 +35,16 @@ def check_raw_dir(raw_dir: Path) -> None:
 def discover_folders(raw_dir: Path) -> Discovery:
     """``RAW_DIR/<label>/<clip>.<ext>``: the label is the first folder under RAW_DIR.
 
-    Files directly in RAW_DIR (no label folder) and files without a media extension are
-    reported as failures, so every file is accounted for.
+    Files directly in RAW_DIR (no label folder) and files FFmpeg does not recognise as audio or
+    video (by extension, else by probing their content) are reported as failures, so every file
+    is accounted for.
     """
     found = Discovery()
     for rel in list_files(raw_dir):
         parts = PurePosixPath(rel).parts
-        if not is_media_name(rel):
-            found.failures.append(
-                Failure(rel, "discover", f"not a media file (extension {PurePosixPath(rel).suffix or 'none'!r})")
-            )
+        problem = media_file_problem(raw_dir / rel)
+        if problem is not None:
+            found.failures.append(Failure(rel, "discover", f"not a media file ({problem})"))
         elif len(parts) < 2:
             found.failures.append(
                 Failure(rel, "discover", "not inside a label folder (expected RAW_DIR/<label>/<clip>)", rel)

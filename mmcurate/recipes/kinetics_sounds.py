@@ -170,7 +170,7 @@ def discover(raw_dir: Path, *, annotations: str | None = None) -> Discovery:
         wanted, others = _read_rows(raw_dir, csv_paths, classes, disc)
         csv_names = ", ".join(display_name(raw_dir, p) for p in csv_paths)
         for path in files:
-            if path in csv_rel or not is_media(path):
+            if path in csv_rel or not is_media(path, raw_dir):
                 disc.unlisted.append(path)
                 continue
             m = match_clip_name(disc, path, CLIP_NAME, KINETICS_NAME)
@@ -204,7 +204,7 @@ def discover(raw_dir: Path, *, annotations: str | None = None) -> Discovery:
                 )
     else:
         for path in files:
-            if not is_media(path):
+            if not is_media(path, raw_dir):
                 disc.unlisted.append(path)
                 continue
             parts = path.split("/")

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.files import MEDIA_EXTENSIONS as INGEST_MEDIA_EXTENSIONS
 from mmcurate.common.files import list_files as common_list_files
+from mmcurate.common.media_probe import is_media_file
 from mmcurate.store.items import Discovery, Failure
 
 #: Every extension ingest decodes (video and audio-only): the same set as folder discovery, so an
@@ -44,9 +45,13 @@ def stem(path: str) -> str:
     return PurePosixPath(path).stem
 
 
-def is_media(path: str) -> bool:
-    """A file an adapter must decide about (video or audio); anything else is ignorable."""
-    return suffix(path) in MEDIA_EXTENSIONS
+def is_media(path: str, raw_dir: Path | None = None) -> bool:
+    """A file an adapter must decide about (video or audio); anything else is ignorable. With
+    ``raw_dir``, a file without a known media extension is probed (FFmpeg reads many more
+    containers than the extension list names)."""
+    if raw_dir is None:
+        return suffix(path) in MEDIA_EXTENSIONS
+    return is_media_file(Path(raw_dir) / path)
 
 
 def match_clip_name(disc: Discovery, path: str, pattern: re.Pattern[str], expected: str) -> re.Match[str] | None:

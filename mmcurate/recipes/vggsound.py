@@ -121,7 +121,7 @@ def discover(raw_dir: Path, *, annotations: str = "vggsound.csv", video_dir: str
     used: set[tuple[str, int]] = set()
     folders: Counter[str] = Counter()
     for path in list_files(raw_dir):
-        if path == csv_rel or not is_media(path):
+        if path == csv_rel or not is_media(path, raw_dir):
             disc.unlisted.append(path)
             continue
         m = match_clip_name(disc, path, CLIP_NAME, VGGSOUND_NAME)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,9 +59,10 @@ SHARD_FILE = re.compile(r"^shard-(\d{5,})\.arrow$")
 MARKER_FILE = re.compile(r"^shard-(\d{5,})\.json$")
 
 
-def manifest_table(rows: list[dict[str, Any]]) -> pa.Table:
+def manifest_table(rows: list[dict[str, Any]], extra: list[str] | None = None) -> pa.Table:
     """manifest.parquet: MANIFEST_SCHEMA columns, then any carried input-manifest columns (strings)."""
-    extra = sorted({k for r in rows for k in r} - set(MANIFEST_SCHEMA.names))
+    if extra is None:
+        extra = sorted({k for r in rows for k in r} - set(MANIFEST_SCHEMA.names))
     schema = pa.schema(list(MANIFEST_SCHEMA) + [pa.field(k, pa.string()) for k in extra])
     return pa.Table.from_pylist([{**{k: None for k in extra}, **r} for r in rows], schema=schema)
 
@@ -267,6 +268,26 @@ class IngestDir:
     def write_manifest(self, rows: list[dict[str, Any]]) -> pa.Table:
         """Write manifest.parquet (rows sorted by sample_id) atomically; it marks the ingest finished."""
         table = manifest_table(sorted(rows, key=lambda r: r["sample_id"]))
+        check_schema(table, MANIFEST_SCHEMA, "manifest.parquet")
+        with atomic_path(self.manifest_path) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+        return table
+
+    def write_manifest_chunks(self, chunks: Callable[[], Iterable[list[dict[str, Any]]]]) -> pa.Table:
+        """Write manifest.parquet from rows given chunk by chunk (each sorted, chunks in order); returns it.
+
+        ``chunks()`` is called twice (the carried columns first, then the rows), so only one chunk of
+        Python rows is alive at a time: every row as a dict at once costs about 2.5 KB, 75 MB of peak
+        memory at 30k inputs, where the Arrow table costs a few hundred bytes a row.
+        """
+        columns = {key for rows in chunks() for r in rows for key in r}
+        extra = sorted(columns - set(MANIFEST_SCHEMA.names))
+        parts = [manifest_table(rows, extra) for rows in chunks()]
+        table = pa.concat_tables(parts) if parts else manifest_table([], extra)
+        del parts
+        ids = table.column("sample_id").to_pylist()
+        if any(a >= b for a, b in zip(ids, ids[1:])):  # shards hold inputs in sample-id order: a safeguard
+            table = table.sort_by("sample_id")
         check_schema(table, MANIFEST_SCHEMA, "manifest.parquet")
         with atomic_path(self.manifest_path) as tmp:
             pq.write_table(table, tmp, compression="zstd")

@@ -30,6 +30,8 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--lr", {"type": float, "default": 1e-2, "help": "Peak learning rate (AdamW; linear warm-up, then cosine decay)."}),
     ("--weight-decay", {"type": float, "default": 1e-4, "help": "AdamW weight decay."}),
     ("--label-smoothing", {"type": float, "default": 0.0, "help": "Label smoothing of the scorers' cross-entropy (softer, better-ranked confidences)."}),
+    ("--calibration", {"type": click.Choice(["temperature", "none"]), "default": "temperature",
+                       "help": "Calibrate each modality's confidences by temperature scaling, cross-fitted over the folds (no sample calibrates itself); none keeps the raw averaged softmax."}),
     ("--group-folds", {"is_flag": True, "default": False, "help": "Keep each manifest group (speaker, source video) in one fold."}),
     ("--device", {"default": "auto", "help": "auto (CUDA when present), cpu, cuda, cuda:N."}),
     ("--workers", {"type": int, "default": 0, "help": "Decoding threads (in memory) or DataLoader processes (per batch); 0 = torch's thread count."}),

@@ -13,6 +13,8 @@ from mmcurate.common.hashing import config_hash
 #: reference size on a GPU (ResNet-18 at full width on 224 px frames, as OGM-GE trains).
 CPU_DEFAULTS = {"width": 8, "image_size": 32, "repeats": 2}
 GPU_DEFAULTS = {"width": 64, "image_size": 224, "repeats": 1}
+#: ``temperature``: cross-fitted temperature scaling per modality (mmcurate.score.calibration); ``none``.
+CALIBRATIONS = ("temperature", "none")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class ScoreConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
     group_folds: bool = False
+    calibration: str = "temperature"
     seed: int = 0
     # execution only (not hashed)
     device: str = "auto"
@@ -60,6 +63,8 @@ class ScoreConfig:
             raise MMCurateError(f"--train-frames must be between 1 and --num-frames {self.num_frames} (got {self.train_frames})")
         if self.batch_size < 2:
             raise MMCurateError(f"--batch-size must be at least 2 (got {self.batch_size})")
+        if self.calibration not in CALIBRATIONS:
+            raise MMCurateError(f"--calibration must be one of {', '.join(CALIBRATIONS)} (got {self.calibration!r})")
         if self.lr <= 0:
             raise MMCurateError(f"--lr must be positive (got {self.lr})")
 

@@ -29,9 +29,10 @@ from mmcurate.common.hashing import config_hash
 from mmcurate.data import AVDataset, TensorConfig, build_av_tensors, read_shards
 from mmcurate.ingest import read_classes, read_manifest, require_ingest
 from mmcurate.schemas import SCORES_SCHEMA
+from mmcurate.score.assemble import Assembled, ModalityRuns, assemble_scores
 from mmcurate.score.config import ScoreConfig
 from mmcurate.score.folds import check_fold_feasible, group_folds, stratified_folds
-from mmcurate.score.train import InMemorySource, StreamingSource, fit_predict
+from mmcurate.score.train import FitResult, InMemorySource, StreamingSource, fit_predict
 
 SCORES = "scores.parquet"
 SCORES_META = "scores.json"
@@ -149,7 +150,9 @@ def run_score(ingest_dir: Path, cfg: ScoreConfig, overwrite: bool = False, allow
         n_frames = tcfg.num_frames
         for m in MODALITIES:
             sources[m] = StreamingSource(dataset, label_idx, m, workers)
-    probs: dict[str, np.ndarray] = {m: np.zeros((len(sample_ids), len(classes))) for m in MODALITIES}
+    n, window = len(sample_ids), int(cfg.avg_last or 1)
+    runs = {m: ModalityRuns([np.zeros((n, len(classes))) for _ in range(repeats)],
+                            [np.zeros((window, n)) for _ in range(repeats)]) for m in MODALITIES}
     fold_stats: list[dict[str, Any]] = []
     jobs = [(r, k, m) for r in range(repeats) for k in range(cfg.folds) for m in MODALITIES]
     with progress_bar("training scorers (repeat x fold x modality)", len(jobs)) as advance:
@@ -161,12 +164,13 @@ def run_score(ingest_dir: Path, cfg: ScoreConfig, overwrite: bool = False, allow
             started = time.monotonic()
             if cached is None:
                 seed = cfg.seed * 1000 + r * 100 + k * 10 + MODALITIES.index(modality)
-                p = fit_predict(sources[modality], train, held, len(classes), cfg, seed, device, n_frames)
-                _save_part(part, p, held, fingerprint)
+                res = fit_predict(sources[modality], train, held, len(classes), cfg, seed, device, n_frames)
+                _save_part(part, res, held, fingerprint)
             else:
-                p = cached
-            probs[modality][held] += p / repeats
-            acc = float((p.argmax(1) == label_idx.numpy()[held]).mean())
+                res = cached
+            runs[modality].probs[r][held] = res.probs
+            runs[modality].window_true[r][:, held] = res.held_true
+            acc = float((res.probs.argmax(1) == label_idx.numpy()[held]).mean())
             fold_stats.append(
                 {"repeat": r, "fold": k, "modality": modality, "held_out": int(len(held)), "accuracy": round(acc, 4),
                  "seconds": round(time.monotonic() - started, 2), "resumed": cached is not None}
@@ -174,7 +178,11 @@ def run_score(ingest_dir: Path, cfg: ScoreConfig, overwrite: bool = False, allow
             advance()
 
     y = label_idx.numpy()
-    table_out, metrics = _scores_table(sample_ids, labels, classes, y, folds, probs, scorer_id)
+    assembled = assemble_scores(y, folds, runs, cfg.calibration == "temperature")
+    table_out, metrics = _scores_table(sample_ids, labels, classes, y, folds, assembled, scorer_id)
+    for m, cal in metrics["calibration"].items():
+        if cal["method"] == "none":
+            info(f"score: {m} confidences are written uncalibrated: {cal['reason']}")
     with atomic_path(ingest_dir / SCORES) as tmp:
         pq.write_table(table_out, tmp, compression="zstd")
     elapsed = time.monotonic() - t0
@@ -223,23 +231,25 @@ def decoded_size_gb(n: int, tcfg: TensorConfig) -> float:
     return n * (frame_bytes + audio_bytes) / 1e9
 
 
-def _load_part(path: Path, fingerprint: str, held: np.ndarray) -> np.ndarray | None:
+def _load_part(path: Path, fingerprint: str, held: np.ndarray) -> FitResult | None:
     if not path.is_file():
         return None
     try:
         with np.load(path) as z:
             if str(z["fingerprint"]) != fingerprint or not np.array_equal(z["held"], held):
                 return None
-            return np.array(z["probs"])
+            return FitResult(np.array(z["probs"]), np.array(z["held_true"]), np.array(z["epochs"]),
+                             np.array(z["train_true"]), np.array(z["losses"]))
     except (OSError, KeyError, ValueError):
         return None
 
 
-def _save_part(path: Path, probs: np.ndarray, held: np.ndarray, fingerprint: str) -> None:
+def _save_part(path: Path, res: FitResult, held: np.ndarray, fingerprint: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, probs=probs, held=held, fingerprint=np.array(fingerprint))
+            np.savez(fh, probs=res.probs, held_true=res.held_true, epochs=res.epochs, train_true=res.train_true,
+                     losses=res.losses, held=held, fingerprint=np.array(fingerprint))
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:
@@ -249,12 +259,11 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 
 def _scores_table(
     sample_ids: list[str], labels: list[str], classes: list[str], y: np.ndarray, folds: np.ndarray,
-    probs: dict[str, np.ndarray], scorer_id: str,
+    assembled: Assembled, scorer_id: str,
 ) -> tuple[pa.Table, dict[str, Any]]:
-    rows = np.arange(len(y))
-    pa_ = probs["audio"][rows, y]
-    pv = probs["visual"][rows, y]
-    d = pa_ - pv
+    c = assembled.columns
+    probs = {m: c[f"probs_{m}"] for m in MODALITIES}
+    pa_, pv, d = c["p_audio"], c["p_visual"], c["discrepancy"]
     preferred = np.where(d > 0, "audio", np.where(d < 0, "visual", "tie"))
     cls = np.asarray(classes, dtype=object)
     table = pa.Table.from_pydict(
@@ -271,12 +280,12 @@ def _scores_table(
             "entropy_audio": _entropy(probs["audio"]),
             "entropy_visual": _entropy(probs["visual"]),
             "scorer_id": [scorer_id] * len(y),
+            **{k: c[k] for k in ("p_audio_uncalibrated", "p_visual_uncalibrated", "p_audio_std", "p_visual_std",
+                                 "discrepancy_std", "bin_probability")},
         },
         schema=SCORES_SCHEMA,
     )
-    metrics = summarize(table)
-    metrics["oof_accuracy_audio"] = round(float((probs["audio"].argmax(1) == y).mean()), 4)
-    metrics["oof_accuracy_visual"] = round(float((probs["visual"].argmax(1) == y).mean()), 4)
+    metrics = {**summarize(table), **assembled.metrics}
     return table, metrics
 
 

@@ -21,7 +21,7 @@ from mmcurate.score.calibration import (
     MIN_SAMPLES_PER_CLASS,
     apply_temperature,
     calibration_slope,
-    cross_fitted_temperature,
+    cross_fitted_calibration,
     expected_calibration_error,
     fit_temperature,
     why_not_calibratable,
@@ -172,17 +172,40 @@ def test_temperature_scaling_fixes_overconfidence_without_changing_predictions()
     assert expected_calibration_error(q, y) < 0.5 * expected_calibration_error(p, y)
 
 
-def test_calibration_is_cross_fitted_never_on_the_samples_own_prediction() -> None:
+def test_the_floor_absorbs_labels_the_modality_cannot_support() -> None:
+    """A scorer that is right about what it sees, on clips 20 % of whose labels contradict it (a
+    picture of another digit): one temperature cannot fix that and softens everything; the floor
+    comes out near the contradicted share and the calibration error falls."""
+    rng = np.random.default_rng(1)
+    n, c = 2000, 10
+    seen = rng.integers(0, c, n)
+    logits = rng.normal(0, 1, (n, c))
+    logits[np.arange(n), seen] += 6.0
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = seen.copy()
+    wrong = rng.random(n) < 0.2
+    y[wrong] = (seen[wrong] + rng.integers(1, c, wrong.sum())) % c
+    groups = np.arange(n) % 5
+    floor = cross_fitted_calibration(p, y, groups, "floor")
+    plain = cross_fitted_calibration(p, y, groups, "temperature")
+    assert all(0.15 < a < 0.25 for a in floor.floor.values())
+    assert expected_calibration_error(floor.probs, y) < 0.03 < expected_calibration_error(p, y)
+    assert expected_calibration_error(floor.probs, y) < expected_calibration_error(plain.probs, y)
+
+
+@pytest.mark.parametrize("method", ["floor", "temperature"])
+def test_calibration_is_cross_fitted_never_on_the_samples_own_prediction(method: str) -> None:
     """Change everything about group 0 (its labels and predictions): the temperature and the
     calibrated probabilities of group 0 must not move, because group 0 never fits its own."""
     p, y = _overconfident()
     groups = np.arange(len(y)) % 3
-    base = cross_fitted_temperature(p, y, groups)
+    base = cross_fitted_calibration(p, y, groups, method)
     assert base.applied and set(base.temperature) == {0, 1, 2}
     y2, p2 = y.copy(), p.copy()
     g0 = groups == 0
     y2[g0] = (y[g0] + 1) % 4  # every label of group 0 now wrong for its prediction
-    changed = cross_fitted_temperature(p2, y2, groups)
+    changed = cross_fitted_calibration(p2, y2, groups, method)
     assert changed.temperature[0] == base.temperature[0]
     np.testing.assert_array_equal(changed.probs[g0], base.probs[g0])
     assert changed.temperature[1] != base.temperature[1]  # group 0 does inform the others
@@ -193,7 +216,7 @@ def test_calibration_is_cross_fitted_never_on_the_samples_own_prediction() -> No
 
 def test_calibration_refuses_degenerate_inputs_with_a_reason() -> None:
     p, y = _overconfident(n=30, classes=10)
-    res = cross_fitted_temperature(p, y, np.arange(30) % 2)
+    res = cross_fitted_calibration(p, y, np.arange(30) % 2)
     assert not res.applied and "too few samples per class" in (res.reason or "")
     np.testing.assert_array_equal(res.probs, p)
     const = np.full((200, 4), 0.25)
@@ -265,3 +288,43 @@ def test_calibration_slope_is_one_without_calibration_and_matches_finite_differe
     analytic = calibration_slope(p[rows, y], apply_temperature(p, t)[rows, y], np.full(50, t))
     ok = (p[rows, y] > 1e-4) & (p[rows, y] < 1 - 1e-4)
     np.testing.assert_allclose(analytic[ok], numeric[ok], rtol=1e-2, atol=1e-6)  # forward difference: O(eps) error
+
+
+# --------------------------------------------------------------------------- report and balance
+
+
+def test_report_shows_calibration_and_uncertainty_and_balance_leaves_out_uncertain_bins(small_work: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    shutil.copytree(small_work, work)
+    ingest = work / "ingest"
+    spread = ["--repeats", "1", "--folds", "2", "--epochs", "2", "--avg-last", "2", "--width", "4", "--image-size", "16",
+              "--audio-frames", "32"]  # two averaged epochs: a spread to measure
+    assert run_cli("score", "--workdir", str(work), *spread).returncode == 0
+    scores = pq.read_table(ingest / "scores.parquet")
+    std = scores.column("discrepancy_std").to_numpy()
+    assert (std > 0).all() and np.isfinite(scores.column("bin_probability").to_numpy()).all()
+    meta = json.loads((ingest / "scores.json").read_text())["metrics"]
+    assert {"ece_before", "ece_after", "reliability_after"} <= set(meta["calibration"]["visual"])
+
+    proc = run_cli("report", "--workdir", str(work))
+    assert proc.returncode == 0, proc.stderr
+    report = (ingest / "report" / "report.md").read_text()
+    near = int((scores.column("bin_probability").to_numpy() < 0.5).sum())
+    assert f"near a bin edge: {near} samples" in report and "## Calibration" in report
+    assert (ingest / "report" / "reliability.png").stat().st_size > 1000
+
+    x = float(np.median(std))
+    left_out = int((std > x).sum())
+    out = tmp_path / "balanced"
+    proc = run_cli("balance", "--workdir", str(work), "--bins", "4", "--per-bin", "10", "--shortfall", "best-effort", "--out", str(out),
+                   "--max-discrepancy-std", str(x))
+    assert proc.returncode == 0, proc.stderr
+    assert f"{left_out} samples left out: discrepancy_std above {x:g}" in proc.stderr
+    summary = json.loads((out / "balance.json").read_text())["summary"]
+    assert summary["uncertain_left_out"] == left_out and summary["max_discrepancy_std"] == x
+    kept = set(pq.read_table(out / "selection.parquet").column("sample_id").to_pylist())
+    uncertain = {sid for sid, s in zip(scores.column("sample_id").to_pylist(), std) if s > x}
+    assert kept and not (kept & uncertain)
+    assert f"| left out as bin-uncertain | {left_out} samples" in (out / "README.md").read_text()
+    proc = run_cli("balance", "--workdir", str(work), "--bins", "4", "--per-bin", "10", "--shortfall", "best-effort", "--dry-run")
+    assert proc.returncode == 0 and "left out" not in proc.stderr  # off by default

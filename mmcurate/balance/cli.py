@@ -34,6 +34,8 @@ from mmcurate.score.api import config_from_options, score_from_cli, score_option
 @click.option("--split", default="80/10/10", help="train/val/test shares, stratified by bin and class.")
 @click.option("--ignore-groups", is_flag=True, default=False,
               help="Split samples freely even when the manifest has a group column (by default no group spans two splits).")
+@click.option("--max-discrepancy-std", type=float, default=None,
+              help="Leave out samples whose discrepancy_std (from mmcurate score) exceeds this: their bin is uncertain. Off by default.")
 @click.option("--seed", type=int, default=0, help="Seed for sampling and splits (and for scoring if it runs).")
 @click.option("--dry-run", is_flag=True, default=False, help="Print the plan (per-bin pool, target, shortfall, split sizes) without writing.")
 @click.option("--max-shard-size", default="500MB", help="Largest Parquet shard of the export (e.g. 500MB).")
@@ -45,7 +47,7 @@ from mmcurate.score.api import config_from_options, score_from_cli, score_option
 @score_options
 def balance(ingest_dir: Path | None, workdir: str | None, out: Path | None, bins: int, edges: str | None,
             per_bin: int | None, size: int | None, shortfall: str, stratify: str, split: str, ignore_groups: bool,
-            seed: int, dry_run: bool, max_shard_size: str, no_features: bool, pretty_name: str | None,
+            max_discrepancy_std: float | None, seed: int, dry_run: bool, max_shard_size: str, no_features: bool, pretty_name: str | None,
             license_: str | None, source_dataset: str | None, rescore: bool, **score_opts: object) -> None:
     """Build a dataset whose modality discrepancy is uniform over bins, with splits, and export it.
 
@@ -71,7 +73,8 @@ def balance(ingest_dir: Path | None, workdir: str | None, out: Path | None, bins
         score_from_cli(target, {**score_opts, "seed": seed}, overwrite=rescore)
     cfg = BalanceConfig(
         bins=bins, edges=tuple(parse_edges(edges)) if edges else None, per_bin=per_bin, size=size, shortfall=shortfall,
-        stratify=stratify, split=split, ignore_groups=ignore_groups, seed=seed, max_shard_size=max_shard_size,
+        stratify=stratify, split=split, ignore_groups=ignore_groups, seed=seed, max_discrepancy_std=max_discrepancy_std,
+        max_shard_size=max_shard_size,
         include_features=not no_features, pretty_name=pretty_name,
         extra={k: v for k, v in (("license", license_), ("name", source_dataset)) if v},
     )

@@ -22,6 +22,8 @@ class BalanceConfig:
     split: str = "80/10/10"
     ignore_groups: bool = False
     seed: int = 0
+    #: leave out samples whose discrepancy_std exceeds this (their bin is uncertain); None = keep all
+    max_discrepancy_std: float | None = None
     # export
     max_shard_size: str = "500MB"
     include_features: bool = True
@@ -32,6 +34,8 @@ class BalanceConfig:
     def __post_init__(self) -> None:
         if self.shortfall not in SHORTFALL_CHOICES:
             raise MMCurateError(f"--shortfall must be one of {', '.join(SHORTFALL_CHOICES)} (got {self.shortfall!r})")
+        if self.max_discrepancy_std is not None and not self.max_discrepancy_std >= 0:
+            raise MMCurateError(f"--max-discrepancy-std must be a non-negative number (got {self.max_discrepancy_std})")
         if self.stratify not in ("label", "none"):
             raise MMCurateError(f"--stratify must be label or none (got {self.stratify!r})")
 

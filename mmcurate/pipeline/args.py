@@ -42,6 +42,8 @@ def section_args(command: click.Command, section: dict[str, Any], where: str, sk
         if param.is_flag:
             if value is True:
                 args.append(flag)
+            elif value is False and param.secondary_opts:  # an on/off pair such as --augment/--no-augment
+                args.append(param.secondary_opts[0])
             elif value is not False:
                 raise MMCurateError(f"recipe {where}: '{key}' is a flag; use true or false (got {value!r})")
             continue

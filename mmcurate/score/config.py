@@ -10,11 +10,15 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
 
 #: CPU-sized defaults (a few minutes for thousands of short clips on 2 cores) and the field's
-#: reference size on a GPU (ResNet-18 at full width on 224 px frames, as OGM-GE trains).
-CPU_DEFAULTS = {"width": 8, "image_size": 32, "repeats": 2}
+#: reference size on a GPU (ResNet-18 at full width on 224 px frames, as OGM-GE trains). The CPU
+#: sizes were chosen with benchmarks/discrepancy_search.py on generated tuning sets and checked on
+#: other generated sets (benchmarks/discrepancy.py): 48 px frames (with ResNet-18's stride-4 stem,
+#: 32 px leaves 8 x 8 maps and a visual scorer far below what MNIST-like frames allow).
+CPU_DEFAULTS = {"width": 8, "image_size": 48, "repeats": 2}
 GPU_DEFAULTS = {"width": 64, "image_size": 224, "repeats": 1}
-#: ``temperature``: cross-fitted temperature scaling per modality (mmcurate.score.calibration); ``none``.
-CALIBRATIONS = ("temperature", "none")
+#: ``floor``: cross-fitted temperature scaling with a label-noise floor per modality; ``temperature``:
+#: plain cross-fitted temperature scaling; ``none`` (see mmcurate.score.calibration).
+CALIBRATIONS = ("floor", "temperature", "none")
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,9 @@ class ScoreConfig:
     lr: float = 1e-2
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
+    augment: bool = True
     group_folds: bool = False
-    calibration: str = "temperature"
+    calibration: str = "floor"
     seed: int = 0
     # execution only (not hashed)
     device: str = "auto"

@@ -178,7 +178,7 @@ def run_score(ingest_dir: Path, cfg: ScoreConfig, overwrite: bool = False, allow
             advance()
 
     y = label_idx.numpy()
-    assembled = assemble_scores(y, folds, runs, cfg.calibration == "temperature")
+    assembled = assemble_scores(y, folds, runs, cfg.calibration)
     table_out, metrics = _scores_table(sample_ids, labels, classes, y, folds, assembled, scorer_id)
     for m, cal in metrics["calibration"].items():
         if cal["method"] == "none":
@@ -280,8 +280,9 @@ def _scores_table(
             "entropy_audio": _entropy(probs["audio"]),
             "entropy_visual": _entropy(probs["visual"]),
             "scorer_id": [scorer_id] * len(y),
-            **{k: c[k] for k in ("p_audio_uncalibrated", "p_visual_uncalibrated", "p_audio_std", "p_visual_std",
-                                 "discrepancy_std", "bin_probability")},
+            **{k: pa.array(c[k], pa.float64(), from_pandas=True)  # NaN (no uncertainty) -> null
+               for k in ("p_audio_uncalibrated", "p_visual_uncalibrated", "p_audio_std", "p_visual_std",
+                         "discrepancy_std", "bin_probability")},
         },
         schema=SCORES_SCHEMA,
     )

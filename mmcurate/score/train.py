@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from mmcurate.data import AVDataset, AVTensors, normalize_frames
 from mmcurate.models import build_unimodal
+from mmcurate.score.augment import augment
 from mmcurate.score.config import ScoreConfig
 
 #: Audio standardisation statistics come from at most this many training samples.
@@ -211,6 +212,9 @@ def fit_predict(
                 windows.append(None)
         total, count = 0.0, 0
         for idx, window, raw in zip(chunks, windows, source.batches(chunks)):
+            if cfg.augment:
+                raw = augment(raw if window is None else raw[:, window], source.modality, gen)
+                window = None
             x = prepare(raw, source.modality, device, stats, window)
             y = labels[idx].to(device)
             logits = model(x)

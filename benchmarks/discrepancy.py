@@ -168,11 +168,24 @@ def main() -> None:
                     help="override a ScoreConfig field for every run (e.g. repeats=1)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: more threads spin and waste time on a shared CPU)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "discrepancy")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None, help="only merge these result JSONs into OUT")
     args = ap.parse_args()
+    if args.merge:
+        merged: dict[str, Any] = {}
+        for path in args.merge:
+            merged.update(json.loads(path.read_text()))
+        write(args.out, merged)
+        return
     torch.set_num_threads(args.threads)
     overrides = dict(kv.split("=", 1) for kv in args.set_option)
     fields = {f.name: f for f in dataclasses.fields(ScoreConfig)}
-    typed = {k: (int(v) if "int" in str(fields[k].type) else float(v) if "float" in str(fields[k].type) else v) for k, v in overrides.items()}
+    def parse(k: str, v: str) -> Any:
+        kind = str(fields[k].type)
+        if "bool" in kind:
+            return v.lower() in ("1", "true", "yes")
+        return int(v) if "int" in kind else float(v) if "float" in kind else v
+
+    typed = {k: parse(k, v) for k, v in overrides.items()}
     results: dict[str, Any] = {}
     for name in args.sets.split(","):
         ingest = prepare_set(name, args.cache)

@@ -5,7 +5,9 @@ folds and score the held-out one. With ``repeats`` > 1 the whole cross-fitting i
 with other fold assignments and seeds and the held-out probabilities are averaged (repeated
 cross-fitting): every confidence is still out-of-fold, with less model-to-model noise. Each (fold, modality) result is saved as soon as it exists
 (``score_runs/<scorer>/``), so an interrupted run resumes where it stopped, and the final
-``scores.parquet`` is written atomically once every sample has both confidences.
+``scores.parquet`` is written atomically once every sample has both confidences. Calibration,
+per-sample uncertainty and bin probability are assembled from the jobs' arrays by the pure
+functions of :mod:`mmcurate.score.assemble`.
 """
 
 from __future__ import annotations

@@ -66,6 +66,17 @@ def write_av_digits_manifest(av_digits: Path, dest: Path, per_format: int | None
 
 
 @pytest.fixture(scope="session")
+def small_work(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """140 av_digits clips (20 per container family) ingested at 32 px: the score tests' small set."""
+    root = tmp_path_factory.mktemp("score_small")
+    manifest = write_av_digits_manifest(av_digits, root / "inputs.csv", per_format=20)
+    work = root / "work"
+    proc = run_cli("ingest", str(av_digits), "--manifest", str(manifest), "--group-column", "speaker", "--workdir", str(work), "--size", "32")
+    assert proc.returncode == 0, proc.stderr
+    return work
+
+
+@pytest.fixture(scope="session")
 def av_digits_work(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A work directory with all 3000 av_digits clips ingested with the default settings
     (224 px frames, 16 kHz audio; speaker as group).

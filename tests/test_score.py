@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_cli, write_av_digits_manifest
+from conftest import run_cli
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.score import register_scorer, scores_state
@@ -48,16 +48,6 @@ def test_infeasible_label_sets_say_what_to_change() -> None:
     with pytest.raises(MMCurateError) as err:
         check_fold_feasible(["dog"] * 20 + ["cat"] * 3, 5)
     assert "'cat' has 3" in str(err.value) and "--folds 3" in str(err.value)
-
-
-@pytest.fixture(scope="module")
-def small_work(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("score_small")
-    manifest = write_av_digits_manifest(av_digits, root / "inputs.csv", per_format=20)
-    work = root / "work"
-    proc = run_cli("ingest", str(av_digits), "--manifest", str(manifest), "--group-column", "speaker", "--workdir", str(work), "--size", "32")
-    assert proc.returncode == 0, proc.stderr
-    return work
 
 
 def test_scores_are_deterministic_out_of_fold_and_resume(small_work: Path, tmp_path: Path) -> None:

@@ -50,6 +50,11 @@ class BalanceConfig:
         False,
         "Split samples freely even when the manifest has a group column (by default no group spans two splits).",
     )
+    max_discrepancy_std: float | None = opt(
+        None,
+        "Leave out samples whose discrepancy_std (from mmcurate score) exceeds this: their bin is uncertain. "
+        "Off by default; the number left out is reported and recorded in the card.",
+    )
     seed: int = opt(0, "Seed for sampling and splits (and for scoring if it runs).")
     dry_run: bool = opt(False, "Print the plan (per-bin pool, target, shortfall, split sizes) without writing.")
     max_shard_size: str = opt("500MB", "Largest Parquet shard of the export (e.g. 500MB).")
@@ -73,6 +78,8 @@ class BalanceConfig:
             object.__setattr__(self, "scoring", dataclasses.replace(self.scoring, seed=self.seed))
         if self.seed < 0:
             raise MMCurateError(f"--seed must be 0 or more (got {self.seed})")
+        if self.max_discrepancy_std is not None and not self.max_discrepancy_std >= 0:
+            raise MMCurateError(f"--max-discrepancy-std must be a non-negative number (got {self.max_discrepancy_std})")
         for name, value in (("--per-bin", self.per_bin), ("--size", self.size)):
             if value is not None and value < 1:
                 raise MMCurateError(f"{name} must be at least 1 (got {value})")
@@ -111,6 +118,7 @@ class BalanceConfig:
             "split": self.split,
             "ignore_groups": self.ignore_groups,
             "seed": self.seed,
+            "max_discrepancy_std": self.max_discrepancy_std,
             "max_shard_size": self.max_shard_size,
             "include_features": self.include_features,
             "pretty_name": self.pretty_name,

@@ -55,13 +55,29 @@ def plan_balance(ingest: IngestDir, cfg: BalanceConfig) -> tuple[pa.Table, np.nd
     d = pool.column("discrepancy").to_numpy()
     bins = assign_bins(d, edges)
     outside = int((bins < 0).sum())
+    uncertain = uncertain_rows(pool, cfg.max_discrepancy_std) & (bins >= 0)
+    bins = np.where(uncertain, -1, bins)
     counts = np.bincount(bins[bins >= 0], minlength=len(edges) - 1)
     plan = plan_bins(counts, edges, cfg.per_bin, cfg.size, cfg.shortfall)
     if outside:
         plan.notes.append(f"{outside} samples lie outside the edges and are not eligible")
+    if cfg.max_discrepancy_std is not None:
+        plan.notes.append(f"{int(uncertain.sum())} samples left out: discrepancy_std above {cfg.max_discrepancy_std:g} (bin uncertain)")
     labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
     chosen = sample_within_bins(bins, labels, plan.take, cfg.stratify == "label", cfg.seed)
     return pool, bins, chosen, plan, meta
+
+
+def uncertain_rows(pool: pa.Table, max_std: float | None) -> np.ndarray:
+    """Rows whose discrepancy_std exceeds ``max_std`` (none when ``max_std`` is None)."""
+    if max_std is None:
+        return np.zeros(pool.num_rows, dtype=bool)
+    if "discrepancy_std" not in pool.column_names or pool.column("discrepancy_std").null_count:
+        raise MMCurateError(
+            "--max-discrepancy-std needs per-sample discrepancy_std, which these scores do not have (imported "
+            "or older scores); rerun `mmcurate score`, or leave the option out"
+        )
+    return pool.column("discrepancy_std").to_numpy() > max_std
 
 
 def run_balance(workdir: Workdir, cfg: BalanceConfig) -> BalanceResult:
@@ -114,6 +130,7 @@ def _run_balance(ingest: IngestDir, balanced: BalancedDir, cfg: BalanceConfig) -
         "chi_square_before": chi_square_uniform(plan.pool),
         "chi_square_after": chi_square_uniform(np.bincount(bins[chosen], minlength=len(plan.edges) - 1)),
         "notes": plan.notes,
+        **_uncertainty_summary(pool, chosen, plan.edges, cfg.max_discrepancy_std),
     }
     _warn_split_drift(summary, ratios)
     result = BalanceResult(balanced.path, plan, len(chosen), split_sizes, summary, cfg.dry_run)
@@ -155,6 +172,22 @@ def _run_balance(ingest: IngestDir, balanced: BalancedDir, cfg: BalanceConfig) -
     return result
 
 
+def _uncertainty_summary(pool: pa.Table, chosen: np.ndarray, edges: np.ndarray, max_std: float | None) -> dict[str, Any]:
+    """What the uncertainty filter left out, and the selection's expected share in its right bin
+    (bin probabilities recomputed for these edges)."""
+    if "discrepancy_std" not in pool.column_names or pool.column("discrepancy_std").null_count:
+        return {}
+    from mmcurate.score.uncertainty import bin_probability
+
+    std = pool.column("discrepancy_std").to_numpy()
+    p = bin_probability(pool.column("discrepancy").to_numpy()[chosen], std[chosen], edges)
+    out: dict[str, Any] = {"selection_mean_bin_probability": round(float(np.nanmean(p)), 4) if len(chosen) else None}
+    if max_std is not None:
+        out["max_discrepancy_std"] = max_std
+        out["uncertain_left_out"] = int(uncertain_rows(pool, max_std).sum())
+    return out
+
+
 def _provenance(ingest: IngestDir, cfg: BalanceConfig, summary: dict[str, Any], score_meta: dict[str, Any]) -> dict[str, Any]:
     ingest_cfg = ingest.read_config()
     prov: dict[str, Any] = {
@@ -168,6 +201,9 @@ def _provenance(ingest: IngestDir, cfg: BalanceConfig, summary: dict[str, Any], 
         "ingest_config": ingest_cfg.get("identity", {}).get("config"),
         "source": {**(ingest_cfg.get("source") or {}), **cfg.extra},
     }
+    for key in ("max_discrepancy_std", "uncertain_left_out", "selection_mean_bin_probability"):
+        if key in summary:
+            prov[key] = summary[key]
     if cfg.pretty_name:
         prov["pretty_name"] = cfg.pretty_name
     if summary["notes"]:

@@ -176,6 +176,9 @@ def _body(
     targets = provenance.get("targets")
     if targets is not None:
         lines.append(f"| per-bin targets | {_cell(_targets_text(targets))} |")
+    if provenance.get("max_discrepancy_std") is not None:
+        lines.append(f"| left out as bin-uncertain | {_cell(provenance.get('uncertain_left_out'))} samples with "
+                     f"discrepancy_std above {_num(provenance['max_discrepancy_std'])} |")
     if provenance.get("notes"):
         lines.append(f"| notes | {_cell(provenance['notes'])} |")
     lines += ["", "## Splits and bins", ""]

@@ -19,10 +19,16 @@ from mmcurate.common.options import nested, opt
 from mmcurate.execution import ArrayJobConfig, ExecutionConfig
 
 #: CPU-sized defaults (a few minutes for thousands of short clips on 2 cores) and the field's
-#: reference size on a GPU (ResNet-18 at full width on 224 px frames, as OGM-GE trains).
-CPU_DEFAULTS = {"width": 8, "image_size": 32, "repeats": 2}
+#: reference size on a GPU (ResNet-18 at full width on 224 px frames, as OGM-GE trains). The CPU
+#: sizes were chosen with benchmarks/discrepancy_search.py on generated tuning sets and checked on
+#: other generated sets (benchmarks/discrepancy.py): 48 px frames (with ResNet-18's stride-4 stem,
+#: 32 px leaves 8 x 8 maps and a visual scorer far below what MNIST-like frames allow).
+CPU_DEFAULTS = {"width": 8, "image_size": 48, "repeats": 2}
 GPU_DEFAULTS = {"width": 64, "image_size": 224, "repeats": 1}
 BUILTIN_SCORER = "resnet18-oof"
+#: ``floor``: cross-fitted temperature scaling with a label-noise floor per modality; ``temperature``:
+#: plain cross-fitted temperature scaling; ``none`` (see mmcurate.score.calibration).
+CALIBRATIONS = ("floor", "temperature", "none")
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class ScoreConfig:
         None, "Average held-out softmax over the last N epochs' weights (default: the second half of training)."
     )
     width: int | None = opt(None, "ResNet-18 base width (64 = standard). Default: 8 on CPU, 64 on GPU.")
-    image_size: int | None = opt(None, "Frame size fed to the visual scorer. Default: 32 on CPU, 224 on GPU.")
+    image_size: int | None = opt(None, "Frame size fed to the visual scorer. Default: 48 on CPU, 224 on GPU.")
     num_frames: int = opt(3, "Frames per clip used by the visual scorer.")
     train_frames: int = opt(
         1, "Frames per clip in each training step (a random run of this many); all --num-frames at prediction."
@@ -59,6 +65,18 @@ class ScoreConfig:
     weight_decay: float = opt(1e-4, "AdamW weight decay.")
     label_smoothing: float = opt(
         0.0, "Label smoothing of the scorers' cross-entropy (softer, better-ranked confidences)."
+    )
+    augment: bool = opt(
+        True,
+        "Random shifts of the frames, time rolls and a frequency mask of the audio while training "
+        "(mmcurate.score.augment).",
+    )
+    calibration: str = opt(
+        "floor",
+        "Calibrate each modality's confidences, cross-fitted over the folds (no sample calibrates itself): "
+        "floor = temperature scaling plus a label-noise floor, temperature = temperature scaling only, "
+        "none = the raw averaged softmax.",
+        choices=CALIBRATIONS,
     )
     group_folds: bool = opt(False, "Keep each manifest group (speaker, source video) in one fold.")
     seed: int = opt(0, "Random seed; same seed, inputs and config give identical outputs.")
@@ -87,6 +105,8 @@ class ScoreConfig:
             raise MMCurateError(f"--train-frames must be between 1 and --num-frames {self.num_frames} (got {self.train_frames})")
         if self.batch_size < 2:
             raise MMCurateError(f"--batch-size must be at least 2 (got {self.batch_size})")
+        if self.calibration not in CALIBRATIONS:
+            raise MMCurateError(f"--calibration must be one of {', '.join(CALIBRATIONS)} (got {self.calibration!r})")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise MMCurateError(f"--lr must be a positive number (got {self.lr})")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):

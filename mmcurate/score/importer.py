@@ -20,6 +20,9 @@ from mmcurate.store import IngestDir
 from mmcurate.store.schemas import SCORES_SCHEMA
 
 REQUIRED = ("sample_id", "p_audio", "p_visual")
+#: Score columns only the built-in scorer can fill (calibration, uncertainty): null for imported scores.
+UNKNOWN_FOR_IMPORTED = ("p_audio_uncalibrated", "p_visual_uncalibrated", "p_audio_std", "p_visual_std",
+                        "discrepancy_std", "bin_probability")
 
 
 def read_external(path: Path) -> pa.Table:
@@ -85,6 +88,7 @@ def validate_scores(ingest: IngestDir, ext: pa.Table, origin: str, scorer_id: st
             "entropy_audio": [_opt_float(r.get("entropy_audio")) for r in ordered],
             "entropy_visual": [_opt_float(r.get("entropy_visual")) for r in ordered],
             "scorer_id": [scorer_id] * len(ordered),
+            **{k: [None] * len(ordered) for k in UNKNOWN_FOR_IMPORTED},
         },
         schema=SCORES_SCHEMA,
     )

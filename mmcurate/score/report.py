@@ -5,8 +5,11 @@
   (lower-right) subsets, as in Fig. 1 of the balanced-dataset paper;
 * ``discrepancy_hist.png``: the histogram of d = p_audio - p_visual;
 * ``per_class.png`` / ``per_class.csv``: per-class share of audio-preferred samples;
-* ``report.md``: the numbers (share audio-preferred, mean |d|, per-class table, and optional
-  breakdowns by manifest columns such as a ground-truth ``condition``).
+* ``reliability.png``: one reliability diagram per modality (accuracy against confidence, before
+  and after calibration), from the calibration data the score stage stored in ``scores.json``;
+* ``report.md``: the numbers (share audio-preferred, mean |d|, calibration error, how many samples
+  sit near a bin edge given their uncertainty, per-class table, and optional breakdowns by
+  manifest columns such as a ground-truth ``condition``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from mmcurate.common.console import summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.options import opt
 from mmcurate.common.stage import Stage
+from mmcurate.score.assemble import DEFAULT_EDGES, NEAR_EDGE
 from mmcurate.score.runner import summarize
 from mmcurate.store import IngestDir, Workdir
 
@@ -146,9 +150,58 @@ def write_report(ingest_dir: Path, out_dir: Path, by: list[str] | None = None) -
     atomic_write_text(out_dir / "per_class.csv", buf.getvalue().replace("value,", "label,", 1))
 
     headline = summarize(scores)
+    calibration = _calibration_meta(ingest)
+    if calibration:
+        _reliability_plot(calibration, out_dir / "reliability.png")
+    headline["uncertainty"] = uncertainty_summary(scores)
     breakdowns = {col: per_group(joined.column(col).to_pylist(), d, pa_, pv) for col in by or []}
-    atomic_write_text(out_dir / "report.md", _markdown(headline, classes, breakdowns, scores))
+    atomic_write_text(out_dir / "report.md", _markdown(headline, classes, breakdowns, scores, calibration))
     return {**headline, "by": breakdowns}
+
+
+def _calibration_meta(ingest: IngestDir) -> dict[str, Any]:
+    """Per-modality calibration record of scores.json ({} for imported or older scores)."""
+    meta = ingest.read_scores_meta()
+    cal = meta.get("metrics", {}).get("calibration") or {}
+    return cal if all("reliability_before" in v for v in cal.values()) else {}
+
+
+def uncertainty_summary(scores: pa.Table) -> dict[str, Any] | None:
+    """How many samples sit near an edge of the 10 equal bins given their discrepancy_std (None
+    when the scores carry no uncertainty, e.g. imported ones)."""
+    if "bin_probability" not in scores.column_names or scores.column("bin_probability").null_count == scores.num_rows:
+        return None
+    p = np.asarray(scores.column("bin_probability").to_numpy(zero_copy_only=False), dtype=float)
+    std = np.asarray(scores.column("discrepancy_std").to_numpy(zero_copy_only=False), dtype=float)
+    return {
+        "bins": len(DEFAULT_EDGES) - 1,
+        "near_edge": int((np.nan_to_num(p, nan=1.0) < NEAR_EDGE).sum()),
+        "threshold": NEAR_EDGE,
+        "mean_bin_probability": round(float(np.nanmean(p)), 4),
+        "mean_discrepancy_std": round(float(np.nanmean(std)), 4),
+    }
+
+
+def _reliability_plot(calibration: dict[str, Any], path: Path) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(calibration), figsize=(4.4 * len(calibration), 4.2), squeeze=False)
+    for ax, (modality, cal) in zip(axes[0], sorted(calibration.items())):
+        ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
+        for key, colour, name in (("reliability_before", "#C44E52", "uncalibrated"), ("reliability_after", "#4C72B0", "calibrated")):
+            r = cal[key]
+            x = np.asarray(r["confidence"], dtype=float)
+            y = np.asarray(r["accuracy"], dtype=float)
+            ok = np.asarray(r["count"]) > 0
+            ece = cal["ece_before" if key == "reliability_before" else "ece_after"]
+            ax.plot(x[ok], y[ok], marker="o", ms=3.5, color=colour, label=f"{name} (ECE {ece:.3f})")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (top class)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{modality}: {cal['method']}", fontsize=9)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    _save(fig, path)
 
 
 def _table(rows: list[dict[str, Any]], first: str) -> list[str]:
@@ -161,7 +214,8 @@ def _table(rows: list[dict[str, Any]], first: str) -> list[str]:
     return lines
 
 
-def _markdown(h: dict[str, Any], classes: list[dict[str, Any]], by: dict[str, list[dict[str, Any]]], scores: pa.Table) -> str:
+def _markdown(h: dict[str, Any], classes: list[dict[str, Any]], by: dict[str, list[dict[str, Any]]], scores: pa.Table,
+              calibration: dict[str, Any] | None = None) -> str:
     scorer = scores.column("scorer_id")[0].as_py() if scores.num_rows else "n/a"
     lines = [
         "# Modality bias report",
@@ -173,6 +227,8 @@ def _markdown(h: dict[str, Any], classes: list[dict[str, Any]], by: dict[str, li
         "",
         "![confidence density](confidence_density.png) ![discrepancy histogram](discrepancy_hist.png)",
         "",
+        *_calibration_lines(calibration or {}),
+        *_uncertainty_lines(h.get("uncertainty")),
         "## Per class (sorted by audio-preferred share)",
         "",
         *_table(classes, "class"),
@@ -205,3 +261,25 @@ REPORT_STAGE: Stage[ReportConfig, ReportResult] = Stage(
     run=run_report,
     summarize=print_report_summary,
 )
+def _calibration_lines(calibration: dict[str, Any]) -> list[str]:
+    if not calibration:
+        return ["## Calibration", "", "No calibration data (imported scores, or scores from an older mmcurate).", ""]
+    lines = ["## Calibration", "", "| modality | method | ECE before | ECE after | note |", "|---|---|---:|---:|---|"]
+    for m, cal in sorted(calibration.items()):
+        note = cal.get("reason") or ", ".join(f"T={t}" for t in (cal.get("temperature_per_group") or {}).values())
+        lines.append(f"| {m} | {cal['method']} | {cal['ece_before']:.3f} | {cal['ece_after']:.3f} | {note} |")
+    return [*lines, "", "![reliability](reliability.png)", ""]
+
+
+def _uncertainty_lines(u: dict[str, Any] | None) -> list[str]:
+    if not u:
+        return ["## Uncertainty", "", "No per-sample uncertainty (imported scores, or scores from an older mmcurate).", ""]
+    return [
+        "## Uncertainty",
+        "",
+        f"- near a bin edge: {u['near_edge']} samples have a bin probability below {u['threshold']:g} "
+        f"({u['bins']} equal bins over [-1, 1]; their bin is a coin flip given their discrepancy_std)",
+        f"- mean bin probability: {u['mean_bin_probability']:.3f}; mean discrepancy_std: {u['mean_discrepancy_std']:.3f}",
+        "- `mmcurate balance --max-discrepancy-std X` leaves out samples whose discrepancy_std exceeds X",
+        "",
+    ]

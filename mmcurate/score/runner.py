@@ -5,7 +5,9 @@ folds and score the held-out one. With ``repeats`` > 1 the whole cross-fitting i
 with other fold assignments and seeds and the held-out probabilities are averaged (repeated
 cross-fitting): every confidence is still out-of-fold, with less model-to-model noise. Each (fold, modality) result is saved as soon as it exists
 (``score_runs/<scorer>/``), so an interrupted run resumes where it stopped, and the final
-``scores.parquet`` is written atomically once every sample has both confidences.
+``scores.parquet`` is written atomically once every sample has both confidences. Calibration,
+per-sample uncertainty and bin probability are assembled from the jobs' arrays by the pure
+functions of :mod:`mmcurate.score.assemble`.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from mmcurate.common.hashing import config_hash
 from mmcurate.data import AVDataset, TensorConfig, build_av_tensors, read_shards
 from mmcurate.execution import ArrayJobConfig, ExecutionConfig, Executor, WorkUnit, distributed, make_executor
 from mmcurate.execution.distributed import SINGLE, Ranks
+from mmcurate.score.assemble import Assembled, ModalityRuns, assemble_scores
 from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
 from mmcurate.score.folds import check_fold_feasible, group_folds, stratified_folds
 from mmcurate.score.registry import get_scorer
-from mmcurate.score.train import InMemorySource, StreamingSource, fit_predict
+from mmcurate.score.train import FitResult, InMemorySource, StreamingSource, fit_predict
 from mmcurate.store import IngestDir, UnitMarker, Workdir
 from mmcurate.store.schemas import SCORES_SCHEMA
 
@@ -94,7 +97,7 @@ class FoldTrainer:
         self.cfg, self.device, self.n_frames = cfg, device, n_frames
         self.threads, self.ranks = threads, ranks
 
-    def __call__(self, job: ScoreJob) -> tuple[np.ndarray, float]:
+    def __call__(self, job: ScoreJob) -> tuple[FitResult, float]:
         started = time.monotonic()
         folds = self.fold_sets[job.repeat]
         held, train = np.flatnonzero(folds == job.fold), np.flatnonzero(folds != job.fold)
@@ -103,11 +106,11 @@ class FoldTrainer:
         if self.threads is not None:  # the same count on any engine: torch's CPU results depend on it
             torch.set_num_threads(self.threads)
         try:
-            p = fit_predict(self.sources[job.modality], train, held, self.num_classes, self.cfg, seed, self.device,
-                            self.n_frames, ranks=self.ranks)
+            res = fit_predict(self.sources[job.modality], train, held, self.num_classes, self.cfg, seed, self.device,
+                              self.n_frames, ranks=self.ranks)
         finally:
             torch.set_num_threads(before)
-        return p, time.monotonic() - started
+        return res, time.monotonic() - started
 
 
 def run_score(workdir: Workdir, stage: ScoreStageConfig) -> ScoreResult:
@@ -201,13 +204,13 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
         trainer = _trainer(ingest, sample_ids, labels, classes, cfg, device, fold_sets)
         trainer.threads, trainer.ranks = threads, ranks
         with progress_bar("training scorers (repeat x fold x modality)", len(pending)) as advance:
-            for unit, [(p, took)] in executor.map_units(trainer, pending):
+            for unit, [(res, took)] in executor.map_units(trainer, pending):
                 job = unit.items[0]
                 if not ranks.is_main:  # only rank 0 writes
                     continue
-                check_finite(p, job.name, cfg)
+                check_finite(res.probs, job.name, cfg)
                 part = run_dir / f"{job.name}.npz"
-                _save_part(part, p)
+                _save_part(part, res)
                 marker(job).record(job_identity(job), [part])
                 seconds[job.name] = round(took, 2)
                 advance()
@@ -221,18 +224,25 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
         )
         return ScoreResult(ingest.path, scorer_id, str(device), time.monotonic() - t0, {}, finished=False)
 
-    probs: dict[str, np.ndarray] = {m: np.zeros((len(sample_ids), len(classes))) for m in MODALITIES}
+    n, window = len(sample_ids), int(cfg.avg_last or 1)
+    runs = {m: ModalityRuns([np.zeros((n, len(classes))) for _ in range(repeats)],
+                            [np.zeros((window, n)) for _ in range(repeats)]) for m in MODALITIES}
     fold_stats: list[dict[str, Any]] = []
     for job in jobs:
         held = np.flatnonzero(fold_sets[job.repeat] == job.fold)
-        p = _load_part(run_dir / f"{job.name}.npz", len(held), len(classes))
-        probs[job.modality][held] += p / repeats
-        acc = float((p.argmax(1) == y[held]).mean())
+        res = _load_part(run_dir / f"{job.name}.npz", len(held), len(classes), window)
+        runs[job.modality].probs[job.repeat][held] = res.probs
+        runs[job.modality].window_true[job.repeat][:, held] = res.held_true
+        acc = float((res.probs.argmax(1) == y[held]).mean())
         fold_stats.append(
             {"repeat": job.repeat, "fold": job.fold, "modality": job.modality, "held_out": int(len(held)),
              "accuracy": round(acc, 4), "seconds": seconds.get(job.name, 0.0), "resumed": job.name not in seconds}
         )
-    table_out, metrics = _scores_table(sample_ids, labels, classes, y, folds, probs, scorer_id)
+    assembled = assemble_scores(y, folds, runs, cfg.calibration)
+    table_out, metrics = _scores_table(sample_ids, labels, classes, y, folds, assembled, scorer_id)
+    for m, cal in metrics["calibration"].items():
+        if cal["method"] == "none" and cfg.calibration != "none":
+            info(f"score: {m} confidences are written uncalibrated: {cal['reason']}")
     elapsed = time.monotonic() - t0
     metrics["folds"] = fold_stats
     ingest.write_scores(
@@ -314,16 +324,18 @@ def decoded_size_gb(n: int, tcfg: TensorConfig) -> float:
     return n * (frame_bytes + audio_bytes) / 1e9
 
 
-def _load_part(path: Path, rows: int, num_classes: int) -> np.ndarray:
-    """Held-out probabilities of a finished job (its marker vouched for the file)."""
+def _load_part(path: Path, rows: int, num_classes: int, window: int) -> FitResult:
+    """The arrays of a finished job (its marker vouched for the file)."""
     try:
         with np.load(path) as z:
-            probs = np.array(z["probs"])
+            res = FitResult(np.array(z["probs"]), np.array(z["held_true"]), np.array(z["epochs"]),
+                            np.array(z["train_true"]), np.array(z["losses"]))
     except (OSError, KeyError, ValueError) as exc:
         raise MMCurateError(f"{path}: unreadable training result ({exc}); rerun `mmcurate score`") from None
-    if probs.shape != (rows, num_classes):
-        raise MMCurateError(f"{path}: holds {probs.shape} probabilities, expected {(rows, num_classes)}; rerun `mmcurate score`")
-    return probs
+    if res.probs.shape != (rows, num_classes) or res.held_true.shape != (window, rows):
+        raise MMCurateError(f"{path}: holds {res.probs.shape} probabilities, expected {(rows, num_classes)}; "
+                            "rerun `mmcurate score`")
+    return res
 
 
 def check_finite(probs: np.ndarray, job: str, cfg: ScoreConfig) -> None:
@@ -337,11 +349,12 @@ def check_finite(probs: np.ndarray, job: str, cfg: ScoreConfig) -> None:
         )
 
 
-def _save_part(path: Path, probs: np.ndarray) -> None:
+def _save_part(path: Path, res: FitResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, probs=probs)
+            np.savez(fh, probs=res.probs, held_true=res.held_true, epochs=res.epochs, train_true=res.train_true,
+                     losses=res.losses)
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:
@@ -351,12 +364,11 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 
 def _scores_table(
     sample_ids: list[str], labels: list[str], classes: list[str], y: np.ndarray, folds: np.ndarray,
-    probs: dict[str, np.ndarray], scorer_id: str,
+    assembled: Assembled, scorer_id: str,
 ) -> tuple[pa.Table, dict[str, Any]]:
-    rows = np.arange(len(y))
-    pa_ = probs["audio"][rows, y]
-    pv = probs["visual"][rows, y]
-    d = pa_ - pv
+    c = assembled.columns
+    probs = {m: c[f"probs_{m}"] for m in MODALITIES}
+    pa_, pv, d = c["p_audio"], c["p_visual"], c["discrepancy"]
     preferred = np.where(d > 0, "audio", np.where(d < 0, "visual", "tie"))
     cls = np.asarray(classes, dtype=object)
     table = pa.Table.from_pydict(
@@ -373,12 +385,13 @@ def _scores_table(
             "entropy_audio": _entropy(probs["audio"]),
             "entropy_visual": _entropy(probs["visual"]),
             "scorer_id": [scorer_id] * len(y),
+            **{k: pa.array(c[k], pa.float64(), from_pandas=True)  # NaN (no uncertainty) -> null
+               for k in ("p_audio_uncalibrated", "p_visual_uncalibrated", "p_audio_std", "p_visual_std",
+                         "discrepancy_std", "bin_probability")},
         },
         schema=SCORES_SCHEMA,
     )
-    metrics = summarize(table)
-    metrics["oof_accuracy_audio"] = round(float((probs["audio"].argmax(1) == y).mean()), 4)
-    metrics["oof_accuracy_visual"] = round(float((probs["visual"].argmax(1) == y).mean()), 4)
+    metrics = {**summarize(table), **assembled.metrics}
     return table, metrics
 
 

@@ -25,6 +25,7 @@ from mmcurate.data import AVDataset, AVTensors, normalize_frames
 from mmcurate.execution import distributed
 from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.models import build_unimodal
+from mmcurate.score.augment import augment
 from mmcurate.score.config import ScoreConfig
 
 #: Audio standardisation statistics come from at most this many training samples.
@@ -146,6 +147,26 @@ def seed_everything(seed: int) -> torch.Generator:
     return gen
 
 
+@dataclass(frozen=True)
+class FitResult:
+    """What one (repeat, fold, modality) job gives back: plain arrays, so the job can run anywhere.
+
+    ``probs`` (n_held, C) float64: held-out softmax averaged over the last ``avg_last`` epochs;
+    ``held_true`` (E, n_held) float32: the held-out true-class probability after each recorded
+    epoch (the averaged ones, or every epoch with ``record_all_epochs``), whose spread is one part
+    of a sample's uncertainty; ``epochs`` (E,) int: which epochs those rows are (0-based);
+    ``train_true`` (epochs, n_train) float32: the true-class probability of each *training* sample
+    in its training step, per epoch (training dynamics; in-sample, never used as a score by
+    default); ``losses`` (epochs,) mean training loss per epoch.
+    """
+
+    probs: np.ndarray
+    held_true: np.ndarray
+    epochs: np.ndarray
+    train_true: np.ndarray
+    losses: np.ndarray
+
+
 def fit_predict(
     source: BatchSource,
     train_idx: np.ndarray,
@@ -157,10 +178,13 @@ def fit_predict(
     n_frames: int,
     on_epoch: Callable[[int, float], None] | None = None,
     ranks: Ranks = SINGLE,
-) -> np.ndarray:
-    """Train on ``train_idx`` and return held-out softmax probabilities (len(held_idx), C),
-    averaged over the last ``cfg.avg_last`` epochs.
+    record_all_epochs: bool = False,
+) -> FitResult:
+    """Train on ``train_idx`` only and predict ``held_idx``; a pure function of its inputs (the
+    same arguments give the same arrays), so a scheduler may run it anywhere.
 
+    Held-out samples are touched only by :func:`predict` (no gradient, eval mode), after each
+    epoch of the averaging window (of every epoch with ``record_all_epochs``, for benchmarks).
     Under ``--distributed`` (``ranks.world`` > 1) the model trains as DistributedDataParallel,
     each rank on its share of every batch (:mod:`mmcurate.execution.distributed`); every rank
     returns the same probabilities."""
@@ -169,6 +193,7 @@ def fit_predict(
     held_t = torch.as_tensor(held_idx, dtype=torch.int64)
     stats = Standardizer.fit(source, train_t)
     labels = source.labels()
+    held_labels = labels[held_t]
     model: nn.Module = build_unimodal(source.modality, num_classes, int(cfg.width or 8)).to(device)
     trained = distributed.for_training(model, ranks, device)
     model = getattr(trained, "module", trained)  # SyncBatchNorm (CUDA) replaces modules: predict with those
@@ -176,7 +201,16 @@ def fit_predict(
     steps_per_epoch = max(1, len(chunks_of(train_t, cfg.batch_size, True, min_batch)))
     opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.epochs * steps_per_epoch))
+    avg_last = int(cfg.avg_last or 1)
+    # ranks draw different-sized shares: their augmentation draws must not move the shared generator
+    aug_gen = gen if ranks.world == 1 else torch.Generator().manual_seed(seed * 1009 + ranks.rank + 1)
     prob_sum = torch.zeros(len(held_idx), num_classes, dtype=torch.float64)
+    held_true: list[torch.Tensor] = []
+    recorded: list[int] = []
+    position = torch.full((int(train_t.max()) + 1 if len(train_t) else 0,), -1, dtype=torch.int64)
+    position[train_t] = torch.arange(len(train_t))
+    train_true = torch.full((cfg.epochs, len(train_t)), float("nan"), dtype=torch.float32)
+    losses = torch.zeros(cfg.epochs, dtype=torch.float64)
     for epoch in range(cfg.epochs):
         trained.train()
         chunks = chunks_of(train_t[torch.randperm(len(train_t), generator=gen)], cfg.batch_size, True, min_batch)
@@ -191,23 +225,41 @@ def fit_predict(
         total, count = 0.0, 0
         shares = chunks if ranks.world == 1 else [ranks.share(c) for c in chunks]
         for idx, batch, window, raw in zip(shares, chunks, windows, source.batches(shares)):
+            if cfg.augment:
+                raw = augment(raw if window is None else raw[:, window], source.modality, aug_gen)
+                window = None
             x = prepare(raw, source.modality, device, stats, window)
             y = labels[idx].to(device)
-            loss = F.cross_entropy(trained(x), y, label_smoothing=cfg.label_smoothing)
+            logits = trained(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             if ranks.world > 1:
                 loss = loss * distributed.loss_weight(ranks, len(idx), len(batch))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            with torch.no_grad():
+                train_true[epoch, position[idx]] = F.softmax(logits.detach().float(), -1).gather(1, y[:, None])[:, 0].cpu()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
-        if epoch >= cfg.epochs - int(cfg.avg_last or 1):
+        losses[epoch] = total / max(count, 1)
+        in_window = epoch >= cfg.epochs - avg_last
+        if in_window or record_all_epochs:
             distributed.broadcast_buffers(model, ranks)
-            prob_sum += predict(model, source, held_t, device, stats).double()
+            p = predict(model, source, held_t, device, stats)
+            if in_window:
+                prob_sum += p.double()
+            held_true.append(p.gather(1, held_labels[:, None])[:, 0] if len(held_idx) else torch.zeros(0))
+            recorded.append(epoch)
         if on_epoch is not None:
-            on_epoch(epoch, total / max(count, 1))
-    return (prob_sum / int(cfg.avg_last or 1)).numpy()
+            on_epoch(epoch, float(losses[epoch]))
+    return FitResult(
+        probs=(prob_sum / avg_last).numpy(),
+        held_true=torch.stack(held_true).numpy().astype(np.float32),
+        epochs=np.asarray(recorded, dtype=np.int64),
+        train_true=train_true.numpy(),
+        losses=losses.numpy(),
+    )
 
 
 @torch.no_grad()

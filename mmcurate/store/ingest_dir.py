@@ -555,7 +555,8 @@ class IngestDir:
         manifest = self.read_manifest(["sample_id", "label", "group"])
         scores = self.read_scores()
         require_columns(scores.column_names, ("sample_id", "p_audio", "p_visual", "discrepancy", "scorer_id"), self.scores_path, FIX_SCORE)
-        scores = scores.select(["sample_id", "p_audio", "p_visual", "discrepancy", "scorer_id"])
+        extra = [c for c in ("discrepancy_std",) if c in scores.column_names]  # per-sample uncertainty, when scored
+        scores = scores.select(["sample_id", "p_audio", "p_visual", "discrepancy", "scorer_id", *extra])
         joined = manifest.join(scores, "sample_id", join_type="inner").sort_by("sample_id")
         if joined.num_rows != manifest.num_rows:
             raise MMCurateError(

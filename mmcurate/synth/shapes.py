@@ -87,7 +87,8 @@ DEMO_CLASSES: tuple[DemoClass, ...] = (
 DEFAULT_CLASSES: tuple[DemoClass, ...] = DEMO_CLASSES[:6]
 
 #: (name, probability, (audio clarity range), (visual clarity range)) per regime.
-REGIMES: tuple[tuple[str, float, tuple[float, float], tuple[float, float]], ...] = (
+Regime = tuple[str, float, tuple[float, float], tuple[float, float]]
+REGIMES: tuple[Regime, ...] = (
     ("audio_clean", 0.35, (0.9, 1.0), (0.0, 1.0)),
     ("visual_clean", 0.35, (0.0, 1.0), (0.9, 1.0)),
     ("both_clean", 0.20, (0.9, 1.0), (0.9, 1.0)),
@@ -256,12 +257,13 @@ def _mixture(rng: np.random.Generator, clarity: float, n: int, true: str, others
 
 
 def draw_clip_spec(
-    seed: int, cls: DemoClass, index: int, split: str, class_names: list[str], size: int
+    seed: int, cls: DemoClass, index: int, split: str, class_names: list[str], size: int,
+    regimes: Sequence[Regime] = REGIMES,
 ) -> ClipSpec:
     """Draw one clip's regime, clarities, noise levels, interference and placement."""
     rng = _clip_rng(seed, cls, index)
-    probs = np.array([r[1] for r in REGIMES])
-    regime = REGIMES[int(rng.choice(len(REGIMES), p=probs / probs.sum()))]
+    probs = np.array([r[1] for r in regimes])
+    regime = regimes[int(rng.choice(len(regimes), p=probs / probs.sum()))]
     qa = float(rng.uniform(*regime[2]))
     qv = float(rng.uniform(*regime[3]))
     others = [c for c in class_names if c != cls.name]
@@ -463,13 +465,16 @@ def generate_demo_dataset(
     sample_rate: int = 16000,
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     overwrite: bool = False,
+    regimes: Sequence[Regime] | None = None,
 ) -> Path:
     """Write ``out_dir/<label>/<label>_NNNN.mp4`` clips and ``out_dir/demo_labels.csv``; return ``out_dir``.
 
     The folder appears complete or not at all (built in a temporary sibling, then renamed). If
     ``out_dir`` already holds a demo set made with the same parameters it is reused as is; a
     demo set with other parameters is replaced only with ``overwrite=True``; any other
-    non-empty folder is never touched.
+    non-empty folder is never touched. ``regimes`` replaces :data:`REGIMES` (the clarity mix:
+    ``(name, probability, audio clarity range, visual clarity range)`` each), e.g. to draw
+    benchmark sets with another spread of modality discrepancy.
     """
     out_dir = Path(out_dir)
     if n_per_class < 1:
@@ -483,6 +488,12 @@ def generate_demo_dataset(
     resolved = resolve_classes(classes)
     config = demo_config(n_per_class, seed, resolved, seconds, fps, size, sample_rate)
     config["split_fractions"] = list(split_fractions)
+    if regimes is not None:
+        regimes = tuple(regimes)
+        if not regimes or any(p < 0 or not (0 <= a[0] <= a[1] <= 1 and 0 <= v[0] <= v[1] <= 1) for _, p, a, v in regimes) \
+                or sum(p for _, p, _, _ in regimes) <= 0:
+            raise MMCurateError("regimes need non-negative probabilities (not all zero) and clarity ranges within [0, 1]")
+        config["regimes"] = [list(r) for r in regimes]  # only when given: default sets keep their stamp
     config = json.loads(json.dumps(config))  # tuples -> lists, as read back from the stamp
 
     stamp = out_dir / STAMP_FILE
@@ -508,7 +519,9 @@ def generate_demo_dataset(
     specs: list[ClipSpec] = []
     for cls in resolved:
         splits = _assign_splits(seed, cls, n_per_class, split_fractions)
-        specs.extend(draw_clip_spec(seed, cls, i, splits[i], names, size) for i in range(n_per_class))
+        specs.extend(
+            draw_clip_spec(seed, cls, i, splits[i], names, size, regimes or REGIMES) for i in range(n_per_class)
+        )
 
     with atomic_dir(out_dir) as tmp:
         with progress_bar("demo: generating clips", len(specs)) as advance:

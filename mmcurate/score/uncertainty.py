@@ -1,0 +1,87 @@
+"""Per-sample uncertainty of the confidences and of the discrepancy, and how sure a sample's bin is.
+
+Why: ``balance`` puts each sample into a discrepancy bin; a sample whose ``d`` would move by 0.15
+if the scorers were trained again with another seed sits in its bin by chance when it is near an
+edge. A confidence here is an average over models (cross-fitting repeats) and over checkpoints
+(the averaged epochs); how much those disagree on a sample measures how much its average would
+move with other seeds. Everything here is a pure function of arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import norm
+
+
+def confidence_std(run_means: np.ndarray, epoch_vars: np.ndarray, epoch_ratio: float | None = None) -> np.ndarray:
+    """Standard error of a sample's confidence (the mean over R runs), per sample.
+
+    ``run_means`` (R, n): each run's (repeat's) confidence, averaged over its averaged epochs;
+    ``epoch_vars`` (R, n): the variance across those epochs within each run. The run-to-run
+    variance ``s_b^2`` is what re-training with other seeds would show, but with 2-3 repeats one
+    sample's estimate of it is very noisy; the epoch-to-epoch variance ``s_w^2`` is measured on
+    every run but is smaller (checkpoints of one run agree more than separate runs). So the
+    within-run part is scaled by ``epoch_ratio`` = sum of ``s_b^2`` / sum of ``s_w^2`` over all
+    samples (one number per modality, fitted when R >= 2, else given or 1), and the two
+    estimates are pooled with their degrees of freedom (R - 1 for ``s_b^2``, R for the scaled
+    ``s_w^2``). The result is divided by R: the standard error of the R-run mean.
+    """
+    run_means = np.atleast_2d(np.asarray(run_means, dtype=np.float64))
+    epoch_vars = np.atleast_2d(np.asarray(epoch_vars, dtype=np.float64))
+    r = run_means.shape[0]
+    within = epoch_vars.mean(axis=0)
+    if r >= 2:
+        between = run_means.var(axis=0, ddof=1)
+        ratio = epoch_ratio if epoch_ratio is not None else fit_epoch_ratio(run_means, epoch_vars)
+        pooled = ((r - 1) * between + r * ratio * within) / ((r - 1) + r)
+    else:
+        pooled = (1.0 if epoch_ratio is None else epoch_ratio) * within
+    return np.sqrt(np.maximum(pooled, 0.0) / r)
+
+
+def fit_epoch_ratio(run_means: np.ndarray, epoch_vars: np.ndarray) -> float:
+    """Run-to-run over epoch-to-epoch variance, pooled over samples (1 when undefined)."""
+    run_means = np.atleast_2d(run_means)
+    if run_means.shape[0] < 2:
+        return 1.0
+    between = float(run_means.var(axis=0, ddof=1).sum())
+    within = float(np.asarray(epoch_vars).mean(axis=0).sum())
+    return between / within if within > 0 else 1.0
+
+
+def discrepancy_std(std_audio: np.ndarray, std_visual: np.ndarray) -> np.ndarray:
+    """Standard error of ``d = p_audio - p_visual``: the two scorers are trained separately, so
+    their errors are independent and the variances add."""
+    return np.sqrt(np.square(std_audio) + np.square(std_visual))
+
+
+def bin_probability(d: np.ndarray, std: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Probability that a sample's true discrepancy lies in the bin its estimate ``d`` falls in,
+    if the estimate's error is normal with standard deviation ``std``.
+
+    Bins are ``[lo, hi)`` (the last ``[lo, hi]``) as ``balance`` assigns them. The discrepancy
+    cannot leave [-1, 1], so an outer edge at -1 or 1 is open (all the mass beyond it belongs to
+    the outer bin). ``std == 0`` gives 1; a ``d`` outside the edges gives NaN.
+    """
+    d = np.asarray(d, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    edges = np.asarray(edges, dtype=np.float64)
+    idx = np.searchsorted(edges, d, side="right") - 1
+    idx = np.where(d == edges[-1], len(edges) - 2, idx)
+    inside = (d >= edges[0]) & (d <= edges[-1])
+    idx = np.clip(idx, 0, len(edges) - 2)
+    lo = edges[idx]
+    hi = edges[idx + 1]
+    lo = np.where((idx == 0) & (lo <= -1.0), -np.inf, lo)
+    hi = np.where((idx == len(edges) - 2) & (hi >= 1.0), np.inf, hi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(std > 0, std, 1.0)
+        p = norm.cdf((hi - d) / s) - norm.cdf((lo - d) / s)
+    p = np.where(std > 0, p, 1.0)
+    return np.where(inside, p, np.nan)
+
+
+def near_edge(d: np.ndarray, std: np.ndarray, edges: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Samples whose bin is a coin flip or worse: bin probability below ``threshold``."""
+    p = bin_probability(d, std, edges)
+    return np.nan_to_num(p, nan=1.0) < threshold

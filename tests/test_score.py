@@ -16,7 +16,7 @@ from conftest import run_cli
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.score import register_scorer, scores_state
-from mmcurate.score.folds import check_fold_feasible, group_folds, stratified_folds
+from mmcurate.score.folds import check_fold_feasible, group_folds, resolve_group_folds, stratified_folds
 
 TINY = ["--repeats", "1", "--folds", "2", "--epochs", "2", "--avg-last", "1", "--width", "4", "--image-size", "16", "--audio-frames", "32"]
 
@@ -48,6 +48,37 @@ def test_infeasible_label_sets_say_what_to_change() -> None:
     with pytest.raises(MMCurateError) as err:
         check_fold_feasible(["dog"] * 20 + ["cat"] * 3, 5)
     assert "'cat' has 3" in str(err.value) and "--folds 3" in str(err.value)
+
+
+def test_group_folds_are_automatic_when_the_manifest_has_groups() -> None:
+    assert resolve_group_folds(None, ["a", "b", "c"], 3)[0] is True
+    assert resolve_group_folds(None, ["a", "b", None], 3)[0] is False  # fewer groups than folds: said, not an error
+    assert resolve_group_folds(None, [None, None], 2) == (False, "off (the manifest has no groups)")
+    assert resolve_group_folds(False, ["a", "b", "c"], 3)[0] is False
+    assert resolve_group_folds(True, ["a", "b", "c"], 3)[0] is True
+
+
+def test_default_scoring_keeps_each_speaker_out_of_its_own_scorers(small_work: Path, tmp_path: Path) -> None:
+    """Issue 10 item 7: an ad-hoc ``mmcurate score`` on a manifest with groups scores every sample
+    with models that never saw its group (speaker, actor), and says so; --no-group-folds mixes them."""
+    speaker = dict(zip(*pq.read_table(small_work / "ingest" / "manifest.parquet", columns=["sample_id", "group"])
+                       .to_pydict().values()))
+    folds_of: dict[str, dict[str, set[int]]] = {}
+    for name, extra in (("auto", []), ("off", ["--no-group-folds"])):
+        work = tmp_path / name
+        shutil.copytree(small_work, work)
+        proc = run_cli("score", "--workdir", str(work), *TINY, *extra)
+        assert proc.returncode == 0, proc.stderr
+        said = " ".join(proc.stderr.split())  # the console wraps long lines
+        assert ("group folds on: the manifest has" in said) is (name == "auto"), said
+        meta = json.loads((work / "ingest" / "scores.json").read_text())
+        assert meta["group_folds"]["used"] is (name == "auto"), meta["group_folds"]
+        by_speaker: dict[str, set[int]] = {}
+        for row in pq.read_table(work / "ingest" / "scores.parquet", columns=["sample_id", "fold"]).to_pylist():
+            by_speaker.setdefault(speaker[row["sample_id"]], set()).add(row["fold"])
+        folds_of[name] = by_speaker
+    assert all(len(f) == 1 for f in folds_of["auto"].values()), folds_of["auto"]
+    assert any(len(f) > 1 for f in folds_of["off"].values()), "without group folds speakers span folds"
 
 
 def test_scores_are_deterministic_out_of_fold_and_resume(small_work: Path, tmp_path: Path) -> None:

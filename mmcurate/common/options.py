@@ -179,9 +179,9 @@ def _click_param(f: OptionField) -> Callable[[Callable[..., Any]], Callable[...,
         kwargs["envvar"] = meta["envvar"]
     if meta["show_default"] is not None:
         kwargs["show_default"] = meta["show_default"]
-    if f.is_flag and f.default is True:  # on by default: an on/off pair (--augment/--no-augment)
+    if f.is_flag and f.default is not False:  # on (or automatic) by default: an on/off pair (--augment/--no-augment)
         name = f.flag.removeprefix("--")
-        return click.option(f"{f.flag}/--no-{name}", f.key, default=True, **kwargs)
+        return click.option(f"{f.flag}/--no-{name}", f.key, default=f.default, **kwargs)
     if f.is_flag:
         kwargs.update(is_flag=True, default=bool(f.default))
     elif f.multiple:

@@ -74,3 +74,23 @@ def group_folds(labels: Sequence[str], groups: Sequence[str | None], k: int, see
         fold_of[g] = f
         load[f] += sizes[g]
     return np.asarray([fold_of[key] for key in keys], dtype=np.int64)
+
+
+def resolve_group_folds(setting: bool | None, groups: Sequence[str | None], k: int) -> tuple[bool, str]:
+    """Whether to keep groups in one fold, and why (for the log and scores.json).
+
+    ``setting`` None (the default) turns group folds on whenever the manifest has a group column
+    with at least ``k`` distinct groups: a scorer that trained on the same actor or source video
+    as the sample it scores is confident for the wrong reason. True forces them (an error when
+    infeasible), False turns them off.
+    """
+    distinct = len({g for g in groups if g is not None})
+    if setting is False:
+        return False, "off (--no-group-folds)"
+    if setting is True:
+        return True, f"on (--group-folds; {distinct} groups)"
+    if distinct == 0:
+        return False, "off (the manifest has no groups)"
+    if distinct < k:
+        return False, f"off: only {distinct} groups for {k} folds (lower --folds to keep groups apart)"
+    return True, f"on: the manifest has {distinct} groups (--no-group-folds to mix them across folds)"

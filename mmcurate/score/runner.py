@@ -33,7 +33,7 @@ from mmcurate.execution import ArrayJobConfig, ExecutionConfig, Executor, WorkUn
 from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.score.assemble import Assembled, ModalityRuns, assemble_scores
 from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
-from mmcurate.score.folds import check_fold_feasible, group_folds, stratified_folds
+from mmcurate.score.folds import check_fold_feasible, group_folds, resolve_group_folds, stratified_folds
 from mmcurate.score.registry import get_scorer
 from mmcurate.score.train import FitResult, InMemorySource, StreamingSource, fit_predict
 from mmcurate.store import IngestDir, UnitMarker, Workdir
@@ -167,7 +167,9 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
     index = {c: i for i, c in enumerate(classes)}
     y = np.asarray([index[label] for label in labels], dtype=np.int64)
     repeats = int(cfg.repeats or 1)
-    fold_sets = [_folds(cfg, labels, manifest.column("group").to_pylist(), r) for r in range(repeats)]
+    groups = manifest.column("group").to_pylist()
+    grouped, grouping = resolve_group_folds(cfg.group_folds, groups, cfg.folds)
+    fold_sets = [_folds(cfg, labels, groups, r) for r in range(repeats)]
     folds = fold_sets[0]
 
     scorer_id = cfg.scorer_id()
@@ -197,7 +199,7 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
         f"{f' x {repeats} repeats' if repeats > 1 else ''} on {device} "
         f"({why}: ResNet-18 width {cfg.width}, {cfg.image_size} px frames, {cfg.epochs} epochs, "
         f"confidence averaged over the last {cfg.avg_last}; {executor.describe()}"
-        f"{f', data-parallel over {ranks.world} ranks' if ranks.world > 1 else ''})"
+        f"{f', data-parallel over {ranks.world} ranks' if ranks.world > 1 else ''}); group folds {grouping}"
     )
     seconds: dict[str, float] = {}
     if pending:
@@ -255,6 +257,7 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
             "tensor_config": _tensor_config(cfg).to_dict(),
             "device": str(device),
             "execution": {"engine": execution.engine, "threads_per_job": threads, "ranks": ranks.world},
+            "group_folds": {"used": grouped, "why": grouping},
             "manifest_fingerprint": fingerprint,
             "groups_fingerprint": ingest.groups_fingerprint(),
             "mmcurate_version": __version__,
@@ -302,7 +305,7 @@ def _trainer(ingest: IngestDir, sample_ids: list[str], labels: list[str], classe
 def _folds(cfg: ScoreConfig, labels: list[str], groups: list[str | None], repeat: int) -> np.ndarray:
     """Fold assignment of one cross-fitting repeat (repeat 0 uses the seed itself)."""
     seed = cfg.seed + 7919 * repeat
-    if cfg.group_folds:
+    if resolve_group_folds(cfg.group_folds, groups, cfg.folds)[0]:
         return group_folds(labels, groups, cfg.folds, seed)
     return stratified_folds(labels, cfg.folds, seed)
 

@@ -540,10 +540,10 @@ class IngestDir:
         if (
             meta.get("source") == "oof"
             and "groups_fingerprint" in meta
-            and (meta.get("config") or {}).get("group_folds")
+            and (meta.get("config") or {}).get("group_folds", False) is not False  # on, or automatic (None)
             and meta["groups_fingerprint"] != self.groups_fingerprint()
         ):
-            return "stale: the manifest's groups changed since scoring (folds keep groups whole)"
+            return "stale: the manifest's groups changed since scoring (folds follow the groups)"
         if config_hash_for is not None and meta.get("source") == "oof":
             on_gpu = str(meta.get("device", "cpu")).startswith("cuda")
             if meta.get("config_hash") != config_hash_for(on_gpu):

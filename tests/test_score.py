@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_cli
+from conftest import run_cli, write_av_digits_manifest
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.score import register_scorer, scores_state
@@ -51,34 +51,51 @@ def test_infeasible_label_sets_say_what_to_change() -> None:
 
 
 def test_group_folds_are_automatic_when_the_manifest_has_groups() -> None:
-    assert resolve_group_folds(None, ["a", "b", "c"], 3)[0] is True
-    assert resolve_group_folds(None, ["a", "b", None], 3)[0] is False  # fewer groups than folds: said, not an error
+    many = [f"actor{i}" for i in range(12)]
+    assert resolve_group_folds(None, many, 3)[0] is True
+    assert resolve_group_folds(None, many[:11] + [None], 3)[0] is False  # too few groups per fold: said, not an error
+    assert "only 11 groups" in resolve_group_folds(None, many[:11], 3)[1]
     assert resolve_group_folds(None, [None, None], 2) == (False, "off (the manifest has no groups)")
     assert resolve_group_folds(False, ["a", "b", "c"], 3)[0] is False
     assert resolve_group_folds(True, ["a", "b", "c"], 3)[0] is True
 
 
-def test_default_scoring_keeps_each_speaker_out_of_its_own_scorers(small_work: Path, tmp_path: Path) -> None:
-    """Issue 10 item 7: an ad-hoc ``mmcurate score`` on a manifest with groups scores every sample
-    with models that never saw its group (speaker, actor), and says so; --no-group-folds mixes them."""
-    speaker = dict(zip(*pq.read_table(small_work / "ingest" / "manifest.parquet", columns=["sample_id", "group"])
+def test_default_scoring_keeps_each_group_out_of_its_own_scorers(av_digits: Path, tmp_path: Path) -> None:
+    """Issue 10 item 7: an ad-hoc ``mmcurate score`` on a manifest with enough groups (here 60
+    speaker-and-digit recordings sessions for 2 folds) scores every sample with models that never
+    saw its group, and says so; --no-group-folds mixes them."""
+    import csv
+
+    manifest = write_av_digits_manifest(av_digits, tmp_path / "inputs.csv", per_format=20)
+    rows = list(csv.DictReader(open(manifest)))
+    with open(manifest, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "split", "session"])
+        for r in rows:
+            w.writerow([r["path"], r["label"], r["split"], f"{r['speaker']}-{r['label']}"])
+    base = tmp_path / "base"
+    proc = run_cli("ingest", str(av_digits), "--manifest", str(manifest), "--group-column", "session",
+                   "--workdir", str(base), "--size", "32")
+    assert proc.returncode == 0, proc.stderr
+    session = dict(zip(*pq.read_table(base / "ingest" / "manifest.parquet", columns=["sample_id", "group"])
                        .to_pydict().values()))
+    assert len(set(session.values())) >= 8
     folds_of: dict[str, dict[str, set[int]]] = {}
     for name, extra in (("auto", []), ("off", ["--no-group-folds"])):
         work = tmp_path / name
-        shutil.copytree(small_work, work)
+        shutil.copytree(base, work)
         proc = run_cli("score", "--workdir", str(work), *TINY, *extra)
         assert proc.returncode == 0, proc.stderr
         said = " ".join(proc.stderr.split())  # the console wraps long lines
         assert ("group folds on: the manifest has" in said) is (name == "auto"), said
         meta = json.loads((work / "ingest" / "scores.json").read_text())
         assert meta["group_folds"]["used"] is (name == "auto"), meta["group_folds"]
-        by_speaker: dict[str, set[int]] = {}
+        by_group: dict[str, set[int]] = {}
         for row in pq.read_table(work / "ingest" / "scores.parquet", columns=["sample_id", "fold"]).to_pylist():
-            by_speaker.setdefault(speaker[row["sample_id"]], set()).add(row["fold"])
-        folds_of[name] = by_speaker
+            by_group.setdefault(session[row["sample_id"]], set()).add(row["fold"])
+        folds_of[name] = by_group
     assert all(len(f) == 1 for f in folds_of["auto"].values()), folds_of["auto"]
-    assert any(len(f) > 1 for f in folds_of["off"].values()), "without group folds speakers span folds"
+    assert any(len(f) > 1 for f in folds_of["off"].values()), "without group folds groups span folds"
 
 
 def test_scores_are_deterministic_out_of_fold_and_resume(small_work: Path, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ class ScoreConfig:
     group_folds: bool | None = opt(
         None,
         "Keep each manifest group (speaker, actor, source video) in one fold, so no scorer has seen the sample's "
-        "group. Default: on whenever the manifest has at least --folds groups (said in the log and scores.json).",
+        "group. Default: on whenever the manifest has at least 4 groups per fold (said in the log and scores.json).",
         show_default=False,
     )
     seed: int = opt(0, "Random seed; same seed, inputs and config give identical outputs.")

@@ -79,8 +79,15 @@ def big_ingest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 0, proc.stderr
     scores = pq.read_table(ingest / "scores.parquet")
     std = pa.array(np.round(rng.uniform(0.01, 0.2, size=scores.num_rows), 4))
-    pq.write_table(scores.append_column("discrepancy_std", std), ingest / "scores.parquet")
+    pq.write_table(_with_std(scores, std), ingest / "scores.parquet")
     return ingest
+
+
+def _with_std(scores: pa.Table, std: pa.Array) -> pa.Table:
+    """``scores`` with these discrepancy_std values (imported scores carry the column, all null)."""
+    if "discrepancy_std" in scores.column_names:
+        return scores.set_column(scores.schema.get_field_index("discrepancy_std"), "discrepancy_std", std)
+    return scores.append_column("discrepancy_std", std)
 
 
 def _scores(ingest: Path) -> dict[str, dict[str, Any]]:
@@ -316,7 +323,7 @@ def test_balanced_site_shows_uncertainty_only_from_its_own_scorer(work: Path, tm
     shutil.copytree(work / "ingest", ingest, ignore=shutil.ignore_patterns("browse"))
     scores = pq.read_table(ingest / "scores.parquet")
     std = pa.array(np.linspace(0.01, 0.3, scores.num_rows))
-    pq.write_table(scores.append_column("discrepancy_std", std), ingest / "scores.parquet")
+    pq.write_table(_with_std(scores, std), ingest / "scores.parquet")
     src = open_source(work / "balanced", ingest)
     assert src.kind == "balanced" and "discrepancy_std" in src.samples.column_names and not src.notes
     data = build_index(src, None)
@@ -327,7 +334,8 @@ def test_balanced_site_shows_uncertainty_only_from_its_own_scorer(work: Path, tm
         assert row[fields.index("d_std")] == pytest.approx(wanted[row[fields.index("id")]], abs=1e-6)
 
     other = scores.set_column(scores.schema.get_field_index("scorer_id"), "scorer_id",
-                              pa.array(["another"] * scores.num_rows)).append_column("discrepancy_std", std)
+                              pa.array(["another"] * scores.num_rows))
+    other = _with_std(other, std)
     pq.write_table(other, ingest / "scores.parquet")
     src = open_source(work / "balanced", ingest)
     assert "discrepancy_std" not in src.samples.column_names and "another scorer" in src.notes[0]

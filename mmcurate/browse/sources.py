@@ -31,6 +31,11 @@ _MANIFEST_COLUMNS = ("sample_id", "path", "label", "split", "start", "end", "dur
 _SCORE_EXTRAS = ("preferred", "pred_audio", "pred_visual", "fold", "discrepancy_std", "scorer_id")
 
 
+def _present(scores: pa.Table, column: str) -> bool:
+    """A score column with values (imported scores carry the uncertainty columns, all null)."""
+    return column in scores.column_names and scores.column(column).null_count < scores.num_rows
+
+
 @dataclass(frozen=True)
 class BrowseSource:
     """One browsable folder, read: a row per sample and what the page needs to describe it.
@@ -89,7 +94,7 @@ def _open_ingest(folder: Path) -> BrowseSource:
         return BrowseSource("ingest", folder, folder, manifest, classes, _raw_dir(ingest))
     scores = ingest.read_scores()
     require_columns(scores.column_names, ("sample_id", "p_audio", "p_visual", "discrepancy"), ingest.scores_path, "rerun `mmcurate score`")
-    keep = ["sample_id", "p_audio", "p_visual", "discrepancy", *[c for c in _SCORE_EXTRAS if c in scores.column_names]]
+    keep = ["sample_id", "p_audio", "p_visual", "discrepancy", *[c for c in _SCORE_EXTRAS if _present(scores, c)]]
     joined = manifest.join(scores.select(keep), "sample_id", join_type="left outer")
     notes = []
     unscored = joined.column("discrepancy").null_count
@@ -132,7 +137,7 @@ def _open_balanced(folder: Path, ingest_override: Path | None) -> BrowseSource:
     notes: list[str] = []
     if ingest.scores_path.is_file():
         scores = ingest.read_scores()
-        extras = [c for c in _SCORE_EXTRAS if c in scores.column_names and c != "scorer_id"]
+        extras = [c for c in _SCORE_EXTRAS if _present(scores, c) and c != "scorer_id"]
         same = ("scorer_id" in scores.column_names and scores.num_rows > 0
                 and scores.column("scorer_id")[0].as_py() == scorer)
         if extras and same:

@@ -9,6 +9,7 @@ covers only what decides which samples land in which split. The scorer settings 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,8 @@ class BalanceConfig:
             object.__setattr__(self, "scoring", dataclasses.replace(self.scoring, seed=self.seed))
         if self.seed < 0:
             raise MMCurateError(f"--seed must be 0 or more (got {self.seed})")
-        if self.max_discrepancy_std is not None and not self.max_discrepancy_std >= 0:
+        if self.max_discrepancy_std is not None and not (math.isfinite(self.max_discrepancy_std)
+                                                        and self.max_discrepancy_std >= 0):
             raise MMCurateError(f"--max-discrepancy-std must be a non-negative number (got {self.max_discrepancy_std})")
         for name, value in (("--per-bin", self.per_bin), ("--size", self.size)):
             if value is not None and value < 1:

@@ -50,7 +50,11 @@ def saved_scorer_for(source: IngestDir) -> SavedScorer:
     folder = source.scorers(str(meta["scorer_id"]))
     if not (folder / SCORER_META).is_file():
         raise MMCurateError(f"{folder}: no saved scorers for the scores of {source.path}; {FIX}")
-    return load_scorer(folder)
+    saved = load_scorer(folder)
+    if saved.meta.get("manifest_fingerprint") != source.fingerprint():
+        raise MMCurateError(f"{folder / SCORER_META}: these scorers were trained on other data than {source.path} holds "
+                            f"now (its manifest changed); {FIX}")
+    return saved
 
 
 def check_classes(candidates: IngestDir, saved: SavedScorer) -> list[str]:

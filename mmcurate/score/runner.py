@@ -236,10 +236,11 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
     why = "GPU found" if device.type == "cuda" else "no GPU found: CPU-sized models"
     info(
         f"score: {len(sample_ids)} samples, {len(classes)} classes, {cfg.folds} folds x 2 modalities"
-        f"{f' x {repeats} repeats' if repeats > 1 else ''}{' + 2 whole-set scorers' if save_scorers else ''} on {device} "
+        f"{f' x {repeats} repeats' if repeats > 1 else ''} on {device} "
         f"({why}: ResNet-18 width {cfg.width}, {cfg.image_size} px frames, {cfg.epochs} epochs, "
         f"confidence averaged over the last {cfg.avg_last}; {executor.describe()}"
         f"{f', data-parallel over {ranks.world} ranks' if ranks.world > 1 else ''}); group folds {grouping}"
+        f"{'; then 2 whole-set scorers saved for --candidates (--no-save-scorers skips them)' if save_scorers else ''}"
     )
     seconds: dict[str, float] = {}
     if pending:

@@ -171,8 +171,8 @@ def markdown(r: dict[str, Any]) -> str:
         "Reading it: the candidates' d comes from models trained on the 1000 seed clips only (weaker than the "
         "out-of-fold models of a 3000-clip set), so its distribution over the bins is not the one out-of-fold "
         "scoring of all 3000 clips would give; the bins fill from both pools, and the AUROCs say how well the "
-        "candidates' d still ranks the corrupted clips. One split seed, one scorer seed: differences of a few "
-        "hundredths between the two AUROC columns are within what other seeds would move.",
+        "candidates' d still ranks the corrupted clips. One split seed and one scorer seed were run; how much "
+        "these numbers move with other seeds was not measured.",
         "",
     ]
     return "\n".join(lines)

@@ -28,6 +28,14 @@ class BalanceConfig:
     """``mmcurate balance [INGEST_DIR]``: every setting of the stage."""
 
     ingest_dir: Path | None = opt(None, argument=True)
+    pool: tuple[Path, ...] = opt(
+        (),
+        "A scored ingest folder to sample from; repeat it to balance several pools together (each sample keeps its "
+        "pool's name in a `pool` column). INGEST_DIR, when given, is the first pool. The first pool is the seed pool "
+        "and the others are candidate pools (score them with `mmcurate score SEED --candidates DIR`). "
+        "Default: INGEST_DIR, else WORKDIR/ingest.",
+        metavar="DIR",
+    )
     out: Path | None = opt(None, "Output folder for the balanced dataset (default: WORKDIR/balanced).", show_default=False)
     bins: int = opt(10, "Equal-width discrepancy bins over [-1, 1].")
     edges: str | None = opt(
@@ -57,7 +65,11 @@ class BalanceConfig:
         "Off by default; the number left out is reported and recorded in the card.",
     )
     seed: int = opt(0, "Seed for sampling and splits (and for scoring if it runs).")
-    dry_run: bool = opt(False, "Print the plan (per-bin pool, target, shortfall, split sizes) without writing.")
+    dry_run: bool = opt(
+        False,
+        "Print the plan (per-bin pool, target, shortfall, split sizes) without writing; with --per-bin N also how "
+        "many more clips each bin and class of the seed pool needs, and what the candidate pools can supply.",
+    )
     max_shard_size: str = opt("500MB", "Largest Parquet shard of the export (e.g. 500MB).")
     no_features: bool = opt(False, "Leave cached audio features out of the export.")
     pretty_name: str | None = opt(None, "Dataset name shown on the card.")
@@ -75,6 +87,7 @@ class BalanceConfig:
     explicit_scoring: tuple[str, ...] = opt((), cli=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "pool", tuple(Path(p) for p in self.pool))
         if self.scoring.seed != self.seed:
             object.__setattr__(self, "scoring", dataclasses.replace(self.scoring, seed=self.seed))
         if self.seed < 0:
@@ -125,6 +138,7 @@ class BalanceConfig:
             "include_features": self.include_features,
             "pretty_name": self.pretty_name,
             "extra": self.extra,
+            **({"pool": [str(p) for p in self.pool]} if self.pool else {}),
         }
 
     def selection_hash(self) -> str:

@@ -2,7 +2,8 @@
 
 Reads the ingest output and its scores (scoring first, and saying so, when they are missing
 or stale), samples per bin and class, splits by bin and class with groups kept whole, writes
-``selection.parquet`` + a report, and exports the Hugging Face dataset with its card.
+``selection.parquet`` + a report, and exports the Hugging Face dataset with its card. With
+``--pool`` it samples several scored ingest folders together (:mod:`mmcurate.balance.pools`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import pyarrow as pa
 
 from mmcurate import __version__
 from mmcurate.balance.config import BalanceConfig
+from mmcurate.balance.needs import BinNeeds, bin_needs, print_needs
+from mmcurate.balance.pools import open_pools, score_sources, scored_pools
 from mmcurate.balance.report import chi_square_uniform, write_report
 from mmcurate.balance.sampling import BinPlan, plan_bins, sample_within_bins
 from mmcurate.common.console import info, summary_table
@@ -37,6 +40,7 @@ class BalanceResult:
     split_sizes: dict[str, int]
     summary: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
+    needs: BinNeeds | None = None
 
 
 def ensure_scores(ingest: IngestDir, cfg: BalanceConfig) -> None:
@@ -48,15 +52,28 @@ def ensure_scores(ingest: IngestDir, cfg: BalanceConfig) -> None:
         print_score_summary(score_out_of_fold(ingest, cfg.scoring, overwrite=cfg.rescore))
 
 
-def plan_balance(ingest: IngestDir, cfg: BalanceConfig) -> tuple[pa.Table, np.ndarray, np.ndarray, BinPlan, dict[str, Any]]:
-    """The pool, its bins, the selected row indices and the per-bin plan (no writing)."""
-    pool, meta = ingest.scored_pool()
+def ensure_pool_scores(pools: dict[str, IngestDir], cfg: BalanceConfig) -> None:
+    """The seed pool is scored when needed (:func:`ensure_scores`); every other pool must already
+    hold fresh scores: scoring it out-of-fold behind the user's back would replace candidate scores."""
+    first, *others = pools.values()
+    ensure_scores(first, cfg)
+    for ingest in others:
+        state = scores_state(ingest.path)
+        if state != "fresh":
+            raise MMCurateError(
+                f"{ingest.path}: scores are {state}; score this pool first (`mmcurate score {first.path} --candidates "
+                f"{ingest.path}` for new clips, or `mmcurate score {ingest.path}`)"
+            )
+
+
+def plan_balance(ingest: IngestDir | dict[str, IngestDir], cfg: BalanceConfig
+                 ) -> tuple[pa.Table, np.ndarray, np.ndarray, BinPlan, dict[str, Any]]:
+    """The pool, its bins, the selected row indices and the per-bin plan (no writing).
+
+    ``ingest`` is one scored folder or several (pool name -> folder, the seed pool first); the
+    pool table then has a ``pool`` column and the metadata is each pool's scores.json by name."""
+    pool, bins, outside, uncertain, meta = bin_pool(ingest, cfg)
     edges = cfg.bin_edges()
-    d = pool.column("discrepancy").to_numpy()
-    bins = assign_bins(d, edges)
-    outside = int((bins < 0).sum())
-    uncertain = uncertain_rows(pool, cfg.max_discrepancy_std) & (bins >= 0)
-    bins = np.where(uncertain, -1, bins)
     counts = np.bincount(bins[bins >= 0], minlength=len(edges) - 1)
     plan = plan_bins(counts, edges, cfg.per_bin, cfg.size, cfg.shortfall)
     if outside:
@@ -66,6 +83,35 @@ def plan_balance(ingest: IngestDir, cfg: BalanceConfig) -> tuple[pa.Table, np.nd
     labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
     chosen = sample_within_bins(bins, labels, plan.take, cfg.stratify == "label", cfg.seed)
     return pool, bins, chosen, plan, meta
+
+
+def bin_pool(ingest: IngestDir | dict[str, IngestDir], cfg: BalanceConfig
+             ) -> tuple[pa.Table, np.ndarray, int, np.ndarray, dict[str, Any]]:
+    """The scored pool, each sample's bin (-1: outside the edges or bin-uncertain), how many lie
+    outside, which were left out as uncertain, and the scores' metadata."""
+    if isinstance(ingest, IngestDir):
+        pool, meta = ingest.scored_pool()
+    else:
+        pool, metas = scored_pools(ingest)
+        meta = next(iter(metas.values())) if len(metas) == 1 else {"pools": metas}
+    d = pool.column("discrepancy").to_numpy()
+    bins = assign_bins(d, cfg.bin_edges())
+    outside = int((bins < 0).sum())
+    uncertain = uncertain_rows(pool, cfg.max_discrepancy_std) & (bins >= 0)
+    return pool, np.where(uncertain, -1, bins), outside, uncertain, meta
+
+
+def pool_needs(pools: dict[str, IngestDir], cfg: BalanceConfig) -> BinNeeds:
+    """Per bin and class, what the seed pool (the first) lacks to reach ``--per-bin`` and what the
+    other pools hold (:mod:`mmcurate.balance.needs`)."""
+    if cfg.per_bin is None:
+        raise MMCurateError("the needs table needs a target: give --per-bin N")
+    pool, bins, _, _, _ = bin_pool(pools, cfg)
+    seed_name = next(iter(pools))
+    labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
+    candidate = np.asarray(pool.column("pool").to_pylist(), dtype=object) != seed_name
+    return bin_needs(bins, labels, candidate, next(iter(pools.values())).read_classes(), len(cfg.bin_edges()) - 1,
+                     cfg.per_bin)
 
 
 def uncertain_rows(pool: pa.Table, max_std: float | None) -> np.ndarray:
@@ -80,31 +126,44 @@ def uncertain_rows(pool: pa.Table, max_std: float | None) -> np.ndarray:
     return pool.column("discrepancy_std").to_numpy() > max_std
 
 
+def pool_paths(workdir: Workdir, cfg: BalanceConfig) -> list[Path]:
+    """The pools to balance, seed pool first: INGEST_DIR then every --pool; else the work dir's ingest."""
+    paths = ([cfg.ingest_dir] if cfg.ingest_dir else []) + list(cfg.pool)
+    return paths or [workdir.ingest.path]
+
+
 def run_balance(workdir: Workdir, cfg: BalanceConfig) -> BalanceResult:
     """The ``mmcurate balance`` stage: score if needed, select, split, report, export.
 
     The output folder is checked (a balanced output, empty, or ``--overwrite``) and locked before
     anything is scored or written; a dry run only reads.
     """
-    ingest = IngestDir(cfg.ingest_dir or workdir.ingest.path).require()
+    pools = open_pools(pool_paths(workdir, cfg))
     balanced = BalancedDir(cfg.out or workdir.balanced.path)
     check_output_path(balanced.path)
     if cfg.dry_run:
-        return _run_balance(ingest, balanced, cfg)
+        return _run_balance(pools, balanced, cfg)
     balanced.claim(cfg.overwrite, write=False)  # a refused folder is left untouched (no lock file either)
     lock = balanced.lock()
     lock.acquire(exclusive=True)
     try:
         balanced.claim(cfg.overwrite)
-        return _run_balance(ingest, balanced, cfg)
+        return _run_balance(pools, balanced, cfg)
     finally:
         lock.release()
 
 
-def _run_balance(ingest: IngestDir, balanced: BalancedDir, cfg: BalanceConfig) -> BalanceResult:
-    ensure_scores(ingest, cfg)
+def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: BalanceConfig) -> BalanceResult:
+    ingest = next(iter(pools.values()))  # the seed pool: its ingest config describes the source on the card
+    ensure_pool_scores(pools, cfg)
     ratios = parse_ratios(cfg.split)
-    pool, bins, chosen, plan, meta = plan_balance(ingest, cfg)
+    needs = None
+    if cfg.dry_run and cfg.per_bin is not None:  # before planning: a target the pools cannot meet stops the plan
+        needs = pool_needs(pools, cfg)
+        print_needs(needs, cfg.bin_edges(), len(pools) > 1)
+    pool, bins, chosen, plan, _ = plan_balance(pools, cfg)
+    metas = {name: ingest_dir.read_scores_meta() for name, ingest_dir in pools.items()}
+    meta = metas[next(iter(pools))]
     labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
     groups_all = pool.column("group").to_pylist()
     use_groups = not cfg.ignore_groups and any(g is not None for g in groups_all)
@@ -131,11 +190,14 @@ def _run_balance(ingest: IngestDir, balanced: BalancedDir, cfg: BalanceConfig) -
         "chi_square_after": chi_square_uniform(np.bincount(bins[chosen], minlength=len(plan.edges) - 1)),
         "notes": plan.notes,
         **_uncertainty_summary(pool, chosen, plan.edges, cfg.max_discrepancy_std),
+        **_pools_summary(pools, pool, chosen, metas),
     }
     _warn_split_drift(summary, ratios)
-    result = BalanceResult(balanced.path, plan, len(chosen), split_sizes, summary, cfg.dry_run)
+    result = BalanceResult(balanced.path, plan, len(chosen), split_sizes, summary, cfg.dry_run, needs)
     print_plan(result)
     if cfg.dry_run:
+        if needs is not None:
+            summary["needs"] = needs.to_dict()
         info("balance: --dry-run, nothing written")
         return result
     if len(chosen) == 0:
@@ -154,6 +216,7 @@ def _run_balance(ingest: IngestDir, balanced: BalancedDir, cfg: BalanceConfig) -
             "p_visual": sel.column("p_visual"),
             "discrepancy": sel.column("discrepancy"),
             "group": sel.column("group"),
+            "pool": sel.column("pool"),
         },
         schema=SELECTION_SCHEMA,
     )
@@ -162,14 +225,38 @@ def _run_balance(ingest: IngestDir, balanced: BalancedDir, cfg: BalanceConfig) -
         balanced.report_dir, plan.edges, d_all, d_all[chosen], bins, bins[chosen], labels, labels[chosen], splits, summary
     )
     provenance = _provenance(ingest, cfg, summary, meta)
-    balanced.write_meta({"config": cfg.to_dict(), "ingest_dir": str(ingest.path.resolve()), **provenance, "summary": summary})
+    pool_dirs = {name: str(p.path.resolve()) for name, p in pools.items()}
+    balanced.write_meta({"config": cfg.to_dict(), "ingest_dir": str(ingest.path.resolve()),
+                         **({"pool_dirs": pool_dirs} if len(pools) > 1 else {}), **provenance, "summary": summary})
     from mmcurate.export import export_balanced
 
     export_balanced(
-        ingest.path, balanced.selection_path, balanced.path, provenance, max_shard_size=cfg.max_shard_size,
-        include_features=cfg.include_features,
+        ingest.path if len(pools) == 1 else {name: p.path for name, p in pools.items()}, balanced.selection_path,
+        balanced.path, provenance, max_shard_size=cfg.max_shard_size, include_features=cfg.include_features,
     )
     return result
+
+
+def _pools_summary(pools: dict[str, IngestDir], pool: pa.Table, chosen: np.ndarray,
+                   metas: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per pool: how its scores were made, its size and how many samples it gave; only when the
+    selection is not simply one folder's out-of-fold scores (the card then says where scores came from)."""
+    sources = score_sources(metas)
+    if len(pools) == 1 and all(s == "oof" for s in sources.values()):
+        return {}
+    names = np.asarray(pool.column("pool").to_pylist(), dtype=object)
+    return {
+        "pools": {
+            name: {
+                "scores": sources[name],
+                "out_of_fold": sources[name] == "oof",
+                "pool_size": int((names == name).sum()),
+                "selected": int((names[chosen] == name).sum()),
+                "scorer_id": metas[name].get("scorer_id"),
+            }
+            for name in pools
+        }
+    }
 
 
 def _uncertainty_summary(pool: pa.Table, chosen: np.ndarray, edges: np.ndarray, max_std: float | None) -> dict[str, Any]:
@@ -201,7 +288,7 @@ def _provenance(ingest: IngestDir, cfg: BalanceConfig, summary: dict[str, Any], 
         "ingest_config": ingest_cfg.get("identity", {}).get("config"),
         "source": {**(ingest_cfg.get("source") or {}), **cfg.extra},
     }
-    for key in ("max_discrepancy_std", "uncertain_left_out", "selection_mean_bin_probability"):
+    for key in ("max_discrepancy_std", "uncertain_left_out", "selection_mean_bin_probability", "pools"):
         if key in summary:
             prov[key] = summary[key]
     if cfg.pretty_name:
@@ -212,7 +299,7 @@ def _provenance(ingest: IngestDir, cfg: BalanceConfig, summary: dict[str, Any], 
 
 
 #: how long a scorer job took, and whether it was resumed: facts of one run, not of the data
-_RUN_FACTS = frozenset({"seconds", "resumed", "elapsed_seconds"})
+_RUN_FACTS = frozenset({"seconds", "resumed", "elapsed_seconds", "whole_set_seconds"})
 
 
 def _without_timings(value: Any) -> Any:

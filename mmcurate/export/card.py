@@ -45,6 +45,7 @@ COLUMN_TEXT = {
     "split": "split as named in the mmcurate selection",
     "path": "source file, relative to the raw folder",
     "sha256": "sha256 of the source file",
+    "pool": "the scored ingest folder (pool) the clip was sampled from, named in the pool rows above",
 }
 
 _SIZE_CATEGORIES = (
@@ -156,6 +157,15 @@ def _body(
         "sampled so that `d` spreads evenly over the bins below, so the set is neither audio- nor "
         "visual-dominated. The clips keep the licence of their source.",
         "",
+    ]
+    if any(pool.get("scores") == "candidates" for pool in (provenance.get("pools") or {}).values()):
+        lines += [
+            "Some clips were added to fill the bins: their scores are **not out-of-fold**. They come from scorers "
+            "trained on the whole seed pool, models that never saw those clips, with the seed pool's out-of-fold "
+            "calibration (the `pool` column says which pool each clip came from; see the pool rows below).",
+            "",
+        ]
+    lines += [
         "## Provenance",
         "",
         "| | |",
@@ -179,6 +189,9 @@ def _body(
     if provenance.get("max_discrepancy_std") is not None:
         lines.append(f"| left out as bin-uncertain | {_cell(provenance.get('uncertain_left_out'))} samples with "
                      f"discrepancy_std above {_num(provenance['max_discrepancy_std'])} |")
+    for name, pool in (provenance.get("pools") or {}).items():
+        lines.append(f"| pool `{_cell(name)}` | {_cell(pool.get('selected'))} of {_cell(pool.get('pool_size'))} clips; "
+                     f"scores: {_cell(_scores_text(pool))} |")
     if provenance.get("notes"):
         lines.append(f"| notes | {_cell(provenance['notes'])} |")
     lines += ["", "## Splits and bins", ""]
@@ -218,6 +231,14 @@ def _body(
         "",
     ]
     return "\n".join(lines)
+
+
+def _scores_text(pool: Mapping[str, Any]) -> str:
+    if pool.get("scores") == "oof":
+        return "out-of-fold"
+    if pool.get("scores") == "candidates":
+        return "candidates, not out-of-fold (whole-set scorers that never saw these clips)"
+    return str(pool.get("scores"))
 
 
 def _targets_text(targets: Any) -> str:

@@ -17,7 +17,7 @@ import contextlib
 import json
 import shutil
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,7 @@ class ExportResult:
 
 
 def export_balanced(
-    ingest_dir: Path,
+    ingest_dir: Path | Mapping[str, Path],
     selection: Path | pa.Table,
     out_dir: Path,
     provenance: dict[str, Any],
@@ -105,16 +105,21 @@ def export_balanced(
     (default ``mmcurate.__version__``), ``source`` (``{name, license, url}``; falls back to the
     ingest config's ``source``), ``pretty_name``, ``notes``. ``include_features`` exports the
     ingest's cached audio features (log-mel) when the shards hold any.
+
+    ``ingest_dir`` may map pool names to several ingest folders (``balance --pool``): each
+    selected row is then read from the folder its ``pool`` column names, and the export carries
+    that column. The first folder's ingest config describes the source on the card.
     """
     out_dir = Path(out_dir)
     balanced = BalancedDir(out_dir)
     max_bytes = parse_shard_size(max_shard_size)
-    ingest = IngestDir(Path(ingest_dir)).require()
+    pools = _open_pools(ingest_dir)
+    ingest = next(iter(pools.values()))
     classes = ingest.read_classes()
     ingest_config = ingest.read_config()
     sel, sel_name = read_selection(selection)
-    joined = join_manifest(sel, ingest, classes, sel_name)
-    with_features = include_features and ingest.any_features(joined["shard"].to_pylist())
+    joined = _join_pools(sel, pools, classes, sel_name)
+    with_features = include_features and _pools_have_features(pools, joined)
     features_meta = _features_metadata(ingest) if with_features else {}
 
     split_groups = _group_splits(joined, sel_name)
@@ -123,14 +128,14 @@ def export_balanced(
     media_by_split: dict[str, pa.Table] = {}
     with progress_bar("export: reading shards", total=len(split_groups)) as advance:
         for hub_name, (_, rows) in split_groups.items():
-            media = ingest.media_for(rows, with_features)
+            media = _media_for(pools, rows, with_features)
             media_by_split[hub_name] = media
             audio_probe.append(media["audio"])
             rates.append(pc.filter(media["audio_sample_rate"], pc.is_valid(media["audio"])))
             advance()
     audio_as_hub_type = all(audio_is_hub_encodable(a) for a in audio_probe)
     sample_rate = single_sample_rate(pa.chunked_array([c for r in rates for c in r.chunks], pa.int32()))
-    features = build_features(classes, sample_rate, audio_as_hub_type, with_features)
+    features = build_features(classes, sample_rate, audio_as_hub_type, with_features, with_pool=None not in pools)
 
     balanced.clean_stale_staging()
     staging = balanced.new_staging_dir()
@@ -173,6 +178,70 @@ def export_balanced(
     if show_summary:
         summary_table(f"export -> {out_dir}", ["split", "rows", "shards", "bytes"], result.summary_rows())
     return result
+
+
+def _open_pools(ingest_dir: Path | Mapping[str, Path]) -> dict[str | None, IngestDir]:
+    """One ingest folder (key None: the selection's pool column is not consulted) or pool name -> folder."""
+    if not isinstance(ingest_dir, Mapping):
+        return {None: IngestDir(Path(ingest_dir)).require()}
+    if not ingest_dir:
+        raise MMCurateError("export: no ingest folder given")
+    pools: dict[str | None, IngestDir] = {str(k): IngestDir(Path(v)).require() for k, v in ingest_dir.items()}
+    first = next(iter(pools.values()))
+    for other in pools.values():
+        if other.read_classes() != first.read_classes():
+            raise MMCurateError(f"pools {first.path} and {other.path} have different class lists; export pools with "
+                                "the same classes in the same order")
+    return pools
+
+
+def _join_pools(sel: pa.Table, pools: dict[str | None, IngestDir], classes: list[str], sel_name: str) -> pa.Table:
+    """The selection joined with each row's own pool's manifest (one folder: with that folder's)."""
+    if None in pools:
+        return join_manifest(sel, pools[None], classes, sel_name)
+    if "pool" not in sel.column_names or sel["pool"].null_count:
+        raise MMCurateError(f"{sel_name}: several pools given but the selection has no pool for every row; "
+                            "rerun `mmcurate balance`")
+    unknown = sorted(set(sel["pool"].to_pylist()) - set(pools))
+    if unknown:
+        raise MMCurateError(f"{sel_name}: pool(s) {unknown[:5]} are not among the folders given ({', '.join(map(str, pools))})")
+    parts = [join_manifest(sel.filter(pc.equal(sel["pool"], name)), ingest, classes, sel_name)
+             for name, ingest in pools.items()]
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
+def _pools_have_features(pools: dict[str | None, IngestDir], joined: pa.Table) -> bool:
+    """Whether to export cached audio features: some selected row has them, and every pool cached
+    them with the same config (rows of one column must mean the same thing)."""
+    if len(pools) > 1 and len({canonical(_features_metadata(p)) for p in pools.values()}) > 1:
+        return False
+    for name, ingest in pools.items():
+        rows = joined if name is None else joined.filter(pc.equal(joined["pool"], name))
+        if rows.num_rows and ingest.any_features(rows["shard"].to_pylist()):
+            return True
+    return False
+
+
+def canonical(meta: dict[bytes, bytes]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple(sorted(meta.items()))
+
+
+def _media_for(pools: dict[str | None, IngestDir], rows: pa.Table, with_features: bool) -> pa.Table:
+    """Media columns for ``rows`` in their order, each row read from its own pool's shards."""
+    if None in pools:
+        return pools[None].media_for(rows, with_features)
+    names = rows["pool"].to_pylist()
+    pieces, order = [], []
+    for name, ingest in pools.items():
+        idx = [i for i, n in enumerate(names) if n == name]
+        if idx:
+            pieces.append(ingest.media_for(rows.take(pa.array(idx, pa.int64())), with_features))
+            order.extend(idx)
+    combined = pa.concat_tables(pieces, promote_options="permissive").combine_chunks()
+    inverse = [0] * len(order)
+    for pos, i in enumerate(order):
+        inverse[i] = pos
+    return combined.take(pa.array(inverse, pa.int64()))
 
 
 def _group_splits(joined: pa.Table, sel_name: str) -> dict[str, tuple[str, pa.Table]]:

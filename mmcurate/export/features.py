@@ -36,12 +36,14 @@ def single_sample_rate(rates: pa.ChunkedArray | pa.Array) -> int | None:
 
 
 def build_features(
-    classes: list[str], sample_rate: int | None, audio_as_hub_type: bool, with_features: bool
+    classes: list[str], sample_rate: int | None, audio_as_hub_type: bool, with_features: bool, with_pool: bool = False
 ) -> Features:
     """The export schema (``mmcurate.store.schemas.EXPORT_COLUMNS``) as ``datasets.Features``.
 
     Audio is the Hub's ``Audio`` type with decoding on, as every Hub audio dataset stores it;
     reading without torchcodec is a read-time choice (see :mod:`mmcurate.export.read`).
+    ``with_pool`` adds the ``pool`` column (which scored folder a row came from) when several
+    pools were balanced together.
     """
     cols: dict[str, object] = {
         "sample_id": Value("string"),
@@ -63,6 +65,8 @@ def build_features(
             "sha256": Value("string"),
         }
     )
+    if with_pool:
+        cols["pool"] = Value("string")
     return Features(cols)
 
 
@@ -85,8 +89,9 @@ def build_export_table(rows: pa.Table, media: pa.Table, features: Features, clas
     }
     if "audio_features" in features:
         arrays["audio_features"] = media["audio_features"].combine_chunks().cast(schema.field("audio_features").type)
-    for name in ("p_audio", "p_visual", "discrepancy", "bin", "split", "path", "sha256"):
-        arrays[name] = rows[name].combine_chunks().cast(schema.field(name).type)
+    for name in ("p_audio", "p_visual", "discrepancy", "bin", "split", "path", "sha256", "pool"):
+        if name in schema.names:
+            arrays[name] = rows[name].combine_chunks().cast(schema.field(name).type)
     return pa.Table.from_arrays([arrays[n] for n in schema.names], schema=schema)
 
 

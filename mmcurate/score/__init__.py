@@ -23,7 +23,7 @@ STAGE: Stage[ScoreStageConfig, ScoreResult] = Stage(
     name="score",
     config=ScoreStageConfig,
     reads=("ingest/manifest.parquet", "ingest/shards/*.arrow", "ingest/classes.json"),
-    writes=("ingest/scores.parquet", "ingest/scores.json", "ingest/score_runs/<scorer>/"),
+    writes=("ingest/scores.parquet", "ingest/scores.json", "ingest/score_runs/<scorer>/", "ingest/scorers/<scorer>/"),
     run=run_score,
     summarize=print_summary,
 )

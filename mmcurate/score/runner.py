@@ -7,7 +7,9 @@ cross-fitting): every confidence is still out-of-fold, with less model-to-model 
 (``score_runs/<scorer>/``), so an interrupted run resumes where it stopped, and the final
 ``scores.parquet`` is written atomically once every sample has both confidences. Calibration,
 per-sample uncertainty and bin probability are assembled from the jobs' arrays by the pure
-functions of :mod:`mmcurate.score.assemble`.
+functions of :mod:`mmcurate.score.assemble`. With ``--save-scorers`` (the default) two more jobs
+train one scorer per modality on every sample and save it for scoring new clips
+(:mod:`mmcurate.score.scorers`, ``--candidates``).
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ from mmcurate.score.assemble import Assembled, ModalityRuns, assemble_scores
 from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
 from mmcurate.score.folds import check_fold_feasible, group_folds, resolve_group_folds, stratified_folds
 from mmcurate.score.registry import get_scorer
+from mmcurate.score.scorers import calibration_params, model_file, save_model, write_scorer_meta
 from mmcurate.score.train import FitResult, InMemorySource, StreamingSource, fit_predict
 from mmcurate.store import IngestDir, UnitMarker, Workdir
 from mmcurate.store.schemas import SCORES_SCHEMA
 
 MODALITIES = ("audio", "visual")
+#: the fold number of a whole-set job: trained on every sample, saved to score new clips
+WHOLE = -1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -84,8 +89,22 @@ class ScoreJob:
     modality: str
 
     @property
+    def whole(self) -> bool:
+        return self.fold == WHOLE
+
+    @property
     def name(self) -> str:
+        if self.whole:
+            return f"whole-{self.modality}"
         return f"fold{self.fold}-{self.modality}" if self.repeat == 0 else f"repeat{self.repeat}-fold{self.fold}-{self.modality}"
+
+
+def job_seed(seed: int, job: ScoreJob) -> int:
+    """The training seed of a job: distinct per (repeat, fold, modality); whole-set jobs use
+    ``seed * 1000 + 990 + modality`` (a fold job reaches that only at repeat 9, fold 9)."""
+    if job.whole:
+        return seed * 1000 + 990 + MODALITIES.index(job.modality)
+    return seed * 1000 + job.repeat * 100 + job.fold * 10 + MODALITIES.index(job.modality)
 
 
 class FoldTrainer:
@@ -96,26 +115,36 @@ class FoldTrainer:
         self.sources, self.fold_sets, self.num_classes = sources, fold_sets, num_classes
         self.cfg, self.device, self.n_frames = cfg, device, n_frames
         self.threads, self.ranks = threads, ranks
+        #: the tensor config with ``audio_frames`` fixed to what the inputs were decoded with
+        self.tensor_config: TensorConfig | None = None
 
     def __call__(self, job: ScoreJob) -> tuple[FitResult, float]:
         started = time.monotonic()
         folds = self.fold_sets[job.repeat]
-        held, train = np.flatnonzero(folds == job.fold), np.flatnonzero(folds != job.fold)
-        seed = self.cfg.seed * 1000 + job.repeat * 100 + job.fold * 10 + MODALITIES.index(job.modality)
+        held, train = np.flatnonzero(folds == job.fold), np.flatnonzero(folds != job.fold)  # whole: none held out
+        seed = job_seed(self.cfg.seed, job)
         before = torch.get_num_threads()
         if self.threads is not None:  # the same count on any engine: torch's CPU results depend on it
             torch.set_num_threads(self.threads)
         try:
             res = fit_predict(self.sources[job.modality], train, held, self.num_classes, self.cfg, seed, self.device,
-                              self.n_frames, ranks=self.ranks)
+                              self.n_frames, ranks=self.ranks, keep_window=job.whole)
         finally:
             torch.set_num_threads(before)
         return res, time.monotonic() - started
 
 
 def run_score(workdir: Workdir, stage: ScoreStageConfig) -> ScoreResult:
-    """The ``mmcurate score`` stage: built-in out-of-fold scores, imported scores or a plugin's."""
+    """The ``mmcurate score`` stage: built-in out-of-fold scores, imported scores or a plugin's,
+    or (``--candidates``) new clips scored with the saved whole-set scorers."""
     ingest = IngestDir(stage.ingest_dir or workdir.ingest.path).require()
+    if stage.candidates is not None:
+        from mmcurate.score.candidates import score_candidates
+
+        if stage.scores_from is not None or stage.scorer != BUILTIN_SCORER:
+            raise MMCurateError("--candidates scores with the saved built-in scorers; leave out --scores-from/--scorer")
+        return score_candidates(ingest, IngestDir(stage.candidates).require(), stage.scorer_settings,
+                                allow_missing=stage.allow_missing)
     if stage.scores_from is not None:
         from mmcurate.score.importer import import_scores
 
@@ -134,12 +163,13 @@ def run_score(workdir: Workdir, stage: ScoreStageConfig) -> ScoreResult:
         table, scorer_id = validate_scores(ingest, ext, f"scorer {stage.scorer!r}", f"plugin:{stage.scorer}")
         return write_external_scores(ingest, table, scorer_id, "plugin", {"scorer": stage.scorer})
     return score_out_of_fold(ingest, stage.scorer_settings, overwrite=stage.overwrite,
-                             allow_missing=stage.allow_missing, array=stage.array, execution=stage.execution)
+                             allow_missing=stage.allow_missing, array=stage.array, execution=stage.execution,
+                             save_scorers=stage.save_scorers)
 
 
 def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = False, allow_missing: bool = False,
                       executor: Executor | None = None, *, array: ArrayJobConfig | None = None,
-                      execution: ExecutionConfig | None = None) -> ScoreResult:
+                      execution: ExecutionConfig | None = None, save_scorers: bool = True) -> ScoreResult:
     """Score every sample of a finished ingest out-of-fold; write scores.parquet + scores.json.
 
     Each (repeat, fold, modality) job is a work unit with a completion marker in
@@ -147,6 +177,8 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
     itself uses the cores; on Ray one task per job, the decoded inputs put in the object store
     once), and the driver writes each job's result, then the scores once every job is done.
     Under ``--distributed`` every rank trains every job together (data-parallel); rank 0 writes.
+    With ``save_scorers`` two more jobs train a whole-set scorer per modality, saved with their
+    out-of-fold calibration in ``scorers/<scorer>/`` (:mod:`mmcurate.score.scorers`).
     """
     t0 = time.monotonic()
     execution = execution or ExecutionConfig()
@@ -174,17 +206,25 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
 
     scorer_id = cfg.scorer_id()
     run_dir = ingest.score_runs(scorer_id)
+    scorers_dir = ingest.scorers(scorer_id)
     fingerprint = ingest.fingerprint()
-    if overwrite and run_dir.exists() and ranks.is_main:
-        shutil.rmtree(run_dir)
+    if overwrite and ranks.is_main:
+        for folder in (run_dir, scorers_dir):
+            if folder.exists():
+                shutil.rmtree(folder)
     distributed.barrier(ranks)
     jobs = [ScoreJob(r, k, m) for r in range(repeats) for k in range(cfg.folds) for m in MODALITIES]
-    units = [WorkUnit(job.name, i, (job,)) for i, job in enumerate(jobs)]
+    whole_jobs = [ScoreJob(0, WHOLE, m) for m in MODALITIES] if save_scorers else []
+    units = [WorkUnit(job.name, i, (job,)) for i, job in enumerate(jobs + whole_jobs)]
 
     def marker(job: ScoreJob) -> UnitMarker:
+        if job.whole:
+            return UnitMarker(scorers_dir / f"{job.modality}.json", scorers_dir)
         return UnitMarker(run_dir / f"{job.name}.json", run_dir)
 
     def job_identity(job: ScoreJob) -> str:
+        if job.whole:
+            return config_hash([fingerprint, job.name], length=32)
         held = np.flatnonzero(fold_sets[job.repeat] == job.fold)
         return config_hash([fingerprint, held.tolist()], length=32)
 
@@ -200,6 +240,7 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
         f"({why}: ResNet-18 width {cfg.width}, {cfg.image_size} px frames, {cfg.epochs} epochs, "
         f"confidence averaged over the last {cfg.avg_last}; {executor.describe()}"
         f"{f', data-parallel over {ranks.world} ranks' if ranks.world > 1 else ''}); group folds {grouping}"
+        f"{'; then 2 whole-set scorers saved for --candidates (--no-save-scorers skips them)' if save_scorers else ''}"
     )
     seconds: dict[str, float] = {}
     if pending:
@@ -211,9 +252,20 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
                 if not ranks.is_main:  # only rank 0 writes
                     continue
                 check_finite(res.probs, job.name, cfg)
-                part = run_dir / f"{job.name}.npz"
-                _save_part(part, res)
-                marker(job).record(job_identity(job), [part])
+                if job.whole and not np.isfinite(res.losses).all():
+                    raise MMCurateError(f"scorer training diverged: whole-set job {job.name} has a non-finite loss "
+                                        f"(--lr {cfg.lr:g}); lower --lr, then rerun `mmcurate score`")
+                if job.whole:
+                    part = model_file(scorers_dir, job.modality)
+                    tensor_config = trainer.tensor_config or _tensor_config(cfg)
+                    save_model(part, res, job.modality, len(classes), int(cfg.width or 8), tensor_config,
+                               job_seed(cfg.seed, job))
+                    marker(job).record(job_identity(job), [part], {"tensor_config": tensor_config.to_dict(),
+                                                                    "audio_stats": list(res.audio_stats or ())})
+                else:
+                    part = run_dir / f"{job.name}.npz"
+                    _save_part(part, res)
+                    marker(job).record(job_identity(job), [part])
                 seconds[job.name] = round(took, 2)
                 advance()
     if not ranks.is_main:
@@ -247,6 +299,11 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
             info(f"score: {m} confidences are written uncalibrated: {cal['reason']}")
     elapsed = time.monotonic() - t0
     metrics["folds"] = fold_stats
+    if save_scorers:  # what the saved scorers cost (0 when resumed)
+        metrics["whole_set_seconds"] = {job.name: seconds.get(job.name, 0.0) for job in whole_jobs}
+    if save_scorers:
+        _write_scorer_meta(ingest, scorer_id, cfg, classes, y, runs, metrics, fingerprint,
+                           {m: marker(ScoreJob(0, WHOLE, m)).read_payload() for m in MODALITIES}, str(device))
     ingest.write_scores(
         table_out,
         {
@@ -260,6 +317,7 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
             "group_folds": {"used": grouped, "why": grouping},
             "manifest_fingerprint": fingerprint,
             "groups_fingerprint": ingest.groups_fingerprint(),
+            "scorers": f"{IngestDir.SCORERS}/{scorer_id}" if save_scorers else None,
             "mmcurate_version": __version__,
             "torch_version": torch.__version__,
             "metrics": metrics,
@@ -267,6 +325,41 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
         },
     )
     return ScoreResult(ingest.path, scorer_id, str(device), elapsed, metrics)
+
+
+def _write_scorer_meta(ingest: IngestDir, scorer_id: str, cfg: ScoreConfig, classes: list[str], y: np.ndarray,
+                       runs: dict[str, ModalityRuns], metrics: dict[str, Any], fingerprint: str,
+                       payloads: dict[str, Any], device: str) -> None:
+    """``scorers/<scorer>/scorer.json``: what scoring new clips needs besides the weights, with the
+    calibration fitted on every out-of-fold prediction (see :mod:`mmcurate.score.scorers`)."""
+    calibration = {}
+    for m in MODALITIES:
+        oof = metrics["calibration"][m]
+        if oof["method"] == "none":  # the out-of-fold scores are uncalibrated: new clips must match them
+            calibration[m] = {"method": "none", "reason": oof.get("reason")}
+        else:
+            calibration[m] = calibration_params(np.mean(runs[m].probs, axis=0), y, cfg.calibration)
+    write_scorer_meta(
+        ingest.scorers(scorer_id),
+        {
+            "scorer_id": scorer_id,
+            "config": cfg.content_dict(),
+            "config_hash": cfg.content_hash(),
+            "classes": classes,
+            "tensor_config": payloads["audio"]["tensor_config"],
+            "audio_stats": {"mean": payloads["audio"]["audio_stats"][0], "std": payloads["audio"]["audio_stats"][1]},
+            "calibration": calibration,
+            "calibration_fitted_on": f"every out-of-fold prediction of this ingest ({len(y)} samples)",
+            "epoch_ratio": {m: metrics["uncertainty"][f"epoch_ratio_{m}"] for m in MODALITIES},
+            "models": {m: model_file(ingest.scorers(scorer_id), m).name for m in MODALITIES},
+            "seeds": {m: job_seed(cfg.seed, ScoreJob(0, WHOLE, m)) for m in MODALITIES},
+            "train_samples": len(y),
+            "manifest_fingerprint": fingerprint,
+            "device": device,
+            "mmcurate_version": __version__,
+            "torch_version": torch.__version__,
+        },
+    )
 
 
 def _tensor_config(cfg: ScoreConfig) -> TensorConfig:
@@ -288,6 +381,7 @@ def _trainer(ingest: IngestDir, sample_ids: list[str], labels: list[str], classe
         n_frames = int(tensors.frames.shape[1])
         for m in MODALITIES:
             sources[m] = InMemorySource(tensors, m)
+        tcfg = dataclasses.replace(tcfg, audio_frames=tensors.audio_frames)
     else:
         info(
             f"score: decoded inputs would take about {need_gb:.1f} GB (> --memory-budget-gb {cfg.memory_budget_gb:g}); "
@@ -299,7 +393,10 @@ def _trainer(ingest: IngestDir, sample_ids: list[str], labels: list[str], classe
         n_frames = tcfg.num_frames
         for m in MODALITIES:
             sources[m] = StreamingSource(dataset, label_idx, m, workers)
-    return FoldTrainer(sources, fold_sets, len(classes), cfg, device, n_frames)
+        tcfg = dataclasses.replace(tcfg, audio_frames=dataset.audio_frames)
+    trainer = FoldTrainer(sources, fold_sets, len(classes), cfg, device, n_frames)
+    trainer.tensor_config = tcfg
+    return trainer
 
 
 def _folds(cfg: ScoreConfig, labels: list[str], groups: list[str | None], repeat: int) -> np.ndarray:
@@ -419,12 +516,14 @@ def read_scores(ingest_dir: Path) -> pa.Table:
 
 def print_summary(result: ScoreResult) -> None:
     m = result.metrics
+    kind = "out-of-fold" if "candidates" not in m else "whole-set scorer"
     rows = [
         ["scorer", result.scorer_id],
         ["device", result.device],
         ["samples", m.get("samples")],
-        ["out-of-fold accuracy, audio", m.get("oof_accuracy_audio")],
-        ["out-of-fold accuracy, visual", m.get("oof_accuracy_visual")],
+        *([["scores", m["candidates"]]] if "candidates" in m else []),
+        [f"{kind} accuracy, audio", m.get("oof_accuracy_audio", m.get("accuracy_audio"))],
+        [f"{kind} accuracy, visual", m.get("oof_accuracy_visual", m.get("accuracy_visual"))],
         ["mean p_audio / p_visual", f"{m.get('mean_p_audio')} / {m.get('mean_p_visual')}"],
         ["audio-preferred share", m.get("share_audio_preferred")],
         ["mean |d|", m.get("mean_abs_discrepancy")],

@@ -165,6 +165,10 @@ class FitResult:
     epochs: np.ndarray
     train_true: np.ndarray
     losses: np.ndarray
+    #: with ``keep_window``: the weights after each averaged epoch (CPU state dicts) and the audio
+    #: standardisation (mean, std), so the model can score other clips later (saved scorers)
+    checkpoints: list[dict[str, torch.Tensor]] | None = None
+    audio_stats: tuple[float, float] | None = None
 
 
 def fit_predict(
@@ -179,6 +183,7 @@ def fit_predict(
     on_epoch: Callable[[int, float], None] | None = None,
     ranks: Ranks = SINGLE,
     record_all_epochs: bool = False,
+    keep_window: bool = False,
 ) -> FitResult:
     """Train on ``train_idx`` only and predict ``held_idx``; a pure function of its inputs (the
     same arguments give the same arrays), so a scheduler may run it anywhere.
@@ -187,7 +192,8 @@ def fit_predict(
     epoch of the averaging window (of every epoch with ``record_all_epochs``, for benchmarks).
     Under ``--distributed`` (``ranks.world`` > 1) the model trains as DistributedDataParallel,
     each rank on its share of every batch (:mod:`mmcurate.execution.distributed`); every rank
-    returns the same probabilities."""
+    returns the same probabilities. ``keep_window`` also returns the averaged epochs' weights
+    (a whole-set scorer: ``held_idx`` may then be empty)."""
     gen = seed_everything(seed)
     train_t = torch.as_tensor(train_idx, dtype=torch.int64)
     held_t = torch.as_tensor(held_idx, dtype=torch.int64)
@@ -207,6 +213,7 @@ def fit_predict(
     prob_sum = torch.zeros(len(held_idx), num_classes, dtype=torch.float64)
     held_true: list[torch.Tensor] = []
     recorded: list[int] = []
+    checkpoints: list[dict[str, torch.Tensor]] = []
     position = torch.full((int(train_t.max()) + 1 if len(train_t) else 0,), -1, dtype=torch.int64)
     position[train_t] = torch.arange(len(train_t))
     train_true = torch.full((cfg.epochs, len(train_t)), float("nan"), dtype=torch.float32)
@@ -246,7 +253,9 @@ def fit_predict(
         in_window = epoch >= cfg.epochs - avg_last
         if in_window or record_all_epochs:
             distributed.broadcast_buffers(model, ranks)
-            p = predict(model, source, held_t, device, stats)
+            if keep_window and in_window:
+                checkpoints.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+            p = predict(model, source, held_t, device, stats) if len(held_idx) else torch.zeros(0, num_classes)
             if in_window:
                 prob_sum += p.double()
             held_true.append(p.gather(1, held_labels[:, None])[:, 0] if len(held_idx) else torch.zeros(0))
@@ -259,6 +268,8 @@ def fit_predict(
         epochs=np.asarray(recorded, dtype=np.int64),
         train_true=train_true.numpy(),
         losses=losses.numpy(),
+        checkpoints=checkpoints if keep_window else None,
+        audio_stats=(stats.mean, stats.std) if keep_window else None,
     )
 
 

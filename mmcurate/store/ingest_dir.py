@@ -10,6 +10,7 @@ Layout (``WORKDIR/ingest`` by default; tables in :mod:`mmcurate.store.schemas`):
     config.json, stats.json     resolved config (with the identity hash) and run statistics
     scores.parquet, scores.json mmcurate score (SCORES_SCHEMA) and its provenance
     score_runs/<scorer>/        the scorer's finished training jobs (resume)
+    scorers/<scorer>/           whole-set scorers for new clips (mmcurate.score.scorers)
     report/                     mmcurate report
     .mmcurate-output.json       owner file: this folder is an ingest output (mmcurate.store.ownership)
     .mmcurate.lock              the lock a running ingest holds (mmcurate.store.lock)
@@ -123,6 +124,7 @@ class IngestDir:
     SCORES = "scores.parquet"
     SCORES_META = "scores.json"
     SCORE_RUNS = "score_runs"
+    SCORERS = "scorers"
     REPORT_DIR = "report"
     #: every name ingest writes (what ``--overwrite`` replaces; scores belong to the old data)
     OWN_FILES = (MANIFEST, FAILURES, CLASSES, STATS, CONFIG, SCORES, SCORES_META)
@@ -164,6 +166,10 @@ class IngestDir:
 
     def score_runs(self, scorer_id: str) -> Path:
         return self.path / self.SCORE_RUNS / scorer_id
+
+    def scorers(self, scorer_id: str) -> Path:
+        """Folder of the whole-set scorers ``mmcurate score`` saves (``--candidates`` scores new clips with them)."""
+        return self.path / self.SCORERS / scorer_id
 
     # -- state ------------------------------------------------------------------------------------
     def is_complete(self) -> bool:

@@ -95,7 +95,7 @@ SCORES_SCHEMA = pa.schema(
     [
         _f("sample_id", pa.string(), "joins with manifest.parquet", False),
         _f("label", pa.string(), "ground-truth class name", False),
-        _f("fold", pa.int32(), "cross-fitting fold whose held-out models scored this sample (-1 for imported scores)", False),
+        _f("fold", pa.int32(), "cross-fitting fold whose held-out models scored this sample (-1 for imported scores and for candidates scored by saved whole-set scorers, scores.json source 'candidates')", False),
         _f("p_audio", pa.float64(), "audio-only probability of the ground-truth class, out-of-fold, calibrated (cross-fitted temperature) unless scores.json says otherwise", False),
         _f("p_visual", pa.float64(), "visual-only probability of the ground-truth class, out-of-fold, calibrated (cross-fitted temperature) unless scores.json says otherwise", False),
         _f("discrepancy", pa.float64(), "p_audio - p_visual, in [-1, 1]", False),
@@ -125,6 +125,7 @@ SELECTION_SCHEMA = pa.schema(
         _f("p_visual", pa.float64(), "from scores.parquet", False),
         _f("discrepancy", pa.float64(), "from scores.parquet", False),
         _f("group", pa.string(), "group key kept out of two splits, null where none"),
+        _f("pool", pa.string(), "name of the scored ingest folder (pool) the sample was drawn from; with several pools, balance.json pool_dirs maps names to folders"),
     ]
 )
 
@@ -143,6 +144,7 @@ EXPORT_COLUMNS = {
     "split": "string",
     "path": "source path relative to the raw directory",
     "sha256": "source file sha256",
+    "pool": "only when several pools were balanced together (balance --pool): the pool the row came from",
 }
 
 SCHEMAS: dict[str, pa.Schema] = {

@@ -96,6 +96,7 @@ def av_digits_scored(av_digits_work: Path) -> Path:
     """``av_digits_work`` scored by ``mmcurate score`` with the CPU defaults (about 4 minutes on
     2 cores): the real out-of-fold discrepancy that the score and re-evaluation acceptance
     tests check."""
-    proc = run_cli("score", "--workdir", str(av_digits_work), timeout=1800)
+    # --no-save-scorers: the acceptance tests use the out-of-fold scores only (the grow tests cover the saved scorers)
+    proc = run_cli("score", "--workdir", str(av_digits_work), "--no-save-scorers", timeout=1800)
     assert proc.returncode == 0, proc.stderr
     return av_digits_work

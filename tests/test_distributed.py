@@ -21,7 +21,7 @@ TESTS = Path(__file__).resolve().parent
 # --no-augment: under DDP each rank draws its own augmentation (its share of a batch), so with it the
 # two runs would differ by augmentation noise as well; this compares the data-parallel training itself
 SCORE = ["--repeats", "1", "--folds", "2", "--epochs", "5", "--width", "4", "--image-size", "16", "--audio-frames", "32",
-         "--batch-size", "16", "--no-augment"]
+         "--batch-size", "16", "--no-augment", "--no-save-scorers"]
 REEVAL = ["--methods", "ogm_ge", "--epochs", "4", "--width", "4", "--image-size", "16", "--batch-size", "16",
           "--device", "cpu"]
 

@@ -13,7 +13,7 @@ from conftest import run_cli
 SMALL = [
     "--set", "source.generate.n_per_class=8",
     "--set", "score.folds=2", "--set", "score.epochs=1", "--set", "score.repeats=1", "--set", "score.width=4",
-    "--set", "score.image_size=16", "--set", "balance.bins=2",
+    "--set", "score.image_size=16", "--set", "score.save_scorers=false", "--set", "balance.bins=2",
     "--set", "reeval.methods=[audio_only,joint]", "--set", "reeval.epochs=2", "--set", "reeval.width=4",
 ]
 

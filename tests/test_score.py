@@ -19,6 +19,8 @@ from mmcurate.score import register_scorer, scores_state
 from mmcurate.score.folds import check_fold_feasible, group_folds, resolve_group_folds, stratified_folds
 
 TINY = ["--repeats", "1", "--folds", "2", "--epochs", "2", "--avg-last", "1", "--width", "4", "--image-size", "16", "--audio-frames", "32"]
+#: TINY without the whole-set scorers (the out-of-fold tests do not need them; tests/test_grow.py covers them)
+TINY_OOF = [*TINY, "--no-save-scorers"]
 
 
 def test_stratified_folds_deal_every_class_evenly() -> None:
@@ -84,7 +86,7 @@ def test_default_scoring_keeps_each_group_out_of_its_own_scorers(av_digits: Path
     for name, extra in (("auto", []), ("off", ["--no-group-folds"])):
         work = tmp_path / name
         shutil.copytree(base, work)
-        proc = run_cli("score", "--workdir", str(work), *TINY, *extra)
+        proc = run_cli("score", "--workdir", str(work), *TINY_OOF, *extra)
         assert proc.returncode == 0, proc.stderr
         said = " ".join(proc.stderr.split())  # the console wraps long lines
         assert ("group folds on: the manifest has" in said) is (name == "auto"), said
@@ -103,7 +105,7 @@ def test_scores_are_deterministic_out_of_fold_and_resume(small_work: Path, tmp_p
     shutil.copytree(small_work, a)
     shutil.copytree(small_work, b)
     for work in (a, b):
-        proc = run_cli("score", "--workdir", str(work), *TINY)
+        proc = run_cli("score", "--workdir", str(work), *TINY_OOF)
         assert proc.returncode == 0, proc.stderr
         assert "on cpu (no GPU found" in proc.stderr
     sa = pq.read_table(a / "ingest" / "scores.parquet")
@@ -123,7 +125,7 @@ def test_scores_are_deterministic_out_of_fold_and_resume(small_work: Path, tmp_p
     runs = sorted((a / "ingest" / "score_runs").rglob("*.npz"))
     assert len(runs) == 4
     runs[0].unlink()
-    proc = run_cli("score", "--workdir", str(a), *TINY)
+    proc = run_cli("score", "--workdir", str(a), *TINY_OOF)
     assert proc.returncode == 0, proc.stderr
     folds = json.loads((a / "ingest" / "scores.json").read_text())["metrics"]["folds"]
     assert sum(not f["resumed"] for f in folds) == 1
@@ -135,8 +137,8 @@ def test_streaming_path_gives_the_same_scores(small_work: Path, tmp_path: Path) 
     a, b = tmp_path / "mem", tmp_path / "stream"
     shutil.copytree(small_work, a)
     shutil.copytree(small_work, b)
-    assert run_cli("score", "--workdir", str(a), *TINY).returncode == 0
-    proc = run_cli("score", "--workdir", str(b), *TINY, "--memory-budget-gb", "0.0001", "--workers", "2")
+    assert run_cli("score", "--workdir", str(a), *TINY_OOF).returncode == 0
+    proc = run_cli("score", "--workdir", str(b), *TINY_OOF, "--memory-budget-gb", "0.0001", "--workers", "2")
     assert proc.returncode == 0, proc.stderr
     assert "decoding per batch" in proc.stderr
     ta, tb = (pq.read_table(w / "ingest" / "scores.parquet") for w in (a, b))

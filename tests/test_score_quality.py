@@ -30,7 +30,8 @@ from mmcurate.score.config import ScoreConfig
 from mmcurate.score.train import InMemorySource, fit_predict
 from mmcurate.score.uncertainty import bin_probability, confidence_std, discrepancy_std
 
-TINY = ["--repeats", "1", "--folds", "2", "--epochs", "2", "--avg-last", "1", "--width", "4", "--image-size", "16", "--audio-frames", "32"]
+TINY = ["--repeats", "1", "--folds", "2", "--epochs", "2", "--avg-last", "1", "--width", "4", "--image-size", "16", "--audio-frames", "32",
+        "--no-save-scorers"]
 
 
 # --------------------------------------------------------------------------- out-of-fold index spy
@@ -298,7 +299,7 @@ def test_report_shows_calibration_and_uncertainty_and_balance_leaves_out_uncerta
     shutil.copytree(small_work, work)
     ingest = work / "ingest"
     spread = ["--repeats", "1", "--folds", "2", "--epochs", "2", "--avg-last", "2", "--width", "4", "--image-size", "16",
-              "--audio-frames", "32"]  # two averaged epochs: a spread to measure
+              "--audio-frames", "32", "--no-save-scorers"]  # two averaged epochs: a spread to measure
     assert run_cli("score", "--workdir", str(work), *spread).returncode == 0
     scores = pq.read_table(ingest / "scores.parquet")
     std = scores.column("discrepancy_std").to_numpy()

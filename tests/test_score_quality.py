@@ -131,7 +131,7 @@ def test_runner_scores_every_sample_only_with_models_that_never_saw_it(
     monkeypatch.setattr(runner, "fit_predict", spied_fit)
     cfg = ScoreConfig(**{"repeats": 2, "folds": 2, "epochs": 2, "avg_last": 1, "width": 4, "image_size": 16,
                                "audio_frames": 32, "device": "cpu"})
-    runner.score_out_of_fold(IngestDir(work / "ingest"), cfg)
+    runner.score_out_of_fold(IngestDir(work / "ingest"), cfg, save_scorers=False)  # the out-of-fold jobs only
     n = pq.read_table(work / "ingest" / "manifest.parquet").num_rows
     assert len(jobs) == 2 * 2 * 2
     for modality, held, touched_in_training, predicted in jobs:

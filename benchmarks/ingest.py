@@ -1,6 +1,8 @@
 """Ingest throughput against the field's practice and two PyAV baselines, and ingest's peak memory.
 
-Throughput: measurements in the same run, on the same files, with the same number of processes:
+Throughput: measurements in the same run, on the same files, with the same number of processes,
+in ``--repeats`` rounds (each round measures every method once; medians are reported, and each
+ratio's range over the rounds, since a shared or virtual machine's speed drifts by 10-20 %):
 
 * **mmcurate**: ``run_ingest`` (probe, decode, pick the frames, 224 px JPEG, 16 kHz FLAC, Arrow
   shards, manifest) with ``--workers N``, sampling ``--frames 3`` or ``--fps 1``;
@@ -22,7 +24,7 @@ Memory (``--memory 3000,30000``): peak RSS of ``mmcurate ingest`` (the main proc
 and the sum over the process tree) on that many inputs: hard links to av_digits clips in label
 folders in a temporary folder (removed afterwards). Usage::
 
-    nice python benchmarks/ingest.py --data real-length --sampling frames3,fps1
+    nice python benchmarks/ingest.py --data real-length --sampling frames3,fps1 --gop 60 --repeats 3
     nice python benchmarks/ingest.py --data ../shared/data/av_digits --limit 1500
     nice python benchmarks/ingest.py --memory 3000,30000
 """
@@ -216,21 +218,28 @@ def throughput(args: argparse.Namespace) -> dict[str, object]:
         run_ingest(Workdir(Path(tmp)), IngestConfig(raw_dir=root, out=Path(tmp) / "warm", manifest=warm, workers=1))
         practice_clip((ffmpeg, paths[0], str(Path(tmp) / "warm_practice")))
 
-        with Timer(seconds, cpu, "decode_all"), ctx.Pool(w) as pool:
-            pool.map(pure_decode, paths, chunksize=2)
+        rounds: list[tuple[dict[str, float], dict[str, float]]] = []
+        for rep in range(args.repeats):
+            # each round measures every method once, in the same order: a slow spell of the
+            # machine then hits one round's methods alike rather than one method's every run
+            seconds, cpu = {}, {}
+            with Timer(seconds, cpu, "decode_all"), ctx.Pool(w) as pool:
+                pool.map(pure_decode, paths, chunksize=2)
 
-        for sampling in args.sampling:
-            with Timer(seconds, cpu, f"seek_extractor_{sampling}"), ctx.Pool(w) as pool:
-                pool.map(seek_extract, [(p, sampling) for p in paths], chunksize=2)
+            for sampling in args.sampling:
+                with Timer(seconds, cpu, f"seek_extractor_{sampling}"), ctx.Pool(w) as pool:
+                    pool.map(seek_extract, [(p, sampling) for p in paths], chunksize=2)
 
-            with Timer(seconds, cpu, f"mmcurate_{sampling}"):
-                run_ingest(Workdir(Path(tmp)), IngestConfig(raw_dir=root, out=Path(tmp) / f"ingest_{sampling}", manifest=manifest,
-                                                              workers=w, decode=DecodeConfig(**SAMPLINGS[sampling])))
+                with Timer(seconds, cpu, f"mmcurate_{sampling}"):
+                    run_ingest(Workdir(Path(tmp)), IngestConfig(raw_dir=root, out=Path(tmp) / f"ingest_{sampling}_{rep}",
+                                                                  manifest=manifest, workers=w,
+                                                                  decode=DecodeConfig(**SAMPLINGS[sampling])))
 
-        work = Path(tmp) / "practice"
-        with Timer(seconds, cpu, "practice_ffmpeg"), ThreadPoolExecutor(w) as pool:
-            # each thread drives one ffmpeg process at a time
-            list(pool.map(practice_clip, [(ffmpeg, p, str(work)) for p in paths]))
+            work = Path(tmp) / "practice"
+            with Timer(seconds, cpu, "practice_ffmpeg"), ThreadPoolExecutor(w) as pool:
+                # each thread drives one ffmpeg process at a time
+                list(pool.map(practice_clip, [(ffmpeg, p, str(work)) for p in paths]))
+            rounds.append((seconds, cpu))
 
     def ratios(measure: dict[str, float]) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -241,17 +250,31 @@ def throughput(args: argparse.Namespace) -> dict[str, object]:
             out[f"{sampling}: mmcurate / decode all"] = round(measure["decode_all"] / ours, 2)
         return out
 
+    def median(values: list[float]) -> float:
+        return float(np.median(values))
+
+    seconds = {k: median([r[0][k] for r in rounds]) for k in rounds[0][0]}
+    cpu = {k: median([r[1][k] for r in rounds]) for k in rounds[0][1]}
+    wall_rounds = [ratios(r[0]) for r in rounds]
     return {
         "data": args.data,
         "clips": n,
         "workers": w,
+        "rounds": len(rounds),
         "cpu_count": os.cpu_count(),
         "load_average_at_end": os.getloadavg()[0],
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
-        "clips_per_second": {k: round(n / v, 1) for k, v in seconds.items()},
-        "cpu_seconds_per_clip": {k: round(v / n, 4) for k, v in cpu.items()},
-        "speed_ratios_wall (higher is faster mmcurate)": ratios(seconds),
-        "speed_ratios_cpu (same, from CPU time: robust on a shared machine)": ratios(cpu),
+        "seconds (median over rounds)": {k: round(v, 2) for k, v in seconds.items()},
+        "clips_per_second (median)": {k: round(n / v, 1) for k, v in seconds.items()},
+        "cpu_seconds_per_clip (median)": {k: round(v / n, 4) for k, v in cpu.items()},
+        "speed_ratios_wall (median over rounds of each round's ratio; higher is faster mmcurate)": {
+            k: round(median([r[k] for r in wall_rounds]), 2) for k in wall_rounds[0]
+        },
+        "speed_ratios_wall_range (min, max over rounds)": {
+            k: [min(r[k] for r in wall_rounds), max(r[k] for r in wall_rounds)] for k in wall_rounds[0]
+        },
+        "speed_ratios_cpu (same, from CPU time: robust on a shared machine)": {
+            k: round(median([ratios(r[1])[k] for r in rounds]), 2) for k in wall_rounds[0]
+        },
     }
 
 
@@ -361,6 +384,8 @@ def main() -> None:
     ap.add_argument("--gop", type=int, default=60, help="keyframe interval (frames) of the real-length corpus")
     ap.add_argument("--sampling", default="frames3", help="comma-separated: frames3, fps1")
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="measure every method this many times, in rounds; report medians (and the ratios' range)")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N clips (quick check)")
     ap.add_argument("--memory", default=None, help="comma-separated input counts: measure peak RSS instead")
     ap.add_argument("--av-digits", type=Path, default=REPO.parent / "shared" / "data" / "av_digits")

@@ -453,6 +453,56 @@ def test_balance_holds_its_folder(scored_fixture: Path, tmp_path: Path, capsys: 
         holder.release()
 
 
+def test_scoring_holds_the_ingest_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Scores are written into the ingest folder: a scoring while another scoring (or an ingest)
+    holds it is refused in one line, for imported and built-in scores alike, and writes nothing."""
+    ingest_dir = make_ingest_dir(tmp_path / "work" / "ingest", n=30, with_features=False)
+    scores_csv = write_scores_csv(ingest_dir, tmp_path / "s.csv")
+    holder = folder_lock(ingest_dir).acquire(exclusive=True)  # a live run (a real flock)
+    before = tree(ingest_dir)
+    try:
+        for args in (("--scores-from", str(scores_csv)), ("--epochs", "1", "--folds", "2", "--no-save-scorers")):
+            line = one_line_error(mm(capsys, "score", str(ingest_dir), *args))
+            assert "in use by another mmcurate run" in line, line
+        assert tree(ingest_dir) == before, "a refused scoring wrote into the folder"
+    finally:
+        holder.release()
+    assert mm(capsys, "score", str(ingest_dir), "--scores-from", str(scores_csv)).returncode == 0
+
+
+def test_reeval_refuses_a_foreign_folder_and_holds_its_own(
+    scored_fixture: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mmcurate.reeval.runner import claim_reeval_folder
+    from mmcurate.store.ownership import OWNER_FILE, owner_kind
+
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    before = tree(mine)
+    argv = ("reeval", str(scored_fixture), "--methods", "audio_only", "--epochs", "1")
+    line = one_line_error(mm(capsys, *argv, "--out", str(mine)))
+    assert "not empty" in line and "--overwrite" in line, line
+    assert tree(mine) == before, "a refused reeval changed the folder"
+
+    ours = tmp_path / "reeval"
+    holder = folder_lock(ours).acquire(exclusive=True)  # a live reeval on that folder
+    try:
+        assert "in use by another mmcurate run" in one_line_error(mm(capsys, *argv, "--out", str(ours)))
+    finally:
+        holder.release()
+
+    # --overwrite marks the folder and keeps the user's file; a reeval output (or one from before
+    # owner files: results.json, runs/) needs no flag
+    claim_reeval_folder(mine, overwrite=True).release()
+    assert owner_kind(mine) == "reeval" and (mine / "notes.txt").read_text() == "mine\n"
+    claim_reeval_folder(mine, overwrite=False).release()
+    older = tmp_path / "older"
+    (older / "runs").mkdir(parents=True)
+    claim_reeval_folder(older, overwrite=False).release()
+    assert (older / OWNER_FILE).is_file()
+
+
 # ------------------------------------------------------- 8. a re-balance that dies part way
 
 

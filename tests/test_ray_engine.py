@@ -100,8 +100,16 @@ class WorkerKiller:
         self._stop.set()
         self._thread.join()
 
+    #: a worker must show the task's title on two scans this far apart: a task seen only once may
+    #: be one that has just returned its result (Ray resets the title a moment after), and killing
+    #: that worker would cost no unit
+    SEEN_FOR = 0.02
+
     def _run(self) -> None:
+        first_seen: dict[int, float] = {}
         while not self._stop.is_set() and self.killed is None:
+            now = time.monotonic()
+            running = set()
             for pid in os.listdir("/proc"):
                 if not pid.isdigit():
                     continue
@@ -110,8 +118,12 @@ class WorkerKiller:
                 except OSError:
                     continue
                 if title.startswith(TASK_TITLE):
-                    os.kill(int(pid), signal.SIGKILL)
-                    self.killed = int(pid)
+                    running.add(int(pid))
+            first_seen = {pid: first_seen.get(pid, now) for pid in running}
+            for pid, since in first_seen.items():
+                if now - since >= self.SEEN_FOR:
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed = pid
                     return
             time.sleep(0.005)
 

@@ -24,6 +24,7 @@ from mmcurate import __version__
 from mmcurate.common.console import info, progress_bar, summary_table, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
+from mmcurate.common.memory import release_free_memory
 from mmcurate.execution import WorkUnit, make_executor, make_units
 from mmcurate.ingest.clip import ClipResult, process_clip
 from mmcurate.ingest.config import DecodeConfig, IngestConfig
@@ -258,6 +259,8 @@ def _run_locked(
         with progress_bar("decoding", n_pending) as advance:
             for unit, results in executor.map_units(job, pending, initializer=_init_worker, initargs=(bool(decode.features),)):
                 _write_chunk(out, unit, results, unit_identity[unit.index])
+                del results
+                release_free_memory()  # a shard's media bytes are freed: keep the heap from creeping up
                 written += 1
                 advance(len(unit.items))
 

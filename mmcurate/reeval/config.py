@@ -122,6 +122,11 @@ class ReevalConfig:
         "the spread over seeds includes split variance; the tables say which variance they show.",
     )
     fresh: bool = opt(False, "Ignore checkpoints and finished runs in --out and train everything again.")
+    overwrite: bool = opt(
+        False,
+        "Write into an --out folder that holds files but is not a reeval output: reeval adds its own files "
+        "(results.*, plots, timings.json, runs/) and replaces only those. Without it such a folder is refused.",
+    )
     threads: int = opt(1, "CPU threads for training (tiny CPU models gain little from more; shared cores lose a lot).")
     cache_dir: str | None = opt(None, "datasets cache directory for a Hub SOURCE.")
     execution: ExecutionConfig = nested(ExecutionConfig)

@@ -27,7 +27,8 @@ from mmcurate.reeval.report import write_report
 from mmcurate.reeval.sources import load_source, resolve_source
 from mmcurate.reeval.trainer import RunResult, finished_run, fit_run, record_run, run_dir_for
 from mmcurate.store import Workdir
-from mmcurate.store.ownership import check_output_path
+from mmcurate.store.lock import FileLock, folder_lock
+from mmcurate.store.ownership import check_output_path, claim_folder
 
 
 @dataclass
@@ -83,7 +84,32 @@ def run_reeval_stage(workdir: Workdir, cfg: ReevalConfig) -> ReevalOutcome:
         cfg.source, cfg.out or workdir.reeval_dir, cfg.method_list(), cfg.seed_list(), cfg.train_config(device.type),
         cfg.tensor_settings(device.type), device, workdir=workdir, bins=cfg.bins, fresh=cfg.fresh,
         cache_dir=cfg.cache_dir, threads=execution.threads(cfg.threads), execution=execution, resplit=cfg.resplit,
+        overwrite=cfg.overwrite,
     )
+
+
+#: what a reeval output holds (folders written before owner files existed are recognised by them)
+REEVAL_NAMES = ("results.json", "runs")
+
+
+def claim_reeval_folder(out_dir: Path, overwrite: bool) -> FileLock:
+    """Check that ``out_dir`` may hold reeval results, lock it, mark it as a reeval output.
+
+    A non-empty folder that is not a reeval output (a project folder, an ingest or balanced
+    output) is refused unless ``overwrite``; even then reeval writes only its own names. The lock
+    refuses a second reeval on the same folder while this one runs."""
+    def legacy() -> bool:
+        return any((out_dir / name).exists() for name in REEVAL_NAMES)
+
+    claim_folder(out_dir, "reeval", overwrite, legacy=legacy, write=False)  # a refused folder stays untouched
+    lock = folder_lock(out_dir, f"reeval folder {out_dir}")
+    lock.acquire(exclusive=True)
+    try:
+        claim_folder(out_dir, "reeval", overwrite, legacy=legacy)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 @dataclass
@@ -127,6 +153,7 @@ def run_reeval(
     threads: int | None = 1,
     execution: ExecutionConfig | None = None,
     resplit: bool = False,
+    overwrite: bool = False,
 ) -> ReevalOutcome:
     """Load the source, train and test every (method, seed), write the report into ``out_dir``.
 
@@ -144,6 +171,21 @@ def run_reeval(
     ranks = SINGLE
     if execution.distributed:
         ranks, device = distributed.start(device)
+    # rank 0 owns the folder (the other ranks write nothing): checked and locked before any loading
+    lock = claim_reeval_folder(Path(out_dir), overwrite) if ranks.is_main else None
+    try:
+        return _run_reeval_locked(source, Path(out_dir), methods, seeds, cfg, settings, device, workdir, bins, fresh,
+                                  cache_dir, threads, execution, ranks, resplit)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_reeval_locked(
+    source: str | None, out_dir: Path, methods: list[str], seeds: list[int], cfg: TrainConfig, settings: TensorSettings,
+    device: torch.device, workdir: Workdir | None, bins: int, fresh: bool, cache_dir: str | None, threads: int | None,
+    execution: ExecutionConfig, ranks: Ranks, resplit: bool,
+) -> ReevalOutcome:
     if device.type == "cpu" and threads is not None:
         torch.set_num_threads(threads)
     if device.type == "cuda":

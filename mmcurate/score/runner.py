@@ -15,6 +15,7 @@ train one scorer per modality on every sample and save it for scoring new clips
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from mmcurate.score.registry import get_scorer
 from mmcurate.score.scorers import calibration_params, model_file, save_model, write_scorer_meta
 from mmcurate.score.train import FitResult, InMemorySource, StreamingSource, fit_predict
 from mmcurate.store import IngestDir, UnitMarker, Workdir
+from mmcurate.store.lock import FileLock
 from mmcurate.store.schemas import SCORES_SCHEMA
 
 MODALITIES = ("audio", "visual")
@@ -143,33 +145,74 @@ def run_score(workdir: Workdir, stage: ScoreStageConfig) -> ScoreResult:
 
         if stage.scores_from is not None or stage.scorer != BUILTIN_SCORER:
             raise MMCurateError("--candidates scores with the saved built-in scorers; leave out --scores-from/--scorer")
-        return score_candidates(ingest, IngestDir(stage.candidates).require(), stage.scorer_settings,
-                                allow_missing=stage.allow_missing)
+        candidates = IngestDir(stage.candidates).require()
+        with lock_for_scoring(candidates):  # the candidates' scores are written there
+            return score_candidates(ingest, candidates, stage.scorer_settings, allow_missing=stage.allow_missing)
+    if stage.scorer == BUILTIN_SCORER and stage.scores_from is None:
+        return score_out_of_fold(ingest, stage.scorer_settings, overwrite=stage.overwrite,
+                                 allow_missing=stage.allow_missing, array=stage.array, execution=stage.execution,
+                                 save_scorers=stage.save_scorers)
+    with lock_for_scoring(ingest):
+        return _external_scores(ingest, stage)
+
+
+def _external_scores(ingest: IngestDir, stage: ScoreStageConfig) -> ScoreResult:
+    """Imported (``--scores-from``) or plugin (``--scorer``) scores, validated, written as scores.parquet."""
     if stage.scores_from is not None:
         from mmcurate.score.importer import import_scores
 
         table, scorer_id = import_scores(ingest, stage.scores_from)
         return write_external_scores(ingest, table, scorer_id, "imported", {"file": str(stage.scores_from)})
-    if stage.scorer != BUILTIN_SCORER:
-        from mmcurate.score.importer import validate_scores
+    from mmcurate.score.importer import validate_scores
 
-        fn = get_scorer(stage.scorer)
-        try:
-            ext = fn(ingest.path, dataclasses.asdict(stage.scorer_settings))
-        except MMCurateError:
-            raise
-        except Exception as exc:
-            raise MMCurateError(f"scorer {stage.scorer!r} failed: {type(exc).__name__}: {exc}") from None
-        table, scorer_id = validate_scores(ingest, ext, f"scorer {stage.scorer!r}", f"plugin:{stage.scorer}")
-        return write_external_scores(ingest, table, scorer_id, "plugin", {"scorer": stage.scorer})
-    return score_out_of_fold(ingest, stage.scorer_settings, overwrite=stage.overwrite,
-                             allow_missing=stage.allow_missing, array=stage.array, execution=stage.execution,
-                             save_scorers=stage.save_scorers)
+    fn = get_scorer(stage.scorer)
+    try:
+        ext = fn(ingest.path, dataclasses.asdict(stage.scorer_settings))
+    except MMCurateError:
+        raise
+    except Exception as exc:
+        raise MMCurateError(f"scorer {stage.scorer!r} failed: {type(exc).__name__}: {exc}") from None
+    table, scorer_id = validate_scores(ingest, ext, f"scorer {stage.scorer!r}", f"plugin:{stage.scorer}")
+    return write_external_scores(ingest, table, scorer_id, "plugin", {"scorer": stage.scorer})
+
+
+#: seconds a part of a scoring array job waits for another part's short exclusive hold
+ARRAY_LOCK_WAIT = 120.0
+
+
+class lock_for_scoring:  # noqa: N801 - used as a context manager, named like one
+    """Hold ``ingest``'s folder lock (the one ingest takes) while scores are written into it: a second
+    scoring of the same folder, or one during an ingest into it, is a one-line error instead of two
+    runs doing the same work and racing on the results. Parts of an array job share it."""
+
+    def __init__(self, ingest: IngestDir, array: ArrayJobConfig | None = None, *, take: bool = True) -> None:
+        self.lock: FileLock | None = ingest.lock() if take else None
+        self.shared = array is not None and array.resolved()[0] > 1
+
+    def __enter__(self) -> lock_for_scoring:
+        if self.lock is not None:
+            self.lock.acquire(exclusive=not self.shared, wait=ARRAY_LOCK_WAIT if self.shared else 0.0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
 
 def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = False, allow_missing: bool = False,
                       executor: Executor | None = None, *, array: ArrayJobConfig | None = None,
                       execution: ExecutionConfig | None = None, save_scorers: bool = True) -> ScoreResult:
+    """Score every sample of a finished ingest out-of-fold, holding the ingest folder's lock (rank 0 of
+    a ``--distributed`` launch holds it for all ranks); see :func:`_score_out_of_fold`."""
+    main_rank = not (execution and execution.distributed) or os.environ.get("RANK", "0") == "0"
+    with lock_for_scoring(ingest, array, take=main_rank):
+        return _score_out_of_fold(ingest, cfg, overwrite, allow_missing, executor, array=array, execution=execution,
+                                  save_scorers=save_scorers)
+
+
+def _score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = False, allow_missing: bool = False,
+                       executor: Executor | None = None, *, array: ArrayJobConfig | None = None,
+                       execution: ExecutionConfig | None = None, save_scorers: bool = True) -> ScoreResult:
     """Score every sample of a finished ingest out-of-fold; write scores.parquet + scores.json.
 
     Each (repeat, fold, modality) job is a work unit with a completion marker in

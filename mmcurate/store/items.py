@@ -11,6 +11,7 @@ an adapter whose items are not media files (a BalanceMM release) brings its own 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ def make_sample_id(path: str, start: float | None = None, end: float | None = No
     return f"{path}#{s}-{e}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InputItem:
     """One sample to decode.
 
@@ -46,6 +47,14 @@ class InputItem:
     end: float | None = None
     extra: tuple[tuple[str, str], ...] = ()
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        # labels, splits and groups repeat across thousands of items: one string object each
+        # (with slots, this keeps an item near 180 bytes; 30k inputs' items are held for the run)
+        for name in ("label", "split", "group"):
+            value = getattr(self, name)
+            if type(value) is str:
+                object.__setattr__(self, name, sys.intern(value))
 
     @property
     def sample_id(self) -> str:

@@ -64,5 +64,11 @@ class ArrayJobExecutor(Executor):
         mine = [u for u in units if self.owns(u)]
         return self.inner.map_units(fn, mine, initializer=initializer, initargs=initargs)
 
+    def prestart(self) -> None:
+        self.inner.prestart()
+
+    def close(self) -> None:
+        self.inner.close()
+
     def describe(self) -> str:
         return f"array part {self.shard_index + 1} of {self.num_shards}, {self.inner.describe()}"

@@ -59,5 +59,14 @@ class Executor(ABC):
         each worker before its first item.
         """
 
+    def prestart(self) -> None:
+        """Start the workers now, before the stage builds its work list (a no-op where workers are
+        not forked from this process); :meth:`close` stops them if no map used them."""
+        return None
+
+    def close(self) -> None:
+        """Stop workers that :meth:`prestart` started and no map used."""
+        return None
+
     def describe(self) -> str:
         return f"{self.workers} worker(s)"

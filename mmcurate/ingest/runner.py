@@ -25,7 +25,7 @@ from mmcurate.common.console import info, progress_bar, summary_table, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
 from mmcurate.common.memory import release_free_memory
-from mmcurate.execution import WorkUnit, make_executor, make_units
+from mmcurate.execution import Executor, WorkUnit, make_executor, make_units
 from mmcurate.ingest.clip import ClipResult, process_clip
 from mmcurate.ingest.config import DecodeConfig, IngestConfig
 from mmcurate.recipes import apply_class_list, discover, item_processor, read_class_file
@@ -193,6 +193,20 @@ def _run_locked(
 
         feature_config(decode)  # fail fast on a bad preset or sample-rate mismatch
     executor = make_executor(cfg.workers, cfg.array, cfg.execution)
+    # fork the workers while this process is small: they would otherwise start with its copy of
+    # the input list (memory that grows with the number of inputs, in every worker)
+    executor.prestart()
+    try:
+        return _run_with(workdir, cfg, raw_dir, out, excluded, lock, executor, t_start)
+    finally:
+        executor.close()
+
+
+def _run_with(
+    workdir: Workdir, cfg: IngestConfig, raw_dir: Path, out: IngestDir, excluded: list[str], lock: FileLock,
+    executor: Executor, t_start: float,
+) -> IngestResult:
+    decode = cfg.decode
     found = discover(raw_dir, cfg.manifest, cfg.layout, cfg.layout_options, cfg.group_column, exclude=excluded)
     if excluded:
         info(f"ingest: {', '.join(excluded)} inside RAW_DIR holds mmcurate output; left out of discovery")

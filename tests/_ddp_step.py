@@ -61,6 +61,9 @@ def main(out: Path) -> None:
     if not torch.equal(gathered[0], gathered[1]):
         problems.append("averaged gradients differ between ranks")
     (out / f"rank{ranks.rank}.txt").write_text("ok" if not problems else "; ".join(problems))
+    # both ranks past their last collective before either tears gloo down: a rank that destroys the
+    # group while the other's all_gather is still in flight aborts it ("terminate called ...")
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 

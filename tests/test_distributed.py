@@ -36,11 +36,21 @@ def _env() -> dict[str, str]:
     return {**os.environ, "MMCURATE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
 
 
+#: what a rank prints when gloo's runtime aborts it (SIGABRT from C++, not from the code under test);
+#: seen in about 1 launch in 10 under pytest on this torch, with the old test code too
+GLOO_ABORT = "terminate called without an active exception"
+
+
 def torchrun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    """``torchrun --nproc-per-node 2 ARGS`` on this machine (loopback), as a user would launch it."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout)
+    """``torchrun --nproc-per-node 2 ARGS`` on this machine (loopback), as a user would launch it;
+    launched once more when a rank died of gloo's abort (the second launch is then the one judged)."""
+    for _ in range(2):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+               "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout)
+        if proc.returncode == 0 or GLOO_ABORT not in proc.stderr:
+            break
+    return proc
 
 
 def mmcurate(*args: str) -> subprocess.CompletedProcess[str]:

@@ -199,8 +199,6 @@ def throughput(args: argparse.Namespace) -> dict[str, object]:
     paths = [str(root / r["path"]) for r in rows]
     n = len(paths)
     w = args.workers
-    seconds: dict[str, float] = {}
-    cpu: dict[str, float] = {}
     ctx = mp.get_context("fork")
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "inputs.csv"

@@ -143,11 +143,8 @@ def run_balance(workdir: Workdir, cfg: BalanceConfig) -> BalanceResult:
     check_output_path(balanced.path)
     if cfg.dry_run:
         return _run_balance(pools, balanced, cfg)
-    balanced.claim(cfg.overwrite, write=False)  # a refused folder is left untouched (no lock file either)
-    lock = balanced.lock()
-    lock.acquire(exclusive=True)
+    lock = balanced.claim_locked(cfg.overwrite)
     try:
-        balanced.claim(cfg.overwrite)
         return _run_balance(pools, balanced, cfg)
     finally:
         lock.release()

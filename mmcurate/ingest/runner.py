@@ -151,15 +151,11 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
     lock = out.lock()
     out.path.mkdir(parents=True, exist_ok=True)
     # a plain run owns the folder; parts of an array job share it (each writes its own shards)
-    lock.acquire(exclusive=num_shards == 1, wait=0.0 if num_shards == 1 else ARRAY_LOCK_WAIT)
+    lock.acquire_for_run(num_shards)
     try:
         return _run_locked(workdir, cfg, raw_dir, out, excluded, lock)
     finally:
         lock.release()
-
-
-#: seconds an array part waits for another part's short exclusive step (claiming, cleaning)
-ARRAY_LOCK_WAIT = 120.0
 
 
 def _outputs_inside(raw_dir: Path, out: Path, workdir: Path) -> list[str]:

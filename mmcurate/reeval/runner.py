@@ -28,7 +28,7 @@ from mmcurate.reeval.sources import load_source, resolve_source
 from mmcurate.reeval.trainer import RunResult, finished_run, fit_run, record_run, run_dir_for
 from mmcurate.store import Workdir
 from mmcurate.store.lock import FileLock, folder_lock
-from mmcurate.store.ownership import check_output_path, claim_folder
+from mmcurate.store.ownership import check_output_path, claim_locked
 
 
 @dataclass
@@ -101,15 +101,7 @@ def claim_reeval_folder(out_dir: Path, overwrite: bool) -> FileLock:
     def legacy() -> bool:
         return any((out_dir / name).exists() for name in REEVAL_NAMES)
 
-    claim_folder(out_dir, "reeval", overwrite, legacy=legacy, write=False)  # a refused folder stays untouched
-    lock = folder_lock(out_dir, f"reeval folder {out_dir}")
-    lock.acquire(exclusive=True)
-    try:
-        claim_folder(out_dir, "reeval", overwrite, legacy=legacy)
-    except BaseException:
-        lock.release()
-        raise
-    return lock
+    return claim_locked(out_dir, "reeval", overwrite, folder_lock(out_dir, f"reeval folder {out_dir}"), legacy=legacy)
 
 
 @dataclass

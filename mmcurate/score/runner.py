@@ -14,10 +14,11 @@ train one scorer per modality on every sample and save it for scoring new clips
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,6 @@ from mmcurate.score.registry import get_scorer
 from mmcurate.score.scorers import calibration_params, model_file, save_model, write_scorer_meta
 from mmcurate.score.train import FitResult, InMemorySource, StreamingSource, fit_predict
 from mmcurate.store import IngestDir, UnitMarker, Workdir
-from mmcurate.store.lock import FileLock
 from mmcurate.store.schemas import SCORES_SCHEMA
 
 MODALITIES = ("audio", "visual")
@@ -176,27 +176,19 @@ def _external_scores(ingest: IngestDir, stage: ScoreStageConfig) -> ScoreResult:
     return write_external_scores(ingest, table, scorer_id, "plugin", {"scorer": stage.scorer})
 
 
-#: seconds a part of a scoring array job waits for another part's short exclusive hold
-ARRAY_LOCK_WAIT = 120.0
-
-
-class lock_for_scoring:  # noqa: N801 - used as a context manager, named like one
+@contextlib.contextmanager
+def lock_for_scoring(ingest: IngestDir, array: ArrayJobConfig | None = None, *, take: bool = True) -> Iterator[None]:
     """Hold ``ingest``'s folder lock (the one ingest takes) while scores are written into it: a second
     scoring of the same folder, or one during an ingest into it, is a one-line error instead of two
     runs doing the same work and racing on the results. Parts of an array job share it."""
-
-    def __init__(self, ingest: IngestDir, array: ArrayJobConfig | None = None, *, take: bool = True) -> None:
-        self.lock: FileLock | None = ingest.lock() if take else None
-        self.shared = array is not None and array.resolved()[0] > 1
-
-    def __enter__(self) -> lock_for_scoring:
-        if self.lock is not None:
-            self.lock.acquire(exclusive=not self.shared, wait=ARRAY_LOCK_WAIT if self.shared else 0.0)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.lock is not None:
-            self.lock.release()
+    if not take:
+        yield
+        return
+    lock = ingest.lock().acquire_for_run((array or ArrayJobConfig()).resolved()[0])
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = False, allow_missing: bool = False,
@@ -204,15 +196,21 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
                       execution: ExecutionConfig | None = None, save_scorers: bool = True) -> ScoreResult:
     """Score every sample of a finished ingest out-of-fold, holding the ingest folder's lock (rank 0 of
     a ``--distributed`` launch holds it for all ranks); see :func:`_score_out_of_fold`."""
-    main_rank = not (execution and execution.distributed) or os.environ.get("RANK", "0") == "0"
-    with lock_for_scoring(ingest, array, take=main_rank):
+    t0 = time.monotonic()
+    execution = execution or ExecutionConfig()
+    on_ray_gpu = execution.engine == "ray" and execution.gpus_per_job > 0
+    device = torch.device("cuda") if on_ray_gpu else resolve_device(cfg.device)  # Ray assigns each task its GPU
+    ranks = SINGLE
+    if execution.distributed:
+        ranks, device = distributed.start(device)
+    with lock_for_scoring(ingest, array, take=ranks.is_main):
         return _score_out_of_fold(ingest, cfg, overwrite, allow_missing, executor, array=array, execution=execution,
-                                  save_scorers=save_scorers)
+                                  save_scorers=save_scorers, ranks=ranks, device=device, t0=t0)
 
 
-def _score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = False, allow_missing: bool = False,
-                       executor: Executor | None = None, *, array: ArrayJobConfig | None = None,
-                       execution: ExecutionConfig | None = None, save_scorers: bool = True) -> ScoreResult:
+def _score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool, allow_missing: bool,
+                       executor: Executor | None, *, array: ArrayJobConfig | None, execution: ExecutionConfig,
+                       save_scorers: bool, ranks: Ranks, device: torch.device, t0: float) -> ScoreResult:
     """Score every sample of a finished ingest out-of-fold; write scores.parquet + scores.json.
 
     Each (repeat, fold, modality) job is a work unit with a completion marker in
@@ -223,13 +221,6 @@ def _score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fa
     With ``save_scorers`` two more jobs train a whole-set scorer per modality, saved with their
     out-of-fold calibration in ``scorers/<scorer>/`` (:mod:`mmcurate.score.scorers`).
     """
-    t0 = time.monotonic()
-    execution = execution or ExecutionConfig()
-    on_ray_gpu = execution.engine == "ray" and execution.gpus_per_job > 0
-    device = torch.device("cuda") if on_ray_gpu else resolve_device(cfg.device)  # Ray assigns each task its GPU
-    ranks = SINGLE
-    if execution.distributed:
-        ranks, device = distributed.start(device)
     threads = execution.threads(torch.get_num_threads())
     executor = executor or make_executor(1, array, execution, cpus=threads, threads=threads)
     cfg = cfg.resolved(device.type == "cuda")

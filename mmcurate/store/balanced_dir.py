@@ -42,7 +42,7 @@ from mmcurate.common.errors import MMCurateError, StageNotReadyError, one_line
 from mmcurate.store.completion import file_entry, files_match
 from mmcurate.store.io import read_json, read_parquet, require_columns
 from mmcurate.store.lock import FileLock, FolderBusyError, folder_lock
-from mmcurate.store.ownership import claim_folder, owner_kind
+from mmcurate.store.ownership import claim_folder, claim_locked, owner_kind
 from mmcurate.store.schemas import SELECTION_SCHEMA
 
 FIX_BALANCE = "rerun `mmcurate balance` to export again"
@@ -121,6 +121,10 @@ class BalancedDir:
     def lock(self) -> FileLock:
         """This folder's lock (not yet taken); balance holds it exclusively while it writes."""
         return folder_lock(self.path, f"balanced folder {self.path}")
+
+    def claim_locked(self, overwrite: bool) -> FileLock:
+        """:meth:`claim` for a balance run, with this folder's lock taken (and returned, held)."""
+        return claim_locked(self.path, "balanced", overwrite, self.lock(), legacy=self.is_ours)
 
     def has_data(self) -> bool:
         """Whether there is a dataset to read: Hub-layout shards or a save_to_disk folder."""

@@ -30,6 +30,8 @@ except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".mmcurate.lock"
+#: seconds a part of an array job waits for another part's short exclusive hold (claiming, cleaning)
+ARRAY_LOCK_WAIT = 120.0
 #: errors that mean "no locks here", not "locked"
 _NO_LOCKS = frozenset(getattr(errno, name) for name in ("ENOLCK", "EOPNOTSUPP", "ENOSYS") if hasattr(errno, name))
 _unsupported: dict[str, bool] = {}
@@ -80,6 +82,13 @@ class FileLock:
                     time.sleep(0.05)
         self.mode = "exclusive" if exclusive else "shared"
         return self
+
+    def acquire_for_run(self, parts: int) -> FileLock:
+        """Take the lock as a stage run holds its output: exclusive for a plain run; shared for
+        one of ``parts`` > 1 parts of an array job, waiting up to :data:`ARRAY_LOCK_WAIT` for another
+        part's short exclusive hold (claiming, cleaning)."""
+        alone = parts == 1
+        return self.acquire(exclusive=alone, wait=0.0 if alone else ARRAY_LOCK_WAIT)
 
     def try_exclusive(self) -> bool:
         """Convert a held lock to exclusive when no other run holds it. When another does, return

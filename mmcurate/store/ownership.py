@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mmcurate.common.atomic import atomic_write_json, temporary_dests
 from mmcurate.common.errors import MMCurateError
-from mmcurate.store.lock import LOCK_NAME
+from mmcurate.store.lock import LOCK_NAME, FileLock
 
 OWNER_FILE = ".mmcurate-output.json"
 #: names that do not make a folder "non-empty" (our own bookkeeping)
@@ -70,3 +70,19 @@ def claim_folder(
         )
     if write:
         atomic_write_json(folder / OWNER_FILE, {"kind": kind})
+
+
+def claim_locked(
+    folder: Path, kind: str, overwrite: bool, lock: FileLock, legacy: Callable[[], bool] = lambda: False,
+) -> FileLock:
+    """:func:`claim_folder` for a stage run: check first (a refused folder is left untouched, no
+    lock file either), then take ``lock`` (the folder's, not yet held) exclusively and mark the
+    folder. Returns the held lock; the caller releases it when the run ends."""
+    claim_folder(folder, kind, overwrite, legacy, write=False)
+    lock.acquire(exclusive=True)
+    try:
+        claim_folder(folder, kind, overwrite, legacy)
+    except BaseException:
+        lock.release()
+        raise
+    return lock

@@ -43,7 +43,7 @@ from mmcurate.formats.safe_pickle import dump_array, load_array
 from mmcurate.recipes import run_layout
 from mmcurate.store import IngestDir, Workdir
 
-h5py = pytest.importorskip("h5py")
+h5py = pytest.importorskip("h5py", reason="h5py is not installed (pip install 'mmcurate[formats]')")
 
 PRESET = "vggsound_stft"
 

@@ -21,25 +21,76 @@ SETS: dict[str, tuple[str, Any]] = {
     # --- reference: the shared set the previous defaults were chosen on (ingested at the default 224 px) ---
     "av_digits": ("shared", "av_digits"),
     # --- tuning (the search looked at these only) ---
-    "t1": ("avdigits", AVDigitsSpec(n_clips=1200, seed=101, visual_mismatch=0.10, visual_noise=0.10, audio_noise=0.20)),
-    "t2": ("avdigits", AVDigitsSpec(n_clips=1200, seed=102, visual_mismatch=0.20, visual_noise=0.15, audio_noise=0.10,
-                                    visual_levels=((60.0, 24), (90.0, 32), (120.0, 40)))),
+    "t1": (
+        "avdigits",
+        AVDigitsSpec(n_clips=1200, seed=101, visual_mismatch=0.10, visual_noise=0.10, audio_noise=0.20),
+    ),
+    "t2": (
+        "avdigits",
+        AVDigitsSpec(
+            n_clips=1200,
+            seed=102,
+            visual_mismatch=0.20,
+            visual_noise=0.15,
+            audio_noise=0.10,
+            visual_levels=((60.0, 24), (90.0, 32), (120.0, 40)),
+        ),
+    ),
     "td1": ("demo", {"n_per_class": 150, "seed": 11}),
     # --- benchmark (never used to choose anything) ---
-    "b1": ("avdigits", AVDigitsSpec(n_clips=1500, seed=201, visual_mismatch=0.05, visual_noise=0.05, audio_noise=0.22)),
-    "b2": ("avdigits", AVDigitsSpec(n_clips=1500, seed=202, visual_mismatch=0.30, visual_noise=0.10, audio_noise=0.10,
-                                    visual_levels=((60.0, 24), (90.0, 32), (120.0, 40)))),
-    "b3": ("avdigits", AVDigitsSpec(n_clips=1500, seed=203, visual_mismatch=0.10, visual_noise=0.25, audio_noise=0.05,
-                                    audio_snr_db=(-15.0, -10.0, -5.0), visual_levels=((90.0, 32), (120.0, 40)))),
-    "b4": ("avdigits", AVDigitsSpec(n_clips=1500, seed=204, visual_mismatch=0.15, visual_noise=0.15, audio_noise=0.15,
-                                    audio_snr_db=(-10.0, -5.0, 0.0, 5.0), visual_levels=((45.0, 16), (90.0, 32)))),
+    "b1": (
+        "avdigits",
+        AVDigitsSpec(n_clips=1500, seed=201, visual_mismatch=0.05, visual_noise=0.05, audio_noise=0.22),
+    ),
+    "b2": (
+        "avdigits",
+        AVDigitsSpec(
+            n_clips=1500,
+            seed=202,
+            visual_mismatch=0.30,
+            visual_noise=0.10,
+            audio_noise=0.10,
+            visual_levels=((60.0, 24), (90.0, 32), (120.0, 40)),
+        ),
+    ),
+    "b3": (
+        "avdigits",
+        AVDigitsSpec(
+            n_clips=1500,
+            seed=203,
+            visual_mismatch=0.10,
+            visual_noise=0.25,
+            audio_noise=0.05,
+            audio_snr_db=(-15.0, -10.0, -5.0),
+            visual_levels=((90.0, 32), (120.0, 40)),
+        ),
+    ),
+    "b4": (
+        "avdigits",
+        AVDigitsSpec(
+            n_clips=1500,
+            seed=204,
+            visual_mismatch=0.15,
+            visual_noise=0.15,
+            audio_noise=0.15,
+            audio_snr_db=(-10.0, -5.0, 0.0, 5.0),
+            visual_levels=((45.0, 16), (90.0, 32)),
+        ),
+    ),
     "db1": ("demo", {"n_per_class": 200, "seed": 21}),
-    "db2": ("demo", {"n_per_class": 200, "seed": 22, "regimes": (
-        ("audio_clean", 0.25, (0.8, 1.0), (0.0, 1.0)),
-        ("visual_clean", 0.25, (0.0, 1.0), (0.8, 1.0)),
-        ("both_clean", 0.10, (0.9, 1.0), (0.9, 1.0)),
-        ("both_mid", 0.40, (0.25, 0.75), (0.25, 0.75)),
-    )}),
+    "db2": (
+        "demo",
+        {
+            "n_per_class": 200,
+            "seed": 22,
+            "regimes": (
+                ("audio_clean", 0.25, (0.8, 1.0), (0.0, 1.0)),
+                ("visual_clean", 0.25, (0.0, 1.0), (0.8, 1.0)),
+                ("both_clean", 0.10, (0.9, 1.0), (0.9, 1.0)),
+                ("both_mid", 0.40, (0.25, 0.75), (0.25, 0.75)),
+            ),
+        },
+    ),
 }
 
 
@@ -63,8 +114,16 @@ def prepare_set(name: str, cache: Path, workers: int = 2) -> Path:
             w.writerow(["path", "label", "split", "speaker", "condition", "severity"])
             for r in csv.DictReader(src):
                 level = {"audio_noise": f"snr{float(r['audio_snr_db'] or 0):g}", "visual_noise": "sigma90-occ32"}
-                w.writerow([r["path"], r["label"], r["split"], r["speaker"], r["condition"],
-                            level.get(r["condition"], r["condition"])])
+                w.writerow(
+                    [
+                        r["path"],
+                        r["label"],
+                        r["split"],
+                        r["speaker"],
+                        r["condition"],
+                        level.get(r["condition"], r["condition"]),
+                    ]
+                )
         group = "speaker"
         size = 224  # as a user ingests it (and as the acceptance test does)
     elif kind == "avdigits":
@@ -85,7 +144,8 @@ def prepare_set(name: str, cache: Path, workers: int = 2) -> Path:
             for r in rows:
                 w.writerow([r["path"], r["label"], r["split"], r["regime"], r["expected_discrepancy"]])
         group = None
-    cfg = IngestConfig(raw_dir=raw, out=ingest, manifest=manifest, group_column=group, workers=workers,
-                       decode=DecodeConfig(size=size))
+    cfg = IngestConfig(
+        raw_dir=raw, out=ingest, manifest=manifest, group_column=group, workers=workers, decode=DecodeConfig(size=size)
+    )
     run_ingest(Workdir(ingest.parent), cfg)
     return ingest

@@ -72,8 +72,18 @@ def av_digits_ingest(data: Path, root: Path) -> Path:
         for r in rows:
             w.writerow([r["path"], r["label"], r["split"], r["speaker"]])
     work = root / "work"
-    _cli("ingest", str(data), "--manifest", str(root / "inputs.csv"), "--group-column", "speaker",
-         "--workdir", str(work), "--workers", "2")
+    _cli(
+        "ingest",
+        str(data),
+        "--manifest",
+        str(root / "inputs.csv"),
+        "--group-column",
+        "speaker",
+        "--workdir",
+        str(work),
+        "--workers",
+        "2",
+    )
     rng = np.random.default_rng(0)
     shift = {"clean": 0.3, "visual_mismatch": 0.7, "visual_noise": 0.5, "audio_noise": -0.6}
     d = np.clip([shift[r["condition"]] + rng.normal(0, 0.3) for r in rows], -0.98, 0.98)
@@ -84,8 +94,17 @@ def av_digits_ingest(data: Path, root: Path) -> Path:
 
 def synthetic_ingest(n: int, root: Path) -> Path:
     classes = tuple(f"class{k:02d}" for k in range(10))
-    ingest = make_ingest_dir(root / "ingest", n=n, classes=classes, frames_per_clip=3, frame_size=32,
-                             audio_seconds=0.1, rows_per_shard=256, with_features=False, seed=n)
+    ingest = make_ingest_dir(
+        root / "ingest",
+        n=n,
+        classes=classes,
+        frames_per_clip=3,
+        frame_size=32,
+        audio_seconds=0.1,
+        rows_per_shard=256,
+        with_features=False,
+        seed=n,
+    )
     ids = pq.read_table(ingest / "manifest.parquet").column("sample_id").to_pylist()
     rng = np.random.default_rng(n)
     _import_scores(ingest, ids, rng.beta(2, 1, n), rng.beta(1.5, 1.5, n))
@@ -112,8 +131,10 @@ def index_only_ingest(n: int, root: Path) -> Path:
     labels = [f"class{k % 10:02d}" for k in range(n)]
     splits = [("train", "val", "test")[k % 3] for k in range(n)]
     sha = [hashlib.sha256(i.encode()).hexdigest() for i in ids]
-    pq.write_table(pa.table({"sample_id": ids, "path": ids, "label": labels, "split": splits, "sha256": sha}),
-                   ingest / "manifest.parquet")
+    pq.write_table(
+        pa.table({"sample_id": ids, "path": ids, "label": labels, "split": splits, "sha256": sha}),
+        ingest / "manifest.parquet",
+    )
     rng = np.random.default_rng(n)
     _import_scores(ingest, ids, rng.beta(2, 1, n), rng.beta(1.5, 1.5, n))
     return ingest
@@ -130,12 +151,16 @@ def load_times(ctx: Any, index_html: Path, loads: int) -> dict[str, float]:
         fullest = page.eval_on_selector_all(
             "#hist rect[data-bin]",
             "rs => rs.reduce((b, r) => +r.getAttribute('height') > +b.getAttribute('height') ? r : b)"
-            ".getAttribute('data-bin')")
+            ".getAttribute('data-bin')",
+        )
         bar.append(page.evaluate(_TIME_ACTION, ["click", f'#hist rect[data-bin="{fullest}"]', None]))
         cls.append(page.evaluate(_TIME_ACTION, ["change", "#f-class", "3"]))
         page.close()
-    return {"first_cards_ms": round(statistics.median(first), 1), "bar_click_ms": round(statistics.median(bar), 1),
-            "class_filter_ms": round(statistics.median(cls), 1)}
+    return {
+        "first_cards_ms": round(statistics.median(first), 1),
+        "bar_click_ms": round(statistics.median(bar), 1),
+        "class_filter_ms": round(statistics.median(cls), 1),
+    }
 
 
 def measure(ingest: Path, root: Path, ctx: Any | None, loads: int, media: bool = True) -> dict[str, Any]:
@@ -168,7 +193,8 @@ def measure(ingest: Path, root: Path, ctx: Any | None, loads: int, media: bool =
     if ctx is not None:
         out["chromium_baseline"] = load_times(ctx, site / "index.html", loads)
         out["first_cards_lazy_over_baseline"] = round(
-            out["chromium"]["first_cards_ms"] / out["chromium_baseline"]["first_cards_ms"], 3)
+            out["chromium"]["first_cards_ms"] / out["chromium_baseline"]["first_cards_ms"], 3
+        )
     return out
 
 
@@ -177,8 +203,11 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "av_digits")
     ap.add_argument("--sizes", default="3000,30000")
     ap.add_argument("--loads", type=int, default=3)
-    ap.add_argument("--index-only-sizes", default="",
-                    help="Also sizes (e.g. 100000) built --no-media from a manifest and scores only (no shards).")
+    ap.add_argument(
+        "--index-only-sizes",
+        default="",
+        help="Also sizes (e.g. 100000) built --no-media from a manifest and scores only (no shards).",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     os.environ["MMCURATE_NO_PROGRESS"] = "1"

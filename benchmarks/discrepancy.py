@@ -67,7 +67,11 @@ def cpu_seconds() -> float:
 
 def truth(manifest: Any) -> dict[str, np.ndarray]:
     cols = manifest.column_names
-    out = {k: np.asarray(manifest.column(k).to_pylist(), dtype=object) for k in ("condition", "severity", "regime") if k in cols}
+    out = {
+        k: np.asarray(manifest.column(k).to_pylist(), dtype=object)
+        for k in ("condition", "severity", "regime")
+        if k in cols
+    }
     if "expected_discrepancy" in cols:
         out["expected_discrepancy"] = np.asarray(manifest.column("expected_discrepancy").to_pylist(), dtype=float)
     return out
@@ -101,14 +105,19 @@ def default_run(ingest: Path, cfg: ScoreConfig) -> dict[str, Any]:
     col = {c: scores.column(c).to_numpy(zero_copy_only=False) for c in scores.column_names}
     labels = np.asarray(scores.column("label").to_pylist(), dtype=object)
     out = {
-        "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "config": meta["config"],
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
+        "config": meta["config"],
         "calibrated": judge(t, col["discrepancy"]),
         "uncalibrated": judge(t, col["p_audio_uncalibrated"] - col["p_visual_uncalibrated"]),
         "ece": {m: {k: meta["metrics"]["calibration"][m][k] for k in ("ece_before", "ece_after")} for m in MODALITIES},
-        "clean_accuracy": {m: clean_accuracy(t, labels, np.asarray(scores.column(f"pred_{m}").to_pylist(), dtype=object))
-                           for m in MODALITIES},
+        "clean_accuracy": {
+            m: clean_accuracy(t, labels, np.asarray(scores.column(f"pred_{m}").to_pylist(), dtype=object))
+            for m in MODALITIES
+        },
         "uncertainty": meta["metrics"]["uncertainty"],
-        "_d": col["discrepancy"], "_std": col["discrepancy_std"],
+        "_d": col["discrepancy"],
+        "_std": col["discrepancy_std"],
     }
     return out
 
@@ -121,15 +130,23 @@ def refit_run(ingest: Path, cfg: ScoreConfig, clean_only: bool) -> dict[str, Any
     labels = manifest.column("label").to_pylist()
     ids = manifest.column("sample_id").to_pylist()
     t = truth(manifest)
-    tcfg = TensorConfig(image_size=int(cfg.image_size), num_frames=cfg.num_frames, audio=cfg.audio_features,
-                        audio_frames=cfg.audio_frames)
+    tcfg = TensorConfig(
+        image_size=int(cfg.image_size),
+        num_frames=cfg.num_frames,
+        audio=cfg.audio_features,
+        audio_frames=cfg.audio_frames,
+    )
     tensors = build_av_tensors(read_shards(ingest, ids), classes, tcfg, workers=1)
     y = tensors.labels.numpy()
     usable = {m: intact_mask(m, t) if clean_only else np.ones(len(y), dtype=bool) for m in MODALITIES}
     repeats, window, n = int(cfg.repeats), int(cfg.avg_last), len(y)
     fold_sets = [_folds(cfg, labels, manifest.column("group").to_pylist(), r) for r in range(repeats)]
-    runs = {m: ModalityRuns([np.zeros((n, len(classes))) for _ in range(repeats)], [np.zeros((window, n)) for _ in range(repeats)])
-            for m in MODALITIES}
+    runs = {
+        m: ModalityRuns(
+            [np.zeros((n, len(classes))) for _ in range(repeats)], [np.zeros((window, n)) for _ in range(repeats)]
+        )
+        for m in MODALITIES
+    }
     wall, cpu = time.perf_counter(), cpu_seconds()
     for r in range(repeats):
         for k in range(cfg.folds):
@@ -137,14 +154,23 @@ def refit_run(ingest: Path, cfg: ScoreConfig, clean_only: bool) -> dict[str, Any
                 held = np.flatnonzero(fold_sets[r] == k)
                 train = np.flatnonzero((fold_sets[r] != k) & usable[modality])
                 seed = cfg.seed * 1000 + r * 100 + k * 10 + MODALITIES.index(modality)
-                res = fit_predict(InMemorySource(tensors, modality), train, held, len(classes), cfg, seed,
-                                  torch.device("cpu"), int(tensors.frames.shape[1]))
+                res = fit_predict(
+                    InMemorySource(tensors, modality),
+                    train,
+                    held,
+                    len(classes),
+                    cfg,
+                    seed,
+                    torch.device("cpu"),
+                    int(tensors.frames.shape[1]),
+                )
                 runs[modality].probs[r][held] = res.probs
                 runs[modality].window_true[r][:, held] = res.held_true
     a = assemble_scores(y, fold_sets[0], runs, cfg.calibration)
     c = a.columns
     return {
-        "wall_seconds": round(time.perf_counter() - wall, 1), "cpu_seconds": round(cpu_seconds() - cpu, 1),
+        "wall_seconds": round(time.perf_counter() - wall, 1),
+        "cpu_seconds": round(cpu_seconds() - cpu, 1),
         "calibrated": judge(t, c["discrepancy"]),
         "uncalibrated": judge(t, c["p_audio_uncalibrated"] - c["p_visual_uncalibrated"]),
         "clean_accuracy": {m: clean_accuracy(t, y, c[f"probs_{m}"].argmax(1)) for m in MODALITIES},
@@ -153,8 +179,12 @@ def refit_run(ingest: Path, cfg: ScoreConfig, clean_only: bool) -> dict[str, Any
 
 def coverage(d0: np.ndarray, s0: np.ndarray, d1: np.ndarray, s1: np.ndarray) -> dict[str, float]:
     z = np.abs(d0 - d1) / np.maximum(np.sqrt(s0**2 + s1**2), 1e-12)
-    return {"within_1_se": round(float((z < 1).mean()), 4), "within_2_se": round(float((z < 2).mean()), 4),
-            "mean_abs_change": round(float(np.abs(d0 - d1).mean()), 4), "mean_predicted_se": round(float(np.sqrt(s0**2 + s1**2).mean()), 4)}
+    return {
+        "within_1_se": round(float((z < 1).mean()), 4),
+        "within_2_se": round(float((z < 2).mean()), 4),
+        "mean_abs_change": round(float(np.abs(d0 - d1).mean()), 4),
+        "mean_predicted_se": round(float(np.sqrt(s0**2 + s1**2).mean()), 4),
+    }
 
 
 def main() -> None:
@@ -164,9 +194,16 @@ def main() -> None:
     ap.add_argument("--seeds", default="0", help="scorer seeds; two or more also check the uncertainty")
     ap.add_argument("--ceiling", action="store_true", help="also train on clean clips only (reference ceiling)")
     ap.add_argument("--long", action="store_true", help="also train 5x longer (accuracy reference)")
-    ap.add_argument("--set-option", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a ScoreConfig field for every run (e.g. repeats=1)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: more threads spin and waste time on a shared CPU)")
+    ap.add_argument(
+        "--set-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a ScoreConfig field for every run (e.g. repeats=1)",
+    )
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: more threads spin and waste time on a shared CPU)"
+    )
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "discrepancy")
     ap.add_argument("--merge", nargs="+", type=Path, default=None, help="only merge these result JSONs into OUT")
     args = ap.parse_args()
@@ -179,6 +216,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     overrides = dict(kv.split("=", 1) for kv in args.set_option)
     fields = {f.name: f for f in dataclasses.fields(ScoreConfig)}
+
     def parse(k: str, v: str) -> Any:
         kind = str(fields[k].type)
         if "bool" in kind:
@@ -189,7 +227,11 @@ def main() -> None:
     results: dict[str, Any] = {}
     for name in args.sets.split(","):
         ingest = prepare_set(name, args.cache)
-        entry: dict[str, Any] = {"kind": SETS[name][0], "spec": str(SETS[name][1]), "samples": IngestDir(ingest).read_manifest().num_rows}
+        entry: dict[str, Any] = {
+            "kind": SETS[name][0],
+            "spec": str(SETS[name][1]),
+            "samples": IngestDir(ingest).read_manifest().num_rows,
+        }
         seeds = [int(s) for s in args.seeds.split(",")]
         for seed in seeds:
             cfg = ScoreConfig(seed=seed, device="cpu", **typed)
@@ -217,8 +259,12 @@ def main() -> None:
 
 def _headline(r: dict[str, Any]) -> str:
     j = r["calibrated"]
-    score = {k: round(v["auroc"], 3) for k, v in j["aurocs"].items()} if "aurocs" in j else {"spearman": round(j["spearman"], 3)}
-    return f"{score} acc {({k: round(v, 3) for k, v in r['clean_accuracy'].items()})} wall {r['wall_seconds']} s cpu {r['cpu_seconds']} s"
+    score = (
+        {k: round(v["auroc"], 3) for k, v in j["aurocs"].items()}
+        if "aurocs" in j
+        else {"spearman": round(j["spearman"], 3)}
+    )
+    return f"{score} acc { ({k: round(v, 3) for k, v in r['clean_accuracy'].items()}) } wall {r['wall_seconds']} s cpu {r['cpu_seconds']} s"
 
 
 def write(out: Path, results: dict[str, Any]) -> None:
@@ -232,11 +278,16 @@ def _f(x: float | None) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = ["# Discrepancy benchmark", "",
-             "AUROC of d (calibrated; uncalibrated in brackets) against the clean clips, per condition and severity level, "
-             "next to the reference ceiling (scorers trained on clean clips only). Spearman of d with the ground truth on "
-             "demo-synth sets. Seeds are the scorer seeds; set specs in benchmarks/_sets.py.", "",
-             "| set | seed | condition / level | n | AUROC of d | ceiling | gap |", "|---|---:|---|---:|---:|---:|---:|"]
+    lines = [
+        "# Discrepancy benchmark",
+        "",
+        "AUROC of d (calibrated; uncalibrated in brackets) against the clean clips, per condition and severity level, "
+        "next to the reference ceiling (scorers trained on clean clips only). Spearman of d with the ground truth on "
+        "demo-synth sets. Seeds are the scorer seeds; set specs in benchmarks/_sets.py.",
+        "",
+        "| set | seed | condition / level | n | AUROC of d | ceiling | gap |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
     for name, e in results.items():
         for key, r in e.items():
             if not key.startswith("default_seed"):
@@ -247,19 +298,35 @@ def markdown(results: dict[str, Any]) -> str:
             if "aurocs" in cal:
                 for cond, row in cal["aurocs"].items():
                     levels = [(cond, row, unc["aurocs"][cond], ceil.get("aurocs", {}).get(cond))]
-                    levels += [(f"  {lv}", x, unc["aurocs"][cond]["levels"][lv], (ceil.get("aurocs", {}).get(cond) or {}).get("levels", {}).get(lv))
-                               for lv, x in row["levels"].items() if lv != cond and len(row["levels"]) > 1]
+                    levels += [
+                        (
+                            f"  {lv}",
+                            x,
+                            unc["aurocs"][cond]["levels"][lv],
+                            (ceil.get("aurocs", {}).get(cond) or {}).get("levels", {}).get(lv),
+                        )
+                        for lv, x in row["levels"].items()
+                        if lv != cond and len(row["levels"]) > 1
+                    ]
                     for label, x, u, c in levels:
                         cv = c["auroc"] if c else None
                         gap = f"{x['auroc'] - cv:+.3f}" if cv is not None else ""
-                        lines.append(f"| {name} | {seed} | {label} | {x['n']} | {_f(x['auroc'])} ({_f(u['auroc'])}) | {_f(cv)} | {gap} |")
+                        lines.append(
+                            f"| {name} | {seed} | {label} | {x['n']} | {_f(x['auroc'])} ({_f(u['auroc'])}) | {_f(cv)} | {gap} |"
+                        )
             else:
                 cv = ceil.get("spearman")
                 gap = f"{cal['spearman'] - cv:+.3f}" if cv is not None else ""
-                lines.append(f"| {name} | {seed} | Spearman(d, expected) | {e['samples']} | {_f(cal['spearman'])} ({_f(unc['spearman'])}) | {_f(cv)} | {gap} |")
-    lines += ["", "## Scorers: clean-clip accuracy, calibration, time", "",
-              "| set | seed | acc audio | acc visual | acc audio 5x | acc visual 5x | ECE audio before -> after | ECE visual before -> after | mean d std | wall s | CPU s |",
-              "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"]
+                lines.append(
+                    f"| {name} | {seed} | Spearman(d, expected) | {e['samples']} | {_f(cal['spearman'])} ({_f(unc['spearman'])}) | {_f(cv)} | {gap} |"
+                )
+    lines += [
+        "",
+        "## Scorers: clean-clip accuracy, calibration, time",
+        "",
+        "| set | seed | acc audio | acc visual | acc audio 5x | acc visual 5x | ECE audio before -> after | ECE visual before -> after | mean d std | wall s | CPU s |",
+        "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|",
+    ]
     for name, e in results.items():
         long = e.get("long", {}).get("clean_accuracy", {})
         for key, r in e.items():
@@ -269,14 +336,21 @@ def markdown(results: dict[str, Any]) -> str:
                     f"| {name} | {key.removeprefix('default_seed')} | {_f(r['clean_accuracy']['audio'])} | {_f(r['clean_accuracy']['visual'])} | "
                     f"{_f(long.get('audio'))} | {_f(long.get('visual'))} | {ea['ece_before']:.3f} -> {ea['ece_after']:.3f} | "
                     f"{ev['ece_before']:.3f} -> {ev['ece_after']:.3f} | {r['uncertainty']['mean_discrepancy_std']:.3f} | "
-                    f"{r['wall_seconds']} | {r['cpu_seconds']} |")
+                    f"{r['wall_seconds']} | {r['cpu_seconds']} |"
+                )
     checks = [(n, e["uncertainty_check"]) for n, e in results.items() if "uncertainty_check" in e]
     if checks:
-        lines += ["", "## Uncertainty: two independent scorings (seeds)", "",
-                  "| set | within 1 predicted SE (68 % if right) | within 2 SE (95 %) | mean abs change of d | mean predicted SE |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Uncertainty: two independent scorings (seeds)",
+            "",
+            "| set | within 1 predicted SE (68 % if right) | within 2 SE (95 %) | mean abs change of d | mean predicted SE |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for n, c in checks:
-            lines.append(f"| {n} | {c['within_1_se']:.1%} | {c['within_2_se']:.1%} | {c['mean_abs_change']:.3f} | {c['mean_predicted_se']:.3f} |")
+            lines.append(
+                f"| {n} | {c['within_1_se']:.1%} | {c['within_2_se']:.1%} | {c['mean_abs_change']:.3f} | {c['mean_predicted_se']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -49,8 +49,11 @@ def parse_cfg(text: str, base: ScoreConfig) -> ScoreConfig:
         k, v = item.split("=")
         f = {x.name: x for x in dataclasses.fields(ScoreConfig)}[k]
         kind = str(f.type)
-        changes[k] = (v.lower() in ("1", "true", "yes")) if "bool" in kind else (
-            int(v) if "int" in kind and "." not in v else float(v) if ("float" in kind or "int" in kind) else v)
+        changes[k] = (
+            (v.lower() in ("1", "true", "yes"))
+            if "bool" in kind
+            else (int(v) if "int" in kind and "." not in v else float(v) if ("float" in kind or "int" in kind) else v)
+        )
     return dataclasses.replace(base, **changes).resolved(False)
 
 
@@ -80,7 +83,9 @@ def training_fields(cfg: ScoreConfig) -> dict[str, Any]:
     return d
 
 
-def run_variant(name: str, cache: Path, modality: str, cfg: ScoreConfig, repeat: int, clean_only: bool = False) -> dict[str, Any]:
+def run_variant(
+    name: str, cache: Path, modality: str, cfg: ScoreConfig, repeat: int, clean_only: bool = False
+) -> dict[str, Any]:
     """Out-of-fold arrays of one (set, modality, config, repeat), cached as npz."""
     key = config_hash([name, modality, training_fields(cfg), repeat, "intact" if clean_only else False], length=12)
     path = cache / name / "runs" / f"{modality}-{key}.npz"
@@ -102,16 +107,29 @@ def run_variant(name: str, cache: Path, modality: str, cfg: ScoreConfig, repeat:
         held = np.flatnonzero(folds == k)
         train = np.flatnonzero((folds != k) & usable)
         seed = cfg.seed * 1000 + repeat * 100 + k * 10 + MODALITIES.index(modality)
-        res = fit_predict(source, train, held, c, cfg, seed, torch.device("cpu"), int(tensors.frames.shape[1]),
-                          record_all_epochs=True)
+        res = fit_predict(
+            source,
+            train,
+            held,
+            c,
+            cfg,
+            seed,
+            torch.device("cpu"),
+            int(tensors.frames.shape[1]),
+            record_all_epochs=True,
+        )
         probs[held] = res.probs
         held_true[:, held] = res.held_true
         tt = np.nan_to_num(res.train_true, nan=0.0)
         td_sum[train] += tt.sum(0)
         td_cnt[train] += (~np.isnan(res.train_true)).sum(0)
     out = {
-        "probs": probs, "held_true": held_true, "td": td_sum / np.maximum(td_cnt, 1), "folds": folds,
-        "wall": np.array(time.perf_counter() - wall), "cpu": np.array(time.process_time() - cpu),
+        "probs": probs,
+        "held_true": held_true,
+        "td": td_sum / np.maximum(td_cnt, 1),
+        "folds": folds,
+        "wall": np.array(time.perf_counter() - wall),
+        "cpu": np.array(time.process_time() - cpu),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **out)
@@ -147,7 +165,7 @@ def confidence(runs: list[dict[str, Any]], y: np.ndarray, window: int | None, ep
         elif window == 0:
             vals.append(r["td"])
         else:
-            vals.append(r["held_true"][epochs - window:].mean(0))
+            vals.append(r["held_true"][epochs - window :].mean(0))
     return np.mean(vals, axis=0)
 
 
@@ -158,7 +176,8 @@ def evaluate(name: str, cache: Path, pa: np.ndarray, pv: np.ndarray) -> dict[str
     if "condition" in t:
         res = condition_aurocs(d, t["condition"], t["severity"])
         return {k: round(v["auroc"], 4) for k, v in res.items()} | {
-            f"{k}@{lv}": round(x["auroc"], 4) for k, v in res.items() for lv, x in v["levels"].items() if lv != k}
+            f"{k}@{lv}": round(x["auroc"], 4) for k, v in res.items() for lv, x in v["levels"].items() if lv != k
+        }
     return {"spearman": round(spearman(d, t["expected_discrepancy"]), 4)}
 
 
@@ -187,7 +206,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--windows", default="half", help="comma list: half (configured), all, N (last N epochs), td")
     ap.add_argument("--clean-only", action="store_true", help="reference ceiling: train on clean clips only")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: on a shared CPU more threads spin and waste time)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: on a shared CPU more threads spin and waste time)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="append JSON lines of results here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -200,15 +221,25 @@ def main() -> None:
                 vr = [run_variant(name, args.cache, "visual", vcfg, r, args.clean_only) for r in range(args.repeats)]
                 y = _labels(name, args.cache)
                 for w in args.windows.split(","):
-                    wa = {"half": None, "all": acfg.epochs, "td": 0}.get(w, None if w == "half" else int(w) if w.isdigit() else None)
-                    wv = {"half": None, "all": vcfg.epochs, "td": 0}.get(w, None if w == "half" else int(w) if w.isdigit() else None)
+                    wa = {"half": None, "all": acfg.epochs, "td": 0}.get(
+                        w, None if w == "half" else int(w) if w.isdigit() else None
+                    )
+                    wv = {"half": None, "all": vcfg.epochs, "td": 0}.get(
+                        w, None if w == "half" else int(w) if w.isdigit() else None
+                    )
                     pa = confidence(ar, y, wa, acfg.epochs)
                     pv = confidence(vr, y, wv, vcfg.epochs)
                     row = {
-                        "set": name, "audio": atext, "visual": vtext, "repeats": args.repeats, "window": w,
+                        "set": name,
+                        "audio": atext,
+                        "visual": vtext,
+                        "repeats": args.repeats,
+                        "window": w,
                         "clean_only": args.clean_only,
-                        "acc_a": clean_accuracy(name, args.cache, ar), "acc_v": clean_accuracy(name, args.cache, vr),
-                        "cpu_a": round(float(sum(r["cpu"] for r in ar)), 1), "cpu_v": round(float(sum(r["cpu"] for r in vr)), 1),
+                        "acc_a": clean_accuracy(name, args.cache, ar),
+                        "acc_v": clean_accuracy(name, args.cache, vr),
+                        "cpu_a": round(float(sum(r["cpu"] for r in ar)), 1),
+                        "cpu_v": round(float(sum(r["cpu"] for r in vr)), 1),
                         **evaluate(name, args.cache, pa, pv),
                     }
                     print(json.dumps(row), flush=True)

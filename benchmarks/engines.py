@@ -49,11 +49,17 @@ def digest(folder: Path, names: tuple[str, ...]) -> str:
     return h.hexdigest()
 
 
-def ingest_once(av_digits: Path, manifest: Path, work: Path, workers: int, execution: ExecutionConfig) -> tuple[float, int]:
+def ingest_once(
+    av_digits: Path, manifest: Path, work: Path, workers: int, execution: ExecutionConfig
+) -> tuple[float, int]:
     shutil.rmtree(work, ignore_errors=True)
     started = time.perf_counter()
-    result = run_ingest(Workdir(work), IngestConfig(raw_dir=av_digits, manifest=manifest, group_column="speaker",
-                                                    workers=workers, execution=execution))
+    result = run_ingest(
+        Workdir(work),
+        IngestConfig(
+            raw_dir=av_digits, manifest=manifest, group_column="speaker", workers=workers, execution=execution
+        ),
+    )
     return time.perf_counter() - started, result.n_ok
 
 
@@ -64,7 +70,9 @@ def main() -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=12, help="scorer epochs (12: the default)")
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--score-only", action="store_true", help="ingest once (locally), compare the engines on score only")
+    ap.add_argument(
+        "--score-only", action="store_true", help="ingest once (locally), compare the engines on score only"
+    )
     args = ap.parse_args()
 
     import ray
@@ -77,8 +85,10 @@ def main() -> int:
     started = time.perf_counter()
     ray.init(num_cpus=cores, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     ray_start = time.perf_counter() - started
-    print(f"machine: {cores} cores (shared with other jobs: compare ratios, not absolute figures); "
-          f"ray start-up {ray_start:.1f} s (not counted below)")
+    print(
+        f"machine: {cores} cores (shared with other jobs: compare ratios, not absolute figures); "
+        f"ray start-up {ray_start:.1f} s (not counted below)"
+    )
 
     figures: dict[str, dict] = {"ray_start_seconds": {"value": round(ray_start, 2)}}
     digests = {}
@@ -94,14 +104,22 @@ def main() -> int:
         seconds, n = ingest_once(av_digits, manifest, work, workers, execution)
         digests[name] = digest(work / "ingest", ("manifest.parquet", "failures.jsonl", "classes.json"))
         rows.append((name, seconds, n / seconds))
-        figures[f"ingest: {name}"] = {"seconds": round(seconds, 2), "clips_per_second": round(n / seconds, 2), "clips": n}
+        figures[f"ingest: {name}"] = {
+            "seconds": round(seconds, 2),
+            "clips_per_second": round(n / seconds, 2),
+            "clips": n,
+        }
         print(f"ingest {n} clips, {name:<24} {seconds:7.1f} s  {n / seconds:6.1f} clips/s")
     same = len(set(digests.values())) == 1
     if not args.score_only:
         ratio = rows[3][1] / rows[2][1]
-        print(f"ingest: ray/local wall time at {cores} workers = {ratio:.2f}x (target <= 1.2x); outputs identical: {same}")
-        print(f"ingest scaling: local {rows[2][2] / rows[0][2]:.2f}x, ray {rows[3][2] / rows[1][2]:.2f}x "
-              f"from 1 to {cores} workers")
+        print(
+            f"ingest: ray/local wall time at {cores} workers = {ratio:.2f}x (target <= 1.2x); outputs identical: {same}"
+        )
+        print(
+            f"ingest scaling: local {rows[2][2] / rows[0][2]:.2f}x, ray {rows[3][2] / rows[1][2]:.2f}x "
+            f"from 1 to {cores} workers"
+        )
         figures["ingest_ratio_ray_over_local"] = {"value": round(ratio, 3), "identical_outputs": same}
 
     scorer = ScoreConfig(folds=args.folds, epochs=args.epochs, repeats=args.repeats, device="cpu")
@@ -114,13 +132,21 @@ def main() -> int:
         run_score(Workdir(work), ScoreStageConfig(scorer_settings=scorer, execution=execution))
         times[name] = time.perf_counter() - started
         score_digests[name] = hashlib.sha256((work / "ingest" / "scores.parquet").read_bytes()).hexdigest()
-        print(f"score {args.folds}-fold x {args.repeats} repeat(s), {args.epochs} epochs, {name:<6} {times[name]:7.1f} s")
+        print(
+            f"score {args.folds}-fold x {args.repeats} repeat(s), {args.epochs} epochs, {name:<6} {times[name]:7.1f} s"
+        )
     sratio = times["ray"] / times["local"]
     same_scores = score_digests["ray"] == score_digests["local"]
-    print(f"score: ray/local wall time = {sratio:.2f}x (target <= 1.2x; both train one job at a time with {cores} "
-          f"threads: the engine's overhead); scores identical: {same_scores}")
-    figures["score"] = {"local_seconds": round(times["local"], 2), "ray_seconds": round(times["ray"], 2),
-                        "ratio_ray_over_local": round(sratio, 3), "identical_scores": same_scores}
+    print(
+        f"score: ray/local wall time = {sratio:.2f}x (target <= 1.2x; both train one job at a time with {cores} "
+        f"threads: the engine's overhead); scores identical: {same_scores}"
+    )
+    figures["score"] = {
+        "local_seconds": round(times["local"], 2),
+        "ray_seconds": round(times["ray"], 2),
+        "ratio_ray_over_local": round(sratio, 3),
+        "identical_scores": same_scores,
+    }
     (args.out / "engines.json").write_text(json.dumps(figures, indent=2))
     ray.shutdown()
     return 0 if same and same_scores else 1

@@ -65,14 +65,21 @@ def write_inputs(data: Path, dest: Path, per_format: int | None) -> list[dict[st
 
 def write_scores(rows: list[dict[str, str]], dest: Path) -> None:
     """Confidences from the ground-truth condition, jittered by a hash of the path (no training)."""
-    base = {"clean": (0.8, 0.6), "audio_noise": (0.2, 0.7), "visual_mismatch": (0.9, 0.15), "visual_noise": (0.85, 0.2)}
+    base = {
+        "clean": (0.8, 0.6),
+        "audio_noise": (0.2, 0.7),
+        "visual_mismatch": (0.9, 0.15),
+        "visual_noise": (0.85, 0.2),
+    }
     with open(dest, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["sample_id", "p_audio", "p_visual"])
         for r in rows:
             h = int(hashlib.sha256(r["path"].encode()).hexdigest()[:8], 16) / 2**32
             a, v = base[r["condition"]]
-            w.writerow([r["path"], round(min(1, max(0, a - 0.3 + 0.6 * h)), 4), round(min(1, max(0, v + 0.3 - 0.6 * h)), 4)])
+            w.writerow(
+                [r["path"], round(min(1, max(0, a - 0.3 + 0.6 * h)), 4), round(min(1, max(0, v + 0.3 - 0.6 * h)), 4)]
+            )
 
 
 def timed(fn) -> float:  # noqa: ANN001
@@ -93,23 +100,45 @@ def main() -> None:
         work = Workdir(tmp / "work")
         rows = write_inputs(args.data, tmp / "inputs.csv", args.per_format)
         write_scores(rows, tmp / "scores.csv")
-        INGEST.run(work, IngestConfig(raw_dir=args.data, manifest=tmp / "inputs.csv", group_column="speaker", workers=args.workers))
+        INGEST.run(
+            work,
+            IngestConfig(raw_dir=args.data, manifest=tmp / "inputs.csv", group_column="speaker", workers=args.workers),
+        )
         SCORE.run(work, ScoreStageConfig(scores_from=tmp / "scores.csv"))
         BALANCE.run(work, BalanceConfig(bins=4, shortfall="shrink"))  # exactly uniform over the 4 bins
         selection = work.balanced.read_selection()
         n = selection.num_rows
         selected = set(selection["sample_id"].to_pylist())
 
-        t_export = timed(lambda: EXPORT.run(work, ExportConfig(out=tmp / "bmm", audio_preset=PRESET, workers=args.workers)))
-        t_hub = timed(lambda: export_balanced(work.ingest.path, work.balanced.selection_path, tmp / "hub", {}, show_summary=False))
-        t_import = timed(lambda: INGEST.run(Workdir(tmp / "imp"), IngestConfig(raw_dir=tmp / "bmm", layout="balancemm", workers=args.workers)))
+        t_export = timed(
+            lambda: EXPORT.run(work, ExportConfig(out=tmp / "bmm", audio_preset=PRESET, workers=args.workers))
+        )
+        t_hub = timed(
+            lambda: export_balanced(
+                work.ingest.path, work.balanced.selection_path, tmp / "hub", {}, show_summary=False
+            )
+        )
+        t_import = timed(
+            lambda: INGEST.run(
+                Workdir(tmp / "imp"), IngestConfig(raw_dir=tmp / "bmm", layout="balancemm", workers=args.workers)
+            )
+        )
         with open(tmp / "selected.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["path", "label", "split", "speaker"])
             w.writerows([r["path"], r["label"], r["split"], r["speaker"]] for r in rows if r["path"] in selected)
-        t_media = timed(lambda: INGEST.run(Workdir(tmp / "media"), IngestConfig(
-            raw_dir=args.data, manifest=tmp / "selected.csv", group_column="speaker", workers=args.workers,
-            decode=DecodeConfig(features=PRESET))))
+        t_media = timed(
+            lambda: INGEST.run(
+                Workdir(tmp / "media"),
+                IngestConfig(
+                    raw_dir=args.data,
+                    manifest=tmp / "selected.csv",
+                    group_column="speaker",
+                    workers=args.workers,
+                    decode=DecodeConfig(features=PRESET),
+                ),
+            )
+        )
         bmm_bytes = sum(p.stat().st_size for p in (tmp / "bmm").rglob("*") if p.is_file())
     result = {
         "data": str(args.data),
@@ -123,8 +152,12 @@ def main() -> None:
         "ingest_media_clips_per_s": round(n / t_media, 2),
         "import_vs_media_ingest_time": round(t_import / t_media, 2),
         "balancemm_bytes_per_clip": round(bmm_bytes / n),
-        "seconds": {"export_balancemm": round(t_export, 2), "export_hub": round(t_hub, 2),
-                    "import_balancemm": round(t_import, 2), "ingest_media": round(t_media, 2)},
+        "seconds": {
+            "export_balancemm": round(t_export, 2),
+            "export_hub": round(t_hub, 2),
+            "import_balancemm": round(t_import, 2),
+            "ingest_media": round(t_media, 2),
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -61,7 +61,7 @@ def split_rows(rows: list[dict[str, str]], seed: int) -> tuple[list[dict[str, st
     for lab in labels:
         members = [by_label[lab][i] for i in rng.permutation(len(by_label[lab]))]
         seed_rows += members[: want[lab]]
-        cand_rows += members[want[lab]:]
+        cand_rows += members[want[lab] :]
     return seed_rows, cand_rows
 
 
@@ -72,24 +72,41 @@ def write_manifest(rows: list[dict[str, str]], dest: Path) -> Path:
         w.writerow(["path", "label", "split", "speaker", "condition", "severity"])
         for r in rows:
             level = {"audio_noise": f"snr{float(r['audio_snr_db'] or 0):g}", "visual_noise": "sigma90-occ32"}
-            w.writerow([r["path"], r["label"], r["split"], r["speaker"], r["condition"],
-                        level.get(r["condition"], r["condition"])])
+            w.writerow(
+                [
+                    r["path"],
+                    r["label"],
+                    r["split"],
+                    r["speaker"],
+                    r["condition"],
+                    level.get(r["condition"], r["condition"]),
+                ]
+            )
     return dest
 
 
 def ingest(rows: list[dict[str, str]], root: Path) -> IngestDir:
     folder = root / "ingest"
     if not (folder / "manifest.parquet").is_file():
-        cfg = IngestConfig(raw_dir=SHARED / "av_digits", out=folder, manifest=write_manifest(rows, root / "inputs.csv"),
-                           group_column="speaker", workers=2, decode=DecodeConfig(size=224))
+        cfg = IngestConfig(
+            raw_dir=SHARED / "av_digits",
+            out=folder,
+            manifest=write_manifest(rows, root / "inputs.csv"),
+            group_column="speaker",
+            workers=2,
+            decode=DecodeConfig(size=224),
+        )
         run_ingest(Workdir(root), cfg)
     return IngestDir(folder)
 
 
 def truth(store: IngestDir) -> tuple[list[str], np.ndarray, np.ndarray]:
     m = store.read_manifest(["sample_id", "condition", "severity"]).sort_by("sample_id")
-    return (m.column("sample_id").to_pylist(), np.asarray(m.column("condition").to_pylist(), dtype=object),
-            np.asarray(m.column("severity").to_pylist(), dtype=object))
+    return (
+        m.column("sample_id").to_pylist(),
+        np.asarray(m.column("condition").to_pylist(), dtype=object),
+        np.asarray(m.column("severity").to_pylist(), dtype=object),
+    )
 
 
 def judged(store: IngestDir) -> dict[str, Any]:
@@ -108,7 +125,10 @@ def main() -> None:
     args = ap.parse_args()
     rows = list(csv.DictReader(open(SHARED / "av_digits" / "labels.csv")))
     seed_rows, cand_rows = split_rows(rows, args.seed)
-    seed, cand = ingest(seed_rows, args.cache / f"split{args.seed}" / "seed"), ingest(cand_rows, args.cache / f"split{args.seed}" / "candidates")
+    seed, cand = (
+        ingest(seed_rows, args.cache / f"split{args.seed}" / "seed"),
+        ingest(cand_rows, args.cache / f"split{args.seed}" / "candidates"),
+    )
 
     t0 = time.perf_counter()
     oof = score_out_of_fold(seed, ScoreConfig(), overwrite=True)
@@ -131,8 +151,12 @@ def main() -> None:
         "balanced_size": {"seed": plan_seed.size, "seed+candidates": plan_both.size},
         "pool_per_bin": {"seed": plan_seed.pool.tolist(), "seed+candidates": plan_both.pool.tolist()},
         "auroc": {"seed_oof": judged(seed), "candidates": judged(cand)},
-        "seconds": {"score_seed_wall": round(score_wall, 1), "fold_jobs": round(fold_seconds, 1),
-                    "whole_set_jobs": round(whole_seconds, 1), "score_candidates_wall": round(cand_wall, 1)},
+        "seconds": {
+            "score_seed_wall": round(score_wall, 1),
+            "fold_jobs": round(fold_seconds, 1),
+            "whole_set_jobs": round(whole_seconds, 1),
+            "score_candidates_wall": round(cand_wall, 1),
+        },
         "calibration": json.loads((seed.scorers(oof.scorer_id) / "scorer.json").read_text())["calibration"],
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -156,11 +180,18 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     for k in ("seed", "seed+candidates"):
         lines.append(f"| {k} | {r['balanced_size'][k]} | {', '.join(map(str, r['pool_per_bin'][k]))} |")
-    lines += ["", "AUROC of signed d against the clean clips (as benchmarks/discrepancy.py judges out-of-fold scores):", "",
-              "| condition | seed pool, out-of-fold (n) | candidates, whole-set scorers (n) |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "AUROC of signed d against the clean clips (as benchmarks/discrepancy.py judges out-of-fold scores):",
+        "",
+        "| condition | seed pool, out-of-fold (n) | candidates, whole-set scorers (n) |",
+        "|---|---:|---:|",
+    ]
     for cond, row in r["auroc"]["candidates"].items():
         oof = r["auroc"]["seed_oof"].get(cond, {})
-        lines.append(f"| {cond} | {oof.get('auroc', float('nan')):.3f} ({oof.get('n', 0)}) | {row['auroc']:.3f} ({row['n']}) |")
+        lines.append(
+            f"| {cond} | {oof.get('auroc', float('nan')):.3f} ({oof.get('n', 0)}) | {row['auroc']:.3f} ({row['n']}) |"
+        )
     lines += [
         "",
         f"Cost on this machine (2 cores shared with other jobs; timings noisy): the 2 whole-set jobs took "

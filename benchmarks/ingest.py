@@ -132,13 +132,40 @@ def practice_clip(args: tuple[str, str, str]) -> int:
     out = Path(work) / Path(path).stem
     out.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [ffmpeg, "-loglevel", "error", "-y", "-threads", "1", "-i", path, "-vf", "fps=1,scale=224:224,format=yuvj420p",
-         "-q:v", "2", str(out / "frame_%05d.jpg")],
+        [
+            ffmpeg,
+            "-loglevel",
+            "error",
+            "-y",
+            "-threads",
+            "1",
+            "-i",
+            path,
+            "-vf",
+            "fps=1,scale=224:224,format=yuvj420p",
+            "-q:v",
+            "2",
+            str(out / "frame_%05d.jpg"),
+        ],
         check=True,
     )
     subprocess.run(
-        [ffmpeg, "-loglevel", "error", "-y", "-threads", "1", "-i", path, "-vn", "-ac", "1", "-ar", "16000",
-         str(out / "audio.wav")],
+        [
+            ffmpeg,
+            "-loglevel",
+            "error",
+            "-y",
+            "-threads",
+            "1",
+            "-i",
+            path,
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            str(out / "audio.wav"),
+        ],
         check=True,
     )
     frames = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(out.glob("frame_*.jpg"))]
@@ -150,10 +177,14 @@ def practice_clip(args: tuple[str, str, str]) -> int:
 # ----------------------------------------------------------------------------- data
 
 
-def load_rows(data: str, corpus_dir: Path, n_generated: int, gop: int, limit: int | None) -> tuple[Path, list[dict[str, str]]]:
+def load_rows(
+    data: str, corpus_dir: Path, n_generated: int, gop: int, limit: int | None
+) -> tuple[Path, list[dict[str, str]]]:
     if data == "real-length":
         corpus_dir = corpus_dir.with_name(f"{corpus_dir.name}_gop{gop}")
-        paths = write_corpus(corpus_dir, n_generated, tuple(dataclasses.replace(s, gop=gop) for s in REAL_LENGTH_SPECS))
+        paths = write_corpus(
+            corpus_dir, n_generated, tuple(dataclasses.replace(s, gop=gop) for s in REAL_LENGTH_SPECS)
+        )
         rows = [{"path": p.relative_to(corpus_dir).as_posix(), "label": p.parent.name} for p in paths]
         return corpus_dir, rows[:limit]
     folder = Path(data)
@@ -229,9 +260,16 @@ def throughput(args: argparse.Namespace) -> dict[str, object]:
                     pool.map(seek_extract, [(p, sampling) for p in paths], chunksize=2)
 
                 with Timer(seconds, cpu, f"mmcurate_{sampling}"):
-                    run_ingest(Workdir(Path(tmp)), IngestConfig(raw_dir=root, out=Path(tmp) / f"ingest_{sampling}_{rep}",
-                                                                  manifest=manifest, workers=w,
-                                                                  decode=DecodeConfig(**SAMPLINGS[sampling])))
+                    run_ingest(
+                        Workdir(Path(tmp)),
+                        IngestConfig(
+                            raw_dir=root,
+                            out=Path(tmp) / f"ingest_{sampling}_{rep}",
+                            manifest=manifest,
+                            workers=w,
+                            decode=DecodeConfig(**SAMPLINGS[sampling]),
+                        ),
+                    )
 
             work = Path(tmp) / "practice"
             with Timer(seconds, cpu, "practice_ffmpeg"), ThreadPoolExecutor(w) as pool:
@@ -328,8 +366,17 @@ def peak_memory(n_inputs: int, av_digits: Path, workers: int) -> dict[str, objec
             except OSError:
                 shutil.copyfile(src, dst)
         env = {**os.environ, "MMCURATE_NO_PROGRESS": "1", "PYTHONPATH": str(REPO)}
-        cmd = [sys.executable, "-m", "mmcurate", "ingest", str(raw), "--out", str(Path(tmp) / "out"),
-               "--workers", str(workers)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mmcurate",
+            "ingest",
+            str(raw),
+            "--out",
+            str(Path(tmp) / "out"),
+            "--workers",
+            str(workers),
+        ]
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         peaks = {"main_hwm_kb": 0, "worker_hwm_kb": 0, "tree_pss_kb": 0, "tree_rss_kb": 0}
@@ -375,15 +422,22 @@ def peak_memory(n_inputs: int, av_digits: Path, workers: int) -> dict[str, objec
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "av_digits"),
-                    help="a data folder, or 'real-length' for the generated 10-s clips")
+    ap.add_argument(
+        "--data",
+        default=str(REPO.parent / "shared" / "data" / "av_digits"),
+        help="a data folder, or 'real-length' for the generated 10-s clips",
+    )
     ap.add_argument("--corpus-dir", type=Path, default=REPO / "benchmarks" / "results" / "corpus_real_length")
     ap.add_argument("--generate", type=int, default=40, help="clips in the real-length corpus")
     ap.add_argument("--gop", type=int, default=60, help="keyframe interval (frames) of the real-length corpus")
     ap.add_argument("--sampling", default="frames3", help="comma-separated: frames3, fps1")
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
-    ap.add_argument("--repeats", type=int, default=3,
-                    help="measure every method this many times, in rounds; report medians (and the ratios' range)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="measure every method this many times, in rounds; report medians (and the ratios' range)",
+    )
     ap.add_argument("--limit", type=int, default=None, help="use only the first N clips (quick check)")
     ap.add_argument("--memory", default=None, help="comma-separated input counts: measure peak RSS instead")
     ap.add_argument("--av-digits", type=Path, default=REPO.parent / "shared" / "data" / "av_digits")

@@ -38,8 +38,11 @@ def build_stand_in(av_digits: Path, out: Path, per_label: int | None) -> Path:
     export = out / f"stand-in-{per_label or 'all'}"
     if not (export / "data").is_dir():
         started = time.perf_counter()
-        quota = {"train": per_label, "val": None if per_label is None else max(2, per_label // 3),
-                 "test": None if per_label is None else max(3, per_label // 2)}
+        quota = {
+            "train": per_label,
+            "val": None if per_label is None else max(2, per_label // 3),
+            "test": None if per_label is None else max(3, per_label // 2),
+        }
         rows = fx.av_digits_rows(av_digits, quota)
         fx.write_balanced_export(rows, fx.DIGITS, export)
         print(f"stand-in export: {len(rows)} clips in {time.perf_counter() - started:.1f} s -> {export}")
@@ -48,6 +51,7 @@ def build_stand_in(av_digits: Path, out: Path, per_label: int | None) -> Path:
 
 def acceptance(summary: dict) -> list[tuple[str, bool, str]]:
     """The issue's three checks on the mean over seeds."""
+
     def m(method: str, key: str) -> float:
         return summary[method][key]["mean"]
 
@@ -57,7 +61,9 @@ def acceptance(summary: dict) -> list[tuple[str, bool, str]]:
     ]
     out = [(name, m(a, k) > m(b, k), f"{m(a, k):.4f} vs {m(b, k):.4f}") for name, a, b, k in checks]
     best_uni = max(m("audio_only", "acc"), m("visual_only", "acc"))
-    out.append(("joint > both unimodal overall", m("joint", "acc") > best_uni, f"{m('joint', 'acc'):.4f} vs {best_uni:.4f}"))
+    out.append(
+        ("joint > both unimodal overall", m("joint", "acc") > best_uni, f"{m('joint', 'acc'):.4f} vs {best_uni:.4f}")
+    )
     return out
 
 
@@ -85,15 +91,25 @@ def main() -> int:
     device = resolve_device(args.device)
     defaults = DEVICE_DEFAULTS[device.type]
     cfg = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or OPTIMIZER_DEFAULTS[args.optimizer]["lr"],
-        optimizer=args.optimizer, weight_decay=OPTIMIZER_DEFAULTS[args.optimizer]["weight_decay"],
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr or OPTIMIZER_DEFAULTS[args.optimizer]["lr"],
+        optimizer=args.optimizer,
+        weight_decay=OPTIMIZER_DEFAULTS[args.optimizer]["weight_decay"],
         width=args.width or defaults["width"],
     )
     settings = TensorSettings(image_size=args.image_size or defaults["image_size"])
     started = time.perf_counter()
     outcome = run_reeval(
-        source, out / "results", ReevalConfig(methods=args.methods).method_list(), [int(s) for s in args.seeds.split(",")], cfg, settings,
-        device, fresh=args.fresh, threads=args.threads,
+        source,
+        out / "results",
+        ReevalConfig(methods=args.methods).method_list(),
+        [int(s) for s in args.seeds.split(",")],
+        cfg,
+        settings,
+        device,
+        fresh=args.fresh,
+        threads=args.threads,
     )
     print(outcome.paths["markdown"].read_text())
     print(f"total {time.perf_counter() - started:.1f} s on {outcome.device}")

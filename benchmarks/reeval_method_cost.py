@@ -49,8 +49,15 @@ def main() -> int:
     data = load_source(kind, location, TensorSettings(image_size=args.image_size), bins=10)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, width=args.width)
     # an untimed first run: the first training in a process pays one-off costs (kernels, allocator)
-    train_run("joint", data, TrainConfig(epochs=1, batch_size=args.batch_size, width=args.width), args.seed,
-              Path(args.out) / "warmup", torch.device("cpu"), fresh=True)
+    train_run(
+        "joint",
+        data,
+        TrainConfig(epochs=1, batch_size=args.batch_size, width=args.width),
+        args.seed,
+        Path(args.out) / "warmup",
+        torch.device("cpu"),
+        fresh=True,
+    )
     names = ReevalConfig(methods=args.methods).method_list()
     timed: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
     acc: dict[str, float] = {}
@@ -65,14 +72,28 @@ def main() -> int:
     print(f"{'method':<12} {'wall s':>8} {'cpu s':>8} {'cpu / joint (median over rounds)':>34}")
     for name, times in timed.items():
         ratios = [c / j[1] for (_, c), j in zip(times, joint)] if joint else []
-        row = {"method": name, "wall_s": [t[0] for t in times], "cpu_s": [t[1] for t in times], "test_acc": acc[name],
-               "cpu_ratio_median": statistics.median(ratios) if ratios else None, "cpu_ratios": ratios}
+        row = {
+            "method": name,
+            "wall_s": [t[0] for t in times],
+            "cpu_s": [t[1] for t in times],
+            "test_acc": acc[name],
+            "cpu_ratio_median": statistics.median(ratios) if ratios else None,
+            "cpu_ratios": ratios,
+        }
         rows.append(row)
         shown = f"{row['cpu_ratio_median']:.2f} ({', '.join(f'{r:.2f}' for r in ratios)})" if ratios else "n/a"
         print(f"{name:<12} {statistics.median(row['wall_s']):8.1f} {statistics.median(row['cpu_s']):8.1f} {shown:>34}")
-    settings = {"source": args.source, "epochs": args.epochs, "width": args.width, "image_size": args.image_size,
-                "batch_size": args.batch_size, "seed": args.seed, "train_size": len(data.train), "threads": 1,
-                "rounds": args.rounds}
+    settings = {
+        "source": args.source,
+        "epochs": args.epochs,
+        "width": args.width,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "train_size": len(data.train),
+        "threads": 1,
+        "rounds": args.rounds,
+    }
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "method_cost.json").write_text(json.dumps({"settings": settings, "runs": rows}, indent=2))
     return 0

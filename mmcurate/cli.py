@@ -19,16 +19,48 @@ from mmcurate.common.errors import MMCurateError
 
 #: command name -> (module, attribute, one-line help shown by ``mmcurate --help``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "ingest": ("mmcurate.ingest.cli", "ingest", "Decode raw clips (frames + audio) into Arrow shards with a manifest."),
-    "score": ("mmcurate.score.cli", "score", "Train unimodal scorers out-of-fold and write per-sample modality discrepancy."),
+    "ingest": (
+        "mmcurate.ingest.cli",
+        "ingest",
+        "Decode raw clips (frames + audio) into Arrow shards with a manifest.",
+    ),
+    "score": (
+        "mmcurate.score.cli",
+        "score",
+        "Train unimodal scorers out-of-fold and write per-sample modality discrepancy.",
+    ),
     "report": ("mmcurate.score.report_cli", "report", "Plot and summarise a dataset's modality bias from its scores."),
-    "balance": ("mmcurate.balance.cli", "balance", "Sample a dataset whose discrepancy is uniform over bins; export it."),
-    "browse": ("mmcurate.browse.cli", "browse", "Build a static HTML browser of the samples: plots, filters, frames and audio."),
+    "balance": (
+        "mmcurate.balance.cli",
+        "balance",
+        "Sample a dataset whose discrepancy is uniform over bins; export it.",
+    ),
+    "browse": (
+        "mmcurate.browse.cli",
+        "browse",
+        "Build a static HTML browser of the samples: plots, filters, frames and audio.",
+    ),
     "push": ("mmcurate.push.cli", "push", "Push the balanced dataset (Parquet shards + card) to a Hugging Face Hub."),
-    "export": ("mmcurate.formats.cli", "export", "Write the balanced dataset in a layout the field's code loads (BalanceMM)."),
-    "reeval": ("mmcurate.reeval.cli", "reeval", "Re-evaluate unimodal, joint and imbalance-algorithm models per subset."),
-    "run": ("mmcurate.pipeline.cli", "run", "Run a YAML recipe: ingest -> score -> balance -> export (-> push) (-> reeval)."),
-    "demo": ("mmcurate.demo.cli", "demo", "Generate a small synthetic audio-visual set and run the whole pipeline on it."),
+    "export": (
+        "mmcurate.formats.cli",
+        "export",
+        "Write the balanced dataset in a layout the field's code loads (BalanceMM).",
+    ),
+    "reeval": (
+        "mmcurate.reeval.cli",
+        "reeval",
+        "Re-evaluate unimodal, joint and imbalance-algorithm models per subset.",
+    ),
+    "run": (
+        "mmcurate.pipeline.cli",
+        "run",
+        "Run a YAML recipe: ingest -> score -> balance -> export (-> push) (-> reeval).",
+    ),
+    "demo": (
+        "mmcurate.demo.cli",
+        "demo",
+        "Generate a small synthetic audio-visual set and run the whole pipeline on it.",
+    ),
 }
 
 

@@ -132,14 +132,16 @@ def make_ingest_dir(
         store.write_shard(shard_idx, pa.Table.from_pylist([shard_rows[k] for k in idx], schema=SHARD_SCHEMA))
     store.write_manifest(manifest_rows)
     store.write_classes(list(classes))
-    store.write_config({
-        "raw_dir": "/data/raw",
-        "frames_per_clip": frames_per_clip,
-        "frame_size": frame_size,
-        "audio_sample_rate": SAMPLE_RATE,
-        "features": "logmel-8" if with_features else None,
-        "source": source or {"name": "synthetic-fixture", "license": "CC BY-SA 4.0", "url": None},
-    })
+    store.write_config(
+        {
+            "raw_dir": "/data/raw",
+            "frames_per_clip": frames_per_clip,
+            "frame_size": frame_size,
+            "audio_sample_rate": SAMPLE_RATE,
+            "features": "logmel-8" if with_features else None,
+            "source": source or {"name": "synthetic-fixture", "license": "CC BY-SA 4.0", "url": None},
+        }
+    )
     return path
 
 
@@ -160,7 +162,9 @@ def make_selection(
     rng = np.random.default_rng(seed)
     cycle = [s for s, w in zip(splits, split_weights, strict=True) for _ in range(w)]
     rows = []
-    for i, (sid, label) in enumerate(zip(manifest["sample_id"].to_pylist(), manifest["label"].to_pylist(), strict=True)):
+    for i, (sid, label) in enumerate(
+        zip(manifest["sample_id"].to_pylist(), manifest["label"].to_pylist(), strict=True)
+    ):
         if drop_every and i % drop_every == drop_every - 1:
             continue
         p_a, p_v = float(rng.uniform()), float(rng.uniform())

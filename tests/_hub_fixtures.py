@@ -29,14 +29,18 @@ class ExportFixture:
     workdir: Path
 
 
-def build_export(root: Path, max_shard_size: str | int = SMALL_SHARD, n: int = 30, **ingest_kwargs: object) -> ExportFixture:
+def build_export(
+    root: Path, max_shard_size: str | int = SMALL_SHARD, n: int = 30, **ingest_kwargs: object
+) -> ExportFixture:
     """An ingest fixture plus its export at ``root/work/balanced`` (the work directory layout)."""
     from mmcurate.export import export_balanced
 
     ingest_dir = make_ingest_dir(root / "work" / "ingest", n=n, missing_audio=(5,), **ingest_kwargs)  # type: ignore[arg-type]
     selection = make_selection(ingest_dir)
     balanced = root / "work" / "balanced"
-    export_balanced(ingest_dir, selection, balanced, fixture_provenance(), max_shard_size=max_shard_size, show_summary=False)
+    export_balanced(
+        ingest_dir, selection, balanced, fixture_provenance(), max_shard_size=max_shard_size, show_summary=False
+    )
     return ExportFixture(ingest_dir, selection, balanced, root / "work")
 
 
@@ -53,7 +57,9 @@ def run_mmcurate(args: list[str], env: dict[str, str], timeout: float = 120) -> 
     )
 
 
-def run_python(code: str, args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def run_python(
+    code: str, args: list[str], env: dict[str, str], timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     """A Python snippet in a fresh process with the Hub environment set before any import."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE_"))}
     return subprocess.run(

@@ -143,7 +143,11 @@ def bin_of(d: float, bins: int) -> int:
 
 
 def write_balanced_export(
-    rows: list[dict], classes: Sequence[str], out_dir: Path, bins: int = 10, split_names: dict | None = None,
+    rows: list[dict],
+    classes: Sequence[str],
+    out_dir: Path,
+    bins: int = 10,
+    split_names: dict | None = None,
     one_file: bool = False,
 ) -> Path:
     """``out_dir/data/{split}-00000-of-00001.parquet`` with the export columns, written by ``datasets``.
@@ -169,7 +173,11 @@ def write_balanced_export(
     split_names = split_names or {}
     out_dir = Path(out_dir)
     (out_dir / "data").mkdir(parents=True, exist_ok=True)
-    groups = {"train": rows} if one_file else {sp: [r for r in rows if r["split"] == sp] for sp in sorted({r["split"] for r in rows})}
+    groups = (
+        {"train": rows}
+        if one_file
+        else {sp: [r for r in rows if r["split"] == sp] for sp in sorted({r["split"] for r in rows})}
+    )
     for split, part in groups.items():
         name = split_names.get(split, split)
         table = pa.table(
@@ -192,7 +200,11 @@ def write_balanced_export(
 
 
 def write_ingest_dir(
-    rows: list[dict], classes: Sequence[str], out_dir: Path, with_splits: str = "all", rows_per_shard: int = 7,
+    rows: list[dict],
+    classes: Sequence[str],
+    out_dir: Path,
+    with_splits: str = "all",
+    rows_per_shard: int = 7,
     with_groups: bool = False,
 ) -> Path:
     """An ingest+score directory per mmcurate.store.schemas (manifest, Arrow shards, scores, classes.json).
@@ -214,9 +226,14 @@ def write_ingest_dir(
         shard = pa.Table.from_pylist(
             [
                 {
-                    "sample_id": r["sample_id"], "label": r["label"], "frames": r["frames"],
-                    "frame_times": [0.1 * k for k in range(len(r["frames"]))], "audio": r["audio"],
-                    "audio_sample_rate": SAMPLE_RATE, "audio_num_samples": 0, "audio_features": None,
+                    "sample_id": r["sample_id"],
+                    "label": r["label"],
+                    "frames": r["frames"],
+                    "frame_times": [0.1 * k for k in range(len(r["frames"]))],
+                    "audio": r["audio"],
+                    "audio_sample_rate": SAMPLE_RATE,
+                    "audio_num_samples": 0,
+                    "audio_features": None,
                 }
                 for r in part
             ],
@@ -224,31 +241,61 @@ def write_ingest_dir(
         )
         store.write_shard(start // rows_per_shard, shard)
         for k, r in enumerate(part):
-            split = {"all": r["split"], "no_val": "train" if r["split"] == "val" else r["split"], "none": None}[with_splits]
+            split = {"all": r["split"], "no_val": "train" if r["split"] == "val" else r["split"], "none": None}[
+                with_splits
+            ]
             manifest.append(
                 {
-                    "sample_id": r["sample_id"], "path": r["sample_id"], "size_bytes": 1, "sha256": "0" * 64,
-                    "label": r["label"], "split": split, "group": r.get("group") if with_groups else None,
-                    "start": None, "end": None,
-                    "duration": 0.5, "container": "mp4", "video_codec": "h264", "audio_codec": "flac", "fps": 15.0,
-                    "width": 64, "height": 64, "native_frame_count": len(r["frames"]), "native_sample_rate": SAMPLE_RATE,
-                    "native_channels": 1, "native_audio_samples": 0, "num_frames": len(r["frames"]),
-                    "num_audio_samples": 0, "has_audio": True, "has_video": True, "shard": name, "shard_row": k,
+                    "sample_id": r["sample_id"],
+                    "path": r["sample_id"],
+                    "size_bytes": 1,
+                    "sha256": "0" * 64,
+                    "label": r["label"],
+                    "split": split,
+                    "group": r.get("group") if with_groups else None,
+                    "start": None,
+                    "end": None,
+                    "duration": 0.5,
+                    "container": "mp4",
+                    "video_codec": "h264",
+                    "audio_codec": "flac",
+                    "fps": 15.0,
+                    "width": 64,
+                    "height": 64,
+                    "native_frame_count": len(r["frames"]),
+                    "native_sample_rate": SAMPLE_RATE,
+                    "native_channels": 1,
+                    "native_audio_samples": 0,
+                    "num_frames": len(r["frames"]),
+                    "num_audio_samples": 0,
+                    "has_audio": True,
+                    "has_video": True,
+                    "shard": name,
+                    "shard_row": k,
                 }
             )
             d = r["discrepancy"]
             scores.append(
                 {
-                    "sample_id": r["sample_id"], "label": r["label"], "fold": 0,
-                    "p_audio": r.get("p_audio", max(d, 0.0)), "p_visual": r.get("p_visual", max(-d, 0.0)),
-                    "discrepancy": d, "preferred": "audio" if d > 0 else "visual",
-                    "pred_audio": None, "pred_visual": None, "entropy_audio": None, "entropy_visual": None,
+                    "sample_id": r["sample_id"],
+                    "label": r["label"],
+                    "fold": 0,
+                    "p_audio": r.get("p_audio", max(d, 0.0)),
+                    "p_visual": r.get("p_visual", max(-d, 0.0)),
+                    "discrepancy": d,
+                    "preferred": "audio" if d > 0 else "visual",
+                    "pred_audio": None,
+                    "pred_visual": None,
+                    "entropy_audio": None,
+                    "entropy_visual": None,
                     "scorer_id": "fixture",
                 }
             )
     store.write_manifest(manifest)
     store.write_classes(list(classes))
-    store.write_scores(pa.Table.from_pylist(scores, schema=SCORES_SCHEMA), {"source": "fixture", "scorer_id": "fixture"})
+    store.write_scores(
+        pa.Table.from_pylist(scores, schema=SCORES_SCHEMA), {"source": "fixture", "scorer_id": "fixture"}
+    )
     return out_dir
 
 
@@ -269,8 +316,16 @@ def tensor_split(name: str, n: int, classes: int = 4, seed: int = 0, frames: int
     audio = torch.randn(n, 1, 32, 24, generator=g) + labels[:, None, None, None].float()
     d = np.linspace(-1, 1, n) if n > 1 else np.zeros(n)
     bins = np.minimum(((d + 1) / 2 * 4).astype(np.int64), 3)
-    return SplitData(name, pix.clamp(0, 255).to(torch.uint8), audio, labels, [f"{name}/{i:03d}" for i in range(n)],
-                     d, bins, [f"{name}-g{i // 2}" for i in range(n)])
+    return SplitData(
+        name,
+        pix.clamp(0, 255).to(torch.uint8),
+        audio,
+        labels,
+        [f"{name}/{i:03d}" for i in range(n)],
+        d,
+        bins,
+        [f"{name}-g{i // 2}" for i in range(n)],
+    )
 
 
 def tensor_data(n_train: int = 16, n_val: int = 8, n_test: int = 8, classes: int = 4):
@@ -278,7 +333,14 @@ def tensor_data(n_train: int = 16, n_val: int = 8, n_test: int = 8, classes: int
     from mmcurate.reeval.data import ReevalData
 
     return ReevalData(
-        tensor_split("train", n_train, classes, 1), tensor_split("val", n_val, classes, 2),
-        tensor_split("test", n_test, classes, 3), [str(k) for k in range(classes)], "memory", "balanced",
-        "in-memory test data", 4, [-1.0, -0.5, 0.0, 0.5, 1.0], {},
+        tensor_split("train", n_train, classes, 1),
+        tensor_split("val", n_val, classes, 2),
+        tensor_split("test", n_test, classes, 3),
+        [str(k) for k in range(classes)],
+        "memory",
+        "balanced",
+        "in-memory test data",
+        4,
+        [-1.0, -0.5, 0.0, 0.5, 1.0],
+        {},
     )

@@ -43,7 +43,9 @@ def run_cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
     import sys
 
     env = {**os.environ, "MMCURATE_NO_PROGRESS": "1"}
-    return subprocess.run([sys.executable, "-m", "mmcurate", *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mmcurate", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def write_av_digits_manifest(av_digits: Path, dest: Path, per_format: int | None = None) -> Path:
@@ -71,7 +73,18 @@ def small_work(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     root = tmp_path_factory.mktemp("score_small")
     manifest = write_av_digits_manifest(av_digits, root / "inputs.csv", per_format=20)
     work = root / "work"
-    proc = run_cli("ingest", str(av_digits), "--manifest", str(manifest), "--group-column", "speaker", "--workdir", str(work), "--size", "32")
+    proc = run_cli(
+        "ingest",
+        str(av_digits),
+        "--manifest",
+        str(manifest),
+        "--group-column",
+        "speaker",
+        "--workdir",
+        str(work),
+        "--size",
+        "32",
+    )
     assert proc.returncode == 0, proc.stderr
     return work
 
@@ -85,8 +98,9 @@ def av_digits_work(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) ->
     root = tmp_path_factory.mktemp("av_digits_full")
     manifest = write_av_digits_manifest(av_digits, root / "inputs.csv")
     work = root / "work"
-    proc = run_cli("ingest", str(av_digits), "--manifest", str(manifest), "--group-column", "speaker",
-                   "--workdir", str(work))
+    proc = run_cli(
+        "ingest", str(av_digits), "--manifest", str(manifest), "--group-column", "speaker", "--workdir", str(work)
+    )
     assert proc.returncode == 0, proc.stderr
     return work
 

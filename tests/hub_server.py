@@ -54,12 +54,45 @@ ORGS = ("testorg",)
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 #: Paths stored with LFS, like the Hub's default .gitattributes.
-LFS_SUFFIXES = (".parquet", ".arrow", ".bin", ".pt", ".safetensors", ".zip", ".gz", ".tar", ".png", ".jpg", ".flac", ".wav", ".mp4")
+LFS_SUFFIXES = (
+    ".parquet",
+    ".arrow",
+    ".bin",
+    ".pt",
+    ".safetensors",
+    ".zip",
+    ".gz",
+    ".tar",
+    ".png",
+    ".jpg",
+    ".flac",
+    ".wav",
+    ".mp4",
+)
 GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n" for s in LFS_SUFFIXES).encode()
 KNOWN_LICENSES = {
-    "apache-2.0", "mit", "bsd-3-clause", "cc0-1.0", "cc-by-2.0", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0",
-    "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-4.0", "odc-by",
-    "odbl", "pddl", "gpl-3.0", "lgpl-3.0", "unknown", "other",
+    "apache-2.0",
+    "mit",
+    "bsd-3-clause",
+    "cc0-1.0",
+    "cc-by-2.0",
+    "cc-by-3.0",
+    "cc-by-4.0",
+    "cc-by-sa-3.0",
+    "cc-by-sa-4.0",
+    "cc-by-nc-3.0",
+    "cc-by-nc-4.0",
+    "cc-by-nc-sa-3.0",
+    "cc-by-nc-sa-4.0",
+    "cc-by-nd-4.0",
+    "cc-by-nc-nd-4.0",
+    "odc-by",
+    "odbl",
+    "pddl",
+    "gpl-3.0",
+    "lgpl-3.0",
+    "unknown",
+    "other",
 }
 _EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -271,7 +304,9 @@ class HubServer:
 
 
 class _HTTPError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, extra: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, code: str | None = None, extra: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.extra = status, message, code, extra or {}
 
@@ -289,11 +324,27 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(_REPO + r"/commit/(?P<rev>[^/]+)$"), "commit"),
     ("GET", re.compile(_REPO + r"/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$"), "tree"),
     ("POST", re.compile(_REPO + r"/paths-info/(?P<rev>[^/]+)$"), "paths_info"),
-    ("POST", re.compile(r"^/(?P<prefix>datasets/|spaces/)?(?P<ns>[^/]+)/(?P<name>[^/]+)\.git/info/lfs/objects/batch$"), "lfs_batch"),
+    (
+        "POST",
+        re.compile(r"^/(?P<prefix>datasets/|spaces/)?(?P<ns>[^/]+)/(?P<name>[^/]+)\.git/info/lfs/objects/batch$"),
+        "lfs_batch",
+    ),
     ("PUT", re.compile(r"^/lfs-upload/(?P<oid>[0-9a-f]{64})$"), "lfs_upload"),
     ("POST", re.compile(r"^/lfs-verify/(?P<oid>[0-9a-f]{64})$"), "lfs_verify"),
-    ("GET", re.compile(r"^/(?P<prefix>datasets/|spaces/)?(?P<ns>[^/]+)/(?P<name>[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
-    ("HEAD", re.compile(r"^/(?P<prefix>datasets/|spaces/)?(?P<ns>[^/]+)/(?P<name>[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"), "resolve"),
+    (
+        "GET",
+        re.compile(
+            r"^/(?P<prefix>datasets/|spaces/)?(?P<ns>[^/]+)/(?P<name>[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"
+        ),
+        "resolve",
+    ),
+    (
+        "HEAD",
+        re.compile(
+            r"^/(?P<prefix>datasets/|spaces/)?(?P<ns>[^/]+)/(?P<name>[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"
+        ),
+        "resolve",
+    ),
 ]
 
 
@@ -355,7 +406,9 @@ class HubHandler(BaseHTTPRequestHandler):
             status = 500
             self._send_json(500, {"error": f"server error: {type(exc).__name__}: {exc}"})
         with self.state.lock:
-            self.state.log.append(LoggedRequest(method, unquote(raw_path), self.query, status, len(self.body), self.detail))
+            self.state.log.append(
+                LoggedRequest(method, unquote(raw_path), self.query, status, len(self.body), self.detail)
+            )
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -463,7 +516,7 @@ class HubHandler(BaseHTTPRequestHandler):
         if not name or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
             raise _HTTPError(400, f"invalid repo name: {name!r}")
         if org != USER and org not in ORGS:
-            raise _HTTPError(403, f"You don't have the rights to create a {repo_type} under the namespace \"{org}\"")
+            raise _HTTPError(403, f'You don\'t have the rights to create a {repo_type} under the namespace "{org}"')
         repo_id = f"{org}/{name}"
         url = f"{self.base_url}/{URL_PREFIX[repo_type]}{repo_id}"
         with self.state.lock:
@@ -473,7 +526,9 @@ class HubHandler(BaseHTTPRequestHandler):
             private = payload.get("visibility") == "private" or bool(payload.get("private"))
             self.state.create_repo(repo_type, repo_id, private)
         self.detail = {"repo_id": repo_id, "private": private}
-        return self._send_json(200, {"url": url, "name": repo_id, "id": hashlib.sha1(repo_id.encode()).hexdigest()[:24]})
+        return self._send_json(
+            200, {"url": url, "name": repo_id, "id": hashlib.sha1(repo_id.encode()).hexdigest()[:24]}
+        )
 
     def route_repo_info(self, type: str, ns: str, name: str, rev: str | None = None) -> int:
         repo = self._repo(type, ns, name)
@@ -499,7 +554,9 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def route_refs(self, type: str, ns: str, name: str) -> int:
         repo = self._repo(type, ns, name)
-        branches = [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": oid} for b, oid in sorted(repo.branches.items())]
+        branches = [
+            {"name": b, "ref": f"refs/heads/{b}", "targetCommit": oid} for b, oid in sorted(repo.branches.items())
+        ]
         return self._send_json(200, {"branches": branches, "converts": [], "tags": []})
 
     def route_create_branch(self, type: str, ns: str, name: str, branch: str) -> int:
@@ -517,7 +574,15 @@ class HubHandler(BaseHTTPRequestHandler):
         commit: Commit | None = self._commit(repo, rev)
         out = []
         while commit is not None:
-            out.append({"id": commit.oid, "title": commit.title, "message": "", "authors": [{"user": USER}], "date": _iso(commit.date)})
+            out.append(
+                {
+                    "id": commit.oid,
+                    "title": commit.title,
+                    "message": "",
+                    "authors": [{"user": USER}],
+                    "date": _iso(commit.date),
+                }
+            )
             commit = repo.commits.get(commit.parent) if commit.parent else None
         return self._send_json(200, out)
 
@@ -532,7 +597,14 @@ class HubHandler(BaseHTTPRequestHandler):
             lfs = f["path"].endswith(LFS_SUFFIXES) or f.get("size", 0) >= 10 * 1024 * 1024 or b"\0" in sample
             existing = commit.files.get(f["path"])
             remote_oid = None if existing is None else (existing.sha256 if existing.is_lfs else existing.git_oid)
-            files_out.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": remote_oid})
+            files_out.append(
+                {
+                    "path": f["path"],
+                    "uploadMode": "lfs" if lfs else "regular",
+                    "shouldIgnore": False,
+                    "oid": remote_oid,
+                }
+            )
         return self._send_json(200, {"files": files_out, "commitOid": commit.oid})
 
     def route_lfs_batch(self, ns: str, name: str, prefix: str | None = None) -> int:
@@ -556,7 +628,11 @@ class HubHandler(BaseHTTPRequestHandler):
                 }
             objects.append(entry)
         self.detail = {"oids": [o["oid"] for o in objects], "to_upload": [o["oid"] for o in objects if "actions" in o]}
-        return self._send_json(200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, {"Content-Type": "application/vnd.git-lfs+json"})
+        return self._send_json(
+            200,
+            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+            {"Content-Type": "application/vnd.git-lfs+json"},
+        )
 
     def _repo_from_key(self, key: str) -> Repo:
         repo_type, _, repo_id = key.partition(":")
@@ -633,7 +709,9 @@ class HubHandler(BaseHTTPRequestHandler):
                     raise _HTTPError(400, f"unsupported commit operation {key}")
             commit = self.state._add_commit(repo, rev, header.get("summary") or "commit", files)
         url = f"{self.base_url}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{commit.oid}"
-        return self._send_json(200, {"commitUrl": url, "commitOid": commit.oid, "pullRequestUrl": None, "success": True})
+        return self._send_json(
+            200, {"commitUrl": url, "commitOid": commit.oid, "pullRequestUrl": None, "success": True}
+        )
 
     def route_tree(self, type: str, ns: str, name: str, rev: str, path: str | None = None) -> int:
         repo = self._repo(type, ns, name)
@@ -697,7 +775,9 @@ class HubHandler(BaseHTTPRequestHandler):
         if rng:
             start, stop = _parse_range(rng, len(data))
             if start is None:
-                raise _HTTPError(416, "Requested range not satisfiable", extra={"Content-Range": f"bytes */{len(data)}"})
+                raise _HTTPError(
+                    416, "Requested range not satisfiable", extra={"Content-Range": f"bytes */{len(data)}"}
+                )
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(data)}"
             data = data[start:stop]
             status = 206
@@ -737,7 +817,11 @@ def _tree_entries(commit: Commit, path: str, recursive: bool) -> Iterator[FileEn
 def _entry_json(entry: FileEntry | _Dir, commit: Commit, expand: bool) -> dict[str, Any]:
     if isinstance(entry, _Dir):
         listing = json.dumps(sorted((p, e.git_oid) for p, e in commit.files.items() if p.startswith(entry.path + "/")))
-        out: dict[str, Any] = {"type": "directory", "oid": hashlib.sha1(listing.encode()).hexdigest(), "path": entry.path}
+        out: dict[str, Any] = {
+            "type": "directory",
+            "oid": hashlib.sha1(listing.encode()).hexdigest(),
+            "path": entry.path,
+        }
     else:
         out = {"type": "file", "oid": entry.git_oid, "size": entry.size, "path": entry.path}
         if entry.is_lfs:

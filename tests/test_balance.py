@@ -29,7 +29,9 @@ ENV = {**os.environ, "MMCURATE_NO_PROGRESS": "1"}
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mmcurate", *args], capture_output=True, text=True, env=ENV, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "mmcurate", *args], capture_output=True, text=True, env=ENV, timeout=900
+    )
 
 
 def test_bins_cover_the_closed_interval() -> None:
@@ -119,7 +121,18 @@ def small_ingest(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> t
         for r in chosen:
             w.writerow([r["path"], r["label"], r["speaker"], r["condition"]])
     work = root / "work"
-    proc = _cli("ingest", str(av_digits), "--manifest", str(manifest), "--group-column", "speaker", "--workdir", str(work), "--size", "64")
+    proc = _cli(
+        "ingest",
+        str(av_digits),
+        "--manifest",
+        str(manifest),
+        "--group-column",
+        "speaker",
+        "--workdir",
+        str(work),
+        "--size",
+        "64",
+    )
     assert proc.returncode == 0, proc.stderr
     rng = np.random.default_rng(0)
     scores = root / "scores.csv"
@@ -203,7 +216,9 @@ def test_unmeetable_target_explains_the_choice(small_ingest: tuple[Path, Path]) 
     proc = _cli("balance", "--workdir", str(work), "--bins", "4", "--per-bin", "500", "--dry-run")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--shortfall shrink" in proc.stderr and "--shortfall best-effort" in proc.stderr
-    proc = _cli("balance", "--workdir", str(work), "--bins", "4", "--per-bin", "500", "--shortfall", "best-effort", "--dry-run")
+    proc = _cli(
+        "balance", "--workdir", str(work), "--bins", "4", "--per-bin", "500", "--shortfall", "best-effort", "--dry-run"
+    )
     assert proc.returncode == 0 and "best-effort" in proc.stderr
 
 
@@ -214,8 +229,24 @@ def test_balance_scores_first_when_scores_are_missing(small_ingest: tuple[Path, 
     for f in ("scores.parquet", "scores.json"):
         (copy / "ingest" / f).unlink(missing_ok=True)
     proc = _cli(
-        "balance", "--workdir", str(copy), "--bins", "2", "--folds", "2", "--epochs", "1", "--avg-last", "1",
-        "--width", "4", "--image-size", "16", "--audio-frames", "32", "--dry-run",
+        "balance",
+        "--workdir",
+        str(copy),
+        "--bins",
+        "2",
+        "--folds",
+        "2",
+        "--epochs",
+        "1",
+        "--avg-last",
+        "1",
+        "--width",
+        "4",
+        "--image-size",
+        "16",
+        "--audio-frames",
+        "32",
+        "--dry-run",
     )
     assert proc.returncode == 0, proc.stderr
     assert "scores are missing; running `mmcurate score` first" in proc.stderr

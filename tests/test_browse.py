@@ -48,8 +48,18 @@ def work(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         for r in chosen:
             w.writerow([r["path"], r["label"], r["split"], r["speaker"]])
     work = root / "work"
-    proc = run_cli("ingest", str(av_digits), "--manifest", str(root / "inputs.csv"), "--group-column", "speaker",
-                   "--workdir", str(work), "--size", "64")
+    proc = run_cli(
+        "ingest",
+        str(av_digits),
+        "--manifest",
+        str(root / "inputs.csv"),
+        "--group-column",
+        "speaker",
+        "--workdir",
+        str(work),
+        "--size",
+        "64",
+    )
     assert proc.returncode == 0, proc.stderr
     rng = np.random.default_rng(0)
     with open(root / "scores.csv", "w", newline="") as fh:
@@ -69,12 +79,22 @@ def work(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def big_ingest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """600 fixture clips (real on-disk format) with imported scores plus a discrepancy_std column."""
     root = tmp_path_factory.mktemp("browse_big")
-    ingest = make_ingest_dir(root / "ingest", n=600, classes=("a", "b", "c", "d", "e"), frames_per_clip=2,
-                             frame_size=16, audio_seconds=0.05, rows_per_shard=128, with_features=False)
+    ingest = make_ingest_dir(
+        root / "ingest",
+        n=600,
+        classes=("a", "b", "c", "d", "e"),
+        frames_per_clip=2,
+        frame_size=16,
+        audio_seconds=0.05,
+        rows_per_shard=128,
+        with_features=False,
+    )
     ids = pq.read_table(ingest / "manifest.parquet").column("sample_id").to_pylist()
     rng = np.random.default_rng(1)
-    pq.write_table(pa.table({"sample_id": ids, "p_audio": rng.uniform(size=600), "p_visual": rng.uniform(size=600)}),
-                   root / "scores.parquet")
+    pq.write_table(
+        pa.table({"sample_id": ids, "p_audio": rng.uniform(size=600), "p_visual": rng.uniform(size=600)}),
+        root / "scores.parquet",
+    )
     proc = run_cli("score", str(ingest), "--scores-from", str(root / "scores.parquet"))
     assert proc.returncode == 0, proc.stderr
     scores = pq.read_table(ingest / "scores.parquet")
@@ -147,8 +167,9 @@ class Page:
         """Do something that re-renders the cards, and wait until the new cards are in."""
         before = self.page.evaluate("MMB.renders")
         fn(*args)
-        self.page.wait_for_function(f"MMB.renders > {before} && document.body.dataset.state === 'ready'",
-                                    timeout=15000)
+        self.page.wait_for_function(
+            f"MMB.renders > {before} && document.body.dataset.state === 'ready'", timeout=15000
+        )
 
     def ids(self) -> list[str]:
         return self.page.eval_on_selector_all(".card", "cs => cs.map(c => c.dataset.sampleId)")
@@ -189,15 +210,20 @@ def test_scored_site_in_chromium(work: Path, browser: Any, tmp_path: Path) -> No
 
     # the cards' media load: the stored JPEG frames (64 px), and the FLAC audio plays (muted, as a click would)
     page.locator(".card").first.scroll_into_view_if_needed()
-    page.wait_for_function("[...document.querySelector('.card').querySelectorAll('img')]"
-                           ".every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "[...document.querySelector('.card').querySelectorAll('img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     widths = page.evaluate("[...document.querySelector('.card').querySelectorAll('img')].map(i => i.naturalWidth)")
     assert widths == [64, 64, 64]
     page.evaluate("() => { const a = document.querySelector('.card audio'); a.muted = true; return a.play(); }")
-    page.wait_for_function("() => { const a = document.querySelector('.card audio'); return a.readyState >= 2"
-                           " && (a.currentTime > 0 || a.ended); }")
-    audio = page.evaluate("() => { const a = document.querySelector('.card audio');"
-                          " return {err: a.error && a.error.code, dur: a.duration}; }")
+    page.wait_for_function(
+        "() => { const a = document.querySelector('.card audio'); return a.readyState >= 2"
+        " && (a.currentTime > 0 || a.ended); }"
+    )
+    audio = page.evaluate(
+        "() => { const a = document.querySelector('.card audio');"
+        " return {err: a.error && a.error.code, dur: a.duration}; }"
+    )
     assert audio["err"] is None and audio["dur"] > 0.1
 
     # a density cell opens exactly its samples
@@ -228,8 +254,9 @@ def test_scored_site_in_chromium(work: Path, browser: Any, tmp_path: Path) -> No
     # the tie is "tie", and the per-class table gives each class's share of audio-preferred samples
     tie = next(s for s in by_d if scores[s]["discrepancy"] == 0)
     assert "tie" in page.inner_text(f'.card[data-sample-id="{tie}"]')
-    shares = page.eval_on_selector_all("#classes tbody tr",
-                                       "rs => rs.map(r => [r.cells[0].textContent, r.cells[3].dataset.share])")
+    shares = page.eval_on_selector_all(
+        "#classes tbody tr", "rs => rs.map(r => [r.cells[0].textContent, r.cells[3].dataset.share])"
+    )
     for name, share in shares:
         mine = [scores[s]["discrepancy"] > 0 for s in scores if scores[s]["label"] == name]
         assert float(share) == pytest.approx(sum(mine) / len(mine), abs=1e-6), name
@@ -333,8 +360,9 @@ def test_balanced_site_shows_uncertainty_only_from_its_own_scorer(work: Path, tm
     for row in data.cards:
         assert row[fields.index("d_std")] == pytest.approx(wanted[row[fields.index("id")]], abs=1e-6)
 
-    other = scores.set_column(scores.schema.get_field_index("scorer_id"), "scorer_id",
-                              pa.array(["another"] * scores.num_rows))
+    other = scores.set_column(
+        scores.schema.get_field_index("scorer_id"), "scorer_id", pa.array(["another"] * scores.num_rows)
+    )
     other = _with_std(other, std)
     pq.write_table(other, ingest / "scores.parquet")
     src = open_source(work / "balanced", ingest)
@@ -345,14 +373,19 @@ def test_balanced_site_shows_uncertainty_only_from_its_own_scorer(work: Path, tm
 
 
 def test_labels_and_paths_are_shown_literally_never_run(browser: Any, tmp_path: Path) -> None:
-    nasty = ("<img src=x onerror=\"window.__pwned=1\">", "</script><script>window.__pwned=2</script>",
-             "[red]x[/red] &amp;")
+    nasty = (
+        '<img src=x onerror="window.__pwned=1">',
+        "</script><script>window.__pwned=2</script>",
+        "[red]x[/red] &amp;",
+    )
     folder = tmp_path / "in[bold]gest<b>&amp;"
-    make_ingest_dir(folder, n=6, classes=nasty, frames_per_clip=1, frame_size=16, audio_seconds=0.05,
-                    with_features=False)
+    make_ingest_dir(
+        folder, n=6, classes=nasty, frames_per_clip=1, frame_size=16, audio_seconds=0.05, with_features=False
+    )
     env = {**os.environ, "MMCURATE_NO_PROGRESS": "1", "COLUMNS": "400"}  # no wrapping in the summary table
-    proc = subprocess.run([sys.executable, "-m", "mmcurate", "browse", str(folder)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmcurate", "browse", str(folder)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{folder / 'browse' / 'index.html'}\n"
     assert f"{folder} (ingest)" in proc.stderr  # Rich markup in a path is printed, not interpreted
@@ -436,8 +469,18 @@ def test_errors_are_one_line(tmp_path: Path, work: Path) -> None:
 def test_help_explains_every_option() -> None:
     proc = run_cli("browse", "--help")
     assert proc.returncode == 0
-    for opt in ("--workdir", "--out", "--ingest-dir", "--max-frames", "--no-media", "--page-size", "--hist-bins",
-                "--grid", "--serve", "--port"):
+    for opt in (
+        "--workdir",
+        "--out",
+        "--ingest-dir",
+        "--max-frames",
+        "--no-media",
+        "--page-size",
+        "--hist-bins",
+        "--grid",
+        "--serve",
+        "--port",
+    ):
         assert opt in proc.stdout, opt
     assert "browse" in run_cli("--help").stdout
 
@@ -451,9 +494,22 @@ def test_serve_listens_on_loopback_only(work: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     env = {**os.environ, "MMCURATE_NO_PROGRESS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mmcurate", "browse", str(work / "ingest"), "--out", str(site), "--serve",
-         "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "mmcurate",
+            "browse",
+            str(work / "ingest"),
+            "--out",
+            str(site),
+            "--serve",
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None

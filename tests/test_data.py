@@ -195,6 +195,7 @@ def test_datasets_library_rows(ingest_dir: Path, tensors: Any) -> None:
     """A ``datasets.Dataset`` laid out like the export: Image frames, Audio cast to decode=False
     (decoding audio would need torchcodec)."""
     import datasets
+
     table = read_shards(ingest_dir)
     features = datasets.Features(
         {

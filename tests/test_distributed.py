@@ -20,10 +20,38 @@ from mmcurate.store import Workdir
 TESTS = Path(__file__).resolve().parent
 # --no-augment: under DDP each rank draws its own augmentation (its share of a batch), so with it the
 # two runs would differ by augmentation noise as well; this compares the data-parallel training itself
-SCORE = ["--repeats", "1", "--folds", "2", "--epochs", "5", "--width", "4", "--image-size", "16", "--audio-frames", "32",
-         "--batch-size", "16", "--no-augment", "--no-save-scorers"]
-REEVAL = ["--methods", "ogm_ge", "--epochs", "4", "--width", "4", "--image-size", "16", "--batch-size", "16",
-          "--device", "cpu"]
+SCORE = [
+    "--repeats",
+    "1",
+    "--folds",
+    "2",
+    "--epochs",
+    "5",
+    "--width",
+    "4",
+    "--image-size",
+    "16",
+    "--audio-frames",
+    "32",
+    "--batch-size",
+    "16",
+    "--no-augment",
+    "--no-save-scorers",
+]
+REEVAL = [
+    "--methods",
+    "ogm_ge",
+    "--epochs",
+    "4",
+    "--width",
+    "4",
+    "--image-size",
+    "16",
+    "--batch-size",
+    "16",
+    "--device",
+    "cpu",
+]
 
 
 def _free_port() -> int:
@@ -46,8 +74,20 @@ def torchrun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]
     launched again (up to 3 launches) when a rank died of gloo's abort: the last launch is the one judged
     (two aborts in a row were seen once, in a run of the test files together)."""
     for _ in range(3):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-               "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "1",
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(_free_port()),
+            *args,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout)
         if proc.returncode == 0 or GLOO_ABORT not in proc.stderr:
             break
@@ -55,7 +95,9 @@ def torchrun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]
 
 
 def mmcurate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mmcurate", *args], capture_output=True, text=True, env=_env(), timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mmcurate", *args], capture_output=True, text=True, env=_env(), timeout=600
+    )
 
 
 def test_a_data_parallel_step_equals_the_single_process_step(tmp_path: Path) -> None:
@@ -92,7 +134,9 @@ def _metrics(work: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_score_under_torchrun_matches_the_single_process_run(shapes_work: Path, scored_single: Path, tmp_path: Path) -> None:
+def test_score_under_torchrun_matches_the_single_process_run(
+    shapes_work: Path, scored_single: Path, tmp_path: Path
+) -> None:
     """About 40 s on 2 busy cores: two torch processes train 4 scorers together (the smallest run
     whose accuracy is far enough above chance to compare)."""
     single, ddp = scored_single, tmp_path / "ddp"
@@ -127,5 +171,8 @@ def test_reeval_under_torchrun_matches_the_single_process_run(scored_single: Pat
         assert [h.keys() for h in ra["history"]] == [h.keys() for h in rb["history"]]
         best = max(rb["history"], key=lambda h: (h["val_acc"], -h["val_loss"]))  # still chosen on validation
         assert rb["best_epoch"] == best["epoch"]
-        assert abs(ra["test"]["accuracy"]["overall"] - rb["test"]["accuracy"]["overall"]) <= 0.25, (ra["test"], rb["test"])
+        assert abs(ra["test"]["accuracy"]["overall"] - rb["test"]["accuracy"]["overall"]) <= 0.25, (
+            ra["test"],
+            rb["test"],
+        )
         assert rb["test"]["accuracy"]["overall"] > 0.4

@@ -197,7 +197,8 @@ def test_torch_is_the_tested_pin_installed_before_the_package(dockerfile: tuple[
     run, version = _torch_install(instructions)
     assert version == TESTED_TORCH
     torch_req = next(
-        Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+        Requirement(r)
+        for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
         if Requirement(r).name == "torch"
     )
     assert Version(version) in torch_req.specifier, f"pyproject.toml's {torch_req} rejects torch {version}"
@@ -216,6 +217,7 @@ def test_torch_is_the_tested_pin_installed_before_the_package(dockerfile: tuple[
 
 def test_the_installed_torch_is_the_pinned_one() -> None:
     import torch
+
     assert torch.__version__.split("+")[0] == TESTED_TORCH
 
 
@@ -223,7 +225,13 @@ def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
     patterns = dockerignore_patterns()
     for rel in (".git", ".venv", "mmcurate-work", "data", "mmcurate/__pycache__", "mmcurate/data/__pycache__/x.pyc"):
         assert ignored(rel, patterns), f".dockerignore does not exclude {rel}"
-    for rel in ("pyproject.toml", "mmcurate/cli.py", "mmcurate/data/shards.py", "pipelines/cremad.yaml", "manifests/classes/cremad.txt"):
+    for rel in (
+        "pyproject.toml",
+        "mmcurate/cli.py",
+        "mmcurate/data/shards.py",
+        "pipelines/cremad.yaml",
+        "manifests/classes/cremad.txt",
+    ):
         assert not ignored(rel, patterns), f".dockerignore excludes {rel}, which the image needs"
 
 

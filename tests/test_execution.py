@@ -69,9 +69,21 @@ def test_an_unreachable_or_silent_ray_address_is_a_one_line_error_within_seconds
             ("nonsense", "expected auto or HOST:PORT"),
         ):
             started = time.monotonic()
-            proc = _cli("-m", "mmcurate", "ingest", str(tmp_path), "--workdir", str(tmp_path / "w"), "--engine", "ray",
-                        "--ray-address", address)
+            proc = _cli(
+                "-m",
+                "mmcurate",
+                "ingest",
+                str(tmp_path),
+                "--workdir",
+                str(tmp_path / "w"),
+                "--engine",
+                "ray",
+                "--ray-address",
+                address,
+            )
             lines = proc.stderr.strip().splitlines()
             assert proc.returncode == 2, proc.stderr
-            assert len(lines) == 1 and lines[0].startswith("error: --ray-address") and expected in lines[0], proc.stderr
+            assert len(lines) == 1 and lines[0].startswith("error: --ray-address") and expected in lines[0], (
+                proc.stderr
+            )
             assert time.monotonic() - started < 60

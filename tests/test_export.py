@@ -136,7 +136,10 @@ def test_both_loaders_agree_with_each_other_and_with_inputs(exported: ExportFixt
             assert row["audio_features"] == src["audio_features"]
             assert classes[row["label"]] == sel["label"]
             assert (row["p_audio"], row["p_visual"], row["discrepancy"], row["bin"]) == (
-                sel["p_audio"], sel["p_visual"], sel["discrepancy"], sel["bin"]
+                sel["p_audio"],
+                sel["p_visual"],
+                sel["discrepancy"],
+                sel["bin"],
             )
             assert row["split"] == sel["split"]
             assert (row["path"], row["sha256"]) == (man["path"], man["sha256"])
@@ -178,7 +181,13 @@ def test_card_header_and_provenance(exported: ExportFixture) -> None:
     assert infos["default"].features == stored
     prov = fixture_provenance()
     body = text.split("\n---\n", 1)[1]
-    for needle in (prov["scorer_id"], "CC BY-SA 4.0", "https://example.org/fixture", "mmcurate 0.1.0", "-0.3333, 0.3333"):
+    for needle in (
+        prov["scorer_id"],
+        "CC BY-SA 4.0",
+        "https://example.org/fixture",
+        "mmcurate 0.1.0",
+        "-0.3333, 0.3333",
+    ):
         assert needle in body, needle
     assert '"seed": 0' in body and '"bins": 3' in body  # the resolved config, verbatim
     assert "`val` in the selection" in body
@@ -187,15 +196,26 @@ def test_card_header_and_provenance(exported: ExportFixture) -> None:
 def test_export_is_deterministic_and_replaces_previous(exported: ExportFixture, tmp_path: Path) -> None:
     reversed_selection = exported.selection.take(pa.array(range(exported.selection.num_rows - 1, -1, -1)))
     other = tmp_path / "balanced"
-    export_balanced(exported.ingest_dir, reversed_selection, other, fixture_provenance(), max_shard_size=SMALL_SHARD, show_summary=False)
+    export_balanced(
+        exported.ingest_dir,
+        reversed_selection,
+        other,
+        fixture_provenance(),
+        max_shard_size=SMALL_SHARD,
+        show_summary=False,
+    )
     assert _tree_hashes(other) == _tree_hashes(exported.balanced_dir)
     # a second export into the same folder replaces data/ whole (fewer shards: no stale files) and keeps other files
     (other / "selection.parquet").write_bytes(b"written by the balance stage")
     (other / "report").mkdir()
     (other / "report" / "plot.png").write_bytes(b"png")
-    export_balanced(exported.ingest_dir, exported.selection, other, fixture_provenance(), max_shard_size="10MB", show_summary=False)
+    export_balanced(
+        exported.ingest_dir, exported.selection, other, fixture_provenance(), max_shard_size="10MB", show_summary=False
+    )
     assert sorted(p.name for p in (other / "data").iterdir()) == [
-        "test-00000-of-00001.parquet", "train-00000-of-00001.parquet", "validation-00000-of-00001.parquet"
+        "test-00000-of-00001.parquet",
+        "train-00000-of-00001.parquet",
+        "validation-00000-of-00001.parquet",
     ]
     assert (other / "selection.parquet").read_bytes() == b"written by the balance stage"
     assert (other / "report" / "plot.png").exists()
@@ -237,11 +257,17 @@ def test_killed_export_leaves_old_export_or_none(tmp_path: Path) -> None:
     export_balanced(ingest, sel_new, reference, fixture_provenance(), max_shard_size="60KB", show_summary=False)
     new_hashes = {k: v for k, v in _tree_hashes(reference).items()}
     out = tmp_path / "balanced"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")]), "MMCURATE_NO_PROGRESS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")]),
+        "MMCURATE_NO_PROGRESS": "1",
+    }
 
     def start_export_and_wait_for_staging() -> tuple[subprocess.Popen[bytes], float]:
         proc = subprocess.Popen(
-            [sys.executable, "-c", _KILL_SCRIPT, str(ingest), str(tmp_path / "new.parquet"), str(out)], env=env, cwd=tmp_path
+            [sys.executable, "-c", _KILL_SCRIPT, str(ingest), str(tmp_path / "new.parquet"), str(out)],
+            env=env,
+            cwd=tmp_path,
         )
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
@@ -303,15 +329,27 @@ def test_bad_inputs_give_one_line_errors(exported: ExportFixture, tmp_path: Path
         (dict(selection=tmp_path / "missing.parquet"), r"missing\.parquet: the selection is missing"),
         (dict(max_shard_size="lots"), r"max shard size 'lots' is not a positive size"),
     ]
-    bad_sel = exported.selection.set_column(0, "sample_id", pa.array(["ghost/clip.mp4"] + exported.selection["sample_id"].to_pylist()[1:]))
-    cases.append((dict(selection=bad_sel), r"1 selected sample\(s\) are not in .*manifest\.parquet \(first: 'ghost/clip\.mp4'\)"))
+    bad_sel = exported.selection.set_column(
+        0, "sample_id", pa.array(["ghost/clip.mp4"] + exported.selection["sample_id"].to_pylist()[1:])
+    )
+    cases.append(
+        (
+            dict(selection=bad_sel),
+            r"1 selected sample\(s\) are not in .*manifest\.parquet \(first: 'ghost/clip\.mp4'\)",
+        )
+    )
     dup = pa.concat_tables([exported.selection, exported.selection.slice(0, 1)])
     cases.append((dict(selection=dup), r"sample_id values repeat"))
     bad_label = exported.selection.set_column(1, "label", pa.array(["seven"] * exported.selection.num_rows))
     cases.append((dict(selection=bad_label), r"label\(s\) \['seven'\] are not in .*classes\.json"))
     for overrides, pattern in cases:
-        kwargs = dict(ingest_dir=exported.ingest_dir, selection=exported.selection, out_dir=tmp_path / "out",
-                      provenance=prov, show_summary=False)
+        kwargs = dict(
+            ingest_dir=exported.ingest_dir,
+            selection=exported.selection,
+            out_dir=tmp_path / "out",
+            provenance=prov,
+            show_summary=False,
+        )
         kwargs.update(overrides)
         with pytest.raises(MMCurateError) as info:
             export_balanced(**kwargs)  # type: ignore[arg-type]
@@ -330,7 +368,9 @@ def test_plain_bytes_audio_when_not_a_container(tmp_path: Path) -> None:
         table = table.set_column(table.schema.get_field_index("audio"), table.schema.field("audio"), raw)
         with ipc.new_file(shard, table.schema) as w:
             w.write_table(table)
-    result = export_balanced(ingest, make_selection(ingest), tmp_path / "out", fixture_provenance(), show_summary=False)
+    result = export_balanced(
+        ingest, make_selection(ingest), tmp_path / "out", fixture_provenance(), show_summary=False
+    )
     assert result.audio_as_hub_type is False and result.with_features is False
     ds = load_balanced(tmp_path / "out", "hf")["train"]
     assert ds.features["audio"] == datasets.Value("binary")

@@ -72,7 +72,9 @@ def balancemm_read(folder: Path, mode: str, seed: int = 0) -> list[dict]:
             video = f["video"]
             picks = loader_frame_indices(len(video), mode, rng)
             images = [Image.open(io.BytesIO(video[t])).convert("RGB") for t in picks]
-        out.append({"id": key, "label": class_to_idx[entry["label"]], "images": images, "audio": spectrogram, "picks": picks})
+        out.append(
+            {"id": key, "label": class_to_idx[entry["label"]], "images": images, "audio": spectrogram, "picks": picks}
+        )
     return out
 
 
@@ -121,8 +123,13 @@ def test_malicious_pickles_are_refused_without_running(tmp_path: Path) -> None:
     with pytest.raises(MMCurateError, match=r"evil\.pkl: not a pickled numpy array \(it refers to pathlib"):
         load_array(evil, "evil.pkl")
     assert not pwned.exists()  # ... and never runs with ours
-    for obj, why in ((np.ma.masked_array([[1.0, 2.0]]), "not part of a numpy array"), ({"a": 1}, "holds a dict"),
-                     (np.zeros(3), r"shape \(3,\)"), (np.array([["a"]]), "dtype <U1"), ([1.0, 2.0], "holds a list")):
+    for obj, why in (
+        (np.ma.masked_array([[1.0, 2.0]]), "not part of a numpy array"),
+        ({"a": 1}, "holds a dict"),
+        (np.zeros(3), r"shape \(3,\)"),
+        (np.array([["a"]]), "dtype <U1"),
+        ([1.0, 2.0], "holds a list"),
+    ):
         with pytest.raises(MMCurateError, match=why):
             load_array(pickle.dumps(obj), "x.pkl")
     with pytest.raises(MMCurateError, match="unreadable pickle|not a pickled numpy array"):
@@ -191,7 +198,9 @@ def _balanced(root: Path, n: int = 24, frames_per_clip: int = 8, **kw) -> Workdi
 
 
 def _export(work: Workdir, **kw) -> Path:
-    cfg = ExportConfig(workers=1, chunk_size=kw.pop("chunk_size", 4), audio_preset=kw.pop("audio_preset", PRESET), **kw)
+    cfg = ExportConfig(
+        workers=1, chunk_size=kw.pop("chunk_size", 4), audio_preset=kw.pop("audio_preset", PRESET), **kw
+    )
     return run_export(work, cfg).out_dir
 
 
@@ -219,7 +228,9 @@ def test_export_is_what_balancemm_loads_for_every_split(tmp_path: Path) -> None:
             assert len(set(c["picks"])) == 3  # 8 frames: the loader sees three moments
             for t, img in zip(c["picks"], c["images"], strict=True):
                 assert img.size == (48, 48)
-                assert np.array_equal(np.asarray(img), np.asarray(Image.open(io.BytesIO(stored[c["id"]]["frames"][t])).convert("RGB")))
+                assert np.array_equal(
+                    np.asarray(img), np.asarray(Image.open(io.BytesIO(stored[c["id"]]["frames"][t])).convert("RGB"))
+                )
     assert bml_validation_ids(out) == sorted(s for s, r in by_id.items() if r["split"] == "val")
     card = (out / "README.md").read_text()
     assert "validation: false" in card and "visual_path: <this folder>/visual/" in card and "129 x 1251" in card
@@ -229,7 +240,9 @@ def test_export_thins_to_the_loaders_rate_and_keeps_short_clips_loadable(tmp_pat
     work = _balanced(tmp_path / "w", n=10, frames_per_clip=25)
     out = _export(work, max_frames=10)
     with h5py.File(next((out / "visual").rglob("*.hdf5")), "r") as f:
-        assert len(f["video"]) == 10 and np.allclose(f["frame_times"][()], [0.1 * k for k in export_frame_indices(25, 10)])
+        assert len(f["video"]) == 10 and np.allclose(
+            f["frame_times"][()], [0.1 * k for k in export_frame_indices(25, 10)]
+        )
     work1 = _balanced(tmp_path / "w1", n=10, frames_per_clip=1)
     out1 = _export(work1)
     clips = balancemm_read(out1, "train") + balancemm_read(out1, "test")
@@ -305,12 +318,19 @@ def test_import_restores_ids_splits_frames_and_spectrograms(tmp_path: Path) -> N
     imported = IngestDir(tmp_path / "imp" / "ingest")
     manifest = imported.read_manifest().sort_by("sample_id").to_pylist()
     sel = sorted(src.balanced.read_selection().to_pylist(), key=lambda r: r["sample_id"])
-    assert [(m["sample_id"], m["label"], m["split"]) for m in manifest] == [(r["sample_id"], r["label"], r["split"]) for r in sel]
+    assert [(m["sample_id"], m["label"], m["split"]) for m in manifest] == [
+        (r["sample_id"], r["label"], r["split"]) for r in sel
+    ]
     assert imported.read_classes() == src.ingest.read_classes()
-    assert all(m["has_audio"] and m["num_audio_samples"] == 0 and m["spectrogram"].startswith("audio/") for m in manifest)
+    assert all(
+        m["has_audio"] and m["num_audio_samples"] == 0 and m["spectrogram"].startswith("audio/") for m in manifest
+    )
     ids = [r["sample_id"] for r in sel]
     a, b = read_shards(src.ingest.path, ids), read_shards(imported.path, ids)
-    assert a["frames"].to_pylist() == b["frames"].to_pylist() and a["frame_times"].to_pylist() == b["frame_times"].to_pylist()
+    assert (
+        a["frames"].to_pylist() == b["frames"].to_pylist()
+        and a["frame_times"].to_pylist() == b["frame_times"].to_pylist()
+    )
     assert b["audio"].null_count == len(ids)
     cfg = get_preset(PRESET)
     for flac, cached in zip(a["audio"].to_pylist(), cached_features_column(b["audio_features"]), strict=True):
@@ -320,15 +340,21 @@ def test_import_restores_ids_splits_frames_and_spectrograms(tmp_path: Path) -> N
     classes = imported.read_classes()
     tensors = build_av_tensors(b, classes, TensorConfig(audio=PRESET))
     assert tensors.stats["cached_features_used"] == len(ids) and bool(tensors.has_audio.all())
-    with pytest.raises(MMCurateError, match="has no waveform, only cached vggsound_stft audio features, so logmel cannot"):
+    with pytest.raises(
+        MMCurateError, match="has no waveform, only cached vggsound_stft audio features, so logmel cannot"
+    ):
         build_av_tensors(b, classes, TensorConfig(audio="logmel"))
     with pytest.raises(MMCurateError, match="no waveform, only cached audio features .*--audio-preset vggsound_stft"):
-        run_export(Workdir(tmp_path / "imp2"), ExportConfig(
-            balanced_dir=src.balanced.path, ingest_dir=imported.path, audio_preset="ks_fbank", workers=1))
+        run_export(
+            Workdir(tmp_path / "imp2"),
+            ExportConfig(balanced_dir=src.balanced.path, ingest_dir=imported.path, audio_preset="ks_fbank", workers=1),
+        )
 
     # the imported set re-exports (from its cache) and its Hub export keeps the cache usable for reeval
-    again = run_export(Workdir(tmp_path / "imp2"), ExportConfig(balanced_dir=src.balanced.path, ingest_dir=imported.path,
-                                                               audio_preset=PRESET, workers=1))
+    again = run_export(
+        Workdir(tmp_path / "imp2"),
+        ExportConfig(balanced_dir=src.balanced.path, ingest_dir=imported.path, audio_preset=PRESET, workers=1),
+    )
     assert again.stats["audio_from"] == {"cache": len(ids)}
     assert _tree(again.out_dir)["annotations.json"] == (release / "annotations.json").read_bytes()
     from mmcurate.export import export_balanced
@@ -338,7 +364,9 @@ def test_import_restores_ids_splits_frames_and_spectrograms(tmp_path: Path) -> N
     hub = tmp_path / "hub"
     export_balanced(imported.path, src.balanced.selection_path, hub, {}, show_summary=False)
     data = load_balanced_dir(hub, TensorSettings(image_size=16, audio_preset=PRESET))
-    assert data.decoder["audio"]["kind"] == "stft" and len(data.train.sample_ids) == sum(r["split"] == "train" for r in sel)
+    assert data.decoder["audio"]["kind"] == "stft" and len(data.train.sample_ids) == sum(
+        r["split"] == "train" for r in sel
+    )
 
 
 def _break(release: Path) -> dict[str, str]:
@@ -417,8 +445,16 @@ def test_av_digits_round_trip(av_digits: Path, tmp_path: Path) -> None:
 
     manifest = write_av_digits_manifest(av_digits, tmp_path / "inputs.csv", per_format=6)
     w1, w2 = Workdir(tmp_path / "w1"), Workdir(tmp_path / "w2")
-    INGEST.run(w1, IngestConfig(raw_dir=av_digits, manifest=manifest, group_column="speaker", workers=1,
-                                decode=DecodeConfig(fps=15, size=64)))  # 5-7 frames a clip
+    INGEST.run(
+        w1,
+        IngestConfig(
+            raw_dir=av_digits,
+            manifest=manifest,
+            group_column="speaker",
+            workers=1,
+            decode=DecodeConfig(fps=15, size=64),
+        ),
+    )  # 5-7 frames a clip
     scores = tmp_path / "scores.csv"
     with open(manifest) as fh, open(scores, "w", newline="") as out:
         w = csv.writer(out)
@@ -426,7 +462,9 @@ def test_av_digits_round_trip(av_digits: Path, tmp_path: Path) -> None:
         for r in csv.DictReader(fh):  # confidences from the ground-truth condition, jittered by a hash
             h = int(hashlib.sha256(r["path"].encode()).hexdigest()[:8], 16) / 2**32
             a, v = {"clean": (0.8, 0.6), "audio_noise": (0.2, 0.7)}.get(r["condition"], (0.9, 0.15))
-            w.writerow([r["path"], round(min(1, max(0, a - 0.3 + 0.6 * h)), 4), round(min(1, max(0, v + 0.3 - 0.6 * h)), 4)])
+            w.writerow(
+                [r["path"], round(min(1, max(0, a - 0.3 + 0.6 * h)), 4), round(min(1, max(0, v + 0.3 - 0.6 * h)), 4)]
+            )
     SCORE.run(w1, ScoreStageConfig(scores_from=scores))
     BALANCE.run(w1, BalanceConfig(bins=4, per_bin=8, shortfall="best-effort"))
     proc = run_cli("export", "--format", "balancemm", "--audio-preset", PRESET, "--workdir", str(w1.path))
@@ -448,11 +486,15 @@ def test_av_digits_round_trip(av_digits: Path, tmp_path: Path) -> None:
     a, b = read_shards(w1.ingest.path, ids), read_shards(imported.path, ids)
     for fa, fb in zip(a["frames"].to_pylist(), b["frames"].to_pylist(), strict=True):  # pixel-equal
         assert len(fa) == len(fb) and all(
-            np.array_equal(np.asarray(Image.open(io.BytesIO(x))), np.asarray(Image.open(io.BytesIO(y)))) for x, y in zip(fa, fb)
+            np.array_equal(np.asarray(Image.open(io.BytesIO(x))), np.asarray(Image.open(io.BytesIO(y))))
+            for x, y in zip(fa, fb)
         )
     cfg = get_preset(PRESET)
     cached = cached_features_column(b["audio_features"])
-    assert all(np.array_equal(c, audio_features_from_flac(x, cfg)) for x, c in zip(a["audio"].to_pylist(), cached, strict=True))
+    assert all(
+        np.array_equal(c, audio_features_from_flac(x, cfg))
+        for x, c in zip(a["audio"].to_pylist(), cached, strict=True)
+    )
 
     sub = tmp_path / "scores_sel.csv"
     with open(scores) as fh, open(sub, "w", newline="") as out:
@@ -461,8 +503,20 @@ def test_av_digits_round_trip(av_digits: Path, tmp_path: Path) -> None:
         w.writeheader()
         w.writerows(rows)
     SCORE.run(w2, ScoreStageConfig(scores_from=sub))
-    outcome = REEVAL.run(w2, ReevalConfig(source=str(imported.path), methods="joint", epochs=1, batch_size=8,
-                                          audio_preset=PRESET, image_size=16, width=4, bins=4, device="cpu"))
+    outcome = REEVAL.run(
+        w2,
+        ReevalConfig(
+            source=str(imported.path),
+            methods="joint",
+            epochs=1,
+            batch_size=8,
+            audio_preset=PRESET,
+            image_size=16,
+            width=4,
+            bins=4,
+            device="cpu",
+        ),
+    )
     results = json.loads((w2.reeval_dir / "results.json").read_text())
     assert "joint" in json.dumps(results) and outcome is not None
     from mmcurate.reeval.config import TensorSettings

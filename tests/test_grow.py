@@ -44,14 +44,28 @@ def pools(av_digits: Path, small_work: Path, tmp_path_factory: pytest.TempPathFa
     everything = write_av_digits_manifest(av_digits, root / "all.csv", per_format=25)
     lines = everything.read_text().splitlines()
     header, rows = lines[0], lines[1:]
-    taken = {r.split(",")[0] for r in (small_work / "..").resolve().joinpath("inputs.csv").read_text().splitlines()[1:]}
+    taken = {
+        r.split(",")[0] for r in (small_work / "..").resolve().joinpath("inputs.csv").read_text().splitlines()[1:]
+    }
     fresh = [r for r in rows if r.split(",")[0] not in taken]
     assert len(fresh) == 35
     (root / "cand.csv").write_text("\n".join([header, *fresh]) + "\n")
     (root / "classes.txt").write_text("\n".join(str(k) for k in range(10)) + "\n")
     cand = root / "cand"
-    proc = run_cli("ingest", str(av_digits), "--manifest", str(root / "cand.csv"), "--group-column", "speaker",
-                   "--classes", str(root / "classes.txt"), "--out", str(cand), "--size", "32")
+    proc = run_cli(
+        "ingest",
+        str(av_digits),
+        "--manifest",
+        str(root / "cand.csv"),
+        "--group-column",
+        "speaker",
+        "--classes",
+        str(root / "classes.txt"),
+        "--out",
+        str(cand),
+        "--size",
+        "32",
+    )
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("score", str(seed), *TINY)
     assert proc.returncode == 0, proc.stderr
@@ -116,11 +130,24 @@ def test_candidates_with_another_class_list_are_refused_in_one_line(pools: dict[
     assert "class list differs" in err and str(other / "classes.json") in err, err
 
 
-def test_two_pools_balance_together_and_each_row_comes_from_its_own_pool(pools: dict[str, Path], tmp_path: Path) -> None:
+def test_two_pools_balance_together_and_each_row_comes_from_its_own_pool(
+    pools: dict[str, Path], tmp_path: Path
+) -> None:
     seed, cand = pools["seed"], pools["cand"]
     out = tmp_path / "balanced"
-    proc = run_cli("balance", "--pool", str(seed), "--pool", str(cand), "--per-bin", "500", "--shortfall",
-                   "best-effort", "--out", str(out))
+    proc = run_cli(
+        "balance",
+        "--pool",
+        str(seed),
+        "--pool",
+        str(cand),
+        "--per-bin",
+        "500",
+        "--shortfall",
+        "best-effort",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     selection = pq.read_table(out / "selection.parquet")
     by_pool = dict(zip(selection.column("sample_id").to_pylist(), selection.column("pool").to_pylist(), strict=True))
@@ -131,7 +158,9 @@ def test_two_pools_balance_together_and_each_row_comes_from_its_own_pool(pools: 
     assert meta["pools"]["cand"]["scores"] == "candidates" and meta["pools"]["seed"]["out_of_fold"] is True
     exported = {}
     for shard in sorted((out / "data").glob("*.parquet")):
-        exported.update({r["sample_id"]: r for r in pq.read_table(shard, columns=["sample_id", "pool", "frames"]).to_pylist()})
+        exported.update(
+            {r["sample_id"]: r for r in pq.read_table(shard, columns=["sample_id", "pool", "frames"]).to_pylist()}
+        )
     assert set(exported) == set(by_pool)
     for name, folder in (("seed", seed), ("cand", cand)):
         ids = sorted(s for s, p in by_pool.items() if p == name)[:5]
@@ -168,8 +197,18 @@ def test_dry_run_prints_what_each_bin_needs_and_what_the_candidates_hold(pools: 
     env_columns = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = "400"  # no wrapping of the table
     try:
-        proc = run_cli("balance", "--pool", str(seed), "--pool", str(cand), "--per-bin", "30", "--dry-run",
-                       "--shortfall", "best-effort")
+        proc = run_cli(
+            "balance",
+            "--pool",
+            str(seed),
+            "--pool",
+            str(cand),
+            "--per-bin",
+            "30",
+            "--dry-run",
+            "--shortfall",
+            "best-effort",
+        )
     finally:
         if env_columns is None:
             os.environ.pop("COLUMNS")
@@ -189,5 +228,9 @@ def test_dry_run_prints_what_each_bin_needs_and_what_the_candidates_hold(pools: 
     assert sorted(printed) == list(range(10)), proc.stderr
     for b in range(10):
         have, need = int(counts["seed"][b]), max(0, 30 - int(counts["seed"][b]))
-        assert printed[b][2:6] == [str(have), str(need), str(int(counts["cand"][b])),
-                                   str(max(0, need - int(counts["cand"][b])))], (b, printed[b])
+        assert printed[b][2:6] == [
+            str(have),
+            str(need),
+            str(int(counts["cand"][b])),
+            str(max(0, need - int(counts["cand"][b]))),
+        ], (b, printed[b])

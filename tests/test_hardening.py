@@ -43,11 +43,19 @@ TOKEN = "hf_attackerCanSeeThisToken123"
 # ------------------------------------------------------------------------------------------- helpers
 
 
-def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, umask: int = -1,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, umask: int = -1, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """``python -m mmcurate ARGS`` as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "mmcurate", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**ENV, **(env or {})}, timeout=timeout, umask=umask)
+    return subprocess.run(
+        [sys.executable, "-m", "mmcurate", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**ENV, **(env or {})},
+        timeout=timeout,
+        umask=umask,
+    )
 
 
 @dataclass
@@ -232,7 +240,10 @@ def test_edits_to_the_input_manifest_redo_the_shards_and_reach_every_output(
     raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clips = sorted(p.relative_to(raw).as_posix() for p in raw.rglob("*.mp4"))
-    rows = [{"path": c, "label": c.split("/")[0], "split": "", "group": f"s{i % 2}", "cond": "clean"} for i, c in enumerate(clips)]
+    rows = [
+        {"path": c, "label": c.split("/")[0], "split": "", "group": f"s{i % 2}", "cond": "clean"}
+        for i, c in enumerate(clips)
+    ]
     manifest = _write_manifest(tmp_path / "inputs.csv", rows)
     out = tmp_path / "out"
     ingest(raw, out, manifest)
@@ -274,14 +285,18 @@ def test_a_new_class_or_segment_in_the_input_manifest_is_new_input_not_a_refusal
     assert _shard_labels(out)[clips[4]] == "7"
 
 
-def test_changed_groups_make_group_fold_scores_stale(raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_changed_groups_make_group_fold_scores_stale(
+    raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     clips = sorted(p.relative_to(raw).as_posix() for p in raw.rglob("*.mp4"))
     rows = [{"path": c, "label": c.split("/")[0], "spk": f"s{i % 2}"} for i, c in enumerate(clips)]
     manifest = _write_manifest(tmp_path / "inputs.csv", rows)
     out = tmp_path / "out"
     ingest(raw, out, manifest, group_column="spk")
     store = IngestDir(out)
-    assert mm(capsys, "score", str(out), "--scores-from", str(write_scores_csv(out, tmp_path / "s.csv"))).returncode == 0
+    assert (
+        mm(capsys, "score", str(out), "--scores-from", str(write_scores_csv(out, tmp_path / "s.csv"))).returncode == 0
+    )
     meta = store.read_scores_meta()
     # the provenance the built-in scorer writes when it kept groups in one fold
     meta.update(source="oof", config={"group_folds": True}, groups_fingerprint=store.groups_fingerprint())
@@ -296,7 +311,9 @@ def test_changed_groups_make_group_fold_scores_stale(raw: Path, tmp_path: Path, 
 # ---------------------------------------------------------------- 4. output overlapping the input
 
 
-def test_output_that_is_raw_dir_or_holds_it_is_refused(raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_output_that_is_raw_dir_or_holds_it_is_refused(
+    raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (raw / "shards").mkdir()  # label folders that share names with ingest's own
     (raw / "chunks").mkdir()
     shutil.copy(next(raw.glob("1/*.mp4")), raw / "shards" / "clip.mp4")
@@ -349,12 +366,27 @@ def test_push_to_an_endpoint_that_never_answers_ends_in_one_line(tmp_path: Path)
             accepted.append(conn)  # never read from, never answered
 
     threading.Thread(target=accept_and_ignore, daemon=True).start()
-    env = {"HF_ENDPOINT": f"http://127.0.0.1:{server.getsockname()[1]}", "HF_TOKEN": TOKEN,
-           "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1"}
+    env = {
+        "HF_ENDPOINT": f"http://127.0.0.1:{server.getsockname()[1]}",
+        "HF_TOKEN": TOKEN,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_DISABLE_XET": "1",
+    }
     try:
         started = time.monotonic()
-        proc = cli("push", "--workdir", str(exported.workdir), "--repo-id", "org/name", "--timeout", "0.5",
-                   "--retries", "2", env=env, timeout=120)
+        proc = cli(
+            "push",
+            "--workdir",
+            str(exported.workdir),
+            "--repo-id",
+            "org/name",
+            "--timeout",
+            "0.5",
+            "--retries",
+            "2",
+            env=env,
+            timeout=120,
+        )
         took = time.monotonic() - started
     finally:
         server.close()
@@ -447,7 +479,9 @@ def test_balance_holds_its_folder(scored_fixture: Path, tmp_path: Path, capsys: 
     out = tmp_path / "balanced"
     holder = FileLock(out / ".mmcurate.lock", "test").acquire()
     try:
-        line = one_line_error(mm(capsys, "balance", "--workdir", str(scored_fixture.parent), "--out", str(out), "--bins", "2"))
+        line = one_line_error(
+            mm(capsys, "balance", "--workdir", str(scored_fixture.parent), "--out", str(out), "--bins", "2")
+        )
         assert "in use" in line
     finally:
         holder.release()
@@ -515,7 +549,9 @@ def test_a_rebalance_that_dies_leaves_no_export_push_would_trust(
     assert balanced.is_complete()
     before = tree(balanced.path)
 
-    line = one_line_error(mm(capsys, "balance", "--workdir", work, "--bins", "2", "--seed", "3", "--max-shard-size", "-5MB"))
+    line = one_line_error(
+        mm(capsys, "balance", "--workdir", work, "--bins", "2", "--seed", "3", "--max-shard-size", "-5MB")
+    )
     assert "shard" in line.lower()
     assert tree(balanced.path) == before, "an invalid option wrote before it was refused"
 
@@ -534,8 +570,23 @@ def test_a_rebalance_that_dies_leaves_no_export_push_would_trust(
 
 def test_a_diverged_scorer_is_an_error_not_nan_scores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ingest_dir = make_ingest_dir(tmp_path / "work" / "ingest", n=24, with_features=False)
-    line = one_line_error(mm(capsys, "score", str(ingest_dir), "--lr", "1e6", "--folds", "2", "--epochs", "1",
-                             "--repeats", "1", "--batch-size", "8"))
+    line = one_line_error(
+        mm(
+            capsys,
+            "score",
+            str(ingest_dir),
+            "--lr",
+            "1e6",
+            "--folds",
+            "2",
+            "--epochs",
+            "1",
+            "--repeats",
+            "1",
+            "--batch-size",
+            "8",
+        )
+    )
     assert "diverged" in line and "--lr" in line
     assert not (ingest_dir / "scores.parquet").exists()
 
@@ -592,7 +643,9 @@ ONE_LINE_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(ONE_LINE_CASES))
-def test_bad_options_and_recipes_are_one_line_errors(case: str, recipes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_options_and_recipes_are_one_line_errors(
+    case: str, recipes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args, expect = ONE_LINE_CASES[case]
     line = one_line_error(mm(capsys, *[a.replace("{root}", str(recipes)) for a in args]))
     if expect:
@@ -776,7 +829,9 @@ def test_input_manifest_with_a_bom_and_a_name_ending_in_a_space(raw: Path, tmp_p
     assert result.n_failed == 0 and "3/clip.mp4 " in manifest_rows(out)
 
 
-def test_many_more_frames_than_the_clip_has_says_so(raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_many_more_frames_than_the_clip_has_says_so(
+    raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     proc = mm(capsys, "ingest", str(raw), "--out", str(tmp_path / "out"), "--frames", "40", "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())

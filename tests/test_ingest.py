@@ -34,14 +34,29 @@ def read_shard(path: Path) -> pa.Table:
     return open_ipc_file(path, fix="")
 
 
-def ingest_to(raw: Path, out: Path, manifest: Path | None = None, group_column: str | None = None, *,
-              workers: int = 1, num_shards: int | None = None, shard_index: int | None = None, **decode: object):
+def ingest_to(
+    raw: Path,
+    out: Path,
+    manifest: Path | None = None,
+    group_column: str | None = None,
+    *,
+    workers: int = 1,
+    num_shards: int | None = None,
+    shard_index: int | None = None,
+    **decode: object,
+):
     """Run the ingest stage in-process (decode settings as keyword arguments)."""
     cfg = IngestConfig(
-        raw_dir=raw, out=out, manifest=manifest, group_column=group_column, decode=DecodeConfig(**decode),
-        workers=workers, array=ArrayJobConfig(num_shards, shard_index),
+        raw_dir=raw,
+        out=out,
+        manifest=manifest,
+        group_column=group_column,
+        decode=DecodeConfig(**decode),
+        workers=workers,
+        array=ArrayJobConfig(num_shards, shard_index),
     )
     return run_ingest(Workdir(out.parent), cfg)
+
 
 ENV = {**os.environ, "MMCURATE_NO_PROGRESS": "1"}
 
@@ -143,7 +158,10 @@ def test_default_policy_rejects_missing_modalities(clips_dir: Path, tmp_path: Pa
 def bad_raw(av_digits: Path, tmp_path: Path) -> Path:
     """A raw folder mixing good clips with the bad inputs researchers meet."""
     raw = tmp_path / "raw"
-    good = sorted((av_digits / "mkv_h264_flac").glob("*.mkv"))[:4] + sorted((av_digits / "mp4_h264_aac").glob("*.mp4"))[:2]
+    good = (
+        sorted((av_digits / "mkv_h264_flac").glob("*.mkv"))[:4]
+        + sorted((av_digits / "mp4_h264_aac").glob("*.mp4"))[:2]
+    )
     for p in good:
         (raw / p.name.split("_")[0]).mkdir(parents=True, exist_ok=True)
         shutil.copy(p, raw / p.name.split("_")[0] / p.name)
@@ -232,7 +250,10 @@ def _subset_raw(av_digits: Path, root: Path, n_per_format: int) -> Path:
 
 
 def _tree_bytes(out: Path) -> dict[str, bytes]:
-    files = {"manifest.parquet": (out / "manifest.parquet").read_bytes(), "failures.jsonl": (out / "failures.jsonl").read_bytes()}
+    files = {
+        "manifest.parquet": (out / "manifest.parquet").read_bytes(),
+        "failures.jsonl": (out / "failures.jsonl").read_bytes(),
+    }
     for shard in sorted((out / "shards").glob("*.arrow")):
         files[shard.name] = shard.read_bytes()
     return files
@@ -247,8 +268,23 @@ def test_resume_after_sigkill_gives_identical_output(av_digits: Path, tmp_path: 
 
     out = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mmcurate", "ingest", str(raw), "--out", str(out), "--shard-size", "10", "--workers", "1"],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mmcurate",
+            "ingest",
+            str(raw),
+            "--out",
+            str(out),
+            "--shard-size",
+            "10",
+            "--workers",
+            "1",
+        ],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -264,7 +300,9 @@ def test_resume_after_sigkill_gives_identical_output(av_digits: Path, tmp_path: 
     assert _tree_bytes(out) == _tree_bytes(ref)
     assert not [p for p in out.rglob(".tmp-*")]
     stats = json.loads((out / "stats.json").read_text())["last_run"]
-    assert stats["shards_already_done"] >= done_at_kill and stats["shards_written"] == 21 - stats["shards_already_done"]
+    assert (
+        stats["shards_already_done"] >= done_at_kill and stats["shards_written"] == 21 - stats["shards_already_done"]
+    )
 
 
 def test_array_job_parts_combine_to_the_single_run_output(av_digits: Path, tmp_path: Path) -> None:
@@ -308,8 +346,12 @@ def test_fps_sampling_and_decord_fast_path(av_digits: Path, tmp_path: Path) -> N
     assert set(by_id) == {r["sample_id"] for r in rows}
     # MP4/MKV/WebM (zero start time): the same frames chosen and near-identical pixels
     for r in [r for r in rows if r["container"] in ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm")]:
-        assert abs(by_id[r["sample_id"]]["native_frame_count"] - r["native_frame_count"]) <= 1  # decord counts by index
-        np.testing.assert_allclose(decord_media[r["sample_id"]]["frame_times"], pyav_media[r["sample_id"]]["frame_times"], atol=1e-3)
+        assert (
+            abs(by_id[r["sample_id"]]["native_frame_count"] - r["native_frame_count"]) <= 1
+        )  # decord counts by index
+        np.testing.assert_allclose(
+            decord_media[r["sample_id"]]["frame_times"], pyav_media[r["sample_id"]]["frame_times"], atol=1e-3
+        )
         a = np.asarray(Image.open(io.BytesIO(decord_media[r["sample_id"]]["frames"][0])), dtype=float)
         b = np.asarray(Image.open(io.BytesIO(pyav_media[r["sample_id"]]["frames"][0])), dtype=float)
         assert np.abs(a - b).mean() < 4.0
@@ -321,4 +363,6 @@ def test_schemas_rendered_copy_is_in_sync() -> None:
 
     folder = Path(__file__).resolve().parents[1] / "manifests" / "schemas"
     for name, content in render_all().items():
-        assert json.loads((folder / f"{name}.json").read_text()) == content, f"run python -m mmcurate.store.schemas ({name})"
+        assert json.loads((folder / f"{name}.json").read_text()) == content, (
+            f"run python -m mmcurate.store.schemas ({name})"
+        )

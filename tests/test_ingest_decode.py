@@ -38,8 +38,20 @@ def _assert_same(ref: DecodedClip | tuple[str, str], got: DecodedClip | tuple[st
     if isinstance(ref, tuple) or isinstance(got, tuple):
         assert ref == got, where
         return
-    for name in ("container", "video_codec", "audio_codec", "fps", "width", "height", "native_frame_count",
-                 "native_sample_rate", "native_channels", "native_audio_samples", "duration", "frame_times"):
+    for name in (
+        "container",
+        "video_codec",
+        "audio_codec",
+        "fps",
+        "width",
+        "height",
+        "native_frame_count",
+        "native_sample_rate",
+        "native_channels",
+        "native_audio_samples",
+        "duration",
+        "frame_times",
+    ):
         assert getattr(got, name) == getattr(ref, name), (where, name, getattr(ref, name), getattr(got, name))
     assert len(got.frames) == len(ref.frames), where
     for i, (a, b) in enumerate(zip(ref.frames, got.frames, strict=True)):
@@ -101,31 +113,88 @@ def test_sparse_decoding_equals_whole_decoding_on_av_digits(av_digits: Path, mon
 
 # The generated clips below are small (so the tests are fast) but shaped like real ones.
 GOP_CLIPS = {
-    "h264_bframes": ClipSpec("mp4", "libx264", "aac", seconds=4, width=160, height=96, fps=25, gop=12,
-                             video_options=(("preset", "veryfast"), ("bf", "3"))),
-    "h264_open_gop": ClipSpec("matroska", "libx264", "aac", seconds=4, width=160, height=96, fps=25, gop=10,
-                              video_options=(("preset", "veryfast"), ("x264-params", "open-gop=1:bframes=3:b-pyramid=normal"))),
-    "hevc_open_gop": ClipSpec("mp4", "libx265", "aac", seconds=3, width=160, height=96, fps=25, gop=10,
-                              video_options=(("preset", "ultrafast"), ("x265-params", "open-gop=1:bframes=3:log-level=none"))),
-    "vp9_altref": ClipSpec("webm", "libvpx-vp9", "libopus", seconds=3, width=160, height=96, fps=25, gop=10,
-                           video_options=(("deadline", "good"), ("cpu-used", "8"), ("auto-alt-ref", "1"), ("lag-in-frames", "16"))),
-    "vp8_altref": ClipSpec("webm", "libvpx", "libopus", seconds=3, width=160, height=96, fps=25, gop=10,
-                           video_options=(("deadline", "good"), ("cpu-used", "8"), ("auto-alt-ref", "1"), ("lag-in-frames", "16"))),
+    "h264_bframes": ClipSpec(
+        "mp4",
+        "libx264",
+        "aac",
+        seconds=4,
+        width=160,
+        height=96,
+        fps=25,
+        gop=12,
+        video_options=(("preset", "veryfast"), ("bf", "3")),
+    ),
+    "h264_open_gop": ClipSpec(
+        "matroska",
+        "libx264",
+        "aac",
+        seconds=4,
+        width=160,
+        height=96,
+        fps=25,
+        gop=10,
+        video_options=(("preset", "veryfast"), ("x264-params", "open-gop=1:bframes=3:b-pyramid=normal")),
+    ),
+    "hevc_open_gop": ClipSpec(
+        "mp4",
+        "libx265",
+        "aac",
+        seconds=3,
+        width=160,
+        height=96,
+        fps=25,
+        gop=10,
+        video_options=(("preset", "ultrafast"), ("x265-params", "open-gop=1:bframes=3:log-level=none")),
+    ),
+    "vp9_altref": ClipSpec(
+        "webm",
+        "libvpx-vp9",
+        "libopus",
+        seconds=3,
+        width=160,
+        height=96,
+        fps=25,
+        gop=10,
+        video_options=(("deadline", "good"), ("cpu-used", "8"), ("auto-alt-ref", "1"), ("lag-in-frames", "16")),
+    ),
+    "vp8_altref": ClipSpec(
+        "webm",
+        "libvpx",
+        "libopus",
+        seconds=3,
+        width=160,
+        height=96,
+        fps=25,
+        gop=10,
+        video_options=(("deadline", "good"), ("cpu-used", "8"), ("auto-alt-ref", "1"), ("lag-in-frames", "16")),
+    ),
     "mpeg4_avi": ClipSpec("avi", "mpeg4", "pcm_s16le", seconds=3, width=160, height=96, fps=25, gop=10),
     "mjpeg_mov": ClipSpec("mov", "mjpeg", "pcm_s16le", seconds=2, width=160, height=96, fps=25, pix_fmt="yuvj420p"),
     "flv1": ClipSpec("flv", "flv", "libmp3lame", seconds=3, width=160, height=96, fps=25, gop=10, sample_rate=44100),
     # the first 5 frames get negative timestamps: the MP4 edit list starts after them, and the
     # demuxer marks their packets "discard" (decoded as references, never shown)
-    "h264_edit_list": ClipSpec("mp4", "libx264", "aac", seconds=3, width=160, height=96, fps=25, gop=12,
-                               lead_in_frames=5, video_options=(("preset", "veryfast"),)),
+    "h264_edit_list": ClipSpec(
+        "mp4",
+        "libx264",
+        "aac",
+        seconds=3,
+        width=160,
+        height=96,
+        fps=25,
+        gop=12,
+        lead_in_frames=5,
+        video_options=(("preset", "veryfast"),),
+    ),
 }
 
 
 @pytest.fixture(scope="module")
 def gop_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("gop_clips")
-    return {name: write_clip(folder / f"{name}.{spec.extension}", spec, seed=i)
-            for i, (name, spec) in enumerate(GOP_CLIPS.items())}
+    return {
+        name: write_clip(folder / f"{name}.{spec.extension}", spec, seed=i)
+        for i, (name, spec) in enumerate(GOP_CLIPS.items())
+    }
 
 
 @pytest.mark.usefixtures("sparse_everywhere")
@@ -163,7 +232,12 @@ def _hide_one_frame(src: Path, dst: Path, index: int = 5) -> Path:
             if i == index:
                 data[0] &= ~0x10
             copy = av.Packet(bytes(data))
-            copy.pts, copy.dts, copy.time_base, copy.is_keyframe = packet.pts, packet.dts, packet.time_base, packet.is_keyframe
+            copy.pts, copy.dts, copy.time_base, copy.is_keyframe = (
+                packet.pts,
+                packet.dts,
+                packet.time_base,
+                packet.is_keyframe,
+            )
             copy.stream = stream
             out.mux(copy)
     return dst
@@ -173,8 +247,17 @@ def _hide_one_frame(src: Path, dst: Path, index: int = 5) -> Path:
 def test_a_packet_without_a_shown_frame_makes_the_clip_decode_whole(tmp_path: Path) -> None:
     """The frame count comes from packets only where each packet shows one frame: a hidden VP8
     frame breaks that, so the clip is decoded whole (and counted right)."""
-    spec = ClipSpec("webm", "libvpx", None, seconds=2, width=160, height=96, fps=25, gop=10,
-                    video_options=(("deadline", "realtime"), ("cpu-used", "8")))
+    spec = ClipSpec(
+        "webm",
+        "libvpx",
+        None,
+        seconds=2,
+        width=160,
+        height=96,
+        fps=25,
+        gop=10,
+        video_options=(("deadline", "realtime"), ("cpu-used", "8")),
+    )
     path = _hide_one_frame(write_clip(tmp_path / "vp8.webm", spec), tmp_path / "hidden.avi")
     ref = decode_clip(path, FRAMES3, video_mode="all")
     assert ref.native_frame_count == 49
@@ -196,7 +279,12 @@ def _cut_at_second_keyframe(src: Path, dst: Path) -> Path:
             stream = out.add_stream_from_template(video)
             for p in rest:
                 copy = av.Packet(bytes(p))
-                copy.pts, copy.dts, copy.time_base, copy.is_keyframe = p.pts - shift, p.dts - shift, p.time_base, p.is_keyframe
+                copy.pts, copy.dts, copy.time_base, copy.is_keyframe = (
+                    p.pts - shift,
+                    p.dts - shift,
+                    p.time_base,
+                    p.is_keyframe,
+                )
                 copy.stream = stream
                 out.mux(copy)
     return dst
@@ -228,7 +316,9 @@ def test_sparse_decoding_decodes_a_fraction_of_the_frames(gop_clips: dict[str, P
 
 
 @pytest.mark.usefixtures("sparse_everywhere")
-def test_sparse_decoding_fallbacks_give_the_same_result(gop_clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sparse_decoding_fallbacks_give_the_same_result(
+    gop_clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """When sparse decoding gives up, the clip is decoded whole: from the packets it kept (over the
     memory budget) or in a second pass (packets it dropped turn out to be needed)."""
     path = gop_clips["h264_bframes"]
@@ -271,13 +361,27 @@ def _write_xmv_header(path: Path) -> Path:
 
 
 RARE = {
-    "rm/realvideo.rm": ClipSpec("rm", "rv20", "ac3", seconds=1.5, width=176, height=144, fps=15, gop=8, sample_rate=44100),
-    "rm/realaudio144.rm": ClipSpec("rm", "rv10", "real_144", seconds=1.5, width=176, height=144, fps=15, gop=8,
-                                   sample_rate=8000, channels=1),
+    "rm/realvideo.rm": ClipSpec(
+        "rm", "rv20", "ac3", seconds=1.5, width=176, height=144, fps=15, gop=8, sample_rate=44100
+    ),
+    "rm/realaudio144.rm": ClipSpec(
+        "rm", "rv10", "real_144", seconds=1.5, width=176, height=144, fps=15, gop=8, sample_rate=8000, channels=1
+    ),
     "wtv/recording.wtv": ClipSpec("wtv", "mpeg2video", "mp2", seconds=1.5, width=176, height=144, fps=25, gop=8),
     "nut/clip.nut": ClipSpec("nut", "mpeg4", "pcm_s16le", seconds=1.5, width=176, height=144, fps=25, gop=8),
-    "roq/game.roq": ClipSpec("roq", "roqvideo", "roq_dpcm", seconds=1.5, width=128, height=128, fps=30, gop=None,
-                             sample_rate=22050, channels=1, pix_fmt="yuvj444p"),
+    "roq/game.roq": ClipSpec(
+        "roq",
+        "roqvideo",
+        "roq_dpcm",
+        seconds=1.5,
+        width=128,
+        height=128,
+        fps=30,
+        gop=None,
+        sample_rate=22050,
+        channels=1,
+        pix_fmt="yuvj444p",
+    ),
 }
 
 
@@ -301,7 +405,9 @@ def probe_raw(tmp_path: Path) -> Path:
     (junk / "noise.bin").write_bytes(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
     (junk / "empty.dat").write_bytes(b"")
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(junk / "thumb.png")
-    (junk / "list.m3u8").write_text("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\nseg0.ts\n#EXT-X-ENDLIST\n")
+    (junk / "list.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\nseg0.ts\n#EXT-X-ENDLIST\n"
+    )
     return raw
 
 

@@ -49,7 +49,7 @@ def test_prestarted_workers_do_not_start_with_what_the_driver_built_after() -> N
     executor.prestart()
     try:
         work_list = bytearray(80 << 20)  # what the driver builds after the prestart (touched: resident)
-        work_list[:: 4096] = b"x" * len(work_list[:: 4096])
+        work_list[::4096] = b"x" * len(work_list[::4096])
         driver = _rss_mb()
         units = [WorkUnit("u0", 0, (0, 1, 2, 3))]
         [(_, worker_rss)] = list(executor.map_units(_worker_rss_mb, units))

@@ -99,7 +99,9 @@ def test_av_classifier_shapes_and_gradient_flow(fusion: str) -> None:
     assert out.audio_features.shape == out.visual_features.shape == (4, 32)
     assert out.audio_head_logits.shape == out.visual_head_logits.shape == (4, 10)
     labels = torch.arange(4)
-    loss = sum(nn.functional.cross_entropy(x, labels) for x in (out.logits, out.audio_head_logits, out.visual_head_logits))
+    loss = sum(
+        nn.functional.cross_entropy(x, labels) for x in (out.logits, out.audio_head_logits, out.visual_head_logits)
+    )
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert missing == []

@@ -11,10 +11,28 @@ from conftest import run_cli
 
 #: the demo recipe shrunk to seconds: 8 clips per class, tiny scorers, 2 methods for 2 epochs
 SMALL = [
-    "--set", "source.generate.n_per_class=8",
-    "--set", "score.folds=2", "--set", "score.epochs=1", "--set", "score.repeats=1", "--set", "score.width=4",
-    "--set", "score.image_size=16", "--set", "score.save_scorers=false", "--set", "balance.bins=2",
-    "--set", "reeval.methods=[audio_only,joint]", "--set", "reeval.epochs=2", "--set", "reeval.width=4",
+    "--set",
+    "source.generate.n_per_class=8",
+    "--set",
+    "score.folds=2",
+    "--set",
+    "score.epochs=1",
+    "--set",
+    "score.repeats=1",
+    "--set",
+    "score.width=4",
+    "--set",
+    "score.image_size=16",
+    "--set",
+    "score.save_scorers=false",
+    "--set",
+    "balance.bins=2",
+    "--set",
+    "reeval.methods=[audio_only,joint]",
+    "--set",
+    "reeval.epochs=2",
+    "--set",
+    "reeval.width=4",
 ]
 
 
@@ -33,10 +51,23 @@ def test_demo_runs_every_stage_then_skips_what_is_up_to_date(tmp_path: Path) -> 
     proc = run_cli("demo", "--workdir", str(work), *SMALL)
     assert proc.returncode == 0, proc.stderr
     assert _stages(proc.stderr) == {
-        "ingest": "ran", "score": "ran", "report": "ran", "balance": "ran", "push": "not configured", "reeval": "ran",
+        "ingest": "ran",
+        "score": "ran",
+        "report": "ran",
+        "balance": "ran",
+        "push": "not configured",
+        "reeval": "ran",
     }
-    for path in ("demo/data/demo_labels.csv", "ingest/manifest.parquet", "ingest/scores.parquet", "ingest/report/report.md",
-                 "balanced/README.md", "balanced/hf/dataset_dict.json", "reeval/results.md", "recipe.resolved.yaml"):
+    for path in (
+        "demo/data/demo_labels.csv",
+        "ingest/manifest.parquet",
+        "ingest/scores.parquet",
+        "ingest/report/report.md",
+        "balanced/README.md",
+        "balanced/hf/dataset_dict.json",
+        "reeval/results.md",
+        "recipe.resolved.yaml",
+    ):
         assert (work / path).exists(), path
     assert "re-evaluation table" in proc.stderr and "Re-evaluation results" in proc.stdout
     resolved = yaml.safe_load((work / "recipe.resolved.yaml").read_text())
@@ -68,7 +99,9 @@ def test_run_selects_stages_and_reports_recipe_errors_in_one_line(tmp_path: Path
     proc = run_cli("run", str(recipe), "--dry-run")
     assert proc.returncode == 2 and "unknown section(s) scorer" in proc.stderr
     recipe.write_text("name: r\nsource: {raw_dir: raw}\ningest: {frames: 3}\nscore: {epochs: 2}\n")
-    proc = run_cli("run", str(recipe), "--workdir", str(tmp_path / "w"), "--dry-run", "--until", "score", "--set", "score.folds=3")
+    proc = run_cli(
+        "run", str(recipe), "--workdir", str(tmp_path / "w"), "--dry-run", "--until", "score", "--set", "score.folds=3"
+    )
     assert proc.returncode == 0, proc.stderr
     stages = _stages(proc.stderr)
     assert stages["ingest"] == stages["score"] == "would run" and stages["balance"] == "not selected"

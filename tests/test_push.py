@@ -109,7 +109,9 @@ with fs.open(shard, "rb", block_size=4096) as fh:
 """
 
 
-def test_push_then_load_dataset_returns_the_export(hub: HubServer, env: dict[str, str], exported: ExportFixture, tmp_path: Path) -> None:
+def test_push_then_load_dataset_returns_the_export(
+    hub: HubServer, env: dict[str, str], exported: ExportFixture, tmp_path: Path
+) -> None:
     hub.state.clear_log()
     proc = run_mmcurate(["push", "--repo-id", "testorg/tiny", "--files-per-commit", "2"], env)
     assert proc.returncode == 0, proc.stderr
@@ -152,7 +154,9 @@ def test_rerun_uploads_nothing_and_dry_run_changes_nothing(hub: HubServer, env: 
     assert writes == [], [(r.method, r.path) for r in writes]
 
 
-def test_dry_run_lists_files_with_sizes_and_touches_nothing(hub: HubServer, env: dict[str, str], exported: ExportFixture) -> None:
+def test_dry_run_lists_files_with_sizes_and_touches_nothing(
+    hub: HubServer, env: dict[str, str], exported: ExportFixture
+) -> None:
     hub.state.clear_log()
     proc = run_mmcurate(["push", "--repo-id", "testorg/never-created", "--dry-run"], env)
     assert proc.returncode == 0, proc.stderr
@@ -192,16 +196,23 @@ def test_push_cut_off_mid_way_resumes_without_reuploading(hub: HubServer, export
     assert _remote_hashes(hub, repo) == local
 
 
-def test_new_export_replaces_stale_shards_and_keeps_unchanged_ones(hub: HubServer, exported: ExportFixture, tmp_path: Path) -> None:
+def test_new_export_replaces_stale_shards_and_keeps_unchanged_ones(
+    hub: HubServer, exported: ExportFixture, tmp_path: Path
+) -> None:
     repo = "testorg/evolving"
     push_dataset(exported.balanced_dir, repo, token=VALID_TOKEN, endpoint=hub.url)
     other = tmp_path / "balanced"
-    export_balanced(exported.ingest_dir, exported.selection, other, fixture_provenance(), max_shard_size="10MB", show_summary=False)
+    export_balanced(
+        exported.ingest_dir, exported.selection, other, fixture_provenance(), max_shard_size="10MB", show_summary=False
+    )
     hub.state.clear_log()
     result = push_dataset(other, repo, token=VALID_TOKEN, endpoint=hub.url)
     assert sorted(result.plan.delete) == [f"data/train-0000{i}-of-00003.parquet" for i in range(3)]
     # validation and test shards did not change (same rows, one shard each): not re-sent
-    assert {f.rel for f in result.plan.skip} == {"data/test-00000-of-00001.parquet", "data/validation-00000-of-00001.parquet"}
+    assert {f.rel for f in result.plan.skip} == {
+        "data/test-00000-of-00001.parquet",
+        "data/validation-00000-of-00001.parquet",
+    }
     assert {f.rel for f in result.plan.upload} == {"README.md", "data/train-00000-of-00001.parquet"}
     assert _remote_hashes(hub, repo) == _local_hashes(other)
     last = hub.state.requests("POST", r"/commit/")[-1]
@@ -219,11 +230,16 @@ def test_private_and_branch(hub: HubServer, env: dict[str, str], exported: Expor
     HfApi(endpoint=hub.url, token=VALID_TOKEN).create_branch("testorg/secret", branch="dev", repo_type="dataset")
     work = exported.workdir.parent / "branch-copy"  # an explicit DATASET_DIR, not the work directory
     shutil.copytree(exported.balanced_dir, work, dirs_exist_ok=True)
-    ok = run_mmcurate(["push", str(work), "--repo-id", "testorg/secret", "--revision", "dev", "--commit-message", "to dev"], env)
+    ok = run_mmcurate(
+        ["push", str(work), "--repo-id", "testorg/secret", "--revision", "dev", "--commit-message", "to dev"], env
+    )
     assert ok.returncode == 0, ok.stderr
     assert "/tree/dev" in ok.stdout
     assert "to dev" not in [r.detail.get("title") for r in hub.state.requests("POST", r"/commit/main$")]
-    assert hub.state.head_files("dataset", "testorg/secret", "dev").keys() == hub.state.head_files("dataset", "testorg/secret").keys()
+    assert (
+        hub.state.head_files("dataset", "testorg/secret", "dev").keys()
+        == hub.state.head_files("dataset", "testorg/secret").keys()
+    )
 
 
 def test_repo_id_in_the_wrong_form_fails_before_any_network(hub: HubServer, env: dict[str, str]) -> None:
@@ -274,9 +290,13 @@ def test_unreachable_endpoints(env: dict[str, str]) -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
-    refused = run_mmcurate(["push", "--repo-id", "testorg/x"], {**env, "HF_ENDPOINT": f"http://127.0.0.1:{closed_port}"})
+    refused = run_mmcurate(
+        ["push", "--repo-id", "testorg/x"], {**env, "HF_ENDPOINT": f"http://127.0.0.1:{closed_port}"}
+    )
     assert "cannot reach the Hub at" in _assert_clean_failure(refused) and "connection refused" in refused.stderr
-    dns = run_mmcurate(["push", "--repo-id", "testorg/x"], {**env, "HF_ENDPOINT": "http://mmcurate-no-such-host.invalid"})
+    dns = run_mmcurate(
+        ["push", "--repo-id", "testorg/x"], {**env, "HF_ENDPOINT": "http://mmcurate-no-such-host.invalid"}
+    )
     assert "(host name not found)" in _assert_clean_failure(dns)
 
 
@@ -288,7 +308,9 @@ def test_xet_only_client_gets_a_hint_then_no_xet_works(hub: HubServer, env: dict
     assert ok.returncode == 0, ok.stderr
 
 
-def test_unfinished_export_is_refused_before_any_network(hub: HubServer, env: dict[str, str], exported: ExportFixture, tmp_path: Path) -> None:
+def test_unfinished_export_is_refused_before_any_network(
+    hub: HubServer, env: dict[str, str], exported: ExportFixture, tmp_path: Path
+) -> None:
     copy = tmp_path / "balanced"
     shutil.copytree(exported.balanced_dir, copy)
     (copy / "export.json").unlink()  # what a killed export leaves during the swap

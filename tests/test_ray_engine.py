@@ -33,14 +33,17 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers canno
 
 RAY = ExecutionConfig(engine="ray")
 LOCAL = ExecutionConfig()
-TINY_SCORE = ScoreConfig(repeats=1, folds=2, epochs=2, avg_last=1, width=4, image_size=16, audio_frames=32, device="cpu")
+TINY_SCORE = ScoreConfig(
+    repeats=1, folds=2, epochs=2, avg_last=1, width=4, image_size=16, audio_frames=32, device="cpu"
+)
 TASK_TITLE = "ray::mmcurate-job"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_instance() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             configure_logging=False)
+    ray.init(
+        num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False
+    )
     yield
     ray.shutdown()
 
@@ -59,14 +62,22 @@ def inputs(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _ingest(av_digits: Path, inputs: Path, work: Path, execution: ExecutionConfig) -> None:
-    cfg = IngestConfig(raw_dir=av_digits, manifest=inputs, group_column="speaker", execution=execution,
-                       decode=DecodeConfig(size=32, shard_size=8))
+    cfg = IngestConfig(
+        raw_dir=av_digits,
+        manifest=inputs,
+        group_column="speaker",
+        execution=execution,
+        decode=DecodeConfig(size=32, shard_size=8),
+    )
     run_ingest(Workdir(work), cfg)
 
 
 def _digests(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in skip}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
 
 
 INGEST_OUTPUTS = ("manifest.parquet", "failures.jsonl", "classes.json")
@@ -128,7 +139,9 @@ class WorkerKiller:
             time.sleep(0.005)
 
 
-def test_ingest_on_ray_writes_the_local_bytes(av_digits: Path, inputs: Path, local_ingest: Path, tmp_path: Path) -> None:
+def test_ingest_on_ray_writes_the_local_bytes(
+    av_digits: Path, inputs: Path, local_ingest: Path, tmp_path: Path
+) -> None:
     work = tmp_path / "work"
     _ingest(av_digits, inputs, work, RAY)
     expected = _ingest_digests(local_ingest)
@@ -136,8 +149,9 @@ def test_ingest_on_ray_writes_the_local_bytes(av_digits: Path, inputs: Path, loc
     assert _ingest_digests(work) == expected
 
 
-def test_a_killed_worker_is_retried_and_nothing_is_lost(av_digits: Path, inputs: Path, local_ingest: Path,
-                                                        tmp_path: Path) -> None:
+def test_a_killed_worker_is_retried_and_nothing_is_lost(
+    av_digits: Path, inputs: Path, local_ingest: Path, tmp_path: Path
+) -> None:
     work = tmp_path / "work"
     with WorkerKiller() as killer:
         _ingest(av_digits, inputs, work, RAY)
@@ -185,7 +199,10 @@ def _refuse_seven(x: int) -> int:
 def test_score_on_ray_writes_the_local_bytes(local_ingest: Path, tmp_path: Path) -> None:
     """One Ray task per (fold, modality) job, the decoded inputs in the object store once."""
     digests = {}
-    for name, execution in (("local", ExecutionConfig(cpus_per_job=1)), ("ray", ExecutionConfig(engine="ray", cpus_per_job=1))):
+    for name, execution in (
+        ("local", ExecutionConfig(cpus_per_job=1)),
+        ("ray", ExecutionConfig(engine="ray", cpus_per_job=1)),
+    ):
         work = tmp_path / name
         shutil.copytree(local_ingest, work)
         result = run_score(Workdir(work), ScoreStageConfig(scorer_settings=TINY_SCORE, execution=execution))
@@ -201,8 +218,18 @@ def test_reeval_on_ray_writes_the_local_tables(tmp_path: Path, small_export: Pat
     """Each (method, seed) run a Ray task; every output but the timings is the same bytes."""
     outputs = {}
     for name, execution in (("local", LOCAL), ("ray", RAY)):
-        cfg = ReevalConfig(source=str(small_export), out=tmp_path / name, methods="joint,ogm_ge", seeds="0,1",
-                           epochs=2, width=4, image_size=16, batch_size=16, device="cpu", execution=execution)
+        cfg = ReevalConfig(
+            source=str(small_export),
+            out=tmp_path / name,
+            methods="joint,ogm_ge",
+            seeds="0,1",
+            epochs=2,
+            width=4,
+            image_size=16,
+            batch_size=16,
+            device="cpu",
+            execution=execution,
+        )
         run_reeval_stage(Workdir(tmp_path / "w"), cfg)
         outputs[name] = _digests(tmp_path / name, skip=("timings.json",))
     assert "runs/ogm_ge/seed1/predictions.parquet" in outputs["local"] and "results.json" in outputs["local"]

@@ -149,7 +149,18 @@ def test_wheel_ships_the_class_lists(tmp_path: Path) -> None:
     readme = REPO / "README.md"
     (src / "README.md").write_text(readme.read_text() if readme.exists() else "# mmcurate\n")
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(src)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -161,7 +172,7 @@ def test_wheel_ships_the_class_lists(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in available_class_lists():
         assert f"mmcurate/recipes/classes/{name}.txt" in names, (
-            f"mmcurate/recipes/classes/{name}.txt is not in the wheel: add \"recipes/classes/*.txt\" to "
+            f'mmcurate/recipes/classes/{name}.txt is not in the wheel: add "recipes/classes/*.txt" to '
             "[tool.setuptools.package-data] mmcurate in pyproject.toml"
         )
 
@@ -185,17 +196,28 @@ def test_split_groups_is_deterministic_and_keeps_groups_whole() -> None:
 
 
 def test_run_layout_checks_option_names_and_converts_strings(tmp_path: Path) -> None:
-    assert set(layout_options("cremad")) == {"video_dir", "train_csv", "test_csv", "val_fraction", "test_fraction", "split_seed"}
+    assert set(layout_options("cremad")) == {
+        "video_dir",
+        "train_csv",
+        "test_csv",
+        "val_fraction",
+        "test_fraction",
+        "split_seed",
+    }
     raw = tmp_path / "CREMA-D"
     for actor in range(1001, 1011):
         touch(raw, f"VideoFlash/{actor}_DFA_ANG_XX.flv")
-    with pytest.raises(MMCurateError, match="layout 'cremad' has no option 'valfraction'; its options are: video_dir="):
+    with pytest.raises(
+        MMCurateError, match="layout 'cremad' has no option 'valfraction'; its options are: video_dir="
+    ):
         run_layout("cremad", raw, {"valfraction": "0.2"})
     with pytest.raises(MMCurateError, match="val_fraction='lots' is not a number"):
         run_layout("cremad", raw, {"val_fraction": "lots"})
     with pytest.raises(MMCurateError, match="unknown dataset layout 'cremd'"):
         run_layout("cremd", raw, {})
-    disc = run_layout("cremad", raw, {"val-fraction": "0.2", "test_fraction": "0.2", "split_seed": "3", "train_csv": "none"})
+    disc = run_layout(
+        "cremad", raw, {"val-fraction": "0.2", "test_fraction": "0.2", "split_seed": "3", "train_csv": "none"}
+    )
     assert sorted(it.split for it in disc.items).count("val") == 2
 
 
@@ -274,7 +296,9 @@ def test_cremad_with_ogm_ge_split_csvs(tmp_path: Path) -> None:
     assert {items[f"VideoFlash/{c}.flv"].split for c in clips[1:10]} == {"train"}
     assert {items[f"VideoFlash/{c}.flv"].split for c in clips[10:16]} == {"test"}
     assert "says" in failure_for(disc, f"VideoFlash/{clips[0]}.flv")
-    assert "listed in splits/test.csv (line 7) but the clip file is missing" in failure_for(disc, "VideoFlash/1091_TIE_NEU_XX.flv")
+    assert "listed in splits/test.csv (line 7) but the clip file is missing" in failure_for(
+        disc, "VideoFlash/1091_TIE_NEU_XX.flv"
+    )
     assert "not listed in splits/test.csv or splits/train.csv" in failure_for(disc, f"VideoFlash/{clips[16]}.flv")
     assert "splits/train.csv" in disc.unlisted
     assert_every_file_accounted(raw, disc)
@@ -388,7 +412,9 @@ def test_kinetics_sounds_cvdf_layout_with_annotation_csvs(tmp_path: Path) -> Non
     assert "listed in annotations/train.csv line 6 but the clip file is missing" in failure_for(
         disc, "train/MISSINGclip_000000_000010.mp4"
     )
-    assert "not listed in annotations/train.csv, annotations/val.csv" in failure_for(disc, "val/notinanycsv_000001_000011.mp4")
+    assert "not listed in annotations/train.csv, annotations/val.csv" in failure_for(
+        disc, "val/notinanycsv_000001_000011.mp4"
+    )
     assert "file name is not {youtube_id}_{start:06d}_{end:06d}" in failure_for(disc, "val/holiday video.mp4")
     assert "line 3: malformed row" in failure_for(disc, "annotations/val.csv")
     assert_every_file_accounted(raw, disc)
@@ -476,7 +502,9 @@ def test_vggsound_rows_files_and_failures(tmp_path: Path) -> None:
         "yt_end": "40",
     }
     # the missing clip is reported where most clips are (video/), with the official zero-padded name
-    assert "listed in vggsound.csv (line 5) but the clip file is missing" in failure_for(disc, "video/--0PQM4-hqg_000030.mp4")
+    assert "listed in vggsound.csv (line 5) but the clip file is missing" in failure_for(
+        disc, "video/--0PQM4-hqg_000030.mp4"
+    )
     assert "label 'dancing in the rain' (line 6 of vggsound.csv) not in the VGGSound class list" in failure_for(
         disc, "video/-0BKyt8iZ1I_000010.mp4"
     )
@@ -539,7 +567,9 @@ def test_ave_event_segments_splits_and_failures(tmp_path: Path) -> None:
     assert "empty or negative event segment 0-0 s (Annotations.txt line 4)" in failure_for(disc, "AVE/VWi2ENBuTbw.mp4")
     assert "labelled 'Bark' and 'Goat'" in failure_for(disc, "AVE/3jS8tWfLJxI.mp4")
     assert "listed in Annotations.txt line 9 but the video file is missing" in failure_for(disc, "AVE/MISSING_vid.mp4")
-    assert "category 'Didgeridoo' (Annotations.txt line 10) not in the AVE class list" in failure_for(disc, "AVE/K5AE5C5FUQk.mp4")
+    assert "category 'Didgeridoo' (Annotations.txt line 10) not in the AVE class list" in failure_for(
+        disc, "AVE/K5AE5C5FUQk.mp4"
+    )
     assert "line 11: expected Category&VideoID&Quality&StartTime&EndTime" in failure_for(disc, "Annotations.txt")
     assert "not listed in Annotations.txt" in failure_for(disc, "AVE/NOTLISTED01.mp4")
     assert {"ReadMe.txt", "Annotations.txt", "trainSet.txt", "wave_files/RUhOCu3LNXM.wav"} <= set(disc.unlisted)
@@ -632,5 +662,6 @@ def test_packaged_demo_recipe_is_the_repository_copy() -> None:
 
 def test_feature_presets_named_by_recipes_exist_in_mmcurate_features() -> None:
     import mmcurate.features as features
+
     presets = set(getattr(features, "PRESETS", {}))
     assert FEATURE_PRESETS <= presets, f"missing presets: {FEATURE_PRESETS - presets}"

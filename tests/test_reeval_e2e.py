@@ -41,7 +41,9 @@ def small_export(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return write_balanced_export(rows, DIGITS, tmp_path_factory.mktemp("avd") / "balanced")
 
 
-def test_every_method_runs_end_to_end_and_selects_on_validation(small_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_every_method_runs_end_to_end_and_selects_on_validation(
+    small_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "results"
     main(["reeval", str(small_export), "--out", str(out), *TINY])
     printed = capsys.readouterr().out
@@ -96,12 +98,25 @@ def test_resplit_seeds_redraw_train_and_val_and_the_tables_say_so(small_export: 
 
 def _cli(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
     env = {**os.environ, "MMCURATE_NO_PROGRESS": "1", **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", "mmcurate", "reeval", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mmcurate", "reeval", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(small_export: Path, tmp_path: Path) -> None:
-    args = [str(small_export), "--methods", "ogm_ge", *TINY[2:], "--epochs", "5"]  # OGM-GE: its noise RNG must resume too
+    args = [
+        str(small_export),
+        "--methods",
+        "ogm_ge",
+        *TINY[2:],
+        "--epochs",
+        "5",
+    ]  # OGM-GE: its noise RNG must resume too
     main(["reeval", *args, "--out", str(tmp_path / "straight")])
 
     cut = tmp_path / "cut"
@@ -133,7 +148,10 @@ def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(small_e
         (["{src}", "--method-param", "alpha=1"], "expected METHOD.KEY=VALUE"),
         (["{src}", "--methods", "ogm_ge", "--fusion", "gated"], "needs per-modality logits"),
         (["{src}", "--seeds", "0,x"], "comma-separated integers"),
-        (["{src}", "--device", "cuda:7"] if not torch.cuda.is_available() else ["{src}", "--device", "tpu"], "--device"),
+        (
+            ["{src}", "--device", "cuda:7"] if not torch.cuda.is_available() else ["{src}", "--device", "tpu"],
+            "--device",
+        ),
     ],
 )
 def test_bad_input_is_a_one_line_error(
@@ -147,7 +165,9 @@ def test_bad_input_is_a_one_line_error(
     assert err.startswith("error: ") and message in err and "\n" not in err and "Traceback" not in err
 
 
-def test_unreachable_hub_dataset_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_hub_dataset_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import datasets
     import huggingface_hub.constants
 
@@ -174,11 +194,26 @@ def test_acceptance_on_the_balanced_av_digits_set(av_digits_scored: Path, tmp_pa
     from conftest import run_cli
 
     balanced = tmp_path / "balanced"
-    proc = run_cli("balance", "--workdir", str(av_digits_scored), "--bins", "10", "--ignore-groups", "--out", str(balanced))
+    proc = run_cli(
+        "balance", "--workdir", str(av_digits_scored), "--bins", "10", "--ignore-groups", "--out", str(balanced)
+    )
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "results"
-    proc = run_cli("reeval", str(balanced), "--out", str(out), "--methods", "audio_only,visual_only,joint",
-                   "--seeds", "0,1,2", "--epochs", "40", "--device", "cpu", timeout=1800)
+    proc = run_cli(
+        "reeval",
+        str(balanced),
+        "--out",
+        str(out),
+        "--methods",
+        "audio_only,visual_only,joint",
+        "--seeds",
+        "0,1,2",
+        "--epochs",
+        "40",
+        "--device",
+        "cpu",
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "results.json").read_text())["summary"]
     acc = {m: {k: v["mean"] for k, v in s.items()} for m, s in summary.items()}

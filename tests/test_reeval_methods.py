@@ -371,8 +371,10 @@ def test_pmr_method_assembles_its_loss_from_model_features_and_stops_per_after_t
     batch = _batch()
     out = model(batch.audio, batch.frames)
     g = torch.Generator().manual_seed(5)
-    method.prototypes = {"audio": torch.randn(K, out.audio_features.shape[1], generator=g),
-                         "visual": torch.randn(K, out.visual_features.shape[1], generator=g)}
+    method.prototypes = {
+        "audio": torch.randn(K, out.audio_features.shape[1], generator=g),
+        "visual": torch.randn(K, out.visual_features.shape[1], generator=g),
+    }
     q_a = prototype_logits(out.audio_features, method.prototypes["audio"])
     q_v = prototype_logits(out.visual_features, method.prototypes["visual"])
     for epoch, per in ((1, 0.1), (2, 0.0)):
@@ -436,8 +438,12 @@ def test_greedy_groups_mmtm_and_encoder_parameters_by_modality() -> None:
         ps = [p for n, p in model.named_parameters() if pred(n)]
         return float(sum(p.grad.pow(2).sum() for p in ps) / sum(p.detach().pow(2).sum() for p in ps))
 
-    assert got["audio"][0] == pytest.approx(ratio(lambda n: n.startswith("mmtm.") and ".fc_visual." not in n), rel=1e-5)
-    assert got["visual"][0] == pytest.approx(ratio(lambda n: n.startswith("mmtm.") and ".fc_audio." not in n), rel=1e-5)
+    assert got["audio"][0] == pytest.approx(
+        ratio(lambda n: n.startswith("mmtm.") and ".fc_visual." not in n), rel=1e-5
+    )
+    assert got["visual"][0] == pytest.approx(
+        ratio(lambda n: n.startswith("mmtm.") and ".fc_audio." not in n), rel=1e-5
+    )
     assert got["audio"][1] == pytest.approx(ratio(lambda n: n.startswith("audio_encoder.")), rel=1e-5)
 
 
@@ -485,7 +491,17 @@ def test_greedy_rebalancing_window_lasts_window_steps() -> None:
 
 
 def test_registry_has_every_method_and_rejects_unknown_parameters() -> None:
-    assert list(METHODS)[:9] == ["audio_only", "visual_only", "joint", "ogm_ge", "gblending", "greedy", "pmr", "agm", "mmpareto"]
+    assert list(METHODS)[:9] == [
+        "audio_only",
+        "visual_only",
+        "joint",
+        "ogm_ge",
+        "gblending",
+        "greedy",
+        "pmr",
+        "agm",
+        "mmpareto",
+    ]
     assert len(METHODS) == 20  # plus the eleven of tests/test_reeval_methods_more.py
     with pytest.raises(MMCurateError, match="unknown parameter"):
         get_method("ogm_ge", width=4, beta=1.0)
@@ -501,16 +517,34 @@ def test_every_method_takes_a_real_training_step(name: str, tmp_path) -> None:  
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
-    split = SplitData("train", torch.randint(0, 255, (8, 2, 3, 16, 16), dtype=torch.uint8, generator=g),
-                      torch.randn(8, 1, 32, 24, generator=g), torch.arange(8) % K, [str(i) for i in range(8)],
-                      np.zeros(8), np.zeros(8, dtype=np.int64))
+    split = SplitData(
+        "train",
+        torch.randint(0, 255, (8, 2, 3, 16, 16), dtype=torch.uint8, generator=g),
+        torch.randn(8, 1, 32, 24, generator=g),
+        torch.arange(8) % K,
+        [str(i) for i in range(8)],
+        np.zeros(8),
+        np.zeros(8, dtype=np.int64),
+    )
     data = ReevalData(split, split, split, [str(k) for k in range(K)], "mem", "balanced", "", 1, None, {})
     method = get_method(name, width=4, fusion="concat", epochs=4)
     model = method.build_model(K)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     # MLA steps the optimiser itself; UMT trains its unimodal teachers as runs in out_dir
-    ctx = TrainContext(0, 4, 0, 1, torch.device("cpu"), data, 4, 0, cfg=TrainConfig(epochs=1, batch_size=4, width=4),
-                       lr=0.1, optimizer=opt, out_dir=tmp_path)
+    ctx = TrainContext(
+        0,
+        4,
+        0,
+        1,
+        torch.device("cpu"),
+        data,
+        4,
+        0,
+        cfg=TrainConfig(epochs=1, batch_size=4, width=4),
+        lr=0.1,
+        optimizer=opt,
+        out_dir=tmp_path,
+    )
     method.on_train_start(model, ctx)
     method.on_epoch_start(model, ctx)
     model.train()

@@ -62,9 +62,15 @@ def _one_torch_thread() -> Iterator[None]:
 
 def _data(n: int = 8) -> ReevalData:
     g = torch.Generator().manual_seed(1)
-    split = SplitData("train", torch.randint(0, 255, (n, 2, 3, 16, 16), dtype=torch.uint8, generator=g),
-                      torch.randn(n, 1, 32, 24, generator=g), torch.arange(n) % K, [str(i) for i in range(n)],
-                      np.zeros(n), np.zeros(n, dtype=np.int64))
+    split = SplitData(
+        "train",
+        torch.randint(0, 255, (n, 2, 3, 16, 16), dtype=torch.uint8, generator=g),
+        torch.randn(n, 1, 32, 24, generator=g),
+        torch.arange(n) % K,
+        [str(i) for i in range(n)],
+        np.zeros(n),
+        np.zeros(n, dtype=np.int64),
+    )
     return ReevalData(split, split, split, [str(k) for k in range(K)], "mem", "balanced", "", 1, None, {})
 
 
@@ -75,7 +81,9 @@ def _setup(name: str, tmp_path: Path, epoch: int = 0, epochs: int = 4, **params:
     model = method.build_model(K)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     cfg = TrainConfig(epochs=1, batch_size=4, width=4)
-    ctx = TrainContext(epoch, epochs, epoch * 2, 2, torch.device("cpu"), data, 4, 0, cfg=cfg, optimizer=opt, out_dir=tmp_path)
+    ctx = TrainContext(
+        epoch, epochs, epoch * 2, 2, torch.device("cpu"), data, 4, 0, cfg=cfg, optimizer=opt, out_dir=tmp_path
+    )
     batch = make_batch(data.train, data, torch.arange(8), ctx.device)
     return method, model, opt, ctx, batch
 
@@ -93,11 +101,22 @@ def test_the_eleven_are_registered_with_balancemm_categories_and_papers() -> Non
     assert all(r["paper"] and r["reference"] for r in method_catalog() if r["category"] != "baseline")
 
 
-@pytest.mark.parametrize(("spelling", "name"), [
-    ("MMCosine", "mmcosine"), ("ReconBoost", "reconboost"), ("OGM-GE", "ogm_ge"), ("ogm", "ogm_ge"),
-    ("G-Blending", "gblending"), ("Re-Learning", "relearning"), ("Sample", "valuation"), ("MLA", "mla"),
-    ("Modality valuation", "valuation"), ("audio-only", "audio_only"), ("baseline", "joint"),
-])
+@pytest.mark.parametrize(
+    ("spelling", "name"),
+    [
+        ("MMCosine", "mmcosine"),
+        ("ReconBoost", "reconboost"),
+        ("OGM-GE", "ogm_ge"),
+        ("ogm", "ogm_ge"),
+        ("G-Blending", "gblending"),
+        ("Re-Learning", "relearning"),
+        ("Sample", "valuation"),
+        ("MLA", "mla"),
+        ("Modality valuation", "valuation"),
+        ("audio-only", "audio_only"),
+        ("baseline", "joint"),
+    ],
+)
 def test_method_names_as_researchers_write_them(spelling: str, name: str) -> None:
     assert lookup_method(spelling) == name
 
@@ -474,7 +493,9 @@ def test_lfm_learnable_schedule_moves_alpha_by_the_hypergradient(tmp_path: Path)
     method.on_epoch_start(model, ctx)
     assert model.training and all(p.grad is None for p in model.parameters())
     assert method.hypergradient != 0
-    assert method.alpha[1] == pytest.approx(0.5 - 0.1 * method.hypergradient) and sum(method.alpha) == pytest.approx(1.0)
+    assert method.alpha[1] == pytest.approx(0.5 - 0.1 * method.hypergradient) and sum(method.alpha) == pytest.approx(
+        1.0
+    )
 
 
 # ----------------------------------------------------------------------------------------- ReLearning
@@ -486,7 +507,9 @@ def test_relearning_purity_weight_and_soft_reset() -> None:
     p = nn.Parameter(torch.ones(3))
     soft_reset([p], [torch.zeros(3)], math.tanh(0.9))
     torch.testing.assert_close(p.detach(), torch.full((3,), 1 - math.tanh(0.9)))  # 0.2837
-    np.testing.assert_allclose(minmax_scale(np.array([[0.0, 5.0], [2.0, 5.0], [4.0, 5.0]])), [[-1, -1], [0, -1], [1, -1]])
+    np.testing.assert_allclose(
+        minmax_scale(np.array([[0.0, 5.0], [2.0, 5.0], [4.0, 5.0]])), [[-1, -1], [0, -1], [1, -1]]
+    )
     blobs = np.concatenate([np.random.default_rng(0).normal(c, 0.1, (20, 2)) for c in (0.0, 5.0, 10.0)])
     assert cluster_purity(blobs, np.repeat([0, 1, 2], 20), k=3) == 1.0
 
@@ -525,7 +548,10 @@ def test_reconboost_loss_phases_and_zero_gradient_global_adjustment() -> None:
     loss = boosting_loss(logits, torch.tensor([0.8]), torch.tensor([0]), w1=5.0, w2=1.0)
     assert float(loss) == pytest.approx((-5 + 0.8) * math.log(0.5) / 6)  # 0.4852
     assert [reconboost_phase(e, 1, 1) for e in range(5)] == [
-        (0, "audio", "boost"), (0, "audio", "correct"), (1, "visual", "boost"), (1, "visual", "correct"),
+        (0, "audio", "boost"),
+        (0, "audio", "correct"),
+        (1, "visual", "boost"),
+        (1, "visual", "correct"),
         (2, "audio", "boost"),
     ]
     assert reconboost_phase(5, 4, 4) == (0, "audio", "correct")
@@ -549,7 +575,9 @@ def test_reconboost_boosting_epoch_trains_only_its_learner(tmp_path: Path) -> No
     assert any(p.grad is not None for p in model.visual_encoder.parameters())
     f_v = model.learner("visual", batch.frames)
     with torch.no_grad():
-        p_ens = F.softmax(model.boost_rate * model.learner("audio", batch.audio), 1).gather(1, batch.labels[:, None])[:, 0]
+        p_ens = F.softmax(model.boost_rate * model.learner("audio", batch.audio), 1).gather(1, batch.labels[:, None])[
+            :, 0
+        ]
     torch.testing.assert_close(loss, boosting_loss(f_v, p_ens, batch.labels, 5.0, 1.0))
 
 
@@ -559,6 +587,7 @@ def test_reconboost_boosting_epoch_trains_only_its_learner(tmp_path: Path) -> No
 @pytest.mark.parametrize("name", NEW)
 def test_each_new_method_resumes_from_its_state(name: str, tmp_path: Path) -> None:
     """Two steps straight through equal one step, a state round trip into a fresh instance, one step."""
+
     def step(method, model, opt, ctx, batch) -> float:  # noqa: ANN001
         opt.zero_grad(set_to_none=True)
         out = method.forward(model, batch, ctx)

@@ -76,9 +76,17 @@ def test_summary_and_csv_aggregate_seeds() -> None:
     lines = results_csv(runs, s).splitlines()
     assert lines[0].startswith("method,seed,best_epoch,best_val_acc,acc,macro_f1")
     assert [line.split(",")[:2] for line in lines[1:]] == [
-        ["joint", "0"], ["joint", "1"], ["audio_only", "0"],
-        ["joint", "mean"], ["joint", "std"], ["joint", "ci_low"], ["joint", "ci_high"],
-        ["audio_only", "mean"], ["audio_only", "std"], ["audio_only", "ci_low"], ["audio_only", "ci_high"],
+        ["joint", "0"],
+        ["joint", "1"],
+        ["audio_only", "0"],
+        ["joint", "mean"],
+        ["joint", "std"],
+        ["joint", "ci_low"],
+        ["joint", "ci_high"],
+        ["audio_only", "mean"],
+        ["audio_only", "std"],
+        ["audio_only", "ci_low"],
+        ["audio_only", "ci_high"],
         ["test_samples", "n"],
     ]
     assert lines[-1].split(",")[4] == "4"  # acc: computed on the 4 test samples

@@ -128,8 +128,17 @@ def test_gblending_estimates_from_per_head_look_ahead_at_each_super_epoch_start(
         before = [p.detach().clone() for p in model.parameters()]
         result = real_look_ahead(model, head, ctx, train_pos, hold_pos, epochs, seed)
         assert all(torch.equal(b, p) for b, p in zip(before, model.parameters())), "look-ahead changed the run's model"
-        calls.append({"epoch": ctx.epoch, "head": head, "train": train_pos.tolist(), "hold": hold_pos.tolist(),
-                      "epochs": epochs, "result": result, "step": ctx.step})
+        calls.append(
+            {
+                "epoch": ctx.epoch,
+                "head": head,
+                "train": train_pos.tolist(),
+                "hold": hold_pos.tolist(),
+                "epochs": epochs,
+                "result": result,
+                "step": ctx.step,
+            }
+        )
         return result
 
     def mean_losses_spy(model, data_, positions, batch_size, device):  # noqa: ANN001, ANN202
@@ -305,8 +314,12 @@ def test_bin_plot_greys_sparse_bins_and_never_plots_them(tmp_path: Path) -> None
 
 
 def test_shapley_contribution_by_hand() -> None:
-    c = {"av": np.array([1, 1, 0, 1]), "a0": np.array([1, 0, 0, 1]),
-         "0v": np.array([0, 1, 0, 0]), "00": np.array([0, 0, 0, 1])}
+    c = {
+        "av": np.array([1, 1, 0, 1]),
+        "a0": np.array([1, 0, 0, 1]),
+        "0v": np.array([0, 1, 0, 0]),
+        "00": np.array([0, 0, 0, 1]),
+    }
     summary, per_sample = shapley_contribution({k: v.astype(bool) for k, v in c.items()})
     # accuracies: av .75, a0 .5, 0v .25, 00 .25
     assert summary["dataset"]["audio"] == pytest.approx(0.5 * ((0.75 - 0.25) + (0.5 - 0.25)))

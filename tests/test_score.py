@@ -18,7 +18,22 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.score import register_scorer, scores_state
 from mmcurate.score.folds import check_fold_feasible, group_folds, resolve_group_folds, stratified_folds
 
-TINY = ["--repeats", "1", "--folds", "2", "--epochs", "2", "--avg-last", "1", "--width", "4", "--image-size", "16", "--audio-frames", "32"]
+TINY = [
+    "--repeats",
+    "1",
+    "--folds",
+    "2",
+    "--epochs",
+    "2",
+    "--avg-last",
+    "1",
+    "--width",
+    "4",
+    "--image-size",
+    "16",
+    "--audio-frames",
+    "32",
+]
 #: TINY without the whole-set scorers (the out-of-fold tests do not need them; tests/test_grow.py covers them)
 TINY_OOF = [*TINY, "--no-save-scorers"]
 
@@ -76,11 +91,22 @@ def test_default_scoring_keeps_each_group_out_of_its_own_scorers(av_digits: Path
         for r in rows:
             w.writerow([r["path"], r["label"], r["split"], f"{r['speaker']}-{r['label']}"])
     base = tmp_path / "base"
-    proc = run_cli("ingest", str(av_digits), "--manifest", str(manifest), "--group-column", "session",
-                   "--workdir", str(base), "--size", "32")
+    proc = run_cli(
+        "ingest",
+        str(av_digits),
+        "--manifest",
+        str(manifest),
+        "--group-column",
+        "session",
+        "--workdir",
+        str(base),
+        "--size",
+        "32",
+    )
     assert proc.returncode == 0, proc.stderr
-    session = dict(zip(*pq.read_table(base / "ingest" / "manifest.parquet", columns=["sample_id", "group"])
-                       .to_pydict().values()))
+    session = dict(
+        zip(*pq.read_table(base / "ingest" / "manifest.parquet", columns=["sample_id", "group"]).to_pydict().values())
+    )
     assert len(set(session.values())) >= 8
     folds_of: dict[str, dict[str, set[int]]] = {}
     for name, extra in (("auto", []), ("off", ["--no-group-folds"])):
@@ -150,8 +176,13 @@ def test_changed_data_makes_scores_stale(small_work: Path, tmp_path: Path) -> No
     work = tmp_path / "w"
     shutil.copytree(small_work, work)
     ingest = work / "ingest"
-    scores = pa.table({"sample_id": pq.read_table(ingest / "manifest.parquet").column("sample_id"),
-                       "p_audio": [0.7] * 140, "p_visual": [0.2] * 140})
+    scores = pa.table(
+        {
+            "sample_id": pq.read_table(ingest / "manifest.parquet").column("sample_id"),
+            "p_audio": [0.7] * 140,
+            "p_visual": [0.2] * 140,
+        }
+    )
     pq.write_table(scores, tmp_path / "ext.parquet")
     assert run_cli("score", "--workdir", str(work), "--scores-from", str(tmp_path / "ext.parquet")).returncode == 0
     assert scores_state(ingest) == "fresh"
@@ -179,7 +210,10 @@ def test_imported_scores_are_validated_against_the_manifest(small_work: Path, tm
     }
     for expected, rows in cases.items():
         proc = run_cli("score", str(small_work / "ingest"), "--scores-from", str(write(rows)))
-        assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr, (expected, proc.stderr)
+        assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr, (
+            expected,
+            proc.stderr,
+        )
 
 
 def test_missing_modality_and_single_class_are_refused(av_digits: Path, clips_dir: Path, tmp_path: Path) -> None:
@@ -236,17 +270,28 @@ def test_discrepancy_finds_the_corrupted_clips(av_digits_scored: Path) -> None:
     audio noise."""
     ingest = av_digits_scored / "ingest"
     scores = pq.read_table(ingest / "scores.parquet")
-    cond = dict(zip(*pq.read_table(ingest / "manifest.parquet", columns=["sample_id", "condition"]).to_pydict().values()))
-    d = {c: np.array([r["discrepancy"] for r in scores.to_pylist() if cond[r["sample_id"]] == c])
-         for c in ("clean", "visual_mismatch", "visual_noise", "audio_noise")}
+    cond = dict(
+        zip(*pq.read_table(ingest / "manifest.parquet", columns=["sample_id", "condition"]).to_pydict().values())
+    )
+    d = {
+        c: np.array([r["discrepancy"] for r in scores.to_pylist() if cond[r["sample_id"]] == c])
+        for c in ("clean", "visual_mismatch", "visual_noise", "audio_noise")
+    }
     aurocs = {
         "visual_mismatch": _auroc(d["visual_mismatch"], d["clean"]),
         "visual_noise": _auroc(d["visual_noise"], d["clean"]),
         "audio_noise": _auroc(-d["audio_noise"], -d["clean"]),
     }
     meta = json.loads((ingest / "scores.json").read_text())
-    print("AUROC", aurocs, "oof acc", meta["metrics"]["oof_accuracy_audio"], meta["metrics"]["oof_accuracy_visual"],
-          "seconds", meta["elapsed_seconds"])
+    print(
+        "AUROC",
+        aurocs,
+        "oof acc",
+        meta["metrics"]["oof_accuracy_audio"],
+        meta["metrics"]["oof_accuracy_visual"],
+        "seconds",
+        meta["elapsed_seconds"],
+    )
     assert d["visual_mismatch"].mean() > 0.3 and d["visual_noise"].mean() > 0.3 and d["audio_noise"].mean() < -0.3
     for cond_name, value in aurocs.items():
         assert value >= 0.9, (cond_name, value)

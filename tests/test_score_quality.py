@@ -30,8 +30,23 @@ from mmcurate.score.config import ScoreConfig
 from mmcurate.score.train import InMemorySource, fit_predict
 from mmcurate.score.uncertainty import bin_probability, confidence_std, discrepancy_std
 
-TINY = ["--repeats", "1", "--folds", "2", "--epochs", "2", "--avg-last", "1", "--width", "4", "--image-size", "16", "--audio-frames", "32",
-        "--no-save-scorers"]
+TINY = [
+    "--repeats",
+    "1",
+    "--folds",
+    "2",
+    "--epochs",
+    "2",
+    "--avg-last",
+    "1",
+    "--width",
+    "4",
+    "--image-size",
+    "16",
+    "--audio-frames",
+    "32",
+    "--no-save-scorers",
+]
 
 
 # --------------------------------------------------------------------------- out-of-fold index spy
@@ -59,9 +74,11 @@ class SpySource(InMemorySource):
     def watch(self, model: torch.nn.Module) -> torch.nn.Module:
         """Record the samples of every forward pass made in training mode (which updates
         BatchNorm statistics even without gradients)."""
+
         def hook(module: torch.nn.Module, args: Any) -> None:
             if module.training:
                 self.train_mode_forwards.update(self.in_flight)
+
         model.register_forward_pre_hook(hook)
         return model
 
@@ -72,8 +89,11 @@ def _random_tensors(n: int = 48, classes: int = 3) -> AVTensors:
     return AVTensors(
         frames=torch.randint(0, 256, (n, 2, 3, 16, 16), generator=g, dtype=torch.uint8),
         audio=torch.randn(n, 1, 16, 16, generator=g) + labels[:, None, None, None].float(),
-        labels=labels, sample_ids=[f"s{i}" for i in range(n)], classes=[str(c) for c in range(classes)],
-        config=TensorConfig(image_size=16, num_frames=2), has_audio=torch.ones(n, dtype=torch.bool),
+        labels=labels,
+        sample_ids=[f"s{i}" for i in range(n)],
+        classes=[str(c) for c in range(classes)],
+        config=TensorConfig(image_size=16, num_frames=2),
+        has_audio=torch.ones(n, dtype=torch.bool),
         has_frames=torch.ones(n, dtype=torch.bool),
     )
 
@@ -92,15 +112,21 @@ def spied_models(monkeypatch: pytest.MonkeyPatch) -> dict[str, SpySource]:
 
 
 @pytest.mark.parametrize("modality", ["audio", "visual"])
-def test_fit_predict_never_shows_held_out_samples_to_the_model(modality: str, spied_models: dict[str, SpySource]) -> None:
+def test_fit_predict_never_shows_held_out_samples_to_the_model(
+    modality: str, spied_models: dict[str, SpySource]
+) -> None:
     tensors = _random_tensors()
     spy = spied_models[modality] = SpySource(tensors, modality)
     held = np.arange(0, 48, 4)
     train = np.setdiff1d(np.arange(48), held)
-    cfg = ScoreConfig(epochs=3, avg_last=2, width=4, image_size=16, repeats=1, batch_size=8, train_frames=1, num_frames=2)
+    cfg = ScoreConfig(
+        epochs=3, avg_last=2, width=4, image_size=16, repeats=1, batch_size=8, train_frames=1, num_frames=2
+    )
     res = fit_predict(spy, train, held, 3, cfg, seed=0, device=torch.device("cpu"), n_frames=2)
     assert spy.with_grad, "the spy saw no training batches"
-    assert spy.with_grad <= set(train.tolist()), f"held-out samples in training batches: {sorted(spy.with_grad & set(held.tolist()))}"
+    assert spy.with_grad <= set(train.tolist()), (
+        f"held-out samples in training batches: {sorted(spy.with_grad & set(held.tolist()))}"
+    )
     assert spy.train_mode_forwards and spy.train_mode_forwards <= set(train.tolist())
     assert spy.without_grad == set(held.tolist())  # prediction reads exactly the held-out fold
     assert res.probs.shape == (len(held), 3) and res.held_true.shape == (2, len(held))
@@ -125,17 +151,32 @@ def test_runner_scores_every_sample_only_with_models_that_never_saw_it(
         spy.__dict__.update(source.__dict__)
         spy.with_grad, spy.without_grad, spy.in_flight, spy.train_mode_forwards = set(), set(), [], set()
         out = real_fit(spy, train_idx, held_idx, *args, **kwargs)
-        jobs.append((source.modality, set(held_idx.tolist()), spy.with_grad | spy.train_mode_forwards, spy.without_grad))
+        jobs.append(
+            (source.modality, set(held_idx.tolist()), spy.with_grad | spy.train_mode_forwards, spy.without_grad)
+        )
         return out
 
     monkeypatch.setattr(runner, "fit_predict", spied_fit)
-    cfg = ScoreConfig(**{"repeats": 2, "folds": 2, "epochs": 2, "avg_last": 1, "width": 4, "image_size": 16,
-                               "audio_frames": 32, "device": "cpu"})
+    cfg = ScoreConfig(
+        **{
+            "repeats": 2,
+            "folds": 2,
+            "epochs": 2,
+            "avg_last": 1,
+            "width": 4,
+            "image_size": 16,
+            "audio_frames": 32,
+            "device": "cpu",
+        }
+    )
     runner.score_out_of_fold(IngestDir(work / "ingest"), cfg, save_scorers=False)  # the out-of-fold jobs only
     n = pq.read_table(work / "ingest" / "manifest.parquet").num_rows
     assert len(jobs) == 2 * 2 * 2
     for modality, held, touched_in_training, predicted in jobs:
-        assert touched_in_training and not (touched_in_training & held), (modality, sorted(touched_in_training & held)[:5])
+        assert touched_in_training and not (touched_in_training & held), (
+            modality,
+            sorted(touched_in_training & held)[:5],
+        )
         assert predicted == held
     for modality in ("audio", "visual"):
         helds = [h for m, h, _, _ in jobs if m == modality]
@@ -230,7 +271,10 @@ def test_tiny_set_is_scored_uncalibrated_with_the_reason_recorded(av_digits: Pat
     for name in ("a", "b"):
         (raw / name).mkdir(parents=True)
         for k in range(4):
-            shutil.copy(sorted((av_digits / "mkv_h264_flac").glob(f"{k}_*.mkv"))[0 if name == "a" else 1], raw / name / f"{k}.mkv")
+            shutil.copy(
+                sorted((av_digits / "mkv_h264_flac").glob(f"{k}_*.mkv"))[0 if name == "a" else 1],
+                raw / name / f"{k}.mkv",
+            )
     work = tmp_path / "work"
     assert run_cli("ingest", str(raw), "--workdir", str(work), "--size", "32").returncode == 0
     proc = run_cli("score", "--workdir", str(work), *TINY)
@@ -294,12 +338,29 @@ def test_calibration_slope_is_one_without_calibration_and_matches_finite_differe
 # --------------------------------------------------------------------------- report and balance
 
 
-def test_report_shows_calibration_and_uncertainty_and_balance_leaves_out_uncertain_bins(small_work: Path, tmp_path: Path) -> None:
+def test_report_shows_calibration_and_uncertainty_and_balance_leaves_out_uncertain_bins(
+    small_work: Path, tmp_path: Path
+) -> None:
     work = tmp_path / "w"
     shutil.copytree(small_work, work)
     ingest = work / "ingest"
-    spread = ["--repeats", "1", "--folds", "2", "--epochs", "2", "--avg-last", "2", "--width", "4", "--image-size", "16",
-              "--audio-frames", "32", "--no-save-scorers"]  # two averaged epochs: a spread to measure
+    spread = [
+        "--repeats",
+        "1",
+        "--folds",
+        "2",
+        "--epochs",
+        "2",
+        "--avg-last",
+        "2",
+        "--width",
+        "4",
+        "--image-size",
+        "16",
+        "--audio-frames",
+        "32",
+        "--no-save-scorers",
+    ]  # two averaged epochs: a spread to measure
     assert run_cli("score", "--workdir", str(work), *spread).returncode == 0
     scores = pq.read_table(ingest / "scores.parquet")
     std = scores.column("discrepancy_std").to_numpy()
@@ -317,8 +378,21 @@ def test_report_shows_calibration_and_uncertainty_and_balance_leaves_out_uncerta
     x = float(np.median(std))
     left_out = int((std > x).sum())
     out = tmp_path / "balanced"
-    proc = run_cli("balance", "--workdir", str(work), "--bins", "4", "--per-bin", "10", "--shortfall", "best-effort", "--out", str(out),
-                   "--max-discrepancy-std", str(x))
+    proc = run_cli(
+        "balance",
+        "--workdir",
+        str(work),
+        "--bins",
+        "4",
+        "--per-bin",
+        "10",
+        "--shortfall",
+        "best-effort",
+        "--out",
+        str(out),
+        "--max-discrepancy-std",
+        str(x),
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"{left_out} samples left out: discrepancy_std above {x:g}" in proc.stderr
     summary = json.loads((out / "balance.json").read_text())["summary"]
@@ -327,5 +401,7 @@ def test_report_shows_calibration_and_uncertainty_and_balance_leaves_out_uncerta
     uncertain = {sid for sid, s in zip(scores.column("sample_id").to_pylist(), std) if s > x}
     assert kept and not (kept & uncertain)
     assert f"| left out as bin-uncertain | {left_out} samples" in (out / "README.md").read_text()
-    proc = run_cli("balance", "--workdir", str(work), "--bins", "4", "--per-bin", "10", "--shortfall", "best-effort", "--dry-run")
+    proc = run_cli(
+        "balance", "--workdir", str(work), "--bins", "4", "--per-bin", "10", "--shortfall", "best-effort", "--dry-run"
+    )
     assert proc.returncode == 0 and "left out" not in proc.stderr  # off by default

@@ -16,15 +16,36 @@ from mmcurate.store.splits import assign_splits, parse_ratios
 STAGE: Stage[BalanceConfig, BalanceResult] = Stage(
     name="balance",
     config=BalanceConfig,
-    reads=("ingest/manifest.parquet", "ingest/scores.parquet (scores first when missing or stale)", "ingest/shards/*.arrow"),
+    reads=(
+        "ingest/manifest.parquet",
+        "ingest/scores.parquet (scores first when missing or stale)",
+        "ingest/shards/*.arrow",
+    ),
     writes=(
-        "balanced/selection.parquet", "balanced/balance.json", "balanced/report/", "balanced/data/*.parquet",
-        "balanced/hf/", "balanced/README.md", "balanced/export.json",
+        "balanced/selection.parquet",
+        "balanced/balance.json",
+        "balanced/report/",
+        "balanced/data/*.parquet",
+        "balanced/hf/",
+        "balanced/README.md",
+        "balanced/export.json",
     ),
     run=run_balance,
 )
 
 __all__ = [
-    "STAGE", "BalanceConfig", "BalanceResult", "BinPlan", "assign_bins", "assign_splits", "make_edges",
-    "parse_ratios", "plan_balance", "plan_bins", "print_plan", "run_balance", "sample_within_bins", "water_fill",
+    "STAGE",
+    "BalanceConfig",
+    "BalanceResult",
+    "BinPlan",
+    "assign_bins",
+    "assign_splits",
+    "make_edges",
+    "parse_ratios",
+    "plan_balance",
+    "plan_bins",
+    "print_plan",
+    "run_balance",
+    "sample_within_bins",
+    "water_fill",
 ]

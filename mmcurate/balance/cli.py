@@ -28,8 +28,10 @@ def balance(workdir: str | None, **options: Any) -> None:
     """
     ctx = click.get_current_context()
     explicit = tuple(
-        k for k in _SCORING_KEYS
-        if ctx.get_parameter_source(k) in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+        k
+        for k in _SCORING_KEYS
+        if ctx.get_parameter_source(k)
+        in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
     )
     cfg: BalanceConfig = from_cli(BalanceConfig, options, explicit_scoring=explicit)
     result = STAGE.run(Workdir.resolve(workdir), cfg)

@@ -36,7 +36,9 @@ class BalanceConfig:
         "Default: INGEST_DIR, else WORKDIR/ingest.",
         metavar="DIR",
     )
-    out: Path | None = opt(None, "Output folder for the balanced dataset (default: WORKDIR/balanced).", show_default=False)
+    out: Path | None = opt(
+        None, "Output folder for the balanced dataset (default: WORKDIR/balanced).", show_default=False
+    )
     bins: int = opt(10, "Equal-width discrepancy bins over [-1, 1].")
     edges: str | None = opt(
         None, "Custom bin edges, comma-separated and increasing (e.g. -1,-0.5,0,0.5,1); overrides --bins."
@@ -92,9 +94,12 @@ class BalanceConfig:
             object.__setattr__(self, "scoring", dataclasses.replace(self.scoring, seed=self.seed))
         if self.seed < 0:
             raise MMCurateError(f"--seed must be 0 or more (got {self.seed})")
-        if self.max_discrepancy_std is not None and not (math.isfinite(self.max_discrepancy_std)
-                                                        and self.max_discrepancy_std >= 0):
-            raise MMCurateError(f"--max-discrepancy-std must be a non-negative number (got {self.max_discrepancy_std})")
+        if self.max_discrepancy_std is not None and not (
+            math.isfinite(self.max_discrepancy_std) and self.max_discrepancy_std >= 0
+        ):
+            raise MMCurateError(
+                f"--max-discrepancy-std must be a non-negative number (got {self.max_discrepancy_std})"
+            )
         for name, value in (("--per-bin", self.per_bin), ("--size", self.size)):
             if value is not None and value < 1:
                 raise MMCurateError(f"{name} must be at least 1 (got {value})")

@@ -64,15 +64,17 @@ class BinNeeds:
         }
 
 
-def bin_needs(bins: np.ndarray, labels: np.ndarray, is_candidate: np.ndarray, classes: list[str], n_bins: int,
-              per_bin: int) -> BinNeeds:
+def bin_needs(
+    bins: np.ndarray, labels: np.ndarray, is_candidate: np.ndarray, classes: list[str], n_bins: int, per_bin: int
+) -> BinNeeds:
     """Count seed-pool and candidate-pool samples per (bin, class); samples with a bin < 0 (outside
     the edges, or left out as bin-uncertain) count nowhere."""
     index = {c: i for i, c in enumerate(classes)}
     have = np.zeros((n_bins, len(classes)), dtype=np.int64)
     supply = np.zeros_like(have)
-    for b, label, cand in zip(np.asarray(bins).tolist(), np.asarray(labels).tolist(), np.asarray(is_candidate).tolist(),
-                              strict=True):
+    for b, label, cand in zip(
+        np.asarray(bins).tolist(), np.asarray(labels).tolist(), np.asarray(is_candidate).tolist(), strict=True
+    ):
         if b < 0:
             continue
         (supply if cand else have)[b, index[label]] += 1
@@ -86,14 +88,31 @@ def print_needs(needs: BinNeeds, edges: np.ndarray, has_candidates: bool) -> Non
     for b in range(len(needs.need)):
         short = _pairs(needs.classes, needs.class_short[b]) if needs.need[b] else ""
         supply = (_pairs(needs.classes, needs.supply[b]) or "none") if has_candidates and needs.need[b] else ""
-        rows.append([b, bin_label(edges, b), int(needs.have[b].sum()), int(needs.need[b]),
-                     int(needs.supply[b].sum()) if has_candidates else "", int(needs.short_after[b]) if has_candidates else "",
-                     short, supply])
+        rows.append(
+            [
+                b,
+                bin_label(edges, b),
+                int(needs.have[b].sum()),
+                int(needs.need[b]),
+                int(needs.supply[b].sum()) if has_candidates else "",
+                int(needs.short_after[b]) if has_candidates else "",
+                short,
+                supply,
+            ]
+        )
     summary_table(
         f"clips needed to reach {needs.per_bin} per bin in the seed pool (the first pool); even share per class: "
         f"{needs.share}",
-        ["bin", "range", "have", "need", "candidates", "short after", "classes short of share (class: clips)",
-         "candidate classes (class: clips)"],
+        [
+            "bin",
+            "range",
+            "have",
+            "need",
+            "candidates",
+            "short after",
+            "classes short of share (class: clips)",
+            "candidate classes (class: clips)",
+        ],
         rows,
     )
 

@@ -46,7 +46,9 @@ def write_report(
     nb = len(edges) - 1
     before = np.bincount(pool_bins[pool_bins >= 0], minlength=nb)
     after = np.bincount(sel_bins, minlength=nb)
-    rows = [["bin", "range", "before", "after"]] + [[b, bin_label(edges, b), int(before[b]), int(after[b])] for b in range(nb)]
+    rows = [["bin", "range", "before", "after"]] + [
+        [b, bin_label(edges, b), int(before[b]), int(after[b])] for b in range(nb)
+    ]
     atomic_write_text(folder / "bins.csv", _csv(rows))
     classes = sorted(set(pool_labels.tolist()))
     crow = [["label", "before", "after"]] + [
@@ -60,7 +62,9 @@ def write_report(
         srow.append([s, *[int(x) for x in per], int(per.sum())])
     atomic_write_text(folder / "splits.csv", _csv(srow))
     _histogram(folder / "histogram.png", edges, d_pool, d_selected)
-    atomic_write_text(folder / "report.md", _markdown(edges, before, after, classes, pool_labels, sel_labels, srow, summary))
+    atomic_write_text(
+        folder / "report.md", _markdown(edges, before, after, classes, pool_labels, sel_labels, srow, summary)
+    )
 
 
 def _histogram(path: Path, edges: np.ndarray, d_pool: np.ndarray, d_sel: np.ndarray) -> None:
@@ -83,8 +87,14 @@ def _histogram(path: Path, edges: np.ndarray, d_pool: np.ndarray, d_sel: np.ndar
 
 
 def _markdown(
-    edges: np.ndarray, before: np.ndarray, after: np.ndarray, classes: list[str], pool_labels: np.ndarray,
-    sel_labels: np.ndarray, split_rows: list[list[Any]], summary: dict[str, Any],
+    edges: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    classes: list[str],
+    pool_labels: np.ndarray,
+    sel_labels: np.ndarray,
+    split_rows: list[list[Any]],
+    summary: dict[str, Any],
 ) -> str:
     chi_b, chi_a = summary["chi_square_before"], summary["chi_square_after"]
 
@@ -114,7 +124,13 @@ def _markdown(
     lines += ["", "## Per class", "", "| class | before | after |", "|---|---:|---:|"]
     for c in classes:
         lines.append(f"| {c} | {int((pool_labels == c).sum())} | {int((sel_labels == c).sum())} |")
-    lines += ["", "## Splits (samples per bin)", "", "| " + " | ".join(map(str, split_rows[0])) + " |", "|---" * len(split_rows[0]) + "|"]
+    lines += [
+        "",
+        "## Splits (samples per bin)",
+        "",
+        "| " + " | ".join(map(str, split_rows[0])) + " |",
+        "|---" * len(split_rows[0]) + "|",
+    ]
     for row in split_rows[1:]:
         lines.append("| " + " | ".join(map(str, row)) + " |")
     for note in summary.get("notes", []):

@@ -66,8 +66,9 @@ def ensure_pool_scores(pools: dict[str, IngestDir], cfg: BalanceConfig) -> None:
             )
 
 
-def plan_balance(ingest: IngestDir | dict[str, IngestDir], cfg: BalanceConfig
-                 ) -> tuple[pa.Table, np.ndarray, np.ndarray, BinPlan, dict[str, Any]]:
+def plan_balance(
+    ingest: IngestDir | dict[str, IngestDir], cfg: BalanceConfig
+) -> tuple[pa.Table, np.ndarray, np.ndarray, BinPlan, dict[str, Any]]:
     """The pool, its bins, the selected row indices and the per-bin plan (no writing).
 
     ``ingest`` is one scored folder or several (pool name -> folder, the seed pool first); the
@@ -79,14 +80,17 @@ def plan_balance(ingest: IngestDir | dict[str, IngestDir], cfg: BalanceConfig
     if outside:
         plan.notes.append(f"{outside} samples lie outside the edges and are not eligible")
     if cfg.max_discrepancy_std is not None:
-        plan.notes.append(f"{int(uncertain.sum())} samples left out: discrepancy_std above {cfg.max_discrepancy_std:g} (bin uncertain)")
+        plan.notes.append(
+            f"{int(uncertain.sum())} samples left out: discrepancy_std above {cfg.max_discrepancy_std:g} (bin uncertain)"
+        )
     labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
     chosen = sample_within_bins(bins, labels, plan.take, cfg.stratify == "label", cfg.seed)
     return pool, bins, chosen, plan, meta
 
 
-def bin_pool(ingest: IngestDir | dict[str, IngestDir], cfg: BalanceConfig
-             ) -> tuple[pa.Table, np.ndarray, int, np.ndarray, dict[str, Any]]:
+def bin_pool(
+    ingest: IngestDir | dict[str, IngestDir], cfg: BalanceConfig
+) -> tuple[pa.Table, np.ndarray, int, np.ndarray, dict[str, Any]]:
     """The scored pool, each sample's bin (-1: outside the edges or bin-uncertain), how many lie
     outside, which were left out as uncertain, and the scores' metadata."""
     if isinstance(ingest, IngestDir):
@@ -110,8 +114,9 @@ def pool_needs(pools: dict[str, IngestDir], cfg: BalanceConfig) -> BinNeeds:
     seed_name = next(iter(pools))
     labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
     candidate = np.asarray(pool.column("pool").to_pylist(), dtype=object) != seed_name
-    return bin_needs(bins, labels, candidate, next(iter(pools.values())).read_classes(), len(cfg.bin_edges()) - 1,
-                     cfg.per_bin)
+    return bin_needs(
+        bins, labels, candidate, next(iter(pools.values())).read_classes(), len(cfg.bin_edges()) - 1, cfg.per_bin
+    )
 
 
 def uncertain_rows(pool: pa.Table, max_std: float | None) -> np.ndarray:
@@ -219,23 +224,44 @@ def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: Balanc
     )
     balanced.write_selection(selection)
     write_report(
-        balanced.report_dir, plan.edges, d_all, d_all[chosen], bins, bins[chosen], labels, labels[chosen], splits, summary
+        balanced.report_dir,
+        plan.edges,
+        d_all,
+        d_all[chosen],
+        bins,
+        bins[chosen],
+        labels,
+        labels[chosen],
+        splits,
+        summary,
     )
     provenance = _provenance(ingest, cfg, summary, meta)
     pool_dirs = {name: str(p.path.resolve()) for name, p in pools.items()}
-    balanced.write_meta({"config": cfg.to_dict(), "ingest_dir": str(ingest.path.resolve()),
-                         **({"pool_dirs": pool_dirs} if len(pools) > 1 else {}), **provenance, "summary": summary})
+    balanced.write_meta(
+        {
+            "config": cfg.to_dict(),
+            "ingest_dir": str(ingest.path.resolve()),
+            **({"pool_dirs": pool_dirs} if len(pools) > 1 else {}),
+            **provenance,
+            "summary": summary,
+        }
+    )
     from mmcurate.export import export_balanced
 
     export_balanced(
-        ingest.path if len(pools) == 1 else {name: p.path for name, p in pools.items()}, balanced.selection_path,
-        balanced.path, provenance, max_shard_size=cfg.max_shard_size, include_features=cfg.include_features,
+        ingest.path if len(pools) == 1 else {name: p.path for name, p in pools.items()},
+        balanced.selection_path,
+        balanced.path,
+        provenance,
+        max_shard_size=cfg.max_shard_size,
+        include_features=cfg.include_features,
     )
     return result
 
 
-def _pools_summary(pools: dict[str, IngestDir], pool: pa.Table, chosen: np.ndarray,
-                   metas: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _pools_summary(
+    pools: dict[str, IngestDir], pool: pa.Table, chosen: np.ndarray, metas: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """Per pool: how its scores were made, its size and how many samples it gave; only when the
     selection is not simply one folder's out-of-fold scores (the card then says where scores came from)."""
     sources = score_sources(metas)
@@ -256,7 +282,9 @@ def _pools_summary(pools: dict[str, IngestDir], pool: pa.Table, chosen: np.ndarr
     }
 
 
-def _uncertainty_summary(pool: pa.Table, chosen: np.ndarray, edges: np.ndarray, max_std: float | None) -> dict[str, Any]:
+def _uncertainty_summary(
+    pool: pa.Table, chosen: np.ndarray, edges: np.ndarray, max_std: float | None
+) -> dict[str, Any]:
     """What the uncertainty filter left out, and the selection's expected share in its right bin
     (bin probabilities recomputed for these edges)."""
     if "discrepancy_std" not in pool.column_names or pool.column("discrepancy_std").null_count:
@@ -272,11 +300,15 @@ def _uncertainty_summary(pool: pa.Table, chosen: np.ndarray, edges: np.ndarray, 
     return out
 
 
-def _provenance(ingest: IngestDir, cfg: BalanceConfig, summary: dict[str, Any], score_meta: dict[str, Any]) -> dict[str, Any]:
+def _provenance(
+    ingest: IngestDir, cfg: BalanceConfig, summary: dict[str, Any], score_meta: dict[str, Any]
+) -> dict[str, Any]:
     ingest_cfg = ingest.read_config()
     prov: dict[str, Any] = {
         "scorer_id": summary["scorer_id"],
-        "scorer": _without_timings({k: score_meta.get(k) for k in ("source", "config", "device", "metrics") if k in score_meta}),
+        "scorer": _without_timings(
+            {k: score_meta.get(k) for k in ("source", "config", "device", "metrics") if k in score_meta}
+        ),
         "bin_edges": summary["edges"],
         "targets": summary["taken"],
         "seed": cfg.seed,
@@ -322,7 +354,9 @@ def print_plan(result: BalanceResult) -> None:
     rows = []
     for b in range(len(plan.pool)):
         short = int(plan.shortfall[b])
-        rows.append([b, bin_label(plan.edges, b), int(plan.pool[b]), int(plan.targets[b]), int(plan.take[b]), short or ""])
+        rows.append(
+            [b, bin_label(plan.edges, b), int(plan.pool[b]), int(plan.targets[b]), int(plan.take[b]), short or ""]
+        )
     summary_table(
         f"balance plan ({plan.policy}): {result.size} samples from {int(plan.pool.sum())}",
         ["bin", "range", "pool", "target", "take", "short"],
@@ -335,8 +369,14 @@ def print_plan(result: BalanceResult) -> None:
         [
             ["train / val / test", " / ".join(str(result.split_sizes[k]) for k in SPLITS)],
             ["groups kept whole", s["grouped"]],
-            ["chi-square vs uniform, before", f"{s['chi_square_before']['statistic']} (p={_p(s['chi_square_before']['p_value'])})"],
-            ["chi-square vs uniform, after", f"{s['chi_square_after']['statistic']} (p={_p(s['chi_square_after']['p_value'])})"],
+            [
+                "chi-square vs uniform, before",
+                f"{s['chi_square_before']['statistic']} (p={_p(s['chi_square_before']['p_value'])})",
+            ],
+            [
+                "chi-square vs uniform, after",
+                f"{s['chi_square_after']['statistic']} (p={_p(s['chi_square_after']['p_value'])})",
+            ],
         ],
     )
     for note in plan.notes:

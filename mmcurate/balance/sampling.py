@@ -61,9 +61,7 @@ class BinPlan:
         return int(self.take.sum())
 
 
-def plan_bins(
-    pool: np.ndarray, edges: np.ndarray, per_bin: int | None, size: int | None, shortfall: str
-) -> BinPlan:
+def plan_bins(pool: np.ndarray, edges: np.ndarray, per_bin: int | None, size: int | None, shortfall: str) -> BinPlan:
     """Decide per-bin counts. Default target: the largest count every bin can meet.
 
     When a requested target cannot be met by some bin, ``shortfall`` decides: ``shrink`` lowers
@@ -96,7 +94,9 @@ def plan_bins(
     smallest = int(pool.min())
     if shortfall == "shrink":
         if smallest == 0:
-            raise MMCurateError("--shortfall shrink: a bin is empty, so every bin would shrink to 0; use --shortfall best-effort or other --edges")
+            raise MMCurateError(
+                "--shortfall shrink: a bin is empty, so every bin would shrink to 0; use --shortfall best-effort or other --edges"
+            )
         take = np.full(nbins, smallest)
         return BinPlan(edges, pool, targets, take, "shrink", [f"all bins shrunk to {smallest} (smallest pool)"])
     if shortfall == "best-effort":

@@ -84,10 +84,16 @@ class PageWeight:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "initial_bytes": self.initial_bytes, "html_bytes": self.html_bytes, "index_bytes": self.index_bytes,
-            "chunks": self.chunks, "chunk_bytes_max": self.chunk_bytes_max, "page_size": self.page_size,
-            "first_page_card_bytes": self.first_page_card_bytes, "worst_page_card_bytes": self.worst_page_card_bytes,
-            "frame_bytes_per_card": round(self.frame_bytes_per_card, 1), "page_frame_bytes": self.page_frame_bytes,
+            "initial_bytes": self.initial_bytes,
+            "html_bytes": self.html_bytes,
+            "index_bytes": self.index_bytes,
+            "chunks": self.chunks,
+            "chunk_bytes_max": self.chunk_bytes_max,
+            "page_size": self.page_size,
+            "first_page_card_bytes": self.first_page_card_bytes,
+            "worst_page_card_bytes": self.worst_page_card_bytes,
+            "frame_bytes_per_card": round(self.frame_bytes_per_card, 1),
+            "page_frame_bytes": self.page_frame_bytes,
             "audio_bytes_per_card": round(self.audio_bytes_per_card, 1),
         }
 
@@ -112,8 +118,9 @@ def default_site_dir(source_folder: Path) -> Path:
     return source_folder / "browse"
 
 
-def build_site(target: Path, out: Path | None = None, options: BrowseOptions | None = None,
-               ingest_dir: Path | None = None) -> BrowseResult:
+def build_site(
+    target: Path, out: Path | None = None, options: BrowseOptions | None = None, ingest_dir: Path | None = None
+) -> BrowseResult:
     """Build (or rebuild, reusing media) the browser site for ``target``; see the module doc."""
     opts = options or BrowseOptions()
     t0 = time.perf_counter()
@@ -130,8 +137,9 @@ def build_site(target: Path, out: Path | None = None, options: BrowseOptions | N
     timings["media"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    data = build_index(src, media, hist_bins=opts.hist_bins, grid=opts.grid, page_size=opts.page_size,
-                       chunk_size=opts.chunk_size)
+    data = build_index(
+        src, media, hist_bins=opts.hist_bins, grid=opts.grid, page_size=opts.page_size, chunk_size=opts.chunk_size
+    )
     chunk_sizes = _write_data(site, data)
     page = render_page(data.index["title"])
     atomic_write_text(site / INDEX_HTML, page)
@@ -141,17 +149,20 @@ def build_site(target: Path, out: Path | None = None, options: BrowseOptions | N
 
     weight = _page_weight(site, chunk_sizes, store, media, opts)
     elapsed = time.perf_counter() - t0
-    atomic_write_json(site / SITE_MARKER, {
-        "mmcurate_version": __version__,
-        "folder": str(src.folder.resolve()),
-        "kind": src.kind,
-        "ingest_dir": str(src.ingest_dir.resolve()),
-        "samples": src.samples.num_rows,
-        "options": {k: getattr(opts, k) for k in opts.__dataclass_fields__},
-        "page_weight": weight.to_dict(),
-        "media_files": store.stats.files,
-        "media_bytes": store.stats.bytes_total,
-    })
+    atomic_write_json(
+        site / SITE_MARKER,
+        {
+            "mmcurate_version": __version__,
+            "folder": str(src.folder.resolve()),
+            "kind": src.kind,
+            "ingest_dir": str(src.ingest_dir.resolve()),
+            "samples": src.samples.num_rows,
+            "options": {k: getattr(opts, k) for k in opts.__dataclass_fields__},
+            "page_weight": weight.to_dict(),
+            "media_files": store.stats.files,
+            "media_bytes": store.stats.bytes_total,
+        },
+    )
     return BrowseResult(site, src, store.stats, weight, elapsed, timings)
 
 
@@ -163,8 +174,11 @@ def render_page(title: str) -> str:
     css = (assets / "page.css").read_text(encoding="utf-8")
     if "</script" in app.lower() or "</style" in css.lower():
         raise AssertionError("page assets must not close their own element")
-    return (template.replace("@TITLE@", html.escape(title + " \u2014 mmcurate browse"))
-            .replace("@CSS@", css).replace("@APP@", app))
+    return (
+        template.replace("@TITLE@", html.escape(title + " \u2014 mmcurate browse"))
+        .replace("@CSS@", css)
+        .replace("@APP@", app)
+    )
 
 
 def _check_site_dir(site: Path) -> None:
@@ -202,8 +216,9 @@ def _write_data(site: Path, data: SiteData) -> list[int]:
     return sizes
 
 
-def _page_weight(site: Path, chunk_sizes: list[int], store: MediaStore, media: MediaMap | None,
-                 opts: BrowseOptions) -> PageWeight:
+def _page_weight(
+    site: Path, chunk_sizes: list[int], store: MediaStore, media: MediaMap | None, opts: BrowseOptions
+) -> PageWeight:
     """Page weight: the opening page's bytes, and a page of cards' data (the first page in d order,
     whose samples share few chunks, and the worst case of one chunk per card) and media."""
     first = chunk_sizes[: -(-opts.page_size // opts.chunk_size)]

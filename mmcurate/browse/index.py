@@ -30,8 +30,22 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.store.bins import assign_bins, bin_label
 
 #: Fields of one card row in a chunk, in order (the page reads them by name through this list).
-CARD_FIELDS = ("id", "path", "segment", "duration", "p_audio", "p_visual", "d", "d_std", "pred_audio", "pred_visual",
-               "fold", "frames", "audio", "has_audio")
+CARD_FIELDS = (
+    "id",
+    "path",
+    "segment",
+    "duration",
+    "p_audio",
+    "p_visual",
+    "d",
+    "d_std",
+    "pred_audio",
+    "pred_visual",
+    "fold",
+    "frames",
+    "audio",
+    "has_audio",
+)
 #: Code for "no value" in the index's unsigned columns.
 NONE_U8, NONE_U16 = 255, 65535
 #: Preferred modality codes in the index (and the page's filter).
@@ -55,8 +69,15 @@ class SiteData:
         return [self.cards[k : k + size] for k in range(0, len(self.cards), size)]
 
 
-def build_index(src: BrowseSource, media: MediaMap | None, *, hist_bins: int = 20, grid: int = 25,
-                page_size: int = 48, chunk_size: int = 16) -> SiteData:
+def build_index(
+    src: BrowseSource,
+    media: MediaMap | None,
+    *,
+    hist_bins: int = 20,
+    grid: int = 25,
+    page_size: int = 48,
+    chunk_size: int = 16,
+) -> SiteData:
     """The index and card rows of ``src`` (``media`` names each sample's files, None: no media)."""
     t = src.samples
     n = t.num_rows
@@ -140,8 +161,16 @@ def _title(folder: Path) -> str:
     return "/".join(parts[-2:]) if len(parts) > 1 else str(folder)
 
 
-def _card(cols: dict[str, list[Any]], i: int, raw_dir: str | None, media: MediaMap | None, d: np.ndarray,
-          p_audio: np.ndarray, p_visual: np.ndarray, d_std: np.ndarray | None) -> list[Any]:
+def _card(
+    cols: dict[str, list[Any]],
+    i: int,
+    raw_dir: str | None,
+    media: MediaMap | None,
+    d: np.ndarray,
+    p_audio: np.ndarray,
+    p_visual: np.ndarray,
+    d_std: np.ndarray | None,
+) -> list[Any]:
     sid = cols["sample_id"][i]
     path = cols["path"][i]
     full = posixpath.join(raw_dir, path) if raw_dir and not posixpath.isabs(path) else path

@@ -66,7 +66,12 @@ def resolve_folder(target: Path) -> tuple[str, Path]:
         raise MMCurateError(f"{target}: folder not found")
     if not target.is_dir():
         raise MMCurateError(f"{target}: not a folder; give a work directory, an ingest folder or a balanced folder")
-    for kind, folder in (("balanced", target), ("ingest", target), ("balanced", target / "balanced"), ("ingest", target / "ingest")):
+    for kind, folder in (
+        ("balanced", target),
+        ("ingest", target),
+        ("balanced", target / "balanced"),
+        ("ingest", target / "ingest"),
+    ):
         if kind == "balanced" and BalancedDir(folder).selection_path.is_file():
             return kind, folder
         if kind == "ingest" and IngestDir(folder).is_complete():
@@ -93,7 +98,12 @@ def _open_ingest(folder: Path) -> BrowseSource:
     if not ingest.scores_path.is_file():
         return BrowseSource("ingest", folder, folder, manifest, classes, _raw_dir(ingest))
     scores = ingest.read_scores()
-    require_columns(scores.column_names, ("sample_id", "p_audio", "p_visual", "discrepancy"), ingest.scores_path, "rerun `mmcurate score`")
+    require_columns(
+        scores.column_names,
+        ("sample_id", "p_audio", "p_visual", "discrepancy"),
+        ingest.scores_path,
+        "rerun `mmcurate score`",
+    )
     keep = ["sample_id", "p_audio", "p_visual", "discrepancy", *[c for c in _SCORE_EXTRAS if _present(scores, c)]]
     joined = manifest.join(scores.select(keep), "sample_id", join_type="left outer")
     notes = []
@@ -101,8 +111,9 @@ def _open_ingest(folder: Path) -> BrowseSource:
     if unscored > 0:
         notes.append(f"{unscored} of {joined.num_rows} samples have no scores (shown without d)")
     scorer = scores.column("scorer_id")[0].as_py() if "scorer_id" in scores.column_names and scores.num_rows else None
-    return BrowseSource("scored", folder, folder, joined.sort_by("sample_id"), classes, _raw_dir(ingest),
-                        scorer_id=scorer, notes=notes)
+    return BrowseSource(
+        "scored", folder, folder, joined.sort_by("sample_id"), classes, _raw_dir(ingest), scorer_id=scorer, notes=notes
+    )
 
 
 def _open_balanced(folder: Path, ingest_override: Path | None) -> BrowseSource:
@@ -138,21 +149,34 @@ def _open_balanced(folder: Path, ingest_override: Path | None) -> BrowseSource:
     if ingest.scores_path.is_file():
         scores = ingest.read_scores()
         extras = [c for c in _SCORE_EXTRAS if _present(scores, c) and c != "scorer_id"]
-        same = ("scorer_id" in scores.column_names and scores.num_rows > 0
-                and scores.column("scorer_id")[0].as_py() == scorer)
+        same = (
+            "scorer_id" in scores.column_names
+            and scores.num_rows > 0
+            and scores.column("scorer_id")[0].as_py() == scorer
+        )
         if extras and same:
             joined = joined.join(scores.select(["sample_id", *extras]), "sample_id", join_type="left outer")
         elif extras:
-            notes.append(f"{ingest.scores_path} comes from another scorer than the balanced set; "
-                         "its extra columns are not shown")
+            notes.append(
+                f"{ingest.scores_path} comes from another scorer than the balanced set; "
+                "its extra columns are not shown"
+            )
     return BrowseSource(
-        "balanced", folder, ingest.path, joined.sort_by("sample_id"), ingest.read_classes(), _raw_dir(ingest),
-        bin_edges=balanced.bin_edges(), scorer_id=scorer, notes=notes,
+        "balanced",
+        folder,
+        ingest.path,
+        joined.sort_by("sample_id"),
+        ingest.read_classes(),
+        _raw_dir(ingest),
+        bin_edges=balanced.bin_edges(),
+        scorer_id=scorer,
+        notes=notes,
     )
 
 
-def iter_media(ingest_dir: Path, sample_ids: Sequence[str],
-               batch_rows: int = 128) -> Iterator[tuple[str, list[bytes], bytes | None]]:
+def iter_media(
+    ingest_dir: Path, sample_ids: Sequence[str], batch_rows: int = 128
+) -> Iterator[tuple[str, list[bytes], bytes | None]]:
     """``(sample_id, jpeg_frames, flac_or_None)`` of ``sample_ids``, shard by shard.
 
     Each shard is memory-mapped by the store and its wanted rows copied out ``batch_rows`` at a
@@ -162,8 +186,12 @@ def iter_media(ingest_dir: Path, sample_ids: Sequence[str],
     m = ingest.read_manifest(["sample_id", "shard", "shard_row"])
     wanted = set(sample_ids)
     by_shard: dict[str, list[tuple[int, str]]] = {}
-    for sid, shard, row in zip(m.column("sample_id").to_pylist(), m.column("shard").to_pylist(),
-                               m.column("shard_row").to_pylist(), strict=True):
+    for sid, shard, row in zip(
+        m.column("sample_id").to_pylist(),
+        m.column("shard").to_pylist(),
+        m.column("shard_row").to_pylist(),
+        strict=True,
+    ):
         if sid in wanted:
             by_shard.setdefault(shard, []).append((int(row), sid))
     found = sum(len(v) for v in by_shard.values())
@@ -174,16 +202,19 @@ def iter_media(ingest_dir: Path, sample_ids: Sequence[str],
         rows = sorted(by_shard[shard])
         table = ingest.open_shard(shard).select(["sample_id", "frames", "audio"])
         if rows[-1][0] >= table.num_rows:
-            raise MMCurateError(f"{path}: the manifest points at row {rows[-1][0]} but the shard has "
-                                f"{table.num_rows} rows; rerun `mmcurate ingest`")
+            raise MMCurateError(
+                f"{path}: the manifest points at row {rows[-1][0]} but the shard has "
+                f"{table.num_rows} rows; rerun `mmcurate ingest`"
+            )
         for start in range(0, len(rows), batch_rows):
             part = rows[start : start + batch_rows]
             batch = table.take(pa.array([r for r, _ in part], pa.int64()))
             got = batch.column("sample_id").to_pylist()
             for (row, sid), have in zip(part, got, strict=True):
                 if have != sid:
-                    raise MMCurateError(f"{path}: row {row} holds {have!r}, but the manifest says {sid!r}; "
-                                        "rerun `mmcurate ingest`")
+                    raise MMCurateError(
+                        f"{path}: row {row} holds {have!r}, but the manifest says {sid!r}; rerun `mmcurate ingest`"
+                    )
             yield from zip(got, batch.column("frames").to_pylist(), batch.column("audio").to_pylist(), strict=True)
         del table
 

@@ -121,8 +121,12 @@ def option_fields(cls: type, prefix: tuple[str, ...] = (), skip: tuple[str, ...]
         base, optional = _base_type(hint)
         flag = meta["flag"] or ("--" + f.name.replace("_", "-"))
         key = flag.lstrip("-").replace("-", "_") if not meta["argument"] else f.name
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+            )
         )
         yield OptionField((*prefix, f.name), f.name, key, flag, base, optional, default, meta)
 
@@ -240,7 +244,12 @@ def _build(cls: type, values: Mapping[tuple[str, ...], Any], prefix: tuple[str, 
 
 
 def from_mapping(
-    cls: type, section: Mapping[str, Any], where: str, *, command: str | None = None, fixed: Mapping[str, Any] | None = None
+    cls: type,
+    section: Mapping[str, Any],
+    where: str,
+    *,
+    command: str | None = None,
+    fixed: Mapping[str, Any] | None = None,
 ) -> Any:
     """``cls`` from a recipe section: keys are long option names with underscores (``sample_rate``).
 

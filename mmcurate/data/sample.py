@@ -135,7 +135,8 @@ def check_sample_rates(
                 why = f"so {preset_name_of(cfg.audio) or 'the requested features'} cannot be computed"
             fix = (
                 f"use {have} (score/balance: --audio-features {have}; reeval: --audio-preset {have})"
-                if have else "ask for the features the ingest cached (its config.json records their settings)"
+                if have
+                else "ask for the features the ingest cached (its config.json records their settings)"
             )
             raise MMCurateError(
                 f"sample {rec.sample_id!r} has no waveform, only cached {have or 'custom'} audio features, {why}; {fix}"

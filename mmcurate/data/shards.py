@@ -54,7 +54,9 @@ def ingest_features_config(ingest_dir: str | Path) -> AudioFeatureConfig | None:
     try:
         return resolve_feature_config(spec)
     except MMCurateError as exc:
-        raise MMCurateError(f"{ingest.file(IngestDir.CONFIG)}: its audio feature settings are invalid: {exc}") from None
+        raise MMCurateError(
+            f"{ingest.file(IngestDir.CONFIG)}: its audio feature settings are invalid: {exc}"
+        ) from None
 
 
 def read_class_list(ingest_dir: str | Path) -> list[str]:

@@ -202,7 +202,9 @@ def cache_matches(
     return cached_cfg is not None and cached_cfg == cfg.audio
 
 
-def cached_config(rows: Any, features_config: AudioFeatureConfig | str | dict[str, Any] | None) -> AudioFeatureConfig | None:
+def cached_config(
+    rows: Any, features_config: AudioFeatureConfig | str | dict[str, Any] | None
+) -> AudioFeatureConfig | None:
     """The cached features' config: ``features_config`` when given, else the one recorded in the table."""
     if features_config is not None:
         return resolve_feature_config(features_config)

@@ -20,8 +20,13 @@ def demo_recipe_path() -> Path:
 
 @click.command("demo", context_settings={"show_default": True})
 @workdir_option
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override a demo recipe setting, e.g. --set source.generate.n_per_class=30.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override a demo recipe setting, e.g. --set source.generate.n_per_class=30.",
+)
 @click.option("--force", is_flag=True, default=False, help="Rerun every stage even if up to date.")
 def demo(workdir: str | None, overrides: tuple[str, ...], force: bool) -> None:
     """Generate a small labelled audio-visual set (shapes and sounds with per-clip noise in

@@ -31,8 +31,11 @@ def make_executor(
         from mmcurate.execution.ray import RayExecutor
 
         inner = RayExecutor(
-            execution.ray_address, cpus=execution.cpus_per_job or cpus, gpus=execution.gpus_per_job,
-            retries=execution.task_retries, threads=threads,
+            execution.ray_address,
+            cpus=execution.cpus_per_job or cpus,
+            gpus=execution.gpus_per_job,
+            retries=execution.task_retries,
+            threads=threads,
         )
     else:
         inner = LocalExecutor(workers)
@@ -43,6 +46,14 @@ def make_executor(
 
 
 __all__ = [
-    "ENGINES", "ArrayJobConfig", "ArrayJobExecutor", "ExecutionConfig", "Executor", "LocalExecutor", "WorkUnit",
-    "available_cores", "make_executor", "make_units",
+    "ENGINES",
+    "ArrayJobConfig",
+    "ArrayJobExecutor",
+    "ExecutionConfig",
+    "Executor",
+    "LocalExecutor",
+    "WorkUnit",
+    "available_cores",
+    "make_executor",
+    "make_units",
 ]

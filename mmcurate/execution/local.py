@@ -46,8 +46,9 @@ def _apply(item: Any) -> Any:
 _INITIALIZED: set[str] = set()
 
 
-def _apply_carried(fn: Callable[[Any], Any], initializer: Callable[..., None] | None, initargs: tuple[Any, ...],
-                   item: Any) -> Any:
+def _apply_carried(
+    fn: Callable[[Any], Any], initializer: Callable[..., None] | None, initargs: tuple[Any, ...], item: Any
+) -> Any:
     """``fn(item)`` in a prestarted worker, after ``initializer(*initargs)`` once per worker."""
     if initializer is not None:
         key = f"{initializer.__module__}.{initializer.__qualname__}{initargs!r}"

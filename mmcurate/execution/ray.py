@@ -65,7 +65,9 @@ def _resolve_auto() -> str:
             "$RAY_ADDRESS, or pass --ray-address HOST:PORT; without --ray-address a local instance is started)"
         ) from None
     except Exception as exc:  # pragma: no cover - a Ray version without this helper
-        raise MMCurateError(f"--ray-address auto: could not look up the cluster ({one_line(exc)}); pass HOST:PORT") from None
+        raise MMCurateError(
+            f"--ray-address auto: could not look up the cluster ({one_line(exc)}); pass HOST:PORT"
+        ) from None
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -187,8 +189,16 @@ def _run_items(payload: list[Any], threads: int | None, items: list[Any]) -> lis
 class RayExecutor(Executor):
     """Work units as Ray tasks of ``cpus``/``gpus`` each; ``workers`` is how many run at once."""
 
-    def __init__(self, address: str | None = None, *, cpus: float = 1.0, gpus: float = 0.0, retries: int = 3,
-                 threads: int | None = None, items_per_task: int = ITEMS_PER_TASK) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        cpus: float = 1.0,
+        gpus: float = 0.0,
+        retries: int = 3,
+        threads: int | None = None,
+        items_per_task: int = ITEMS_PER_TASK,
+    ) -> None:
         self.address, self.cpus, self.gpus, self.retries = address, cpus, gpus, retries
         self.threads, self.items_per_task = threads, max(1, items_per_task)
         self.ray = connect(address)
@@ -216,12 +226,18 @@ class RayExecutor(Executor):
         ray = self.ray
         payload = [ray.put((fn, initializer, initargs))]
         task = ray.remote(_run_items).options(
-            num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries, retry_exceptions=False,
+            num_cpus=self.cpus,
+            num_gpus=self.gpus,
+            max_retries=self.retries,
+            retry_exceptions=False,
             name="mmcurate-job",
         )
         # tasks never straddle units, so a task that gives up costs its unit only
-        pieces = [(u, list(u.items[i : i + self.items_per_task])) for u in units
-                  for i in range(0, len(u.items), self.items_per_task)]
+        pieces = [
+            (u, list(u.items[i : i + self.items_per_task]))
+            for u in units
+            for i in range(0, len(u.items), self.items_per_task)
+        ]
         window = max(2, self.workers * WINDOW_PER_SLOT)
         in_flight: deque[tuple[WorkUnit[T], Any]] = deque()
         failed: dict[str, str] = {}

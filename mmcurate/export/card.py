@@ -24,9 +24,28 @@ from mmcurate.store.schemas import EXPORT_COLUMNS
 #: Licence identifiers the Hub accepts in a card's ``license`` field (the ones sources here use).
 HUB_LICENSES = frozenset(
     {
-        "apache-2.0", "mit", "bsd-3-clause", "cc0-1.0", "cc-by-2.0", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0",
-        "cc-by-sa-4.0", "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0", "cc-by-nd-4.0",
-        "cc-by-nc-nd-4.0", "odc-by", "odbl", "pddl", "gpl-3.0", "lgpl-3.0", "unknown", "other",
+        "apache-2.0",
+        "mit",
+        "bsd-3-clause",
+        "cc0-1.0",
+        "cc-by-2.0",
+        "cc-by-3.0",
+        "cc-by-4.0",
+        "cc-by-sa-3.0",
+        "cc-by-sa-4.0",
+        "cc-by-nc-3.0",
+        "cc-by-nc-4.0",
+        "cc-by-nc-sa-3.0",
+        "cc-by-nc-sa-4.0",
+        "cc-by-nd-4.0",
+        "cc-by-nc-nd-4.0",
+        "odc-by",
+        "odbl",
+        "pddl",
+        "gpl-3.0",
+        "lgpl-3.0",
+        "unknown",
+        "other",
     }
 )
 
@@ -49,8 +68,13 @@ COLUMN_TEXT = {
 }
 
 _SIZE_CATEGORIES = (
-    (1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
 )
 
 
@@ -112,7 +136,9 @@ def render_card(
     pretty = str(provenance.get("pretty_name") or f"{src.get('name', 'audio-visual clips')} (modality-balanced)")
     header: dict[str, Any] = {"pretty_name": pretty, "license": licence_id}
     if licence_id == "other":
-        header["license_name"] = re.sub(r"[^a-z0-9-]+", "-", str(src.get("license", "see-card")).lower()).strip("-") or "see-card"
+        header["license_name"] = (
+            re.sub(r"[^a-z0-9-]+", "-", str(src.get("license", "see-card")).lower()).strip("-") or "see-card"
+        )
         if src.get("license_url") or src.get("url"):
             header["license_link"] = str(src.get("license_url") or src.get("url"))
     header["task_categories"] = ["audio-classification", "video-classification"]
@@ -187,11 +213,15 @@ def _body(
     if targets is not None:
         lines.append(f"| per-bin targets | {_cell(_targets_text(targets))} |")
     if provenance.get("max_discrepancy_std") is not None:
-        lines.append(f"| left out as bin-uncertain | {_cell(provenance.get('uncertain_left_out'))} samples with "
-                     f"discrepancy_std above {_num(provenance['max_discrepancy_std'])} |")
+        lines.append(
+            f"| left out as bin-uncertain | {_cell(provenance.get('uncertain_left_out'))} samples with "
+            f"discrepancy_std above {_num(provenance['max_discrepancy_std'])} |"
+        )
     for name, pool in (provenance.get("pools") or {}).items():
-        lines.append(f"| pool `{_cell(name)}` | {_cell(pool.get('selected'))} of {_cell(pool.get('pool_size'))} clips; "
-                     f"scores: {_cell(_scores_text(pool))} |")
+        lines.append(
+            f"| pool `{_cell(name)}` | {_cell(pool.get('selected'))} of {_cell(pool.get('pool_size'))} clips; "
+            f"scores: {_cell(_scores_text(pool))} |"
+        )
     if provenance.get("notes"):
         lines.append(f"| notes | {_cell(provenance['notes'])} |")
     lines += ["", "## Splits and bins", ""]
@@ -210,9 +240,9 @@ def _body(
         "",
         "```python",
         "from datasets import Audio, load_dataset",
-        "ds = load_dataset(\"ORG/NAME\")  # or load_dataset(\"parquet\", data_dir=\"<export>/data\")",
+        'ds = load_dataset("ORG/NAME")  # or load_dataset("parquet", data_dir="<export>/data")',
         "# Decoding audio needs torchcodec; without it, read the FLAC bytes instead:",
-        "ds = ds.cast_column(\"audio\", Audio(decode=False))",
+        'ds = ds.cast_column("audio", Audio(decode=False))',
         "```",
         "",
         "## Resolved configuration",

@@ -157,7 +157,10 @@ def export_balanced(
         marker = {
             "format": EXPORT_MARKER_FORMAT,
             "toolkit_version": toolkit_version,
-            "splits": {s.name: {"rows": s.num_examples, "selection_split": s.source_name, "shards": shards[s.name]} for s in summaries},
+            "splits": {
+                s.name: {"rows": s.num_examples, "selection_split": s.source_name, "shards": shards[s.name]}
+                for s in summaries
+            },
             "files": dict(sorted(files.items())),
             "content_hash": config_hash(files),
             "audio": "Audio" if audio_as_hub_type else "bytes",
@@ -190,8 +193,10 @@ def _open_pools(ingest_dir: Path | Mapping[str, Path]) -> dict[str | None, Inges
     first = next(iter(pools.values()))
     for other in pools.values():
         if other.read_classes() != first.read_classes():
-            raise MMCurateError(f"pools {first.path} and {other.path} have different class lists; export pools with "
-                                "the same classes in the same order")
+            raise MMCurateError(
+                f"pools {first.path} and {other.path} have different class lists; export pools with "
+                "the same classes in the same order"
+            )
     return pools
 
 
@@ -200,13 +205,18 @@ def _join_pools(sel: pa.Table, pools: dict[str | None, IngestDir], classes: list
     if None in pools:
         return join_manifest(sel, pools[None], classes, sel_name)
     if "pool" not in sel.column_names or sel["pool"].null_count:
-        raise MMCurateError(f"{sel_name}: several pools given but the selection has no pool for every row; "
-                            "rerun `mmcurate balance`")
+        raise MMCurateError(
+            f"{sel_name}: several pools given but the selection has no pool for every row; rerun `mmcurate balance`"
+        )
     unknown = sorted(set(sel["pool"].to_pylist()) - set(pools))
     if unknown:
-        raise MMCurateError(f"{sel_name}: pool(s) {unknown[:5]} are not among the folders given ({', '.join(map(str, pools))})")
-    parts = [join_manifest(sel.filter(pc.equal(sel["pool"], name)), ingest, classes, sel_name)
-             for name, ingest in pools.items()]
+        raise MMCurateError(
+            f"{sel_name}: pool(s) {unknown[:5]} are not among the folders given ({', '.join(map(str, pools))})"
+        )
+    parts = [
+        join_manifest(sel.filter(pc.equal(sel["pool"], name)), ingest, classes, sel_name)
+        for name, ingest in pools.items()
+    ]
     return pa.concat_tables(parts, promote_options="permissive")
 
 
@@ -333,5 +343,3 @@ def _human(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n} B"
-
-

@@ -140,7 +140,10 @@ def _audio_column(audio: pa.ChunkedArray, ids: list[str], as_hub_type: bool) -> 
     arr = audio.combine_chunks().cast(pa.binary())
     if not as_hub_type:
         return arr
-    names = pa.array([None if b is None else f"{_safe_name(i)}.flac" for i, b in zip(ids, arr.to_pylist(), strict=True)], pa.string())
+    names = pa.array(
+        [None if b is None else f"{_safe_name(i)}.flac" for i, b in zip(ids, arr.to_pylist(), strict=True)],
+        pa.string(),
+    )
     return pa.StructArray.from_arrays([arr, names], names=["bytes", "path"], mask=arr.is_null())
 
 

@@ -27,7 +27,9 @@ def read_selection(selection: Path | pa.Table) -> tuple[pa.Table, str]:
     if table is None:
         from mmcurate.store.io import read_parquet
 
-        table = check_selection(read_parquet(path, what="the selection", fix="run `mmcurate balance` first"), str(path))
+        table = check_selection(
+            read_parquet(path, what="the selection", fix="run `mmcurate balance` first"), str(path)
+        )
     return table, str(path)
 
 

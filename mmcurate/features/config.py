@@ -222,4 +222,6 @@ class AudioFeatureConfig:
         ):
             raise bad(f"target_frames must be a positive integer (got {self.target_frames!r})")
         if not (math.isfinite(self.norm_std) and self.norm_std != 0 and math.isfinite(self.norm_mean)):
-            raise bad(f"norm_std must be finite and non-zero, norm_mean finite (got {self.norm_mean}, {self.norm_std})")
+            raise bad(
+                f"norm_std must be finite and non-zero, norm_mean finite (got {self.norm_mean}, {self.norm_std})"
+            )

@@ -148,10 +148,14 @@ def read_hdf5_frames(source: Path | bytes, what: str) -> HDF5Frames:
     try:
         with h5py.File(io.BytesIO(source) if isinstance(source, bytes) else source, "r") as f:
             if VIDEO_DATASET not in f or not isinstance(f[VIDEO_DATASET], h5py.Dataset):
-                raise MMCurateError(f"{what}: no '{VIDEO_DATASET}' dataset (it holds {', '.join(sorted(f.keys())) or 'nothing'})")
+                raise MMCurateError(
+                    f"{what}: no '{VIDEO_DATASET}' dataset (it holds {', '.join(sorted(f.keys())) or 'nothing'})"
+                )
             video = f[VIDEO_DATASET]
             if video.ndim != 1:
-                raise MMCurateError(f"{what}: '{VIDEO_DATASET}' has shape {video.shape}, expected one element per frame")
+                raise MMCurateError(
+                    f"{what}: '{VIDEO_DATASET}' has shape {video.shape}, expected one element per frame"
+                )
             frames = [_as_bytes(video[i], what, i, len(video)) for i in range(len(video))]
             times = None
             if TIMES_DATASET in f:
@@ -178,9 +182,7 @@ def _as_bytes(cell: Any, what: str, index: int, count: int) -> bytes:
     elif isinstance(cell, np.void):
         data = cell.tobytes()
     else:
-        raise MMCurateError(
-            f"{what}: frame {index + 1} of {count} holds {type(cell).__name__}, expected JPEG bytes"
-        )
+        raise MMCurateError(f"{what}: frame {index + 1} of {count} holds {type(cell).__name__}, expected JPEG bytes")
     if not data.startswith(JPEG_MAGIC):
         raise MMCurateError(f"{what}: frame {index + 1} of {count} is not a JPEG image")
     return data
@@ -219,8 +221,12 @@ def read_annotations(path: Path, what: str) -> Annotations:
         raise MMCurateError(f"{what}: annotation file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MMCurateError(f"{what}: not a readable JSON annotation file ({one_line(exc)})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("database"), dict) or not isinstance(doc.get("labels"), list):
-        raise MMCurateError(f"{what}: expected {{\"labels\": [...], \"database\": {{clip_id: {{subset, label}}}}}}")
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("database"), dict)
+        or not isinstance(doc.get("labels"), list)
+    ):
+        raise MMCurateError(f'{what}: expected {{"labels": [...], "database": {{clip_id: {{subset, label}}}}}}')
     labels = doc["labels"]
     if not labels or not all(isinstance(x, str) and x for x in labels):
         raise MMCurateError(f"{what}: 'labels' must be a non-empty list of class names")

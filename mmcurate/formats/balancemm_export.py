@@ -115,7 +115,9 @@ def encode_clip(job: ClipJob) -> EncodedClip:
     """The HDF5 and ``.pkl`` bytes of one clip (see the module docstring)."""
     shard = _shard(job.ingest_dir, job.shard)
     if job.row >= shard.num_rows:
-        raise MMCurateError(f"{job.ingest_dir}/shards/{job.shard}: has no row {job.row} for {job.sample_id!r}; rerun ingest")
+        raise MMCurateError(
+            f"{job.ingest_dir}/shards/{job.shard}: has no row {job.row} for {job.sample_id!r}; rerun ingest"
+        )
     cols = [c for c in ("sample_id", "frames", "frame_times", "audio", "audio_features") if c in shard.column_names]
     row = shard.select(cols).slice(job.row, 1).to_pylist()[0]
     if row["sample_id"] != job.sample_id:
@@ -311,7 +313,12 @@ def render_card(
 
 
 def provenance_block(
-    *, toolkit_version: str, preset: str | None, features: dict[str, Any], max_frames: int, balance_meta: dict[str, Any]
+    *,
+    toolkit_version: str,
+    preset: str | None,
+    features: dict[str, Any],
+    max_frames: int,
+    balance_meta: dict[str, Any],
 ) -> dict[str, Any]:
     """The annotation file's ``mmcurate`` block (BalanceMM ignores it; the import reads the features)."""
     return {

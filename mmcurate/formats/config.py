@@ -25,7 +25,8 @@ class ExportConfig:
         choices=FORMATS,
     )
     ingest_dir: Path | None = opt(
-        None, "Ingest folder holding the media (default: the one balance.json names, else WORKDIR/ingest).",
+        None,
+        "Ingest folder holding the media (default: the one balance.json names, else WORKDIR/ingest).",
         show_default=False,
     )
     out: Path | None = opt(None, "Output folder (default: WORKDIR/<format>).", show_default=False)
@@ -46,7 +47,9 @@ class ExportConfig:
         if self.format not in FORMATS:
             raise MMCurateError(f"--format must be one of {', '.join(FORMATS)} (got {self.format!r})")
         if self.max_frames < 2:
-            raise MMCurateError(f"--max-frames must be at least 2: BalanceMM's loader reads frame index 1 (got {self.max_frames})")
+            raise MMCurateError(
+                f"--max-frames must be at least 2: BalanceMM's loader reads frame index 1 (got {self.max_frames})"
+            )
         if self.chunk_size < 1:
             raise MMCurateError(f"--chunk-size must be at least 1 (got {self.chunk_size})")
         if self.workers < 0:

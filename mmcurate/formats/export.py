@@ -127,7 +127,9 @@ def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
     base = config_hash([settings, ingest.identity_hash()], length=32)
     units = make_units(rows, cfg.chunk_size, lambda k: f"unit-{k:05d}")
     unit_identity = {
-        u.index: config_hash([base, [(r["sample_id"], r["sha256"], r["shard"], r["shard_row"]) for r in u.items]], length=32)
+        u.index: config_hash(
+            [base, [(r["sample_id"], r["sha256"], r["shard"], r["shard_row"]) for r in u.items]], length=32
+        )
         for u in units
     }
     provenance = provenance_block(
@@ -149,8 +151,10 @@ def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
     executor = make_executor(cfg.workers)
     if pending:
         n = sum(len(u.items) for u in pending)
-        info(f"export: {len(rows)} clips in {len(units)} units; {done_before} units already done, encoding {n} clips "
-             f"({executor.describe()})")
+        info(
+            f"export: {len(rows)} clips in {len(units)} units; {done_before} units already done, encoding {n} clips "
+            f"({executor.describe()})"
+        )
         jobs = [
             WorkUnit(u.key, u.index, tuple(_job(ingest, r, features, use_cache, cfg.max_frames) for r in u.items))
             for u in pending
@@ -197,9 +201,18 @@ def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
     elapsed = time.monotonic() - t0
     frames = Counter(s["frames_written"] for s in clip_stats)
     return ExportFormatResult(
-        out, cfg.format, len(rows), split_counts, len(pending), done_before, False, elapsed,
+        out,
+        cfg.format,
+        len(rows),
+        split_counts,
+        len(pending),
+        done_before,
+        False,
+        elapsed,
         stats={
-            "clips_per_second": round(sum(len(u.items) for u in pending) / elapsed, 3) if pending and elapsed > 0 else None,
+            "clips_per_second": round(sum(len(u.items) for u in pending) / elapsed, 3)
+            if pending and elapsed > 0
+            else None,
             "frames_per_clip": dict(sorted(frames.items())),
             "loader_reads_index_1_only": sum(n for k, n in frames.items() if k <= 6),
             "audio_from": dict(Counter(s["audio_from"] for s in clip_stats)),
@@ -228,7 +241,9 @@ def _joined_rows(selection: pa.Table, ingest: IngestDir, classes: list[str], nam
     return rows
 
 
-def _check_audio(ingest: IngestDir, rows: list[dict[str, Any]], fcfg: Any, preset: str, use_cache: bool, cached: Any) -> None:
+def _check_audio(
+    ingest: IngestDir, rows: list[dict[str, Any]], fcfg: Any, preset: str, use_cache: bool, cached: Any
+) -> None:
     """Refuse, before writing anything, what cannot be computed: a preset other than the cached one
     for clips stored without a waveform, or a preset for another sample rate."""
     features_only = [r["sample_id"] for r in rows if r.get("has_audio") and not r.get("num_audio_samples")]
@@ -311,9 +326,7 @@ def _remove_unlisted(root: Path, listed: set[str]) -> None:
 def _check_out(out: Path) -> None:
     """Never replace a folder mmcurate did not write."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not export_marker(out).path.is_file())):
-        raise MMCurateError(
-            f"{out} exists and is not an mmcurate export; choose another --out or remove it"
-        )
+        raise MMCurateError(f"{out} exists and is not an mmcurate export; choose another --out or remove it")
 
 
 def _install(staging: Path, out: Path) -> None:

@@ -41,14 +41,20 @@ def encode_flac(pcm16: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def _apply_missing_policy(clip: DecodedClip, item: InputItem, cfg: DecodeConfig, has_video: bool, has_audio: bool) -> Failure | None:
+def _apply_missing_policy(
+    clip: DecodedClip, item: InputItem, cfg: DecodeConfig, has_video: bool, has_audio: bool
+) -> Failure | None:
     missing = [name for name, present in (("video", has_video), ("audio", has_audio)) if not present]
     if not missing:
         return None
     if cfg.missing_modality == "reject":
         what = " and ".join(missing)
         hint = "audio-only file" if missing == ["video"] else ("video without sound" if missing == ["audio"] else "")
-        reason = f"no {what} stream" + (f" ({hint})" if hint else "") + "; use --missing-modality keep or zero-fill to ingest it"
+        reason = (
+            f"no {what} stream"
+            + (f" ({hint})" if hint else "")
+            + "; use --missing-modality keep or zero-fill to ingest it"
+        )
         return Failure(item.path, "probe", reason, item.sample_id)
     if cfg.missing_modality == "zero-fill":
         if not has_video:

@@ -128,7 +128,11 @@ def scale_and_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
     else:
         nw, nh = max(size, round(w * size / h)), size
     interp = "AREA" if nw < w else "BILINEAR"
-    rgb = _reformatter().reformat(frame, width=nw, height=nh, format="rgb24", interpolation=interp, threads=1).to_ndarray()
+    rgb = (
+        _reformatter()
+        .reformat(frame, width=nw, height=nh, format="rgb24", interpolation=interp, threads=1)
+        .to_ndarray()
+    )
     top, left = (nh - size) // 2, (nw - size) // 2
     return np.ascontiguousarray(rgb[top : top + size, left : left + size])
 
@@ -239,15 +243,25 @@ def _decode_open(path, container, cfg, start, end, threads, video=True, video_mo
     sparse = None
     if refusal is None:
         sparse = SparseVideo(
-            vstream, state.targets, state.frame_dt, lambda p, sink=state.on_video: _decode_packet(p, "video", sink, tolerate)
+            vstream,
+            state.targets,
+            state.frame_dt,
+            lambda p, sink=state.on_video: _decode_packet(p, "video", sink, tolerate),
         )
     elif video and vstream is not None:
         state.clip.video_whole_reason = refusal
     decode_streams = streams if video else [s for s in streams if s is not vstream]
     if decode_streams:
         _demux_and_decode(
-            container, decode_streams, vstream, state.on_video, state.on_audio, tolerate, state.keep_end,
-            video_packets=sparse.add if sparse is not None else None, span=state.span,
+            container,
+            decode_streams,
+            vstream,
+            state.on_video,
+            state.on_audio,
+            tolerate,
+            state.keep_end,
+            video_packets=sparse.add if sparse is not None else None,
+            span=state.span,
         )
     if sparse is not None:
         result = sparse.finish()
@@ -261,7 +275,9 @@ def _decode_open(path, container, cfg, start, end, threads, video=True, video_mo
     return state.finish(video=video)
 
 
-def _sparse_refusal(container, vstream, video: bool, whole: bool, video_mode: str, tolerate: bool, clip: DecodedClip) -> str | None:  # type: ignore[no-untyped-def]
+def _sparse_refusal(
+    container, vstream, video: bool, whole: bool, video_mode: str, tolerate: bool, clip: DecodedClip
+) -> str | None:  # type: ignore[no-untyped-def]
     """Why this clip's video is decoded whole without trying sparse decoding, or None to try it."""
     if not video or vstream is None:
         return "no video decoding"
@@ -290,7 +306,9 @@ def _decode_video_again(path: Path, index: int, threads: int, on_video, tolerate
 class _ClipDecoder:
     """Receives decoded frames in presentation order and keeps what the clip needs."""
 
-    def __init__(self, container, vstream, astream, cfg: DecodeConfig, t0: float, seg_start: float, seg_end: float, whole: bool):  # type: ignore[no-untyped-def]
+    def __init__(
+        self, container, vstream, astream, cfg: DecodeConfig, t0: float, seg_start: float, seg_end: float, whole: bool
+    ):  # type: ignore[no-untyped-def]
         self.cfg = cfg
         self.t0, self.seg_start, self.seg_end, self.whole = t0, seg_start, seg_end, whole
         # A whole file keeps every frame and sample, even past a header duration that is too short.
@@ -386,10 +404,13 @@ class _ClipDecoder:
         clip, cfg = self.clip, self.cfg
         if clip.video_codec is not None and video:
             if clip.native_frame_count == 0:
-                raise DecodeError("decode", f"video stream ({clip.video_codec}) has no decodable frames in the segment")
+                raise DecodeError(
+                    "decode", f"video stream ({clip.video_codec}) has no decodable frames in the segment"
+                )
             clip.frames = [scale_and_crop(f, cfg.size) for _, f in self.best]  # type: ignore[arg-type]
             clip.frame_times = [
-                float(f.time) - self.seg_start if f.time is not None else 0.0 for _, f in self.best  # type: ignore[union-attr]
+                float(f.time) - self.seg_start if f.time is not None else 0.0
+                for _, f in self.best  # type: ignore[union-attr]
             ]
         if clip.audio_codec is not None:
             if self.audio_first is not None:
@@ -397,7 +418,9 @@ class _ClipDecoder:
                 for out in self.resampler.resample(None):  # type: ignore[union-attr]
                     self.audio_chunks.append(out.to_ndarray().reshape(-1))
             if self.audio_first is None or clip.native_audio_samples == 0 or not self.audio_chunks:
-                raise DecodeError("decode", f"audio stream ({clip.audio_codec}) has no decodable samples in the segment")
+                raise DecodeError(
+                    "decode", f"audio stream ({clip.audio_codec}) has no decodable samples in the segment"
+                )
             audio = np.concatenate(self.audio_chunks).astype(np.float32, copy=False)
             audio = audio[max(0, round((self.seg_start - self.audio_first) * cfg.sample_rate)) :]
             if not self.whole:

@@ -75,7 +75,16 @@ def _item_fingerprint(raw_dir: Path, item: InputItem) -> list[Any]:
         stat: list[Any] = [st.st_size, st.st_mtime_ns]
     except OSError:
         stat = [None, None]
-    return [item.sample_id, item.label, item.split, item.group, item.start, item.end, [list(kv) for kv in item.extra], *stat]
+    return [
+        item.sample_id,
+        item.label,
+        item.split,
+        item.group,
+        item.start,
+        item.end,
+        [list(kv) for kv in item.extra],
+        *stat,
+    ]
 
 
 def _check_existing(out: IngestDir, ident: dict[str, Any], overwrite: bool) -> bool:
@@ -199,8 +208,14 @@ def _run_locked(
 
 
 def _run_with(
-    workdir: Workdir, cfg: IngestConfig, raw_dir: Path, out: IngestDir, excluded: list[str], lock: FileLock,
-    executor: Executor, t_start: float,
+    workdir: Workdir,
+    cfg: IngestConfig,
+    raw_dir: Path,
+    out: IngestDir,
+    excluded: list[str],
+    lock: FileLock,
+    executor: Executor,
+    t_start: float,
 ) -> IngestResult:
     decode = cfg.decode
     found = discover(raw_dir, cfg.manifest, cfg.layout, cfg.layout_options, cfg.group_column, exclude=excluded)
@@ -238,8 +253,12 @@ def _run_with(
             "manifest": str(cfg.manifest.resolve()) if cfg.manifest else None,
             "classes_file": str(cfg.classes) if cfg.classes else None,
             "source": cfg.source,
-            "execution": {"engine": cfg.execution.engine, "workers": cfg.workers, "num_shards": num_shards,
-                          "shard_index": shard_index},
+            "execution": {
+                "engine": cfg.execution.engine,
+                "workers": cfg.workers,
+                "num_shards": num_shards,
+                "shard_index": shard_index,
+            },
         }
     )
     if num_shards > 1 and lock.mode == "exclusive":
@@ -247,7 +266,8 @@ def _run_with(
 
     units = make_units(found.items, decode.shard_size, shard_name)
     unit_identity = {
-        u.index: config_hash([ident_hash, [_item_fingerprint(raw_dir, it) for it in u.items]], length=32) for u in units
+        u.index: config_hash([ident_hash, [_item_fingerprint(raw_dir, it) for it in u.items]], length=32)
+        for u in units
     }
 
     def is_done(unit: WorkUnit[InputItem]) -> bool:
@@ -265,9 +285,13 @@ def _run_with(
     written = 0
     if pending:
         parallel = min(executor.workers, n_pending) > 1
-        job = functools.partial(_process, item_processor(cfg.layout) or process_clip, str(raw_dir), decode, 1 if parallel else 0)
+        job = functools.partial(
+            _process, item_processor(cfg.layout) or process_clip, str(raw_dir), decode, 1 if parallel else 0
+        )
         with progress_bar("decoding", n_pending) as advance:
-            for unit, results in executor.map_units(job, pending, initializer=_init_worker, initargs=(bool(decode.features),)):
+            for unit, results in executor.map_units(
+                job, pending, initializer=_init_worker, initargs=(bool(decode.features),)
+            ):
                 _write_chunk(out, unit, results, unit_identity[unit.index])
                 del results
                 release_free_memory()  # a shard's media bytes are freed: keep the heap from creeping up
@@ -321,7 +345,9 @@ def _run_with(
     return result
 
 
-def _process(fn: Callable[..., ClipResult], raw_dir: str, decode: DecodeConfig, threads: int, item: InputItem) -> ClipResult:
+def _process(
+    fn: Callable[..., ClipResult], raw_dir: str, decode: DecodeConfig, threads: int, item: InputItem
+) -> ClipResult:
     return fn(raw_dir, item, decode, threads=threads)
 
 
@@ -365,7 +391,9 @@ def _finalize(out: IngestDir, found: Discovery, classes: list[str], n_chunks: in
     kept = out.remove_stale_shards(n_chunks)
     if kept:
         warn(f"{out.shards_dir}: {', '.join(kept[:3])} not written by this ingest; left in place, not used")
-    table = out.write_manifest_chunks(lambda: (out.chunk_marker(k).read_payload().get("rows", []) for k in range(n_chunks)))
+    table = out.write_manifest_chunks(
+        lambda: (out.chunk_marker(k).read_payload().get("rows", []) for k in range(n_chunks))
+    )
     out.write_failures(failures)
     out.write_classes(classes)
     by_stage = Counter(f["stage"] for f in failures)
@@ -418,7 +446,9 @@ def _same_content(manifest: pa.Table) -> list[list[str]]:
 def check_failure_limit(result: IngestResult) -> None:
     """Exit status 3 (a one-line error) when more inputs failed than ``--max-failures`` allows."""
     if result.failed_over_limit:
-        err = MMCurateError(f"{result.n_failed} inputs failed, more than --max-failures {result.stats['max_failures']}")
+        err = MMCurateError(
+            f"{result.n_failed} inputs failed, more than --max-failures {result.stats['max_failures']}"
+        )
         err.exit_code = 3
         raise err
 
@@ -433,7 +463,11 @@ def print_summary(result: IngestResult) -> None:
     """The end-of-run summary table."""
     s = result.stats
     if not result.finalized:
-        summary_table("ingest (partial: array task)", ["shards written", "already done"], [[result.chunks_written, result.chunks_done_before]])
+        summary_table(
+            "ingest (partial: array task)",
+            ["shards written", "already done"],
+            [[result.chunks_written, result.chunks_done_before]],
+        )
         return
     rows = [
         ["inputs", s.get("inputs")],
@@ -445,7 +479,10 @@ def print_summary(result: IngestResult) -> None:
         ["classes", s.get("classes")],
         ["with audio / with video", f"{s.get('with_audio')} / {s.get('with_video')}"],
         ["hours of media", s.get("total_hours")],
-        ["shards (written now / reused)", f"{s.get('shards')} ({result.chunks_written} / {result.chunks_done_before})"],
+        [
+            "shards (written now / reused)",
+            f"{s.get('shards')} ({result.chunks_written} / {result.chunks_done_before})",
+        ],
         ["shard size (MB)", round(s.get("shard_bytes", 0) / 1e6, 2)],
         ["wall time (s)", round(result.elapsed, 2)],
     ]
@@ -459,8 +496,12 @@ def print_summary(result: IngestResult) -> None:
         warn(f"{s['skipped_entries']} entries under RAW_DIR were not searched ({reasons}); listed in stats.json")
     if s.get("same_content_groups"):
         first = s["same_content_examples"][0]
-        warn(f"{s['same_content_groups']} group(s) of different files have identical content (e.g. {', '.join(first)}); "
-             "listed in stats.json")
+        warn(
+            f"{s['same_content_groups']} group(s) of different files have identical content (e.g. {', '.join(first)}); "
+            "listed in stats.json"
+        )
     if s.get("frames_repeated"):
-        warn(f"{s['frames_repeated']} clip(s) have fewer frames than requested; their frames repeat "
-             f"(e.g. {s['frames_repeated_examples'][0]}); see native_frame_count in manifest.parquet")
+        warn(
+            f"{s['frames_repeated']} clip(s) have fewer frames than requested; their frames repeat "
+            f"(e.g. {s['frames_repeated_examples'][0]}); see native_frame_count in manifest.parquet"
+        )

@@ -48,7 +48,9 @@ class AVClassifier(nn.Module):
     ``forward(audio, frames)`` takes (B, 1, F, T) spectrograms and (B, T, 3, H, W) normalised frames.
     """
 
-    def __init__(self, num_classes: int, width: int = 16, fusion: str = "concat", unimodal_heads: bool = False) -> None:
+    def __init__(
+        self, num_classes: int, width: int = 16, fusion: str = "concat", unimodal_heads: bool = False
+    ) -> None:
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")

@@ -15,15 +15,28 @@ from mmcurate.store import resolve_workdir
 @click.command("run", context_settings={"show_default": True})
 @click.argument("recipe", type=click.Path(path_type=Path))
 @workdir_option
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override a recipe setting (repeatable), e.g. --set score.epochs=3; the command line wins.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override a recipe setting (repeatable), e.g. --set score.epochs=3; the command line wins.",
+)
 @click.option("--only", multiple=True, type=click.Choice(STAGES), help="Run only this stage (repeatable).")
 @click.option("--from", "from_stage", type=click.Choice(STAGES), default=None, help="Start at this stage.")
 @click.option("--until", type=click.Choice(STAGES), default=None, help="Stop after this stage.")
 @click.option("--force", is_flag=True, default=False, help="Rerun the selected stages even when up to date.")
 @click.option("--dry-run", is_flag=True, default=False, help="Print the commands each stage would run; run nothing.")
-def run(recipe: Path, workdir: str | None, overrides: tuple[str, ...], only: tuple[str, ...], from_stage: str | None,
-        until: str | None, force: bool, dry_run: bool) -> None:
+def run(
+    recipe: Path,
+    workdir: str | None,
+    overrides: tuple[str, ...],
+    only: tuple[str, ...],
+    from_stage: str | None,
+    until: str | None,
+    force: bool,
+    dry_run: bool,
+) -> None:
     """Run RECIPE: ingest -> score -> balance/export (-> push) (-> reeval).
 
     Sections of the recipe are the commands; their keys are the commands' options (dashes as

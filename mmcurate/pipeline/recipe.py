@@ -113,7 +113,9 @@ def _check_acyclic(value: Any, path: str, where: str, parents: tuple[int, ...]) 
 
 
 def _kind(value: Any) -> str:
-    return {list: "list", str: "string", int: "number", float: "number", bool: "true/false"}.get(type(value), type(value).__name__)
+    return {list: "list", str: "string", int: "number", float: "number", bool: "true/false"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:

@@ -92,7 +92,9 @@ def stage_settings(stage: str, resolved: dict[str, Any], where: str) -> tuple[di
     if stage == "balance":
         for key, value in (resolved.get("export") or {}).items():
             if key not in EXPORT_KEYS:
-                raise MMCurateError(f"recipe {where}: export.{key} is not an export setting (valid: {', '.join(EXPORT_KEYS)})")
+                raise MMCurateError(
+                    f"recipe {where}: export.{key} is not an export setting (valid: {', '.join(EXPORT_KEYS)})"
+                )
             section.setdefault(key, value)
         scoring = {f.key for f in option_fields(stage_object("balance").config) if f.path[0] == "scoring"}
         fixed["explicit_scoring"] = tuple(sorted(k for k in section if k in scoring and section[k] is not None))

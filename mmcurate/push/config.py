@@ -28,9 +28,7 @@ class PushConfig:
     token: str | None = opt(
         None, "Hub token. Prefer HF_TOKEN or `hf auth login`: a token on the command line can end up in shell history."
     )
-    commit_message: str | None = opt(
-        None, "Commit message (default: 'Upload balanced dataset (mmcurate VERSION)')."
-    )
+    commit_message: str | None = opt(None, "Commit message (default: 'Upload balanced dataset (mmcurate VERSION)').")
     files_per_commit: int = opt(
         DEFAULT_FILES_PER_COMMIT,
         "Data shards per commit; every commit is a point an interrupted push resumes from.",
@@ -41,7 +39,8 @@ class PushConfig:
         DEFAULT_TIMEOUT, "Seconds to wait for the Hub to connect, answer or accept data before a request fails."
     )
     retries: int = opt(
-        DEFAULT_RETRIES, "Times a read request (listing, repo info) is retried, with backoff, after a timeout or a drop."
+        DEFAULT_RETRIES,
+        "Times a read request (listing, repo info) is retried, with backoff, after a timeout or a drop.",
     )
 
     def __post_init__(self) -> None:

@@ -83,7 +83,9 @@ def collect_local_files(dataset_dir: Path) -> list[LocalFile]:
     """
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.is_dir():
-        raise StageNotReadyError(f"{dataset_dir}: dataset directory not found; run `mmcurate balance` first or pass DATASET_DIR")
+        raise StageNotReadyError(
+            f"{dataset_dir}: dataset directory not found; run `mmcurate balance` first or pass DATASET_DIR"
+        )
     balanced = BalancedDir(dataset_dir)
     marker: dict[str, Any] | None = balanced.read_marker()
     if marker is None and (balanced.hf_dir.exists() or balanced.selection_path.exists()):
@@ -120,7 +122,9 @@ def plan_push(local: list[LocalFile], remote: dict[str, RemoteFile]) -> PushPlan
         same = r is not None and r.size == f.size and (r.sha256 == f.sha256 if r.sha256 else r.git_oid == f.git_oid)
         (skip if same else upload).append(f)
     wanted = {f.rel for f in local}
-    delete = sorted(p for p in remote if p.startswith(BalancedDir.DATA_DIR + "/") and p.endswith(".parquet") and p not in wanted)
+    delete = sorted(
+        p for p in remote if p.startswith(BalancedDir.DATA_DIR + "/") and p.endswith(".parquet") and p not in wanted
+    )
     return PushPlan(upload=upload, skip=skip, delete=delete)
 
 

@@ -42,7 +42,9 @@ class RetryingTransport(httpx2.BaseTransport):
     def handle_request(self, request: Any) -> Any:
         waits = request.extensions.get("timeout")
         if isinstance(waits, dict):  # --timeout bounds every wait, also those a hub call sets itself
-            request.extensions["timeout"] = {k: self.timeout if v is None else min(v, self.timeout) for k, v in waits.items()}
+            request.extensions["timeout"] = {
+                k: self.timeout if v is None else min(v, self.timeout) for k, v in waits.items()
+            }
         attempt = 0
         while True:
             try:

@@ -51,7 +51,9 @@ def describe(exc: BaseException, *, endpoint: str, repo_id: str, revision: str) 
         if status == 403:
             return f"the token may not write to {repo_id} at {endpoint} (403 Forbidden: {one_line(server_msg, 120)}); use a token with write access to that namespace"
         if status == 404 and "xet-write-token" in url:
-            return f"the Hub at {endpoint} does not offer Xet storage; rerun with --no-xet (or set HF_HUB_DISABLE_XET=1)"
+            return (
+                f"the Hub at {endpoint} does not offer Xet storage; rerun with --no-xet (or set HF_HUB_DISABLE_XET=1)"
+            )
         if status == 412:
             return f"someone else committed to {repo_id} during the push (412); {RESUME_HINT}"
         where = url.split("?", 1)[0]
@@ -66,7 +68,9 @@ def describe(exc: BaseException, *, endpoint: str, repo_id: str, revision: str) 
             f"and your network (or raise --timeout for a slow link), then {RESUME_HINT}"
         )
     if isinstance(exc, httpx2.HTTPError):
-        return f"connection to the Hub at {endpoint} failed ({type(exc).__name__}: {one_line(exc, 120)}); {RESUME_HINT}"
+        return (
+            f"connection to the Hub at {endpoint} failed ({type(exc).__name__}: {one_line(exc, 120)}); {RESUME_HINT}"
+        )
     if "xet-write-token" in str(exc):
         return f"the Hub at {endpoint} does not offer Xet storage ({one_line(exc, 100)}); rerun with --no-xet (or set HF_HUB_DISABLE_XET=1)"
     if isinstance(exc, ValueError) and "Invalid metadata in README.md" in str(exc):
@@ -76,7 +80,9 @@ def describe(exc: BaseException, *, endpoint: str, repo_id: str, revision: str) 
 
 def _connect_reason(text: str) -> str:
     lowered = text.lower()
-    if any(k in lowered for k in ("name or service not known", "name resolution", "nodename nor servname", "getaddrinfo")):
+    if any(
+        k in lowered for k in ("name or service not known", "name resolution", "nodename nor servname", "getaddrinfo")
+    ):
         return "host name not found"
     if "refused" in lowered:
         return "connection refused"

@@ -137,7 +137,9 @@ def push_dataset(
         disable_progress_bars()
     try:
         with bounded_hub_client(timeout, retries):
-            return _push(api, local, repo_id, endpoint, token, private, revision, dry_run, commit_message, files_per_commit)
+            return _push(
+                api, local, repo_id, endpoint, token, private, revision, dry_run, commit_message, files_per_commit
+            )
     finally:
         constants.HF_HUB_DISABLE_XET = xet_disabled_before
         if not hub_bars_were_off:
@@ -166,8 +168,9 @@ def _push(
             return ""
         return f"stopped after {done['commits']} of {done['planned']} commits: "
 
-    with masking_hub_logs(token), hub_errors(
-        endpoint=endpoint, repo_id=repo_id, revision=revision, token=token, progress=progress_note
+    with (
+        masking_hub_logs(token),
+        hub_errors(endpoint=endpoint, repo_id=repo_id, revision=revision, token=token, progress=progress_note),
     ):
         api.whoami()  # a bad token or an unreachable endpoint fails here, before anything changes
         exists, exists_private = _repo_state(api, repo_id)
@@ -175,7 +178,9 @@ def _push(
             _require_branch(api, repo_id, revision, exists)
         if dry_run:
             remote = _remote_files(api, repo_id, revision) if exists else {}
-            return PushResult(repo_id, endpoint, revision, plan_push(local, remote), True, "repo" if exists else "absent")
+            return PushResult(
+                repo_id, endpoint, revision, plan_push(local, remote), True, "repo" if exists else "absent"
+            )
         if not exists:
             api.create_repo(repo_id, repo_type="dataset", private=private or None, exist_ok=True)
             info(f"created {'private ' if private else ''}dataset repo {repo_id} at {endpoint}")
@@ -183,7 +188,9 @@ def _push(
             warn(f"{repo_id} already exists and is public; --private only applies when the repo is created")
         plan = plan_push(local, _remote_files(api, repo_id, revision))
         repo_url = f"{endpoint}/datasets/{repo_id}" + (f"/tree/{revision}" if revision != "main" else "")
-        result = PushResult(repo_id, endpoint, revision, plan, False, "repo" if exists else "absent", repo_url=repo_url)
+        result = PushResult(
+            repo_id, endpoint, revision, plan, False, "repo" if exists else "absent", repo_url=repo_url
+        )
         message = commit_message or f"Upload balanced dataset (mmcurate {mmcurate.__version__})"
         _commit_plan(api, result, message, files_per_commit, done)
     return result
@@ -258,7 +265,11 @@ def _commit_plan(api: Any, result: PushResult, message: str, files_per_commit: i
             ops = [_add_op(f) for f in batch]
             suffix = f" (data {k}/{len(data_batches)})" if len(data_batches) > 1 or final_ops else ""
             commit = api.create_commit(
-                result.repo_id, operations=ops, commit_message=message + suffix, repo_type="dataset", revision=result.revision
+                result.repo_id,
+                operations=ops,
+                commit_message=message + suffix,
+                repo_type="dataset",
+                revision=result.revision,
             )
             result.commit_urls.append(commit.commit_url)
             done["commits"] += 1
@@ -268,7 +279,11 @@ def _commit_plan(api: Any, result: PushResult, message: str, files_per_commit: i
             if plan.delete:
                 title += f", remove {len(plan.delete)} stale shard(s)"
             commit = api.create_commit(
-                result.repo_id, operations=final_ops, commit_message=title, repo_type="dataset", revision=result.revision
+                result.repo_id,
+                operations=final_ops,
+                commit_message=title,
+                repo_type="dataset",
+                revision=result.revision,
             )
             result.commit_urls.append(commit.commit_url)
             done["commits"] += 1

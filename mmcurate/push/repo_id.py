@@ -22,11 +22,15 @@ def validate_repo_id(repo_id: str) -> str:
     if rid.count("/") != 1:
         problem = "it must be ORG/NAME with exactly one '/'"
     elif not _REPO_ID.match(rid):
-        problem = "ORG and NAME may hold letters, digits, '-', '_' and '.', and must start and end with a letter or digit"
+        problem = (
+            "ORG and NAME may hold letters, digits, '-', '_' and '.', and must start and end with a letter or digit"
+        )
     elif "--" in rid or ".." in rid:
         problem = "'--' and '..' are not allowed"
     elif len(rid) > MAX_REPO_ID_LENGTH:
         problem = f"it is longer than {MAX_REPO_ID_LENGTH} characters"
     if problem:
-        raise MMCurateError(f"--repo-id '{repo_id}' is not a Hub repository id: {problem} (e.g. my-org/av-digits-balanced)")
+        raise MMCurateError(
+            f"--repo-id '{repo_id}' is not a Hub repository id: {problem} (e.g. my-org/av-digits-balanced)"
+        )
     return rid

@@ -33,7 +33,11 @@ def report(result: PushResult) -> None:
         rows.append(["commits", len(result.commit_urls), ""])
     summary_table(title, ["", "files", "bytes"], rows)
     if not result.dry_run:
-        err_console.print(f"last commit: {result.commit_url or 'none (the repo was already up to date)'}", soft_wrap=True, markup=False)
+        err_console.print(
+            f"last commit: {result.commit_url or 'none (the repo was already up to date)'}",
+            soft_wrap=True,
+            markup=False,
+        )
         _out(result.repo_url)
 
 

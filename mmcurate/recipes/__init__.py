@@ -218,7 +218,9 @@ def dedupe(found: Discovery, raw_dir: Path | None = None) -> Discovery:
             first = by_real.get(key)
             if first is not None:
                 failures.append(
-                    Failure(item.path, "discover", f"same file as {first.path!r} (by real path); listed once only", sid)
+                    Failure(
+                        item.path, "discover", f"same file as {first.path!r} (by real path); listed once only", sid
+                    )
                 )
                 continue
             by_real[key] = item

@@ -167,7 +167,12 @@ def discover(
         vid = stem(path)
         if vid in videos:
             disc.failures.append(
-                Failure(file=path, stage="discover", reason=f"duplicate video: {videos[vid]} has the same id", sample_id=path)
+                Failure(
+                    file=path,
+                    stage="discover",
+                    reason=f"duplicate video: {videos[vid]} has the same id",
+                    sample_id=path,
+                )
             )
             continue
         videos[vid] = path
@@ -199,7 +204,9 @@ def discover(
         disc.items.append(dataclasses.replace(item, split=split_of.get(key, (None, ""))[0]))
     for path in disc_videos:
         if stem(path) not in named:
-            disc.failures.append(Failure(file=path, stage="discover", reason=f"not listed in {ann_name}", sample_id=path))
+            disc.failures.append(
+                Failure(file=path, stage="discover", reason=f"not listed in {ann_name}", sample_id=path)
+            )
     disc.items.sort(key=lambda it: it.sample_id)
     disc.failures.sort(key=lambda f: (f.file, f.reason))
     return disc

@@ -135,11 +135,15 @@ def discover(
                 name=clip_id,
             )
         )
-    used = {p for it in disc.items for p in (it.path, it.extra_dict()["spectrogram"])} | {f.file for f in disc.failures}
+    used = {p for it in disc.items for p in (it.path, it.extra_dict()["spectrogram"])} | {
+        f.file for f in disc.failures
+    }
     for prefix in sorted(set(folders.values())):
         base = raw_dir / prefix if prefix else raw_dir
         disc.unlisted.extend(
-            rel for rel in (f"{prefix}{p}" for p in list_files(base)) if rel not in used and rel.endswith((".hdf5", ".pkl"))
+            rel
+            for rel in (f"{prefix}{p}" for p in list_files(base))
+            if rel not in used and rel.endswith((".hdf5", ".pkl"))
         )
     disc.failures.sort(key=lambda f: (f.file, f.reason))
     return disc
@@ -182,7 +186,9 @@ def _features(raw_dir: Path, audio_preset: str | None, recorded: dict[str, Any],
             try:
                 spec = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise MMCurateError(f"{origin}: not a readable JSON file of feature settings ({one_line(exc)})") from None
+                raise MMCurateError(
+                    f"{origin}: not a readable JSON file of feature settings ({one_line(exc)})"
+                ) from None
     try:
         return resolve_feature_config(spec).to_dict()
     except MMCurateError as exc:
@@ -213,7 +219,10 @@ def process_item(raw_dir: str | os.PathLike[str], item: InputItem, cfg: Any, thr
         hdf5_bytes = (raw / item.path).read_bytes()
         pkl_bytes = (raw / pkl).read_bytes()
     except OSError as exc:
-        return ClipResult(sid, failure=Failure(item.path, "probe", f"cannot read {exc.filename or 'file'} ({exc.strerror or exc})", sid))
+        return ClipResult(
+            sid,
+            failure=Failure(item.path, "probe", f"cannot read {exc.filename or 'file'} ({exc.strerror or exc})", sid),
+        )
     try:
         stored = read_hdf5_frames(hdf5_bytes, item.path)
         width, height = _check_frames(stored.frames, item.path)

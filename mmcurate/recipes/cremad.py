@@ -154,7 +154,12 @@ def discover(
             continue
         if name in seen:
             disc.failures.append(
-                Failure(file=path, stage="discover", reason=f"duplicate clip: {seen[name]} has the same name", sample_id=path)
+                Failure(
+                    file=path,
+                    stage="discover",
+                    reason=f"duplicate clip: {seen[name]} has the same name",
+                    sample_id=path,
+                )
             )
             continue
         seen[name] = path

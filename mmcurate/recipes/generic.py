@@ -69,15 +69,21 @@ def read_input_manifest(manifest: Path) -> list[dict[str, str]]:
                     try:
                         obj = json.loads(line)
                     except json.JSONDecodeError as exc:
-                        raise MMCurateError(f"input manifest {manifest}, line {lineno}: not valid JSON ({exc.msg})") from None
+                        raise MMCurateError(
+                            f"input manifest {manifest}, line {lineno}: not valid JSON ({exc.msg})"
+                        ) from None
                     if not isinstance(obj, dict):
                         raise MMCurateError(f"input manifest {manifest}, line {lineno}: expected a JSON object")
                     rows.append({str(k): "" if v is None else str(v) for k, v in obj.items()})
             return rows
-        with open(manifest, encoding="utf-8-sig", newline="") as fh:  # -sig: a BOM (Excel's UTF-8) is not a column name
+        with open(
+            manifest, encoding="utf-8-sig", newline=""
+        ) as fh:  # -sig: a BOM (Excel's UTF-8) is not a column name
             reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
             if reader.fieldnames is None:
-                raise MMCurateError(f"input manifest {manifest} is empty (expected a header row: path,label[,split][,start,end])")
+                raise MMCurateError(
+                    f"input manifest {manifest} is empty (expected a header row: path,label[,split][,start,end])"
+                )
             # values are kept exactly: a file name may end in a space (discover_manifest trims the others)
             return [{k.strip(): v or "" for k, v in row.items() if k is not None} for row in reader]
     except UnicodeDecodeError:
@@ -85,7 +91,11 @@ def read_input_manifest(manifest: Path) -> list[dict[str, str]]:
 
 
 def discover_manifest(
-    raw_dir: Path, manifest: Path, group_column: str | None = None, label_column: str = "label", path_column: str = "path"
+    raw_dir: Path,
+    manifest: Path,
+    group_column: str | None = None,
+    label_column: str = "label",
+    path_column: str = "path",
 ) -> Discovery:
     """Inputs listed by a CSV/JSONL manifest with ``path,label[,split][,group][,start,end]`` columns.
 
@@ -117,7 +127,9 @@ def discover_manifest(
             continue
         rel = _relative_to_raw(raw_path, raw_dir, raw_resolved)
         if rel is None:
-            found.failures.append(Failure(raw_path, "discover", f"path is outside the raw directory {raw_dir} ({where})"))
+            found.failures.append(
+                Failure(raw_path, "discover", f"path is outside the raw directory {raw_dir} ({where})")
+            )
             continue
         listed.add(rel)
         label = row.get(label_column, "")
@@ -128,7 +140,9 @@ def discover_manifest(
             found.failures.append(Failure(rel, "discover", f"{exc} ({where})"))
             continue
         if start is not None and end is not None and end <= start:
-            found.failures.append(Failure(rel, "discover", f"segment end {end:g} s is not after start {start:g} s ({where})"))
+            found.failures.append(
+                Failure(rel, "discover", f"segment end {end:g} s is not after start {start:g} s ({where})")
+            )
             continue
         group = row.get(group_column or "group", "") or None
         extra = tuple(
@@ -142,7 +156,9 @@ def discover_manifest(
         if not label:
             found.failures.append(Failure(rel, "label", f"empty label ({where})", item.sample_id))
         elif not (raw_dir / rel).is_file():
-            found.failures.append(Failure(rel, "discover", f"file not found: {raw_dir / rel} ({where})", item.sample_id))
+            found.failures.append(
+                Failure(rel, "discover", f"file not found: {raw_dir / rel} ({where})", item.sample_id)
+            )
         else:
             found.items.append(item)
     try:

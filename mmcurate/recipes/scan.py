@@ -21,6 +21,7 @@ from mmcurate.store.items import Discovery, Failure
 #: adapter and ``--layout folders`` agree on what counts as media.
 MEDIA_EXTENSIONS = INGEST_MEDIA_EXTENSIONS
 
+
 def require_dir(raw_dir: Path) -> Path:
     """``raw_dir`` as a Path, or a one-line error when it is not a folder."""
     raw_dir = Path(raw_dir)

@@ -77,7 +77,9 @@ def _read_csv(path: Path, name: str, classes: set[str], disc: Discovery) -> dict
             if lineno == 1:  # a header row added by some mirrors
                 continue
             disc.failures.append(
-                Failure(file=name, stage="discover", reason=f"line {lineno}: start second {start_s!r} is not an integer")
+                Failure(
+                    file=name, stage="discover", reason=f"line {lineno}: start second {start_s!r} is not an integer"
+                )
             )
             continue
         split = normalize_split(split_raw)
@@ -89,7 +91,9 @@ def _read_csv(path: Path, name: str, classes: set[str], disc: Discovery) -> dict
         key = (ytid, start)
         if key in rows and rows[key].label != label:
             first = rows[key]
-            rows[key] = _Row(first.label, first.split, first.lineno, f"lines {first.lineno} and {lineno} of {name} give two labels")
+            rows[key] = _Row(
+                first.label, first.split, first.lineno, f"lines {first.lineno} and {lineno} of {name} give two labels"
+            )
             continue
         rows.setdefault(key, _Row(label, split, lineno, problem))
     return rows
@@ -130,7 +134,9 @@ def discover(raw_dir: Path, *, annotations: str = "vggsound.csv", video_dir: str
         key = (m["ytid"], int(m["start"]))
         row = rows.get(key)
         if row is None:
-            disc.failures.append(Failure(file=path, stage="discover", reason=f"not listed in {csv_name}", sample_id=path))
+            disc.failures.append(
+                Failure(file=path, stage="discover", reason=f"not listed in {csv_name}", sample_id=path)
+            )
             continue
         if key in used:
             disc.unlisted.append(path)  # a second copy of a clip already taken

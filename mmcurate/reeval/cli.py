@@ -38,8 +38,14 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     ),
 )
 @workdir_option
-@click.option("--list-methods", is_flag=True, is_eager=True, expose_value=False, callback=_list_methods,
-              help="Print every method with its category and paper, then exit.")
+@click.option(
+    "--list-methods",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_list_methods,
+    help="Print every method with its category and paper, then exit.",
+)
 @click_options(ReevalConfig)
 def reeval(workdir: str | None, **options: Any) -> None:
     """Re-evaluate imbalance algorithms on a balanced dataset, per modality-discrepancy subset.

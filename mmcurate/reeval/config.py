@@ -67,9 +67,15 @@ class TrainConfig:
 
 
 #: per-optimiser defaults of the learning rate and weight decay
-OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {"sgd": {"lr": 0.01, "weight_decay": 1e-4}, "adamw": {"lr": 1e-3, "weight_decay": 1e-2}}
+OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
+    "sgd": {"lr": 0.01, "weight_decay": 1e-4},
+    "adamw": {"lr": 1e-3, "weight_decay": 1e-2},
+}
 #: CPU-sized and GPU-sized defaults of the model width and frame size
-DEVICE_DEFAULTS: dict[str, dict[str, int]] = {"cpu": {"width": 8, "image_size": 32}, "cuda": {"width": 32, "image_size": 64}}
+DEVICE_DEFAULTS: dict[str, dict[str, int]] = {
+    "cpu": {"width": 8, "image_size": 32},
+    "cuda": {"width": 32, "image_size": 64},
+}
 
 
 @dataclass(frozen=True)
@@ -90,12 +96,16 @@ class ReevalConfig:
     seeds: str = opt("0", "Comma-separated seeds; every method runs once per seed and the tables give mean ± std.")
     epochs: int = opt(20, "Training epochs, the same for every method.")
     batch_size: int = opt(32, "Mini-batch size.")
-    lr: float | None = opt(None, "Learning rate (default 0.01 for sgd, 0.001 for adamw); cosine-annealed over the epochs.")
+    lr: float | None = opt(
+        None, "Learning rate (default 0.01 for sgd, 0.001 for adamw); cosine-annealed over the epochs."
+    )
     optimizer: str = opt(
         "sgd", "sgd (momentum 0.9) keeps gradient modulation meaningful; adamw is an alternative.", choices=OPTIMIZERS
     )
     weight_decay: float | None = opt(None, "Weight decay (default 1e-4 for sgd, 1e-2 for adamw).")
-    device: str = opt("auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N. The output says which was used.")
+    device: str = opt(
+        "auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N. The output says which was used."
+    )
     width: int | None = opt(None, "ResNet-18 base width (64 = standard). Default 8 on CPU, 32 on CUDA.")
     image_size: int | None = opt(None, "Frames are resized to this square size. Default 32 on CPU, 64 on CUDA.")
     num_frames: int = opt(3, "Frames per clip, evenly spread.")
@@ -107,7 +117,9 @@ class ReevalConfig:
     bins: int = opt(
         10, "Equal-width discrepancy bins over [-1, 1] for an ingest+score SOURCE (a balanced export carries its own)."
     )
-    audio_preset: str | None = opt(None, "Spectrogram preset of mmcurate.features (default: the data module's default).")
+    audio_preset: str | None = opt(
+        None, "Spectrogram preset of mmcurate.features (default: the data module's default)."
+    )
     method_params: tuple[str, ...] = opt(
         help="Override a method hyper-parameter, e.g. ogm_ge.alpha=0.8, gblending.super_epoch=5, greedy.window=5, "
         "pmr.alpha=1.0, pmr.coefficient=clipped, agm.variant=balancemm, mmpareto.gamma=1.5 (defaults and variants: "
@@ -133,8 +145,12 @@ class ReevalConfig:
 
     def __post_init__(self) -> None:
         for name, value, low in (
-            ("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 2), ("--num-frames", self.num_frames, 1),
-            ("--bins", self.bins, 2), ("--threads", self.threads, 1), ("--width", self.width, 1),
+            ("--epochs", self.epochs, 1),
+            ("--batch-size", self.batch_size, 2),
+            ("--num-frames", self.num_frames, 1),
+            ("--bins", self.bins, 2),
+            ("--threads", self.threads, 1),
+            ("--width", self.width, 1),
             ("--image-size", self.image_size, 8),
         ):
             if value is not None and value < low:
@@ -199,7 +215,9 @@ class ReevalConfig:
             batch_size=self.batch_size,
             lr=self.lr if self.lr is not None else OPTIMIZER_DEFAULTS[self.optimizer]["lr"],
             optimizer=self.optimizer,
-            weight_decay=self.weight_decay if self.weight_decay is not None else OPTIMIZER_DEFAULTS[self.optimizer]["weight_decay"],
+            weight_decay=self.weight_decay
+            if self.weight_decay is not None
+            else OPTIMIZER_DEFAULTS[self.optimizer]["weight_decay"],
             width=self.width or DEVICE_DEFAULTS[device_type]["width"],
             fusion=self.fusion,
             method_params=self.param_overrides(),

@@ -25,7 +25,10 @@ from mmcurate.reeval.data import ReevalData, SplitData
 
 #: coalitions, as (keep audio, keep visual)
 COALITIONS: dict[str, tuple[bool, bool]] = {
-    "av": (True, True), "a0": (True, False), "0v": (False, True), "00": (False, False),
+    "av": (True, True),
+    "a0": (True, False),
+    "0v": (False, True),
+    "00": (False, False),
 }
 
 
@@ -60,8 +63,11 @@ def shapley_contribution(correct: dict[str, np.ndarray]) -> tuple[dict[str, Any]
         phi_a = 0.5 * ((acc["av"] - acc["0v"]) + (acc["a0"] - acc["00"]))
         phi_v = 0.5 * ((acc["av"] - acc["a0"]) + (acc["0v"] - acc["00"]))
         dataset = {"audio": phi_a, "visual": phi_v, "imbalance": abs(phi_a - phi_v)}
-        sample = {"audio_mean": float(sample_a.mean()), "visual_mean": float(sample_v.mean()),
-                  "imbalance_mean": float(np.abs(sample_a - sample_v).mean())}
+        sample = {
+            "audio_mean": float(sample_a.mean()),
+            "visual_mean": float(sample_v.mean()),
+            "imbalance_mean": float(np.abs(sample_a - sample_v).mean()),
+        }
     else:
         dataset = {"audio": None, "visual": None, "imbalance": None}
         sample = {"audio_mean": None, "visual_mean": None, "imbalance_mean": None}

@@ -122,7 +122,9 @@ def resolve_splits(
         n = sum(s is None for s in splits)
         raise MMCurateError(f"{origin}: {n} samples have no split while others do; give every sample a split or none")
     if not given:
-        drawn = assign_splits(np.zeros(len(labels), np.int64), np.asarray(labels, dtype=object), groups, DEFAULT_FRACTIONS, DATA_SEED)
+        drawn = assign_splits(
+            np.zeros(len(labels), np.int64), np.asarray(labels, dtype=object), groups, DEFAULT_FRACTIONS, DATA_SEED
+        )
         return [str(x) for x in drawn], f"no splits in the source: 80/10/10 split {how} (seed {DATA_SEED})"
     if "test" not in given:
         raise MMCurateError(f"{origin}: no test split (found {sorted(given)}); re-evaluation reports test metrics")
@@ -219,9 +221,11 @@ def _take(split: SplitData, name: str, idx: np.ndarray) -> SplitData:
 
 
 def _concat(a: SplitData, b: SplitData, name: str) -> SplitData:
-    groups = None if a.groups is None and b.groups is None else [
-        *(a.groups or [None] * len(a)), *(b.groups or [None] * len(b))
-    ]
+    groups = (
+        None
+        if a.groups is None and b.groups is None
+        else [*(a.groups or [None] * len(a)), *(b.groups or [None] * len(b))]
+    )
     return SplitData(
         name=name,
         frames=torch.cat([a.frames, b.frames]),
@@ -250,8 +254,16 @@ def resplit(data: ReevalData, seed: int) -> ReevalData:
     train = _take(pool, "train", np.flatnonzero(drawn == "train"))
     val = _take(pool, "val", np.flatnonzero(drawn == "val"))
     mean, std = _audio_stats(train)
-    how = "groups kept whole" if pool.groups is not None and any(g is not None for g in pool.groups) else "no groups known"
+    how = (
+        "groups kept whole"
+        if pool.groups is not None and any(g is not None for g in pool.groups)
+        else "no groups known"
+    )
     return dataclasses.replace(
-        data, train=train, val=val, audio_mean=mean, audio_std=std,
+        data,
+        train=train,
+        val=val,
+        audio_mean=mean,
+        audio_std=std,
         split_note=f"{data.split_note}; train/val re-drawn for seed {seed} (stratified by bin and class, {how}; test fixed)",
     )

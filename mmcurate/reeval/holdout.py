@@ -27,8 +27,11 @@ def holdout_split(
     if grouped and len({g if g is not None else f"\0{i}" for i, g in enumerate(groups)}) < 2:  # type: ignore[union-attr]
         raise MMCurateError("cannot hold out part of a training split whose samples all share one group")
     sides = assign_splits(
-        np.zeros(n, np.int64), np.asarray([str(x) for x in labels], dtype=object), groups if grouped else None,
-        (1 - fraction, fraction, 0.0), seed,
+        np.zeros(n, np.int64),
+        np.asarray([str(x) for x in labels], dtype=object),
+        groups if grouped else None,
+        (1 - fraction, fraction, 0.0),
+        seed,
     )
     held = sides == "val"
     if not held.any():  # a share too small to round to one sample: hold out one, seeded

@@ -123,8 +123,12 @@ CONTRIBUTION_KEYS: dict[str, tuple[str, str]] = {
 def metric_counts(result: dict[str, Any]) -> dict[str, int | None]:
     """Flat metric key -> number of test samples it was computed on (None: not a proportion)."""
     counts = result["counts"]
-    out: dict[str, int | None] = {"acc": counts["overall"], "macro_f1": None,
-                                  "acc_audio": counts["overall"], "acc_visual": counts["overall"]}
+    out: dict[str, int | None] = {
+        "acc": counts["overall"],
+        "macro_f1": None,
+        "acc_audio": counts["overall"],
+        "acc_visual": counts["overall"],
+    }
     for name in result["accuracy"]:
         if name != "overall":
             out[f"acc_{name}"] = counts.get(name)

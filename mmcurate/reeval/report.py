@@ -45,7 +45,11 @@ MAIN_COLUMNS: list[tuple[str, str]] = [
     col
     for t in THRESHOLDS
     if t > 0
-    for col in ((f"acc_audio>{t:g}", f"d>{t:g}"), (f"acc_visual>{t:g}", f"d<-{t:g}"), (f"acc_abs>{t:g}", f"\\|d\\|>{t:g}"))
+    for col in (
+        (f"acc_audio>{t:g}", f"d>{t:g}"),
+        (f"acc_visual>{t:g}", f"d<-{t:g}"),
+        (f"acc_abs>{t:g}", f"\\|d\\|>{t:g}"),
+    )
 ]
 
 #: (metric key, column header) of the modality-contribution table
@@ -58,10 +62,12 @@ CONTRIBUTION_COLUMNS: list[tuple[str, str]] = [
 ]
 
 #: interval kinds as the tables name them
-INTERVAL_NAMES = {"wilson": "Wilson score interval over the test samples (one seed)",
-                  "t": "Student t interval over the seeds (seed variance; the test samples are fixed)",
-                  "t_resplit": "Student t interval over the seeds, each with its own train/val draw (seed and split "
-                               "variance; the test samples are fixed)"}
+INTERVAL_NAMES = {
+    "wilson": "Wilson score interval over the test samples (one seed)",
+    "t": "Student t interval over the seeds (seed variance; the test samples are fixed)",
+    "t_resplit": "Student t interval over the seeds, each with its own train/val draw (seed and split "
+    "variance; the test samples are fixed)",
+}
 
 
 # ----------------------------------------------------------------------------------------- summary
@@ -93,8 +99,13 @@ def summarise(runs: list[RunResult]) -> dict[str, dict[str, dict[str, Any]]]:
                 if ci is not None and (_is_proportion(k) or k == "macro_f1"):  # both live in [0, 1]
                     ci = (max(0.0, ci[0]), min(1.0, ci[1]))
             out[method][k] = {
-                "mean": mean, "std": std, "n": n, "count": count,
-                "ci_low": None if ci is None else ci[0], "ci_high": None if ci is None else ci[1], "ci": kind,
+                "mean": mean,
+                "std": std,
+                "n": n,
+                "count": count,
+                "ci_low": None if ci is None else ci[0],
+                "ci_high": None if ci is None else ci[1],
+                "ci": kind,
             }
     return out
 
@@ -206,7 +217,11 @@ def results_markdown(
     bin_counts = runs[0].test["bin_counts"] if runs else []
     methods = list(summary)
     interval = INTERVAL_NAMES["wilson" if len(seeds) == 1 else "t_resplit" if settings.get("resplit") else "t"]
-    spread = "" if len(seeds) == 1 else (" ± std over seeds and train/val draws" if settings.get("resplit") else " ± std over seeds")
+    spread = (
+        ""
+        if len(seeds) == 1
+        else (" ± std over seeds and train/val draws" if settings.get("resplit") else " ± std over seeds")
+    )
     lines = [
         "# Re-evaluation results",
         "",
@@ -223,7 +238,9 @@ def results_markdown(
     ]
     main_counts = {k: counts.get(k.removeprefix("acc_"), counts.get("overall")) for k, _ in MAIN_COLUMNS}
     lines += _table(
-        methods, summary, MAIN_COLUMNS,
+        methods,
+        summary,
+        MAIN_COLUMNS,
         count_row=[("" if k == "macro_f1" else f"n={main_counts[k]}") for k, _ in MAIN_COLUMNS],
     )
     if data.num_bins:
@@ -243,10 +260,16 @@ def results_markdown(
     n_row = [f"n={counts.get('overall', 0)}"] * len(CONTRIBUTION_COLUMNS)
     lines += _table(methods, summary, CONTRIBUTION_COLUMNS, count_row=n_row, bold=False)
     if diagnostics:
-        lines += ["", "## Method diagnostics over training", "",
-                  "Mean over seeds of each diagnostic at the first and the last epoch; the trajectories are in "
-                  "`diagnostics_<method>.png` and `results.json` → `diagnostics`.", "",
-                  "| Method | Diagnostic | First epoch | Last epoch |", "|---|---|---:|---:|"]
+        lines += [
+            "",
+            "## Method diagnostics over training",
+            "",
+            "Mean over seeds of each diagnostic at the first and the last epoch; the trajectories are in "
+            "`diagnostics_<method>.png` and `results.json` → `diagnostics`.",
+            "",
+            "| Method | Diagnostic | First epoch | Last epoch |",
+            "|---|---|---:|---:|",
+        ]
         for method, entries in diagnostics.items():
             for entry in entries.values():
                 vals = [v for v in entry["mean"] if v is not None]
@@ -283,8 +306,11 @@ def _cell(s: dict[str, Any]) -> str:
 
 
 def _table(
-    methods: list[str], summary: dict[str, dict[str, dict[str, Any]]], columns: list[tuple[str, str]],
-    count_row: list[str], bold: bool = True,
+    methods: list[str],
+    summary: dict[str, dict[str, dict[str, Any]]],
+    columns: list[tuple[str, str]],
+    count_row: list[str],
+    bold: bool = True,
 ) -> list[str]:
     best = {}
     for key, _ in columns:
@@ -355,19 +381,37 @@ def bins_figure(data: ReevalData, summary: dict[str, dict[str, dict[str, Any]]])
         if all(math.isnan(y) for y in ys):
             continue
         style = "--" if METHODS[m].kind == "unimodal" else "-"
-        ax.errorbar([x + shift for x in xs], ys, yerr=[lo, hi], linestyle=style, marker="o", markersize=3, capsize=2,
-                    label=METHODS[m].title)
+        ax.errorbar(
+            [x + shift for x in xs],
+            ys,
+            yerr=[lo, hi],
+            linestyle=style,
+            marker="o",
+            markersize=3,
+            capsize=2,
+            label=METHODS[m].title,
+        )
     ax.set_xticks(xs)
-    ax.set_xticklabels([f"{_bin_header(data, b)}\nn={counts[b] if counts[b] is not None else 0}" for b in xs],
-                       rotation=45, ha="right", fontsize=6)
+    ax.set_xticklabels(
+        [f"{_bin_header(data, b)}\nn={counts[b] if counts[b] is not None else 0}" for b in xs],
+        rotation=45,
+        ha="right",
+        fontsize=6,
+    )
     ax.set_xlim(-0.5, len(xs) - 0.5)
     ax.set_xlabel("discrepancy bin  (d = p_audio - p_visual; left: visual-preferred, right: audio-preferred)")
     ax.set_ylabel("test accuracy (%), 95 % interval")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     if sparse:
-        ax.text(0.01, 0.01, f"hatched: fewer than {MIN_SAMPLES} test samples, not plotted", transform=ax.transAxes,
-                fontsize=7, color="0.35")
+        ax.text(
+            0.01,
+            0.01,
+            f"hatched: fewer than {MIN_SAMPLES} test samples, not plotted",
+            transform=ax.transAxes,
+            fontsize=7,
+            color="0.35",
+        )
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -394,7 +438,10 @@ def plot_thresholds(path: Path, summary: dict[str, dict[str, dict[str, Any]]]) -
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True)
     first = next(iter(summary.values()), {})
-    for ax, side, title in ((axes[0], "audio", "audio-dominated (d > T)"), (axes[1], "visual", "visual-dominated (d < -T)")):
+    for ax, side, title in (
+        (axes[0], "audio", "audio-dominated (d > T)"),
+        (axes[1], "visual", "visual-dominated (d < -T)"),
+    ):
         ns = {t: first.get(f"acc_{side}>{t:g}", {}).get("count") for t in THRESHOLDS}
         for j, (m, stats) in enumerate(summary.items()):
             shift = _dodge(j, len(summary), 0.06)
@@ -403,9 +450,15 @@ def plot_thresholds(path: Path, summary: dict[str, dict[str, dict[str, Any]]]) -
             if pts:
                 style = "--" if METHODS[m].kind == "unimodal" else "-"
                 errs = [_errors(s) for _, s in pts]
-                ax.errorbar([t + shift for t, _ in pts], [100 * s["mean"] for _, s in pts],
-                            yerr=[[e[0] for e in errs], [e[1] for e in errs]], linestyle=style, marker="o",
-                            capsize=2, label=METHODS[m].title)
+                ax.errorbar(
+                    [t + shift for t, _ in pts],
+                    [100 * s["mean"] for _, s in pts],
+                    yerr=[[e[0] for e in errs], [e[1] for e in errs]],
+                    linestyle=style,
+                    marker="o",
+                    capsize=2,
+                    label=METHODS[m].title,
+                )
         for t, n in ns.items():
             if n is not None and n < MIN_SAMPLES:
                 ax.axvspan(t - 0.05, t + 0.05, facecolor="0.88", hatch="///", edgecolor="0.65", linewidth=0, zorder=0)
@@ -433,8 +486,14 @@ def plot_diagnostics(path: Path, method: str, diagnostics: dict[str, dict[str, A
         for seed, vals in entry["per_seed"].items():
             pts = [(e, v) for e, v in zip(epochs, vals) if v is not None]
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", linewidth=0.8, alpha=0.6,
-                        label=f"seed {seed}")
+                ax.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    marker=".",
+                    linewidth=0.8,
+                    alpha=0.6,
+                    label=f"seed {seed}",
+                )
         mean = [(e, v) for e, v in zip(epochs, entry["mean"]) if v is not None]
         if len(entry["per_seed"]) > 1 and mean:
             ax.plot([p[0] for p in mean], [p[1] for p in mean], color="black", linewidth=2, label="mean")

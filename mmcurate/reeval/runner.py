@@ -81,9 +81,20 @@ def run_reeval_stage(workdir: Workdir, cfg: ReevalConfig) -> ReevalOutcome:
     else:
         device = resolve_device(cfg.device)
     return run_reeval(
-        cfg.source, cfg.out or workdir.reeval_dir, cfg.method_list(), cfg.seed_list(), cfg.train_config(device.type),
-        cfg.tensor_settings(device.type), device, workdir=workdir, bins=cfg.bins, fresh=cfg.fresh,
-        cache_dir=cfg.cache_dir, threads=execution.threads(cfg.threads), execution=execution, resplit=cfg.resplit,
+        cfg.source,
+        cfg.out or workdir.reeval_dir,
+        cfg.method_list(),
+        cfg.seed_list(),
+        cfg.train_config(device.type),
+        cfg.tensor_settings(device.type),
+        device,
+        workdir=workdir,
+        bins=cfg.bins,
+        fresh=cfg.fresh,
+        cache_dir=cfg.cache_dir,
+        threads=execution.threads(cfg.threads),
+        execution=execution,
+        resplit=cfg.resplit,
         overwrite=cfg.overwrite,
     )
 
@@ -98,6 +109,7 @@ def claim_reeval_folder(out_dir: Path, overwrite: bool) -> FileLock:
     A non-empty folder that is not a reeval output (a project folder, an ingest or balanced
     output) is refused unless ``overwrite``; even then reeval writes only its own names. The lock
     refuses a second reeval on the same folder while this one runs."""
+
     def legacy() -> bool:
         return any((out_dir / name).exists() for name in REEVAL_NAMES)
 
@@ -166,17 +178,44 @@ def run_reeval(
     # rank 0 owns the folder (the other ranks write nothing): checked and locked before any loading
     lock = claim_reeval_folder(Path(out_dir), overwrite) if ranks.is_main else None
     try:
-        return _run_reeval_locked(source, Path(out_dir), methods, seeds, cfg, settings, device, workdir, bins, fresh,
-                                  cache_dir, threads, execution, ranks, resplit)
+        return _run_reeval_locked(
+            source,
+            Path(out_dir),
+            methods,
+            seeds,
+            cfg,
+            settings,
+            device,
+            workdir,
+            bins,
+            fresh,
+            cache_dir,
+            threads,
+            execution,
+            ranks,
+            resplit,
+        )
     finally:
         if lock is not None:
             lock.release()
 
 
 def _run_reeval_locked(
-    source: str | None, out_dir: Path, methods: list[str], seeds: list[int], cfg: TrainConfig, settings: TensorSettings,
-    device: torch.device, workdir: Workdir | None, bins: int, fresh: bool, cache_dir: str | None, threads: int | None,
-    execution: ExecutionConfig, ranks: Ranks, resplit: bool,
+    source: str | None,
+    out_dir: Path,
+    methods: list[str],
+    seeds: list[int],
+    cfg: TrainConfig,
+    settings: TensorSettings,
+    device: torch.device,
+    workdir: Workdir | None,
+    bins: int,
+    fresh: bool,
+    cache_dir: str | None,
+    threads: int | None,
+    execution: ExecutionConfig,
+    ranks: Ranks,
+    resplit: bool,
 ) -> ReevalOutcome:
     if device.type == "cpu" and threads is not None:
         torch.set_num_threads(threads)
@@ -196,26 +235,43 @@ def _run_reeval_locked(
     if not ranks.is_main:  # only rank 0 writes
         return ReevalOutcome(runs, {}, data, device_text)
     run_settings: dict[str, Any] = {
-        **cfg.to_dict(), **settings.to_dict(), "seeds": seeds, "methods": methods, "bins": bins,
+        **cfg.to_dict(),
+        **settings.to_dict(),
+        "seeds": seeds,
+        "methods": methods,
+        "bins": bins,
         **({"resplit": True} if resplit else {}),
     }
     if resplit:
         data = dataclasses.replace(
-            data, split_note=f"{data.split_note}; train/val re-drawn for every seed (stratified by bin and class, "
+            data,
+            split_note=f"{data.split_note}; train/val re-drawn for every seed (stratified by bin and class, "
             "groups kept whole where known; test fixed)",
         )
     paths = write_report(out_dir, data, runs, run_settings, device.type)
     atomic_write_json(
         out_dir / "timings.json",
-        {"device": device_text, "runs": [{"method": r.method, "seed": r.seed, "status": r.status, "seconds": round(r.seconds, 2)} for r in runs]},
+        {
+            "device": device_text,
+            "runs": [
+                {"method": r.method, "seed": r.seed, "status": r.status, "seconds": round(r.seconds, 2)} for r in runs
+            ],
+        },
     )
     summary_table(
         "reeval: test accuracy (model chosen on validation)",
         ["method", "seed", "run", "best epoch", "val acc", "test acc", "audio-pref", "visual-pref", "seconds"],
         [
             [
-                r.method, r.seed, r.status, r.best_epoch, r.best_val_acc, r.test["accuracy"]["overall"],
-                _fmt(r.test["accuracy"]["audio_pref"]), _fmt(r.test["accuracy"]["visual_pref"]), round(r.seconds, 1),
+                r.method,
+                r.seed,
+                r.status,
+                r.best_epoch,
+                r.best_val_acc,
+                r.test["accuracy"]["overall"],
+                _fmt(r.test["accuracy"]["audio_pref"]),
+                _fmt(r.test["accuracy"]["visual_pref"]),
+                round(r.seconds, 1),
             ]
             for r in runs
         ],
@@ -224,8 +280,17 @@ def _run_reeval_locked(
 
 
 def _train_all(
-    data: ReevalData, cfg: TrainConfig, methods: list[str], seeds: list[int], out_dir: Path, device: torch.device,
-    fresh: bool, threads: int | None, execution: ExecutionConfig, ranks: Ranks, resplit: bool = False,
+    data: ReevalData,
+    cfg: TrainConfig,
+    methods: list[str],
+    seeds: list[int],
+    out_dir: Path,
+    device: torch.device,
+    fresh: bool,
+    threads: int | None,
+    execution: ExecutionConfig,
+    ranks: Ranks,
+    resplit: bool = False,
 ) -> list[RunResult]:
     """Every (method, seed) run's result, in (method, seed) order: reused, or trained through the executor.
 

@@ -96,7 +96,9 @@ def load_balanced_dir(path: Path, settings: TensorSettings) -> ReevalData:
     if not shards:
         if (balanced.hf_dir / "dataset_dict.json").is_file():
             return _from_dataset_dict(_load_from_disk(balanced.hf_dir), settings, str(balanced.hf_dir), "balanced")
-        raise MMCurateError(f"{path}: no data/*.parquet shards and no hf/ dataset; run `mmcurate balance` to export one")
+        raise MMCurateError(
+            f"{path}: no data/*.parquet shards and no hf/ dataset; run `mmcurate balance` to export one"
+        )
     tables: list[pa.Table] = []
     split_of_rows: list[str] = []
     names: list[str] | None = None
@@ -180,11 +182,18 @@ def _with_selection_groups(table: pa.Table, balanced: BalancedDir) -> pa.Table:
         return table
     selection = balanced.read_selection()
     group_of = dict(zip(selection.column("sample_id").to_pylist(), selection.column("group").to_pylist()))
-    return table.append_column("group", pa.array([group_of.get(s) for s in table.column("sample_id").to_pylist()], pa.string()))
+    return table.append_column(
+        "group", pa.array([group_of.get(s) for s in table.column("sample_id").to_pylist()], pa.string())
+    )
 
 
 def _from_hf_table(
-    table: pa.Table, file_splits: list[str], names: list[str] | None, settings: TensorSettings, origin: str, kind: str,
+    table: pa.Table,
+    file_splits: list[str],
+    names: list[str] | None,
+    settings: TensorSettings,
+    origin: str,
+    kind: str,
     recorded_edges: list[float] | None = None,
 ) -> ReevalData:
     """Export columns (schemas.EXPORT_COLUMNS) -> shard layout + discrepancy, bins and splits.
@@ -209,7 +218,9 @@ def _from_hf_table(
         file_splits = table.column("split").to_pylist()  # one file/split holding a split column
     splits = normalize_splits(file_splits, origin)
     splits, note = resolve_splits(splits, labels, origin, _groups(table))
-    discrepancy = np.array([np.nan if d is None else d for d in table.column("discrepancy").to_pylist()], dtype=np.float64)
+    discrepancy = np.array(
+        [np.nan if d is None else d for d in table.column("discrepancy").to_pylist()], dtype=np.float64
+    )
     bins = np.array([-1 if b is None else b for b in table.column("bin").to_pylist()], dtype=np.int64)
     num_bins = int(bins.max()) + 1 if (bins >= 0).any() else 0
     edges = recorded_edges
@@ -229,9 +240,18 @@ def _from_hf_table(
     if cache_config is not None and "audio_features" in media.column_names:  # the export named the cache's config
         media = media.replace_schema_metadata({FEATURES_METADATA_KEY: cache_config})
     return assemble(
-        media, classes, splits, discrepancy, bins,
-        num_bins=num_bins, bin_edges=edges, settings=settings,
-        source=origin, source_kind=kind, split_note=note, groups=_groups(table),
+        media,
+        classes,
+        splits,
+        discrepancy,
+        bins,
+        num_bins=num_bins,
+        bin_edges=edges,
+        settings=settings,
+        source=origin,
+        source_kind=kind,
+        split_note=note,
+        groups=_groups(table),
     )
 
 
@@ -290,13 +310,25 @@ def load_ingest_dir(path: Path, settings: TensorSettings, bins: int = 10) -> Ree
     labels = manifest.column("label").to_pylist()
     unknown = sorted(set(labels) - set(classes))
     if unknown:
-        raise MMCurateError(f"{ingest.file(IngestDir.CLASSES)}: labels {unknown[:5]} of the manifest are not in the class list")
+        raise MMCurateError(
+            f"{ingest.file(IngestDir.CLASSES)}: labels {unknown[:5]} of the manifest are not in the class list"
+        )
     splits = normalize_splits(manifest.column("split").to_pylist(), str(ingest.manifest_path))
     splits, note = resolve_splits(splits, labels, str(ingest.manifest_path), _groups(manifest))
     return assemble(
-        media, classes, splits, discrepancy, assign_bins(discrepancy, make_edges(bins)),
-        num_bins=bins, bin_edges=[float(e) for e in make_edges(bins)], settings=settings,
-        source=str(path), source_kind="ingest", split_note=note, notes=notes, groups=_groups(manifest),
+        media,
+        classes,
+        splits,
+        discrepancy,
+        assign_bins(discrepancy, make_edges(bins)),
+        num_bins=bins,
+        bin_edges=[float(e) for e in make_edges(bins)],
+        settings=settings,
+        source=str(path),
+        source_kind="ingest",
+        split_note=note,
+        notes=notes,
+        groups=_groups(manifest),
     )
 
 
@@ -305,4 +337,3 @@ def _groups(table: pa.Table) -> list[str | None] | None:
     if "group" not in table.column_names:
         return None
     return [None if g is None else str(g) for g in table.column("group").to_pylist()]
-

@@ -83,7 +83,9 @@ def run_dir_for(out_dir: Path, method: str, seed: int) -> Path:
     return Path(out_dir) / "runs" / method / f"seed{seed}"
 
 
-def run_identity(method: Method, cfg: TrainConfig, data: ReevalData, seed: int, device: torch.device) -> dict[str, Any]:
+def run_identity(
+    method: Method, cfg: TrainConfig, data: ReevalData, seed: int, device: torch.device
+) -> dict[str, Any]:
     """Everything that determines a run's outcome; its hash guards resume and caching."""
     train = cfg.to_dict()
     train.pop("method_params")
@@ -115,14 +117,19 @@ def train_run(
 
 def run_identity_hash(method_name: str, data: ReevalData, cfg: TrainConfig, seed: int, device: torch.device) -> str:
     """The identity hash of one (method, seed) run (what its checkpoints and result marker are checked against)."""
-    method = get_method(method_name, width=cfg.width, fusion=cfg.fusion, epochs=cfg.epochs, seed=seed, **cfg.params_for(method_name))
+    method = get_method(
+        method_name, width=cfg.width, fusion=cfg.fusion, epochs=cfg.epochs, seed=seed, **cfg.params_for(method_name)
+    )
     return config_hash(run_identity(method, cfg, data, seed, device))
 
 
-def finished_run(out_dir: Path, method_name: str, data: ReevalData, cfg: TrainConfig, seed: int,
-                 device: torch.device) -> RunResult | None:
+def finished_run(
+    out_dir: Path, method_name: str, data: ReevalData, cfg: TrainConfig, seed: int, device: torch.device
+) -> RunResult | None:
     """The recorded result of a finished run with these settings (status "cached"), else None."""
-    cached = _load_finished(run_dir_for(out_dir, method_name, seed), run_identity_hash(method_name, data, cfg, seed, device))
+    cached = _load_finished(
+        run_dir_for(out_dir, method_name, seed), run_identity_hash(method_name, data, cfg, seed, device)
+    )
     if cached is not None:
         cached.status = "cached"
     return cached
@@ -146,7 +153,9 @@ def fit_run(
     ``--distributed``; every rank then returns the same result).
     """
     started = time.perf_counter()
-    method = get_method(method_name, width=cfg.width, fusion=cfg.fusion, epochs=cfg.epochs, seed=seed, **cfg.params_for(method_name))
+    method = get_method(
+        method_name, width=cfg.width, fusion=cfg.fusion, epochs=cfg.epochs, seed=seed, **cfg.params_for(method_name)
+    )
     run_dir = run_dir_for(out_dir, method_name, seed)
     identity = run_identity(method, cfg, data, seed, device)
     ident_hash = config_hash(identity)
@@ -165,9 +174,21 @@ def fit_run(
     model = method.build_model(len(data.classes)).to(device)
     optimizer, scheduler = build_optimizer(model, cfg)
     subset = method.train_subset(data)
-    steps = num_batches(len(data.train) if subset is None else len(subset), cfg.batch_size, drop_singleton=True, ranks=ranks)
+    steps = num_batches(
+        len(data.train) if subset is None else len(subset), cfg.batch_size, drop_singleton=True, ranks=ranks
+    )
     ctx = TrainContext(
-        0, cfg.epochs, 0, steps, device, data, cfg.batch_size, seed, cfg=cfg, optimizer=optimizer, out_dir=Path(out_dir)
+        0,
+        cfg.epochs,
+        0,
+        steps,
+        device,
+        data,
+        cfg.batch_size,
+        seed,
+        cfg=cfg,
+        optimizer=optimizer,
+        out_dir=Path(out_dir),
     )
     state = _load_checkpoint(run_dir / "last.pt", ident_hash, device)
     distributed.barrier(ranks)  # every rank has read the checkpoint before rank 0 writes the next one
@@ -223,8 +244,14 @@ def fit_run(
     model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=False)["model"])
     pred = predict_split(method, model, data.test, data, cfg.batch_size, device)
     test = evaluate_predictions(
-        pred["pred"], data.test.labels.numpy(), data.test.discrepancy, data.test.bins,
-        data.num_bins, len(data.classes), pred.get("pred_audio"), pred.get("pred_visual"),
+        pred["pred"],
+        data.test.labels.numpy(),
+        data.test.discrepancy,
+        data.test.bins,
+        data.num_bins,
+        len(data.classes),
+        pred.get("pred_audio"),
+        pred.get("pred_visual"),
     )
     contribution, per_sample = shapley_contribution(
         coalition_correctness(method, model, data.test, data, cfg.batch_size, device)
@@ -232,8 +259,15 @@ def fit_run(
     test["contribution"] = contribution
     pred["shapley_audio"], pred["shapley_visual"] = per_sample["audio"], per_sample["visual"]
     result = RunResult(
-        method=method_name, seed=seed, best_epoch=best["epoch"], best_val_acc=best["val_acc"],
-        best_val_loss=best["val_loss"], test=test, history=history, method_info=method.describe(), status=status,
+        method=method_name,
+        seed=seed,
+        best_epoch=best["epoch"],
+        best_val_acc=best["val_acc"],
+        best_val_loss=best["val_loss"],
+        test=test,
+        history=history,
+        method_info=method.describe(),
+        status=status,
         extra={"identity_hash": ident_hash},
     )
     result.seconds = time.perf_counter() - started
@@ -251,8 +285,15 @@ def record_run(out_dir: Path, result: RunResult, predictions: pa.Table) -> None:
 
 
 def _train_epoch(
-    method: Method, model: nn.Module, optimizer: torch.optim.Optimizer, data: ReevalData,
-    cfg: TrainConfig, ctx: TrainContext, seed: int, advance: Any, subset: torch.Tensor | None = None,
+    method: Method,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: ReevalData,
+    cfg: TrainConfig,
+    ctx: TrainContext,
+    seed: int,
+    advance: Any,
+    subset: torch.Tensor | None = None,
     ranks: Ranks = SINGLE,
 ) -> dict[str, float]:
     model.train()
@@ -266,13 +307,17 @@ def _train_epoch(
     counts: dict[str, int] = {}
     batches = method.train_batches(ctx)
     if batches is None:
-        batches = iter_batches(data.train, data, cfg.batch_size, ctx.device, order=order, drop_singleton=True, ranks=ranks)
+        batches = iter_batches(
+            data.train, data, cfg.batch_size, ctx.device, order=order, drop_singleton=True, ranks=ranks
+        )
     for batch in batches:
         optimizer.zero_grad(set_to_none=True)
         out = method.forward(model, batch, ctx)
         loss, logs = method.loss(model, batch, out, ctx)
         if not torch.isfinite(loss):
-            raise MMCurateError(f"{method.name}: the training loss became {float(loss.detach())} at epoch {ctx.epoch}; lower --lr")
+            raise MMCurateError(
+                f"{method.name}: the training loss became {float(loss.detach())} at epoch {ctx.epoch}; lower --lr"
+            )
         loss.backward()
         logs = {**logs, **method.after_backward(model, batch, out, ctx)}
         # --distributed: the batch-weighted sum of the ranks' (modulated) gradients, after the method's
@@ -310,7 +355,9 @@ def predict_split(
     return out
 
 
-def _validate(method: Method, model: nn.Module, split: SplitData, data: ReevalData, batch_size: int, device: torch.device) -> tuple[float, float]:
+def _validate(
+    method: Method, model: nn.Module, split: SplitData, data: ReevalData, batch_size: int, device: torch.device
+) -> tuple[float, float]:
     pred = predict_split(method, model, split, data, batch_size, device)
     labels = split.labels
     loss = float(F.cross_entropy(torch.from_numpy(pred["logits"]), labels))
@@ -346,8 +393,14 @@ def _load_finished(run_dir: Path, ident_hash: str) -> RunResult | None:
     if not doc:
         return None
     return RunResult(
-        method=doc["method"], seed=doc["seed"], best_epoch=doc["best_epoch"], best_val_acc=doc["best_val_acc"],
-        best_val_loss=doc["best_val_loss"], test=doc["test"], history=doc["history"], method_info=doc["method_info"],
+        method=doc["method"],
+        seed=doc["seed"],
+        best_epoch=doc["best_epoch"],
+        best_val_acc=doc["best_val_acc"],
+        best_val_loss=doc["best_val_loss"],
+        test=doc["test"],
+        history=doc["history"],
+        method_info=doc["method_info"],
     )
 
 
@@ -357,8 +410,12 @@ def _predictions_table(split: SplitData, pred: dict[str, np.ndarray]) -> pa.Tabl
         "sample_id": pa.array(split.sample_ids, pa.string()),
         "label": pa.array(split.labels.numpy(), pa.int32()),
         "pred": pa.array(pred["pred"], pa.int32()),
-        "pred_audio": pa.array(pred["pred_audio"], pa.int32()) if "pred_audio" in pred else pa.nulls(len(split), pa.int32()),
-        "pred_visual": pa.array(pred["pred_visual"], pa.int32()) if "pred_visual" in pred else pa.nulls(len(split), pa.int32()),
+        "pred_audio": pa.array(pred["pred_audio"], pa.int32())
+        if "pred_audio" in pred
+        else pa.nulls(len(split), pa.int32()),
+        "pred_visual": pa.array(pred["pred_visual"], pa.int32())
+        if "pred_visual" in pred
+        else pa.nulls(len(split), pa.int32()),
         "discrepancy": pa.array(np.where(np.isfinite(split.discrepancy), split.discrepancy, np.nan), pa.float64()),
         "bin": pa.array(split.bins, pa.int32()),
         # sample-level Shapley contribution of each modality (see mmcurate.reeval.contribution)

@@ -29,6 +29,17 @@ STAGE: Stage[ScoreStageConfig, ScoreResult] = Stage(
 )
 
 __all__ = [
-    "BUILTIN_SCORER", "STAGE", "ScoreConfig", "ScoreResult", "ScoreStageConfig", "available_scorers", "import_scores",
-    "read_scores", "register_scorer", "run_score", "scores_state", "summarize", "validate_scores",
+    "BUILTIN_SCORER",
+    "STAGE",
+    "ScoreConfig",
+    "ScoreResult",
+    "ScoreStageConfig",
+    "available_scorers",
+    "import_scores",
+    "read_scores",
+    "register_scorer",
+    "run_score",
+    "scores_state",
+    "summarize",
+    "validate_scores",
 ]

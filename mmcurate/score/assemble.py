@@ -49,8 +49,11 @@ def assemble_scores(y: np.ndarray, groups: np.ndarray, runs: dict[str, ModalityR
     for m in MODALITIES:
         r = runs[m]
         raw = np.mean(r.probs, axis=0)
-        cal = cross_fitted_calibration(raw, y, groups, calibration) if calibration != "none" else Calibration(
-            raw, False, reason="calibration switched off (--calibration none)")
+        cal = (
+            cross_fitted_calibration(raw, y, groups, calibration)
+            if calibration != "none"
+            else Calibration(raw, False, reason="calibration switched off (--calibration none)")
+        )
         raw_true = raw[rows, y]
         cal_true = cal.probs[rows, y]
         run_means = np.stack([w.mean(axis=0) for w in r.window_true])

@@ -171,15 +171,19 @@ def why_not_calibratable(probs: np.ndarray, y: np.ndarray) -> str | None:
     if n == 0:
         return "no samples to fit a temperature on"
     if n / max(c, 1) < MIN_SAMPLES_PER_CLASS:
-        return (f"too few samples per class to fit a temperature ({n} samples for {c} classes, "
-                f"fewer than {MIN_SAMPLES_PER_CLASS} per class)")
+        return (
+            f"too few samples per class to fit a temperature ({n} samples for {c} classes, "
+            f"fewer than {MIN_SAMPLES_PER_CLASS} per class)"
+        )
     conf = probs.max(axis=1)
     if float(np.ptp(conf)) < 1e-9:
         return f"every confidence is the same value ({conf[0]:.4g}); there is nothing to calibrate"
     return None
 
 
-def cross_fitted_calibration(probs: np.ndarray, y: np.ndarray, groups: np.ndarray, method: str = "floor") -> Calibration:
+def cross_fitted_calibration(
+    probs: np.ndarray, y: np.ndarray, groups: np.ndarray, method: str = "floor"
+) -> Calibration:
     """Calibrate each group with a temperature (and, for ``method="floor"``, a floor) fitted on
     all *other* groups' samples.
 
@@ -210,8 +214,9 @@ def cross_fitted_calibration(probs: np.ndarray, y: np.ndarray, groups: np.ndarra
     return Calibration(out, True, temps, floors, method=method)
 
 
-def calibration_slope(raw_true: np.ndarray, tempered_true: np.ndarray, temperature: np.ndarray,
-                      floor: np.ndarray | float = 0.0) -> np.ndarray:
+def calibration_slope(
+    raw_true: np.ndarray, tempered_true: np.ndarray, temperature: np.ndarray, floor: np.ndarray | float = 0.0
+) -> np.ndarray:
     """d(calibrated true-class probability) / d(raw true-class probability), per sample.
 
     For temperature scaling, when the true class's probability moves and the other classes keep

@@ -52,8 +52,10 @@ def saved_scorer_for(source: IngestDir) -> SavedScorer:
         raise MMCurateError(f"{folder}: no saved scorers for the scores of {source.path}; {FIX}")
     saved = load_scorer(folder)
     if saved.meta.get("manifest_fingerprint") != source.fingerprint():
-        raise MMCurateError(f"{folder / SCORER_META}: these scorers were trained on other data than {source.path} holds "
-                            f"now (its manifest changed); {FIX}")
+        raise MMCurateError(
+            f"{folder / SCORER_META}: these scorers were trained on other data than {source.path} holds "
+            f"now (its manifest changed); {FIX}"
+        )
     return saved
 
 
@@ -64,7 +66,8 @@ def check_classes(candidates: IngestDir, saved: SavedScorer) -> list[str]:
         extra = sorted(set(classes) - set(saved.classes))
         missing = sorted(set(saved.classes) - set(classes))
         why = (f"not in the scorer's: {extra[:5]}; " if extra else "") + (
-            f"missing: {missing[:5]}; " if missing else "") or "same names in another order; "
+            f"missing: {missing[:5]}; " if missing else ""
+        ) or "same names in another order; "
         raise MMCurateError(
             f"{candidates.file(IngestDir.CLASSES)}: class list differs from the saved scorer's "
             f"({saved.folder / SCORER_META}): {why}candidates must have exactly the scorer's classes, in order (ingest them with --classes)"
@@ -72,8 +75,13 @@ def check_classes(candidates: IngestDir, saved: SavedScorer) -> list[str]:
     return classes
 
 
-def candidate_columns(probs: dict[str, np.ndarray], per_checkpoint: dict[str, np.ndarray], y: np.ndarray,
-                      calibration: dict[str, dict[str, Any]], epoch_ratio: dict[str, float]) -> Assembled:
+def candidate_columns(
+    probs: dict[str, np.ndarray],
+    per_checkpoint: dict[str, np.ndarray],
+    y: np.ndarray,
+    calibration: dict[str, dict[str, Any]],
+    epoch_ratio: dict[str, float],
+) -> Assembled:
     """The score columns of new clips (as :func:`mmcurate.score.assemble.assemble_scores` gives for
     out-of-fold ones), from each modality's checkpoint-averaged softmax ``probs`` (n, C) and the
     per-checkpoint softmax (W, n, C). Pure function of arrays."""
@@ -92,7 +100,12 @@ def candidate_columns(probs: dict[str, np.ndarray], per_checkpoint: dict[str, np
         if params["method"] != "none":
             t, a = float(params["temperature"]), float(params.get("floor", 0.0))
             std = std * calibration_slope(raw_true, apply_temperature(raw, t)[rows, y], np.full(len(y), t), a)
-        cols[f"p_{m}"], cols[f"p_{m}_uncalibrated"], cols[f"p_{m}_std"], cols[f"probs_{m}"] = cal_true, raw_true, std, cal
+        cols[f"p_{m}"], cols[f"p_{m}_uncalibrated"], cols[f"p_{m}_std"], cols[f"probs_{m}"] = (
+            cal_true,
+            raw_true,
+            std,
+            cal,
+        )
         metrics["calibration"][m] = {**params, "from": SCORER_META}
         metrics[f"accuracy_{m}"] = round(float((raw.argmax(1) == y).mean()), 4) if len(y) else None
     d = cols["p_audio"] - cols["p_visual"]
@@ -102,7 +115,9 @@ def candidate_columns(probs: dict[str, np.ndarray], per_checkpoint: dict[str, np
     return Assembled(cols, metrics)
 
 
-def score_candidates(source: IngestDir, candidates: IngestDir, cfg: ScoreConfig, allow_missing: bool = False) -> ScoreResult:
+def score_candidates(
+    source: IngestDir, candidates: IngestDir, cfg: ScoreConfig, allow_missing: bool = False
+) -> ScoreResult:
     """Score every clip of ``candidates`` with ``source``'s saved scorers; write the candidates' scores."""
     t0 = time.monotonic()
     if candidates.path.resolve() == source.path.resolve():
@@ -117,15 +132,26 @@ def score_candidates(source: IngestDir, candidates: IngestDir, cfg: ScoreConfig,
     y = np.asarray([index[label] for label in labels], dtype=np.int64)
     device = resolve_device(cfg.device)
     scorer_id = str(saved.meta["scorer_id"])
-    info(f"score: {len(sample_ids)} candidates from {candidates.path} with the whole-set scorers {saved.folder} "
-         f"on {device} ({NOT_OUT_OF_FOLD})")
-    tensors = build_av_tensors(read_shards(candidates.path, sample_ids), classes, saved.tensor_config,
-                               workers=max(1, cfg.workers or torch.get_num_threads()))
+    info(
+        f"score: {len(sample_ids)} candidates from {candidates.path} with the whole-set scorers {saved.folder} "
+        f"on {device} ({NOT_OUT_OF_FOLD})"
+    )
+    tensors = build_av_tensors(
+        read_shards(candidates.path, sample_ids),
+        classes,
+        saved.tensor_config,
+        workers=max(1, cfg.workers or torch.get_num_threads()),
+    )
     probs, per_checkpoint = {}, {}
     for m in MODALITIES:
         probs[m], per_checkpoint[m] = saved.predict(InMemorySource(tensors, m), device)
-    assembled = candidate_columns(probs, per_checkpoint, y, saved.meta["calibration"], saved.meta.get("epoch_ratio") or
-                                  {m: 1.0 for m in MODALITIES})
+    assembled = candidate_columns(
+        probs,
+        per_checkpoint,
+        y,
+        saved.meta["calibration"],
+        saved.meta.get("epoch_ratio") or {m: 1.0 for m in MODALITIES},
+    )
     table, metrics = _scores_table(sample_ids, labels, classes, y, np.full(len(y), -1), assembled, scorer_id)
     metrics["candidates"] = "candidates, not out-of-fold: whole-set scorers that never saw these clips"
     elapsed = time.monotonic() - t0

@@ -45,7 +45,8 @@ class ScoreConfig:
 
     folds: int = opt(5, "Cross-fitting folds (stratified by label).")
     repeats: int | None = opt(
-        None, "Repeat the cross-fitting with other folds and seeds and average (default: 1; 2 gives a steadier d at twice the time)."
+        None,
+        "Repeat the cross-fitting with other folds and seeds and average (default: 1; 2 gives a steadier d at twice the time).",
     )
     epochs: int = opt(12, "Training epochs per scorer.")
     avg_last: int | None = opt(
@@ -110,7 +111,9 @@ class ScoreConfig:
         if self.avg_last is not None and not 1 <= self.avg_last <= self.epochs:
             raise MMCurateError(f"--avg-last must be between 1 and --epochs {self.epochs} (got {self.avg_last})")
         if self.train_frames < 1 or self.train_frames > self.num_frames:
-            raise MMCurateError(f"--train-frames must be between 1 and --num-frames {self.num_frames} (got {self.train_frames})")
+            raise MMCurateError(
+                f"--train-frames must be between 1 and --num-frames {self.num_frames} (got {self.train_frames})"
+            )
         if self.batch_size < 2:
             raise MMCurateError(f"--batch-size must be at least 2 (got {self.batch_size})")
         if self.calibration not in CALIBRATIONS:
@@ -121,7 +124,11 @@ class ScoreConfig:
             raise MMCurateError(f"--weight-decay must be 0 or more (got {self.weight_decay})")
         if not (math.isfinite(self.label_smoothing) and 0.0 <= self.label_smoothing < 1.0):
             raise MMCurateError(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})")
-        for name, value in (("--width", self.width), ("--image-size", self.image_size), ("--audio-frames", self.audio_frames)):
+        for name, value in (
+            ("--width", self.width),
+            ("--image-size", self.image_size),
+            ("--audio-frames", self.audio_frames),
+        ):
             if value is not None and value < 1:
                 raise MMCurateError(f"{name} must be at least 1 (got {value})")
         if self.num_frames < 1:

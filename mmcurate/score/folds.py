@@ -101,6 +101,8 @@ def resolve_group_folds(setting: bool | None, groups: Sequence[str | None], k: i
     if distinct == 0:
         return False, "off (the manifest has no groups)"
     if distinct < MIN_GROUPS_PER_FOLD * k:
-        return False, (f"off: only {distinct} groups for {k} folds (automatic below {MIN_GROUPS_PER_FOLD * k}: "
-                       "each scorer would see too few of them; --group-folds forces them)")
+        return False, (
+            f"off: only {distinct} groups for {k} folds (automatic below {MIN_GROUPS_PER_FOLD * k}: "
+            "each scorer would see too few of them; --group-folds forces them)"
+        )
     return True, f"on: the manifest has {distinct} groups (--no-group-folds to mix them across folds)"

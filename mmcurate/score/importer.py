@@ -21,8 +21,14 @@ from mmcurate.store.schemas import SCORES_SCHEMA
 
 REQUIRED = ("sample_id", "p_audio", "p_visual")
 #: Score columns only the built-in scorer can fill (calibration, uncertainty): null for imported scores.
-UNKNOWN_FOR_IMPORTED = ("p_audio_uncalibrated", "p_visual_uncalibrated", "p_audio_std", "p_visual_std",
-                        "discrepancy_std", "bin_probability")
+UNKNOWN_FOR_IMPORTED = (
+    "p_audio_uncalibrated",
+    "p_visual_uncalibrated",
+    "p_audio_std",
+    "p_visual_std",
+    "discrepancy_std",
+    "bin_probability",
+)
 
 
 def read_external(path: Path) -> pa.Table:
@@ -42,7 +48,9 @@ def read_external(path: Path) -> pa.Table:
 
 def import_scores(ingest: IngestDir, path: Path) -> tuple[pa.Table, str]:
     """Validate an external scores file against the ingest manifest; return (scores table, scorer id)."""
-    return validate_scores(ingest, read_external(path), f"--scores-from {path}", f"imported:{path.name}:{file_sha256(path)[:10]}")
+    return validate_scores(
+        ingest, read_external(path), f"--scores-from {path}", f"imported:{path.name}:{file_sha256(path)[:10]}"
+    )
 
 
 def validate_scores(ingest: IngestDir, ext: pa.Table, origin: str, scorer_id: str) -> tuple[pa.Table, str]:

@@ -101,7 +101,9 @@ def write_report(ingest_dir: Path, out_dir: Path, by: list[str] | None = None) -
     ingest = IngestDir(ingest_dir)
     scores = ingest.read_scores()
     manifest = ingest.read_manifest()
-    joined = scores.join(manifest.drop_columns([c for c in ("label",) if c in manifest.column_names]), "sample_id").sort_by("sample_id")
+    joined = scores.join(
+        manifest.drop_columns([c for c in ("label",) if c in manifest.column_names]), "sample_id"
+    ).sort_by("sample_id")
     for col in by or []:
         if col not in joined.column_names:
             raise MMCurateError(f"--by {col!r}: not a manifest column (columns: {', '.join(manifest.column_names)})")
@@ -187,7 +189,10 @@ def _reliability_plot(calibration: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(calibration), figsize=(4.4 * len(calibration), 4.2), squeeze=False)
     for ax, (modality, cal) in zip(axes[0], sorted(calibration.items())):
         ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
-        for key, colour, name in (("reliability_before", "#C44E52", "uncalibrated"), ("reliability_after", "#4C72B0", "calibrated")):
+        for key, colour, name in (
+            ("reliability_before", "#C44E52", "uncalibrated"),
+            ("reliability_after", "#4C72B0", "calibrated"),
+        ):
             r = cal[key]
             x = np.asarray(r["confidence"], dtype=float)
             y = np.asarray(r["accuracy"], dtype=float)
@@ -205,7 +210,10 @@ def _reliability_plot(calibration: dict[str, Any], path: Path) -> None:
 
 
 def _table(rows: list[dict[str, Any]], first: str) -> list[str]:
-    lines = [f"| {first} | n | audio-preferred | mean d | mean p_audio | mean p_visual |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| {first} | n | audio-preferred | mean d | mean p_audio | mean p_visual |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['value']} | {r['n']} | {r['share_audio_preferred']:.1%} | {r['mean_discrepancy']:+.3f} | "
@@ -214,8 +222,13 @@ def _table(rows: list[dict[str, Any]], first: str) -> list[str]:
     return lines
 
 
-def _markdown(h: dict[str, Any], classes: list[dict[str, Any]], by: dict[str, list[dict[str, Any]]], scores: pa.Table,
-              calibration: dict[str, Any] | None = None) -> str:
+def _markdown(
+    h: dict[str, Any],
+    classes: list[dict[str, Any]],
+    by: dict[str, list[dict[str, Any]]],
+    scores: pa.Table,
+    calibration: dict[str, Any] | None = None,
+) -> str:
     scorer = scores.column("scorer_id")[0].as_py() if scores.num_rows else "n/a"
     lines = [
         "# Modality bias report",
@@ -261,6 +274,8 @@ REPORT_STAGE: Stage[ReportConfig, ReportResult] = Stage(
     run=run_report,
     summarize=print_report_summary,
 )
+
+
 def _calibration_lines(calibration: dict[str, Any]) -> list[str]:
     if not calibration:
         return ["## Calibration", "", "No calibration data (imported scores, or scores from an older mmcurate).", ""]
@@ -273,7 +288,12 @@ def _calibration_lines(calibration: dict[str, Any]) -> list[str]:
 
 def _uncertainty_lines(u: dict[str, Any] | None) -> list[str]:
     if not u:
-        return ["## Uncertainty", "", "No per-sample uncertainty (imported scores, or scores from an older mmcurate).", ""]
+        return [
+            "## Uncertainty",
+            "",
+            "No per-sample uncertainty (imported scores, or scores from an older mmcurate).",
+            "",
+        ]
     return [
         "## Uncertainty",
         "",

@@ -98,7 +98,11 @@ class ScoreJob:
     def name(self) -> str:
         if self.whole:
             return f"whole-{self.modality}"
-        return f"fold{self.fold}-{self.modality}" if self.repeat == 0 else f"repeat{self.repeat}-fold{self.fold}-{self.modality}"
+        return (
+            f"fold{self.fold}-{self.modality}"
+            if self.repeat == 0
+            else f"repeat{self.repeat}-fold{self.fold}-{self.modality}"
+        )
 
 
 def job_seed(seed: int, job: ScoreJob) -> int:
@@ -112,8 +116,17 @@ def job_seed(seed: int, job: ScoreJob) -> int:
 class FoldTrainer:
     """The per-job function an executor maps: train on the other folds, return held-out probabilities."""
 
-    def __init__(self, sources: dict[str, Any], fold_sets: list[np.ndarray], num_classes: int, cfg: ScoreConfig,
-                 device: torch.device, n_frames: int, threads: int | None = None, ranks: Ranks = SINGLE) -> None:
+    def __init__(
+        self,
+        sources: dict[str, Any],
+        fold_sets: list[np.ndarray],
+        num_classes: int,
+        cfg: ScoreConfig,
+        device: torch.device,
+        n_frames: int,
+        threads: int | None = None,
+        ranks: Ranks = SINGLE,
+    ) -> None:
         self.sources, self.fold_sets, self.num_classes = sources, fold_sets, num_classes
         self.cfg, self.device, self.n_frames = cfg, device, n_frames
         self.threads, self.ranks = threads, ranks
@@ -129,8 +142,18 @@ class FoldTrainer:
         if self.threads is not None:  # the same count on any engine: torch's CPU results depend on it
             torch.set_num_threads(self.threads)
         try:
-            res = fit_predict(self.sources[job.modality], train, held, self.num_classes, self.cfg, seed, self.device,
-                              self.n_frames, ranks=self.ranks, keep_window=job.whole)
+            res = fit_predict(
+                self.sources[job.modality],
+                train,
+                held,
+                self.num_classes,
+                self.cfg,
+                seed,
+                self.device,
+                self.n_frames,
+                ranks=self.ranks,
+                keep_window=job.whole,
+            )
         finally:
             torch.set_num_threads(before)
         return res, time.monotonic() - started
@@ -144,14 +167,22 @@ def run_score(workdir: Workdir, stage: ScoreStageConfig) -> ScoreResult:
         from mmcurate.score.candidates import score_candidates
 
         if stage.scores_from is not None or stage.scorer != BUILTIN_SCORER:
-            raise MMCurateError("--candidates scores with the saved built-in scorers; leave out --scores-from/--scorer")
+            raise MMCurateError(
+                "--candidates scores with the saved built-in scorers; leave out --scores-from/--scorer"
+            )
         candidates = IngestDir(stage.candidates).require()
         with lock_for_scoring(candidates):  # the candidates' scores are written there
             return score_candidates(ingest, candidates, stage.scorer_settings, allow_missing=stage.allow_missing)
     if stage.scorer == BUILTIN_SCORER and stage.scores_from is None:
-        return score_out_of_fold(ingest, stage.scorer_settings, overwrite=stage.overwrite,
-                                 allow_missing=stage.allow_missing, array=stage.array, execution=stage.execution,
-                                 save_scorers=stage.save_scorers)
+        return score_out_of_fold(
+            ingest,
+            stage.scorer_settings,
+            overwrite=stage.overwrite,
+            allow_missing=stage.allow_missing,
+            array=stage.array,
+            execution=stage.execution,
+            save_scorers=stage.save_scorers,
+        )
     with lock_for_scoring(ingest):
         return _external_scores(ingest, stage)
 
@@ -191,9 +222,17 @@ def lock_for_scoring(ingest: IngestDir, array: ArrayJobConfig | None = None, *, 
         lock.release()
 
 
-def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = False, allow_missing: bool = False,
-                      executor: Executor | None = None, *, array: ArrayJobConfig | None = None,
-                      execution: ExecutionConfig | None = None, save_scorers: bool = True) -> ScoreResult:
+def score_out_of_fold(
+    ingest: IngestDir,
+    cfg: ScoreConfig,
+    overwrite: bool = False,
+    allow_missing: bool = False,
+    executor: Executor | None = None,
+    *,
+    array: ArrayJobConfig | None = None,
+    execution: ExecutionConfig | None = None,
+    save_scorers: bool = True,
+) -> ScoreResult:
     """Score every sample of a finished ingest out-of-fold, holding the ingest folder's lock (rank 0 of
     a ``--distributed`` launch holds it for all ranks); see :func:`_score_out_of_fold`."""
     t0 = time.monotonic()
@@ -204,13 +243,35 @@ def score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool = Fal
     if execution.distributed:
         ranks, device = distributed.start(device)
     with lock_for_scoring(ingest, array, take=ranks.is_main):
-        return _score_out_of_fold(ingest, cfg, overwrite, allow_missing, executor, array=array, execution=execution,
-                                  save_scorers=save_scorers, ranks=ranks, device=device, t0=t0)
+        return _score_out_of_fold(
+            ingest,
+            cfg,
+            overwrite,
+            allow_missing,
+            executor,
+            array=array,
+            execution=execution,
+            save_scorers=save_scorers,
+            ranks=ranks,
+            device=device,
+            t0=t0,
+        )
 
 
-def _score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool, allow_missing: bool,
-                       executor: Executor | None, *, array: ArrayJobConfig | None, execution: ExecutionConfig,
-                       save_scorers: bool, ranks: Ranks, device: torch.device, t0: float) -> ScoreResult:
+def _score_out_of_fold(
+    ingest: IngestDir,
+    cfg: ScoreConfig,
+    overwrite: bool,
+    allow_missing: bool,
+    executor: Executor | None,
+    *,
+    array: ArrayJobConfig | None,
+    execution: ExecutionConfig,
+    save_scorers: bool,
+    ranks: Ranks,
+    device: torch.device,
+    t0: float,
+) -> ScoreResult:
     """Score every sample of a finished ingest out-of-fold; write scores.parquet + scores.json.
 
     Each (repeat, fold, modality) job is a work unit with a completion marker in
@@ -287,15 +348,27 @@ def _score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool, all
                     continue
                 check_finite(res.probs, job.name, cfg)
                 if job.whole and not np.isfinite(res.losses).all():
-                    raise MMCurateError(f"scorer training diverged: whole-set job {job.name} has a non-finite loss "
-                                        f"(--lr {cfg.lr:g}); lower --lr, then rerun `mmcurate score`")
+                    raise MMCurateError(
+                        f"scorer training diverged: whole-set job {job.name} has a non-finite loss "
+                        f"(--lr {cfg.lr:g}); lower --lr, then rerun `mmcurate score`"
+                    )
                 if job.whole:
                     part = model_file(scorers_dir, job.modality)
                     tensor_config = trainer.tensor_config or _tensor_config(cfg)
-                    save_model(part, res, job.modality, len(classes), int(cfg.width or 8), tensor_config,
-                               job_seed(cfg.seed, job))
-                    marker(job).record(job_identity(job), [part], {"tensor_config": tensor_config.to_dict(),
-                                                                    "audio_stats": list(res.audio_stats or ())})
+                    save_model(
+                        part,
+                        res,
+                        job.modality,
+                        len(classes),
+                        int(cfg.width or 8),
+                        tensor_config,
+                        job_seed(cfg.seed, job),
+                    )
+                    marker(job).record(
+                        job_identity(job),
+                        [part],
+                        {"tensor_config": tensor_config.to_dict(), "audio_stats": list(res.audio_stats or ())},
+                    )
                 else:
                     part = run_dir / f"{job.name}.npz"
                     _save_part(part, res)
@@ -313,8 +386,12 @@ def _score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool, all
         return ScoreResult(ingest.path, scorer_id, str(device), time.monotonic() - t0, {}, finished=False)
 
     n, window = len(sample_ids), int(cfg.avg_last or 1)
-    runs = {m: ModalityRuns([np.zeros((n, len(classes))) for _ in range(repeats)],
-                            [np.zeros((window, n)) for _ in range(repeats)]) for m in MODALITIES}
+    runs = {
+        m: ModalityRuns(
+            [np.zeros((n, len(classes))) for _ in range(repeats)], [np.zeros((window, n)) for _ in range(repeats)]
+        )
+        for m in MODALITIES
+    }
     fold_stats: list[dict[str, Any]] = []
     for job in jobs:
         held = np.flatnonzero(fold_sets[job.repeat] == job.fold)
@@ -323,8 +400,15 @@ def _score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool, all
         runs[job.modality].window_true[job.repeat][:, held] = res.held_true
         acc = float((res.probs.argmax(1) == y[held]).mean())
         fold_stats.append(
-            {"repeat": job.repeat, "fold": job.fold, "modality": job.modality, "held_out": int(len(held)),
-             "accuracy": round(acc, 4), "seconds": seconds.get(job.name, 0.0), "resumed": job.name not in seconds}
+            {
+                "repeat": job.repeat,
+                "fold": job.fold,
+                "modality": job.modality,
+                "held_out": int(len(held)),
+                "accuracy": round(acc, 4),
+                "seconds": seconds.get(job.name, 0.0),
+                "resumed": job.name not in seconds,
+            }
         )
     assembled = assemble_scores(y, folds, runs, cfg.calibration)
     table_out, metrics = _scores_table(sample_ids, labels, classes, y, folds, assembled, scorer_id)
@@ -336,8 +420,18 @@ def _score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool, all
     if save_scorers:  # what the saved scorers cost (0 when resumed)
         metrics["whole_set_seconds"] = {job.name: seconds.get(job.name, 0.0) for job in whole_jobs}
     if save_scorers:
-        _write_scorer_meta(ingest, scorer_id, cfg, classes, y, runs, metrics, fingerprint,
-                           {m: marker(ScoreJob(0, WHOLE, m)).read_payload() for m in MODALITIES}, str(device))
+        _write_scorer_meta(
+            ingest,
+            scorer_id,
+            cfg,
+            classes,
+            y,
+            runs,
+            metrics,
+            fingerprint,
+            {m: marker(ScoreJob(0, WHOLE, m)).read_payload() for m in MODALITIES},
+            str(device),
+        )
     ingest.write_scores(
         table_out,
         {
@@ -361,9 +455,18 @@ def _score_out_of_fold(ingest: IngestDir, cfg: ScoreConfig, overwrite: bool, all
     return ScoreResult(ingest.path, scorer_id, str(device), elapsed, metrics)
 
 
-def _write_scorer_meta(ingest: IngestDir, scorer_id: str, cfg: ScoreConfig, classes: list[str], y: np.ndarray,
-                       runs: dict[str, ModalityRuns], metrics: dict[str, Any], fingerprint: str,
-                       payloads: dict[str, Any], device: str) -> None:
+def _write_scorer_meta(
+    ingest: IngestDir,
+    scorer_id: str,
+    cfg: ScoreConfig,
+    classes: list[str],
+    y: np.ndarray,
+    runs: dict[str, ModalityRuns],
+    metrics: dict[str, Any],
+    fingerprint: str,
+    payloads: dict[str, Any],
+    device: str,
+) -> None:
     """``scorers/<scorer>/scorer.json``: what scoring new clips needs besides the weights, with the
     calibration fitted on every out-of-fold prediction (see :mod:`mmcurate.score.scorers`)."""
     calibration = {}
@@ -398,12 +501,22 @@ def _write_scorer_meta(ingest: IngestDir, scorer_id: str, cfg: ScoreConfig, clas
 
 def _tensor_config(cfg: ScoreConfig) -> TensorConfig:
     return TensorConfig(
-        image_size=int(cfg.image_size or 32), num_frames=cfg.num_frames, audio=cfg.audio_features, audio_frames=cfg.audio_frames
+        image_size=int(cfg.image_size or 32),
+        num_frames=cfg.num_frames,
+        audio=cfg.audio_features,
+        audio_frames=cfg.audio_frames,
     )
 
 
-def _trainer(ingest: IngestDir, sample_ids: list[str], labels: list[str], classes: list[str], cfg: ScoreConfig,
-             device: torch.device, fold_sets: list[np.ndarray]) -> FoldTrainer:
+def _trainer(
+    ingest: IngestDir,
+    sample_ids: list[str],
+    labels: list[str],
+    classes: list[str],
+    cfg: ScoreConfig,
+    device: torch.device,
+    fold_sets: list[np.ndarray],
+) -> FoldTrainer:
     """Decode the inputs once (in memory, or per batch when they would not fit) into the job function."""
     table = read_shards(ingest.path, sample_ids)
     tcfg = _tensor_config(cfg)
@@ -443,7 +556,11 @@ def _folds(cfg: ScoreConfig, labels: list[str], groups: list[str | None], repeat
 
 def _check_modalities(manifest: pa.Table, allow_missing: bool) -> None:
     for col, name in (("has_audio", "audio"), ("has_video", "video")):
-        missing = [sid for sid, ok in zip(manifest.column("sample_id").to_pylist(), manifest.column(col).to_pylist()) if not ok]
+        missing = [
+            sid
+            for sid, ok in zip(manifest.column("sample_id").to_pylist(), manifest.column(col).to_pylist())
+            if not ok
+        ]
         if missing and not allow_missing:
             raise MMCurateError(
                 f"{len(missing)} samples have no {name} (e.g. {missing[0]}); their confidence would score the "
@@ -462,13 +579,19 @@ def _load_part(path: Path, rows: int, num_classes: int, window: int) -> FitResul
     """The arrays of a finished job (its marker vouched for the file)."""
     try:
         with np.load(path) as z:
-            res = FitResult(np.array(z["probs"]), np.array(z["held_true"]), np.array(z["epochs"]),
-                            np.array(z["train_true"]), np.array(z["losses"]))
+            res = FitResult(
+                np.array(z["probs"]),
+                np.array(z["held_true"]),
+                np.array(z["epochs"]),
+                np.array(z["train_true"]),
+                np.array(z["losses"]),
+            )
     except (OSError, KeyError, ValueError) as exc:
         raise MMCurateError(f"{path}: unreadable training result ({exc}); rerun `mmcurate score`") from None
     if res.probs.shape != (rows, num_classes) or res.held_true.shape != (window, rows):
-        raise MMCurateError(f"{path}: holds {res.probs.shape} probabilities, expected {(rows, num_classes)}; "
-                            "rerun `mmcurate score`")
+        raise MMCurateError(
+            f"{path}: holds {res.probs.shape} probabilities, expected {(rows, num_classes)}; rerun `mmcurate score`"
+        )
     return res
 
 
@@ -487,8 +610,14 @@ def _save_part(path: Path, res: FitResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, probs=res.probs, held_true=res.held_true, epochs=res.epochs, train_true=res.train_true,
-                     losses=res.losses)
+            np.savez(
+                fh,
+                probs=res.probs,
+                held_true=res.held_true,
+                epochs=res.epochs,
+                train_true=res.train_true,
+                losses=res.losses,
+            )
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:
@@ -497,8 +626,13 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 
 
 def _scores_table(
-    sample_ids: list[str], labels: list[str], classes: list[str], y: np.ndarray, folds: np.ndarray,
-    assembled: Assembled, scorer_id: str,
+    sample_ids: list[str],
+    labels: list[str],
+    classes: list[str],
+    y: np.ndarray,
+    folds: np.ndarray,
+    assembled: Assembled,
+    scorer_id: str,
 ) -> tuple[pa.Table, dict[str, Any]]:
     c = assembled.columns
     probs = {m: c[f"probs_{m}"] for m in MODALITIES}
@@ -519,9 +653,17 @@ def _scores_table(
             "entropy_audio": _entropy(probs["audio"]),
             "entropy_visual": _entropy(probs["visual"]),
             "scorer_id": [scorer_id] * len(y),
-            **{k: pa.array(c[k], pa.float64(), from_pandas=True)  # NaN (no uncertainty) -> null
-               for k in ("p_audio_uncalibrated", "p_visual_uncalibrated", "p_audio_std", "p_visual_std",
-                         "discrepancy_std", "bin_probability")},
+            **{
+                k: pa.array(c[k], pa.float64(), from_pandas=True)  # NaN (no uncertainty) -> null
+                for k in (
+                    "p_audio_uncalibrated",
+                    "p_visual_uncalibrated",
+                    "p_audio_std",
+                    "p_visual_std",
+                    "discrepancy_std",
+                    "bin_probability",
+                )
+            },
         },
         schema=SCORES_SCHEMA,
     )
@@ -566,7 +708,9 @@ def print_summary(result: ScoreResult) -> None:
     summary_table(f"score -> {result.scores_path}", ["", "value"], rows)
 
 
-def write_external_scores(ingest: IngestDir, table: pa.Table, scorer_id: str, source: str, details: dict[str, Any]) -> ScoreResult:
+def write_external_scores(
+    ingest: IngestDir, table: pa.Table, scorer_id: str, source: str, details: dict[str, Any]
+) -> ScoreResult:
     """Write validated external scores (``--scores-from`` or a registered scorer) with provenance."""
     metrics = summarize(table)
     ingest.write_scores(

@@ -52,8 +52,9 @@ def model_file(folder: Path, modality: str) -> Path:
     return folder / f"{modality}.pt"
 
 
-def save_model(path: Path, res: FitResult, modality: str, num_classes: int, width: int, tensor_config: TensorConfig,
-               seed: int) -> None:
+def save_model(
+    path: Path, res: FitResult, modality: str, num_classes: int, width: int, tensor_config: TensorConfig, seed: int
+) -> None:
     """One modality's whole-set scorer (the averaged epochs' weights) as a torch file, atomically."""
     if res.checkpoints is None or res.audio_stats is None:
         raise ValueError("save_model needs a FitResult trained with keep_window=True")
@@ -134,8 +135,10 @@ def load_scorer(folder: Path) -> SavedScorer:
     """The saved scorer in ``folder`` (one-line errors naming the file when missing or damaged)."""
     meta = read_json(folder / SCORER_META, what="the saved scorer's description", fix=FIX)
     if not isinstance(meta, dict) or not all(k in meta for k in ("classes", "tensor_config", "calibration")):
-        raise MMCurateError(f"{folder / SCORER_META}: not a saved-scorer description (classes, tensor_config, "
-                            f"calibration missing); {FIX}")
+        raise MMCurateError(
+            f"{folder / SCORER_META}: not a saved-scorer description (classes, tensor_config, "
+            f"calibration missing); {FIX}"
+        )
     models: dict[str, dict[str, Any]] = {}
     for m in MODALITIES:
         path = model_file(folder, m)

@@ -102,7 +102,9 @@ class Standardizer:
         return cls(float(values.mean()), float(values.std()) or 1.0)
 
 
-def prepare(x: torch.Tensor, modality: str, device: torch.device, stats: Standardizer, frames: slice | None = None) -> torch.Tensor:
+def prepare(
+    x: torch.Tensor, modality: str, device: torch.device, stats: Standardizer, frames: slice | None = None
+) -> torch.Tensor:
     """Raw inputs -> model inputs on ``device`` (frames normalised, audio standardised)."""
     if modality == "visual":
         if frames is not None:
@@ -246,7 +248,9 @@ def fit_predict(
             opt.step()
             sched.step()
             with torch.no_grad():
-                train_true[epoch, position[idx]] = F.softmax(logits.detach().float(), -1).gather(1, y[:, None])[:, 0].cpu()
+                train_true[epoch, position[idx]] = (
+                    F.softmax(logits.detach().float(), -1).gather(1, y[:, None])[:, 0].cpu()
+                )
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         losses[epoch] = total / max(count, 1)
@@ -275,10 +279,18 @@ def fit_predict(
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, source: BatchSource, idx: torch.Tensor, device: torch.device, stats: Standardizer, batch_size: int = 256
+    model: nn.Module,
+    source: BatchSource,
+    idx: torch.Tensor,
+    device: torch.device,
+    stats: Standardizer,
+    batch_size: int = 256,
 ) -> torch.Tensor:
     """Softmax probabilities for rows ``idx`` (all stored frames for the visual model)."""
     model.eval()
     chunks = chunks_of(idx, batch_size, False)
-    out = [F.softmax(model(prepare(raw, source.modality, device, stats)).float(), dim=-1).cpu() for raw in source.batches(chunks)]
+    out = [
+        F.softmax(model(prepare(raw, source.modality, device, stats)).float(), dim=-1).cpu()
+        for raw in source.batches(chunks)
+    ]
     return torch.cat(out) if out else torch.zeros(0)

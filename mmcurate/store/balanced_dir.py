@@ -221,13 +221,17 @@ class BalancedDir:
         try:
             marker = json.loads(self.marker_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MMCurateError(f"{self.marker_path}: unreadable export marker ({one_line(exc)}); {FIX_BALANCE}") from None
+            raise MMCurateError(
+                f"{self.marker_path}: unreadable export marker ({one_line(exc)}); {FIX_BALANCE}"
+            ) from None
         if (
             not isinstance(marker, dict)
             or marker.get("format") != EXPORT_MARKER_FORMAT
             or not isinstance(marker.get("files"), dict)
         ):
-            raise MMCurateError(f"{self.marker_path}: not an mmcurate export marker ({EXPORT_MARKER_FORMAT}); {FIX_BALANCE}")
+            raise MMCurateError(
+                f"{self.marker_path}: not an mmcurate export marker ({EXPORT_MARKER_FORMAT}); {FIX_BALANCE}"
+            )
         return marker
 
     def verify_export(self, check_hashes: bool = True) -> dict[str, Any]:

@@ -374,7 +374,12 @@ class IngestDir:
     def open_shard(self, name: str) -> pa.Table:
         """A shard by file name, memory-mapped, with its required columns checked."""
         table = open_ipc_file(self.shards_dir / name, fix=FIX_INGEST)
-        require_columns(table.column_names, ("sample_id", "frames", "audio", "audio_sample_rate"), self.shards_dir / name, FIX_INGEST)
+        require_columns(
+            table.column_names,
+            ("sample_id", "frames", "audio", "audio_sample_rate"),
+            self.shards_dir / name,
+            FIX_INGEST,
+        )
         return table
 
     def shard_indices(self) -> list[int]:
@@ -428,7 +433,9 @@ class IngestDir:
         breaks = np.nonzero((np.diff(codes) != 0) | (np.diff(rows) != 1))[0] + 1
         starts = np.concatenate([[0], breaks]).astype(np.int64)
         ends = np.concatenate([breaks, [len(wanted)]]).astype(np.int64)
-        pieces = [opened[int(codes[a])].slice(int(rows[a]), int(b - a)) for a, b in zip(starts, ends, strict=True) if b > a]
+        pieces = [
+            opened[int(codes[a])].slice(int(rows[a]), int(b - a)) for a, b in zip(starts, ends, strict=True) if b > a
+        ]
         if not pieces:
             result = SHARD_SCHEMA.empty_table()
         else:
@@ -560,7 +567,12 @@ class IngestDir:
         """Manifest rows (sample_id, label, group) joined with their scores; every sample must be scored."""
         manifest = self.read_manifest(["sample_id", "label", "group"])
         scores = self.read_scores()
-        require_columns(scores.column_names, ("sample_id", "p_audio", "p_visual", "discrepancy", "scorer_id"), self.scores_path, FIX_SCORE)
+        require_columns(
+            scores.column_names,
+            ("sample_id", "p_audio", "p_visual", "discrepancy", "scorer_id"),
+            self.scores_path,
+            FIX_SCORE,
+        )
         extra = [c for c in ("discrepancy_std",) if c in scores.column_names]  # per-sample uncertainty, when scored
         scores = scores.select(["sample_id", "p_audio", "p_visual", "discrepancy", "scorer_id", *extra])
         joined = manifest.join(scores, "sample_id", join_type="inner").sort_by("sample_id")

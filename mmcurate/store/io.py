@@ -54,9 +54,7 @@ def require_columns(present: Sequence[str], needed: Sequence[str], where: object
     """A one-line error when any of ``needed`` is not among ``present``."""
     missing = [c for c in needed if c not in present]
     if missing:
-        raise MMCurateError(
-            f"{where}: missing column(s) {', '.join(missing)} (see mmcurate/store/schemas.py); {fix}"
-        )
+        raise MMCurateError(f"{where}: missing column(s) {', '.join(missing)} (see mmcurate/store/schemas.py); {fix}")
 
 
 def open_ipc_file(path: Path, *, fix: str) -> pa.Table:

@@ -57,7 +57,9 @@ class FileLock:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             except OSError as exc:
-                raise MMCurateError(f"{self.path}: cannot create the lock file of {self.what} ({exc.strerror})") from None
+                raise MMCurateError(
+                    f"{self.path}: cannot create the lock file of {self.what} ({exc.strerror})"
+                ) from None
         if fcntl is not None and not _unsupported.get(str(self.path.parent)):
             flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
             deadline = time.monotonic() + wait
@@ -68,8 +70,10 @@ class FileLock:
                 except OSError as exc:
                     if exc.errno in _NO_LOCKS:  # a file system without flock (some network mounts)
                         _unsupported[str(self.path.parent)] = True
-                        warn(f"{self.path.parent}: this file system does not support locks; make sure no "
-                             "other mmcurate run writes this folder at the same time")
+                        warn(
+                            f"{self.path.parent}: this file system does not support locks; make sure no "
+                            "other mmcurate run writes this folder at the same time"
+                        )
                         break
                     if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                         raise

@@ -41,8 +41,13 @@ def check_output_path(folder: Path, flag: str = "--out") -> None:
 
 
 def claim_folder(
-    folder: Path, kind: str, overwrite: bool, legacy: Callable[[], bool] = lambda: False, flag: str = "--out",
-    *, write: bool = True,
+    folder: Path,
+    kind: str,
+    overwrite: bool,
+    legacy: Callable[[], bool] = lambda: False,
+    flag: str = "--out",
+    *,
+    write: bool = True,
 ) -> None:
     """Make sure ``folder`` may hold a ``kind`` output, then mark it so.
 
@@ -73,7 +78,11 @@ def claim_folder(
 
 
 def claim_locked(
-    folder: Path, kind: str, overwrite: bool, lock: FileLock, legacy: Callable[[], bool] = lambda: False,
+    folder: Path,
+    kind: str,
+    overwrite: bool,
+    lock: FileLock,
+    legacy: Callable[[], bool] = lambda: False,
 ) -> FileLock:
     """:func:`claim_folder` for a stage run: check first (a refused folder is left untouched, no
     lock file either), then take ``lock`` (the folder's, not yet held) exclusively and mark the

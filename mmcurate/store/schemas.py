@@ -39,13 +39,22 @@ def _f(name: str, type_: pa.DataType, doc: str, nullable: bool = True) -> pa.Fie
 #: ``ingest/manifest.parquet``: one row per sample that decoded; sorted by ``sample_id``.
 MANIFEST_SCHEMA = pa.schema(
     [
-        _f("sample_id", pa.string(), "stable id: the POSIX path relative to RAW_DIR, plus '#start-end' for a segment", False),
+        _f(
+            "sample_id",
+            pa.string(),
+            "stable id: the POSIX path relative to RAW_DIR, plus '#start-end' for a segment",
+            False,
+        ),
         _f("path", pa.string(), "source file, relative to the raw directory recorded in config.json", False),
         _f("size_bytes", pa.int64(), "source file size in bytes", False),
         _f("sha256", pa.string(), "hex sha256 of the source file", False),
         _f("label", pa.string(), "class name (from the label folder or the manifest)", False),
         _f("split", pa.string(), "split given by the input manifest (train/val/test), else null"),
-        _f("group", pa.string(), "grouping key that must not cross splits (speaker, source video, YouTube id), else null"),
+        _f(
+            "group",
+            pa.string(),
+            "grouping key that must not cross splits (speaker, source video, YouTube id), else null",
+        ),
         _f("start", pa.float64(), "segment start in seconds, null for the whole file"),
         _f("end", pa.float64(), "segment end in seconds, null for the whole file"),
         _f("duration", pa.float64(), "seconds of media used (the segment, or the whole file)"),
@@ -60,8 +69,18 @@ MANIFEST_SCHEMA = pa.schema(
         _f("native_channels", pa.int32(), "native audio channel count, null without audio"),
         _f("native_audio_samples", pa.int64(), "audio samples per channel decoded in the segment, at the native rate"),
         _f("num_frames", pa.int32(), "frames stored in the shard", False),
-        _f("num_audio_samples", pa.int64(), "mono samples stored in the shard, at the target rate (0 with features only)", False),
-        _f("has_audio", pa.bool_(), "the source had a decodable audio stream, or its spectrogram (then num_audio_samples is 0 and the shard's audio_features holds it)", False),
+        _f(
+            "num_audio_samples",
+            pa.int64(),
+            "mono samples stored in the shard, at the target rate (0 with features only)",
+            False,
+        ),
+        _f(
+            "has_audio",
+            pa.bool_(),
+            "the source had a decodable audio stream, or its spectrogram (then num_audio_samples is 0 and the shard's audio_features holds it)",
+            False,
+        ),
         _f("has_video", pa.bool_(), "the source had a decodable video stream", False),
         _f("shard", pa.string(), "shard file name under shards/", False),
         _f("shard_row", pa.int32(), "row index of this sample inside its shard", False),
@@ -73,12 +92,30 @@ SHARD_SCHEMA = pa.schema(
     [
         _f("sample_id", pa.string(), "joins with manifest.parquet", False),
         _f("label", pa.string(), "class name", False),
-        _f("frames", pa.list_(pa.binary()), "JPEG-encoded RGB frames, short side resized then centre-cropped to a square", False),
-        _f("frame_times", pa.list_(pa.float64()), "timestamp of each stored frame, seconds from the segment start", False),
-        _f("audio", pa.binary(), "mono audio as FLAC bytes (16-bit) at audio_sample_rate; null when absent and kept, or when the source held only a spectrogram (audio_features then holds it)"),
+        _f(
+            "frames",
+            pa.list_(pa.binary()),
+            "JPEG-encoded RGB frames, short side resized then centre-cropped to a square",
+            False,
+        ),
+        _f(
+            "frame_times",
+            pa.list_(pa.float64()),
+            "timestamp of each stored frame, seconds from the segment start",
+            False,
+        ),
+        _f(
+            "audio",
+            pa.binary(),
+            "mono audio as FLAC bytes (16-bit) at audio_sample_rate; null when absent and kept, or when the source held only a spectrogram (audio_features then holds it)",
+        ),
         _f("audio_sample_rate", pa.int32(), "sample rate of the stored audio", False),
         _f("audio_num_samples", pa.int64(), "number of stored mono samples", False),
-        _f("audio_features", pa.list_(pa.list_(pa.float16())), "optional cached audio features (config.json names the preset), bins x time, float16"),
+        _f(
+            "audio_features",
+            pa.list_(pa.list_(pa.float16())),
+            "optional cached audio features (config.json names the preset), bins x time, float16",
+        ),
     ]
 )
 
@@ -95,21 +132,52 @@ SCORES_SCHEMA = pa.schema(
     [
         _f("sample_id", pa.string(), "joins with manifest.parquet", False),
         _f("label", pa.string(), "ground-truth class name", False),
-        _f("fold", pa.int32(), "cross-fitting fold whose held-out models scored this sample (-1 for imported scores and for candidates scored by saved whole-set scorers, scores.json source 'candidates')", False),
-        _f("p_audio", pa.float64(), "audio-only probability of the ground-truth class, out-of-fold, calibrated (cross-fitted temperature) unless scores.json says otherwise", False),
-        _f("p_visual", pa.float64(), "visual-only probability of the ground-truth class, out-of-fold, calibrated (cross-fitted temperature) unless scores.json says otherwise", False),
+        _f(
+            "fold",
+            pa.int32(),
+            "cross-fitting fold whose held-out models scored this sample (-1 for imported scores and for candidates scored by saved whole-set scorers, scores.json source 'candidates')",
+            False,
+        ),
+        _f(
+            "p_audio",
+            pa.float64(),
+            "audio-only probability of the ground-truth class, out-of-fold, calibrated (cross-fitted temperature) unless scores.json says otherwise",
+            False,
+        ),
+        _f(
+            "p_visual",
+            pa.float64(),
+            "visual-only probability of the ground-truth class, out-of-fold, calibrated (cross-fitted temperature) unless scores.json says otherwise",
+            False,
+        ),
         _f("discrepancy", pa.float64(), "p_audio - p_visual, in [-1, 1]", False),
         _f("preferred", pa.string(), "'audio' if discrepancy > 0, 'visual' if < 0, 'tie' if == 0", False),
         _f("pred_audio", pa.string(), "audio model's predicted class"),
         _f("pred_visual", pa.string(), "visual model's predicted class"),
         _f("entropy_audio", pa.float64(), "entropy (nats) of the audio model's predictive distribution"),
         _f("entropy_visual", pa.float64(), "entropy (nats) of the visual model's predictive distribution"),
-        _f("p_audio_uncalibrated", pa.float64(), "p_audio before calibration (softmax averaged over epochs and repeats); null for imported scores"),
+        _f(
+            "p_audio_uncalibrated",
+            pa.float64(),
+            "p_audio before calibration (softmax averaged over epochs and repeats); null for imported scores",
+        ),
         _f("p_visual_uncalibrated", pa.float64(), "p_visual before calibration; null for imported scores"),
-        _f("p_audio_std", pa.float64(), "standard error of p_audio from the spread across repeats and averaged epochs; null for imported scores"),
+        _f(
+            "p_audio_std",
+            pa.float64(),
+            "standard error of p_audio from the spread across repeats and averaged epochs; null for imported scores",
+        ),
         _f("p_visual_std", pa.float64(), "standard error of p_visual, as p_audio_std; null for imported scores"),
-        _f("discrepancy_std", pa.float64(), "standard error of the discrepancy, sqrt(p_audio_std^2 + p_visual_std^2); null for imported scores"),
-        _f("bin_probability", pa.float64(), "probability that the true discrepancy lies in the bin of d among 10 equal bins over [-1, 1], under a normal error of discrepancy_std; null for imported scores"),
+        _f(
+            "discrepancy_std",
+            pa.float64(),
+            "standard error of the discrepancy, sqrt(p_audio_std^2 + p_visual_std^2); null for imported scores",
+        ),
+        _f(
+            "bin_probability",
+            pa.float64(),
+            "probability that the true discrepancy lies in the bin of d among 10 equal bins over [-1, 1], under a normal error of discrepancy_std; null for imported scores",
+        ),
         _f("scorer_id", pa.string(), "architecture + config hash + seed of the scorer", False),
     ]
 )
@@ -125,7 +193,11 @@ SELECTION_SCHEMA = pa.schema(
         _f("p_visual", pa.float64(), "from scores.parquet", False),
         _f("discrepancy", pa.float64(), "from scores.parquet", False),
         _f("group", pa.string(), "group key kept out of two splits, null where none"),
-        _f("pool", pa.string(), "name of the scored ingest folder (pool) the sample was drawn from; with several pools, balance.json pool_dirs maps names to folders"),
+        _f(
+            "pool",
+            pa.string(),
+            "name of the scored ingest folder (pool) the sample was drawn from; with several pools, balance.json pool_dirs maps names to folders",
+        ),
     ]
 )
 

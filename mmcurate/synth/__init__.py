@@ -24,15 +24,19 @@ from mmcurate.synth.shapes import (
 )
 
 
-def generate_avdigits_set(raw_dir: Path, fsdd_dir: str | None = None, mnist_dir: str | None = None,
-                          **spec: Any) -> Path:
+def generate_avdigits_set(
+    raw_dir: Path, fsdd_dir: str | None = None, mnist_dir: str | None = None, **spec: Any
+) -> Path:
     """``kind: avdigits``: the spec's fields (n_clips, seed, audio_noise, ...) as keys."""
     from mmcurate.synth.avdigits import AVDigitsSpec, generate_avdigits
 
-    tuples = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-              for k, v in spec.items()}
-    return generate_avdigits(raw_dir, AVDigitsSpec(**tuples), Path(fsdd_dir) if fsdd_dir else None,
-                             Path(mnist_dir) if mnist_dir else None)
+    tuples = {
+        k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+        for k, v in spec.items()
+    }
+    return generate_avdigits(
+        raw_dir, AVDigitsSpec(**tuples), Path(fsdd_dir) if fsdd_dir else None, Path(mnist_dir) if mnist_dir else None
+    )
 
 
 #: generator name -> ``generate(raw_dir, **options) -> raw_dir``

@@ -74,8 +74,22 @@ CANVAS = 64
 DIGIT_SIZE = 56
 FSDD_RATE = 8000
 LABEL_COLUMNS = [
-    "path", "label", "audio_digit", "visual_digit", "condition", "severity", "audio_snr_db", "visual_noise_sigma",
-    "occlusion_px", "speaker", "split", "fsdd_file", "mnist_t10k_index", "format", "n_frames", "audio_seconds",
+    "path",
+    "label",
+    "audio_digit",
+    "visual_digit",
+    "condition",
+    "severity",
+    "audio_snr_db",
+    "visual_noise_sigma",
+    "occlusion_px",
+    "speaker",
+    "split",
+    "fsdd_file",
+    "mnist_t10k_index",
+    "format",
+    "n_frames",
+    "audio_seconds",
 ]
 
 
@@ -183,8 +197,14 @@ def draw_clips(spec: AVDigitsSpec, fsdd: list[tuple[str, int, str, int]], mnist_
         raise MMCurateError(f"n_clips {spec.n_clips} exceeds the {len(fsdd)} FSDD recordings (each is used once)")
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xA7D1]))
     chosen = np.sort(rng.choice(len(fsdd), size=spec.n_clips, replace=False))
-    counts = {c: int(round(rate * spec.n_clips)) for c, rate in
-              (("visual_mismatch", spec.visual_mismatch), ("visual_noise", spec.visual_noise), ("audio_noise", spec.audio_noise))}
+    counts = {
+        c: int(round(rate * spec.n_clips))
+        for c, rate in (
+            ("visual_mismatch", spec.visual_mismatch),
+            ("visual_noise", spec.visual_noise),
+            ("audio_noise", spec.audio_noise),
+        )
+    }
     conditions = ["visual_mismatch"] * counts["visual_mismatch"] + ["visual_noise"] * counts["visual_noise"]
     conditions += ["audio_noise"] * counts["audio_noise"]
     conditions += ["clean"] * (spec.n_clips - len(conditions))
@@ -209,8 +229,14 @@ def draw_clips(spec: AVDigitsSpec, fsdd: list[tuple[str, int, str, int]], mnist_
         level = level_of.get(i)
         clips.append(
             _Clip(
-                index=i, fsdd_file=name, digit=digit, speaker=speaker, split="test" if take < 5 else "train",
-                condition=cond, visual_digit=visual, mnist_index=int(pools[visual].pop()),
+                index=i,
+                fsdd_file=name,
+                digit=digit,
+                speaker=speaker,
+                split="test" if take < 5 else "train",
+                condition=cond,
+                visual_digit=visual,
+                mnist_index=int(pools[visual].pop()),
                 snr_db=float(spec.audio_snr_db[level]) if cond == "audio_noise" and level is not None else None,
                 sigma=float(spec.visual_levels[level][0]) if cond == "visual_noise" and level is not None else None,
                 occlusion=int(spec.visual_levels[level][1]) if cond == "visual_noise" and level is not None else None,
@@ -220,8 +246,9 @@ def draw_clips(spec: AVDigitsSpec, fsdd: list[tuple[str, int, str, int]], mnist_
     return clips
 
 
-def render_frames(image: np.ndarray, n_frames: int, rng: np.random.Generator, sigma: float | None,
-                  occlusion: int | None) -> np.ndarray:
+def render_frames(
+    image: np.ndarray, n_frames: int, rng: np.random.Generator, sigma: float | None, occlusion: int | None
+) -> np.ndarray:
     """(n_frames, 64, 64, 3) uint8: the 2x MNIST digit at a per-clip offset with +-1 px jitter per
     frame; with ``sigma``/``occlusion``, pixel noise on every frame and one flat block per clip."""
     big = np.kron(image.astype(np.float32), np.ones((2, 2), dtype=np.float32))
@@ -282,8 +309,12 @@ def encode_clip(path: Path, fmt: str, frames: np.ndarray, audio: np.ndarray, sam
         if not a.codec_context.is_open:
             a.codec_context.open()  # fixes frame_size for codecs that need whole frames (AAC, Opus, MP2, MP3)
         fmt_name = a.codec_context.format.name
-        resampler = av.AudioResampler(format=fmt_name, layout="mono", rate=rate, frame_size=a.codec_context.frame_size or None)
-        src = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio.reshape(1, -1), dtype=np.float32), format="flt", layout="mono")
+        resampler = av.AudioResampler(
+            format=fmt_name, layout="mono", rate=rate, frame_size=a.codec_context.frame_size or None
+        )
+        src = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(audio.reshape(1, -1), dtype=np.float32), format="flt", layout="mono"
+        )
         src.sample_rate, src.pts, src.time_base = sample_rate, 0, Fraction(1, sample_rate)
         for frame in [*resampler.resample(src), *resampler.resample(None)]:
             for packet in a.encode(frame):
@@ -297,15 +328,30 @@ def encode_clip(path: Path, fmt: str, frames: np.ndarray, audio: np.ndarray, sam
 
 def _label_row(c: _Clip, n_frames: int, seconds: float) -> list[object]:
     return [
-        c.path, c.digit, c.digit, c.visual_digit, c.condition, c.severity,
-        "" if c.snr_db is None else f"{c.snr_db:g}", "" if c.sigma is None else f"{c.sigma:g}",
-        "" if c.occlusion is None else c.occlusion, c.speaker, c.split, c.fsdd_file, c.mnist_index, c.fmt,
-        n_frames, f"{seconds:.4f}",
+        c.path,
+        c.digit,
+        c.digit,
+        c.visual_digit,
+        c.condition,
+        c.severity,
+        "" if c.snr_db is None else f"{c.snr_db:g}",
+        "" if c.sigma is None else f"{c.sigma:g}",
+        "" if c.occlusion is None else c.occlusion,
+        c.speaker,
+        c.split,
+        c.fsdd_file,
+        c.mnist_index,
+        c.fmt,
+        n_frames,
+        f"{seconds:.4f}",
     ]
 
 
 def generate_avdigits(
-    out_dir: Path, spec: AVDigitsSpec, fsdd_dir: Path | None = None, mnist_dir: Path | None = None,
+    out_dir: Path,
+    spec: AVDigitsSpec,
+    fsdd_dir: Path | None = None,
+    mnist_dir: Path | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write ``out_dir/<format>/<fsdd name>.<ext>`` clips, ``labels.csv`` and ``avdigits_config.json``.
@@ -329,9 +375,13 @@ def generate_avdigits(
             if same and (out_dir / LABELS_FILE).is_file():
                 return out_dir
             if not overwrite:
-                raise MMCurateError(f"{out_dir}: holds a set made with another spec; pass overwrite or choose another folder")
+                raise MMCurateError(
+                    f"{out_dir}: holds a set made with another spec; pass overwrite or choose another folder"
+                )
         elif not out_dir.is_dir() or any(out_dir.iterdir()):
-            raise MMCurateError(f"{out_dir}: exists and is not an empty folder or a generated set; choose another folder")
+            raise MMCurateError(
+                f"{out_dir}: exists and is not an empty folder or a generated set; choose another folder"
+            )
     fsdd = list_fsdd(fsdd_dir)
     images, labels = read_mnist(mnist_dir)
     clips = draw_clips(spec, fsdd, labels)
@@ -380,22 +430,47 @@ def main(argv: Sequence[str] | None = None) -> None:
     @click.command(context_settings={"show_default": True})
     @click.argument("out", type=click.Path(path_type=Path))
     @click.option("--seed", type=int, default=1)
-    @click.option("--clips", "n_clips", type=int, default=1500, help="Clips to draw (each FSDD recording at most once).")
-    @click.option("--visual-mismatch", type=float, default=0.10, help="Share of clips whose image shows another digit.")
-    @click.option("--visual-noise", type=float, default=0.05, help="Share of clips with pixel noise and an occluding block.")
-    @click.option("--audio-noise", type=float, default=0.05, help="Share of clips with white noise mixed into the speech.")
+    @click.option(
+        "--clips", "n_clips", type=int, default=1500, help="Clips to draw (each FSDD recording at most once)."
+    )
+    @click.option(
+        "--visual-mismatch", type=float, default=0.10, help="Share of clips whose image shows another digit."
+    )
+    @click.option(
+        "--visual-noise", type=float, default=0.05, help="Share of clips with pixel noise and an occluding block."
+    )
+    @click.option(
+        "--audio-noise", type=float, default=0.05, help="Share of clips with white noise mixed into the speech."
+    )
     @click.option("--snr", default="-10,-5,0", help="Audio-noise SNR levels in dB, comma-separated.")
     @click.option("--visual-levels", default="90:32", help="Visual-noise levels as sigma:block_px, comma-separated.")
     @click.option("--formats", default=",".join(FORMATS), help="Container/codec families to deal the clips over.")
     @click.option("--fsdd", type=click.Path(path_type=Path), default=Path("../shared/data/fsdd/recordings"))
     @click.option("--mnist", type=click.Path(path_type=Path), default=Path("../shared/data/mnist_t10k"))
     @click.option("--overwrite", is_flag=True, default=False)
-    def cli(out: Path, seed: int, n_clips: int, visual_mismatch: float, visual_noise: float, audio_noise: float,
-            snr: str, visual_levels: str, formats: str, fsdd: Path, mnist: Path, overwrite: bool) -> None:
+    def cli(
+        out: Path,
+        seed: int,
+        n_clips: int,
+        visual_mismatch: float,
+        visual_noise: float,
+        audio_noise: float,
+        snr: str,
+        visual_levels: str,
+        formats: str,
+        fsdd: Path,
+        mnist: Path,
+        overwrite: bool,
+    ) -> None:
         try:
             spec = AVDigitsSpec(
-                n_clips=n_clips, seed=seed, visual_mismatch=visual_mismatch, visual_noise=visual_noise,
-                audio_noise=audio_noise, audio_snr_db=_floats(snr), visual_levels=_levels(visual_levels),
+                n_clips=n_clips,
+                seed=seed,
+                visual_mismatch=visual_mismatch,
+                visual_noise=visual_noise,
+                audio_noise=audio_noise,
+                audio_snr_db=_floats(snr),
+                visual_levels=_levels(visual_levels),
                 formats=tuple(f for f in formats.split(",") if f),
             )
             click.echo(str(generate_avdigits(out, spec, fsdd, mnist, overwrite)))

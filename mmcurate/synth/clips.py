@@ -98,7 +98,9 @@ def write_clip(path: Path, spec: ClipSpec = ClipSpec(), seed: int = 0) -> Path:
     return path
 
 
-def _write_audio(out: av.container.OutputContainer, a: av.audio.stream.AudioStream, spec: ClipSpec, rng: np.random.Generator) -> None:
+def _write_audio(
+    out: av.container.OutputContainer, a: av.audio.stream.AudioStream, spec: ClipSpec, rng: np.random.Generator
+) -> None:
     rate = spec.sample_rate
     n = round(spec.seconds * rate)
     t = np.arange(n) / rate

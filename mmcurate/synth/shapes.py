@@ -257,7 +257,12 @@ def _mixture(rng: np.random.Generator, clarity: float, n: int, true: str, others
 
 
 def draw_clip_spec(
-    seed: int, cls: DemoClass, index: int, split: str, class_names: list[str], size: int,
+    seed: int,
+    cls: DemoClass,
+    index: int,
+    split: str,
+    class_names: list[str],
+    size: int,
     regimes: Sequence[Regime] = REGIMES,
 ) -> ClipSpec:
     """Draw one clip's regime, clarities, noise levels, interference and placement."""
@@ -490,9 +495,14 @@ def generate_demo_dataset(
     config["split_fractions"] = list(split_fractions)
     if regimes is not None:
         regimes = tuple(regimes)
-        if not regimes or any(p < 0 or not (0 <= a[0] <= a[1] <= 1 and 0 <= v[0] <= v[1] <= 1) for _, p, a, v in regimes) \
-                or sum(p for _, p, _, _ in regimes) <= 0:
-            raise MMCurateError("regimes need non-negative probabilities (not all zero) and clarity ranges within [0, 1]")
+        if (
+            not regimes
+            or any(p < 0 or not (0 <= a[0] <= a[1] <= 1 and 0 <= v[0] <= v[1] <= 1) for _, p, a, v in regimes)
+            or sum(p for _, p, _, _ in regimes) <= 0
+        ):
+            raise MMCurateError(
+                "regimes need non-negative probabilities (not all zero) and clarity ranges within [0, 1]"
+            )
         config["regimes"] = [list(r) for r in regimes]  # only when given: default sets keep their stamp
     config = json.loads(json.dumps(config))  # tuples -> lists, as read back from the stamp
 

@@ -36,8 +36,26 @@ from mmcurate.reeval.methods.valuation import Valuation
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
     for cls in (
-        AudioOnly, VisualOnly, Joint, OGMGE, GBlending, Greedy, PMR, AGM, MMPareto,
-        Valuation, MLA, OPM, AMCo, MMCosine, UMT, MBSD, CML, LFM, ReLearning, ReconBoost,
+        AudioOnly,
+        VisualOnly,
+        Joint,
+        OGMGE,
+        GBlending,
+        Greedy,
+        PMR,
+        AGM,
+        MMPareto,
+        Valuation,
+        MLA,
+        OPM,
+        AMCo,
+        MMCosine,
+        UMT,
+        MBSD,
+        CML,
+        LFM,
+        ReLearning,
+        ReconBoost,
     )
 }
 
@@ -87,6 +105,13 @@ def method_catalog() -> list[dict[str, str]]:
 
 
 __all__ = [
-    "CATEGORIES", "METHODS", "Method", "Prediction", "TrainContext",
-    "get_method", "lookup_method", "method_catalog", "resolve_method",
+    "CATEGORIES",
+    "METHODS",
+    "Method",
+    "Prediction",
+    "TrainContext",
+    "get_method",
+    "lookup_method",
+    "method_catalog",
+    "resolve_method",
 ]

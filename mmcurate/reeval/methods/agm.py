@@ -81,7 +81,10 @@ def agm_score(response: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def agm_coefficients(
-    scores: tuple[float, float], running: tuple[float, float], alpha: float, cap: float = 10.0,
+    scores: tuple[float, float],
+    running: tuple[float, float],
+    alpha: float,
+    cap: float = 10.0,
     variant: str = "official",
 ) -> tuple[float, float]:
     """(kappa_audio, kappa_visual) from this step's scores (losses) and their running means."""
@@ -109,8 +112,12 @@ class AGM(Method):
     paper = "Boosting Multi-modal Model Performance with Adaptive Gradient Modulation"
     #: alpha 0.1 as BalanceMM (official argparse default 1.0; the value is per data set)
     defaults = {"alpha": 0.1, "variant": "official", "modulation_start": 0, "modulation_end": None}
-    diagnostics = {"kappa_audio": "kappa audio", "kappa_visual": "kappa visual",
-                   "score_audio": "score audio (-log p, response)", "score_visual": "score visual (-log p, response)"}
+    diagnostics = {
+        "kappa_audio": "kappa audio",
+        "kappa_visual": "kappa visual",
+        "score_audio": "score audio (-log p, response)",
+        "score_visual": "score visual (-log p, response)",
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -150,16 +157,25 @@ class AGM(Method):
     def _update(self, m_a: torch.Tensor, m_v: torch.Tensor, labels: torch.Tensor) -> None:
         """This step's scores and coefficients (from the running means so far), then the running means."""
         scores = (agm_score(m_a, labels), agm_score(m_v, labels))
-        self._coeffs = agm_coefficients(scores, self.running, float(self.params["alpha"]), self.variant["cap"],
-                                        str(self.params["variant"]))
+        self._coeffs = agm_coefficients(
+            scores, self.running, float(self.params["alpha"]), self.variant["cap"], str(self.params["variant"])
+        )
         self.iterations += 1
-        self.running = (running_mean(self.running[0], scores[0], self.iterations),
-                        running_mean(self.running[1], scores[1], self.iterations))
+        self.running = (
+            running_mean(self.running[0], scores[0], self.iterations),
+            running_mean(self.running[1], scores[1], self.iterations),
+        )
         self._scores = scores
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
-        logs = {"kappa_audio": self._coeffs[0], "kappa_visual": self._coeffs[1],
-                "score_audio": self._scores[0], "score_visual": self._scores[1]}
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        logs = {
+            "kappa_audio": self._coeffs[0],
+            "kappa_visual": self._coeffs[1],
+            "score_audio": self._scores[0],
+            "score_visual": self._scores[1],
+        }
         return F.cross_entropy(out.logits, batch.labels), logs
 
     def after_backward(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> dict[str, float]:

@@ -130,7 +130,9 @@ class AMCo(Method):
         out = model.forward_masked(batch.audio, batch.frames, masks, on)
         return out, p_t
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         out, p_t = out
         y = batch.labels
         loss = sum(F.cross_entropy(z, y) for z in (out.logits, out.audio_logits, out.visual_logits))

@@ -132,7 +132,9 @@ class Method:
     def forward(self, model: nn.Module, batch: Batch, ctx: TrainContext) -> Any:
         return model(batch.audio, batch.frames)
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         return F.cross_entropy(out.logits, batch.labels), {}
 
     def after_backward(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> dict[str, float]:

@@ -36,8 +36,12 @@ VARIANTS: tuple[str, ...] = ("official", "balancemm")
 
 
 def cml_penalty(
-    conf_full: torch.Tensor, pred_full: torch.Tensor, conf_removed: torch.Tensor, pred_removed: torch.Tensor,
-    labels: torch.Tensor, eps: float = 0.0,
+    conf_full: torch.Tensor,
+    pred_full: torch.Tensor,
+    conf_removed: torch.Tensor,
+    pred_removed: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float = 0.0,
 ) -> torch.Tensor:
     """The official ranking penalty R (tricks 1 and 2), summed over the batch."""
     full_right = (pred_full == labels).to(conf_full.dtype)
@@ -82,7 +86,9 @@ class CML(Method):
         removed = torch.where(remove_visual[:, None], only_audio, only_visual)
         return full, removed
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         full, removed = out
         y = batch.labels
         ce = (F.cross_entropy(full, y) + F.cross_entropy(removed, y)) / 2

@@ -92,8 +92,13 @@ def mean_losses(
 
 
 def look_ahead(
-    model: AVClassifier, head: str, ctx: TrainContext, train_pos: torch.Tensor, holdout_pos: torch.Tensor,
-    epochs: int, seed: int,
+    model: AVClassifier,
+    head: str,
+    ctx: TrainContext,
+    train_pos: torch.Tensor,
+    holdout_pos: torch.Tensor,
+    epochs: int,
+    seed: int,
 ) -> tuple[float, float]:
     """Train a copy of ``model`` on ``head``'s loss alone for ``epochs``; its (L_T, L_V) afterwards."""
     if ctx.cfg is None or ctx.lr is None:
@@ -174,15 +179,23 @@ class GBlending(Method):
         self.estimates.append(
             {
                 "epoch": ctx.epoch,
-                "train_before": t_before.tolist(), "holdout_before": v_before.tolist(),
-                "train_after": t_after.tolist(), "holdout_after": v_after.tolist(),
-                "delta_g": d_gen.tolist(), "delta_o": d_over.tolist(), "weights": self.weights.tolist(),
+                "train_before": t_before.tolist(),
+                "holdout_before": v_before.tolist(),
+                "train_after": t_after.tolist(),
+                "holdout_after": v_after.tolist(),
+                "delta_g": d_gen.tolist(),
+                "delta_o": d_over.tolist(),
+                "weights": self.weights.tolist(),
             }
         )
         model.train()
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
-        losses = [F.cross_entropy(x, batch.labels) for x in (out.logits, out.audio_head_logits, out.visual_head_logits)]
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        losses = [
+            F.cross_entropy(x, batch.labels) for x in (out.logits, out.audio_head_logits, out.visual_head_logits)
+        ]
         total = sum(float(w) * loss for w, loss in zip(self.weights, losses))
         return total, {f"loss_{h}": float(loss.detach()) for h, loss in zip(HEADS, losses)}
 

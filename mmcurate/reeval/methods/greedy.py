@@ -132,8 +132,12 @@ class Greedy(Method):
         return Prediction(out.logits, out.audio_logits, out.visual_logits)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"speed": dict(self.speed), "caring": self.caring, "window_step": self.window_step,
-                "rebalancing_steps": self.rebalancing_steps}
+        return {
+            "speed": dict(self.speed),
+            "caring": self.caring,
+            "window_step": self.window_step,
+            "rebalancing_steps": self.rebalancing_steps,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.speed = dict(state["speed"])

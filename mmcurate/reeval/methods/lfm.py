@@ -43,7 +43,12 @@ from mmcurate.reeval.methods.base import Method, TrainContext, cpu_generator
 SCHEDULES: tuple[str, ...] = ("learnable", "fitted")
 #: the official fitted schedule: CE weight alpha_0(epoch) = sum_i c_i epoch^i
 FITTED_CE: tuple[float, ...] = (
-    2.04623704e-01, 3.35472727e-03, 1.22989557e-04, -2.92947416e-06, 2.23835486e-08, -5.39717505e-11,
+    2.04623704e-01,
+    3.35472727e-03,
+    1.22989557e-04,
+    -2.92947416e-06,
+    2.23835486e-08,
+    -5.39717505e-11,
 )
 ALIGN_BOUNDS: tuple[float, float] = (0.05, 0.95)
 
@@ -138,7 +143,9 @@ class LFM(Method):
         pick = torch.as_tensor(removed)[order[: max(2, int(self.params["holdout"]))]]
         return make_batch(ctx.data.train, ctx.data, pick, ctx.device)
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         ce = F.cross_entropy(lfm_fused(out.audio_logits, out.visual_logits), batch.labels)
         align = lfm_alignment(out.audio_logits, out.visual_logits)
         loss = 2 * (self.alpha[0] * ce + self.alpha[1] * align)

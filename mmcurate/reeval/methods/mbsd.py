@@ -73,7 +73,9 @@ class MBSD(Method):
         if self.params["variant"] not in VARIANTS:
             raise MMCurateError(f"method mbsd: variant must be one of {', '.join(VARIANTS)}")
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         y = batch.labels
         z_a, z_v = out.audio_logits, out.visual_logits
         base = F.cross_entropy(out.logits, y) + F.cross_entropy(z_a, y) + F.cross_entropy(z_v, y)

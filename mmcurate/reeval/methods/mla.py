@@ -154,7 +154,9 @@ class MLA(Method):
         v = model.visual_encoder(batch.frames)
         return _MLAStep(model.head(v), v, float(loss_a.detach()))
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         loss_v = F.cross_entropy(out.visual_logits, batch.labels)
         return loss_v, {"loss_audio": out.audio_loss, "loss_visual": float(loss_v.detach())}
 

@@ -68,7 +68,9 @@ class MMCosine(Method):
         s = float(self.params["scaling"])
         return cosine_logits(a, w_a, s), cosine_logits(v, w_v, s)
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         z_a, z_v = out
         return F.cross_entropy(z_a + z_v, batch.labels), {}
 

@@ -60,8 +60,10 @@ class MMPareto(Method):
     category = "objective"
     paper = "MMPareto: Boosting Multimodal Learning with Innocent Unimodal Assistance"
     defaults = {"gamma": 1.5}
-    diagnostics = {"w_mm_audio": "multimodal-gradient weight, audio encoder",
-                   "w_mm_visual": "multimodal-gradient weight, visual encoder"}
+    diagnostics = {
+        "w_mm_audio": "multimodal-gradient weight, audio encoder",
+        "w_mm_visual": "multimodal-gradient weight, visual encoder",
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -70,7 +72,9 @@ class MMPareto(Method):
     def build_model(self, num_classes: int) -> nn.Module:
         return AVClassifier(num_classes, self.width, self.fusion, unimodal_heads=True)
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         l_mm = F.cross_entropy(out.logits, batch.labels)
         l_uni = {
             "audio": F.cross_entropy(out.audio_head_logits, batch.labels),
@@ -82,7 +86,11 @@ class MMPareto(Method):
         g_mm = {"audio": g_mm_all[:n_a], "visual": g_mm_all[n_a:]}
         self._grads = {m: (g_mm[m], _grads(l_uni[m], params[m])) for m in ("audio", "visual")}
         total = l_mm + l_uni["audio"] + l_uni["visual"]
-        return total, {"loss_mm": float(l_mm.detach()), "loss_audio": float(l_uni["audio"].detach()), "loss_visual": float(l_uni["visual"].detach())}
+        return total, {
+            "loss_mm": float(l_mm.detach()),
+            "loss_audio": float(l_uni["audio"].detach()),
+            "loss_visual": float(l_uni["visual"].detach()),
+        }
 
     def after_backward(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> dict[str, float]:
         logs: dict[str, float] = {}

@@ -60,7 +60,9 @@ class OGMGE(Method):
         end = self.params["modulation_end"]
         return max(0, self.epochs // 2 - 1) if end is None else int(end)
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         loss, _ = super().loss(model, batch, out, ctx)
         s_a = label_probability_sum(out.audio_logits, batch.labels)
         s_v = label_probability_sum(out.visual_logits, batch.labels)

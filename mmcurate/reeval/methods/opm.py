@@ -97,7 +97,9 @@ class OPM(Method):
         dropped = model.head(a2[kept], v2[kept]).logits
         return out, (dropped, kept), {**logs, "dropped": 1.0}
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         full, dropped, logs = out
         if dropped is None:
             return F.cross_entropy(full.logits, batch.labels), logs

@@ -71,8 +71,13 @@ def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def pmr_loss(
-    fused_logits: torch.Tensor, proto_audio: torch.Tensor, proto_visual: torch.Tensor, labels: torch.Tensor,
-    alpha: float, coefficient: str = "hard", per_weight: float = 0.0,
+    fused_logits: torch.Tensor,
+    proto_audio: torch.Tensor,
+    proto_visual: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float,
+    coefficient: str = "hard",
+    per_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """CE(fused) + beta_a PCE_a + beta_v PCE_v + per_weight * negative entropy of the dominant modality."""
     loss = F.cross_entropy(fused_logits, labels)
@@ -87,8 +92,13 @@ def pmr_loss(
     if per_weight and dominant is not None:
         per[dominant] = per_weight
         loss = loss + per_weight * negative_entropy(proto_audio if dominant == "audio" else proto_visual)
-    return loss, {"rho": rho, "beta_audio": beta_a, "beta_visual": beta_v,
-                  "per_audio": per["audio"], "per_visual": per["visual"]}
+    return loss, {
+        "rho": rho,
+        "beta_audio": beta_a,
+        "beta_visual": beta_v,
+        "per_audio": per["audio"],
+        "per_visual": per["visual"],
+    }
 
 
 def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,8 +130,14 @@ class PMR(Method):
     #: prototype refresh (official and BalanceMM: a tenth of the batches, which at CPU scale leaves classes
     #: without a sample); PER: mmcurate's mu and early stage (the official code has none)
     defaults = {
-        "alpha": 0.6, "coefficient": "hard", "momentum": 0.5, "proto_fraction": 0.25,
-        "per_weight": 0.1, "per_epochs": None, "modulation_start": 0, "modulation_end": None,
+        "alpha": 0.6,
+        "coefficient": "hard",
+        "momentum": 0.5,
+        "proto_fraction": 0.25,
+        "per_weight": 0.1,
+        "per_epochs": None,
+        "modulation_start": 0,
+        "modulation_end": None,
     }
     diagnostics = {
         "rho": "rho = prototype score audio / visual",
@@ -166,7 +182,9 @@ class PMR(Method):
             means, counts = class_means(torch.cat(feats[m]), y, k)
             self.prototypes[m] = update_prototypes(self.prototypes[m], means, counts, float(self.params["momentum"]))
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         if not in_window(ctx.epoch, int(self.params["modulation_start"]), self.params["modulation_end"]):
             return F.cross_entropy(out.logits, batch.labels), {}
         q_a = prototype_logits(out.audio_features, self.prototypes["audio"])

@@ -111,8 +111,14 @@ class ReconBoost(Method):
     paper = "ReconBoost: Boosting Can Achieve Modality Reconcilement"
     #: official CREMA-D: w1 5, w2 1, alpha 0.5, beta 1.0 (stages of 4 + 4 epochs; see the docstring)
     defaults = {
-        "w1": 5.0, "w2": 1.0, "alpha": 0.5, "boost_rate": 1.0, "boost_epochs": 1, "correct_epochs": 1,
-        "reset_optimizer": True, "ga_gradient": False,
+        "w1": 5.0,
+        "w2": 1.0,
+        "alpha": 0.5,
+        "boost_rate": 1.0,
+        "boost_epochs": 1,
+        "correct_epochs": 1,
+        "reset_optimizer": True,
+        "ga_gradient": False,
     }
 
     def build_model(self, num_classes: int) -> nn.Module:
@@ -139,7 +145,9 @@ class ReconBoost(Method):
             f_other = model.learner(other, _input(batch, other))
         return phase, stage, f_m, f_other
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         phase, stage, logits, f_other = out
         y = batch.labels
         if phase == "correct":

@@ -78,7 +78,9 @@ class UMT(Method):
             p.requires_grad_(False)
         return teacher
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         ce = F.cross_entropy(out.logits, batch.labels)
         if not self.teachers:
             raise MMCurateError("method umt: no teachers loaded (on_train_start was not run)")

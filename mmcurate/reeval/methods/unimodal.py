@@ -31,7 +31,9 @@ class _Unimodal(Method):
     def forward(self, model: nn.Module, batch: Batch, ctx: TrainContext) -> Any:
         return model(self._input(batch))
 
-    def loss(self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         return F.cross_entropy(out, batch.labels), {}
 
     @torch.no_grad()

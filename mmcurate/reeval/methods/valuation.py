@@ -181,7 +181,9 @@ class Valuation(Method):
             for batch in iter_batches(ctx.data.train, ctx.data, ctx.batch_size, ctx.device, order=order):
                 a, v = model.encode(batch.audio, batch.frames)
                 logits = (
-                    model.head(a, v).logits, head_without(model, a, v, "audio"), head_without(model, a, v, "visual")
+                    model.head(a, v).logits,
+                    head_without(model, a, v, "audio"),
+                    head_without(model, a, v, "visual"),
                 )
                 for part, lg in zip(parts, logits):
                     part.append((lg.argmax(1) == batch.labels).cpu().numpy())
@@ -201,4 +203,3 @@ class Valuation(Method):
 
     def on_train_start(self, model: nn.Module, ctx: TrainContext) -> None:
         self.extra_index, self.extra_keep = None, None
-

@@ -23,8 +23,10 @@ av_digits for reference):
   by less than 1 and 2 of its predicted standard errors (``sqrt(std_0^2 + std_1^2)``; 68 % and
   95 % if the stds are right).
 
-    nice -n 10 python benchmarks/discrepancy.py --cache /tmp/mmcurate-bench --sets b1,b2,b3,b4,db1,db2 --ceiling
-    nice -n 10 python benchmarks/discrepancy.py --sets av_digits --seeds 0,1 --out benchmarks/results/discrepancy_av_digits
+    nice -n 10 python benchmarks/discrepancy.py --cache /tmp/mmcurate-bench \
+--sets b1,b2,b3,b4,db1,db2 --ceiling
+    nice -n 10 python benchmarks/discrepancy.py --sets av_digits --seeds 0,1 \
+--out benchmarks/results/discrepancy_av_digits
 
 Results: ``OUT.md`` (tables) and ``OUT.json`` (every number, with set, seed and settings).
 The machine may be shared: CPU time is reported next to wall time.
@@ -264,7 +266,10 @@ def _headline(r: dict[str, Any]) -> str:
         if "aurocs" in j
         else {"spearman": round(j["spearman"], 3)}
     )
-    return f"{score} acc { ({k: round(v, 3) for k, v in r['clean_accuracy'].items()}) } wall {r['wall_seconds']} s cpu {r['cpu_seconds']} s"
+    return (
+        f"{score} acc { ({k: round(v, 3) for k, v in r['clean_accuracy'].items()}) } "
+        f"wall {r['wall_seconds']} s cpu {r['cpu_seconds']} s"
+    )
 
 
 def write(out: Path, results: dict[str, Any]) -> None:
@@ -312,19 +317,24 @@ def markdown(results: dict[str, Any]) -> str:
                         cv = c["auroc"] if c else None
                         gap = f"{x['auroc'] - cv:+.3f}" if cv is not None else ""
                         lines.append(
-                            f"| {name} | {seed} | {label} | {x['n']} | {_f(x['auroc'])} ({_f(u['auroc'])}) | {_f(cv)} | {gap} |"
+                            f"| {name} | {seed} | {label} | {x['n']} | {_f(x['auroc'])} ({_f(u['auroc'])}) "
+                            f"| {_f(cv)} | {gap} |"
                         )
             else:
                 cv = ceil.get("spearman")
                 gap = f"{cal['spearman'] - cv:+.3f}" if cv is not None else ""
                 lines.append(
-                    f"| {name} | {seed} | Spearman(d, expected) | {e['samples']} | {_f(cal['spearman'])} ({_f(unc['spearman'])}) | {_f(cv)} | {gap} |"
+                    f"| {name} | {seed} | Spearman(d, expected) | {e['samples']} "
+                    f"| {_f(cal['spearman'])} ({_f(unc['spearman'])}) | {_f(cv)} | {gap} |"
                 )
     lines += [
         "",
         "## Scorers: clean-clip accuracy, calibration, time",
         "",
-        "| set | seed | acc audio | acc visual | acc audio 5x | acc visual 5x | ECE audio before -> after | ECE visual before -> after | mean d std | wall s | CPU s |",
+        (
+            "| set | seed | acc audio | acc visual | acc audio 5x | acc visual 5x "
+            "| ECE audio before -> after | ECE visual before -> after | mean d std | wall s | CPU s |"
+        ),
         "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|",
     ]
     for name, e in results.items():
@@ -333,9 +343,12 @@ def markdown(results: dict[str, Any]) -> str:
             if key.startswith("default_seed"):
                 ea, ev = r["ece"]["audio"], r["ece"]["visual"]
                 lines.append(
-                    f"| {name} | {key.removeprefix('default_seed')} | {_f(r['clean_accuracy']['audio'])} | {_f(r['clean_accuracy']['visual'])} | "
-                    f"{_f(long.get('audio'))} | {_f(long.get('visual'))} | {ea['ece_before']:.3f} -> {ea['ece_after']:.3f} | "
-                    f"{ev['ece_before']:.3f} -> {ev['ece_after']:.3f} | {r['uncertainty']['mean_discrepancy_std']:.3f} | "
+                    f"| {name} | {key.removeprefix('default_seed')} "
+                    f"| {_f(r['clean_accuracy']['audio'])} | {_f(r['clean_accuracy']['visual'])} | "
+                    f"{_f(long.get('audio'))} | {_f(long.get('visual'))} "
+                    f"| {ea['ece_before']:.3f} -> {ea['ece_after']:.3f} | "
+                    f"{ev['ece_before']:.3f} -> {ev['ece_after']:.3f} "
+                    f"| {r['uncertainty']['mean_discrepancy_std']:.3f} | "
                     f"{r['wall_seconds']} | {r['cpu_seconds']} |"
                 )
     checks = [(n, e["uncertainty_check"]) for n, e in results.items() if "uncertainty_check" in e]
@@ -344,12 +357,16 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "## Uncertainty: two independent scorings (seeds)",
             "",
-            "| set | within 1 predicted SE (68 % if right) | within 2 SE (95 %) | mean abs change of d | mean predicted SE |",
+            (
+                "| set | within 1 predicted SE (68 % if right) | within 2 SE (95 %) "
+                "| mean abs change of d | mean predicted SE |"
+            ),
             "|---|---:|---:|---:|---:|",
         ]
         for n, c in checks:
             lines.append(
-                f"| {n} | {c['within_1_se']:.1%} | {c['within_2_se']:.1%} | {c['mean_abs_change']:.3f} | {c['mean_predicted_se']:.3f} |"
+                f"| {n} | {c['within_1_se']:.1%} | {c['within_2_se']:.1%} "
+                f"| {c['mean_abs_change']:.3f} | {c['mean_predicted_se']:.3f} |"
             )
     return "\n".join(lines) + "\n"
 

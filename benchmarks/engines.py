@@ -114,7 +114,8 @@ def main() -> int:
     if not args.score_only:
         ratio = rows[3][1] / rows[2][1]
         print(
-            f"ingest: ray/local wall time at {cores} workers = {ratio:.2f}x (target <= 1.2x); outputs identical: {same}"
+            f"ingest: ray/local wall time at {cores} workers = {ratio:.2f}x (target <= 1.2x); "
+            f"outputs identical: {same}"
         )
         print(
             f"ingest scaling: local {rows[2][2] / rows[0][2]:.2f}x, ray {rows[3][2] / rows[1][2]:.2f}x "

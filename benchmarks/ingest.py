@@ -18,7 +18,8 @@ Data sets: ``--data`` is a folder with ``labels.csv`` (av_digits), ``INDEX.csv``
 set: its clips with both streams), or ``real-length``: 40 generated clips of 10 s at 640x360 30 fps
 (H.264/AAC MP4 and VP9/Opus WebM; keyframes every ``--gop`` frames: 60 = 2 s by default, 12 is
 what PyAV's encoders do unless told, 250 is the ``ffmpeg`` command line's x264 default; made by
-:mod:`mmcurate.synth.clips`), encoded once into ``--corpus-dir``_gop<N>. Reported: clips per second of each, and mmcurate's ratios to each baseline.
+:mod:`mmcurate.synth.clips`), encoded once into ``--corpus-dir``_gop<N>. Reported: clips per second of each, \
+and mmcurate's ratios to each baseline.
 
 Memory (``--memory 3000,30000``): peak RSS of ``mmcurate ingest`` (the main process, each worker,
 and the sum over the process tree) on that many inputs: hard links to av_digits clips in label

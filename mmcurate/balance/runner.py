@@ -81,7 +81,8 @@ def plan_balance(
         plan.notes.append(f"{outside} samples lie outside the edges and are not eligible")
     if cfg.max_discrepancy_std is not None:
         plan.notes.append(
-            f"{int(uncertain.sum())} samples left out: discrepancy_std above {cfg.max_discrepancy_std:g} (bin uncertain)"
+            f"{int(uncertain.sum())} samples left out: discrepancy_std above {cfg.max_discrepancy_std:g} "
+            "(bin uncertain)"
         )
     labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
     chosen = sample_within_bins(bins, labels, plan.take, cfg.stratify == "label", cfg.seed)

@@ -95,7 +95,8 @@ def plan_bins(pool: np.ndarray, edges: np.ndarray, per_bin: int | None, size: in
     if shortfall == "shrink":
         if smallest == 0:
             raise MMCurateError(
-                "--shortfall shrink: a bin is empty, so every bin would shrink to 0; use --shortfall best-effort or other --edges"
+                "--shortfall shrink: a bin is empty, so every bin would shrink to 0; "
+                "use --shortfall best-effort or other --edges"
             )
         take = np.full(nbins, smallest)
         return BinPlan(edges, pool, targets, take, "shrink", [f"all bins shrunk to {smallest} (smallest pool)"])

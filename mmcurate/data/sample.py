@@ -139,7 +139,8 @@ def check_sample_rates(
                 else "ask for the features the ingest cached (its config.json records their settings)"
             )
             raise MMCurateError(
-                f"sample {rec.sample_id!r} has no waveform, only cached {have or 'custom'} audio features, {why}; {fix}"
+                f"sample {rec.sample_id!r} has no waveform, only cached {have or 'custom'} audio features, "
+                f"{why}; {fix}"
             )
         if rec.audio is None or cached_usable(rec, cfg, cache_ok) or rec.audio_sample_rate is None:
             continue

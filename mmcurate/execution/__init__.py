@@ -1,4 +1,5 @@
-"""Executors: how a stage's work units run (this machine's cores, an array-job part, a Ray cluster), apart from the work.
+"""Executors: how a stage's work units run (this machine's cores, an array-job part, a Ray cluster), apart from
+the work.
 
 :func:`make_executor` turns a stage's execution settings into an :class:`Executor`.
 """

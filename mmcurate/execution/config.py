@@ -18,7 +18,8 @@ ENGINES = ("local", "ray")
 
 @dataclass(frozen=True)
 class ExecutionConfig:
-    """``--engine``, ``--ray-address``, ``--cpus-per-job``, ``--gpus-per-job``, ``--task-retries``, ``--distributed``."""
+    """``--engine``, ``--ray-address``, ``--cpus-per-job``, ``--gpus-per-job``, ``--task-retries``,
+    ``--distributed``."""
 
     engine: str = opt(
         "local",

@@ -54,7 +54,10 @@ COLUMN_TEXT = {
     "sample_id": "stable id: the source file's path relative to the raw folder, plus `#start-end` for a segment",
     "label": "class (ClassLabel; the names are in the YAML header)",
     "frames": "video frames in time order, JPEG images",
-    "audio": "mono audio (FLAC, the Hub's Audio type; plain bytes where not a decodable container); null when the clip had none",
+    "audio": (
+        "mono audio (FLAC, the Hub's Audio type; plain bytes where not a decodable container); "
+        "null when the clip had none"
+    ),
     "audio_sample_rate": "sample rate of `audio`",
     "audio_features": "cached audio features from ingest (e.g. log-mel), bins x time, float16",
     "p_audio": "out-of-fold probability an audio-only classifier gives the true class",
@@ -162,7 +165,10 @@ def render_card(
     )
     header["dataset_info"] = info._to_yaml_dict()
     front = yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=1000)
-    return f"---\n{front}---\n\n{_body(pretty, src, licence_id, features, splits, provenance, ingest_config, toolkit_version)}"
+    return (
+        f"---\n{front}---\n\n"
+        f"{_body(pretty, src, licence_id, features, splits, provenance, ingest_config, toolkit_version)}"
+    )
 
 
 def _body(

@@ -261,7 +261,8 @@ def _group_splits(joined: pa.Table, sel_name: str) -> dict[str, tuple[str, pa.Ta
         hub = hub_split_name(split)
         if hub in groups:
             raise MMCurateError(
-                f"{sel_name}: splits '{groups[hub][0]}' and '{split}' would both become the Hub split '{hub}'; rename one"
+                f"{sel_name}: splits '{groups[hub][0]}' and '{split}' would both become the Hub split '{hub}'; "
+                "rename one"
             )
         rows = joined.filter(pc.equal(joined["split"], split))
         rows = rows.take(pc.sort_indices(rows, sort_keys=[("sample_id", "ascending")]))

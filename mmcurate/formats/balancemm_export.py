@@ -90,7 +90,8 @@ def check_clip_id(sample_id: str) -> None:
         or any(c in sample_id for c in ("\\", "\x00", "\n", "\r"))
     ):
         raise MMCurateError(
-            f"sample id {sample_id!r} cannot name BalanceMM files (<visual_path><id>.hdf5): it is not a plain relative name"
+            f"sample id {sample_id!r} cannot name BalanceMM files (<visual_path><id>.hdf5): "
+            "it is not a plain relative name"
         )
 
 
@@ -122,7 +123,8 @@ def encode_clip(job: ClipJob) -> EncodedClip:
     row = shard.select(cols).slice(job.row, 1).to_pylist()[0]
     if row["sample_id"] != job.sample_id:
         raise MMCurateError(
-            f"{job.ingest_dir}/shards/{job.shard}: row {job.row} holds {row['sample_id']!r}, not {job.sample_id!r}; rerun ingest"
+            f"{job.ingest_dir}/shards/{job.shard}: row {job.row} holds {row['sample_id']!r}, "
+            f"not {job.sample_id!r}; rerun ingest"
         )
     stored = list(row.get("frames") or [])
     times = list(row.get("frame_times") or [])

@@ -15,7 +15,8 @@ FORMATS = ("balancemm",)
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """``mmcurate export [BALANCED_DIR] --format balancemm``: the balanced dataset in a layout the field's code loads."""
+    """``mmcurate export [BALANCED_DIR] --format balancemm``: the balanced dataset in a layout the field's code
+    loads."""
 
     balanced_dir: Path | None = opt(None, argument=True)
     format: str = opt(

@@ -1,4 +1,5 @@
-"""``mmcurate ingest RAW_DIR``: the command-line face of :mod:`mmcurate.ingest` (options from :class:`IngestConfig`)."""
+"""``mmcurate ingest RAW_DIR``: the command-line face of :mod:`mmcurate.ingest`
+(options from :class:`IngestConfig`)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,8 @@ class DecodeConfig:
     sample_rate: int = opt(16000, "Audio is mixed to mono and resampled to this rate.")
     features: Any = opt(
         None,
-        "Also cache audio features (float16) in the shards: a preset such as logmel, cremad_stft, vggsound_stft, ks_fbank.",
+        "Also cache audio features (float16) in the shards: a preset such as logmel, cremad_stft, vggsound_stft, "
+        "ks_fbank.",
     )
     missing_modality: str = opt(
         "reject",
@@ -73,7 +74,8 @@ class DecodeConfig:
             raise MMCurateError(f"--sample-rate must be at least 1000 Hz (got {self.sample_rate})")
         if self.missing_modality not in MISSING_MODALITY_POLICIES:
             raise MMCurateError(
-                f"--missing-modality must be one of {', '.join(MISSING_MODALITY_POLICIES)} (got {self.missing_modality!r})"
+                f"--missing-modality must be one of {', '.join(MISSING_MODALITY_POLICIES)} "
+                f"(got {self.missing_modality!r})"
             )
         if self.decoder not in DECODERS:
             raise MMCurateError(f"--decoder must be one of {', '.join(DECODERS)} (got {self.decoder!r})")

@@ -118,7 +118,8 @@ def scale_and_crop(frame: av.VideoFrame, size: int) -> np.ndarray:
     """RGB array with the short side scaled to ``size`` and the centre ``size x size`` cut out.
 
     Scaling and colour conversion happen in one swscale pass (area filter when shrinking,
-    bilinear when enlarging: twice as fast as bicubic, and enlarged frames hold no detail to keep). ``size == 0`` keeps the native resolution.
+    bilinear when enlarging: twice as fast as bicubic, and enlarged frames hold no detail to keep).
+    ``size == 0`` keeps the native resolution.
     """
     w, h = frame.width, frame.height
     if size == 0:
@@ -463,7 +464,8 @@ class _ClipDecoder:
         if decoded < floor * self.declared_duration:
             raise DecodeError(
                 "decode",
-                f"decodes {decoded:.2f} s of the {self.declared_duration:.2f} s the container declares: truncated or corrupt",
+                f"decodes {decoded:.2f} s of the {self.declared_duration:.2f} s the container declares: "
+                "truncated or corrupt",
             )
 
     def _check_durationless(self, floor: float) -> None:

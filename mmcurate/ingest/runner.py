@@ -497,8 +497,8 @@ def print_summary(result: IngestResult) -> None:
     if s.get("same_content_groups"):
         first = s["same_content_examples"][0]
         warn(
-            f"{s['same_content_groups']} group(s) of different files have identical content (e.g. {', '.join(first)}); "
-            "listed in stats.json"
+            f"{s['same_content_groups']} group(s) of different files have identical content "
+            f"(e.g. {', '.join(first)}); listed in stats.json"
         )
     if s.get("frames_repeated"):
         warn(

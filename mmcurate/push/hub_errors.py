@@ -45,11 +45,20 @@ def describe(exc: BaseException, *, endpoint: str, repo_id: str, revision: str) 
         url = str(exc.response.request.url) if exc.response.request is not None else ""
         server_msg = getattr(exc, "server_message", None) or exc.response.headers.get("X-Error-Message") or ""
         if (status == 401 and not isinstance(exc, RepositoryNotFoundError)) or "Invalid credentials" in server_msg:
-            return f"the Hub at {endpoint} rejected the token (401 Unauthorized); set a valid HF_TOKEN or run `hf auth login`"
+            return (
+                f"the Hub at {endpoint} rejected the token (401 Unauthorized); "
+                "set a valid HF_TOKEN or run `hf auth login`"
+            )
         if isinstance(exc, RepositoryNotFoundError):
-            return f"dataset repo {repo_id} not found at {endpoint}, or this token cannot see it; check --repo-id and the token's access"
+            return (
+                f"dataset repo {repo_id} not found at {endpoint}, or this token cannot see it; "
+                "check --repo-id and the token's access"
+            )
         if status == 403:
-            return f"the token may not write to {repo_id} at {endpoint} (403 Forbidden: {one_line(server_msg, 120)}); use a token with write access to that namespace"
+            return (
+                f"the token may not write to {repo_id} at {endpoint} (403 Forbidden: {one_line(server_msg, 120)}); "
+                "use a token with write access to that namespace"
+            )
         if status == 404 and "xet-write-token" in url:
             return (
                 f"the Hub at {endpoint} does not offer Xet storage; rerun with --no-xet (or set HF_HUB_DISABLE_XET=1)"
@@ -72,9 +81,15 @@ def describe(exc: BaseException, *, endpoint: str, repo_id: str, revision: str) 
             f"connection to the Hub at {endpoint} failed ({type(exc).__name__}: {one_line(exc, 120)}); {RESUME_HINT}"
         )
     if "xet-write-token" in str(exc):
-        return f"the Hub at {endpoint} does not offer Xet storage ({one_line(exc, 100)}); rerun with --no-xet (or set HF_HUB_DISABLE_XET=1)"
+        return (
+            f"the Hub at {endpoint} does not offer Xet storage ({one_line(exc, 100)}); "
+            "rerun with --no-xet (or set HF_HUB_DISABLE_XET=1)"
+        )
     if isinstance(exc, ValueError) and "Invalid metadata in README.md" in str(exc):
-        return f"the Hub at {endpoint} rejected the dataset card's YAML: {one_line(str(exc).split(chr(10), 1)[-1], 200)}; fix README.md or rerun `mmcurate balance`"
+        return (
+            f"the Hub at {endpoint} rejected the dataset card's YAML: "
+            f"{one_line(str(exc).split(chr(10), 1)[-1], 200)}; fix README.md or rerun `mmcurate balance`"
+        )
     return f"push to {repo_id} at {endpoint} failed ({type(exc).__name__}: {one_line(exc, 200)}); {RESUME_HINT}"
 
 

@@ -255,7 +255,8 @@ def read_class_file(spec: Path) -> list[str]:
         return class_list(str(spec))
     else:
         raise MMCurateError(
-            f"class list {spec} does not exist (neither a file nor a shipped list: {', '.join(available_class_lists())})"
+            f"class list {spec} does not exist "
+            f"(neither a file nor a shipped list: {', '.join(available_class_lists())})"
         )
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

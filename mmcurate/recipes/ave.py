@@ -127,7 +127,8 @@ def discover(
     ann_path = resolve_option_path(raw_dir, annotations)
     if not ann_path.is_file():
         raise MMCurateError(
-            f"{ann_path}: AVE annotation file not found; put the official Annotations.txt in RAW_DIR or pass annotations=PATH"
+            f"{ann_path}: AVE annotation file not found; "
+            "put the official Annotations.txt in RAW_DIR or pass annotations=PATH"
         )
     prefix = "" if video_dir.strip("/") in ("", ".") else video_dir.strip("/") + "/"
     video_path = prefix + "{vid}.mp4"

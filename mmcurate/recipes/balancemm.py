@@ -119,7 +119,10 @@ def discover(
                 Failure(
                     file=missing[0],
                     stage="discover",
-                    reason=f"listed in {ann_name} but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing",
+                    reason=(
+                        f"listed in {ann_name} but {' and '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} missing"
+                    ),
                     sample_id=clip_id,
                 )
             )
@@ -294,8 +297,8 @@ def _as_features(spectrogram: np.ndarray, what: str, features: Any) -> np.ndarra
     bins = _num_bins(json.dumps(features, sort_keys=True))
     if spectrogram.shape[0] != bins:
         raise MMCurateError(
-            f"{what}: the spectrogram has {spectrogram.shape[0]} bins x {spectrogram.shape[1]} frames but audio_preset "
-            f"gives {bins} bins (mmcurate stores bins x time)"
+            f"{what}: the spectrogram has {spectrogram.shape[0]} bins x {spectrogram.shape[1]} frames "
+            f"but audio_preset gives {bins} bins (mmcurate stores bins x time)"
         )
     if spectrogram.dtype.kind == "f" and not np.isfinite(spectrogram).all():
         raise MMCurateError(f"{what}: the spectrogram holds NaN or infinite values")

@@ -62,7 +62,8 @@ def _read_split_csv(path: Path, split: str, raw_dir: Path) -> dict[str, tuple[st
             continue
         if len(row) < 2:
             raise MMCurateError(
-                f"{name} line {lineno}: expected 'clip_name,EMOTION' as in OGM-GE's data/CREMAD/{split}.csv, got {','.join(row)!r}"
+                f"{name} line {lineno}: expected 'clip_name,EMOTION' as in OGM-GE's data/CREMAD/{split}.csv, "
+                f"got {','.join(row)!r}"
             )
         clip = stem(row[0].strip()) if row[0].strip().lower().endswith((".flv", ".mp4", ".wav")) else row[0].strip()
         out[clip] = (split, row[1].strip(), lineno, name)
@@ -114,7 +115,8 @@ def discover(
             if clip in listed and listed[clip][0] != split:
                 other = listed[clip]
                 raise MMCurateError(
-                    f"{info[3]} line {info[2]}: clip {clip} is also listed in {other[3]} line {other[2]}; a clip can be in one split only"
+                    f"{info[3]} line {info[2]}: clip {clip} is also listed in {other[3]} line {other[2]}; "
+                    "a clip can be in one split only"
                 )
             listed[clip] = info
         rel = relative_to_raw(raw_dir, path)
@@ -137,7 +139,10 @@ def discover(
                 Failure(
                     file=path,
                     stage="discover",
-                    reason=f"file name '{path.rsplit('/', 1)[-1]}' is not ACTOR_SENTENCE_EMOTION_LEVEL (e.g. 1001_DFA_ANG_XX.flv)",
+                    reason=(
+                        f"file name '{path.rsplit('/', 1)[-1]}' is not ACTOR_SENTENCE_EMOTION_LEVEL "
+                        "(e.g. 1001_DFA_ANG_XX.flv)"
+                    ),
                     sample_id=path,
                 )
             )

@@ -137,7 +137,10 @@ def _read_rows(
                     Failure(
                         file=name,
                         stage="label",
-                        reason=f"line {lineno}: {ytid} at {start}s is labelled {label} here but {wanted[key].label} in {wanted[key].where}",
+                        reason=(
+                            f"line {lineno}: {ytid} at {start}s is labelled {label} here "
+                            f"but {wanted[key].label} in {wanted[key].where}"
+                        ),
                     )
                 )
                 continue

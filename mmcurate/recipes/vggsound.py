@@ -114,7 +114,8 @@ def discover(raw_dir: Path, *, annotations: str = "vggsound.csv", video_dir: str
     csv_path = resolve_option_path(raw_dir, annotations)
     if not csv_path.is_file():
         raise MMCurateError(
-            f"{csv_path}: VGGSound annotation CSV not found; put the official vggsound.csv in RAW_DIR or pass annotations=PATH"
+            f"{csv_path}: VGGSound annotation CSV not found; "
+            "put the official vggsound.csv in RAW_DIR or pass annotations=PATH"
         )
     csv_name = display_name(raw_dir, csv_path)
     csv_rel = relative_to_raw(raw_dir, csv_path)

@@ -1,4 +1,5 @@
-"""``mmcurate reeval``: compare unimodal, joint and imbalance-algorithm models per subset (options from :class:`ReevalConfig`)."""
+"""``mmcurate reeval``: compare unimodal, joint and imbalance-algorithm models per subset
+(options from :class:`ReevalConfig`)."""
 
 from __future__ import annotations
 

@@ -265,5 +265,7 @@ def resplit(data: ReevalData, seed: int) -> ReevalData:
         val=val,
         audio_mean=mean,
         audio_std=std,
-        split_note=f"{data.split_note}; train/val re-drawn for seed {seed} (stratified by bin and class, {how}; test fixed)",
+        split_note=(
+            f"{data.split_note}; train/val re-drawn for seed {seed} (stratified by bin and class, {how}; test fixed)"
+        ),
     )

@@ -70,7 +70,8 @@ def check_classes(candidates: IngestDir, saved: SavedScorer) -> list[str]:
         ) or "same names in another order; "
         raise MMCurateError(
             f"{candidates.file(IngestDir.CLASSES)}: class list differs from the saved scorer's "
-            f"({saved.folder / SCORER_META}): {why}candidates must have exactly the scorer's classes, in order (ingest them with --classes)"
+            f"({saved.folder / SCORER_META}): {why}candidates must have exactly the scorer's classes, in order "
+            "(ingest them with --classes)"
         )
     return classes
 

@@ -1,4 +1,5 @@
-"""``mmcurate score [INGEST_DIR]``: out-of-fold unimodal confidences and discrepancy (options from :class:`ScoreStageConfig`)."""
+"""``mmcurate score [INGEST_DIR]``: out-of-fold unimodal confidences and discrepancy
+(options from :class:`ScoreStageConfig`)."""
 
 from __future__ import annotations
 

@@ -46,7 +46,8 @@ class ScoreConfig:
     folds: int = opt(5, "Cross-fitting folds (stratified by label).")
     repeats: int | None = opt(
         None,
-        "Repeat the cross-fitting with other folds and seeds and average (default: 1; 2 gives a steadier d at twice the time).",
+        "Repeat the cross-fitting with other folds and seeds and average "
+        "(default: 1; 2 gives a steadier d at twice the time).",
     )
     epochs: int = opt(12, "Training epochs per scorer.")
     avg_last: int | None = opt(

@@ -27,7 +27,8 @@ def check_fold_feasible(labels: Sequence[str], k: int) -> None:
         listed = ", ".join(f"{v!r} has {c}" for v, c in small[:5])
         more = f" (and {len(small) - 5} more)" if len(small) > 5 else ""
         raise MMCurateError(
-            f"too few samples per class for --folds {k}: {listed}{more}; use --folds {max(2, min(c for _, c in small))} "
+            f"too few samples per class for --folds {k}: {listed}{more}; "
+            f"use --folds {max(2, min(c for _, c in small))} "
             "or remove those classes (e.g. a --classes list without them at ingest)"
         )
 

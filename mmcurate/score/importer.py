@@ -78,7 +78,8 @@ def validate_scores(ingest: IngestDir, ext: pa.Table, origin: str, scorer_id: st
     absent = [sid for sid in labels if sid not in seen]
     if absent:
         raise MMCurateError(
-            f"{path}: {len(absent)} ingested samples have no scores (e.g. {absent[0]!r}); every sample needs p_audio and p_visual"
+            f"{path}: {len(absent)} ingested samples have no scores (e.g. {absent[0]!r}); "
+            "every sample needs p_audio and p_visual"
         )
     ordered = [seen[sid] for sid in labels]
     d = [float(r["p_audio"]) - float(r["p_visual"]) for r in ordered]

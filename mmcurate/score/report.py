@@ -299,7 +299,8 @@ def _uncertainty_lines(u: dict[str, Any] | None) -> list[str]:
         "",
         f"- near a bin edge: {u['near_edge']} samples have a bin probability below {u['threshold']:g} "
         f"({u['bins']} equal bins over [-1, 1]; their bin is a coin flip given their discrepancy_std)",
-        f"- mean bin probability: {u['mean_bin_probability']:.3f}; mean discrepancy_std: {u['mean_discrepancy_std']:.3f}",
+        f"- mean bin probability: {u['mean_bin_probability']:.3f}; "
+        f"mean discrepancy_std: {u['mean_discrepancy_std']:.3f}",
         "- `mmcurate balance --max-discrepancy-std X` leaves out samples whose discrepancy_std exceeds X",
         "",
     ]

@@ -3,8 +3,9 @@
 For each of K stratified folds, an audio-only and a visual-only classifier train on the other
 folds and score the held-out one. With ``repeats`` > 1 the whole cross-fitting is repeated
 with other fold assignments and seeds and the held-out probabilities are averaged (repeated
-cross-fitting): every confidence is still out-of-fold, with less model-to-model noise. Each (fold, modality) result is saved as soon as it exists
-(``score_runs/<scorer>/``), so an interrupted run resumes where it stopped, and the final
+cross-fitting): every confidence is still out-of-fold, with less model-to-model noise. Each
+(fold, modality) result is saved as soon as it exists (``score_runs/<scorer>/``), so an
+interrupted run resumes where it stopped, and the final
 ``scores.parquet`` is written atomically once every sample has both confidences. Calibration,
 per-sample uncertainty and bin probability are assembled from the jobs' arrays by the pure
 functions of :mod:`mmcurate.score.assemble`. With ``--save-scorers`` (the default) two more jobs
@@ -531,7 +532,8 @@ def _trainer(
         tcfg = dataclasses.replace(tcfg, audio_frames=tensors.audio_frames)
     else:
         info(
-            f"score: decoded inputs would take about {need_gb:.1f} GB (> --memory-budget-gb {cfg.memory_budget_gb:g}); "
+            f"score: decoded inputs would take about {need_gb:.1f} GB "
+            f"(> --memory-budget-gb {cfg.memory_budget_gb:g}); "
             f"decoding per batch with {workers} loader worker(s) instead"
         )
         dataset = AVDataset(table, classes, tcfg)
@@ -564,7 +566,8 @@ def _check_modalities(manifest: pa.Table, allow_missing: bool) -> None:
         if missing and not allow_missing:
             raise MMCurateError(
                 f"{len(missing)} samples have no {name} (e.g. {missing[0]}); their confidence would score the "
-                "zero-fill, not the data. Re-ingest with --missing-modality reject, or pass --allow-missing to score them anyway"
+                "zero-fill, not the data. Re-ingest with --missing-modality reject, "
+                "or pass --allow-missing to score them anyway"
             )
 
 

@@ -180,12 +180,13 @@ class IngestDir:
         """This folder if it holds a finished ingest, else an error saying how to make one."""
         if not self.path.is_dir():
             raise StageNotReadyError(
-                f"{self.path}: ingest directory not found; run `mmcurate ingest RAW_DIR` first or pass the right --workdir"
+                f"{self.path}: ingest directory not found; "
+                "run `mmcurate ingest RAW_DIR` first or pass the right --workdir"
             )
         if not self.is_complete():
             raise StageNotReadyError(
-                f"{self.path}: no finished ingest here (manifest.parquet missing); run `mmcurate ingest RAW_DIR` first "
-                "or point to an ingest folder"
+                f"{self.path}: no finished ingest here (manifest.parquet missing); "
+                "run `mmcurate ingest RAW_DIR` first or point to an ingest folder"
             )
         return self
 
@@ -578,7 +579,8 @@ class IngestDir:
         joined = manifest.join(scores, "sample_id", join_type="inner").sort_by("sample_id")
         if joined.num_rows != manifest.num_rows:
             raise MMCurateError(
-                f"scores.parquet covers {joined.num_rows} of {manifest.num_rows} ingested samples; rerun `mmcurate score`"
+                f"scores.parquet covers {joined.num_rows} of {manifest.num_rows} ingested samples; "
+                "rerun `mmcurate score`"
             )
         for col in ("p_audio", "p_visual", "discrepancy"):
             values = joined.column(col).to_numpy(zero_copy_only=False).astype(float)

@@ -78,7 +78,8 @@ MANIFEST_SCHEMA = pa.schema(
         _f(
             "has_audio",
             pa.bool_(),
-            "the source had a decodable audio stream, or its spectrogram (then num_audio_samples is 0 and the shard's audio_features holds it)",
+            "the source had a decodable audio stream, or its spectrogram "
+            "(then num_audio_samples is 0 and the shard's audio_features holds it)",
             False,
         ),
         _f("has_video", pa.bool_(), "the source had a decodable video stream", False),
@@ -107,7 +108,8 @@ SHARD_SCHEMA = pa.schema(
         _f(
             "audio",
             pa.binary(),
-            "mono audio as FLAC bytes (16-bit) at audio_sample_rate; null when absent and kept, or when the source held only a spectrogram (audio_features then holds it)",
+            "mono audio as FLAC bytes (16-bit) at audio_sample_rate; null when absent and kept, "
+            "or when the source held only a spectrogram (audio_features then holds it)",
         ),
         _f("audio_sample_rate", pa.int32(), "sample rate of the stored audio", False),
         _f("audio_num_samples", pa.int64(), "number of stored mono samples", False),
@@ -135,19 +137,22 @@ SCORES_SCHEMA = pa.schema(
         _f(
             "fold",
             pa.int32(),
-            "cross-fitting fold whose held-out models scored this sample (-1 for imported scores and for candidates scored by saved whole-set scorers, scores.json source 'candidates')",
+            "cross-fitting fold whose held-out models scored this sample (-1 for imported scores and for candidates "
+            "scored by saved whole-set scorers, scores.json source 'candidates')",
             False,
         ),
         _f(
             "p_audio",
             pa.float64(),
-            "audio-only probability of the ground-truth class, out-of-fold, calibrated (cross-fitted temperature) unless scores.json says otherwise",
+            "audio-only probability of the ground-truth class, out-of-fold, calibrated (cross-fitted temperature) "
+            "unless scores.json says otherwise",
             False,
         ),
         _f(
             "p_visual",
             pa.float64(),
-            "visual-only probability of the ground-truth class, out-of-fold, calibrated (cross-fitted temperature) unless scores.json says otherwise",
+            "visual-only probability of the ground-truth class, out-of-fold, calibrated (cross-fitted temperature) "
+            "unless scores.json says otherwise",
             False,
         ),
         _f("discrepancy", pa.float64(), "p_audio - p_visual, in [-1, 1]", False),
@@ -176,7 +181,8 @@ SCORES_SCHEMA = pa.schema(
         _f(
             "bin_probability",
             pa.float64(),
-            "probability that the true discrepancy lies in the bin of d among 10 equal bins over [-1, 1], under a normal error of discrepancy_std; null for imported scores",
+            "probability that the true discrepancy lies in the bin of d among 10 equal bins over [-1, 1], "
+            "under a normal error of discrepancy_std; null for imported scores",
         ),
         _f("scorer_id", pa.string(), "architecture + config hash + seed of the scorer", False),
     ]
@@ -196,7 +202,8 @@ SELECTION_SCHEMA = pa.schema(
         _f(
             "pool",
             pa.string(),
-            "name of the scored ingest folder (pool) the sample was drawn from; with several pools, balance.json pool_dirs maps names to folders",
+            "name of the scored ingest folder (pool) the sample was drawn from; "
+            "with several pools, balance.json pool_dirs maps names to folders",
         ),
     ]
 )

@@ -519,7 +519,8 @@ def generate_demo_dataset(
                 return out_dir
             if not overwrite:
                 raise MMCurateError(
-                    f"{out_dir}: holds a demo set made with other parameters; pass overwrite=True or choose another folder"
+                    f"{out_dir}: holds a demo set made with other parameters; "
+                    "pass overwrite=True or choose another folder"
                 )
         elif any(out_dir.iterdir()):
             raise MMCurateError(f"{out_dir}: folder is not empty and is not a demo set; choose an empty or new folder")

@@ -141,14 +141,10 @@ def refit_run(ingest: Path, cfg: ScoreConfig, clean_only: bool) -> dict[str, Any
     tensors = build_av_tensors(read_shards(ingest, ids), classes, tcfg, workers=1)
     y = tensors.labels.numpy()
     usable = {m: intact_mask(m, t) if clean_only else np.ones(len(y), dtype=bool) for m in MODALITIES}
-    repeats, window, n = int(cfg.repeats), int(cfg.avg_last), len(y)
+    repeats, n = int(cfg.repeats), len(y)
     fold_sets = [_folds(cfg, labels, manifest.column("group").to_pylist(), r) for r in range(repeats)]
-    runs = {
-        m: ModalityRuns(
-            [np.zeros((n, len(classes))) for _ in range(repeats)], [np.zeros((window, n)) for _ in range(repeats)]
-        )
-        for m in MODALITIES
-    }
+    runs = {m: ModalityRuns.empty(repeats, n, len(classes)) for m in MODALITIES}
+    epochs: dict[str, list[int]] = {m: [] for m in MODALITIES}
     wall, cpu = time.perf_counter(), cpu_seconds()
     for r in range(repeats):
         for k in range(cfg.folds):
@@ -166,8 +162,8 @@ def refit_run(ingest: Path, cfg: ScoreConfig, clean_only: bool) -> dict[str, Any
                     torch.device("cpu"),
                     int(tensors.frames.shape[1]),
                 )
-                runs[modality].probs[r][held] = res.probs
-                runs[modality].window_true[r][:, held] = res.held_true
+                runs[modality].add(r, held, res.probs, res.held_true, res.inner_idx, res.inner_probs)
+                epochs[modality].append(int(res.report.get("epochs", 0)))
     a = assemble_scores(y, fold_sets[0], runs, cfg.calibration)
     c = a.columns
     return {
@@ -176,6 +172,7 @@ def refit_run(ingest: Path, cfg: ScoreConfig, clean_only: bool) -> dict[str, Any
         "calibrated": judge(t, c["discrepancy"]),
         "uncalibrated": judge(t, c["p_audio_uncalibrated"] - c["p_visual_uncalibrated"]),
         "clean_accuracy": {m: clean_accuracy(t, y, c[f"probs_{m}"].argmax(1)) for m in MODALITIES},
+        "epochs": epochs,
     }
 
 

@@ -13,6 +13,7 @@ from mmcurate.data.frames import (
     IMAGENET_STD,
     decode_jpeg_frames,
     normalize_frames,
+    standardize_frames,
     select_frame_indices,
 )
 from mmcurate.data.shards import (
@@ -39,6 +40,7 @@ __all__ = [
     "flac_num_samples",
     "ingest_features_config",
     "normalize_frames",
+    "standardize_frames",
     "read_class_list",
     "read_shards",
     "select_frame_indices",

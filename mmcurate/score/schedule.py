@@ -37,6 +37,10 @@ MIN_ANNEAL = 3
 CHANCE_P = 0.01
 #: a training loss below this share of ln(C) also means the scorer left chance (tiny inner splits)
 LEFT_CHANCE_LOSS = 0.85
+#: the search may end at a plateau before ``stuck_after`` only once the inner loss is this share of ln(C) or
+#: lower: a scorer a little above chance on its initial plateau (inner accuracy 0.18 for 10 classes, loss
+#: still near ln C) is not done, and stopping it there was seen to leave a fold at 0.4 accuracy
+STRONG_LOSS = 0.9
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class SearchState:
     best_epoch: int = -1
     since_best: int = 0
     learned: bool = False
+    strong: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     best_by_epoch: list[float] = field(default_factory=list)
     raw: list[Any] = field(default_factory=list)
@@ -95,6 +100,10 @@ class SearchState:
             self.since_best += 1
         self.best_by_epoch.append(self.best_loss)
         self.learned = self.learned or left_chance(inner_correct, inner_n, self.num_classes, train_loss)
+        self.strong = self.learned and (
+            self.best_loss <= STRONG_LOSS * math.log(self.num_classes)
+            or train_loss < LEFT_CHANCE_LOSS * math.log(self.num_classes)
+        )
         self.history.append(
             {
                 "epoch": self.epochs - 1,
@@ -109,7 +118,8 @@ class SearchState:
         if inner_n == 0:  # nothing to watch: a fixed search of min_epochs x 2
             return "no inner split" if self.epochs >= 2 * s.min_epochs else None
         stalled = self.since_best >= s.patience
-        if self.learned and self.epochs >= s.min_epochs and self.epochs > s.patience:
+        ready = self.strong or (self.learned and self.epochs >= s.stuck_after)
+        if ready and self.epochs >= s.min_epochs and self.epochs > s.patience:
             recent = self.best_by_epoch[-1 - s.patience] - self.best_loss
             total = math.log(self.num_classes) - self.best_loss
             if stalled or recent < RETURNS * max(total, 1e-9):

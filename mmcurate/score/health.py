@@ -7,7 +7,9 @@ guessing, and a ``d`` of about 0 then means "both wrong", not "balanced". None o
 an exit status, so every scoring run is checked here, per modality and per fold, against chance:
 
 * **above chance**: the modality's out-of-fold accuracy with a 95 % Wilson interval; the scorer
-  *failed* when the interval's lower end is not above chance (the majority class's share);
+  *failed* when the interval's lower end is not above chance (the majority class's share), or when
+  it is barely above it: its accuracy above chance, as a share of what is possible above chance
+  (Cohen's kappa for balanced classes), under :data:`MIN_KAPPA`: most of its confidences are noise;
 * **folds agree**: a fold whose accuracy is far below the other folds' (one-sided binomial test
   at 0.001 against the others' pooled accuracy, and at least 15 points below) is *failed*: it
   scored its clips on another scale; a fold that ended stuck after its restarts likewise;
@@ -31,6 +33,9 @@ from scipy.stats import binom, norm
 MIN_CLIPS_PER_CLASS = 30
 #: a fold at least this far below the others' accuracy (and significantly so) is flagged
 FOLD_GAP = 0.15
+#: a scorer whose (accuracy - chance) / (1 - chance) is below this is too weak to trust: on the small
+#: benchmark sets (60-300 clips) failing scorers sat at 0.0-0.12, every scorer of the 1500-clip sets above 0.45
+MIN_KAPPA = 0.2
 FOLD_P = 0.001
 
 
@@ -130,13 +135,27 @@ def check_scores(
                         "check that this modality carries the label, or raise --restarts / --max-epochs",
                     )
                 )
+        kappa = (acc - chance) / (1 - chance) if chance < 1 else 0.0
         figures[m] = {
             "accuracy": round(acc, 4),
+            "kappa": round(kappa, 4),
             "interval": [round(lo, 4), round(hi, 4)],
             "chance": round(chance, 4),
-            "above_chance": bool(lo > chance),
+            "above_chance": bool(lo > chance and kappa >= MIN_KAPPA),
             "folds": per_fold,
         }
+        if lo > chance and kappa < MIN_KAPPA:
+            verdicts.append(
+                Verdict(
+                    "above chance",
+                    "fail",
+                    m,
+                    None,
+                    f"{m} scorer is barely above chance: out-of-fold accuracy {acc:.3f} against chance {chance:.3f} "
+                    f"(kappa {kappa:.2f} < {MIN_KAPPA}) on {len(y)} clips; most of its confidences are noise and so "
+                    "is d. " + _next_step(smallest, num_classes),
+                )
+            )
         if not lo > chance:
             verdicts.append(
                 Verdict(

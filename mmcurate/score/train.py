@@ -382,7 +382,7 @@ def _fit_converge(source: BatchSource, train_t: torch.Tensor, held_t: torch.Tens
     for attempt in range(settings.restarts + 1):
         run = _Attempt(source, fit_t, num_classes, cfg, seed + 104729 * attempt, device, n_frames, ranks, stats)
         warm = settings.warmup_epochs * run.steps_per_epoch
-        state = SearchState(settings, num_classes)
+        state = SearchState(settings.for_steps(run.steps_per_epoch), num_classes)
         rows, losses = [], []
         while True:
             loss, row = run.epoch(lambda step: lr_factor(step, warm))

@@ -10,14 +10,8 @@ from mmcurate.common.stage import Stage
 from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
 from mmcurate.score.importer import import_scores, validate_scores
 from mmcurate.score.registry import available_scorers, register_scorer
-from mmcurate.score.runner import (
-    ScoreResult,
-    print_summary,
-    read_scores,
-    run_score,
-    scores_state,
-    summarize,
-)
+from mmcurate.score.runner import run_score, scores_state
+from mmcurate.score.table import ScoreResult, print_summary, read_scores, summarize
 
 STAGE: Stage[ScoreStageConfig, ScoreResult] = Stage(
     name="score",

@@ -29,7 +29,7 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.common.options import opt
 from mmcurate.common.stage import Stage
 from mmcurate.score.assemble import DEFAULT_EDGES, NEAR_EDGE
-from mmcurate.score.runner import summarize
+from mmcurate.score.table import summarize
 from mmcurate.store import IngestDir, Workdir
 
 

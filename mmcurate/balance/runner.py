@@ -23,7 +23,7 @@ from mmcurate.balance.report import chi_square_uniform, write_report
 from mmcurate.balance.sampling import BinPlan, plan_bins, sample_within_bins
 from mmcurate.common.console import info, summary_table
 from mmcurate.common.errors import MMCurateError
-from mmcurate.score.runner import print_summary as print_score_summary
+from mmcurate.score.table import print_summary as print_score_summary
 from mmcurate.score.runner import score_out_of_fold, scores_state
 from mmcurate.store import BalancedDir, IngestDir, Workdir
 from mmcurate.store.bins import assign_bins, bin_label

@@ -33,6 +33,7 @@ from mmcurate.common.atomic import atomic_write_bytes, atomic_write_text, instal
 from mmcurate.common.console import info, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import canonical_json, config_hash
+from mmcurate.common.stage import Stage
 from mmcurate.execution import WorkUnit, make_executor, make_units
 from mmcurate.execution.driver import Completion, UnitDriver, Written
 from mmcurate.formats.balancemm import ANNOTATIONS, AUDIO_DIR, FORMAT_VERSION, VISUAL_DIR, dumps_annotations
@@ -393,3 +394,21 @@ def print_summary(result: ExportFormatResult) -> None:
         ["wall time (s)", round(result.elapsed, 2)],
     ]
     summary_table(f"export ({result.format}) -> {result.out_dir}", ["", "value"], rows)
+
+
+def _is_complete(workdir: Workdir, cfg: ExportConfig) -> bool:
+    return is_complete(Path(cfg.out or workdir.path / cfg.format))
+
+
+STAGE: Stage[ExportConfig, ExportFormatResult] = Stage(
+    name="export",
+    config=ExportConfig,
+    reads=("balanced/selection.parquet", "balanced/balance.json", "ingest/manifest.parquet", "ingest/shards/*.arrow"),
+    writes=("<format>/ (balancemm: annotations.json, visual/*.hdf5, audio/*.pkl, README.md, .mmcurate/)",),
+    run=run_export,
+    summarize=print_summary,
+    is_complete=_is_complete,
+    # a recipe's ``export`` section is the Hugging Face dataset's (balance writes it); this stage's is ``formats``
+    sections=("formats",),
+    optional=True,
+)

@@ -111,20 +111,14 @@ def discover(
         problem = _entry_problem(clip_id, entry, label_set, ann_name)
         if problem is not None:
             stage, reason = problem
-            disc.failures.append(Failure(file=hdf5, stage=stage, reason=reason, sample_id=str(clip_id)))
+            disc.fail(hdf5, reason, stage=stage, sample_id=str(clip_id))
             continue
         missing = [p for p in (hdf5, pkl) if not (raw_dir / p).is_file()]
         if missing:
-            disc.failures.append(
-                Failure(
-                    file=missing[0],
-                    stage="discover",
-                    reason=(
-                        f"listed in {ann_name} but {' and '.join(missing)} "
-                        f"{'is' if len(missing) == 1 else 'are'} missing"
-                    ),
-                    sample_id=clip_id,
-                )
+            disc.fail(
+                missing[0],
+                f"listed in {ann_name} but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing",
+                sample_id=clip_id,
             )
             continue
         group = entry.get("group")

@@ -9,12 +9,13 @@ is a module, else at ``package``. Not arrows: the parent packages Python runs be
 module names :mod:`mmcurate.stages` holds as text, which are loaded on use so that ``mmcurate --help`` stays
 fast (:func:`test_the_registry_names_real_modules` checks those).
 
-Stage packages talk through the work directory (:mod:`mmcurate.store`), never through each other's code; the
-orchestrators (:mod:`mmcurate.pipeline`, :mod:`mmcurate.stages`, :mod:`mmcurate.cli`, :mod:`mmcurate.demo`)
-run stages and so may name them. Libraries any stage may use (:mod:`mmcurate.export`, the Hugging Face
-writer balance writes its dataset with; :mod:`mmcurate.data`, :mod:`mmcurate.models`, :mod:`mmcurate.features`,
-:mod:`mmcurate.recipes`, :mod:`mmcurate.execution`, :mod:`mmcurate.store`, :mod:`mmcurate.common`) import no
-stage either.
+Stages (:data:`STAGES`: their packages, and the export stage's modules in :mod:`mmcurate.formats`) talk
+through the work directory (:mod:`mmcurate.store`), never through each other's code; the orchestrators
+(:mod:`mmcurate.pipeline`, :mod:`mmcurate.stages`, :mod:`mmcurate.cli`, :mod:`mmcurate.demo`) run stages and
+so may name them. Libraries any stage may use (:mod:`mmcurate.export`, the Hugging Face writer balance writes
+its dataset with; the formats of :mod:`mmcurate.formats`; :mod:`mmcurate.data`, :mod:`mmcurate.models`,
+:mod:`mmcurate.features`, :mod:`mmcurate.recipes`, :mod:`mmcurate.execution`, :mod:`mmcurate.store`,
+:mod:`mmcurate.common`) import no stage either.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from mmcurate.reeval.config import TrainConfig
 from mmcurate.reeval.contribution import coalition_correctness, shapley_contribution
 from mmcurate.reeval.data import ReevalData, SplitData
 from mmcurate.reeval.holdout import holdout_split
-from mmcurate.reeval.methods import METHODS, get_method
+from mmcurate.reeval.methods import EPOCH_HOOKS, METHODS, epochs_for_every_event, get_method
 from mmcurate.reeval.methods import gblending as gb
 from mmcurate.reeval.methods.base import Method
 from mmcurate.reeval.stats import MIN_SAMPLES, t_interval, wilson_interval
@@ -102,12 +102,71 @@ def _spied(data: ReevalData, monkeypatch: pytest.MonkeyPatch) -> _ReadLog:
 def test_no_method_reads_the_validation_split_while_training(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = tensor_data(n_train=12, n_val=8, n_test=8)
+    """Each method runs long enough for every event of its own schedule to happen (a diagnosis, a re-estimate,
+    the end of a warm-up), with its default parameters: no periodic hook hides behind a short run."""
+    epochs = epochs_for_every_event(name)
+    events = get_method(name, width=2, epochs=epochs).schedule()
+    assert all(events.values()), f"{name}: {epochs} epochs leave an event of {events} unhappened"
+    data = tensor_data(n_train=18, n_val=8, n_test=8)
     log = _spied(data, monkeypatch)
-    cfg = TrainConfig(epochs=2, batch_size=4, width=2, lr=0.05, method_params={"gblending": {"super_epoch": 1}})
+    cfg = TrainConfig(epochs=epochs, batch_size=4, width=2, lr=0.05)
     trainer.train_run(name, data, cfg, 0, tmp_path, CPU)
     assert log.sanctioned > 0, "the spy saw no validation at all: it is not watching the split the trainer uses"
     assert log.unsanctioned == [], f"{name} read the validation split while training: {sorted(set(log.unsanctioned))}"
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_whose_behaviour_depends_on_the_epoch_declares_when(name: str) -> None:
+    """A method that overrides an epoch hook, or has a schedule-like parameter, says in ``schedule()`` when it acts,
+    so the validation spy above runs it long enough; the declared epochs are inside the run."""
+    cls = METHODS[name]
+    overrides = [h for h in EPOCH_HOOKS if getattr(cls, h) is not getattr(Method, h)]
+    scheduled = [k for k in cls.defaults if any(w in k for w in ("epoch", "every", "warmup", "modulation", "window"))]
+    if overrides or scheduled:
+        assert cls.schedule is not Method.schedule, (
+            f"{name} overrides {overrides or scheduled} but declares no schedule"
+        )
+    for epochs in (2, 5, 20):
+        for event, when in get_method(name, width=2, epochs=epochs).schedule().items():
+            assert all(0 <= e < epochs for e in when), f"{name}: event {event} at {when} outside {epochs} epochs"
+
+
+def test_relearning_diagnoses_on_a_train_hold_out_at_its_scheduled_epochs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The diagnosis compares the training part with a hold-out carved from train (group-disjoint, never trained
+    on), at the epochs its schedule names; validation is never read (the spy test), the hold-out never trained."""
+    from mmcurate.reeval.methods import relearning as rl
+
+    data = tensor_data(n_train=30, n_val=8, n_test=8)
+    seen: list[tuple[int, list[int]]] = []
+    trained: list[int] = []
+    real_features = rl.ReLearning._features
+
+    def features_spy(self, model, ctx, positions):  # noqa: ANN001, ANN202
+        seen.append((ctx.epoch, positions.tolist()))
+        return real_features(self, model, ctx, positions)
+
+    real_loss = rl.ReLearning.loss
+
+    def loss_spy(self, model, batch, out, ctx):  # noqa: ANN001, ANN202
+        trained.extend(batch.index.tolist())
+        return real_loss(self, model, batch, out, ctx)
+
+    monkeypatch.setattr(rl.ReLearning, "_features", features_spy)
+    monkeypatch.setattr(rl.ReLearning, "loss", loss_spy)
+    cfg = TrainConfig(epochs=6, batch_size=4, width=2, lr=0.01, method_params={"relearning": {"every": 2}})
+    result = trainer.train_run("relearning", data, cfg, 0, tmp_path, CPU)
+    expected = get_method("relearning", width=2, epochs=6, every=2).schedule()["diagnosis"]
+    assert expected == [3, 5]
+    assert [e for e, _ in seen] == [3, 3, 5, 5]  # training part, then hold-out, at each diagnosis
+    kept, held = seen[0][1], seen[1][1]
+    assert held and not set(kept) & set(held) and set(kept) | set(held) == set(range(30))
+    groups = data.train.groups
+    assert not {groups[i] for i in kept} & {groups[i] for i in held}
+    assert set(trained) == set(kept)  # the model never trains on the hold-out
+    diagnosed = [h["epoch"] for h in result.history if "epoch_end_reinit_audio" in h]
+    assert diagnosed == expected
 
 
 # ----------------------------------------------------------------------------------------- G-Blending
@@ -122,7 +181,7 @@ def test_gblending_estimates_from_per_head_look_ahead_at_each_super_epoch_start(
     used: list[tuple[int, int, tuple[float, ...]]] = []
     main_batches: list[int] = []
 
-    real_look_ahead, real_mean_losses, real_loss = gb.look_ahead, gb.mean_losses, gb.GBlending.loss
+    real_look_ahead, real_sample_losses, real_loss = gb.look_ahead, gb.sample_losses, gb.GBlending.loss
 
     def look_ahead_spy(model, head, ctx, train_pos, hold_pos, epochs, seed):  # noqa: ANN001, ANN202
         before = [p.detach().clone() for p in model.parameters()]
@@ -141,9 +200,9 @@ def test_gblending_estimates_from_per_head_look_ahead_at_each_super_epoch_start(
         )
         return result
 
-    def mean_losses_spy(model, data_, positions, batch_size, device):  # noqa: ANN001, ANN202
-        out = real_mean_losses(model, data_, positions, batch_size, device)
-        measures.append((positions.tolist(), out))
+    def sample_losses_spy(model, data_, positions, batch_size, device):  # noqa: ANN001, ANN202
+        out = real_sample_losses(model, data_, positions, batch_size, device)
+        measures.append((positions.tolist(), out.mean(axis=0)))
         return out
 
     def loss_spy(self, model, batch, out, ctx):  # noqa: ANN001, ANN202
@@ -152,7 +211,7 @@ def test_gblending_estimates_from_per_head_look_ahead_at_each_super_epoch_start(
         return real_loss(self, model, batch, out, ctx)
 
     monkeypatch.setattr(gb, "look_ahead", look_ahead_spy)
-    monkeypatch.setattr(gb, "mean_losses", mean_losses_spy)
+    monkeypatch.setattr(gb, "sample_losses", sample_losses_spy)
     monkeypatch.setattr(gb.GBlending, "loss", loss_spy)
     cfg = TrainConfig(epochs=5, batch_size=4, width=2, lr=0.05, method_params={"gblending": {"super_epoch": 2}})
     result = trainer.train_run("gblending", data, cfg, 0, tmp_path, CPU)

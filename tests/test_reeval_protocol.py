@@ -113,6 +113,41 @@ def test_no_method_reads_the_validation_split_while_training(
     trainer.train_run(name, data, cfg, 0, tmp_path, CPU)
     assert log.sanctioned > 0, "the spy saw no validation at all: it is not watching the split the trainer uses"
     assert log.unsanctioned == [], f"{name} read the validation split while training: {sorted(set(log.unsanctioned))}"
+    # what a resume loads holds weights, numbers and strings only: it loads with weights_only
+    state = torch.load(tmp_path / "runs" / name / "seed0" / "last.pt", weights_only=True)
+    assert state["epoch"] == epochs - 1
+
+
+class _Planted:
+    """A pickle that runs code when loaded (what an attacker would put in place of a checkpoint)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("name", ["last.pt", "best.pt"])
+def test_a_planted_checkpoint_is_refused_and_never_run(name: str, tmp_path: Path) -> None:
+    import pickle
+
+    from mmcurate.common.errors import MMCurateError
+
+    data = tensor_data(n_train=12, n_val=8, n_test=8)
+    trainer.train_run("joint", data, TINY, 0, tmp_path, CPU)
+    run_dir = tmp_path / "runs" / "joint" / "seed0"
+    marker = tmp_path / "code-ran"
+    (run_dir / "result.json").unlink()  # not finished: the run resumes from last.pt
+    if name == "best.pt":  # ... with no epoch left to train, then tests its best.pt
+        state = torch.load(run_dir / "last.pt", weights_only=True)
+        state["epoch"] = TINY.epochs - 1
+        torch.save(state, run_dir / "last.pt")
+    with open(run_dir / name, "wb") as fh:
+        pickle.dump({"model": _Planted(marker), "config_hash": "x"}, fh)
+    with pytest.raises(MMCurateError, match=f"{name}: not a plain weights checkpoint"):
+        trainer.train_run("joint", data, TINY, 0, tmp_path, CPU)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -416,3 +451,24 @@ def test_results_carry_contribution_diagnostics_and_counts(tmp_path: Path) -> No
     assert "Wilson" in md and "Modality contribution" in md and "n=12" in md
     preds = pq.read_table(tmp_path / "runs" / "joint" / "seed0" / "predictions.parquet")
     assert {"shapley_audio", "shapley_visual"} <= set(preds.column_names)
+
+
+def test_a_users_folder_with_results_files_and_runs_is_not_taken_for_a_reeval_output(tmp_path: Path) -> None:
+    """A folder holding a user's results.csv, timings.json and a runs/ folder (common names) is refused without
+    --overwrite: only a results.json that reeval wrote marks a folder as a (pre-owner-file) reeval output."""
+    from mmcurate.common.errors import MMCurateError
+    from mmcurate.reeval.report import PROTOCOL
+    from mmcurate.reeval.runner import claim_reeval_folder
+
+    user = tmp_path / "mine"
+    (user / "runs").mkdir(parents=True)
+    (user / "results.csv").write_text("my,numbers\n")
+    (user / "timings.json").write_text("{}")
+    (user / "results.json").write_text('{"mine": true}')
+    with pytest.raises(MMCurateError, match="not empty"):
+        claim_reeval_folder(user, overwrite=False)
+    assert (user / "results.csv").read_text() == "my,numbers\n"
+    ours = tmp_path / "old-reeval"
+    ours.mkdir()
+    (ours / "results.json").write_text(json.dumps({"protocol": PROTOCOL, "runs": []}))
+    claim_reeval_folder(ours, overwrite=False).release()  # an old reeval output is still recognised

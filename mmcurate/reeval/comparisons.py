@@ -157,6 +157,8 @@ def summarise(
                 ci, kind = accuracy_interval(matrix, local_boot, k), "bootstrap"
             elif mean is not None and n == 1 and count and _is_proportion(k):
                 ci, kind = wilson_interval(int(round(mean * count)), count), "wilson"
+            elif outcome is not None and k == "macro_f1":
+                pass  # an interval over seeds only would look like the others and leave out the clips: none
             elif n >= 2 and (k == "macro_f1" or _is_proportion(k)):
                 ci, kind = t_interval(values), "t"
                 if ci is not None:  # both live in [0, 1]

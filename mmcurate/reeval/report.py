@@ -176,8 +176,8 @@ def analyse(out_dir: Path, data: ReevalData, runs: list[RunResult]) -> dict[str,
     for method, acc in flags.items():
         warnings.append(
             f"{METHODS[method].title}: test accuracy {100 * acc:.1f} % is not clearly above chance "
-            f"({100 * chance_level(data.test.labels.numpy()):.1f} %, the most frequent test label): it never "
-            "learned in this budget; not compared"
+            f"({100 * chance_level(data.test.labels.numpy()):.1f} %, the most frequent test label): it did not "
+            "learn in this budget; its row is flagged and its differences are never marked"
         )
     return {
         "summary": summary,
@@ -374,7 +374,8 @@ def results_markdown(
         "",
         f"Test samples: {counts.get('overall', 0)}; seeds: {', '.join(map(str, seeds))}; "
         f"accuracy in %{spread}, then the 95 % interval in brackets: {interval}. "
-        f"*n* = test samples of the column; † = fewer than {MIN_SAMPLES} test samples (not interpretable). "
+        f"*n* = test samples of the column; † = fewer than {MIN_SAMPLES} test samples (not interpretable); "
+        "Macro-F1 has no interval (not a per-clip proportion). "
         f"Chance (the most frequent test label): {100 * analysis['chance']:.1f} %. "
         "No method is highlighted as best here: see the paired differences below.",
         "",

@@ -170,7 +170,7 @@ class ReconBoost(Method):
         if cfg is None or cfg.optimizer != "sgd" or cfg.momentum <= 0:
             return True
         epochs = int(self.params["boost_epochs" if phase == "boost" else "correct_epochs"])
-        return ctx.steps_per_epoch * epochs * (1 - cfg.momentum) >= RESET_MIN_REBUILDS
+        return ctx.steps_per_epoch * epochs * (1 - cfg.momentum) >= RESET_MIN_REBUILDS - 1e-9  # 200 x 0.1 is 19.99..
 
     def on_epoch_start(self, model: nn.Module, ctx: TrainContext) -> None:
         phase = self._phase(ctx.epoch)

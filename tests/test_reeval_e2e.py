@@ -73,7 +73,9 @@ def test_every_method_runs_end_to_end_and_selects_on_validation(
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(METHODS)  # header, one row per run
     assert len((out / "results_summary.csv").read_text().splitlines()) > len(METHODS)
-    assert set(doc["diagnostics"]) == {m for m, cls in METHODS.items() if cls.diagnostics}
+    # ReLearning's first diagnosis needs a third epoch: in 2 epochs it has nothing to plot, and says so
+    assert set(doc["diagnostics"]) == {m for m, cls in METHODS.items() if cls.diagnostics} - {"relearning"}
+    assert "no diagnosis ran in this budget" in md
     for run in doc["runs"]:
         contribution = run["test"]["contribution"]
         assert contribution["n"] == 30 and contribution["dataset"]["audio"] is not None

@@ -101,10 +101,6 @@ def run_reeval_stage(workdir: Workdir, cfg: ReevalConfig) -> ReevalOutcome:
     )
 
 
-#: what a reeval output holds (folders written before owner files existed are recognised by them)
-REEVAL_NAMES = ("results.json", "runs")
-
-
 def claim_reeval_folder(out_dir: Path, overwrite: bool) -> FileLock:
     """Check that ``out_dir`` may hold reeval results, lock it, mark it as a reeval output.
 

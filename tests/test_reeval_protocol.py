@@ -98,18 +98,22 @@ def _spied(data: ReevalData, monkeypatch: pytest.MonkeyPatch) -> _ReadLog:
     return log
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+#: variants that read other data than the default does (a hold-out of their own)
+SPY_VARIANTS: list[tuple[str, dict[str, Any]]] = [("lfm", {"schedule": "learnable"}), ("mbsd", {"variant": "distill"})]
+
+
+@pytest.mark.parametrize(("name", "params"), [(n, {}) for n in METHODS] + SPY_VARIANTS)
 def test_no_method_reads_the_validation_split_while_training(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, params: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each method runs long enough for every event of its own schedule to happen (a diagnosis, a re-estimate,
     the end of a warm-up), with its default parameters: no periodic hook hides behind a short run."""
-    epochs = epochs_for_every_event(name)
-    events = get_method(name, width=2, epochs=epochs).schedule()
+    epochs = epochs_for_every_event(name, **params)
+    events = get_method(name, width=2, epochs=epochs, **params).schedule()
     assert all(events.values()), f"{name}: {epochs} epochs leave an event of {events} unhappened"
     data = tensor_data(n_train=18, n_val=8, n_test=8)
     log = _spied(data, monkeypatch)
-    cfg = TrainConfig(epochs=epochs, batch_size=4, width=2, lr=0.05)
+    cfg = TrainConfig(epochs=epochs, batch_size=4, width=2, lr=0.05, method_params={name: params} if params else {})
     trainer.train_run(name, data, cfg, 0, tmp_path, CPU)
     assert log.sanctioned > 0, "the spy saw no validation at all: it is not watching the split the trainer uses"
     assert log.unsanctioned == [], f"{name} read the validation split while training: {sorted(set(log.unsanctioned))}"

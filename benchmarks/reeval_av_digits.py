@@ -1,20 +1,28 @@
 """The published re-evaluation on an av_digits-style set: speaker-disjoint, with paired intervals.
 
-Issue 24, item 3. Draws an av_digits-style set with :mod:`mmcurate.synth.avdigits` (FSDD speech +
-MNIST digits, every FSDD recording at most once: at most 3000 clips, 6 speakers), then runs the
-chain as a user would, each stage a ``python -m mmcurate`` process:
+Issue 24, item 3. Draws av_digits-style sets with :mod:`mmcurate.synth.avdigits` (FSDD speech +
+MNIST digits; one set uses every FSDD recording at most once: at most 3000 clips, 6 speakers;
+``--sets K`` draws K sets with other seeds, so a recording appears in up to K clips with other
+pictures and corruptions), then runs the chain as a user would, each stage a
+``python -m mmcurate`` process:
 
 1. ``ingest`` with the speaker as the group column (the generator's own split is left out: it
    shares speakers between its splits);
 2. ``score`` (the CPU defaults, or ``--score-args``);
 3. ``balance --bins B --split S --shortfall shrink`` **without** ``--ignore-groups``: whole
-   speakers per split (6 speakers: 67/16/17 gives 4 / 1 / 1);
+   speakers per split (6 speakers: 67/16/17 gives 4 / 1 / 1), exactly uniform over the bins;
 4. ``reeval`` of every method with ``--seeds``; with ``--time-methods`` each method first runs in
-   its own process (CPU seconds per method), then one run over all methods reuses every finished
-   run and writes the tables.
+   its own process (CPU seconds per method, minus a process that only loads the data and reuses a
+   finished run), then one run over all methods reuses every finished run and writes the tables.
+
+An exactly uniform set is as large as its sparsest bin allows; the report names that bin and its
+pool when the test split is under ``--min-test`` clips (the extreme visual-preferred bin needs
+clips whose audio is ruined and whose picture is clean: harsh ``--audio-noise``).
 
 Then it tests the seed paper's two findings with paired statistics on the same test clips, per
-method (the imbalance methods, i.e. every method but the unimodal and joint baselines):
+method (the imbalance methods, i.e. every method but the unimodal and joint baselines; a method
+at chance is not counted, and if a unimodal reference is at chance the report says the findings
+cannot be tested):
 
 (a) on each preferred subset the method loses to that modality's unimodal model: the mean over
     d > 0 clips of correct(method) - correct(audio_only), and over d < 0 clips against
@@ -30,11 +38,11 @@ plus the full tables under ``benchmarks/results/reeval_av_digits/``) with the si
 statement, wall and CPU seconds per stage and per method, and the findings.
 
     # trial (minutes)
-    python benchmarks/reeval_av_digits.py --out /tmp/rad-trial --clips 600 --bins 4 --epochs 3 --seeds 0 \\
-        --score-args="--epochs 4 --folds 3" --time-methods
-    # the published run (hours; see the report of the helper that wrote this for the estimate)
-    python benchmarks/reeval_av_digits.py --out /tmp/rad --clips 3000 --bins 10 --epochs 20 --seeds 0,1,2 \\
-        --time-methods --publish
+    python benchmarks/reeval_av_digits.py --out /tmp/rad-trial --clips 600 --bins 4 --epochs 5 --seeds 0 \\
+        --time-methods
+    # the published run (hours)
+    python benchmarks/reeval_av_digits.py --out /tmp/rad --sets 2 --clips 3000 --bins 10 --epochs 20 \\
+        --seeds 0,1,2 --time-methods --publish
 
 Every stage is skipped when its output is complete, so an interrupted run continues.
 """
@@ -94,26 +102,35 @@ def run_stage(name: str, argv: list[str], timings: dict[str, dict[str, float]], 
 
 
 def generate(raw: Path, args: argparse.Namespace) -> Path:
-    """Draw the set (once) and write an ingest manifest with the speaker as group and no split."""
+    """Draw the set(s) (once) and write one ingest manifest with the speaker as group and no split.
+
+    ``--sets K`` draws K sets with seeds ``data_seed + k`` into ``raw/set<k>``: each uses every FSDD
+    recording at most once, so a recording can appear in up to K clips, with other pictures and
+    corruptions. The speaker stays the group, so no recording crosses splits either."""
     from mmcurate.synth.avdigits import AVDigitsSpec, _floats, _levels, generate_avdigits
 
-    spec = AVDigitsSpec(
-        n_clips=args.clips,
-        seed=args.data_seed,
-        visual_mismatch=args.visual_mismatch,
-        visual_noise=args.visual_noise,
-        audio_noise=args.audio_noise,
-        audio_snr_db=_floats(args.snr),
-        visual_levels=_levels(args.visual_levels),
-    )
-    if not (raw / "labels.csv").is_file():
-        generate_avdigits(raw, spec, SHARED / "fsdd" / "recordings", SHARED / "mnist_t10k")
+    rows = []
+    for k in range(args.sets):
+        spec = AVDigitsSpec(
+            n_clips=args.clips,
+            seed=args.data_seed + k,
+            visual_mismatch=args.visual_mismatch,
+            visual_noise=args.visual_noise,
+            audio_noise=args.audio_noise,
+            audio_snr_db=_floats(args.snr),
+            visual_levels=_levels(args.visual_levels),
+        )
+        folder = raw / f"set{k}"
+        if not (folder / "labels.csv").is_file():
+            generate_avdigits(folder, spec, SHARED / "fsdd" / "recordings", SHARED / "mnist_t10k")
+        with open(folder / "labels.csv", newline="") as src:
+            for r in csv.DictReader(src):
+                rows.append([f"set{k}/{r['path']}", r["label"], r["speaker"], r["condition"], r["severity"]])
     manifest = raw.parent / "inputs.csv"
-    with open(raw / "labels.csv", newline="") as src, open(manifest, "w", newline="") as dst:
+    with open(manifest, "w", newline="") as dst:
         w = csv.writer(dst)
         w.writerow(["path", "label", "speaker", "condition", "severity"])
-        for r in csv.DictReader(src):
-            w.writerow([r["path"], r["label"], r["speaker"], r["condition"], r["severity"]])
+        w.writerows(rows)
     return manifest
 
 
@@ -197,6 +214,26 @@ def findings(reeval: Path, seeds: list[int], large: float) -> dict[str, Any]:
     return out
 
 
+def size_check(summary: dict[str, Any], min_test: int) -> str | None:
+    """A sentence when the balanced test split is smaller than ``min_test``, naming the bin whose pool limited it."""
+    test = int(summary.get("split_sizes", {}).get("test", 0))
+    if test >= min_test:
+        return None
+    pools = summary.get("pool_per_bin") or []
+    edges = summary.get("edges") or []
+    if not pools:
+        return f"the test split holds {test} clips (fewer than {min_test})"
+    b = int(np.argmin(pools))
+    where = f"[{edges[b]:+.1f}, {edges[b + 1]:+.1f})" if len(edges) > b + 1 else f"bin {b}"
+    return (
+        f"the test split holds {test} clips (fewer than {min_test}), too few for paired intervals narrower than "
+        f"10-point differences: an exactly uniform set is limited by its sparsest bin, {where} with {pools[b]} of "
+        f"{sum(pools)} scored clips (pools per bin: {', '.join(map(str, pools))}). Draw more clips of the kind that "
+        "lands there (for the most visual-preferred bins: more, harsher --audio-noise; for the most audio-preferred: "
+        "--visual-mismatch), or use fewer --bins"
+    )
+
+
 def _fmt(e: dict[str, Any] | None, flagged: bool = False) -> str:
     if not e or e.get("mean") is None:
         return ""
@@ -213,10 +250,16 @@ def write_markdown(path: Path, args: argparse.Namespace, info: dict[str, Any], f
     counted = [m for m in imbalance if m not in flagged]
     a = [m for m in counted if f["methods"][m]["a_holds"]]
     b = [m for m in counted if f["methods"][m]["b_holds"]]
+    reuse = (
+        ""
+        if args.sets == 1
+        else f" to {args.data_seed + args.sets - 1}: each FSDD recording in up to {args.sets} clips"
+    )
     lines = [
         "# All methods on a speaker-disjoint av_digits-style set, with paired intervals (issue 24)",
         "",
-        f"Set: {args.clips} clips drawn by `mmcurate.synth.avdigits` (seed {args.data_seed}; visual mismatch "
+        f"Set: {args.sets} x {args.clips} clips drawn by `mmcurate.synth.avdigits` (seed {args.data_seed}{reuse}; "
+        "visual mismatch "
         f"{args.visual_mismatch}, visual noise {args.visual_noise} at {args.visual_levels}, audio noise "
         f"{args.audio_noise} at SNR {args.snr} dB), ingested with the speaker as group, scored with "
         f"`mmcurate score {args.score_args}`, balanced with `mmcurate balance --bins {args.bins} --split {args.split} "
@@ -229,6 +272,7 @@ def write_markdown(path: Path, args: argparse.Namespace, info: dict[str, Any], f
         "",
         doc["groups"]["text"],
         "",
+        *([f"**Size**: {info['size_note']}", ""] if info.get("size_note") else []),
         f"Full tables (accuracy with intervals, paired differences per subset and bin, contributions, diagnostics): "
         f"[{info['tables_link']}]({info['tables_link']}).",
         "",
@@ -302,10 +346,17 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True, help="work folder (set, ingest, scores, balance, reeval)")
     ap.add_argument("--clips", type=int, default=3000, help="clips to draw (FSDD holds 3000 recordings)")
     ap.add_argument("--data-seed", type=int, default=24)
+    ap.add_argument(
+        "--sets", type=int, default=1, help="draw this many sets (seeds data-seed + k): FSDD caps one set at 3000"
+    )
     ap.add_argument("--visual-mismatch", type=float, default=0.15)
     ap.add_argument("--visual-noise", type=float, default=0.15)
-    ap.add_argument("--audio-noise", type=float, default=0.25)
-    ap.add_argument("--snr", default="-10,-5,0,5")
+    ap.add_argument("--audio-noise", type=float, default=0.30)
+    ap.add_argument(
+        "--snr",
+        default="-20,-15,-10,-5",
+        help="audio-noise SNR levels: harsh ones fill the most visual-preferred bins, which limit a uniform set",
+    )
     ap.add_argument("--visual-levels", default="60:24,90:32,120:40")
     ap.add_argument("--bins", type=int, default=10)
     ap.add_argument("--split", default="67/16/17", help="balance --split (6 speakers: 4 / 1 / 1)")
@@ -314,6 +365,7 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--reeval-args", default="", help="extra `mmcurate reeval` options")
+    ap.add_argument("--min-test", type=int, default=300, help="warn (in the report too) below this many test clips")
     ap.add_argument("--large", type=float, default=0.4, help="|d| above which a clip counts as large-discrepancy")
     ap.add_argument("--workers", type=int, default=2, help="ingest decoding processes")
     ap.add_argument("--time-methods", action="store_true", help="run each method in its own process first")
@@ -332,7 +384,7 @@ def main() -> int:
     def save() -> None:
         timings_path.write_text(json.dumps({"stages": timings, "per_method": per_method}, indent=1))
 
-    if not (out / "raw" / "labels.csv").is_file():
+    if not all((out / "raw" / f"set{k}" / "labels.csv").is_file() for k in range(args.sets)):
         t0, c0 = time.perf_counter(), time.process_time()
         manifest = generate(out / "raw", args)
         timings["generate"] = {
@@ -431,7 +483,11 @@ def main() -> int:
     f = findings(reeval, seeds, args.large)
     results = json.loads((reeval / "results.json").read_text())
     balance_meta = json.loads((balanced / "balance.json").read_text())
-    taken = balance_meta.get("summary", {}).get("taken") or balance_meta.get("targets") or []
+    summary = balance_meta.get("summary", {})
+    size_note = size_check(summary, args.min_test)
+    if size_note:
+        print(f"warning: {size_note}", file=sys.stderr)
+    taken = summary.get("taken") or balance_meta.get("targets") or []
     per_bin = str(taken[0]) if taken and len(set(taken)) == 1 else "/".join(map(str, taken)) or "?"
     if args.publish:
         target = REPO / "benchmarks" / "results" / "reeval_av_digits"
@@ -445,6 +501,7 @@ def main() -> int:
             shutil.copy2(p, target / p.name)
     (target / "findings.json").write_text(json.dumps(f, indent=1))
     info = {
+        "size_note": size_note,
         "results": results,
         "timings": timings,
         "per_method": per_method_net,

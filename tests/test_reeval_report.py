@@ -136,9 +136,9 @@ def test_a_method_that_never_left_chance_is_flagged_said_and_never_marked(
 def test_results_md_states_whether_test_is_group_disjoint_and_by_which_key(tmp_path: Path) -> None:
     data = _data()
     (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "balance.json").write_text(
-        json.dumps({"provenance": {"ingest_config": {"group_column": "speaker"}}})
-    )
+    (tmp_path / "ingest").mkdir()  # as balance and ingest record it: balance.json names the ingest folder
+    (tmp_path / "ingest" / "config.json").write_text(json.dumps({"identity": {"group_column": "speaker"}}))
+    (tmp_path / "src" / "balance.json").write_text(json.dumps({"ingest_dir": str(tmp_path / "ingest")}))
     data.source = str(tmp_path / "src")
     md = write_report(tmp_path, data, _scripted(tmp_path, data), {}, "cpu")["markdown"].read_text()
     assert "test is group-disjoint from train and validation by `speaker`" in md

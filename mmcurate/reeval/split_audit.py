@@ -23,34 +23,54 @@ def _groups(split: SplitData) -> set[str]:
     return {g for g in (split.groups or []) if g is not None}
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _find(node: Any, key: str) -> str | None:
+    """The first non-empty string stored under ``key`` anywhere in a JSON document."""
+    if isinstance(node, dict):
+        value = node.get(key)
+        if isinstance(value, str) and value:
+            return value
+        node = list(node.values())
+    if isinstance(node, list):
+        for value in node:
+            found = _find(value, key)
+            if found:
+                return found
+    return None
+
+
 def group_key_name(data: ReevalData) -> str | None:
     """The name of the column the groups came from (e.g. ``speaker``), where the source records it.
 
-    A balanced export records its ingest settings in ``balance.json``: the ingest's ``group_column``
-    (or the layout whose adapter fills the group). None when unknown (the column is then ``group``).
+    The ingest records its ``--group-column`` (or the layout whose adapter fills the group) in its
+    ``config.json``; a balanced export names its ingest folder in ``balance.json`` (``ingest_dir``),
+    or carries the ingest settings there. None when unknown (the column is then ``group``).
     """
-    if data.source_kind != "balanced":
-        return None
-    try:
-        doc = json.loads((Path(data.source) / "balance.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    found: dict[str, Any] = {}
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k in ("group_column", "layout") and isinstance(v, str) and v and k not in found:
-                    found[k] = v
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(doc)
-    if "group_column" in found:
-        return str(found["group_column"])
-    return LAYOUT_GROUPS.get(str(found.get("layout", "")))
+    docs: list[Any] = []
+    source = Path(data.source)
+    if data.source_kind == "ingest":
+        docs.append(_read_json(source / "config.json"))
+    elif data.source_kind == "balanced":
+        balance = _read_json(source / "balance.json")
+        docs.append(balance)
+        ingest_dir = _find(balance, "ingest_dir")
+        if ingest_dir:
+            docs.insert(0, _read_json(Path(ingest_dir) / "config.json"))
+    for doc in docs:
+        column = _find(doc, "group_column")
+        if column:
+            return column
+    for doc in docs:
+        layout = _find(doc, "layout")
+        if layout in LAYOUT_GROUPS:
+            return LAYOUT_GROUPS[layout]
+    return None
 
 
 def group_statement(data: ReevalData) -> dict[str, Any]:

@@ -14,7 +14,15 @@ STAGE: Stage[ReevalConfig, ReevalOutcome] = Stage(
     name="reeval",
     config=ReevalConfig,
     reads=("balanced/data/*.parquet (or hf/), a Hub repo ORG/NAME, or ingest/ with scores",),
-    writes=("reeval/results.json", "reeval/results.csv", "reeval/results.md", "reeval/*.png", "reeval/runs/"),
+    writes=(
+        "reeval/results.json",
+        "reeval/results.csv",
+        "reeval/results_summary.csv",
+        "reeval/results_differences.csv",
+        "reeval/results.md",
+        "reeval/*.png",
+        "reeval/runs/",
+    ),
     run=run_reeval_stage,
 )
 

@@ -18,3 +18,12 @@ MAX_FRAME_BYTES_PER_CLIP = 2 << 30
 MAX_STORED_FRAME_BYTES = 64 << 20
 #: Most pixels of one stored frame a reader decodes (8192 x 8192).
 MAX_FRAME_PIXELS = 8192 * 8192
+#: Highest audio sample rate (``--sample-rate``, a feature recipe's): the highest rate audio is
+#: recorded at (FLAC itself stops at 655350 Hz).
+MAX_SAMPLE_RATE = 384_000
+#: Bounds of an audio feature recipe: an FFT of 2**16 samples (1.4 s at 48 kHz), 4096 mel bands,
+#: a fixed length of a million frames (2.8 hours at a 10-ms hop), tiling to an hour.
+MAX_FFT = 1 << 16
+MAX_MELS = 4096
+MAX_TARGET_FRAMES = 1_000_000
+MAX_TILE_SECONDS = 3600.0

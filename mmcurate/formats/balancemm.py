@@ -184,7 +184,9 @@ def _read_video(f: Any, data: bytes, what: str) -> list[bytes]:
     video = resolve(f, VIDEO_DATASET, what)
     if not isinstance(video, h5py.Dataset):
         names = sorted(f.keys())
-        shown = ", ".join(one_line(n, 40) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        shown = ", ".join(one_line(n, 40) for n in names[:5]) + (
+            f" and {len(names) - 5} more" if len(names) > 5 else ""
+        )
         raise MMCurateError(f"{what}: no '{VIDEO_DATASET}' dataset (it holds {shown or 'nothing'})")
     if video.shape is None or len(video.shape) != 1:
         raise MMCurateError(f"{what}: '{VIDEO_DATASET}' has shape {video.shape}, expected one element per frame")

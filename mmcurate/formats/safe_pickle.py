@@ -91,7 +91,9 @@ class _GuardedArray(np.ndarray):
         if not isinstance(rawdata, (bytes, bytearray)):
             raise pickle.UnpicklingError("its array data are not bytes (an object array?)")
         if _declared_elements(shape) * dt.itemsize != len(rawdata):
-            raise pickle.UnpicklingError(f"its shape {_short(shape)} does not match its {len(rawdata):,} bytes of data")
+            raise pickle.UnpicklingError(
+                f"its shape {_short(shape)} does not match its {len(rawdata):,} bytes of data"
+            )
         super().__setstate__((*state[:-3], dt, *state[-2:]))
 
 

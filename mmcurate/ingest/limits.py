@@ -24,7 +24,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmcurate.common.limits import MAX_FRAME_BYTES_PER_CLIP, MAX_FRAMES_PER_CLIP
+from mmcurate.common.limits import MAX_FRAME_BYTES_PER_CLIP, MAX_FRAMES_PER_CLIP, MAX_SAMPLE_RATE
 
 if TYPE_CHECKING:
     from mmcurate.ingest.config import DecodeConfig
@@ -35,8 +35,6 @@ __all__ = ["MAX_FRAMES_PER_CLIP", "MAX_FRAME_BYTES_PER_CLIP", "clip_budget_probl
 MAX_SIZE = 8192
 #: Highest ``--fps``: no camera records faster than this.
 MAX_FPS = 1000.0
-#: Highest ``--sample-rate``: the highest rate audio is recorded at (FLAC itself stops at 655350 Hz).
-MAX_SAMPLE_RATE = 384_000
 #: Largest ``--shard-size``: a shard is held in memory while it is written.
 MAX_SHARD_SIZE = 100_000
 #: Highest ``--video-stream``/``--audio-stream`` index.

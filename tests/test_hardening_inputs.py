@@ -590,6 +590,9 @@ OPTION_CASES = {
     "ingest --shard-size 10^9": (["ingest", "{root}", "--shard-size", "1000000000"], "--shard-size"),
     "ingest --workers 10^7": (["ingest", "{root}", "--workers", "10000000"], "--workers"),
     "ingest --video-stream 10^6": (["ingest", "{root}", "--video-stream", "1000000"], "--video-stream"),
+    "ingest --cpus-per-job 1e9": (["ingest", "{root}", "--cpus-per-job", "1e9"], "--cpus-per-job"),
+    "ingest --task-retries 10^9": (["ingest", "{root}", "--task-retries", "1000000000"], "--task-retries"),
+    "export --max-frames 10^6": (["export", "--workdir", "{root}/w", "--max-frames", "1000000"], "--max-frames"),
     "ingest split_seed 10^20": (
         ["ingest", "{root}", "--layout", "cremad", "--layout-option", "split_seed=99999999999999999999"],
         "split_seed",

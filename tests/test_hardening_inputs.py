@@ -451,6 +451,16 @@ def test_annotations_that_break_json_parsers_are_one_line_errors(
         assert "m.jsonl, line 1" in line and "not valid JSON" in line
 
 
+def test_planted_json_in_the_work_directory_is_a_one_line_error(tmp_path: Path) -> None:
+    """The store's own JSON files (config.json, scores.json...) are files a user can replace too."""
+    from mmcurate.store.io import read_json
+
+    for text in ("[" * 100_000 + "]" * 100_000, "7" * 5000):
+        (tmp_path / "config.json").write_text(text)
+        with pytest.raises(MMCurateError, match="config.json: the config is not valid JSON"):
+            read_json(tmp_path / "config.json", what="the config", fix="rerun ingest")
+
+
 # ------------------------------------------------------------------- never open anything but files
 
 

@@ -50,6 +50,7 @@ from mmcurate.formats.balancemm_export import (
 )
 from mmcurate.formats.config import ExportConfig
 from mmcurate.store import BalancedDir, IngestDir, UnitMarker, Workdir
+from mmcurate.store.ownership import check_output_path, make_output_dir
 from mmcurate.store.splits import SPLITS
 
 STATE_DIR = ".mmcurate"
@@ -110,6 +111,7 @@ def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
     meta = balanced.read_meta()
     ingest = IngestDir(cfg.ingest_dir or _recorded_ingest(meta) or workdir.ingest.path).require()
     out = Path(cfg.out or workdir.path / cfg.format)
+    check_output_path(out)  # before minutes of work, not after
     classes = ingest.read_classes()
     rows = _joined_rows(selection, ingest, classes, str(balanced.selection_path))
 
@@ -144,7 +146,7 @@ def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
         return ExportFormatResult(out, cfg.format, len(rows), split_counts, 0, len(units), True, time.monotonic() - t0)
     _check_out(out)
     staging = out.with_name(f".{out.name}.partial")
-    staging.mkdir(parents=True, exist_ok=True)
+    make_output_dir(staging, shown=out)
 
     pending = [u for u in units if unit_marker(staging, u.index).read(unit_identity[u.index]) is None]
     done_before = len(units) - len(pending)

@@ -527,12 +527,17 @@ def test_reeval_refuses_a_foreign_folder_and_holds_its_own(
         holder.release()
 
     # --overwrite marks the folder and keeps the user's file; a reeval output (or one from before
-    # owner files: results.json, runs/) needs no flag
+    # owner files: a results.json that reeval wrote) needs no flag; a user's runs/ folder is not one
     claim_reeval_folder(mine, overwrite=True).release()
     assert owner_kind(mine) == "reeval" and (mine / "notes.txt").read_text() == "mine\n"
     claim_reeval_folder(mine, overwrite=False).release()
     older = tmp_path / "older"
     (older / "runs").mkdir(parents=True)
+    with pytest.raises(MMCurateError, match="not empty"):
+        claim_reeval_folder(older, overwrite=False)
+    from mmcurate.reeval.report import PROTOCOL
+
+    (older / "results.json").write_text(json.dumps({"protocol": PROTOCOL, "runs": []}))
     claim_reeval_folder(older, overwrite=False).release()
     assert (older / OWNER_FILE).is_file()
 

@@ -31,6 +31,7 @@ from mmcurate.common.atomic import atomic_dir, atomic_write_json, atomic_write_t
 from mmcurate.common.console import info, progress_bar, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.store import Workdir
+from mmcurate.store.ownership import check_output_path, make_output_dir
 
 SITE_MARKER = "browse.json"
 INDEX_HTML = "index.html"
@@ -105,7 +106,7 @@ def build_site(
     src = open_source(target, ingest_dir)
     site = out or default_site_dir(src.folder)
     _check_site_dir(site)
-    site.mkdir(parents=True, exist_ok=True)
+    make_output_dir(site)
     clean_stale_temporaries(site)
     timings = {"read": time.perf_counter() - t0}
 
@@ -194,8 +195,7 @@ def render_page(title: str) -> str:
 
 def _check_site_dir(site: Path) -> None:
     """Refuse to write into a folder that holds something other than a browse site."""
-    if site.exists() and not site.is_dir():
-        raise MMCurateError(f"{site}: exists and is not a folder; choose another --out")
+    check_output_path(site)
     if site.is_dir() and any(site.iterdir()) and not (site / SITE_MARKER).is_file():
         raise MMCurateError(
             f"{site}: folder is not empty and holds no {SITE_MARKER} (not a browse site); choose another --out"

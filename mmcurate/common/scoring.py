@@ -15,7 +15,7 @@ from typing import Any
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
-from mmcurate.common.options import opt
+from mmcurate.common.options import check_seed, opt
 
 #: CPU-sized defaults (a few minutes for thousands of short clips on 2 cores) and the field's
 #: reference size on a GPU (ResNet-18 at full width on 224 px frames, as OGM-GE trains). The CPU
@@ -133,8 +133,7 @@ class ScoreConfig:
                 raise MMCurateError(f"{name} must be at least 1 (got {value})")
         if self.num_frames < 1:
             raise MMCurateError(f"--num-frames must be at least 1 (got {self.num_frames})")
-        if self.seed < 0:
-            raise MMCurateError(f"--seed must be 0 or more (got {self.seed})")
+        check_seed("--seed", self.seed)
         if self.workers < 0:
             raise MMCurateError(f"--workers must be 0 or more (got {self.workers})")
         if not (math.isfinite(self.memory_budget_gb) and self.memory_budget_gb >= 0):

@@ -50,6 +50,7 @@ from mmcurate.formats.balancemm_export import (
 )
 from mmcurate.formats.config import ExportConfig
 from mmcurate.store import BalancedDir, IngestDir, UnitMarker, Workdir
+from mmcurate.store.ownership import check_output_path, make_output_dir
 from mmcurate.store.splits import SPLITS
 
 STATE_DIR = ".mmcurate"
@@ -112,7 +113,7 @@ def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
         return ExportFormatResult(out, cfg.format, len(rows), plan.split_counts, 0, n_units, True, elapsed)
     _check_out(out)
     staging = out.with_name(f".{out.name}.partial")
-    staging.mkdir(parents=True, exist_ok=True)
+    make_output_dir(staging, shown=out)
     completion: Completion[ClipJob] = Completion(
         marker=lambda unit: unit_marker(staging, unit.index), identity=lambda unit: plan.unit_identity[unit.index]
     )
@@ -178,6 +179,8 @@ class ExportPlan:
         selection = balanced.read_selection()
         meta = balanced.read_meta()
         ingest = IngestDir(cfg.ingest_dir or _recorded_ingest(meta) or workdir.ingest.path).require()
+        out = Path(cfg.out or workdir.path / cfg.format)
+        check_output_path(out)  # before minutes of work, not after
         classes = ingest.read_classes()
         rows = _joined_rows(selection, ingest, classes, str(balanced.selection_path))
 
@@ -214,7 +217,7 @@ class ExportPlan:
         annotations_text = dumps_annotations(build_annotations(classes, rows, provenance))
         return cls(
             cfg,
-            Path(cfg.out or workdir.path / cfg.format),
+            out,
             meta,
             classes,
             rows,

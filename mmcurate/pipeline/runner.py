@@ -33,6 +33,7 @@ from mmcurate.common.stage import Stage
 from mmcurate.pipeline.recipe import Recipe, check_recipe, substitute
 from mmcurate.stages import NAMES, load_stage, run_stage
 from mmcurate.store import Workdir
+from mmcurate.store.ownership import make_output_dir
 
 #: the pipeline order (the registry's)
 STAGES = NAMES
@@ -125,7 +126,7 @@ def run_pipeline(
     check_recipe(recipe.data, str(recipe.path))  # also for recipes built in Python: no secret reaches the disk
     resolved = substitute(recipe.data, workdir)
     selected = _selection(only, from_stage, until)
-    workdir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(workdir, "--workdir")
     if not dry_run:
         atomic_write_text(workdir / Workdir.RESOLVED_RECIPE, yaml.safe_dump(resolved, sort_keys=False))
     state_path = workdir / Workdir.PIPELINE_STATE

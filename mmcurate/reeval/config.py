@@ -22,6 +22,9 @@ from mmcurate.reeval.settings import (
     TrainConfig,
 )
 
+#: largest accepted seed (seeds are combined with salts into 64-bit generator seeds)
+MAX_SEED = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class ReevalConfig:
@@ -34,9 +37,10 @@ class ReevalConfig:
         show_default=False,
     )
     methods: str = opt(
-        "all",
-        "Comma-separated methods to run, in any common spelling (ogm_ge, OGM-GE, MMCosine, ReconBoost), or 'all'; "
-        "--list-methods shows them.",
+        "default",
+        "Comma-separated methods to run, in any common spelling (ogm_ge, OGM-GE, MMCosine, ReconBoost); 'default' "
+        "runs the demo's eight (audio_only, visual_only, joint, ogm_ge, greedy, pmr, agm, mmpareto), 'all' the "
+        "twenty; --list-methods shows them.",
     )
     seeds: str = opt("0", "Comma-separated seeds; every method runs once per seed and the tables give mean ± std.")
     epochs: int = opt(20, "Training epochs, the same for every method.")
@@ -110,11 +114,13 @@ class ReevalConfig:
 
     def method_list(self) -> list[str]:
         """'all' or a comma list in any accepted spelling -> registry names (duplicates dropped, order kept)."""
-        from mmcurate.reeval.methods import METHODS, lookup_method
+        from mmcurate.reeval.methods import DEFAULT_METHODS, METHODS, lookup_method
 
         names = [t.strip() for t in self.methods.split(",") if t.strip()]
         if [n.lower() for n in names] == ["all"]:
             return list(METHODS)
+        if [n.lower() for n in names] == ["default"]:
+            return list(DEFAULT_METHODS)
         if not names:
             raise MMCurateError("--methods is empty")
         unknown = [n for n in names if lookup_method(n) is None]
@@ -132,8 +138,8 @@ class ReevalConfig:
             raise MMCurateError(f"--seeds {self.seeds!r}: expected comma-separated integers such as 0,1,2") from None
         if not seeds:
             raise MMCurateError("--seeds is empty")
-        if any(s < 0 for s in seeds):
-            raise MMCurateError(f"--seeds {self.seeds!r}: seeds must be 0 or more")
+        if any(not 0 <= s <= MAX_SEED for s in seeds):
+            raise MMCurateError(f"--seeds {self.seeds!r}: seeds must lie between 0 and {MAX_SEED}")
         return list(dict.fromkeys(seeds))
 
     def param_overrides(self) -> dict[str, dict[str, Any]]:

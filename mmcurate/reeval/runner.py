@@ -7,6 +7,7 @@ command line.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pyarrow as pa
 import torch
 
 from mmcurate.common.atomic import atomic_write_json
-from mmcurate.common.console import info, summary_table
+from mmcurate.common.console import info, summary_table, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.execution import ExecutionConfig, WorkUnit, distributed, make_executor
 from mmcurate.execution.device import describe_device, execution_device
@@ -25,9 +26,10 @@ from mmcurate.reeval.config import ReevalConfig
 from mmcurate.reeval.data import ReevalData
 from mmcurate.reeval.data import resplit as resplit_data
 from mmcurate.reeval.methods import METHODS, get_method
-from mmcurate.reeval.report import write_report
+from mmcurate.reeval.report import PROTOCOL, write_report
 from mmcurate.reeval.settings import TrainConfig
 from mmcurate.reeval.sources import load_source, resolve_source
+from mmcurate.reeval.split_audit import small_split_warnings
 from mmcurate.reeval.trainer import (
     RunResult,
     cached_result,
@@ -89,10 +91,6 @@ def run_reeval_stage(workdir: Workdir, cfg: ReevalConfig) -> ReevalOutcome:
             lock.release()
 
 
-#: what a reeval output holds (folders written before owner files existed are recognised by them)
-REEVAL_NAMES = ("results.json", "runs")
-
-
 def claim_reeval_folder(out_dir: Path, overwrite: bool) -> FileLock:
     """Check that ``out_dir`` may hold reeval results, lock it, mark it as a reeval output.
 
@@ -100,8 +98,12 @@ def claim_reeval_folder(out_dir: Path, overwrite: bool) -> FileLock:
     output) is refused unless ``overwrite``; even then reeval writes only its own names. The lock
     refuses a second reeval on the same folder while this one runs."""
 
-    def legacy() -> bool:
-        return any((out_dir / name).exists() for name in REEVAL_NAMES)
+    def legacy() -> bool:  # a results.json that reeval wrote (a user's folder may well hold "runs/" or a results.*)
+        try:
+            doc = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(doc, dict) and doc.get("protocol") == PROTOCOL and "runs" in doc
 
     return claim_locked(out_dir, "reeval", overwrite, folder_lock(out_dir, f"reeval folder {out_dir}"), legacy=legacy)
 
@@ -152,6 +154,8 @@ def _run_reeval_locked(
     info(f"data: {len(data.classes)} classes; {sizes}; {data.split_note}")
     for note in data.notes:
         info(f"note: {note}")
+    for line in small_split_warnings(data):  # before minutes of training, not after
+        warn(f"reeval: {line}")
     device_text = describe_device(device)
     info(f"device: {device_text}; model width {train.width}, frames {settings.num_frames} x {settings.image_size} px")
     job = RunJob(data, train, out_dir, device, threads, ranks, cfg.resplit)

@@ -18,6 +18,7 @@ Protocol choices, all deliberate:
 from __future__ import annotations
 
 import functools
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -244,7 +245,7 @@ def fit_run(
 
     assert best is not None, "training ran no epoch"
     distributed.barrier(ranks)  # best.pt is on disk for every rank
-    model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=False)["model"])
+    model.load_state_dict(_load_weights(run_dir / "best.pt", device)["model"])
     pred = predict_split(method, model, data.test, data, cfg.batch_size, device)
     test = evaluate_predictions(
         pred["pred"],
@@ -414,15 +415,29 @@ def _save(path: Path, obj: dict[str, Any]) -> None:
         torch.save(obj, fh)
 
 
+def _load_weights(path: Path, device: torch.device) -> dict[str, Any]:
+    """A checkpoint loaded with ``weights_only`` (tensors, numbers, strings, lists, dicts): a planted pickle that
+    would run code is refused with a one-line error, never executed."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise MMCurateError(
+            f"{path}: not a plain weights checkpoint (it holds objects that loading would execute); refusing to load "
+            "it: delete it, or rerun with --fresh"
+        ) from None
+
+
 def _load_checkpoint(path: Path, ident_hash: str, device: torch.device) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = _load_weights(path, device)
+    except MMCurateError:
+        raise
     except Exception as exc:  # a checkpoint from an older version or a damaged disk: start over
         warn(f"{path}: unreadable checkpoint ({type(exc).__name__}); training this run from scratch")
         return None
-    if state.get("config_hash") != ident_hash:
+    if not isinstance(state, dict) or state.get("config_hash") != ident_hash:
         warn(f"{path}: written with other settings or data; training this run from scratch")
         return None
     if "rng" in state:

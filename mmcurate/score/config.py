@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmcurate.common.errors import MMCurateError
+from mmcurate.common.files import regular_file_problem
 from mmcurate.common.options import nested, opt
 from mmcurate.common.scoring import BUILTIN_SCORER, CALIBRATIONS, CPU_DEFAULTS, GPU_DEFAULTS, ScoreConfig
 from mmcurate.execution import ArrayJobConfig, ExecutionConfig
@@ -54,3 +56,9 @@ class ScoreStageConfig:
     )
     array: ArrayJobConfig = dataclasses.field(default_factory=ArrayJobConfig)
     execution: ExecutionConfig = nested(ExecutionConfig)
+
+    def __post_init__(self) -> None:
+        if self.scores_from is not None:  # a FIFO or device would never finish reading
+            problem = regular_file_problem(self.scores_from)
+            if problem is not None and problem != "not found":
+                raise MMCurateError(f"--scores-from {self.scores_from}: cannot read it ({problem})")

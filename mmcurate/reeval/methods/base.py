@@ -184,6 +184,29 @@ class Method:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "reference": self.reference, "params": dict(self.params)}
 
+    # -- what the method does when, and what its runs say -------------------------------------
+    def schedule(self) -> dict[str, list[int]]:
+        """Event name -> the epochs (0-based) of a run of ``self.epochs`` epochs in which it happens.
+
+        An event is anything the method does only in some epochs: a diagnosis, a weight estimate, a
+        phase, the end of a warm-up. Derived from the method's own parameters (scaled schedules
+        included), so a test can run every method long enough for each of its events to happen at
+        least once (:func:`mmcurate.reeval.methods.epochs_for_every_event`): a method that overrides
+        an epoch hook must say here when it acts. Empty: nothing depends on the epoch.
+        """
+        return {}
+
+    @classmethod
+    def run_notes(cls, histories: list[list[dict[str, Any]]]) -> list[str]:
+        """Sentences for ``results.md`` about what the runs (one history per seed) say about the method itself,
+        such as a weight estimated on too few clips or a threshold that never binds. Default: none."""
+        return []
+
+
+def epochs_where(epochs: int, test: Any) -> list[int]:
+    """The epochs of ``range(epochs)`` for which ``test(epoch)`` holds (a schedule's helper)."""
+    return [e for e in range(epochs) if test(e)]
+
 
 def in_window(epoch: int, start: int, end: int | None) -> bool:
     """Whether ``epoch`` lies in the inclusive modulation window [start, end] (end None: no end)."""

@@ -61,7 +61,7 @@ class UMT(Method):
         for m in MODALITIES:
             run, best = ctx.run_of(f"{m}_only")
             info(f"umt seed {ctx.seed}: {m} teacher = {m}_only run ({run.status}, val acc {run.best_val_acc:.4f})")
-            state = torch.load(best, map_location=ctx.device, weights_only=False)
+            state = torch.load(best, map_location=ctx.device, weights_only=True)  # weights only: never run a pickle
             self.teachers[m] = self._teacher(m, len(ctx.data.classes), state["model"], ctx.device)
         torch.set_rng_state(rng)
 
@@ -74,6 +74,9 @@ class UMT(Method):
         for p in teacher.parameters():
             p.requires_grad_(False)
         return teacher
+
+    def schedule(self) -> dict[str, list[int]]:
+        return {"teachers": [0]}
 
     def loss(
         self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext

@@ -246,3 +246,22 @@ def test_a_command_loads_only_its_own_stage(name: str) -> None:
     if name == "ingest":
         assert "mmcurate.recipes.layouts" not in loaded
         assert "mmcurate.formats.export" not in loaded
+
+
+def test_reading_a_balancemm_release_loads_the_format_not_the_export_stage() -> None:
+    """``mmcurate ingest --layout balancemm`` reads with the format (:mod:`mmcurate.formats.balancemm`); the
+    ``mmcurate export`` stage, which writes it, stays unloaded (``mmcurate.formats`` imports nothing)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mmcurate.recipes.layouts import LAYOUTS\n"
+        "LAYOUTS['balancemm']\n"
+        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('mmcurate.'))))\n"
+    )
+    loaded = set(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    )
+    assert "mmcurate.formats.balancemm" in loaded
+    assert not {m for m in loaded if stage_of(m) is not None}, sorted(m for m in loaded if stage_of(m))

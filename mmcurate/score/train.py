@@ -30,9 +30,9 @@ from mmcurate.execution import distributed
 from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.models import build_unimodal
 from mmcurate.score.augment import augment
-from mmcurate.score.config import ScoreConfig
+from mmcurate.common.scoring import ScoreConfig
 from mmcurate.score.folds import inner_split
-from mmcurate.score.schedule import SearchState, anneal_factor, lr_factor
+from mmcurate.score.schedule import ConvergenceSettings, SearchState, anneal_factor, lr_factor
 
 RECORD_RAW = False  # experiments: also record the raw model's inner loss
 
@@ -374,7 +374,7 @@ def _fit_converge(source: BatchSource, train_t: torch.Tensor, held_t: torch.Tens
                   on_epoch: Callable[[EpochProgress], None] | None, ranks: Ranks, keep_window: bool,
                   stats: Standardizer) -> FitResult:  # fmt: skip
     """Train to convergence (see :func:`fit_predict` and :mod:`mmcurate.score.schedule`)."""
-    settings = cfg.convergence()
+    settings = ConvergenceSettings(max_epochs=cfg.max_epochs, patience=cfg.patience, restarts=cfg.restarts)
     labels = source.labels()
     fit_idx, inner_idx = inner_split(train_t.numpy(), labels.numpy(), cfg.inner_fraction, seed)
     fit_t, inner_t = torch.as_tensor(fit_idx), torch.as_tensor(inner_idx)

@@ -13,8 +13,8 @@ from mmcurate.data.frames import (
     IMAGENET_STD,
     decode_jpeg_frames,
     normalize_frames,
-    standardize_frames,
     select_frame_indices,
+    standardize_frames,
 )
 from mmcurate.data.shards import (
     FEATURES_METADATA_KEY,

@@ -49,8 +49,15 @@ class ModalityRuns:
             [np.full(n, np.nan) for _ in range(repeats)],
         )
 
-    def add(self, repeat: int, held: np.ndarray, probs: np.ndarray, held_true: np.ndarray,
-            inner: np.ndarray | None = None, inner_probs: np.ndarray | None = None) -> None:  # fmt: skip
+    def add(
+        self,
+        repeat: int,
+        held: np.ndarray,
+        probs: np.ndarray,
+        held_true: np.ndarray,
+        inner: np.ndarray | None = None,
+        inner_probs: np.ndarray | None = None,
+    ) -> None:
         """One job's arrays: held-out probabilities, the (E, n_held) true-class window, its inner split."""
         self.probs[repeat][held] = probs
         self.true_mean[repeat][held] = held_true.mean(axis=0)
@@ -110,9 +117,6 @@ def assemble_scores(y: np.ndarray, groups: np.ndarray, runs: dict[str, ModalityR
         metrics["uncertainty"][f"epoch_ratio_{m}"] = round(fit_epoch_ratio(run_means, epoch_vars), 4)
         metrics["uncertainty"][f"mean_p_{m}_std"] = _mean(std)
     d = cols["p_audio"] - cols["p_visual"]
-    weak = both_weak_threshold(runs["audio"].probs[0].shape[1])
-    cols["both_weak"] = (cols["p_audio"] < weak) & (cols["p_visual"] < weak)
-    metrics["both_weak"] = {"threshold": round(weak, 4), "count": int(cols["both_weak"].sum())}
     d_std = discrepancy_std(cols["p_audio_std"], cols["p_visual_std"])
     bin_p = bin_probability(d, d_std, DEFAULT_EDGES)
     cols["discrepancy"] = d

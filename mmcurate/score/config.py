@@ -39,6 +39,12 @@ class ScoreStageConfig:
         False, "Score samples ingested without audio or video (zero-filled) instead of refusing."
     )
     overwrite: bool = opt(False, "Retrain even if finished fold results exist.")
+    strict: bool = opt(
+        False,
+        "Exit with status 2 when the scores fail their self-check (a scorer not clearly above chance, a fold far "
+        "below the others, a fold stuck at chance); the scores are written either way and scores.json records "
+        "the verdicts.",
+    )
     save_scorers: bool = opt(
         True,
         "Also train one scorer per modality on all samples and save it in INGEST_DIR/scorers/<scorer>/, so that "

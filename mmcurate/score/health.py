@@ -50,7 +50,7 @@ class Verdict:
     message: str
 
     def line(self) -> str:
-        return f"score {'check failed' if self.status == 'fail' else 'warning'}: {self.message}"
+        return f"score check failed: {self.message}" if self.status == "fail" else f"score: {self.message}"
 
 
 def wilson(correct: int, n: int, z: float = float(norm.ppf(0.975))) -> tuple[float, float]:
@@ -119,9 +119,9 @@ def check_scores(
                         "fail",
                         m,
                         k,
-                        f"{m} scorer of fold {k} is far below the other folds (accuracy {c_k / n_k:.2f} on {n_k} clips "
-                        f"against {others:.2f}): its clips' confidences are on another scale; rerun `mmcurate score "
-                        "--overwrite` (another --seed) or raise --restarts",
+                        f"{m} scorer of fold {k} is far below the other folds (accuracy {c_k / n_k:.2f} on "
+                        f"{n_k} clips against {others:.2f}): its clips' confidences are on another scale; "
+                        "rerun `mmcurate score --overwrite` (another --seed) or raise --restarts",
                     )
                 )
             if report.get("stop") == "stuck":
@@ -163,9 +163,9 @@ def check_scores(
                     "fail",
                     m,
                     None,
-                    f"{m} scorer is not above chance: out-of-fold accuracy {acc:.3f} (95 % interval {lo:.3f}-{hi:.3f}) "
-                    f"against chance {chance:.3f} on {len(y)} clips; its confidences are noise and so is d. "
-                    + _next_step(smallest, num_classes),
+                    f"{m} scorer is not above chance: out-of-fold accuracy {acc:.3f} "
+                    f"(95 % interval {lo:.3f}-{hi:.3f}) against chance {chance:.3f} "
+                    f"on {len(y)} clips; its confidences are noise and so is d. " + _next_step(smallest, num_classes),
                 )
             )
     if smallest < MIN_CLIPS_PER_CLASS:
@@ -196,6 +196,7 @@ def _next_step(smallest: int, num_classes: int) -> str:
     if smallest < MIN_CLIPS_PER_CLASS:
         return (
             f"With {smallest} clips in the smallest class, about {MIN_CLIPS_PER_CLASS} per class "
-            f"({MIN_CLIPS_PER_CLASS * num_classes} in all) are needed, or import pretrained confidences with --scores-from"
+            f"({MIN_CLIPS_PER_CLASS * num_classes} in all) are needed, or import pretrained confidences "
+            "with --scores-from"
         )
     return "Try --max-epochs 120, --restarts 4, or check that this modality carries the label"

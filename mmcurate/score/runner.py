@@ -29,7 +29,7 @@ import torch
 
 from mmcurate import __version__
 from mmcurate.common.atomic import atomic_path
-from mmcurate.common.console import info
+from mmcurate.common.console import info, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
 from mmcurate.data import AVDataset, TensorConfig, build_av_tensors, read_shards
@@ -37,9 +37,11 @@ from mmcurate.execution import ArrayJobConfig, ExecutionConfig, Executor, WorkUn
 from mmcurate.execution.device import execution_device
 from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.execution.driver import Completion, UnitDriver, Written
+from mmcurate.execution.local import available_cores
 from mmcurate.score.assemble import ModalityRuns, assemble_scores
 from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
 from mmcurate.score.folds import check_fold_feasible, group_folds, resolve_group_folds, stratified_folds
+from mmcurate.score.health import check_scores
 from mmcurate.score.registry import get_scorer
 from mmcurate.score.scorers import calibration_params, model_file, save_model, write_scorer_meta
 from mmcurate.score.table import (
@@ -49,7 +51,7 @@ from mmcurate.score.table import (
     scores_table,
     write_external_scores,
 )
-from mmcurate.score.train import FitResult, InMemorySource, StreamingSource, fit_predict
+from mmcurate.score.train import EpochProgress, FitResult, InMemorySource, StreamingSource, fit_predict
 from mmcurate.store import IngestDir, UnitMarker, Workdir
 
 #: the fold number of a whole-set job: trained on every sample, saved to score new clips
@@ -132,12 +134,51 @@ class FoldTrainer:
                 seed,
                 self.device,
                 self.n_frames,
+                on_epoch=EpochLines(job.name, self.ranks.is_main),
                 ranks=self.ranks,
                 keep_window=job.whole,
             )
         finally:
             torch.set_num_threads(before)
         return res, time.monotonic() - started
+
+
+class EpochLines:
+    """Epoch-level progress of one training job, as plain lines (readable in a log file): at most one
+    line every :data:`EVERY` seconds per job, and always the phase changes and the last epoch, so a
+    user sees which job trains, its loss and inner accuracy, and why it takes longer (a restart, a
+    long search) instead of one tick per job."""
+
+    EVERY = 20.0
+
+    def __init__(self, job: str, speak: bool = True) -> None:
+        self.job, self.speak = job, speak
+        self.started = self.last = time.monotonic()
+        self.phase = ""
+
+    def __call__(self, e: EpochProgress) -> None:
+        now = time.monotonic()
+        changed = (e.phase, e.attempt) != getattr(self, "_key", None)
+        last = e.phase in ("anneal", "fixed") and e.epoch + 1 >= self._end(e)
+        if not self.speak or not (changed or last or now - self.last >= self.EVERY):
+            return
+        self._key, self.last = (e.phase, e.attempt), now
+        per_epoch = (now - self.started) / (e.epoch + 1)
+        what = {
+            "search": f"searching (at most {e.planned} epochs{f', restart {e.attempt}' if e.attempt else ''})",
+            "anneal": f"annealing, {e.planned} epochs averaged",
+            "fixed": f"fixed schedule of {e.planned} epochs",
+        }[e.phase]
+        acc = "" if e.inner_accuracy is None else f", inner accuracy {e.inner_accuracy:.2f}"
+        info(f"score: {self.job} epoch {e.epoch + 1}: {what}, loss {e.loss:.3f}{acc} ({per_epoch:.1f} s/epoch)")
+
+    def _end(self, e: EpochProgress) -> int:
+        if e.phase == "fixed":
+            return e.planned
+        if e.phase == "anneal":
+            self._anneal_start = getattr(self, "_anneal_start", e.epoch)
+            return self._anneal_start + e.planned
+        return 10**9
 
 
 def run_score(workdir: Workdir, stage: ScoreStageConfig) -> ScoreResult:
@@ -232,9 +273,9 @@ def score_out_of_fold(
     if execution.distributed:
         ranks, device = distributed.start(device)
     with lock_for_scoring(ingest, array, take=ranks.is_main):
-        threads = execution.threads(torch.get_num_threads())
-        executor = executor or make_executor(1, array, execution, cpus=threads, threads=threads)
         plan = ScorePlan.of(ingest, cfg.resolved(device.type == "cuda"), allow_missing, save_scorers)
+        threads, workers = _job_layout(plan, device, execution, ranks)
+        executor = executor or make_executor(workers, array, execution, cpus=threads, threads=threads)
         if overwrite and ranks.is_main:
             for folder in (plan.run_dir, plan.scorers_dir):
                 if folder.exists():
@@ -245,6 +286,22 @@ def score_out_of_fold(
             return ScoreResult(ingest.path, plan.scorer_id, str(device), time.monotonic() - t0, {}, finished=False)
         how = {"engine": execution.engine, "threads_per_job": threads}
         return _write_scores(plan, seconds, device, how, ranks, t0)
+
+
+def _job_layout(plan: ScorePlan, device: torch.device, execution: ExecutionConfig, ranks: Ranks) -> tuple[int, int]:
+    """(torch threads per job, local worker processes).
+
+    On CPU every job trains with one thread and the local engine runs one job per core: the CPU-sized
+    scorers are too small for intra-op threads to pay (measured in benchmarks/results/score_profile.md),
+    and one thread per job makes the results the same on any machine and either engine, whatever its
+    core count. One process when the inputs are decoded per batch (loader workers cannot start inside
+    pool workers), under --distributed, and on a GPU. ``--cpus-per-job`` sets the threads per job."""
+    on_cpu = device.type == "cpu"
+    threads = execution.threads(1 if on_cpu else torch.get_num_threads())
+    in_memory = decoded_size_gb(len(plan.sample_ids), _tensor_config(plan.cfg)) <= plan.cfg.memory_budget_gb
+    if not on_cpu or ranks.world > 1 or not in_memory:
+        return threads, 1
+    return threads, max(1, available_cores() // threads)
 
 
 @dataclass(frozen=True)
@@ -341,8 +398,8 @@ def _train_jobs(
     info(
         f"score: {len(plan.sample_ids)} samples, {len(plan.classes)} classes, {cfg.folds} folds x 2 modalities"
         f"{f' x {repeats} repeats' if repeats > 1 else ''} on {device} "
-        f"({why}: ResNet-18 width {cfg.width}, {cfg.image_size} px frames, {cfg.epochs} epochs, "
-        f"confidence averaged over the last {cfg.avg_last}; {executor.describe()}"
+        f"({why}: ResNet-18 width {cfg.width}, {cfg.image_size} px frames, {_schedule_words(cfg)}; "
+        f"{executor.describe()}, {threads} thread(s) per job"
         f"{f', data-parallel over {ranks.world} ranks' if ranks.world > 1 else ''}); group folds {plan.grouping[1]}"
         f"{then if plan.save_scorers else ''}"
     )
@@ -365,6 +422,15 @@ def _train_jobs(
     return ranks.is_main and driver.finish(IngestDir.SCORES)
 
 
+def _schedule_words(cfg: ScoreConfig) -> str:
+    if cfg.epochs is not None:
+        return f"{cfg.epochs} epochs, confidence averaged over the last {cfg.avg_last}"
+    return (
+        f"each trained until its inner validation split stops improving (at most {cfg.max_epochs} epochs, "
+        f"{cfg.restarts} restart(s) when stuck at chance), confidence averaged over its anneal epochs"
+    )
+
+
 def _save_job(plan: ScorePlan, job: ScoreJob, res: FitResult, tensor_config: TensorConfig) -> Written:
     """One finished job's file: a fold job's held-out arrays, or a whole-set job's saved model."""
     cfg = plan.cfg
@@ -372,7 +438,7 @@ def _save_job(plan: ScorePlan, job: ScoreJob, res: FitResult, tensor_config: Ten
     if not job.whole:
         part = plan.run_dir / f"{job.name}.npz"
         _save_part(part, res)
-        return Written([part])
+        return Written([part], {"report": _job_summary(res.report)})
     if not np.isfinite(res.losses).all():
         raise MMCurateError(
             f"scorer training diverged: whole-set job {job.name} has a non-finite loss "
@@ -380,7 +446,36 @@ def _save_job(plan: ScorePlan, job: ScoreJob, res: FitResult, tensor_config: Ten
         )
     part = model_file(plan.scorers_dir, job.modality)
     save_model(part, res, job.modality, len(plan.classes), int(cfg.width or 8), tensor_config, job_seed(cfg.seed, job))
-    return Written([part], {"tensor_config": tensor_config.to_dict(), "audio_stats": list(res.audio_stats or ())})
+    return Written(
+        [part],
+        {
+            "tensor_config": tensor_config.to_dict(),
+            "audio_stats": list(res.audio_stats or ()),
+            "report": _job_summary(res.report),
+        },
+    )
+
+
+#: what scores.json keeps of a job's training report (the per-epoch history stays in the marker)
+SUMMARY_KEYS = (
+    "schedule",
+    "epochs",
+    "search_epochs",
+    "anneal_epochs",
+    "stop",
+    "restarts",
+    "learned",
+    "best_inner_loss",
+    "best_inner_epoch",
+    "inner_samples",
+    "final_inner_loss",
+    "final_inner_accuracy",
+)
+
+
+def _job_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """A job's training report: the summary fields and each attempt's per-epoch history."""
+    return {**{k: report[k] for k in SUMMARY_KEYS if k in report}, "attempts": report.get("attempts", [])}
 
 
 def _write_scores(
@@ -393,19 +488,19 @@ def _write_scores(
 ) -> ScoreResult:
     """Assemble every job's held-out arrays into scores.parquet (+ scores.json, and the saved scorers' meta)."""
     cfg, classes, y, ingest = plan.cfg, plan.classes, plan.y, plan.ingest
-    n, window, repeats = len(plan.sample_ids), int(cfg.avg_last or 1), len(plan.fold_sets)
-    runs = {
-        m: ModalityRuns(
-            [np.zeros((n, len(classes))) for _ in range(repeats)], [np.zeros((window, n)) for _ in range(repeats)]
-        )
-        for m in MODALITIES
-    }
+    n, repeats = len(plan.sample_ids), len(plan.fold_sets)
+    runs = {m: ModalityRuns.empty(repeats, n, len(classes)) for m in MODALITIES}
     fold_stats: list[dict[str, Any]] = []
+    reports: dict[tuple[str, int], dict[str, Any]] = {}
     for job in plan.jobs:
         held = np.flatnonzero(plan.fold_sets[job.repeat] == job.fold)
-        res = _load_part(plan.run_dir / f"{job.name}.npz", len(held), len(classes), window)
-        runs[job.modality].probs[job.repeat][held] = res.probs
-        runs[job.modality].window_true[job.repeat][:, held] = res.held_true
+        res = _load_part(plan.run_dir / f"{job.name}.npz", len(held), len(classes))
+        runs[job.modality].add(job.repeat, held, res.probs, res.held_true, res.inner_idx, res.inner_probs)
+        report = {
+            k: v for k, v in (plan.marker(job).read_payload() or {}).get("report", {}).items() if k != "attempts"
+        }
+        if job.repeat == 0:
+            reports[(job.modality, job.fold)] = report
         acc = float((res.probs.argmax(1) == y[held]).mean())
         fold_stats.append(
             {
@@ -414,6 +509,7 @@ def _write_scores(
                 "modality": job.modality,
                 "held_out": int(len(held)),
                 "accuracy": round(acc, 4),
+                **report,
                 "seconds": seconds.get(job.name, 0.0),
                 "resumed": job.name not in seconds,
             }
@@ -426,6 +522,10 @@ def _write_scores(
             info(f"score: {m} confidences are written uncalibrated: {cal['reason']}")
     elapsed = time.monotonic() - t0
     metrics["folds"] = fold_stats
+    preds = {m: np.mean(runs[m].probs, axis=0).argmax(1) for m in MODALITIES}
+    health = check_scores(y, folds, preds, len(classes), reports)
+    for verdict in health["verdicts"]:
+        (info if verdict["status"] == "fail" else warn)(verdict["line"])
     if plan.save_scorers:  # what the saved scorers cost (0 when resumed)
         metrics["whole_set_seconds"] = {job.name: seconds.get(job.name, 0.0) for job in plan.whole_jobs}
         payloads = {m: plan.marker(ScoreJob(0, WHOLE, m)).read_payload() for m in MODALITIES}
@@ -446,11 +546,13 @@ def _write_scores(
             "scorers": f"{IngestDir.SCORERS}/{plan.scorer_id}" if plan.save_scorers else None,
             "mmcurate_version": __version__,
             "torch_version": torch.__version__,
+            "health": health,
+            "both_weak": metrics["both_weak"],
             "metrics": metrics,
             "elapsed_seconds": round(elapsed, 2),
         },
     )
-    return ScoreResult(ingest.path, plan.scorer_id, str(device), elapsed, metrics)
+    return ScoreResult(ingest.path, plan.scorer_id, str(device), elapsed, metrics, health=health)
 
 
 def _write_scorer_meta(
@@ -552,7 +654,7 @@ def decoded_size_gb(n: int, tcfg: TensorConfig) -> float:
     return n * (frame_bytes + audio_bytes) / 1e9
 
 
-def _load_part(path: Path, rows: int, num_classes: int, window: int) -> FitResult:
+def _load_part(path: Path, rows: int, num_classes: int) -> FitResult:
     """The arrays of a finished job (its marker vouched for the file)."""
     try:
         with np.load(path) as z:
@@ -562,10 +664,12 @@ def _load_part(path: Path, rows: int, num_classes: int, window: int) -> FitResul
                 np.array(z["epochs"]),
                 np.array(z["train_true"]),
                 np.array(z["losses"]),
+                inner_idx=np.array(z["inner_idx"]),
+                inner_probs=np.array(z["inner_probs"]),
             )
     except (OSError, KeyError, ValueError) as exc:
         raise MMCurateError(f"{path}: unreadable training result ({exc}); rerun `mmcurate score`") from None
-    if res.probs.shape != (rows, num_classes) or res.held_true.shape != (window, rows):
+    if res.probs.shape != (rows, num_classes) or res.held_true.ndim != 2 or res.held_true.shape[1] != rows:
         raise MMCurateError(
             f"{path}: holds {res.probs.shape} probabilities, expected {(rows, num_classes)}; rerun `mmcurate score`"
         )
@@ -594,4 +698,6 @@ def _save_part(path: Path, res: FitResult) -> None:
                 epochs=res.epochs,
                 train_true=res.train_true,
                 losses=res.losses,
+                inner_idx=res.inner_idx,
+                inner_probs=res.inner_probs,
             )

@@ -110,7 +110,6 @@ class SearchState:
     strong: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     best_by_epoch: list[float] = field(default_factory=list)
-    raw: list[Any] = field(default_factory=list)
 
     def after_epoch(self, train_loss: float, inner_loss: float, inner_correct: int, inner_n: int) -> str | None:
         """Record one search epoch; ``None`` to go on, else ``"plateau"``, ``"budget"`` or ``"stuck"``."""

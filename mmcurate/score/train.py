@@ -14,6 +14,7 @@ yield the same batches in the same order, so they give the same scores.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,16 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mmcurate.common.scoring import ScoreConfig
 from mmcurate.data import AVDataset, AVTensors, normalize_frames, standardize_frames
 from mmcurate.execution import distributed
 from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.models import build_unimodal
 from mmcurate.score.augment import augment
-from mmcurate.common.scoring import ScoreConfig
 from mmcurate.score.folds import inner_split
 from mmcurate.score.schedule import ConvergenceSettings, SearchState, anneal_factor, lr_factor
-
-RECORD_RAW = False  # experiments: also record the raw model's inner loss
 
 #: Audio standardisation statistics come from at most this many training samples.
 STATS_SAMPLES = 2048
@@ -210,8 +209,18 @@ class EpochProgress:
 class _Attempt:
     """One model's training on the fit rows: the optimiser, one epoch, predictions."""
 
-    def __init__(self, source: BatchSource, fit_t: torch.Tensor, num_classes: int, cfg: ScoreConfig, seed: int,
-                 device: torch.device, n_frames: int, ranks: Ranks, stats: Standardizer) -> None:  # fmt: skip
+    def __init__(
+        self,
+        source: BatchSource,
+        fit_t: torch.Tensor,
+        num_classes: int,
+        cfg: ScoreConfig,
+        seed: int,
+        device: torch.device,
+        n_frames: int,
+        ranks: Ranks,
+        stats: Standardizer,
+    ) -> None:
         self.source, self.fit_t, self.cfg, self.device = source, fit_t, cfg, device
         self.n_frames, self.ranks, self.stats = n_frames, ranks, stats
         self.gen = seed_everything(seed)
@@ -324,15 +333,41 @@ def fit_predict(
     held_t = torch.as_tensor(held_idx, dtype=torch.int64)
     stats = Standardizer.fit(source, train_t, cfg.frame_norm)
     if cfg.epochs is not None:
-        return _fit_fixed(source, train_t, held_t, num_classes, cfg, seed, device, n_frames, on_epoch, ranks,
-                          record_all_epochs, keep_window, stats)  # fmt: skip
-    return _fit_converge(source, train_t, held_t, num_classes, cfg, seed, device, n_frames, on_epoch, ranks,
-                         keep_window, stats)  # fmt: skip
+        return _fit_fixed(
+            source,
+            train_t,
+            held_t,
+            num_classes,
+            cfg,
+            seed,
+            device,
+            n_frames,
+            on_epoch,
+            ranks,
+            record_all_epochs,
+            keep_window,
+            stats,
+        )
+    return _fit_converge(
+        source, train_t, held_t, num_classes, cfg, seed, device, n_frames, on_epoch, ranks, keep_window, stats
+    )
 
 
-def _fit_fixed(source: BatchSource, train_t: torch.Tensor, held_t: torch.Tensor, num_classes: int, cfg: ScoreConfig,
-               seed: int, device: torch.device, n_frames: int, on_epoch: Callable[[EpochProgress], None] | None,
-               ranks: Ranks, record_all_epochs: bool, keep_window: bool, stats: Standardizer) -> FitResult:  # fmt: skip
+def _fit_fixed(
+    source: BatchSource,
+    train_t: torch.Tensor,
+    held_t: torch.Tensor,
+    num_classes: int,
+    cfg: ScoreConfig,
+    seed: int,
+    device: torch.device,
+    n_frames: int,
+    on_epoch: Callable[[EpochProgress], None] | None,
+    ranks: Ranks,
+    record_all_epochs: bool,
+    keep_window: bool,
+    stats: Standardizer,
+) -> FitResult:
     """The fixed schedule: ``cfg.epochs`` epochs, warm-up and cosine decay, the last ``avg_last`` averaged."""
     epochs = int(cfg.epochs or 1)
     run = _Attempt(source, train_t, num_classes, cfg, seed, device, n_frames, ranks, stats)
@@ -369,10 +404,20 @@ def _fit_fixed(source: BatchSource, train_t: torch.Tensor, held_t: torch.Tensor,
     )
 
 
-def _fit_converge(source: BatchSource, train_t: torch.Tensor, held_t: torch.Tensor, num_classes: int,
-                  cfg: ScoreConfig, seed: int, device: torch.device, n_frames: int,
-                  on_epoch: Callable[[EpochProgress], None] | None, ranks: Ranks, keep_window: bool,
-                  stats: Standardizer) -> FitResult:  # fmt: skip
+def _fit_converge(
+    source: BatchSource,
+    train_t: torch.Tensor,
+    held_t: torch.Tensor,
+    num_classes: int,
+    cfg: ScoreConfig,
+    seed: int,
+    device: torch.device,
+    n_frames: int,
+    on_epoch: Callable[[EpochProgress], None] | None,
+    ranks: Ranks,
+    keep_window: bool,
+    stats: Standardizer,
+) -> FitResult:
     """Train to convergence (see :func:`fit_predict` and :mod:`mmcurate.score.schedule`)."""
     settings = ConvergenceSettings(max_epochs=cfg.max_epochs, patience=cfg.patience, restarts=cfg.restarts)
     labels = source.labels()
@@ -385,22 +430,26 @@ def _fit_converge(source: BatchSource, train_t: torch.Tensor, held_t: torch.Tens
         state = SearchState(settings.for_steps(run.steps_per_epoch), num_classes)
         rows, losses = [], []
         while True:
-            loss, row = run.epoch(lambda step: lr_factor(step, warm))
+            loss, row = run.epoch(functools.partial(_warm, warm=warm))
             rows.append(row)
             losses.append(loss)
             inner_loss, correct = _inner_eval(run, inner_t, labels, num_classes, ema=True)
-            if RECORD_RAW:
-                raw_loss, raw_correct = _inner_eval(run, inner_t, labels, num_classes)
-                state.raw.append((round(raw_loss, 4), raw_correct))
             stop = state.after_epoch(loss, inner_loss, correct, len(inner_t))
             if on_epoch is not None:
                 acc = correct / len(inner_t) if len(inner_t) else None
                 on_epoch(EpochProgress("search", state.epochs - 1, loss, acc, attempt, settings.search_cap))
             if stop is not None:
                 break
-        attempts.append({"attempt": attempt, "search_epochs": state.epochs, "stop": stop,
-                         "best_inner_loss": _round(state.best_loss), "learned": state.learned,
-                         "history": state.history, "raw": state.raw})  # fmt: skip
+        attempts.append(
+            {
+                "attempt": attempt,
+                "search_epochs": state.epochs,
+                "stop": stop,
+                "best_inner_loss": _round(state.best_loss),
+                "learned": state.learned,
+                "history": state.history,
+            }
+        )
         if stop != "stuck" or attempt == settings.restarts:
             break
     n_anneal = settings.anneal_epochs(state.epochs)
@@ -455,6 +504,10 @@ def _fit_converge(source: BatchSource, train_t: torch.Tensor, held_t: torch.Tens
         inner_probs=inner_probs,
         report=report,
     )
+
+
+def _warm(step: int, warm: int) -> float:
+    return lr_factor(step, warm)
 
 
 def _inner_eval(

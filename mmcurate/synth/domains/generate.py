@@ -49,9 +49,19 @@ RECIPE_VERSION = 1
 #: six container/codec families (MPEG-TS left out: a seventh kind adds nothing the scorers see)
 SIX_FORMATS = ("mp4_h264_aac", "mkv_h264_flac", "webm_vp9_opus", "avi_mpeg4_pcm", "flv_flv1_mp3", "mov_mjpeg_pcm")
 LABEL_COLUMNS = [
-    "path", "label", "condition", "severity", "level", "visual_class", "audio_class", "group", "split", "format",
-    "n_frames", "audio_seconds",
-]  # fmt: skip
+    "path",
+    "label",
+    "condition",
+    "severity",
+    "level",
+    "visual_class",
+    "audio_class",
+    "group",
+    "split",
+    "format",
+    "n_frames",
+    "audio_seconds",
+]
 
 Condition = tuple[str, float, tuple[float, ...]]
 
@@ -214,9 +224,19 @@ def render_clip(spec: DomainSpec, c: _Clip, fsdd_dir: Path | None) -> tuple[np.n
 
 def _row(c: _Clip, names: list[str], n_frames: int, seconds: float) -> list[object]:
     return [
-        c.path, names[c.label], c.condition, c.severity, "" if c.level is None else f"{c.level:g}",
-        names[c.visual_class], names[c.audio_class], c.group, c.split, c.fmt, n_frames, f"{seconds:.4f}",
-    ]  # fmt: skip
+        c.path,
+        names[c.label],
+        c.condition,
+        c.severity,
+        "" if c.level is None else f"{c.level:g}",
+        names[c.visual_class],
+        names[c.audio_class],
+        c.group,
+        c.split,
+        c.fmt,
+        n_frames,
+        f"{seconds:.4f}",
+    ]
 
 
 def generate_domain_set(
@@ -287,7 +307,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     extra = {"conditions": tuple(parse_condition(c) for c in args.condition)} if args.condition else {}
     spec = DomainSpec(
-        n_clips=args.clips, seed=args.seed, visual=args.visual, audio=args.audio, n_classes=args.classes,
-        size=args.size, **extra,
-    )  # fmt: skip
+        n_clips=args.clips,
+        seed=args.seed,
+        visual=args.visual,
+        audio=args.audio,
+        n_classes=args.classes,
+        size=args.size,
+        **extra,
+    )
     print(generate_domain_set(args.out, spec, args.fsdd))

@@ -27,8 +27,19 @@ from PIL import Image, ImageDraw, ImageFont
 GLYPHS = "AKMRSWXZ&?G3E%5Q"
 #: the shapes of the scene classes
 SCENE_SHAPES = (
-    "star", "ring", "hexagon", "cross", "crescent", "arrow", "heart", "triangle", "bars", "diamond", "pentagon", "tee",
-)  # fmt: skip
+    "star",
+    "ring",
+    "hexagon",
+    "cross",
+    "crescent",
+    "arrow",
+    "heart",
+    "triangle",
+    "bars",
+    "diamond",
+    "pentagon",
+    "tee",
+)
 
 Box = tuple[float, float, float, float]
 
@@ -127,12 +138,19 @@ def render_glyph(cls: int, n_frames: int, size: int, rng: np.random.Generator, s
 
 def _shape_points(shape: str, r: float) -> list[tuple[float, float]] | None:
     def ring(n: int, rr: float, phase: float = -math.pi / 2) -> list[tuple[float, float]]:
-        return [(r + rr * math.cos(phase + 2 * math.pi * k / n), r + rr * math.sin(phase + 2 * math.pi * k / n))
-                for k in range(n)]  # fmt: skip
+        return [
+            (r + rr * math.cos(phase + 2 * math.pi * k / n), r + rr * math.sin(phase + 2 * math.pi * k / n))
+            for k in range(n)
+        ]
 
     if shape == "star":
-        return [(r + (r if k % 2 == 0 else 0.42 * r) * math.cos(-math.pi / 2 + k * math.pi / 5),
-                 r + (r if k % 2 == 0 else 0.42 * r) * math.sin(-math.pi / 2 + k * math.pi / 5)) for k in range(10)]  # fmt: skip
+        return [
+            (
+                r + (r if k % 2 == 0 else 0.42 * r) * math.cos(-math.pi / 2 + k * math.pi / 5),
+                r + (r if k % 2 == 0 else 0.42 * r) * math.sin(-math.pi / 2 + k * math.pi / 5),
+            )
+            for k in range(10)
+        ]
     if shape == "hexagon":
         return ring(6, r, 0.0)
     if shape == "pentagon":
@@ -144,8 +162,16 @@ def _shape_points(shape: str, r: float) -> list[tuple[float, float]] | None:
     if shape == "arrow":
         return [(0, 0.7 * r), (r, 0.7 * r), (r, 0.2 * r), (2 * r, r), (r, 1.8 * r), (r, 1.3 * r), (0, 1.3 * r)]
     if shape == "tee":
-        return [(0, 0), (2 * r, 0), (2 * r, 0.6 * r), (1.3 * r, 0.6 * r), (1.3 * r, 2 * r), (0.7 * r, 2 * r),
-                (0.7 * r, 0.6 * r), (0, 0.6 * r)]  # fmt: skip
+        return [
+            (0, 0),
+            (2 * r, 0),
+            (2 * r, 0.6 * r),
+            (1.3 * r, 0.6 * r),
+            (1.3 * r, 2 * r),
+            (0.7 * r, 2 * r),
+            (0.7 * r, 0.6 * r),
+            (0, 0.6 * r),
+        ]
     return None
 
 

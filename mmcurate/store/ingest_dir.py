@@ -576,7 +576,9 @@ class IngestDir:
             self.scores_path,
             FIX_SCORE,
         )
-        extra = [c for c in ("discrepancy_std",) if c in scores.column_names]  # per-sample uncertainty, when scored
+        extra = [
+            c for c in ("discrepancy_std", "both_weak") if c in scores.column_names
+        ]  # per-sample uncertainty, when scored
         scores = scores.select(["sample_id", "p_audio", "p_visual", "discrepancy", "scorer_id", *extra])
         joined = manifest.join(scores, "sample_id", join_type="inner").sort_by("sample_id")
         if joined.num_rows != manifest.num_rows:

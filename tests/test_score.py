@@ -34,7 +34,7 @@ TINY = [
     "--audio-frames",
     "32",
 ]
-#: TINY without the whole-set scorers (the out-of-fold tests do not need them; tests/test_grow.py covers them)
+#: TINY without the saved fold ensemble (the out-of-fold tests do not need it; tests/test_grow.py covers it)
 TINY_OOF = [*TINY, "--no-save-scorers"]
 
 

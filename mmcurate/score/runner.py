@@ -8,9 +8,9 @@ cross-fitting): every confidence is still out-of-fold, with less model-to-model 
 interrupted run resumes where it stopped, and the final
 ``scores.parquet`` is written atomically once every sample has both confidences. Calibration,
 per-sample uncertainty and bin probability are assembled from the jobs' arrays by the pure
-functions of :mod:`mmcurate.score.assemble`. With ``--save-scorers`` (the default) two more jobs
-train one scorer per modality on every sample and save it for scoring new clips
-(:mod:`mmcurate.score.scorers`, ``--candidates``).
+functions of :mod:`mmcurate.score.assemble`. With ``--save-scorers`` (the default) each fold's
+models are also kept, a fold ensemble per modality that scores new clips later
+(:mod:`mmcurate.score.scorers`, ``--candidates``) at no extra training.
 """
 
 from __future__ import annotations
@@ -43,7 +43,14 @@ from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
 from mmcurate.score.folds import check_fold_feasible, group_folds, resolve_group_folds, stratified_folds
 from mmcurate.score.health import check_scores
 from mmcurate.score.registry import get_scorer
-from mmcurate.score.scorers import calibration_params, model_file, save_model, write_scorer_meta
+from mmcurate.score.scorers import (
+    calibration_params,
+    member_file,
+    merge_members,
+    model_file,
+    save_member,
+    write_scorer_meta,
+)
 from mmcurate.score.table import (
     MODALITIES,
     ScoreResult,
@@ -53,9 +60,6 @@ from mmcurate.score.table import (
 )
 from mmcurate.score.train import EpochProgress, FitResult, InMemorySource, StreamingSource, fit_predict
 from mmcurate.store import IngestDir, UnitMarker, Workdir
-
-#: the fold number of a whole-set job: trained on every sample, saved to score new clips
-WHOLE = -1
 
 
 def scores_state(ingest_dir: Path, cfg: ScoreConfig | None = None) -> str:
@@ -74,13 +78,7 @@ class ScoreJob:
     modality: str
 
     @property
-    def whole(self) -> bool:
-        return self.fold == WHOLE
-
-    @property
     def name(self) -> str:
-        if self.whole:
-            return f"whole-{self.modality}"
         return (
             f"fold{self.fold}-{self.modality}"
             if self.repeat == 0
@@ -89,10 +87,7 @@ class ScoreJob:
 
 
 def job_seed(seed: int, job: ScoreJob) -> int:
-    """The training seed of a job: distinct per (repeat, fold, modality); whole-set jobs use
-    ``seed * 1000 + 990 + modality`` (a fold job reaches that only at repeat 9, fold 9)."""
-    if job.whole:
-        return seed * 1000 + 990 + MODALITIES.index(job.modality)
+    """The training seed of a job: distinct per (repeat, fold, modality)."""
     return seed * 1000 + job.repeat * 100 + job.fold * 10 + MODALITIES.index(job.modality)
 
 
@@ -113,13 +108,15 @@ class FoldTrainer:
         self.sources, self.fold_sets, self.num_classes = sources, fold_sets, num_classes
         self.cfg, self.device, self.n_frames = cfg, device, n_frames
         self.threads, self.ranks = threads, ranks
+        #: keep the first repeat's weights (``--save-scorers``: the fold ensemble that scores new clips)
+        self.keep_models = False
         #: the tensor config with ``audio_frames`` fixed to what the inputs were decoded with
         self.tensor_config: TensorConfig | None = None
 
     def __call__(self, job: ScoreJob) -> tuple[FitResult, float]:
         started = time.monotonic()
         folds = self.fold_sets[job.repeat]
-        held, train = np.flatnonzero(folds == job.fold), np.flatnonzero(folds != job.fold)  # whole: none held out
+        held, train = np.flatnonzero(folds == job.fold), np.flatnonzero(folds != job.fold)
         seed = job_seed(self.cfg.seed, job)
         before = torch.get_num_threads()
         if self.threads is not None:  # the same count on any engine: torch's CPU results depend on it
@@ -136,7 +133,7 @@ class FoldTrainer:
                 self.n_frames,
                 on_epoch=EpochLines(job.name, self.ranks.is_main),
                 ranks=self.ranks,
-                keep_window=job.whole,
+                keep_window=self.keep_models and job.repeat == 0,
             )
         finally:
             torch.set_num_threads(before)
@@ -183,7 +180,7 @@ class EpochLines:
 
 def run_score(workdir: Workdir, stage: ScoreStageConfig) -> ScoreResult:
     """The ``mmcurate score`` stage: built-in out-of-fold scores, imported scores or a plugin's,
-    or (``--candidates``) new clips scored with the saved whole-set scorers."""
+    or (``--candidates``) new clips scored with the saved fold ensemble."""
     ingest = IngestDir(stage.ingest_dir or workdir.ingest.path).require()
     if stage.candidates is not None:
         from mmcurate.score.candidates import score_candidates
@@ -262,8 +259,8 @@ def score_out_of_fold(
     itself uses the cores; on Ray one task per job, the decoded inputs put in the object store
     once), and the driver writes each job's result, then the scores once every job is done.
     Under ``--distributed`` every rank trains every job together (data-parallel); rank 0 holds the
-    ingest folder's lock for all ranks and writes. With ``save_scorers`` two more jobs train a
-    whole-set scorer per modality, saved with their out-of-fold calibration in ``scorers/<scorer>/``
+    ingest folder's lock for all ranks and writes. With ``save_scorers`` the first repeat's fold
+    models are saved too, with their out-of-fold calibration, in ``scorers/<scorer>/``
     (:mod:`mmcurate.score.scorers`).
     """
     t0 = time.monotonic()
@@ -360,21 +357,14 @@ class ScorePlan:
         repeats, folds = range(len(self.fold_sets)), range(self.cfg.folds)
         return [ScoreJob(r, k, m) for r in repeats for k in folds for m in MODALITIES]
 
-    @property
-    def whole_jobs(self) -> list[ScoreJob]:
-        """The whole-set scorers saved for ``--candidates`` (none with ``--no-save-scorers``)."""
-        return [ScoreJob(0, WHOLE, m) for m in MODALITIES] if self.save_scorers else []
-
     def marker(self, job: ScoreJob) -> UnitMarker:
-        if job.whole:
-            return UnitMarker(self.scorers_dir / f"{job.modality}.json", self.scorers_dir)
         return UnitMarker(self.run_dir / f"{job.name}.json", self.run_dir)
 
     def identity(self, job: ScoreJob) -> str:
-        if job.whole:
-            return config_hash([self.fingerprint, job.name], length=32)
+        # a job that kept its models is not the same unit as one that did not
+        keeps = self.save_scorers and job.repeat == 0
         held = np.flatnonzero(self.fold_sets[job.repeat] == job.fold)
-        return config_hash([self.fingerprint, held.tolist()], length=32)
+        return config_hash([self.fingerprint, held.tolist(), *(["models"] if keeps else [])], length=32)
 
     def completion(self) -> Completion[ScoreJob]:
         # sha256: a damaged result (same size) is trained again, not trusted
@@ -391,10 +381,10 @@ def _train_jobs(
     """Train the pending jobs through the driver, writing each result as it comes (its seconds into
     ``seconds``); whether every job, of every array part, is done."""
     cfg, repeats = plan.cfg, len(plan.fold_sets)
-    units = [WorkUnit(job.name, i, (job,)) for i, job in enumerate(plan.jobs + plan.whole_jobs)]
+    units = [WorkUnit(job.name, i, (job,)) for i, job in enumerate(plan.jobs)]
     driver = UnitDriver("score", "training job", units, plan.completion(), executor, ranks)
     why = "GPU found" if device.type == "cuda" else "no GPU found: CPU-sized models"
-    then = "; then 2 whole-set scorers saved for --candidates (--no-save-scorers skips them)"
+    then = "; each fold's models kept to score new clips (--candidates)"
     info(
         f"score: {len(plan.sample_ids)} samples, {len(plan.classes)} classes, {cfg.folds} folds x 2 modalities"
         f"{f' x {repeats} repeats' if repeats > 1 else ''} on {device} "
@@ -409,6 +399,7 @@ def _train_jobs(
         nonlocal trainer
         trainer = _trainer(plan.ingest, plan.sample_ids, plan.labels, plan.classes, cfg, device, plan.fold_sets)
         trainer.threads, trainer.ranks = threads, ranks
+        trainer.keep_models = plan.save_scorers
         return trainer
 
     def write(unit: WorkUnit[ScoreJob], results: list[tuple[FitResult, float]]) -> Written:
@@ -432,28 +423,22 @@ def _schedule_words(cfg: ScoreConfig) -> str:
 
 
 def _save_job(plan: ScorePlan, job: ScoreJob, res: FitResult, tensor_config: TensorConfig) -> Written:
-    """One finished job's file: a fold job's held-out arrays, or a whole-set job's saved model."""
+    """One finished job's files: its held-out arrays, and (first repeat, ``--save-scorers``) its models."""
     cfg = plan.cfg
     check_finite(res.probs, job.name, cfg)
-    if not job.whole:
-        part = plan.run_dir / f"{job.name}.npz"
-        _save_part(part, res)
-        return Written([part], {"report": _job_summary(res.report)})
+    part = plan.run_dir / f"{job.name}.npz"
+    _save_part(part, res)
+    payload = {"report": _job_summary(res.report), "tensor_config": tensor_config.to_dict()}
+    if not (plan.save_scorers and job.repeat == 0):
+        return Written([part], payload)
     if not np.isfinite(res.losses).all():
         raise MMCurateError(
-            f"scorer training diverged: whole-set job {job.name} has a non-finite loss "
+            f"scorer training diverged: job {job.name} has a non-finite loss "
             f"(--lr {cfg.lr:g}); lower --lr, then rerun `mmcurate score`"
         )
-    part = model_file(plan.scorers_dir, job.modality)
-    save_model(part, res, job.modality, len(plan.classes), int(cfg.width or 8), tensor_config, job_seed(cfg.seed, job))
-    return Written(
-        [part],
-        {
-            "tensor_config": tensor_config.to_dict(),
-            "audio_stats": list(res.audio_stats or ()),
-            "report": _job_summary(res.report),
-        },
-    )
+    member = member_file(plan.scorers_dir, job.modality, job.fold)
+    save_member(member, res, job.modality, len(plan.classes), int(cfg.width or 8), job_seed(cfg.seed, job))
+    return Written([part, member], payload)
 
 
 #: what scores.json keeps of a job's training report (the per-epoch history stays in the marker)
@@ -526,10 +511,9 @@ def _write_scores(
     health = check_scores(y, folds, preds, len(classes), reports)
     for verdict in health["verdicts"]:
         (info if verdict["status"] == "fail" else warn)(verdict["line"])
-    if plan.save_scorers:  # what the saved scorers cost (0 when resumed)
-        metrics["whole_set_seconds"] = {job.name: seconds.get(job.name, 0.0) for job in plan.whole_jobs}
-        payloads = {m: plan.marker(ScoreJob(0, WHOLE, m)).read_payload() for m in MODALITIES}
-        _write_scorer_meta(plan, runs, metrics, payloads, str(device))
+    if plan.save_scorers:
+        tensor_config = (plan.marker(plan.jobs[0]).read_payload() or {}).get("tensor_config")
+        _write_scorer_meta(plan, runs, metrics, tensor_config or _tensor_config(cfg).to_dict(), str(device))
     ingest.write_scores(
         table_out,
         {
@@ -556,11 +540,14 @@ def _write_scores(
 
 
 def _write_scorer_meta(
-    plan: ScorePlan, runs: dict[str, ModalityRuns], metrics: dict[str, Any], payloads: dict[str, Any], device: str
+    plan: ScorePlan, runs: dict[str, ModalityRuns], metrics: dict[str, Any], tensor_config: dict[str, Any], device: str
 ) -> None:
-    """``scorers/<scorer>/scorer.json``: what scoring new clips needs besides the weights, with the
-    calibration fitted on every out-of-fold prediction (see :mod:`mmcurate.score.scorers`)."""
+    """``scorers/<scorer>/``: each modality's fold ensemble in one file, and ``scorer.json`` with what
+    scoring new clips needs besides the weights, the calibration fitted on every out-of-fold
+    prediction (see :mod:`mmcurate.score.scorers`)."""
     cfg, y, ingest, scorer_id = plan.cfg, plan.y, plan.ingest, plan.scorer_id
+    for m in MODALITIES:
+        merge_members(ingest.scorers(scorer_id), m, range(cfg.folds))
     calibration = {}
     for m in MODALITIES:
         oof = metrics["calibration"][m]
@@ -575,14 +562,14 @@ def _write_scorer_meta(
             "config": cfg.content_dict(),
             "config_hash": cfg.content_hash(),
             "classes": plan.classes,
-            "tensor_config": payloads["audio"]["tensor_config"],
-            "audio_stats": {"mean": payloads["audio"]["audio_stats"][0], "std": payloads["audio"]["audio_stats"][1]},
+            "tensor_config": tensor_config,
             "calibration": calibration,
             "calibration_fitted_on": f"every out-of-fold prediction of this ingest ({len(y)} samples)",
             "epoch_ratio": {m: metrics["uncertainty"][f"epoch_ratio_{m}"] for m in MODALITIES},
             "models": {m: model_file(ingest.scorers(scorer_id), m).name for m in MODALITIES},
-            "seeds": {m: job_seed(cfg.seed, ScoreJob(0, WHOLE, m)) for m in MODALITIES},
-            "train_samples": len(y),
+            "seeds": {m: [job_seed(cfg.seed, ScoreJob(0, k, m)) for k in range(cfg.folds)] for m in MODALITIES},
+            "ensemble": f"the {cfg.folds} fold models of the first repeat, each trained on "
+            f"{cfg.folds - 1}/{cfg.folds} of the {len(y)} samples",
             "manifest_fingerprint": plan.fingerprint,
             "device": device,
             "mmcurate_version": __version__,

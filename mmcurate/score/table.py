@@ -131,7 +131,7 @@ def read_scores(ingest_dir: Path) -> pa.Table:
 
 def print_summary(result: ScoreResult) -> None:
     m = result.metrics
-    kind = "out-of-fold" if "candidates" not in m else "whole-set scorer"
+    kind = "out-of-fold" if "candidates" not in m else "fold ensemble"
     rows = [
         ["scorer", result.scorer_id],
         ["device", result.device],

@@ -138,7 +138,7 @@ SCORES_SCHEMA = pa.schema(
             "fold",
             pa.int32(),
             "cross-fitting fold whose held-out models scored this sample (-1 for imported scores and for candidates "
-            "scored by saved whole-set scorers, scores.json source 'candidates')",
+            "scored by a saved fold ensemble, scores.json source 'candidates')",
             False,
         ),
         _f(

@@ -23,8 +23,9 @@ from typing import Any
 
 TMP_PREFIX = ".tmp-"
 #: what follows ``.tmp-<dest name>.`` in the temporaries :func:`atomic_path`/:func:`atomic_dir`
-#: make: mkstemp's 8 random characters (and the destination's suffix), or ``old`` (a folder being replaced)
-_TMP_TAIL = re.compile(r"^(?:[a-z0-9_]{8}(?:\.[^/]*)?|old)$")
+#: make: mkstemp's or mkdtemp's 8 random characters (and the destination's suffix). Every temporary
+#: is created exclusively under a fresh random name, so none is ever a file a user already had
+_TMP_TAIL = re.compile(r"^[a-z0-9_]{8}(?:\.[^/]*)?$")
 
 
 def current_umask() -> int:
@@ -114,15 +115,14 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if dest.exists():
-        old = dest.with_name(TMP_PREFIX + dest.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dest, old)
+    aside = None
+    if dest.exists():  # moved into a fresh folder of a random name (never a name a user may have), then deleted
+        aside = make_temp_dir(TMP_PREFIX + dest.name + ".", dest.parent)
+        os.replace(dest, aside / dest.name)
     os.replace(tmp, dest)
     fsync_dir(dest.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def clean_stale_temporaries(folder: str | os.PathLike[str], owned: Callable[[str], bool] | None = None) -> int:

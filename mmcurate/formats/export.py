@@ -31,7 +31,7 @@ from typing import Any
 import pyarrow as pa
 
 from mmcurate import __version__
-from mmcurate.common.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
+from mmcurate.common.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_dir, make_temp_dir
 from mmcurate.common.console import info, progress_bar, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import canonical_json, config_hash
@@ -50,10 +50,14 @@ from mmcurate.formats.balancemm_export import (
 )
 from mmcurate.formats.config import ExportConfig
 from mmcurate.store import BalancedDir, IngestDir, UnitMarker, Workdir
+from mmcurate.store.lock import LOCK_NAME, FileLock
+from mmcurate.store.ownership import OWNER_FILE, check_output_path, owner_kind
 from mmcurate.store.splits import SPLITS
 
 STATE_DIR = ".mmcurate"
 CARD = "README.md"
+#: the owner-file kind of an export's staging folder (``.<out>.partial``)
+STAGING_KIND = "export-staging"
 
 
 @dataclass
@@ -100,7 +104,24 @@ def _read_doc(path: Path) -> dict[str, Any] | None:
 
 
 def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
-    """The ``mmcurate export`` stage (see the module docstring)."""
+    """The ``mmcurate export`` stage (see the module docstring), holding the output's run lock."""
+    out = Path(cfg.out or workdir.path / cfg.format)
+    check_output_path(out)
+    lock = export_lock(out).acquire_for_run(1)
+    try:
+        return _run_export(workdir, cfg)
+    finally:
+        lock.release()
+
+
+def export_lock(out: Path) -> FileLock:
+    """The run lock of export folder ``out``: two exports into one folder would build one staging folder
+    and install each other's halves. The folder is replaced by a rename when an export finishes, so its lock
+    file lives beside it (``.<name>.mmcurate.lock``; lock files are never deleted)."""
+    return FileLock(out.parent / f".{out.name}{LOCK_NAME}", f"export folder {out}")
+
+
+def _run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
     from mmcurate.data.shards import ingest_features_config
     from mmcurate.features import preset_name_of, resolve_feature_config
 
@@ -109,6 +130,7 @@ def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
     selection = balanced.read_selection()
     meta = balanced.read_meta()
     ingest = IngestDir(cfg.ingest_dir or _recorded_ingest(meta) or workdir.ingest.path).require()
+    balanced.check_ingest(ingest)
     out = Path(cfg.out or workdir.path / cfg.format)
     classes = ingest.read_classes()
     rows = _joined_rows(selection, ingest, classes, str(balanced.selection_path))
@@ -143,8 +165,7 @@ def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
         info(f"export: {out} is already complete for this selection and these settings; nothing to do")
         return ExportFormatResult(out, cfg.format, len(rows), split_counts, 0, len(units), True, time.monotonic() - t0)
     _check_out(out)
-    staging = out.with_name(f".{out.name}.partial")
-    staging.mkdir(parents=True, exist_ok=True)
+    staging = _staging_dir(out)
 
     pending = [u for u in units if unit_marker(staging, u.index).read(unit_identity[u.index]) is None]
     done_before = len(units) - len(pending)
@@ -329,17 +350,37 @@ def _check_out(out: Path) -> None:
         raise MMCurateError(f"{out} exists and is not an mmcurate export; choose another --out or remove it")
 
 
+def _staging_dir(out: Path) -> Path:
+    """The staging folder beside ``out`` (``.<name>.partial``), where a killed export is resumed. It carries an
+    owner file from the moment it is made: a folder of that name without one is a user's, and is refused
+    rather than filled, pruned and renamed."""
+    staging = out.with_name(f".{out.name}.partial")
+    if staging.is_symlink() or (staging.exists() and not staging.is_dir()):
+        raise MMCurateError(f"{staging}: exists and is not a staging folder mmcurate made; move it away")
+    if staging.is_dir() and owner_kind(staging) != STAGING_KIND:
+        legacy = (staging / STATE_DIR / "units").is_dir() or (staging / STATE_DIR / "export.json").is_file()
+        if any(staging.iterdir()) and not legacy:
+            raise MMCurateError(
+                f"{staging}: a folder with the name of the export's staging folder, not made by mmcurate "
+                "export (no owner file); move it away, or choose another --out"
+            )
+    staging.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(staging / OWNER_FILE, {"kind": STAGING_KIND})
+    return staging
+
+
 def _install(staging: Path, out: Path) -> None:
-    """Replace ``out`` with the finished staging folder (the old one is removed once the new is in place)."""
-    old = None
+    """Replace ``out`` with the finished staging folder (the old one is removed once the new is in place).
+    The old folder is moved into a fresh folder of a random name made for it (never one a user may have)."""
+    aside = None
     if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
+        aside = make_temp_dir(f".{out.name}.old-", out.parent)
+        os.replace(out, aside / out.name)
     os.replace(staging, out)
+    (out / OWNER_FILE).unlink(missing_ok=True)  # the staging folder's owner file: the export is not staging
     fsync_dir(out.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def print_summary(result: ExportFormatResult) -> None:

@@ -245,6 +245,24 @@ def test_a_balance_killed_after_its_selection_is_consumed_by_no_stage(
     assert not (tmp_path / "r" / "results.csv").exists()
 
 
+def test_a_balance_killed_before_its_export_leaves_nothing_to_train_or_push(
+    rebalanced: tuple[Path, BalancedDir, dict[str, bytes]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Killed one step later: the new selection and its balance.json are written, the export is not (the
+    --bins 5 run's data/ and hf/ are still there, its marker is gone). The selection is one generation, so
+    the stages that read only it go on; the data/ beside it is not, so reeval and push refuse it."""
+    work, balanced, _ = rebalanced
+    meta = json.loads((tmp_path / "other" / "balance.json").read_text())
+    balanced.write_meta({k: v for k, v in meta.items() if k != BalancedDir.SELECTION_ENTRY})
+    argv = ("reeval", str(balanced.path), "--methods", "audio_only", "--epochs", "1", "--out", str(tmp_path / "r"))
+    line = one_line_error(mm(capsys, *argv))
+    assert "export.json" in line and "did not finish" in line, line
+    assert not (tmp_path / "r" / "results.csv").exists()
+    line = one_line_error(mm(capsys, "push", "--workdir", str(work), "--repo-id", "org/name", "--dry-run"))
+    assert "export.json" in line
+    assert mm(capsys, "browse", str(balanced.path), "--no-media").returncode == 0
+
+
 def test_an_export_is_refused_once_its_selection_or_settings_changed(
     rebalanced: tuple[Path, BalancedDir, dict[str, bytes]], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -80,8 +80,8 @@ class BalanceConfig:
     drop_duplicates: bool = opt(
         False,
         "Leave out clips whose source file has the same bytes (sha256) as an earlier clip under another name, in "
-        "another pool or the same one, keeping the first (the seed pool's); says how many. Without it such copies "
-        "are refused: both could be selected into different splits.",
+        "another pool or the same one, keeping the first (the seed pool's); says how many. Without it copies across "
+        "pools are refused and copies inside one pool are warned about: both could be selected into different splits.",
     )
     rescore: bool = opt(False, "Score again even if fresh scores exist.")
     overwrite: bool = opt(

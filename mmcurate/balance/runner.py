@@ -21,7 +21,7 @@ from mmcurate.balance.needs import BinNeeds, bin_needs, print_needs
 from mmcurate.balance.pools import open_pools, score_sources, scored_pools
 from mmcurate.balance.report import chi_square_uniform, write_report
 from mmcurate.balance.sampling import BinPlan, plan_bins, sample_within_bins
-from mmcurate.common.console import info, summary_table
+from mmcurate.common.console import info, summary_table, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.score.runner import print_summary as print_score_summary
 from mmcurate.score.runner import score_out_of_fold, scores_state
@@ -119,7 +119,13 @@ def _without_copies(pool: pa.Table, ingest: IngestDir | dict[str, IngestDir], dr
     if not copies:
         return pool, 0
     if not drop:
-        refuse_copies(folders, copies, "--drop-duplicates")
+        refuse_copies(folders, [c for c in copies if c.pool != c.original_pool], "--drop-duplicates")
+        c = copies[0]  # copies inside one pool: ingest reported them; say it again where splits are drawn
+        warn(
+            f"{len(copies)} clip(s) of {folders[c.pool].path} have the same bytes as another clip of it (e.g. "
+            f"{c.sample_id!r} and {c.original_id!r}); they may land in different splits: --drop-duplicates keeps one"
+        )
+        return pool, 0
     gone = {(c.pool, c.sample_id) for c in copies}
     names = pool.column("pool").to_pylist() if "pool" in pool.column_names else [None] * pool.num_rows
     keep = [(name, sid) not in gone for name, sid in zip(names, pool.column("sample_id").to_pylist(), strict=True)]

@@ -92,7 +92,7 @@ def load_source(
 def load_balanced_dir(path: Path, settings: TensorSettings) -> ReevalData:
     """A balanced export: ``data/*.parquet`` (preferred) or ``hf/`` (save_to_disk)."""
     balanced = BalancedDir(path)
-    if balanced.looks_like_export():  # an mmcurate export: only a finished one, of one balance run
+    if balanced.is_ours():  # a balanced output (not a bare dataset copy): only a finished export of one run
         balanced.verify_export(check_hashes=False)
     shards = balanced.hub_shards()
     if not shards:

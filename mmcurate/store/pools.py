@@ -6,8 +6,9 @@
   the setting.
 * **No clip twice.** A clip copied under another name (in another pool, or in the same one) has its
   own sample id, so both copies could be selected, in different splits: a train/test leak. The
-  manifest's sha256 of each source file finds them. Segments of one file share its hash and are not
-  copies of each other.
+  manifest's sha256 of each source file finds them (balance refuses copies across pools and warns
+  about copies inside one, which ingest already reported). Segments of one file share its hash and
+  are not copies of each other.
 """
 
 from __future__ import annotations

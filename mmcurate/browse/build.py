@@ -31,7 +31,7 @@ from mmcurate.common.atomic import atomic_dir, atomic_write_json, atomic_write_t
 from mmcurate.common.console import progress_bar
 from mmcurate.common.errors import MMCurateError
 from mmcurate.store.lock import locked_folder
-from mmcurate.store.ownership import BOOKKEEPING, OWNER_FILE, owner_kind
+from mmcurate.store.ownership import BOOKKEEPING, OWNER_FILE, check_output_path, make_output_dir, owner_kind
 
 SITE_MARKER = "browse.json"
 INDEX_HTML = "index.html"
@@ -133,7 +133,7 @@ def build_site(
     src = open_source(target, ingest_dir)
     site = out or default_site_dir(src.folder)
     _check_site_dir(site)
-    site.mkdir(parents=True, exist_ok=True)
+    make_output_dir(site)
     # one build at a time: two would prune each other's media and swap data/ under each other
     with locked_folder(site, what=f"browse site {site}"):
         atomic_write_json(site / OWNER_FILE, {"kind": SITE_KIND})  # ours from now on, even if killed
@@ -194,8 +194,7 @@ def render_page(title: str) -> str:
 
 def _check_site_dir(site: Path) -> None:
     """Refuse to write into a folder that holds something other than a browse site."""
-    if site.exists() and not site.is_dir():
-        raise MMCurateError(f"{site}: exists and is not a folder; choose another --out")
+    check_output_path(site)
     if (
         site.is_dir()
         and any(p.name not in BOOKKEEPING for p in site.iterdir())

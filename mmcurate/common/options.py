@@ -31,6 +31,9 @@ import click
 from mmcurate.common.errors import MMCurateError
 
 _META = "mmcurate.option"
+#: Largest seed: every generator mmcurate seeds (numpy's legacy one, torch's, the per-job seeds
+#: derived from it) takes it, and 2**32 seeds are more than any comparison runs.
+MAX_SEED = 2**32 - 1
 _NESTED = "mmcurate.nested"
 
 
@@ -71,6 +74,12 @@ def opt(
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def check_seed(flag: str, value: int) -> None:
+    """A one-line error unless ``value`` is a seed every generator takes (0 to :data:`MAX_SEED`)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise MMCurateError(f"{flag} must be an integer from 0 to {MAX_SEED} (got {str(value)[:40]})")
 
 
 def nested(factory: Callable[[], Any], skip: tuple[str, ...] = ()) -> Any:

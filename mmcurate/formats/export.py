@@ -51,7 +51,7 @@ from mmcurate.formats.balancemm_export import (
 from mmcurate.formats.config import ExportConfig
 from mmcurate.store import BalancedDir, IngestDir, UnitMarker, Workdir
 from mmcurate.store.lock import LOCK_NAME, FileLock
-from mmcurate.store.ownership import OWNER_FILE, check_output_path, owner_kind
+from mmcurate.store.ownership import OWNER_FILE, check_output_path, make_output_dir, owner_kind
 from mmcurate.store.splits import SPLITS
 
 STATE_DIR = ".mmcurate"
@@ -132,6 +132,7 @@ def _run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
     ingest = IngestDir(cfg.ingest_dir or _recorded_ingest(meta) or workdir.ingest.path).require()
     balanced.check_ingest(ingest)
     out = Path(cfg.out or workdir.path / cfg.format)
+    check_output_path(out)  # before minutes of work, not after
     classes = ingest.read_classes()
     rows = _joined_rows(selection, ingest, classes, str(balanced.selection_path))
 
@@ -364,7 +365,7 @@ def _staging_dir(out: Path) -> Path:
                 f"{staging}: a folder with the name of the export's staging folder, not made by mmcurate "
                 "export (no owner file); move it away, or choose another --out"
             )
-    staging.mkdir(parents=True, exist_ok=True)
+    make_output_dir(staging, shown=out)
     atomic_write_json(staging / OWNER_FILE, {"kind": STAGING_KIND})
     return staging
 

@@ -33,7 +33,7 @@ from mmcurate.store import IngestDir, Workdir
 from mmcurate.store.ingest_dir import shard_name, shard_table
 from mmcurate.store.items import Discovery, InputItem
 from mmcurate.store.lock import FileLock
-from mmcurate.store.ownership import check_output_path
+from mmcurate.store.ownership import check_output_path, make_output_dir
 
 
 @dataclass
@@ -158,7 +158,7 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
     num_shards, _ = cfg.array.resolved()
     out.claim(cfg.overwrite, write=False)  # a refused folder is left untouched (no lock file either)
     lock = out.lock()
-    out.path.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out.path)
     # a plain run owns the folder; parts of an array job share it (each writes its own shards)
     lock.acquire_for_run(num_shards)
     try:

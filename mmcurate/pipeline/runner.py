@@ -30,6 +30,7 @@ from mmcurate.common.options import from_mapping, option_fields
 from mmcurate.common.stage import Stage
 from mmcurate.pipeline.recipe import STAGES, Recipe, check_recipe, substitute
 from mmcurate.store import Workdir
+from mmcurate.store.ownership import make_output_dir
 
 #: stage name -> (module, attribute) of its :class:`Stage` (imported when the stage runs)
 STAGE_OBJECTS: dict[str, tuple[str, str]] = {
@@ -161,7 +162,7 @@ def run_pipeline(
     check_recipe(recipe.data, str(recipe.path))  # also for recipes built in Python: no secret reaches the disk
     resolved = substitute(recipe.data, workdir)
     selected = _selection(only, from_stage, until)
-    workdir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(workdir, "--workdir")
     if not dry_run:
         atomic_write_text(workdir / Workdir.RESOLVED_RECIPE, yaml.safe_dump(resolved, sort_keys=False))
     state_path = workdir / Workdir.PIPELINE_STATE

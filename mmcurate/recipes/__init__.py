@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.common.files import skipped_entries
+from mmcurate.common.files import os_reason, read_regular_text, regular_file_problem, skipped_entries
 from mmcurate.recipes import ave, balancemm, cremad, kinetics_sounds, vggsound
 from mmcurate.recipes.classes import (
     available_class_lists,
@@ -249,8 +249,15 @@ def apply_class_list(found: Discovery, classes: Iterable[str] | None) -> tuple[D
 def read_class_file(spec: Path) -> list[str]:
     """A class list from a file (one name per line, ``#`` comments, order kept) or, when no such
     file exists, a list shipped with mmcurate by name (``cremad``, ``kinetics_sounds``, ...)."""
-    if spec.is_file():
-        names = parse_class_list(spec.read_text(encoding="utf-8"))
+    problem = regular_file_problem(spec)
+    if problem is None:
+        try:
+            names = parse_class_list(read_regular_text(spec))
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = os_reason(exc) if isinstance(exc, OSError) else "not UTF-8 text"
+            raise MMCurateError(f"class list {spec}: cannot read it ({reason})") from None
+    elif problem != "not found":
+        raise MMCurateError(f"class list {spec}: cannot read it ({problem})")
     elif str(spec) in available_class_lists():
         return class_list(str(spec))
     else:

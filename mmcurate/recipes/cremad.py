@@ -31,7 +31,7 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.recipes.classes import class_list
 from mmcurate.recipes.scan import (
     as_fraction,
-    as_int,
+    as_seed,
     display_name,
     is_media,
     list_files,
@@ -99,7 +99,7 @@ def discover(
     raw_dir = require_dir(raw_dir)
     val_fraction = as_fraction("val_fraction", val_fraction)
     test_fraction = as_fraction("test_fraction", test_fraction)
-    split_seed = as_int("split_seed", split_seed)
+    split_seed = as_seed("split_seed", split_seed)
     video_prefix = video_dir.strip("/") + "/" if video_dir.strip("/") else ""
     classes = class_list("cremad")
     class_set = set(classes)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.files import open_regular
 from mmcurate.recipes.classes import class_list
 from mmcurate.recipes.scan import (
     display_name,
@@ -74,7 +75,7 @@ class _Row:
 
 def _is_kinetics_csv(path: Path) -> bool:
     try:
-        with open(path, encoding="utf-8-sig") as fh:
+        with open_regular(path, "r", encoding="utf-8-sig") as fh:
             header = fh.readline()
     except (OSError, UnicodeDecodeError):
         return False

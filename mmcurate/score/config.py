@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.files import regular_file_problem
 from mmcurate.common.hashing import config_hash
-from mmcurate.common.options import nested, opt
+from mmcurate.common.options import check_seed, nested, opt
 from mmcurate.execution import ArrayJobConfig, ExecutionConfig
 
 #: CPU-sized defaults (a few minutes for thousands of short clips on 2 cores) and the field's
@@ -134,8 +135,7 @@ class ScoreConfig:
                 raise MMCurateError(f"{name} must be at least 1 (got {value})")
         if self.num_frames < 1:
             raise MMCurateError(f"--num-frames must be at least 1 (got {self.num_frames})")
-        if self.seed < 0:
-            raise MMCurateError(f"--seed must be 0 or more (got {self.seed})")
+        check_seed("--seed", self.seed)
         if self.workers < 0:
             raise MMCurateError(f"--workers must be 0 or more (got {self.workers})")
         if not (math.isfinite(self.memory_budget_gb) and self.memory_budget_gb >= 0):
@@ -204,3 +204,9 @@ class ScoreStageConfig:
     )
     array: ArrayJobConfig = dataclasses.field(default_factory=ArrayJobConfig)
     execution: ExecutionConfig = nested(ExecutionConfig)
+
+    def __post_init__(self) -> None:
+        if self.scores_from is not None:  # a FIFO or device would never finish reading
+            problem = regular_file_problem(self.scores_from)
+            if problem is not None and problem != "not found":
+                raise MMCurateError(f"--scores-from {self.scores_from}: cannot read it ({problem})")

@@ -659,12 +659,12 @@ def test_bad_options_and_recipes_are_one_line_errors(
 
 def _numeric_fields():
     from mmcurate.common.options import option_fields
-    from mmcurate.pipeline.runner import STAGE_OBJECTS, stage_object
+    from mmcurate.stages import NAMES, load_stage
 
-    for name in STAGE_OBJECTS:
-        for f in option_fields(stage_object(name).config):
+    for name in NAMES:
+        for f in option_fields(load_stage(name).config):
             if f.base in (int, float) and not f.meta["argument"] and f.path[-1] not in ("num_shards", "shard_index"):
-                yield pytest.param(stage_object(name).config, f, id=f"{name}.{f.key}")
+                yield pytest.param(load_stage(name).config, f, id=f"{name}.{f.key}")
 
 
 @pytest.mark.parametrize(("config", "field"), list(_numeric_fields()))

@@ -6,7 +6,6 @@ Every number asserted below was worked out by hand from the formula in the metho
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,17 +47,13 @@ from mmcurate.reeval.methods.valuation import (
     sample_level_extras,
     shapley_contributions,
 )
+from mmcurate.reeval.trainer import runs_of
 
 NEW = ["valuation", "mla", "opm", "amco", "mmcosine", "umt", "mbsd", "cml", "lfm", "relearning", "reconboost"]
 K = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _data(n: int = 8) -> ReevalData:
@@ -82,8 +77,20 @@ def _setup(name: str, tmp_path: Path, epoch: int = 0, epochs: int = 4, **params:
     model = method.build_model(K)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     cfg = TrainConfig(epochs=1, batch_size=4, width=4)
+    cpu = torch.device("cpu")
     ctx = TrainContext(
-        epoch, epochs, epoch * 2, 2, torch.device("cpu"), data, 4, 0, cfg=cfg, optimizer=opt, out_dir=tmp_path
+        epoch,
+        epochs,
+        epoch * 2,
+        2,
+        cpu,
+        data,
+        4,
+        0,
+        cfg=cfg,
+        optimizer=opt,
+        out_dir=tmp_path,
+        run_of=runs_of(data, cfg, 0, tmp_path, cpu),  # what the trainer gives every run (UMT's teachers)
     )
     batch = make_batch(data.train, data, torch.arange(8), ctx.device)
     return method, model, opt, ctx, batch

@@ -115,11 +115,23 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    install_dir(tmp, dest)
+
+
+def install_dir(finished: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Replace the folder ``dest`` with the complete folder ``finished`` (on the same filesystem).
+
+    The one install step of every folder output (:func:`atomic_dir`, a resumable export's staging folder):
+    an existing ``dest`` is moved aside into a fresh folder of a random name made for it
+    (``.tmp-<name>.<random>``, never a name a user may have, debris :func:`clean_stale_temporaries`
+    recognises) and deleted only once the new folder is in place, so ``dest`` is at every instant the old
+    folder or the new one."""
+    finished, dest = Path(finished), Path(dest)
     aside = None
-    if dest.exists():  # moved into a fresh folder of a random name (never a name a user may have), then deleted
+    if dest.exists():
         aside = make_temp_dir(TMP_PREFIX + dest.name + ".", dest.parent)
         os.replace(dest, aside / dest.name)
-    os.replace(tmp, dest)
+    os.replace(finished, dest)
     fsync_dir(dest.parent)
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)

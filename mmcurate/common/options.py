@@ -184,7 +184,7 @@ def _click_param(f: OptionField) -> Callable[[Callable[..., Any]], Callable[...,
     else:
         kind = None
     if meta["argument"]:
-        return click.argument(f.key, type=kind, required=meta["required"])
+        return click.argument(f.key, type=kind, required=meta["required"], metavar=meta["metavar"])
     kwargs: dict[str, Any] = {"help": meta["help"], "hidden": meta["hidden"]}
     if meta["metavar"]:
         kwargs["metavar"] = meta["metavar"]
@@ -242,10 +242,10 @@ def _build(cls: type, values: Mapping[tuple[str, ...], Any], prefix: tuple[str, 
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            kwargs[f.name] = _build(hints[f.name], values, (*prefix, f.name))  # type: ignore[arg-type]
-        elif (*prefix, f.name) in values:
+        if (*prefix, f.name) in values:  # a value, or a whole nested config given by code
             kwargs[f.name] = values[(*prefix, f.name)]
+        elif dataclasses.is_dataclass(hints[f.name]):
+            kwargs[f.name] = _build(hints[f.name], values, (*prefix, f.name))  # type: ignore[arg-type]
     return cls(**kwargs)
 
 

@@ -18,9 +18,9 @@ from PIL import Image
 
 from mmcurate.common.files import os_reason, regular_file_problem
 from mmcurate.common.hashing import file_sha256
+from mmcurate.ingest.budget import clip_budget_problem
 from mmcurate.ingest.config import DecodeConfig
 from mmcurate.ingest.decode import DecodedClip, DecodeError, decode_clip
-from mmcurate.ingest.limits import clip_budget_problem
 from mmcurate.store.items import ClipResult, Failure, InputItem
 
 

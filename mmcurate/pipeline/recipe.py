@@ -17,10 +17,26 @@ import yaml
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.files import os_reason, read_regular_bytes, regular_file_problem
+from mmcurate.stages import NAMES
 
-#: Pipeline order; ``export`` options are applied by the balance command.
-STAGES = ("ingest", "score", "report", "balance", "push", "reeval")
-SECTIONS = ("name", "description", "source", "ingest", "score", "report", "balance", "export", "push", "reeval")
+#: Pipeline order (the registry's, :mod:`mmcurate.stages`).
+STAGES = NAMES
+#: a recipe's sections: each stage's (``Stage.sections``); ``source`` is read by ingest, ``export`` (the
+#: Hugging Face dataset's card and shards) by balance, and ``formats`` holds ``mmcurate export``'s options
+SECTIONS = (
+    "name",
+    "description",
+    "source",
+    "ingest",
+    "score",
+    "report",
+    "balance",
+    "export",
+    "push",
+    "reeval",
+    "formats",
+    "browse",
+)
 #: keys of the ``source`` section (where the raw data is, and how to read or make it)
 SOURCE_KEYS = ("raw_dir", "layout", "layout_options", "manifest", "generate")
 #: settings a recipe may not hold: a recipe is shared, copied and saved as recipe.resolved.yaml

@@ -120,7 +120,7 @@ def discover(
         problem = _entry_problem(clip_id, entry, label_set, ann_name)
         if problem is not None:
             stage, reason = problem
-            disc.failures.append(Failure(file=hdf5, stage=stage, reason=reason, sample_id=str(clip_id)))
+            disc.fail(hdf5, reason, stage=stage, sample_id=str(clip_id))
             continue
         problems = {p: regular_file_problem(raw_dir / p) for p in (hdf5, pkl)}
         missing = [p for p, why in problems.items() if why == "not found"]
@@ -131,9 +131,7 @@ def discover(
                 if missing
                 else f"listed in {ann_name} but {unusable[0][0]} cannot be read ({unusable[0][1]})"
             )
-            disc.failures.append(
-                Failure(file=(missing or [unusable[0][0]])[0], stage="discover", reason=reason, sample_id=clip_id)
-            )
+            disc.fail((missing or [unusable[0][0]])[0], reason, sample_id=clip_id)
             continue
         group = entry.get("group")
         disc.items.append(

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from mmcurate.common.errors import MMCurateError, one_line
 from mmcurate.common.files import list_files, open_regular, os_reason, parse_json, regular_file_problem
 from mmcurate.common.media_probe import media_file_problem
-from mmcurate.store.items import Discovery, Failure, InputItem
+from mmcurate.store.items import Discovery, InputItem
 from mmcurate.store.schemas import MANIFEST_SCHEMA
 
 #: Input-manifest columns with a meaning; any other column is carried into manifest.parquet.
@@ -43,11 +43,9 @@ def discover_folders(raw_dir: Path) -> Discovery:
         parts = PurePosixPath(rel).parts
         problem = media_file_problem(raw_dir / rel)
         if problem is not None:
-            found.failures.append(Failure(rel, "discover", f"not a media file ({problem})"))
+            found.fail(rel, f"not a media file ({problem})")
         elif len(parts) < 2:
-            found.failures.append(
-                Failure(rel, "discover", "not inside a label folder (expected RAW_DIR/<label>/<clip>)", rel)
-            )
+            found.fail(rel, "not inside a label folder (expected RAW_DIR/<label>/<clip>)", sample_id=rel)
         else:
             found.items.append(InputItem(path=rel, label=parts[0]))
     return found
@@ -124,13 +122,11 @@ def discover_manifest(
             raw_path = raw_path.strip()  # padding around a CSV value, not part of the name
         where = f"{manifest.name} row {lineno}"
         if not raw_path:
-            found.failures.append(Failure(f"<{where}>", "discover", "empty path"))
+            found.fail(f"<{where}>", "empty path")
             continue
         rel = _relative_to_raw(raw_path, raw_dir, raw_resolved)
         if rel is None:
-            found.failures.append(
-                Failure(raw_path, "discover", f"path is outside the raw directory {raw_dir} ({where})")
-            )
+            found.fail(raw_path, f"path is outside the raw directory {raw_dir} ({where})")
             continue
         listed.add(rel)
         label = row.get(label_column, "")
@@ -138,12 +134,10 @@ def discover_manifest(
             start = _parse_time(row.get("start", ""))
             end = _parse_time(row.get("end", ""))
         except ValueError as exc:
-            found.failures.append(Failure(rel, "discover", f"{exc} ({where})"))
+            found.fail(rel, f"{exc} ({where})")
             continue
         if start is not None and end is not None and end <= start:
-            found.failures.append(
-                Failure(rel, "discover", f"segment end {end:g} s is not after start {start:g} s ({where})")
-            )
+            found.fail(rel, f"segment end {end:g} s is not after start {start:g} s ({where})")
             continue
         group = row.get(group_column or "group", "") or None
         extra = tuple(
@@ -156,13 +150,11 @@ def discover_manifest(
         )
         problem = regular_file_problem(raw_dir / rel) if label else None
         if not label:
-            found.failures.append(Failure(rel, "label", f"empty label ({where})", item.sample_id))
+            found.fail(rel, f"empty label ({where})", stage="label", sample_id=item.sample_id)
         elif problem == "not found":
-            found.failures.append(
-                Failure(rel, "discover", f"file not found: {raw_dir / rel} ({where})", item.sample_id)
-            )
+            found.fail(rel, f"file not found: {raw_dir / rel} ({where})", sample_id=item.sample_id)
         elif problem is not None:
-            found.failures.append(Failure(rel, "discover", f"cannot read it: {problem} ({where})", item.sample_id))
+            found.fail(rel, f"cannot read it: {problem} ({where})", sample_id=item.sample_id)
         else:
             found.items.append(item)
     try:

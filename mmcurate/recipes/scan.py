@@ -17,7 +17,7 @@ from mmcurate.common.files import list_files as common_list_files
 from mmcurate.common.files import os_reason, read_regular_text
 from mmcurate.common.media_probe import is_media_file
 from mmcurate.common.options import MAX_SEED
-from mmcurate.store.items import Discovery, Failure
+from mmcurate.store.items import Discovery
 
 #: Every extension ingest decodes (video and audio-only): the same set as folder discovery, so an
 #: adapter and ``--layout folders`` agree on what counts as media.
@@ -62,9 +62,7 @@ def match_clip_name(disc: Discovery, path: str, pattern: re.Pattern[str], expect
     match, the file is recorded as a failure saying which ``expected`` name it should have."""
     m = pattern.match(stem(path))
     if m is None:
-        disc.failures.append(
-            Failure(file=path, stage="discover", reason=f"file name is not {expected}", sample_id=path)
-        )
+        disc.fail(path, f"file name is not {expected}", sample_id=path)
     return m
 
 

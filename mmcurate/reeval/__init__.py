@@ -6,6 +6,8 @@ Entry points: :data:`STAGE` / :func:`mmcurate.reeval.runner.run_reeval_stage` wi
 (any supported dataset -> :class:`ReevalData`).
 """
 
+from pathlib import Path
+
 from mmcurate.common.stage import Stage
 from mmcurate.reeval.config import ReevalConfig
 from mmcurate.reeval.runner import ReevalOutcome, run_reeval_stage
@@ -24,6 +26,10 @@ STAGE: Stage[ReevalConfig, ReevalOutcome] = Stage(
         "reeval/runs/",
     ),
     run=run_reeval_stage,
+    is_complete=lambda workdir, cfg: (Path(cfg.out or workdir.reeval_dir) / "results.json").is_file(),
+    sections=("reeval",),
+    optional=True,
+    on_change={"fresh": True},  # changed settings: retrain instead of resuming
 )
 
 __all__ = ["STAGE", "ReevalConfig", "ReevalOutcome", "run_reeval_stage"]

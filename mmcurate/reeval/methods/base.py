@@ -24,7 +24,7 @@ PMR's prototypes) goes in ``state_dict`` so a resumed run continues exactly.
 logged, ``epoch_end_*`` for what ``on_epoch_end`` returned) that the report plots as the method's
 trajectory over training (``diagnostics_<method>.png``) and copies into ``results.json``.
 
-``ctx`` also carries the run's optimiser, its :class:`~mmcurate.reeval.config.TrainConfig` (``cfg``) and
+``ctx`` also carries the run's optimiser, its :class:`~mmcurate.reeval.settings.TrainConfig` (``cfg``) and
 results directory, for methods whose published algorithm needs them: MLA takes one optimiser
 step per modality per batch, ReconBoost starts each boosting phase with fresh optimiser state,
 UMT trains (or reuses) the comparison's unimodal runs as its teachers.
@@ -32,7 +32,7 @@ UMT trains (or reuses) the comparison's unimodal runs as its teachers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -48,7 +48,7 @@ from mmcurate.reeval.batches import Batch
 from mmcurate.reeval.data import ReevalData
 
 if TYPE_CHECKING:
-    from mmcurate.reeval.config import TrainConfig
+    from mmcurate.reeval.settings import TrainConfig
 
 
 @dataclass
@@ -80,6 +80,10 @@ class TrainContext:
     optimizer: torch.optim.Optimizer | None = None
     #: the comparison's results directory (where runs/<method>/ live)
     out_dir: Path | None = None
+    #: another method's run of this comparison, same seed and settings, trained (or reused) on demand:
+    #: ``run_of("audio_only") -> (its result, its validation-selected best.pt)``. Set by the trainer, so a
+    #: method that builds on other runs (UMT's teachers) needs no import of the trainer, which imports it.
+    run_of: Callable[[str], tuple[Any, Path]] | None = None
 
 
 #: BalanceMM's taxonomy of imbalance methods, plus the reference rows

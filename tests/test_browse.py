@@ -99,8 +99,16 @@ def big_ingest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 0, proc.stderr
     scores = pq.read_table(ingest / "scores.parquet")
     std = pa.array(np.round(rng.uniform(0.01, 0.2, size=scores.num_rows), 4))
-    pq.write_table(_with_std(scores, std), ingest / "scores.parquet")
+    _rewrite_scores(ingest, _with_std(scores, std))
     return ingest
+
+
+def _rewrite_scores(ingest: Path, scores: pa.Table) -> None:
+    """Edited scores, written the way the score stage writes them (scores.json then records the new table)."""
+    from mmcurate.store import IngestDir
+
+    store = IngestDir(ingest)
+    store.write_scores(scores, store.read_scores_meta())
 
 
 def _with_std(scores: pa.Table, std: pa.Array) -> pa.Table:
@@ -350,7 +358,7 @@ def test_balanced_site_shows_uncertainty_only_from_its_own_scorer(work: Path, tm
     shutil.copytree(work / "ingest", ingest, ignore=shutil.ignore_patterns("browse"))
     scores = pq.read_table(ingest / "scores.parquet")
     std = pa.array(np.linspace(0.01, 0.3, scores.num_rows))
-    pq.write_table(_with_std(scores, std), ingest / "scores.parquet")
+    _rewrite_scores(ingest, _with_std(scores, std))
     src = open_source(work / "balanced", ingest)
     assert src.kind == "balanced" and "discrepancy_std" in src.samples.column_names and not src.notes
     data = build_index(src, None)
@@ -364,7 +372,7 @@ def test_balanced_site_shows_uncertainty_only_from_its_own_scorer(work: Path, tm
         scores.schema.get_field_index("scorer_id"), "scorer_id", pa.array(["another"] * scores.num_rows)
     )
     other = _with_std(other, std)
-    pq.write_table(other, ingest / "scores.parquet")
+    _rewrite_scores(ingest, other)
     src = open_source(work / "balanced", ingest)
     assert "discrepancy_std" not in src.samples.column_names and "another scorer" in src.notes[0]
 
@@ -428,13 +436,13 @@ def test_rebuild_reuses_media_and_repairs_what_is_missing(big_ingest: Path, tmp_
     gone, cut = sorted(files)[:2]
     (site / gone).unlink()
     (site / cut).write_bytes((site / cut).read_bytes()[:10])  # as a crash could leave it
-    debris = site / "media" / cut.split("/")[1] / ".tmp-0123456789abcdef0123.jpg.999"
+    debris = site / "media" / cut.split("/")[1] / ".tmp-0123456789abcdef0123.jpg.k2x9_a7q"  # as put() names them
     debris.write_bytes(b"partial")
-    (site / ".tmp-data.x").mkdir()
+    (site / ".tmp-data.abcd1234").mkdir()  # as atomic_dir names them
     third = build_site(big_ingest, site, BrowseOptions(max_frames=2))
     assert third.media.written == 2
     assert {k: v[1] for k, v in _media_files(site).items()} == {k: v[1] for k, v in files.items()}
-    assert not debris.exists() and not (site / ".tmp-data.x").exists()
+    assert not debris.exists() and not (site / ".tmp-data.abcd1234").exists()
 
     fewer = build_site(big_ingest, site, BrowseOptions(max_frames=1))
     assert fewer.media.removed > 0 and fewer.media.written == 0

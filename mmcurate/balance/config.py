@@ -78,6 +78,12 @@ class BalanceConfig:
     pretty_name: str | None = opt(None, "Dataset name shown on the card.")
     license: str | None = opt(None, "Licence of the source data, for the card (default: the one given at ingest).")
     source_dataset: str | None = opt(None, "Source dataset name, for the card (default: the one given at ingest).")
+    drop_duplicates: bool = opt(
+        False,
+        "Leave out clips whose source file has the same bytes (sha256) as an earlier clip under another name, in "
+        "another pool or the same one, keeping the first (the seed pool's); says how many. Without it copies across "
+        "pools are refused and copies inside one pool are warned about: both could be selected into different splits.",
+    )
     rescore: bool = opt(False, "Score again even if fresh scores exist.")
     overwrite: bool = opt(
         False,
@@ -137,6 +143,7 @@ class BalanceConfig:
             "stratify": self.stratify,
             "split": self.split,
             "ignore_groups": self.ignore_groups,
+            **({"drop_duplicates": True} if self.drop_duplicates else {}),
             "seed": self.seed,
             "max_discrepancy_std": self.max_discrepancy_std,
             "max_shard_size": self.max_shard_size,

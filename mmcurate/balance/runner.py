@@ -22,12 +22,13 @@ from mmcurate.balance.needs import BinNeeds, bin_needs, print_needs
 from mmcurate.balance.pools import open_pools, score_sources, scored_pools
 from mmcurate.balance.report import chi_square_uniform, write_report
 from mmcurate.balance.sampling import BinPlan, plan_bins, sample_within_bins
-from mmcurate.common.console import info, summary_table
+from mmcurate.common.console import info, summary_table, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.stage import Need
 from mmcurate.store import BalancedDir, IngestDir, Workdir
 from mmcurate.store.bins import assign_bins, bin_label, bin_probability
 from mmcurate.store.ownership import check_output_path
+from mmcurate.store.pools import content_copies, refuse_copies
 from mmcurate.store.schemas import SELECTION_SCHEMA
 from mmcurate.store.splits import SPLITS, assign_splits, parse_ratios
 
@@ -97,10 +98,12 @@ def plan_balance(
 
     ``ingest`` is one scored folder or several (pool name -> folder, the seed pool first); the
     pool table then has a ``pool`` column and the metadata is each pool's scores.json by name."""
-    pool, bins, outside, uncertain, meta = bin_pool(ingest, cfg)
+    pool, bins, outside, uncertain, meta, copies = bin_pool(ingest, cfg)
     edges = cfg.bin_edges()
     counts = np.bincount(bins[bins >= 0], minlength=len(edges) - 1)
     plan = plan_bins(counts, edges, cfg.per_bin, cfg.size, cfg.shortfall)
+    if copies:
+        plan.notes.append(f"{copies} byte-identical copies of other clips left out (--drop-duplicates)")
     if outside:
         plan.notes.append(f"{outside} samples lie outside the edges and are not eligible")
     if cfg.max_discrepancy_std is not None:
@@ -115,19 +118,43 @@ def plan_balance(
 
 def bin_pool(
     ingest: IngestDir | dict[str, IngestDir], cfg: BalanceConfig
-) -> tuple[pa.Table, np.ndarray, int, np.ndarray, dict[str, Any]]:
+) -> tuple[pa.Table, np.ndarray, int, np.ndarray, dict[str, Any], int]:
     """The scored pool, each sample's bin (-1: outside the edges or bin-uncertain), how many lie
-    outside, which were left out as uncertain, and the scores' metadata."""
+    outside, which were left out as uncertain, the scores' metadata, and how many byte-identical
+    copies were left out (``--drop-duplicates``; without it copies are refused)."""
     if isinstance(ingest, IngestDir):
         pool, meta = ingest.scored_pool()
     else:
         pool, metas = scored_pools(ingest)
         meta = next(iter(metas.values())) if len(metas) == 1 else {"pools": metas}
+    pool, copies = _without_copies(pool, ingest, cfg.drop_duplicates)
     d = pool.column("discrepancy").to_numpy()
     bins = assign_bins(d, cfg.bin_edges())
     outside = int((bins < 0).sum())
     uncertain = uncertain_rows(pool, cfg.max_discrepancy_std) & (bins >= 0)
-    return pool, np.where(uncertain, -1, bins), outside, uncertain, meta
+    return pool, np.where(uncertain, -1, bins), outside, uncertain, meta, copies
+
+
+def _without_copies(pool: pa.Table, ingest: IngestDir | dict[str, IngestDir], drop: bool) -> tuple[pa.Table, int]:
+    """The pool without clips whose bytes repeat an earlier clip's under another name, and how many went;
+    a one-line refusal naming a pair unless ``drop`` (:mod:`mmcurate.store.pools`)."""
+    folders = {None: ingest} if isinstance(ingest, IngestDir) else ingest
+    copies = content_copies(folders)
+    if not copies:
+        return pool, 0
+    if not drop:
+        refuse_copies(folders, [c for c in copies if c.pool != c.original_pool], "--drop-duplicates")
+        c = copies[0]  # copies inside one pool: ingest reported them; say it again where splits are drawn
+        warn(
+            f"{len(copies)} clip(s) of {folders[c.pool].path} have the same bytes as another clip of it (e.g. "
+            f"{c.sample_id!r} and {c.original_id!r}); they may land in different splits: --drop-duplicates keeps one"
+        )
+        return pool, 0
+    gone = {(c.pool, c.sample_id) for c in copies}
+    names = pool.column("pool").to_pylist() if "pool" in pool.column_names else [None] * pool.num_rows
+    keep = [(name, sid) not in gone for name, sid in zip(names, pool.column("sample_id").to_pylist(), strict=True)]
+    info(f"balance: {len(copies)} byte-identical copies of other clips left out (--drop-duplicates)")
+    return pool.filter(pa.array(keep, pa.bool_())), len(copies)
 
 
 def pool_needs(pools: dict[str, IngestDir], cfg: BalanceConfig) -> BinNeeds:
@@ -135,7 +162,7 @@ def pool_needs(pools: dict[str, IngestDir], cfg: BalanceConfig) -> BinNeeds:
     other pools hold (:mod:`mmcurate.balance.needs`)."""
     if cfg.per_bin is None:
         raise MMCurateError("the needs table needs a target: give --per-bin N")
-    pool, bins, _, _, _ = bin_pool(pools, cfg)
+    pool, bins, _, _, _, _ = bin_pool(pools, cfg)
     seed_name = next(iter(pools))
     labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
     candidate = np.asarray(pool.column("pool").to_pylist(), dtype=object) != seed_name
@@ -270,6 +297,8 @@ def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: Balanc
             **({"pool_dirs": pool_dirs} if len(pools) > 1 else {}),
             **provenance,
             "summary": summary,
+            # readers check that the ingest they join the selection with is still the data sampled here
+            BalancedDir.INGEST_FINGERPRINTS: {name: p.fingerprint() for name, p in pools.items()},
         }
     )
     from mmcurate.export import export_balanced

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 
 from mmcurate.browse.sources import BrowseSource
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.public_paths import public_path
 from mmcurate.store.bins import assign_bins, bin_label
 
 #: Fields of one card row in a chunk, in order (the page reads them by name through this list).
@@ -121,9 +121,9 @@ def build_index(
     index = {
         "version": 1,
         "kind": src.kind,
-        "title": _title(src.folder),
-        "folder": str(src.folder.resolve()),
-        "ingest_dir": str(src.ingest_dir),
+        "title": folder_title(src.folder),
+        "folder": folder_title(src.folder),  # a shared page names folders, never the machine's paths
+        "ingest_dir": folder_title(src.ingest_dir),
         "scorer_id": src.scorer_id,
         "n": n,
         "classes": src.classes,
@@ -155,7 +155,7 @@ def js_call(function: str, *args: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _title(folder: Path) -> str:
+def folder_title(folder: Path) -> str:
     """The folder's last two names (``mmcurate-work/balanced``): the last alone rarely says which set."""
     parts = folder.resolve().parts
     return "/".join(parts[-2:]) if len(parts) > 1 else str(folder)
@@ -173,7 +173,7 @@ def _card(
 ) -> list[Any]:
     sid = cols["sample_id"][i]
     path = cols["path"][i]
-    full = posixpath.join(raw_dir, path) if raw_dir and not posixpath.isabs(path) else path
+    full = public_path(path, raw_dir) if path else path  # relative to the raw folder, never the machine's
     start, end = cols["start"][i], cols["end"][i]
     frames, audio = (media or {}).get(sid, ([], None))
     row = {

@@ -132,6 +132,7 @@ def _open_balanced(folder: Path, ingest_override: Path | None) -> BrowseSource:
         raise MMCurateError(
             f"{ingest.path}: the ingest folder {how} has no {IngestDir.MANIFEST}; pass --ingest-dir INGEST_FOLDER"
         )
+    balanced.check_ingest(ingest)
     manifest = _manifest(ingest)
     cols = ["sample_id", "label", "bin", "split", "p_audio", "p_visual", "discrepancy"]
     media_side = manifest.drop_columns(["label", "split"])

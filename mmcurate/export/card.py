@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 
+from mmcurate.common.public_paths import public_paths
 from mmcurate.store.schemas import EXPORT_COLUMNS
 
 #: Licence identifiers the Hub accepts in a card's ``license`` field (the ones sources here use).
@@ -132,7 +133,10 @@ def render_card(
     ingest_config: Mapping[str, Any],
     toolkit_version: str,
 ) -> str:
-    """The full README.md text."""
+    """The full README.md text. It is published: every path in it is made relative to the raw folder, never
+    the machine's (:mod:`mmcurate.common.public_paths`)."""
+    raw_dir = ingest_config.get("raw_dir") if isinstance(ingest_config.get("raw_dir"), str) else None
+    provenance, ingest_config = public_paths(dict(provenance), raw_dir), public_paths(dict(ingest_config), raw_dir)
     src = source_info(provenance, ingest_config)
     licence_id = normalize_license(src.get("license"))
     total = sum(s.num_examples for s in splits)

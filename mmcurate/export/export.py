@@ -44,6 +44,7 @@ from mmcurate.export.sharding import parse_shard_size, plan_shards, write_shards
 from mmcurate.store import BalancedDir, IngestDir
 from mmcurate.store.balanced_dir import EXPORT_MARKER_FORMAT
 from mmcurate.store.completion import file_entry
+from mmcurate.store.pools import check_same_settings
 from mmcurate.store.splits import hub_split_name
 
 CARD, DATA_DIR, HF_DIR = BalancedDir.CARD, BalancedDir.DATA_DIR, BalancedDir.HF_DIR
@@ -197,6 +198,7 @@ def _open_pools(ingest_dir: Path | Mapping[str, Path]) -> dict[str | None, Inges
                 f"pools {first.path} and {other.path} have different class lists; export pools with "
                 "the same classes in the same order"
             )
+    check_same_settings(pools)  # one dataset, one card: the media must be made alike
     return pools
 
 

@@ -5,6 +5,7 @@ than by extension, and a cut-off stream without a declared duration is caught.""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -333,6 +334,123 @@ def test_sparse_decoding_fallbacks_give_the_same_result(
     again = decode_clip(path, FRAMES3)
     assert again.video_decoding == "whole" and again.video_whole_reason == "frames far from the sampled times"
     _assert_same(ref, again, "second pass")
+
+
+# --------------------------------------------------------------------------- GOP lengths and long clips
+
+FPS5 = DecodeConfig(missing_modality="keep", fps=5.0)
+#: One container/codec pair per demuxer that sparse decoding trusts; 12 s at 25 fps = 300 frames,
+#: so a 250-frame GOP closes once.
+GOP_CONTAINERS = {
+    "mp4_h264": ClipSpec("mp4", "libx264", "aac", video_options=(("preset", "veryfast"),)),
+    "webm_vp9": ClipSpec("webm", "libvpx-vp9", "libopus", video_options=(("deadline", "realtime"), ("cpu-used", "8"))),
+    "mkv_h264_bframes": ClipSpec("matroska", "libx264", "aac", video_options=(("preset", "veryfast"), ("bf", "3"))),
+    "avi_mpeg4": ClipSpec("avi", "mpeg4", "pcm_s16le"),
+    "flv_h264": ClipSpec("flv", "libx264", "aac", sample_rate=44100, video_options=(("preset", "veryfast"),)),
+}
+
+
+@pytest.fixture(scope="module")
+def gop_length_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], Path]:
+    folder = tmp_path_factory.mktemp("gop_lengths")
+    clips = {}
+    for n, (name, base) in enumerate(GOP_CONTAINERS.items()):
+        for gop in (12, 60, 250):
+            spec = dataclasses.replace(base, seconds=12, width=160, height=96, fps=25, gop=gop)
+            clips[name, gop] = write_clip(folder / f"{name}_gop{gop}.{spec.extension}", spec, seed=n)
+    return clips
+
+
+def _fewest_packets(path: Path, ref: DecodedClip) -> int:
+    """Packets that must be decoded to reach the frames ``ref`` sampled: for each, from the last
+    keyframe before it (in decoding order) that is not shown after it, up to it; no packet twice."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        t0 = (c.start_time or 0) / av.time_base
+        packets = [(p.pts, p.is_keyframe) for p in c.demux(v) if p.size]
+        times = [float(pts * v.time_base) for pts, _ in packets]
+    needed: set[int] = set()
+    for t in ref.frame_times:
+        j = min(range(len(times)), key=lambda i: abs(times[i] - (t0 + t)))
+        k = max(i for i in range(j + 1) if packets[i][1] and packets[i][0] <= packets[j][0])
+        needed.update(range(k, j + 1))
+    return len(needed)
+
+
+@pytest.mark.parametrize("gop", [12, 60, 250])
+@pytest.mark.usefixtures("sparse_everywhere")
+def test_sparse_decoding_on_gop_lengths_and_containers(gop_length_clips: dict, gop: int) -> None:
+    """MP4/H.264, WebM/VP9, Matroska/H.264 with B-frames, AVI/MPEG-4, FLV/H.264 at 12-, 60- and
+    250-frame GOPs, sampled 3 times, once and 5 times a second: equal to decoding every frame, and
+    decoding exactly the packets from each sample's keyframe to it (restarting at the next sample's
+    keyframe when it is ahead of the decoder, decoding through when it is behind)."""
+    for name in GOP_CONTAINERS:
+        path = gop_length_clips[name, gop]
+        for cfg in (FRAMES3, FPS1, FPS5):
+            ref = decode_clip(path, cfg, video_mode="all")
+            got = decode_clip(path, cfg)
+            where = f"{name} gop={gop} frames={cfg.frames} fps={cfg.fps}"
+            assert got.video_decoding == "sparse", (where, got.video_whole_reason)
+            _assert_same(ref, got, where)
+            assert got.video_packets_decoded == _fewest_packets(path, ref), where
+
+
+@pytest.mark.parametrize("name", ["mp4_h264", "webm_vp9"])
+@pytest.mark.usefixtures("sparse_everywhere")
+def test_a_long_clip_is_decoded_sparsely_within_the_memory_budget(
+    gop_length_clips: dict, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clip with more compressed video than the keep budget (a long clip, scaled down) is still
+    decoded sparsely at one sample a second: each GOP's samples are decoded once they are resolved
+    and the packets released, so about two GOPs are kept at once, never the whole clip."""
+    path = gop_length_clips[name, 12]
+    with av.open(str(path)) as c:
+        total = sum(p.size for p in c.demux(c.streams.video[0]))
+    monkeypatch.setattr(sparse, "KEEP_BUDGET_BYTES", total // 4)
+    ref = decode_clip(path, FPS1, video_mode="all")
+    got = decode_clip(path, FPS1)
+    assert got.video_decoding == "sparse", got.video_whole_reason
+    assert got.video_packets_decoded == _fewest_packets(path, ref) < 300 // 2
+    _assert_same(ref, got, name)
+
+
+@pytest.mark.usefixtures("sparse_everywhere")
+def test_a_pick_made_too_early_is_caught_and_the_clip_decoded_whole(
+    gop_length_clips: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Targets are resolved while the file is read, before later frames are known; the picks are
+    checked against the whole timeline at the end, and a clip where one was wrong is decoded whole.
+    Here the resolution is made to run 3 s ahead of what the frames seen so far can settle."""
+    path = gop_length_clips["mkv_h264_bframes", 60]
+    ref = decode_clip(path, FPS1, video_mode="all")
+    advance = sparse.SparseVideo._advance
+    monkeypatch.setattr(sparse.SparseVideo, "_advance", lambda self, horizon: advance(self, horizon + 3.0))
+    got = decode_clip(path, FPS1)
+    assert (
+        got.video_decoding == "whole"
+        and got.video_whole_reason == "a GOP shows frames before the previous GOP's first"
+    )
+    _assert_same(ref, got, "early picks")
+
+
+@pytest.mark.usefixtures("sparse_everywhere")
+def test_a_problem_found_after_decoding_began_rereads_the_clip(tmp_path: Path) -> None:
+    """A hidden VP8 frame near the end, found after the first GOPs' samples were decoded and their
+    packets released: the clip is decoded whole in a second pass, with the same result."""
+    spec = ClipSpec(
+        "webm", "libvpx", None, seconds=2, width=160, height=96, fps=25, gop=10,
+        video_options=(("deadline", "realtime"), ("cpu-used", "8")),
+    )  # fmt: skip
+    path = _hide_one_frame(write_clip(tmp_path / "vp8.webm", spec), tmp_path / "hidden_late.avi", index=45)
+    ref = decode_clip(path, FRAMES8, video_mode="all")
+    calls = []
+    again = decode._decode_video_again
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(decode, "_decode_video_again", lambda *a, **k: (calls.append(1), again(*a, **k)))
+        got = decode_clip(path, FRAMES8)
+    assert calls == [1]  # the second pass ran
+    assert got.video_decoding == "whole" and "exactly one shown frame" in (got.video_whole_reason or "")
+    _assert_same(ref, got, "hidden vp8 frame late")
 
 
 def test_ineligible_streams_are_decoded_whole(av_digits: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gc
 import json
 from collections import Counter
 from pathlib import Path
@@ -412,6 +413,29 @@ def test_a_long_clip_is_decoded_sparsely_within_the_memory_budget(
     assert got.video_decoding == "sparse", got.video_whole_reason
     assert got.video_packets_decoded == _fewest_packets(path, ref) < 300 // 2
     _assert_same(ref, got, name)
+
+
+@pytest.mark.usefixtures("sparse_everywhere")
+def test_sampled_frames_are_held_at_the_output_size(gop_length_clips: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long clip sampled once a second has thousands of samples: each is scaled and cropped as it
+    is decoded, so no full-size decoded picture is held until the end of the file (an hour of
+    1080p sampled once a second would otherwise hold 11 GB of decoded pictures)."""
+    path = gop_length_clips["mp4_h264", 12]
+    every = DecodeConfig(fps=25.0)  # 300 samples
+    alive: list[int] = []
+    finish = sparse.SparseVideo.finish
+
+    def counting_finish(self: sparse.SparseVideo) -> sparse.SparseResult | None:
+        result = finish(self)
+        gc.collect()
+        alive.append(sum(isinstance(o, av.VideoFrame) for o in gc.get_objects()))
+        return result
+
+    monkeypatch.setattr(sparse.SparseVideo, "finish", counting_finish)
+    got = decode_clip(path, every)
+    assert got.video_decoding == "sparse" and len(got.frames) == 300
+    assert alive and alive[0] <= 8, alive  # a decoder's few frames in flight, not the 300 samples
+    _assert_same(decode_clip(path, every, video_mode="all"), got, "every frame")
 
 
 @pytest.mark.usefixtures("sparse_everywhere")

@@ -177,9 +177,9 @@ class _Span:
 
 @dataclass
 class SparseResult:
-    """What the plan decoded: ``frames[i]`` is the frame for target ``i``."""
+    """What the plan decoded: ``frames[i]`` is the frame for target ``i`` (as ``convert`` made it)."""
 
-    frames: list[av.VideoFrame]
+    frames: list[object]
     frame_count: int
     last_time: float
     packets_decoded: int
@@ -201,8 +201,10 @@ class SparseVideo:
         frame_dt: float,
         decode_packet: Callable[[av.Packet], None],
         budget: int | None = None,
+        convert: Callable[[av.VideoFrame], object] | None = None,
     ) -> None:
         self.vstream = vstream
+        self.convert = convert if convert is not None else (lambda frame: frame)
         self.codec = vstream.codec_context.name
         self.time_base = vstream.time_base
         self.targets = targets
@@ -230,7 +232,7 @@ class SparseVideo:
         # decoding
         self.next_target = 0
         self.picks: list[int] = []  # decode index of each resolved target's frame
-        self.got: dict[int, av.VideoFrame] = {}  # pts -> sampled frame
+        self.got: dict[int, object] = {}  # pts -> sampled frame, converted
         self.ahead: dict[int, av.VideoFrame] = {}  # frames decoded past the latest pick (future picks?)
         self.run: _Range | None = None
         self.fed = 0  # packets given to the decoder
@@ -362,7 +364,7 @@ class SparseVideo:
             if pts in self.got:
                 continue
             if pts in self.ahead:  # decoded already, past the previous picks
-                self.got[pts] = self.ahead.pop(pts)
+                self.got[pts] = self.convert(self.ahead.pop(pts))
                 continue
             span = spans.setdefault(self._keyframe_for(j), _Span(j))
             span.last = max(span.last, j)
@@ -397,7 +399,8 @@ class SparseVideo:
         for frame in frames:
             if frame.pts in wanted:
                 wanted.discard(frame.pts)
-                self.got.setdefault(frame.pts, frame)
+                if frame.pts not in self.got:
+                    self.got[frame.pts] = self.convert(frame)
             elif latest is not None and frame.pts is not None and frame.pts > latest:
                 self.ahead[frame.pts] = frame
 

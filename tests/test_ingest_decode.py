@@ -69,6 +69,15 @@ def sparse_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(decode, "MIN_SPARSE_PIXELS", 0)
 
 
+@pytest.fixture(params=["at_end", "every_gop"])
+def batching(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Sparse decoding as it runs on short clips (the samples decoded when the file ends) and on
+    long ones (decoded GOP by GOP as the file is read, packets released: forced here on every GOP)."""
+    if request.param == "every_gop":
+        monkeypatch.setattr(sparse, "DECODE_BATCH_BYTES", 0)
+    return str(request.param)
+
+
 def _compare(paths: list[Path], configs: list[DecodeConfig], mode: str = "auto") -> Counter[str]:
     """Decode every file whole and with ``mode``; assert equal results; count how video was decoded."""
     used: Counter[str] = Counter()
@@ -86,7 +95,7 @@ def _compare(paths: list[Path], configs: list[DecodeConfig], mode: str = "auto")
 
 
 @pytest.mark.parametrize("cfg", [FRAMES3, FPS1], ids=["frames3", "fps1"])
-@pytest.mark.usefixtures("sparse_everywhere")
+@pytest.mark.usefixtures("sparse_everywhere", "batching")
 def test_sparse_decoding_equals_whole_decoding_on_every_real_clip(clips_dir: Path, cfg: DecodeConfig) -> None:
     """Every clip of ../shared/data/clips (H.264, HEVC 10-bit, AV1, VP8, VP9, VP6, MPEG-1, Theora,
     edit lists, B-frames...): sparse decoding equals decoding every frame. About 15 s of CPU per
@@ -199,7 +208,7 @@ def gop_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-@pytest.mark.usefixtures("sparse_everywhere")
+@pytest.mark.usefixtures("sparse_everywhere", "batching")
 def test_sparse_decoding_equals_whole_decoding_on_generated_gop_structures(gop_clips: dict[str, Path]) -> None:
     """Open GOPs (leading frames shown before their keyframe need the previous GOP), B-frames
     (skipped unless sampled), VP8/VP9, MPEG-4 in AVI, intra-only MJPEG, FLV1 and an MP4 edit
@@ -212,7 +221,7 @@ def test_sparse_decoding_equals_whole_decoding_on_generated_gop_structures(gop_c
     assert edit.video_decoding == "sparse" and edit.native_frame_count == 3 * 25 - 5
 
 
-@pytest.mark.usefixtures("sparse_everywhere")
+@pytest.mark.usefixtures("sparse_everywhere", "batching")
 def test_sparse_decoding_with_frame_threads_equals_whole_decoding(gop_clips: dict[str, Path]) -> None:
     """A single-worker ingest decodes with FFmpeg's frame threads (``threads=0``): the decoder
     then lags behind by a few packets and the plan switches ``skip_frame`` per packet."""
@@ -379,7 +388,7 @@ def _fewest_packets(path: Path, ref: DecodedClip) -> int:
 
 
 @pytest.mark.parametrize("gop", [12, 60, 250])
-@pytest.mark.usefixtures("sparse_everywhere")
+@pytest.mark.usefixtures("sparse_everywhere", "batching")
 def test_sparse_decoding_on_gop_lengths_and_containers(gop_length_clips: dict, gop: int) -> None:
     """MP4/H.264, WebM/VP9, Matroska/H.264 with B-frames, AVI/MPEG-4, FLV/H.264 at 12-, 60- and
     250-frame GOPs, sampled 3 times, once and 5 times a second: equal to decoding every frame, and
@@ -401,13 +410,15 @@ def test_sparse_decoding_on_gop_lengths_and_containers(gop_length_clips: dict, g
 def test_a_long_clip_is_decoded_sparsely_within_the_memory_budget(
     gop_length_clips: dict, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A clip with more compressed video than the keep budget (a long clip, scaled down) is still
-    decoded sparsely at one sample a second: each GOP's samples are decoded once they are resolved
-    and the packets released, so about two GOPs are kept at once, never the whole clip."""
+    """A clip with more compressed video than the keep budget (a long clip, scaled down: budget a
+    quarter of its video, batch an eighth) is still decoded sparsely at one sample a second: the
+    samples resolved so far are decoded in batches and their packets released, never the whole
+    clip kept."""
     path = gop_length_clips[name, 12]
     with av.open(str(path)) as c:
         total = sum(p.size for p in c.demux(c.streams.video[0]))
     monkeypatch.setattr(sparse, "KEEP_BUDGET_BYTES", total // 4)
+    monkeypatch.setattr(sparse, "DECODE_BATCH_BYTES", total // 8)
     ref = decode_clip(path, FPS1, video_mode="all")
     got = decode_clip(path, FPS1)
     assert got.video_decoding == "sparse", got.video_whole_reason
@@ -447,6 +458,7 @@ def test_a_pick_made_too_early_is_caught_and_the_clip_decoded_whole(
     Here the resolution is made to run 3 s ahead of what the frames seen so far can settle."""
     path = gop_length_clips["mkv_h264_bframes", 60]
     ref = decode_clip(path, FPS1, video_mode="all")
+    monkeypatch.setattr(sparse, "DECODE_BATCH_BYTES", 0)
     advance = sparse.SparseVideo._advance
     monkeypatch.setattr(sparse.SparseVideo, "_advance", lambda self, horizon: advance(self, horizon + 3.0))
     got = decode_clip(path, FPS1)
@@ -470,6 +482,7 @@ def test_a_problem_found_after_decoding_began_rereads_the_clip(tmp_path: Path) -
     calls = []
     again = decode._decode_video_again
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sparse, "DECODE_BATCH_BYTES", 0)
         mp.setattr(decode, "_decode_video_again", lambda *a, **k: (calls.append(1), again(*a, **k)))
         got = decode_clip(path, FRAMES8)
     assert calls == [1]  # the second pass ran

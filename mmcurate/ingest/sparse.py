@@ -78,7 +78,7 @@ KEEP_BUDGET_BYTES = 64 << 20
 DECODE_BATCH_BYTES = 16 << 20
 #: Packets a restart at a keyframe costs beyond the ones it decodes: a gap this long or shorter is
 #: decoded through. Draining and flushing the decoder take 0.01-0.05 ms, against 1.2-1.5 ms for one
-#: 640x360 inter frame (H.264, VP9; measured with ``benchmarks/ingest.py --profile``'s corpus),
+#: 640x360 inter frame (H.264, VP9; measured on the real-length corpus of ``benchmarks/ingest.py``),
 #: and both ways decode the keyframe, so any gap is restarted over.
 RESTART_COST = 0
 

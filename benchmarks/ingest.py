@@ -321,7 +321,7 @@ def throughput(args: argparse.Namespace) -> dict[str, object]:
                     seconds[key], cpu[key] = ingest_in_child(
                         tree,
                         {
-                            "root": str(root),
+                            "root": str(root.resolve()),
                             "work": tmp,
                             "manifest": str(manifest),
                             "warm_manifest": str(warm),

@@ -296,7 +296,8 @@ class SparseVideo:
         gop, self.gop = self.gop, []
         times = [self.times[i] for i, _ in gop]
         lo, hi = min(times) - KEEP_WINDOW, max(times) + self.frame_dt + KEEP_WINDOW
-        if any(lo <= t <= hi for t in self.targets):
+        near = bisect.bisect_left(self.targets, lo)  # targets ascend: one look-up, not a scan per GOP
+        if near < len(self.targets) and self.targets[near] <= hi:
             for i, packet in gop:
                 self.kept[i] = packet
                 self.kept_bytes += packet.size

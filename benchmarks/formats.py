@@ -38,8 +38,8 @@ os.environ.setdefault("MMCURATE_NO_PROGRESS", "1")
 from mmcurate.balance import STAGE as BALANCE  # noqa: E402
 from mmcurate.balance import BalanceConfig  # noqa: E402
 from mmcurate.export import export_balanced  # noqa: E402
-from mmcurate.formats import STAGE as EXPORT  # noqa: E402
-from mmcurate.formats import ExportConfig  # noqa: E402
+from mmcurate.formats.config import ExportConfig  # noqa: E402
+from mmcurate.formats.export import STAGE as EXPORT  # noqa: E402
 from mmcurate.ingest import STAGE as INGEST  # noqa: E402
 from mmcurate.ingest import DecodeConfig, IngestConfig  # noqa: E402
 from mmcurate.score import STAGE as SCORE  # noqa: E402

@@ -26,9 +26,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-from mmcurate.reeval.config import DEVICE_DEFAULTS, OPTIMIZER_DEFAULTS, ReevalConfig, TensorSettings, TrainConfig  # noqa: E402  # noqa: E402
+from mmcurate.reeval.config import OPTIMIZER_DEFAULTS, ReevalConfig  # noqa: E402
 from mmcurate.reeval.report import summarise  # noqa: E402
-from mmcurate.reeval.runner import resolve_device, run_reeval  # noqa: E402
+from mmcurate.reeval.runner import run_reeval_stage  # noqa: E402
+from mmcurate.store import Workdir  # noqa: E402
 
 
 def build_stand_in(av_digits: Path, out: Path, per_label: int | None) -> Path:
@@ -88,29 +89,23 @@ def main() -> int:
 
     out = Path(args.out)
     source = args.source or str(build_stand_in(Path(args.av_digits), out, args.per_label))
-    device = resolve_device(args.device)
-    defaults = DEVICE_DEFAULTS[device.type]
-    cfg = TrainConfig(
+    cfg = ReevalConfig(
+        source=source,
+        out=out / "results",
+        methods=args.methods,
+        seeds=args.seeds,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        lr=args.lr or OPTIMIZER_DEFAULTS[args.optimizer]["lr"],
+        lr=args.lr,
         optimizer=args.optimizer,
-        weight_decay=OPTIMIZER_DEFAULTS[args.optimizer]["weight_decay"],
-        width=args.width or defaults["width"],
-    )
-    settings = TensorSettings(image_size=args.image_size or defaults["image_size"])
-    started = time.perf_counter()
-    outcome = run_reeval(
-        source,
-        out / "results",
-        ReevalConfig(methods=args.methods).method_list(),
-        [int(s) for s in args.seeds.split(",")],
-        cfg,
-        settings,
-        device,
-        fresh=args.fresh,
+        width=args.width,
+        image_size=args.image_size,
+        device=args.device,
         threads=args.threads,
+        fresh=args.fresh,
     )
+    started = time.perf_counter()
+    outcome = run_reeval_stage(Workdir(out), cfg)
     print(outcome.paths["markdown"].read_text())
     print(f"total {time.perf_counter() - started:.1f} s on {outcome.device}")
     summary = summarise(outcome.runs)

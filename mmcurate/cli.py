@@ -1,8 +1,8 @@
 """The ``mmcurate`` command line.
 
-Each stage defines its own click command in ``mmcurate/<stage>/cli.py``; this module only lists
-them and loads each one when it is invoked, so ``mmcurate --help`` is fast and a stage's heavy
-imports (torch, datasets) are paid only by the commands that need them.
+Each stage defines its own click command in ``mmcurate/<stage>/cli.py``; this module lists them from
+the registry (:mod:`mmcurate.stages`) and loads each one when it is invoked, so ``mmcurate --help`` is
+fast and a stage's heavy imports (torch, datasets) are paid only by the commands that need them.
 """
 
 from __future__ import annotations
@@ -16,49 +16,18 @@ import click
 
 from mmcurate import __version__
 from mmcurate.common.errors import MMCurateError
+from mmcurate.stages import REGISTRY
 
-#: command name -> (module, attribute, one-line help shown by ``mmcurate --help``)
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "ingest": (
-        "mmcurate.ingest.cli",
-        "ingest",
-        "Decode raw clips (frames + audio) into Arrow shards with a manifest.",
-    ),
-    "score": (
-        "mmcurate.score.cli",
-        "score",
-        "Train unimodal scorers out-of-fold and write per-sample modality discrepancy.",
-    ),
-    "report": ("mmcurate.score.report_cli", "report", "Plot and summarise a dataset's modality bias from its scores."),
-    "balance": (
-        "mmcurate.balance.cli",
-        "balance",
-        "Sample a dataset whose discrepancy is uniform over bins; export it.",
-    ),
-    "browse": (
-        "mmcurate.browse.cli",
-        "browse",
-        "Build a static HTML browser of the samples: plots, filters, frames and audio.",
-    ),
-    "push": ("mmcurate.push.cli", "push", "Push the balanced dataset (Parquet shards + card) to a Hugging Face Hub."),
-    "export": (
-        "mmcurate.formats.cli",
-        "export",
-        "Write the balanced dataset in a layout the field's code loads (BalanceMM).",
-    ),
-    "reeval": (
-        "mmcurate.reeval.cli",
-        "reeval",
-        "Re-evaluate unimodal, joint and imbalance-algorithm models per subset.",
-    ),
+#: command name -> ("module:attribute", one-line help shown by ``mmcurate --help``): every stage of the
+#: registry (:mod:`mmcurate.stages`), then the commands that run several stages
+COMMANDS: dict[str, tuple[str, str]] = {
+    **{e.name: (e.command, e.summary) for e in REGISTRY},
     "run": (
-        "mmcurate.pipeline.cli",
-        "run",
+        "mmcurate.pipeline.cli:run",
         "Run a YAML recipe: ingest -> score -> balance -> export (-> push) (-> reeval).",
     ),
     "demo": (
-        "mmcurate.demo.cli",
-        "demo",
+        "mmcurate.demo.cli:demo",
         "Generate a small synthetic audio-visual set and run the whole pipeline on it.",
     ),
 }
@@ -73,7 +42,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return None
-        module_name, attr, _ = COMMANDS[cmd_name]
+        module_name, _, attr = COMMANDS[cmd_name][0].partition(":")
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -83,7 +52,7 @@ class LazyGroup(click.Group):
         return getattr(module, attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
+        rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

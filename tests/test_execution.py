@@ -87,3 +87,25 @@ def test_an_unreachable_or_silent_ray_address_is_a_one_line_error_within_seconds
                 proc.stderr
             )
             assert time.monotonic() - started < 60
+
+
+def test_one_device_rule_for_every_training_stage() -> None:
+    """score and reeval resolve ``--device`` with the same function (they had two rules once)."""
+    import torch
+
+    import mmcurate.reeval.runner as reeval_runner
+    import mmcurate.score.candidates as candidates
+    import mmcurate.score.runner as score_runner
+    from mmcurate.execution import device
+
+    assert score_runner.execution_device is reeval_runner.execution_device is device.execution_device
+    assert candidates.resolve_device is device.resolve_device
+    assert device.resolve_device(" CPU ") == torch.device("cpu")
+    assert device.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert device.execution_device("cpu", ExecutionConfig("ray", gpus_per_job=0.5)) == torch.device("cuda")
+    for spec, why in (("tpu", "is not a device"), ("meta", "only cpu and cuda")):
+        with pytest.raises(MMCurateError, match=why):
+            device.resolve_device(spec)
+    if not torch.cuda.is_available():
+        with pytest.raises(MMCurateError, match="CUDA is not available"):
+            device.resolve_device("cuda:7")

@@ -31,14 +31,14 @@ from mmcurate.data import audio_features_from_flac, build_av_tensors, read_shard
 from mmcurate.data.config import TensorConfig
 from mmcurate.data.records import cached_features_column
 from mmcurate.features import get_preset
-from mmcurate.formats import ExportConfig, run_export
 from mmcurate.formats.balancemm import (
     export_frame_indices,
     frames_to_hdf5,
     loader_frame_indices,
     read_hdf5_frames,
 )
-from mmcurate.formats.export import is_complete
+from mmcurate.formats.config import ExportConfig
+from mmcurate.formats.export import is_complete, run_export
 from mmcurate.formats.safe_pickle import dump_array, load_array
 from mmcurate.recipes import run_layout
 from mmcurate.store import IngestDir, Workdir

@@ -527,12 +527,17 @@ def test_reeval_refuses_a_foreign_folder_and_holds_its_own(
         holder.release()
 
     # --overwrite marks the folder and keeps the user's file; a reeval output (or one from before
-    # owner files: results.json, runs/) needs no flag
+    # owner files: a results.json that reeval wrote) needs no flag; a user's runs/ folder is not one
     claim_reeval_folder(mine, overwrite=True).release()
     assert owner_kind(mine) == "reeval" and (mine / "notes.txt").read_text() == "mine\n"
     claim_reeval_folder(mine, overwrite=False).release()
     older = tmp_path / "older"
     (older / "runs").mkdir(parents=True)
+    with pytest.raises(MMCurateError, match="not empty"):
+        claim_reeval_folder(older, overwrite=False)
+    from mmcurate.reeval.report import PROTOCOL
+
+    (older / "results.json").write_text(json.dumps({"protocol": PROTOCOL, "runs": []}))
     claim_reeval_folder(older, overwrite=False).release()
     assert (older / OWNER_FILE).is_file()
 
@@ -654,12 +659,12 @@ def test_bad_options_and_recipes_are_one_line_errors(
 
 def _numeric_fields():
     from mmcurate.common.options import option_fields
-    from mmcurate.pipeline.runner import STAGE_OBJECTS, stage_object
+    from mmcurate.stages import NAMES, load_stage
 
-    for name in STAGE_OBJECTS:
-        for f in option_fields(stage_object(name).config):
+    for name in NAMES:
+        for f in option_fields(load_stage(name).config):
             if f.base in (int, float) and not f.meta["argument"] and f.path[-1] not in ("num_shards", "shard_index"):
-                yield pytest.param(stage_object(name).config, f, id=f"{name}.{f.key}")
+                yield pytest.param(load_stage(name).config, f, id=f"{name}.{f.key}")
 
 
 @pytest.mark.parametrize(("config", "field"), list(_numeric_fields()))

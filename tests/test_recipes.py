@@ -600,12 +600,9 @@ PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
 
 def _cli_option_names(command: str) -> set[str]:
     """Long option names of a real mmcurate command (dashes as underscores)."""
-    import importlib
+    from mmcurate.stages import load_command
 
-    from mmcurate.cli import COMMANDS
-
-    module, attr, _ = COMMANDS[command]
-    cmd = getattr(importlib.import_module(module), attr)
+    cmd = load_command(command)
     return {o[2:].replace("-", "_") for p in cmd.params for o in p.opts if o.startswith("--")}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -29,14 +28,7 @@ from mmcurate.reeval.methods.pmr import (
     update_prototypes,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models on shared cores: one intra-op thread is far faster; restore the setting after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 K = 4  # classes in the small real-model cases
@@ -165,7 +157,7 @@ def test_gblending_look_ahead_trains_a_copy_on_one_head_and_measures_train_and_h
     before = {k: v.clone() for k, v in model.state_dict().items()}
     train_pos, hold_pos = torch.arange(8), torch.tensor([8, 9, 10, 11])
     ctx = TrainContext(0, 2, 0, 1, torch.device("cpu"), data, 4, 0, cfg=TrainConfig(width=2, lr=0.05), lr=0.05)
-    l_t, l_v = gb.look_ahead(model, "audio", ctx, train_pos, hold_pos, epochs=2, seed=3)
+    l_t, l_v, l_v_clips = gb.look_ahead(model, "audio", ctx, train_pos, hold_pos, epochs=2, seed=3)
     trained = sorted(i for grad, idx in seen if grad for i in idx)
     assert trained == sorted(train_pos.tolist() * 2)  # two epochs over the kept positions, never the hold-out
     measured = [set(idx) for grad, idx in seen if not grad]
@@ -179,7 +171,7 @@ def test_gblending_look_ahead_trains_a_copy_on_one_head_and_measures_train_and_h
     assert any(n.startswith("audio_head.") for n in changed)
     l_t0 = gb.mean_losses(model, data, train_pos, 4, torch.device("cpu"))[gb.HEADS.index("audio")]
     assert l_t != pytest.approx(l_t0)  # the copy was trained on its head
-    assert np.isfinite(l_v)
+    assert np.isfinite(l_v) and l_v_clips.shape == (4,) and l_v == pytest.approx(l_v_clips.mean())
 
 
 # ----------------------------------------------------------------------------------------- MMPareto
@@ -485,6 +477,48 @@ def test_greedy_rebalancing_window_lasts_window_steps() -> None:
     assert cares[0] in ("audio", "visual")
     assert cares[1:4] == [cares[0], cares[0], None]  # three re-balancing steps, then a measuring step
     assert cares[4] is not None
+
+
+def test_greedy_reports_how_often_its_threshold_binds() -> None:
+    """The share of re-balancing steps alone does not say whether alpha ever held re-balancing back: the share of
+    measuring steps whose BDR gap exceeded alpha does."""
+    torch.manual_seed(0)
+    method = Greedy(width=4, fusion="concat", epochs=2, alpha=-1.0, window=3, warmup_epochs=0)
+    batch = _batch()
+    model = method.build_model(K)
+    logs = []
+    for _ in range(8):
+        out = method.forward(model, batch, _ctx(0))
+        loss, _ = method.loss(model, batch, out, _ctx(0))
+        model.zero_grad()
+        loss.backward()
+        logs.append(method.after_backward(model, batch, out, _ctx(0)))
+    measured = [entry for entry in logs if "threshold_exceeded" in entry]
+    assert measured and all(entry["threshold_exceeded"] == 1.0 for entry in measured)  # alpha -1 always binds
+    history = [[{"epoch": 0, "threshold_exceeded": 1.0, "epoch_end_rebalancing_share": 0.75}]]
+    (note,) = Greedy.run_notes(history)
+    assert "75 % of steps re-balanced" in note and "exceeded alpha at 100 %" in note and "ceiling" in note
+
+
+def test_gblending_warns_of_a_small_hold_out_and_reports_weights_and_their_noise(
+    tmp_path,
+    capsys: pytest.CaptureFixture,  # noqa: ANN001
+) -> None:
+    from mmcurate.reeval import trainer
+    from mmcurate.reeval.config import TrainConfig
+    from mmcurate.reeval.methods.gblending import GBlending
+
+    data = tensor_data(n_train=20, n_val=8, n_test=8)
+    cfg = TrainConfig(epochs=2, batch_size=4, width=2, lr=0.01)
+    result = trainer.train_run("gblending", data, cfg, 0, tmp_path, torch.device("cpu"))
+    err = capsys.readouterr().err
+    held = len(get_method("gblending", width=2, epochs=2).holdout(data)[1])
+    assert f"gblending: its hold-out holds {held} training clips" in " ".join(err.split())
+    estimates = [h for h in result.history if "epoch_end_dG_fused" in h]
+    assert estimates and all("epoch_end_dG_se_fused" in h for h in estimates)
+    notes = GBlending.run_notes([result.history])
+    assert f"{len(estimates)} weight estimate(s)" in notes[0] and f"hold-out of {held} training clips" in notes[0]
+    assert "mean weights fused" in notes[0]
 
 
 # ----------------------------------------------------------------------------------------- registry

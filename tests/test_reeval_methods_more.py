@@ -6,12 +6,12 @@ Every number asserted below was worked out by hand from the formula in the metho
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 from torch.nn import functional as F
 
@@ -47,17 +47,13 @@ from mmcurate.reeval.methods.valuation import (
     sample_level_extras,
     shapley_contributions,
 )
+from mmcurate.reeval.trainer import runs_of
 
 NEW = ["valuation", "mla", "opm", "amco", "mmcosine", "umt", "mbsd", "cml", "lfm", "relearning", "reconboost"]
 K = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _data(n: int = 8) -> ReevalData:
@@ -81,8 +77,20 @@ def _setup(name: str, tmp_path: Path, epoch: int = 0, epochs: int = 4, **params:
     model = method.build_model(K)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     cfg = TrainConfig(epochs=1, batch_size=4, width=4)
+    cpu = torch.device("cpu")
     ctx = TrainContext(
-        epoch, epochs, epoch * 2, 2, torch.device("cpu"), data, 4, 0, cfg=cfg, optimizer=opt, out_dir=tmp_path
+        epoch,
+        epochs,
+        epoch * 2,
+        2,
+        cpu,
+        data,
+        4,
+        0,
+        cfg=cfg,
+        optimizer=opt,
+        out_dir=tmp_path,
+        run_of=runs_of(data, cfg, 0, tmp_path, cpu),  # what the trainer gives every run (UMT's teachers)
     )
     batch = make_batch(data.train, data, torch.arange(8), ctx.device)
     return method, model, opt, ctx, batch
@@ -143,6 +151,15 @@ def test_methods_option_and_method_params_accept_any_spelling() -> None:
     assert parse_method_params(("MMCosine.scaling=15",)) == {"mmcosine": {"scaling": 15}}
     with pytest.raises(MMCurateError, match="unknown method"):
         parse_methods("mla,nosuch")
+
+
+def test_default_method_set_is_the_demos_eight_and_all_is_the_twenty() -> None:
+    from mmcurate.reeval.config import ReevalConfig
+    from mmcurate.reeval.methods import DEFAULT_METHODS
+
+    demo = yaml.safe_load((Path(__file__).resolve().parents[1] / "mmcurate" / "demo" / "demo.yaml").read_text())
+    assert ReevalConfig().method_list() == list(DEFAULT_METHODS) == demo["reeval"]["methods"]
+    assert ReevalConfig(methods="all").method_list() == list(METHODS) and len(METHODS) == 20
 
 
 def test_list_methods_prints_every_method_with_category_and_paper(capsys: pytest.CaptureFixture) -> None:
@@ -383,22 +400,26 @@ def test_mbsd_weights_alignment_and_the_two_distillation_terms() -> None:
     assert z_s.grad is None and z_w.grad is not None  # the strong modality is the teacher
 
 
-def test_mbsd_default_loss_does_not_train_the_strong_side_through_distillation(tmp_path: Path) -> None:
+def test_mbsd_defaults_to_balancemms_arithmetic_and_distill_keeps_the_strong_side_fixed(tmp_path: Path) -> None:
+    """The only public code's arithmetic (BalanceMM: nothing detached) is the default; mmcurate's strong-to-weak
+    construction is the named variant ``distill``."""
+    assert get_method("mbsd", width=4).params["variant"] == "balancemm"
     # sample 0: audio strong (and right), sample 1: visual strong (and right); both get weight w > 0
     z_a = torch.tensor([[3.0, 0, 0, 0], [3.0, 0, 0, 0]], requires_grad=True)
     z_v = torch.tensor([[0.0, 0, 0, 0], [0.0, 2, 0, 0]], requires_grad=True)
     y = torch.tensor([0, 1])
     batch = Batch(torch.zeros(2), torch.zeros(2), y, torch.arange(2))
-    for variant, strong_gets_gradient in (("distill", False), ("balancemm", True)):
+    for variant, strong_gets_gradient in (("distill", False), (None, True)):
         out = AVOutput(z_a + z_v, torch.zeros(2, 1), torch.zeros(2, 1), z_a, z_v)
-        loss, logs = get_method("mbsd", width=4, variant=variant).loss(None, batch, out, None)  # type: ignore[arg-type]
+        params = {} if variant is None else {"variant": variant}
+        loss, logs = get_method("mbsd", width=4, **params).loss(None, batch, out, None)  # type: ignore[arg-type]
         base = sum(F.cross_entropy(z, y) for z in (out.logits, z_a, z_v))
         assert float(loss.detach()) == pytest.approx(float(base.detach()) + logs["rs"] + logs["kd"], rel=1e-5)
         g_a, g_v = torch.autograd.grad(loss - base, (z_a, z_v))
         assert float(g_v[0].abs().sum()) > 0 and float(g_a[1].abs().sum()) > 0  # the weak side learns
         assert (float(g_a[0].abs().sum()) > 0) == strong_gets_gradient
         assert (float(g_v[1].abs().sum()) > 0) == strong_gets_gradient
-        if variant == "balancemm":
+        if variant is None:  # BalanceMM's
             assert logs["kd"] <= 0  # pw (log pw - ps) is never positive: not a divergence
 
 
@@ -487,9 +508,26 @@ def test_lfm_hypergradient_is_the_hessian_vector_product_of_the_first_parameter(
     assert lfm_hypergradient(model, batch, alpha) == pytest.approx(finite_difference, rel=1e-4)
 
 
+def test_lfm_defaults_to_the_official_readmes_fitted_schedule_rescaled_to_the_run(tmp_path: Path) -> None:
+    """`python Crema_epoch.py` (the README's run) reads the fitted polynomial over 200 epochs; a run of E epochs
+    reads it at the same fraction of the run, as every other scaled schedule here."""
+    method, model, _opt, ctx, _batch = _setup("lfm", tmp_path, epochs=20)
+    assert method.params["schedule"] == "fitted" and method.train_subset(ctx.data) is None  # no hold-out needed
+    for epoch in (0, 5, 19):
+        ctx.epoch = epoch
+        method.on_epoch_start(model, ctx)
+        assert method.alpha == pytest.approx(lfm_fitted_weights(epoch * 10))  # epoch e of 20 = epoch 10e of 200
+    assert method.alpha[0] > 0.9  # the end of the run gets the end of the schedule (CE 0.995), not its start (0.26)
+    raw, model, _opt, ctx, _batch = _setup("lfm", tmp_path, epochs=20, fitted_epochs=None)
+    ctx.epoch = 19
+    raw.on_epoch_start(model, ctx)
+    assert raw.alpha == pytest.approx(lfm_fitted_weights(19))  # the official code's raw epochs, as an option
+
+
 def test_lfm_learnable_schedule_moves_alpha_by_the_hypergradient(tmp_path: Path) -> None:
-    assert get_method("lfm", width=4).alpha == pytest.approx((0.05, 0.95))  # official start: CE 0.05, alignment 0.95
-    method, model, _opt, ctx, _batch = _setup("lfm", tmp_path, init_align=0.5, lr_alpha=0.1)
+    learnable = get_method("lfm", width=4, schedule="learnable")
+    assert learnable.alpha == pytest.approx((0.05, 0.95))  # official start: CE 0.05, alignment 0.95
+    method, model, _opt, ctx, _batch = _setup("lfm", tmp_path, schedule="learnable", init_align=0.5, lr_alpha=0.1)
     method.on_epoch_start(model, ctx)
     assert model.training and all(p.grad is None for p in model.parameters())
     assert method.hypergradient != 0
@@ -562,11 +600,35 @@ def test_reconboost_loss_phases_and_zero_gradient_global_adjustment() -> None:
     assert f_m.grad is not None and float(f_m.grad.abs().sum()) > 0
 
 
-def test_reconboost_boosting_epoch_trains_only_its_learner(tmp_path: Path) -> None:
-    method, model, opt, ctx, batch = _setup("reconboost", tmp_path, epoch=2)  # stage 1: visual boosting
+@pytest.mark.parametrize(
+    ("reset", "optimizer", "steps", "cleared"),
+    [
+        (True, "sgd", 2, True),  # the official per-phase optimiser, on request
+        ("auto", "sgd", 2, False),  # a 2-step phase: momentum 0.9 would never rebuild, keep it
+        ("auto", "sgd", 200, True),  # 200 steps at momentum 0.9: the rebuild is 5 % of the phase, reset as official
+        ("auto", "adamw", 2, True),  # AdamW's bias correction restarts cleanly: reset as official
+        (False, "sgd", 200, False),
+    ],
+)
+def test_reconboost_resets_optimiser_state_only_where_a_phase_can_rebuild_it(
+    reset: object, optimizer: str, steps: int, cleared: bool, tmp_path: Path
+) -> None:
+    method, model, opt, ctx, _batch = _setup("reconboost", tmp_path, epoch=2, reset_optimizer=reset)
+    ctx.cfg = TrainConfig(epochs=4, batch_size=4, width=4, optimizer=optimizer)
+    ctx.steps_per_epoch = steps
     opt.state[next(model.parameters())]["momentum_buffer"] = torch.zeros(1)
     method.on_epoch_start(model, ctx)
-    assert len(opt.state) == 0  # each phase starts with fresh optimiser state
+    assert (len(opt.state) == 0) == cleared
+    assert method.on_epoch_end(model, ctx) == {"optimizer_reset": float(cleared)}
+    ctx.epoch = 3  # the correction phase of stage 1 starts: the same rule
+    opt.state[next(model.parameters())]["momentum_buffer"] = torch.zeros(1)
+    method.on_epoch_start(model, ctx)
+    assert (len(opt.state) == 0) == cleared
+
+
+def test_reconboost_boosting_epoch_trains_only_its_learner(tmp_path: Path) -> None:
+    method, model, opt, ctx, batch = _setup("reconboost", tmp_path, epoch=2)  # stage 1: visual boosting
+    method.on_epoch_start(model, ctx)
     out = method.forward(model, batch, ctx)
     loss, logs = method.loss(model, batch, out, ctx)
     loss.backward()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+
 import numpy as np
 import pytest
 
@@ -11,9 +15,10 @@ from mmcurate.reeval.metrics import (
     flat_metrics,
     macro_f1,
     mean_std,
+    metric_keys,
     subset_masks,
 )
-from mmcurate.reeval.report import results_csv, summarise
+from mmcurate.reeval.report import SUMMARY_COLUMNS, results_csv, summarise, summary_csv
 from mmcurate.reeval.trainer import RunResult
 
 
@@ -55,9 +60,9 @@ def test_evaluate_predictions_counts_subsets_and_bins() -> None:
     assert flat["acc_bin1"] is None and flat["acc_abs>0.2"] == pytest.approx(3 / 4)
 
 
-def test_mean_std_over_seeds() -> None:
+def test_mean_std_over_seeds_and_no_std_for_one_seed() -> None:
     assert mean_std([0.5, 0.7, None]) == (pytest.approx(0.6), pytest.approx(np.std([0.5, 0.7], ddof=1)), 2)
-    assert mean_std([0.5]) == (0.5, 0.0, 1)
+    assert mean_std([0.5]) == (0.5, None, 1)  # one seed has no spread: never "± 0"
     assert mean_std([None]) == (None, None, 0)
 
 
@@ -69,24 +74,26 @@ def _run(method: str, seed: int, acc: float) -> RunResult:
     return RunResult(method, seed, 0, acc, 0.1, test, [], {})
 
 
-def test_summary_and_csv_aggregate_seeds() -> None:
+def test_results_csv_is_one_row_per_run_and_the_summary_is_its_own_tidy_file() -> None:
     runs = [_run("joint", 0, 1.0), _run("joint", 1, 0.5), _run("audio_only", 0, 0.75)]
     s = summarise(runs)
     assert s["joint"]["acc"]["mean"] == pytest.approx(0.75) and s["joint"]["acc"]["n"] == 2
-    lines = results_csv(runs, s).splitlines()
-    assert lines[0].startswith("method,seed,best_epoch,best_val_acc,acc,macro_f1")
-    assert [line.split(",")[:2] for line in lines[1:]] == [
-        ["joint", "0"],
-        ["joint", "1"],
-        ["audio_only", "0"],
-        ["joint", "mean"],
-        ["joint", "std"],
-        ["joint", "ci_low"],
-        ["joint", "ci_high"],
-        ["audio_only", "mean"],
-        ["audio_only", "std"],
-        ["audio_only", "ci_low"],
-        ["audio_only", "ci_high"],
-        ["test_samples", "n"],
-    ]
-    assert lines[-1].split(",")[4] == "4"  # acc: computed on the 4 test samples
+    rows = list(csv.DictReader(io.StringIO(results_csv(runs))))
+    assert [(r["method"], r["seed"]) for r in rows] == [("joint", "0"), ("joint", "1"), ("audio_only", "0")]
+    assert all(r["seed"].isdigit() for r in rows)  # no mean/std/interval rows mixed into the seed column
+    assert list(rows[0])[:6] == ["method", "seed", "best_epoch", "best_val_acc", "acc", "macro_f1"]
+    summary = list(csv.DictReader(io.StringIO(summary_csv(runs, s))))
+    assert list(summary[0]) == SUMMARY_COLUMNS
+    by = {(r["method"], r["metric"]): r for r in summary}
+    assert by[("joint", "acc")]["mean"] == "0.750000" and by[("joint", "acc")]["seeds"] == "2"
+    assert by[("joint", "acc")]["test_samples"] == "4"
+    assert by[("audio_only", "acc")]["std"] == ""  # one seed: no std written, not 0
+    assert by[("joint", "acc")]["std"] != ""
+
+
+def test_results_csv_columns_do_not_depend_on_the_order_a_result_was_stored_in() -> None:
+    run = _run("joint", 0, 0.75)
+    shuffled = json.loads(json.dumps(run.test, sort_keys=True))  # as a reused run reads it back from JSON
+    reread = RunResult("joint", 0, 0, 0.75, 0.1, shuffled, [], {})
+    assert results_csv([run]) == results_csv([reread])
+    assert list(flat_metrics(shuffled)) == metric_keys(2)

@@ -10,7 +10,6 @@ a wrong interval, a sparse bin plotted as a percentage.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from mmcurate.reeval.config import TrainConfig
 from mmcurate.reeval.contribution import coalition_correctness, shapley_contribution
 from mmcurate.reeval.data import ReevalData, SplitData
 from mmcurate.reeval.holdout import holdout_split
-from mmcurate.reeval.methods import METHODS, get_method
+from mmcurate.reeval.methods import EPOCH_HOOKS, METHODS, epochs_for_every_event, get_method
 from mmcurate.reeval.methods import gblending as gb
 from mmcurate.reeval.methods.base import Method
 from mmcurate.reeval.stats import MIN_SAMPLES, t_interval, wilson_interval
@@ -34,12 +33,7 @@ CPU = torch.device("cpu")
 TINY = TrainConfig(epochs=2, batch_size=4, width=2, lr=0.05)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 # ----------------------------------------------------------------------------------------- val spy
@@ -98,16 +92,114 @@ def _spied(data: ReevalData, monkeypatch: pytest.MonkeyPatch) -> _ReadLog:
     return log
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+#: variants that read other data than the default does (a hold-out of their own)
+SPY_VARIANTS: list[tuple[str, dict[str, Any]]] = [("lfm", {"schedule": "learnable"}), ("mbsd", {"variant": "distill"})]
+
+
+@pytest.mark.parametrize(("name", "params"), [(n, {}) for n in METHODS] + SPY_VARIANTS)
 def test_no_method_reads_the_validation_split_while_training(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, params: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = tensor_data(n_train=12, n_val=8, n_test=8)
+    """Each method runs long enough for every event of its own schedule to happen (a diagnosis, a re-estimate,
+    the end of a warm-up), with its default parameters: no periodic hook hides behind a short run."""
+    epochs = epochs_for_every_event(name, **params)
+    events = get_method(name, width=2, epochs=epochs, **params).schedule()
+    assert all(events.values()), f"{name}: {epochs} epochs leave an event of {events} unhappened"
+    data = tensor_data(n_train=18, n_val=8, n_test=8)
     log = _spied(data, monkeypatch)
-    cfg = TrainConfig(epochs=2, batch_size=4, width=2, lr=0.05, method_params={"gblending": {"super_epoch": 1}})
+    cfg = TrainConfig(epochs=epochs, batch_size=4, width=2, lr=0.05, method_params={name: params} if params else {})
     trainer.train_run(name, data, cfg, 0, tmp_path, CPU)
     assert log.sanctioned > 0, "the spy saw no validation at all: it is not watching the split the trainer uses"
     assert log.unsanctioned == [], f"{name} read the validation split while training: {sorted(set(log.unsanctioned))}"
+    # what a resume loads holds weights, numbers and strings only: it loads with weights_only
+    state = torch.load(tmp_path / "runs" / name / "seed0" / "last.pt", weights_only=True)
+    assert state["epoch"] == epochs - 1
+
+
+class _Planted:
+    """A pickle that runs code when loaded (what an attacker would put in place of a checkpoint)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("name", ["last.pt", "best.pt"])
+def test_a_planted_checkpoint_is_refused_and_never_run(name: str, tmp_path: Path) -> None:
+    import pickle
+
+    from mmcurate.common.errors import MMCurateError
+
+    data = tensor_data(n_train=12, n_val=8, n_test=8)
+    trainer.train_run("joint", data, TINY, 0, tmp_path, CPU)
+    run_dir = tmp_path / "runs" / "joint" / "seed0"
+    marker = tmp_path / "code-ran"
+    (run_dir / "result.json").unlink()  # not finished: the run resumes from last.pt
+    if name == "best.pt":  # ... with no epoch left to train, then tests its best.pt
+        state = torch.load(run_dir / "last.pt", weights_only=True)
+        state["epoch"] = TINY.epochs - 1
+        torch.save(state, run_dir / "last.pt")
+    with open(run_dir / name, "wb") as fh:
+        pickle.dump({"model": _Planted(marker), "config_hash": "x"}, fh)
+    with pytest.raises(MMCurateError, match=f"{name}: not a plain weights checkpoint"):
+        trainer.train_run("joint", data, TINY, 0, tmp_path, CPU)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_whose_behaviour_depends_on_the_epoch_declares_when(name: str) -> None:
+    """A method that overrides an epoch hook, or has a schedule-like parameter, says in ``schedule()`` when it acts,
+    so the validation spy above runs it long enough; the declared epochs are inside the run."""
+    cls = METHODS[name]
+    overrides = [h for h in EPOCH_HOOKS if getattr(cls, h) is not getattr(Method, h)]
+    scheduled = [k for k in cls.defaults if any(w in k for w in ("epoch", "every", "warmup", "modulation", "window"))]
+    if overrides or scheduled:
+        assert cls.schedule is not Method.schedule, (
+            f"{name} overrides {overrides or scheduled} but declares no schedule"
+        )
+    for epochs in (2, 5, 20):
+        for event, when in get_method(name, width=2, epochs=epochs).schedule().items():
+            assert all(0 <= e < epochs for e in when), f"{name}: event {event} at {when} outside {epochs} epochs"
+
+
+def test_relearning_diagnoses_on_a_train_hold_out_at_its_scheduled_epochs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The diagnosis compares the training part with a hold-out carved from train (group-disjoint, never trained
+    on), at the epochs its schedule names; validation is never read (the spy test), the hold-out never trained."""
+    from mmcurate.reeval.methods import relearning as rl
+
+    data = tensor_data(n_train=30, n_val=8, n_test=8)
+    seen: list[tuple[int, list[int]]] = []
+    trained: list[int] = []
+    real_features = rl.ReLearning._features
+
+    def features_spy(self, model, ctx, positions):  # noqa: ANN001, ANN202
+        seen.append((ctx.epoch, positions.tolist()))
+        return real_features(self, model, ctx, positions)
+
+    real_loss = rl.ReLearning.loss
+
+    def loss_spy(self, model, batch, out, ctx):  # noqa: ANN001, ANN202
+        trained.extend(batch.index.tolist())
+        return real_loss(self, model, batch, out, ctx)
+
+    monkeypatch.setattr(rl.ReLearning, "_features", features_spy)
+    monkeypatch.setattr(rl.ReLearning, "loss", loss_spy)
+    cfg = TrainConfig(epochs=6, batch_size=4, width=2, lr=0.01, method_params={"relearning": {"every": 2}})
+    result = trainer.train_run("relearning", data, cfg, 0, tmp_path, CPU)
+    expected = get_method("relearning", width=2, epochs=6, every=2).schedule()["diagnosis"]
+    assert expected == [3, 5]
+    assert [e for e, _ in seen] == [3, 3, 5, 5]  # training part, then hold-out, at each diagnosis
+    kept, held = seen[0][1], seen[1][1]
+    assert held and not set(kept) & set(held) and set(kept) | set(held) == set(range(30))
+    groups = data.train.groups
+    assert not {groups[i] for i in kept} & {groups[i] for i in held}
+    assert set(trained) == set(kept)  # the model never trains on the hold-out
+    diagnosed = [h["epoch"] for h in result.history if "epoch_end_reinit_audio" in h]
+    assert diagnosed == expected
 
 
 # ----------------------------------------------------------------------------------------- G-Blending
@@ -122,7 +214,7 @@ def test_gblending_estimates_from_per_head_look_ahead_at_each_super_epoch_start(
     used: list[tuple[int, int, tuple[float, ...]]] = []
     main_batches: list[int] = []
 
-    real_look_ahead, real_mean_losses, real_loss = gb.look_ahead, gb.mean_losses, gb.GBlending.loss
+    real_look_ahead, real_sample_losses, real_loss = gb.look_ahead, gb.sample_losses, gb.GBlending.loss
 
     def look_ahead_spy(model, head, ctx, train_pos, hold_pos, epochs, seed):  # noqa: ANN001, ANN202
         before = [p.detach().clone() for p in model.parameters()]
@@ -141,9 +233,9 @@ def test_gblending_estimates_from_per_head_look_ahead_at_each_super_epoch_start(
         )
         return result
 
-    def mean_losses_spy(model, data_, positions, batch_size, device):  # noqa: ANN001, ANN202
-        out = real_mean_losses(model, data_, positions, batch_size, device)
-        measures.append((positions.tolist(), out))
+    def sample_losses_spy(model, data_, positions, batch_size, device):  # noqa: ANN001, ANN202
+        out = real_sample_losses(model, data_, positions, batch_size, device)
+        measures.append((positions.tolist(), out.mean(axis=0)))
         return out
 
     def loss_spy(self, model, batch, out, ctx):  # noqa: ANN001, ANN202
@@ -152,7 +244,7 @@ def test_gblending_estimates_from_per_head_look_ahead_at_each_super_epoch_start(
         return real_loss(self, model, batch, out, ctx)
 
     monkeypatch.setattr(gb, "look_ahead", look_ahead_spy)
-    monkeypatch.setattr(gb, "mean_losses", mean_losses_spy)
+    monkeypatch.setattr(gb, "sample_losses", sample_losses_spy)
     monkeypatch.setattr(gb.GBlending, "loss", loss_spy)
     cfg = TrainConfig(epochs=5, batch_size=4, width=2, lr=0.05, method_params={"gblending": {"super_epoch": 2}})
     result = trainer.train_run("gblending", data, cfg, 0, tmp_path, CPU)
@@ -357,3 +449,24 @@ def test_results_carry_contribution_diagnostics_and_counts(tmp_path: Path) -> No
     assert "Wilson" in md and "Modality contribution" in md and "n=12" in md
     preds = pq.read_table(tmp_path / "runs" / "joint" / "seed0" / "predictions.parquet")
     assert {"shapley_audio", "shapley_visual"} <= set(preds.column_names)
+
+
+def test_a_users_folder_with_results_files_and_runs_is_not_taken_for_a_reeval_output(tmp_path: Path) -> None:
+    """A folder holding a user's results.csv, timings.json and a runs/ folder (common names) is refused without
+    --overwrite: only a results.json that reeval wrote marks a folder as a (pre-owner-file) reeval output."""
+    from mmcurate.common.errors import MMCurateError
+    from mmcurate.reeval.report import PROTOCOL
+    from mmcurate.reeval.runner import claim_reeval_folder
+
+    user = tmp_path / "mine"
+    (user / "runs").mkdir(parents=True)
+    (user / "results.csv").write_text("my,numbers\n")
+    (user / "timings.json").write_text("{}")
+    (user / "results.json").write_text('{"mine": true}')
+    with pytest.raises(MMCurateError, match="not empty"):
+        claim_reeval_folder(user, overwrite=False)
+    assert (user / "results.csv").read_text() == "my,numbers\n"
+    ours = tmp_path / "old-reeval"
+    ours.mkdir()
+    (ours / "results.json").write_text(json.dumps({"protocol": PROTOCOL, "runs": []}))
+    claim_reeval_folder(ours, overwrite=False).release()  # an old reeval output is still recognised

@@ -10,13 +10,14 @@ from mmcurate.balance import STAGE, BalanceConfig
 from mmcurate.cli_options import workdir_option
 from mmcurate.common.console import info
 from mmcurate.common.options import click_options, from_cli, option_fields
+from mmcurate.stages import run_stage
 from mmcurate.store import Workdir
 
 #: the scorer options of this command (their click names)
 _SCORING_KEYS = tuple(f.key for f in option_fields(BalanceConfig) if f.path[0] == "scoring")
 
 
-@click.command("balance", context_settings={"show_default": True})
+@click.command("balance", context_settings={"show_default": True}, epilog=STAGE.epilog())
 @workdir_option
 @click_options(BalanceConfig)
 def balance(workdir: str | None, **options: Any) -> None:
@@ -34,7 +35,7 @@ def balance(workdir: str | None, **options: Any) -> None:
         in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
     )
     cfg: BalanceConfig = from_cli(BalanceConfig, options, explicit_scoring=explicit)
-    result = STAGE.run(Workdir.resolve(workdir), cfg)
+    result = run_stage(STAGE, Workdir.resolve(workdir), cfg)
     if not cfg.dry_run:
         info(f"balanced dataset: {result.out_dir} (report: {result.out_dir / 'report' / 'report.md'})")
         click.echo(str(result.out_dir))

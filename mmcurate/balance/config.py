@@ -3,7 +3,8 @@
 :class:`BalanceConfig` is the whole ``mmcurate balance`` stage. Its :meth:`~BalanceConfig.to_dict`
 is the record kept in ``balance.json`` and on the dataset card; :meth:`~BalanceConfig.selection_hash`
 covers only what decides which samples land in which split. The scorer settings are those of
-``mmcurate score``, used when the scores are missing or stale (with the balance seed).
+``mmcurate score`` (:mod:`mmcurate.common.scoring`), used when the scores are missing or stale (with the
+balance seed).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 from mmcurate.balance.sampling import SHORTFALL_CHOICES
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
-from mmcurate.common.options import nested, opt
-from mmcurate.score.config import ScoreConfig
+from mmcurate.common.options import check_seed, nested, opt
+from mmcurate.common.scoring import ScoreConfig
 from mmcurate.store.bins import make_edges, parse_edges
 from mmcurate.store.splits import parse_ratios
 
@@ -92,8 +93,7 @@ class BalanceConfig:
         object.__setattr__(self, "pool", tuple(Path(p) for p in self.pool))
         if self.scoring.seed != self.seed:
             object.__setattr__(self, "scoring", dataclasses.replace(self.scoring, seed=self.seed))
-        if self.seed < 0:
-            raise MMCurateError(f"--seed must be 0 or more (got {self.seed})")
+        check_seed("--seed", self.seed)
         if self.max_discrepancy_std is not None and not (
             math.isfinite(self.max_discrepancy_std) and self.max_discrepancy_std >= 0
         ):

@@ -1,9 +1,10 @@
 """``mmcurate balance``: a dataset whose discrepancy is uniform over bins, split and exported.
 
-Reads the ingest output and its scores (scoring first, and saying so, when they are missing
-or stale), samples per bin and class, splits by bin and class with groups kept whole, writes
-``selection.parquet`` + a report, and exports the Hugging Face dataset with its card. With
-``--pool`` it samples several scored ingest folders together (:mod:`mmcurate.balance.pools`).
+Reads the ingest output and its scores (which the score stage makes first, and says so, when they
+are missing or stale: :func:`scoring_needs`), samples per bin and class, splits by bin and class with
+groups kept whole, writes ``selection.parquet`` + a report, and writes the Hugging Face dataset with
+its card through the library :mod:`mmcurate.export`. With ``--pool`` it samples several scored
+ingest folders together (:mod:`mmcurate.balance.pools`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from mmcurate.balance.report import chi_square_uniform, write_report
 from mmcurate.balance.sampling import BinPlan, plan_bins, sample_within_bins
 from mmcurate.common.console import info, summary_table
 from mmcurate.common.errors import MMCurateError
-from mmcurate.score.runner import print_summary as print_score_summary
-from mmcurate.score.runner import score_out_of_fold, scores_state
+from mmcurate.common.stage import Need
 from mmcurate.store import BalancedDir, IngestDir, Workdir
-from mmcurate.store.bins import assign_bins, bin_label
+from mmcurate.store.bins import assign_bins, bin_label, bin_probability
 from mmcurate.store.ownership import check_output_path
 from mmcurate.store.schemas import SELECTION_SCHEMA
 from mmcurate.store.splits import SPLITS, assign_splits, parse_ratios
@@ -43,22 +43,46 @@ class BalanceResult:
     needs: BinNeeds | None = None
 
 
-def ensure_scores(ingest: IngestDir, cfg: BalanceConfig) -> None:
-    """Score first when the scores are missing or stale (or ``--rescore``), and say so."""
-    wanted = cfg.scoring if cfg.explicit_scoring else None
-    state = "stale: --rescore" if cfg.rescore else scores_state(ingest.path, wanted)
-    if state != "fresh":
-        info(f"balance: scores are {state}; running `mmcurate score` first")
-        print_score_summary(score_out_of_fold(ingest, cfg.scoring, overwrite=cfg.rescore))
+def scores_state(ingest: IngestDir, cfg: BalanceConfig) -> str:
+    """``"fresh"``, ``"missing"`` or ``"stale: <why>"`` for the seed pool's scores; scores made by another
+    scorer config are stale only when scorer options were given (options left at their defaults do not
+    force a rescore of scores made with other settings)."""
+    scoring = cfg.scoring
+    want = (lambda on_gpu: scoring.resolved(on_gpu).content_hash()) if cfg.explicit_scoring else None
+    return ingest.scores_state(want)
 
 
-def ensure_pool_scores(pools: dict[str, IngestDir], cfg: BalanceConfig) -> None:
-    """The seed pool is scored when needed (:func:`ensure_scores`); every other pool must already
-    hold fresh scores: scoring it out-of-fold behind the user's back would replace candidate scores."""
+def scoring_needs(workdir: Workdir, cfg: BalanceConfig) -> list[Need]:
+    """``mmcurate score`` on the seed pool first, when its scores are missing or stale (or ``--rescore``).
+
+    Balance does not score itself: the orchestrator (:func:`mmcurate.stages.run_stage`, which the command
+    and ``mmcurate run`` go through) runs the score stage from this need, so balance imports no stage. What
+    balance would refuse anyway is refused here, before minutes of scoring: a missing pool, an output
+    folder that is not a balanced output."""
+    pools = open_pools(pool_paths(workdir, cfg))
+    balanced = BalancedDir(cfg.out or workdir.balanced.path)
+    check_output_path(balanced.path)
+    if not cfg.dry_run:
+        balanced.claim(cfg.overwrite, write=False)
+    seed = next(iter(pools.values()))
+    state = "stale: --rescore" if cfg.rescore else scores_state(seed, cfg)
+    if state == "fresh":
+        return []
+    fields = {"ingest_dir": seed.path, "scorer_settings": cfg.scoring, "overwrite": cfg.rescore}
+    return [Need("score", fields, f"balance: scores are {state}; running `mmcurate score` first")]
+
+
+def check_pool_scores(pools: dict[str, IngestDir], cfg: BalanceConfig) -> None:
+    """Every pool must hold fresh scores: the seed pool's are made first when needed (:func:`scoring_needs`);
+    scoring another pool out-of-fold behind the user's back would replace candidate scores."""
     first, *others = pools.values()
-    ensure_scores(first, cfg)
+    state = scores_state(first, cfg)
+    if state != "fresh":
+        raise MMCurateError(
+            f"{first.path}: scores are {state}; run `mmcurate score` first (`mmcurate balance` does it for you)"
+        )
     for ingest in others:
-        state = scores_state(ingest.path)
+        state = ingest.scores_state()
         if state != "fresh":
             raise MMCurateError(
                 f"{ingest.path}: scores are {state}; score this pool first (`mmcurate score {first.path} --candidates "
@@ -139,10 +163,11 @@ def pool_paths(workdir: Workdir, cfg: BalanceConfig) -> list[Path]:
 
 
 def run_balance(workdir: Workdir, cfg: BalanceConfig) -> BalanceResult:
-    """The ``mmcurate balance`` stage: score if needed, select, split, report, export.
+    """The ``mmcurate balance`` stage: select, split, report, export (the scores are made first by
+    :func:`scoring_needs` when the stage is run through :func:`mmcurate.stages.run_stage`).
 
     The output folder is checked (a balanced output, empty, or ``--overwrite``) and locked before
-    anything is scored or written; a dry run only reads.
+    anything is written; a dry run only reads.
     """
     pools = open_pools(pool_paths(workdir, cfg))
     balanced = BalancedDir(cfg.out or workdir.balanced.path)
@@ -158,7 +183,7 @@ def run_balance(workdir: Workdir, cfg: BalanceConfig) -> BalanceResult:
 
 def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: BalanceConfig) -> BalanceResult:
     ingest = next(iter(pools.values()))  # the seed pool: its ingest config describes the source on the card
-    ensure_pool_scores(pools, cfg)
+    check_pool_scores(pools, cfg)
     ratios = parse_ratios(cfg.split)
     needs = None
     if cfg.dry_run and cfg.per_bin is not None:  # before planning: a target the pools cannot meet stops the plan
@@ -290,8 +315,6 @@ def _uncertainty_summary(
     (bin probabilities recomputed for these edges)."""
     if "discrepancy_std" not in pool.column_names or pool.column("discrepancy_std").null_count:
         return {}
-    from mmcurate.score.uncertainty import bin_probability
-
     std = pool.column("discrepancy_std").to_numpy()
     p = bin_probability(pool.column("discrepancy").to_numpy()[chosen], std[chosen], edges)
     out: dict[str, Any] = {"selection_mean_bin_probability": round(float(np.nanmean(p)), 4) if len(chosen) else None}

@@ -23,40 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from mmcurate import __version__
+from mmcurate.browse.config import BrowseConfig, BrowseOptions
 from mmcurate.browse.index import MediaMap, SiteData, build_index, js_call
 from mmcurate.browse.media import MEDIA_DIR, MediaStats, MediaStore, pick_frames
-from mmcurate.browse.sources import BrowseSource, iter_media, open_source
+from mmcurate.browse.sources import BrowseSource, iter_media, open_source, resolve_folder
 from mmcurate.common.atomic import atomic_dir, atomic_write_json, atomic_write_text, clean_stale_temporaries
-from mmcurate.common.console import progress_bar
+from mmcurate.common.console import info, progress_bar, summary_table
 from mmcurate.common.errors import MMCurateError
+from mmcurate.store import Workdir
+from mmcurate.store.ownership import check_output_path, make_output_dir
 
 SITE_MARKER = "browse.json"
 INDEX_HTML = "index.html"
 DATA_DIR = "data"
-
-
-@dataclass(frozen=True)
-class BrowseOptions:
-    """How the site is built (none of these change which samples it shows)."""
-
-    max_frames: int = 8
-    page_size: int = 48
-    hist_bins: int = 20
-    grid: int = 25
-    chunk_size: int = 16
-    media: bool = True
-
-    def __post_init__(self) -> None:
-        if self.max_frames < 0:
-            raise MMCurateError(f"--max-frames must be 0 (all) or more (got {self.max_frames})")
-        if not 1 <= self.page_size <= 1000:
-            raise MMCurateError(f"--page-size must be in 1..1000 (got {self.page_size})")
-        if not 1 <= self.hist_bins <= 200:
-            raise MMCurateError(f"--hist-bins must be in 1..200 (got {self.hist_bins})")
-        if not 1 <= self.grid <= 100:
-            raise MMCurateError(f"--grid must be in 1..100 (got {self.grid})")
-        if self.chunk_size < 1:
-            raise MMCurateError(f"chunk size must be at least 1 (got {self.chunk_size})")
 
 
 @dataclass(frozen=True)
@@ -127,7 +106,7 @@ def build_site(
     src = open_source(target, ingest_dir)
     site = out or default_site_dir(src.folder)
     _check_site_dir(site)
-    site.mkdir(parents=True, exist_ok=True)
+    make_output_dir(site)
     clean_stale_temporaries(site)
     timings = {"read": time.perf_counter() - t0}
 
@@ -166,6 +145,39 @@ def build_site(
     return BrowseResult(site, src, store.stats, weight, elapsed, timings)
 
 
+def _kib(n: float) -> str:
+    return f"{n / 1024:,.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:,.2f} MiB"
+
+
+def print_summary(result: BrowseResult) -> None:
+    """The end-of-run table: what was browsed, the media, the page weight, the build time."""
+    src, w, m = result.source, result.weight, result.media
+    rows = [
+        ["browsed", f"{src.folder} ({src.kind})"],
+        ["media from", str(src.ingest_dir)],
+        ["samples", f"{src.samples.num_rows} in {len(src.classes)} classes"],
+        [
+            "media files",
+            f"{m.files} ({_kib(m.bytes_total)}): {m.written} written, {m.reused} reused, {m.removed} removed",
+        ],
+        [
+            "initial load",
+            f"{_kib(w.initial_bytes)} (index.html {_kib(w.html_bytes)} + data/index.js {_kib(w.index_bytes)})",
+        ],
+        [
+            "per page of cards",
+            f"card data {_kib(w.first_page_card_bytes)} (first page), at most "
+            f"{_kib(w.worst_page_card_bytes)}; frames {_kib(w.page_frame_bytes)} "
+            f"({w.page_size} cards); audio {_kib(w.audio_bytes_per_card)} a card, "
+            "read when played",
+        ],
+        ["build time", f"{result.seconds:.1f} s"],
+    ]
+    summary_table(f"browse -> {result.index_html}", ["", "value"], rows)
+    for note in src.notes:
+        info(f"browse: {note}")
+
+
 def render_page(title: str) -> str:
     """``index.html``: the template with the style and script inline (nothing loaded from elsewhere)."""
     assets = resources.files("mmcurate.browse") / "assets"
@@ -183,8 +195,7 @@ def render_page(title: str) -> str:
 
 def _check_site_dir(site: Path) -> None:
     """Refuse to write into a folder that holds something other than a browse site."""
-    if site.exists() and not site.is_dir():
-        raise MMCurateError(f"{site}: exists and is not a folder; choose another --out")
+    check_output_path(site)
     if site.is_dir() and any(site.iterdir()) and not (site / SITE_MARKER).is_file():
         raise MMCurateError(
             f"{site}: folder is not empty and holds no {SITE_MARKER} (not a browse site); choose another --out"
@@ -239,4 +250,34 @@ def _page_weight(
     )
 
 
-__all__ = ["BrowseOptions", "BrowseResult", "PageWeight", "build_site", "default_site_dir", "render_page", "MEDIA_DIR"]
+__all__ = [
+    "MEDIA_DIR",
+    "BrowseOptions",
+    "BrowseResult",
+    "PageWeight",
+    "build_site",
+    "default_site_dir",
+    "print_summary",
+    "render_page",
+]
+
+
+def site_dir(workdir: Workdir, cfg: BrowseConfig) -> Path | None:
+    """Where the site of ``cfg`` goes (None: nothing to browse there yet)."""
+    if cfg.out is not None:
+        return cfg.out
+    try:
+        return default_site_dir(resolve_folder(cfg.folder or workdir.path)[1])
+    except MMCurateError:
+        return None
+
+
+def run_browse(workdir: Workdir, cfg: BrowseConfig) -> BrowseResult:
+    """The ``mmcurate browse`` stage: the site of DIR (default: the work directory)."""
+    return build_site(cfg.folder or workdir.path, cfg.out, cfg.site, cfg.ingest_dir)
+
+
+def is_complete(workdir: Workdir, cfg: BrowseConfig) -> bool:
+    """A finished site is there (rebuilt when the stages before it ran, as every stage is)."""
+    site = site_dir(workdir, cfg)
+    return site is not None and (site / SITE_MARKER).is_file() and (site / INDEX_HTML).is_file()

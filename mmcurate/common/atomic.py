@@ -114,12 +114,23 @@ def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    install_dir(tmp, dest)
+
+
+def install_dir(finished: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Replace the folder ``dest`` with the complete folder ``finished`` (on the same filesystem).
+
+    The one install step of every folder output (:func:`atomic_dir`, a resumable export's staging folder):
+    an existing ``dest`` is moved aside (``.tmp-<name>.old``, debris :func:`clean_stale_temporaries`
+    recognises) and deleted only once the new folder is in place, so ``dest`` is at every instant the old
+    folder or the new one."""
+    finished, dest = Path(finished), Path(dest)
     old = None
     if dest.exists():
         old = dest.with_name(TMP_PREFIX + dest.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(dest, old)
-    os.replace(tmp, dest)
+    os.replace(finished, dest)
     fsync_dir(dest.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

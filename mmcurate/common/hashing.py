@@ -7,11 +7,13 @@ import json
 import os
 from typing import Any
 
+from mmcurate.common.files import open_regular
+
 
 def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:  # never a FIFO or device (a read that never ends)
         while chunk := fh.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()

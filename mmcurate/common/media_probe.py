@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmcurate.common.files import is_media_name
+from mmcurate.common.files import is_media_name, open_regular
 
 #: FFmpeg's probe sizes: PROBE_BUF_MIN (2 KiB) doubling up to PROBE_BUF_MAX (1 MiB).
 PROBE_MIN = 2048
@@ -121,7 +121,7 @@ def probe_file(path: str | os.PathLike[str]) -> Probe:
     Raises OSError when the file cannot be read."""
     path = Path(path)
     fn = _probe_function()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:  # a FIFO would block the probe forever
         head = fh.read(PROBE_MIN)
         if not head:
             return Probe(None, 0, "empty file (0 bytes)")

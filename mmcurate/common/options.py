@@ -31,6 +31,9 @@ import click
 from mmcurate.common.errors import MMCurateError
 
 _META = "mmcurate.option"
+#: Largest seed: every generator mmcurate seeds (numpy's legacy one, torch's, the per-job seeds
+#: derived from it) takes it, and 2**32 seeds are more than any comparison runs.
+MAX_SEED = 2**32 - 1
 _NESTED = "mmcurate.nested"
 
 
@@ -71,6 +74,12 @@ def opt(
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def check_seed(flag: str, value: int) -> None:
+    """A one-line error unless ``value`` is a seed every generator takes (0 to :data:`MAX_SEED`)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise MMCurateError(f"{flag} must be an integer from 0 to {MAX_SEED} (got {str(value)[:40]})")
 
 
 def nested(factory: Callable[[], Any], skip: tuple[str, ...] = ()) -> Any:
@@ -175,7 +184,7 @@ def _click_param(f: OptionField) -> Callable[[Callable[..., Any]], Callable[...,
     else:
         kind = None
     if meta["argument"]:
-        return click.argument(f.key, type=kind, required=meta["required"])
+        return click.argument(f.key, type=kind, required=meta["required"], metavar=meta["metavar"])
     kwargs: dict[str, Any] = {"help": meta["help"], "hidden": meta["hidden"]}
     if meta["metavar"]:
         kwargs["metavar"] = meta["metavar"]
@@ -233,10 +242,10 @@ def _build(cls: type, values: Mapping[tuple[str, ...], Any], prefix: tuple[str, 
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            kwargs[f.name] = _build(hints[f.name], values, (*prefix, f.name))  # type: ignore[arg-type]
-        elif (*prefix, f.name) in values:
+        if (*prefix, f.name) in values:  # a value, or a whole nested config given by code
             kwargs[f.name] = values[(*prefix, f.name)]
+        elif dataclasses.is_dataclass(hints[f.name]):
+            kwargs[f.name] = _build(hints[f.name], values, (*prefix, f.name))  # type: ignore[arg-type]
     return cls(**kwargs)
 
 

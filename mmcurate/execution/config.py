@@ -16,6 +16,12 @@ from mmcurate.common.options import opt
 ENGINES = ("local", "ray")
 
 
+#: Bounds of the execution options: more than any machine has, less than what breaks a scheduler.
+MAX_CPUS_PER_JOB = 4096
+MAX_GPUS_PER_JOB = 64
+MAX_TASK_RETRIES = 100
+
+
 @dataclass(frozen=True)
 class ExecutionConfig:
     """``--engine``, ``--ray-address``, ``--cpus-per-job``, ``--gpus-per-job``, ``--task-retries``,
@@ -53,12 +59,14 @@ class ExecutionConfig:
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise MMCurateError(f"--engine must be one of {', '.join(ENGINES)} (got {self.engine!r})")
-        if self.cpus_per_job is not None and not (math.isfinite(self.cpus_per_job) and self.cpus_per_job > 0):
-            raise MMCurateError(f"--cpus-per-job must be a positive number (got {self.cpus_per_job})")
-        if not (math.isfinite(self.gpus_per_job) and self.gpus_per_job >= 0):
-            raise MMCurateError(f"--gpus-per-job must be 0 or more (got {self.gpus_per_job})")
-        if self.task_retries < 0:
-            raise MMCurateError(f"--task-retries must be 0 or more (got {self.task_retries})")
+        if self.cpus_per_job is not None and not 0 < self.cpus_per_job <= MAX_CPUS_PER_JOB:
+            raise MMCurateError(
+                f"--cpus-per-job must be above 0, at most {MAX_CPUS_PER_JOB} (got {self.cpus_per_job})"
+            )
+        if not 0 <= self.gpus_per_job <= MAX_GPUS_PER_JOB:
+            raise MMCurateError(f"--gpus-per-job must be 0 to {MAX_GPUS_PER_JOB} (got {self.gpus_per_job})")
+        if not 0 <= self.task_retries <= MAX_TASK_RETRIES:
+            raise MMCurateError(f"--task-retries must be 0 to {MAX_TASK_RETRIES} (got {self.task_retries})")
         if self.engine == "ray" and self.distributed:
             raise MMCurateError(
                 "--distributed runs one model over a torchrun launch's processes; it does not combine with "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.limits import MAX_FFT, MAX_MELS, MAX_SAMPLE_RATE, MAX_TARGET_FRAMES, MAX_TILE_SECONDS
 
 KINDS = ("logmel", "stft", "fbank")
 #: Windows for the STFT kinds, periodic as ``scipy.signal.get_window(..., fftbins=True)`` (librosa's).
@@ -172,10 +173,10 @@ class AudioFeatureConfig:
 
         if self.kind not in KINDS:
             raise bad(f"kind must be one of {', '.join(KINDS)} (got {self.kind!r})")
-        for name in ("sample_rate", "n_fft", "hop_length"):
+        for name, most in (("sample_rate", MAX_SAMPLE_RATE), ("n_fft", MAX_FFT), ("hop_length", MAX_FFT)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise bad(f"{name} must be a positive integer (got {value!r})")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+                raise bad(f"{name} must be an integer from 1 to {most} (got {str(value)[:40]})")
         win = self.window_length
         if isinstance(win, bool) or not isinstance(win, int) or not 1 <= win <= self.n_fft:
             raise bad(f"win_length must be an integer in 1..n_fft={self.n_fft} (got {self.win_length!r})")
@@ -190,8 +191,8 @@ class AudioFeatureConfig:
             if self.n_mels is not None:
                 raise bad("kind 'stft' has no mel filters: leave n_mels unset")
         else:
-            if isinstance(self.n_mels, bool) or not isinstance(self.n_mels, int) or self.n_mels < 1:
-                raise bad(f"kind {self.kind!r} needs n_mels, a positive integer (got {self.n_mels!r})")
+            if isinstance(self.n_mels, bool) or not isinstance(self.n_mels, int) or not 1 <= self.n_mels <= MAX_MELS:
+                raise bad(f"kind {self.kind!r} needs n_mels, an integer from 1 to {MAX_MELS} (got {self.n_mels!r})")
             nyquist = self.sample_rate / 2
             if not 0 <= self.fmin < self.max_frequency <= nyquist:
                 raise bad(
@@ -211,16 +212,21 @@ class AudioFeatureConfig:
             raise bad("dither must be 0: mmcurate's features are deterministic (dither adds random noise)")
         if self.kind != "fbank" and (self.remove_dc_offset or not self.snip_edges):
             raise bad("remove_dc_offset and snip_edges=False are Kaldi framing options, only for kind 'fbank'")
-        if self.tile_seconds is not None and not (self.tile_seconds > 0 and math.isfinite(self.tile_seconds)):
-            raise bad(f"tile_seconds must be a positive number of seconds (got {self.tile_seconds})")
+        if self.tile_seconds is not None and not 0 < self.tile_seconds <= MAX_TILE_SECONDS:
+            raise bad(
+                f"tile_seconds must be a number of seconds above 0, at most {MAX_TILE_SECONDS:g} "
+                f"(got {self.tile_seconds})"
+            )
         if self.tile_samples is not None and self.tile_samples < 1:
             raise bad(f"tile_seconds={self.tile_seconds} is less than one sample at {self.sample_rate} Hz")
         if self.crop not in CROPS:
             raise bad(f"crop must be one of {', '.join(CROPS)} (got {self.crop!r})")
         if self.target_frames is not None and (
-            isinstance(self.target_frames, bool) or not isinstance(self.target_frames, int) or self.target_frames < 1
+            isinstance(self.target_frames, bool)
+            or not isinstance(self.target_frames, int)
+            or not 1 <= self.target_frames <= MAX_TARGET_FRAMES
         ):
-            raise bad(f"target_frames must be a positive integer (got {self.target_frames!r})")
+            raise bad(f"target_frames must be an integer from 1 to {MAX_TARGET_FRAMES} (got {self.target_frames!r})")
         if not (math.isfinite(self.norm_std) and self.norm_std != 0 and math.isfinite(self.norm_mean)):
             raise bad(
                 f"norm_std must be finite and non-zero, norm_mean finite (got {self.norm_mean}, {self.norm_std})"

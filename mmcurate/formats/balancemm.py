@@ -25,6 +25,10 @@ Facts of the reference loader this module is written against (read, not copied):
 Frames are stored as the JPEG bytes ingest wrote (no re-encoding, so an export and its import are
 pixel-equal), with two extra datasets BalanceMM ignores: ``frame_times`` (seconds) and a
 ``duration`` attribute, which let an import restore what the export knew.
+
+A release's HDF5 files are read through :mod:`mmcurate.formats.hdf5_guard`: nothing outside the
+file (external storage and links, virtual datasets, plugin filters) and nothing it does not really
+hold (fill values, forged lengths, zeros that decompress to hundreds of megabytes) is ever read.
 """
 
 from __future__ import annotations
@@ -39,6 +43,15 @@ from typing import Any
 import numpy as np
 
 from mmcurate.common.errors import MMCurateError, one_line
+from mmcurate.common.files import os_reason, parse_json, read_regular_bytes, read_regular_text
+from mmcurate.common.limits import MAX_FRAMES_PER_CLIP, MAX_STORED_FRAME_BYTES
+from mmcurate.formats.hdf5_guard import (
+    check_storage,
+    declared_budget,
+    resolve,
+    scalar_attribute,
+    vlen_lengths,
+)
 from mmcurate.store.splits import normalize_split
 
 FORMAT = "balancemm"
@@ -138,40 +151,100 @@ class HDF5Frames:
 
 
 def read_hdf5_frames(source: Path | bytes, what: str) -> HDF5Frames:
-    """The frames of one clip's HDF5 file (a path, or the file's bytes); a missing or malformed
-    file is a one-line error.
+    """The frames of one clip's HDF5 file (a path, or the file's bytes); a missing, malformed or
+    hostile file is a one-line error.
 
     The ``video`` dataset may hold variable-length uint8 arrays (how the field writes JPEGs),
     variable-length or fixed-length byte strings, or opaque bytes; each element must be a JPEG.
+    Only the file's own bytes are read, and no more than they hold (:mod:`mmcurate.formats.hdf5_guard`).
     """
     h5py = require_h5py()
+    if not isinstance(source, bytes):
+        try:
+            source = read_regular_bytes(source)  # never a FIFO, and HDF5 never opens the path itself
+        except FileNotFoundError:
+            raise MMCurateError(f"{what}: file not found") from None
+        except OSError as exc:
+            raise MMCurateError(f"{what}: cannot read it ({os_reason(exc)})") from None
     try:
-        with h5py.File(io.BytesIO(source) if isinstance(source, bytes) else source, "r") as f:
-            if VIDEO_DATASET not in f or not isinstance(f[VIDEO_DATASET], h5py.Dataset):
-                raise MMCurateError(
-                    f"{what}: no '{VIDEO_DATASET}' dataset (it holds {', '.join(sorted(f.keys())) or 'nothing'})"
-                )
-            video = f[VIDEO_DATASET]
-            if video.ndim != 1:
-                raise MMCurateError(
-                    f"{what}: '{VIDEO_DATASET}' has shape {video.shape}, expected one element per frame"
-                )
-            frames = [_as_bytes(video[i], what, i, len(video)) for i in range(len(video))]
-            times = None
-            if TIMES_DATASET in f:
-                t = np.asarray(f[TIMES_DATASET][()], dtype=np.float64).reshape(-1)
-                times = [float(x) for x in t] if len(t) == len(frames) and np.all(np.isfinite(t)) else None
-            duration = f.attrs.get("duration")
-            duration = float(duration) if duration is not None and np.isfinite(duration) else None
+        with h5py.File(io.BytesIO(source), "r") as f:
+            frames = _read_video(f, source, what)
+            times = _read_times(f, len(frames), source, what)
+            duration = scalar_attribute(f, "duration")
     except MMCurateError:
         raise
-    except FileNotFoundError:
-        raise MMCurateError(f"{what}: file not found") from None
     except Exception as exc:  # h5py raises OSError/KeyError/TypeError for damaged files
         raise MMCurateError(f"{what}: not a readable HDF5 file ({one_line(exc)})") from None
-    if not frames:
-        raise MMCurateError(f"{what}: the '{VIDEO_DATASET}' dataset holds no frames")
     return HDF5Frames(frames, times, duration)
+
+
+def _read_video(f: Any, data: bytes, what: str) -> list[bytes]:
+    """The JPEG bytes of every element of ``video``, each declared size checked before it is read."""
+    h5py = require_h5py()
+    video = resolve(f, VIDEO_DATASET, what)
+    if not isinstance(video, h5py.Dataset):
+        names = sorted(f.keys())
+        shown = ", ".join(one_line(n, 40) for n in names[:5]) + (
+            f" and {len(names) - 5} more" if len(names) > 5 else ""
+        )
+        raise MMCurateError(f"{what}: no '{VIDEO_DATASET}' dataset (it holds {shown or 'nothing'})")
+    if video.shape is None or len(video.shape) != 1:
+        raise MMCurateError(f"{what}: '{VIDEO_DATASET}' has shape {video.shape}, expected one element per frame")
+    n = int(video.shape[0])
+    if n == 0:
+        raise MMCurateError(f"{what}: the '{VIDEO_DATASET}' dataset holds no frames")
+    if n > MAX_FRAMES_PER_CLIP:
+        raise MMCurateError(
+            f"{what}: '{VIDEO_DATASET}' declares {n:,} frames, more than the {MAX_FRAMES_PER_CLIP} one clip may keep"
+        )
+    check_storage(video, what, len(data))
+    dt = video.dtype
+    string = h5py.check_string_dtype(dt)
+    lengths: list[int] | None = None
+    if h5py.check_vlen_dtype(dt) == np.dtype(np.uint8) or (string is not None and string.length is None):
+        lengths = vlen_lengths(video, data, what)
+        biggest = max(lengths)
+        if biggest > MAX_STORED_FRAME_BYTES:
+            raise MMCurateError(
+                f"{what}: frame {lengths.index(biggest) + 1} of {n} declares {biggest:,} bytes, more than the "
+                f"{MAX_STORED_FRAME_BYTES:,} a stored frame may have"
+            )
+        if sum(lengths) > len(data):
+            raise MMCurateError(
+                f"{what}: its frames declare {sum(lengths):,} bytes, more than the file's {len(data):,} (frames that "
+                "repeat one stored object)"
+            )
+    elif (dt.kind in "SV" and dt.names is None and dt.subdtype is None) or (
+        dt.subdtype is not None and dt.subdtype[0] == np.dtype(np.uint8) and len(dt.subdtype[1]) == 1
+    ):
+        declared = n * dt.itemsize
+        if dt.itemsize > MAX_STORED_FRAME_BYTES or declared > declared_budget(len(data)):
+            raise MMCurateError(
+                f"{what}: '{VIDEO_DATASET}' declares {n:,} frames of {dt.itemsize:,} bytes, more than a file of "
+                f"{len(data):,} bytes may hold"
+            )
+    else:
+        raise MMCurateError(f"{what}: '{VIDEO_DATASET}' holds {one_line(dt, 60)}, expected JPEG bytes per frame")
+    frames = []
+    for i in range(n):
+        frame = _as_bytes(video[i], what, i, n)
+        if lengths is not None and len(frame) != lengths[i]:
+            raise MMCurateError(f"{what}: frame {i + 1} of {n} is not the {lengths[i]:,} bytes it declares")
+        frames.append(frame)
+    return frames
+
+
+def _read_times(f: Any, n: int, data: bytes, what: str) -> list[float] | None:
+    """``frame_times`` when it holds one finite number per frame, else None (read only then)."""
+    h5py = require_h5py()
+    times = resolve(f, TIMES_DATASET, what)
+    if not isinstance(times, h5py.Dataset) or times.shape != (n,):
+        return None
+    if times.dtype.kind not in "fiu" or times.dtype.itemsize > 8:
+        return None
+    check_storage(times, what, len(data))
+    t = np.asarray(times[()], dtype=np.float64).reshape(-1)
+    return [float(x) for x in t] if np.all(np.isfinite(t)) else None
 
 
 def _as_bytes(cell: Any, what: str, index: int, count: int) -> bytes:
@@ -216,11 +289,14 @@ class Annotations:
 def read_annotations(path: Path, what: str) -> Annotations:
     """An annotation file; a file that is not one is a one-line error (bad entries are the caller's)."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        text = read_regular_text(path, encoding="utf-8-sig")
     except FileNotFoundError:
         raise MMCurateError(f"{what}: annotation file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise MMCurateError(f"{what}: cannot read the annotation file ({os_reason(exc)})") from None
+    except UnicodeDecodeError as exc:
         raise MMCurateError(f"{what}: not a readable JSON annotation file ({one_line(exc)})") from None
+    doc = parse_json(text, f"{what} (annotation file)")
     if (
         not isinstance(doc, dict)
         or not isinstance(doc.get("database"), dict)

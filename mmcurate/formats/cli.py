@@ -8,11 +8,13 @@ import click
 
 from mmcurate.cli_options import workdir_option
 from mmcurate.common.options import click_options, from_cli
-from mmcurate.formats import STAGE, ExportConfig
+from mmcurate.formats.config import ExportConfig
+from mmcurate.formats.export import STAGE
+from mmcurate.stages import run_stage
 from mmcurate.store import Workdir
 
 
-@click.command("export", context_settings={"show_default": True})
+@click.command("export", context_settings={"show_default": True}, epilog=STAGE.epilog())
 @workdir_option
 @click_options(ExportConfig)
 def export(workdir: str | None, **options: Any) -> None:
@@ -23,6 +25,6 @@ def export(workdir: str | None, **options: Any) -> None:
     the output folder is replaced only once the new export is complete.
     """
     cfg: ExportConfig = from_cli(ExportConfig, options)
-    result = STAGE.run(Workdir.resolve(workdir), cfg)
+    result = run_stage(STAGE, Workdir.resolve(workdir), cfg)
     STAGE.summarize(result)
     click.echo(str(result.out_dir))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.limits import MAX_FRAMES_PER_CLIP
 from mmcurate.common.options import opt
 from mmcurate.formats.balancemm import DEFAULT_MAX_FRAMES
 
@@ -51,7 +52,9 @@ class ExportConfig:
             raise MMCurateError(
                 f"--max-frames must be at least 2: BalanceMM's loader reads frame index 1 (got {self.max_frames})"
             )
-        if self.chunk_size < 1:
-            raise MMCurateError(f"--chunk-size must be at least 1 (got {self.chunk_size})")
-        if self.workers < 0:
-            raise MMCurateError(f"--workers must be 0 (all cores) or more (got {self.workers})")
+        if self.max_frames > MAX_FRAMES_PER_CLIP:
+            raise MMCurateError(f"--max-frames must be at most {MAX_FRAMES_PER_CLIP} (got {self.max_frames})")
+        if not 1 <= self.chunk_size <= 100_000:
+            raise MMCurateError(f"--chunk-size must be 1 to 100000 (got {self.chunk_size})")
+        if not 0 <= self.workers <= 1024:
+            raise MMCurateError(f"--workers must be 0 (all cores) to 1024 (got {self.workers})")

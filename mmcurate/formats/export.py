@@ -20,8 +20,6 @@ Same selection, ingest and settings give byte-identical files.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,11 +29,13 @@ from typing import Any
 import pyarrow as pa
 
 from mmcurate import __version__
-from mmcurate.common.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
-from mmcurate.common.console import info, progress_bar, summary_table
+from mmcurate.common.atomic import atomic_write_bytes, atomic_write_text, install_dir
+from mmcurate.common.console import info, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import canonical_json, config_hash
+from mmcurate.common.stage import Stage
 from mmcurate.execution import WorkUnit, make_executor, make_units
+from mmcurate.execution.driver import Completion, UnitDriver, Written
 from mmcurate.formats.balancemm import ANNOTATIONS, AUDIO_DIR, FORMAT_VERSION, VISUAL_DIR, dumps_annotations
 from mmcurate.formats.balancemm_export import (
     ClipJob,
@@ -50,6 +50,7 @@ from mmcurate.formats.balancemm_export import (
 )
 from mmcurate.formats.config import ExportConfig
 from mmcurate.store import BalancedDir, IngestDir, UnitMarker, Workdir
+from mmcurate.store.ownership import check_output_path, make_output_dir
 from mmcurate.store.splits import SPLITS
 
 STATE_DIR = ".mmcurate"
@@ -67,6 +68,8 @@ class ExportFormatResult:
     already_complete: bool
     elapsed: float
     stats: dict[str, Any] = field(default_factory=dict)
+    #: False for an array-job part that left units to the other parts (nothing installed yet)
+    finished: bool = True
 
 
 def export_marker(root: Path) -> UnitMarker:
@@ -101,123 +104,169 @@ def _read_doc(path: Path) -> dict[str, Any] | None:
 
 def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
     """The ``mmcurate export`` stage (see the module docstring)."""
-    from mmcurate.data.shards import ingest_features_config
-    from mmcurate.features import preset_name_of, resolve_feature_config
-
     t0 = time.monotonic()
-    balanced = BalancedDir(cfg.balanced_dir or workdir.balanced.path)
-    selection = balanced.read_selection()
-    meta = balanced.read_meta()
-    ingest = IngestDir(cfg.ingest_dir or _recorded_ingest(meta) or workdir.ingest.path).require()
-    out = Path(cfg.out or workdir.path / cfg.format)
-    classes = ingest.read_classes()
-    rows = _joined_rows(selection, ingest, classes, str(balanced.selection_path))
-
-    fcfg = resolve_feature_config(cfg.audio_preset)
-    preset = preset_name_of(fcfg)
-    features = fcfg.to_dict()
-    try:
-        cached = ingest_features_config(ingest.path)
-    except MMCurateError:  # features made with settings no one can name are never used
-        cached = None
-    use_cache = cached is not None and cached == fcfg
-    _check_audio(ingest, rows, fcfg, preset or cfg.audio_preset, use_cache, cached)
-
-    settings = {"format": FORMAT_VERSION, "features": features, "max_frames": cfg.max_frames}
-    base = config_hash([settings, ingest.identity_hash()], length=32)
-    units = make_units(rows, cfg.chunk_size, lambda k: f"unit-{k:05d}")
-    unit_identity = {
-        u.index: config_hash(
-            [base, [(r["sample_id"], r["sha256"], r["shard"], r["shard_row"]) for r in u.items]], length=32
-        )
-        for u in units
-    }
-    provenance = provenance_block(
-        toolkit_version=__version__, preset=preset, features=features, max_frames=cfg.max_frames, balance_meta=meta
-    )
-    annotations_text = dumps_annotations(build_annotations(classes, rows, provenance))
-    identity = config_hash([base, unit_identity, annotations_text], length=32)
-    split_counts = dict(Counter(r["split"] for r in rows))
-
-    if is_complete(out, identity):
+    plan = ExportPlan.of(workdir, cfg)
+    out, rows, n_units = plan.out, plan.rows, len(plan.units)
+    if is_complete(out, plan.identity):
         info(f"export: {out} is already complete for this selection and these settings; nothing to do")
-        return ExportFormatResult(out, cfg.format, len(rows), split_counts, 0, len(units), True, time.monotonic() - t0)
+        elapsed = time.monotonic() - t0
+        return ExportFormatResult(out, cfg.format, len(rows), plan.split_counts, 0, n_units, True, elapsed)
     _check_out(out)
     staging = out.with_name(f".{out.name}.partial")
-    staging.mkdir(parents=True, exist_ok=True)
-
-    pending = [u for u in units if unit_marker(staging, u.index).read(unit_identity[u.index]) is None]
-    done_before = len(units) - len(pending)
-    executor = make_executor(cfg.workers)
-    if pending:
-        n = sum(len(u.items) for u in pending)
-        info(
-            f"export: {len(rows)} clips in {len(units)} units; {done_before} units already done, encoding {n} clips "
-            f"({executor.describe()})"
+    make_output_dir(staging, shown=out)
+    completion: Completion[ClipJob] = Completion(
+        marker=lambda unit: unit_marker(staging, unit.index), identity=lambda unit: plan.unit_identity[unit.index]
+    )
+    driver = UnitDriver("export", "unit", plan.units, completion, make_executor(cfg.workers))
+    driver.announce(f"{len(rows)} clips", "encoding", "clips")
+    n_pending = driver.pending_items
+    try:
+        driver.run(
+            lambda: encode_clip,
+            lambda unit, results: _write_unit(staging, results),
+            progress="export: encoding clips",
+            count_items=True,
+            initializer=_init_worker,
         )
-        jobs = [
-            WorkUnit(u.key, u.index, tuple(_job(ingest, r, features, use_cache, cfg.max_frames) for r in u.items))
-            for u in pending
-        ]
-        try:
-            with progress_bar("export: encoding clips", n) as advance:
-                for unit, results in executor.map_units(encode_clip, jobs, initializer=_init_worker):
-                    _write_unit(staging, unit, results, unit_identity[unit.index])
-                    advance(len(results))
-        finally:
-            release_shards()  # no memory map outlives the run (a shard rewritten in place later would fault)
-
-    clip_stats = []
-    for u in units:
-        clip_stats.extend(unit_marker(staging, u.index).read_payload().get("clips", []))
-    _remove_unlisted(staging, {f for r in rows for f in clip_files(r["sample_id"])})
-    for marker in (staging / STATE_DIR / "units").glob("unit-*.json"):  # units of a larger, earlier selection
-        if int(marker.stem.split("-")[1]) >= len(units):
-            marker.unlink()
-    card = render_card(
-        name=(meta.get("pretty_name") or (meta.get("config") or {}).get("pretty_name") or "mmcurate balanced dataset"),
-        classes=classes,
-        split_counts=split_counts,
-        clip_stats=clip_stats,
-        preset=preset,
-        features=features,
-        max_frames=cfg.max_frames,
-        provenance=provenance,
+    finally:
+        release_shards()  # no memory map outlives the run (a shard rewritten in place later would fault)
+    done = driver.finish(ANNOTATIONS)
+    result = ExportFormatResult(
+        out, cfg.format, len(rows), plan.split_counts, driver.written, driver.done_before, False, 0.0, finished=done
     )
-    atomic_write_text(staging / ANNOTATIONS, annotations_text)
-    atomic_write_text(staging / CARD, card)
-    export_marker(staging).record(
-        identity,
-        [staging / ANNOTATIONS, staging / CARD],
-        {
-            "format": cfg.format,
-            "clips": len(rows),
-            "splits": split_counts,
-            "audio_preset": preset,
-            "units": {str(u.index): unit_identity[u.index] for u in units},
-        },
-    )
-    _install(staging, out)
-    elapsed = time.monotonic() - t0
-    frames = Counter(s["frames_written"] for s in clip_stats)
-    return ExportFormatResult(
-        out,
-        cfg.format,
-        len(rows),
-        split_counts,
-        len(pending),
-        done_before,
-        False,
-        elapsed,
-        stats={
-            "clips_per_second": round(sum(len(u.items) for u in pending) / elapsed, 3)
-            if pending and elapsed > 0
-            else None,
+    if done:
+        clip_stats = _install_export(plan, staging)
+        frames = Counter(s["frames_written"] for s in clip_stats)
+        result.stats = {
             "frames_per_clip": dict(sorted(frames.items())),
             "loader_reads_index_1_only": sum(n for k, n in frames.items() if k <= 6),
             "audio_from": dict(Counter(s["audio_from"] for s in clip_stats)),
+        }
+    result.elapsed = time.monotonic() - t0
+    rate = n_pending / result.elapsed if n_pending and result.elapsed > 0 else None
+    result.stats = {"clips_per_second": round(rate, 3) if rate is not None else None, **result.stats}
+    return result
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What one export writes: the selection's rows joined with their media, the audio recipe, the units of
+    clips with their identities, and the annotation file (all fixed before anything is written)."""
+
+    cfg: ExportConfig
+    out: Path
+    meta: dict[str, Any]
+    classes: list[str]
+    rows: list[dict[str, Any]]
+    preset: str | None
+    features: dict[str, Any]
+    provenance: dict[str, Any]
+    annotations_text: str
+    units: list[WorkUnit[ClipJob]]
+    unit_identity: dict[int, str]
+    identity: str
+
+    @property
+    def split_counts(self) -> dict[str, int]:
+        return dict(Counter(r["split"] for r in self.rows))
+
+    @classmethod
+    def of(cls, workdir: Workdir, cfg: ExportConfig) -> ExportPlan:
+        from mmcurate.data.shards import ingest_features_config
+        from mmcurate.features import preset_name_of, resolve_feature_config
+
+        balanced = BalancedDir(cfg.balanced_dir or workdir.balanced.path)
+        selection = balanced.read_selection()
+        meta = balanced.read_meta()
+        ingest = IngestDir(cfg.ingest_dir or _recorded_ingest(meta) or workdir.ingest.path).require()
+        out = Path(cfg.out or workdir.path / cfg.format)
+        check_output_path(out)  # before minutes of work, not after
+        classes = ingest.read_classes()
+        rows = _joined_rows(selection, ingest, classes, str(balanced.selection_path))
+
+        fcfg = resolve_feature_config(cfg.audio_preset)
+        preset = preset_name_of(fcfg)
+        features = fcfg.to_dict()
+        try:
+            cached = ingest_features_config(ingest.path)
+        except MMCurateError:  # features made with settings no one can name are never used
+            cached = None
+        use_cache = cached is not None and cached == fcfg
+        _check_audio(ingest, rows, fcfg, preset or cfg.audio_preset, use_cache, cached)
+
+        settings = {"format": FORMAT_VERSION, "features": features, "max_frames": cfg.max_frames}
+        base = config_hash([settings, ingest.identity_hash()], length=32)
+        chunks = make_units(rows, cfg.chunk_size, lambda k: f"unit-{k:05d}")
+        unit_identity = {
+            u.index: config_hash(
+                [base, [(r["sample_id"], r["sha256"], r["shard"], r["shard_row"]) for r in u.items]], length=32
+            )
+            for u in chunks
+        }
+        units = [
+            WorkUnit(u.key, u.index, tuple(_job(ingest, r, features, use_cache, cfg.max_frames) for r in u.items))
+            for u in chunks
+        ]
+        provenance = provenance_block(
+            toolkit_version=__version__,
+            preset=preset,
+            features=features,
+            max_frames=cfg.max_frames,
+            balance_meta=meta,
+        )
+        annotations_text = dumps_annotations(build_annotations(classes, rows, provenance))
+        return cls(
+            cfg,
+            out,
+            meta,
+            classes,
+            rows,
+            preset,
+            features,
+            provenance,
+            annotations_text,
+            units,
+            unit_identity,
+            config_hash([base, unit_identity, annotations_text], length=32),
+        )
+
+
+def _install_export(plan: ExportPlan, staging: Path) -> list[dict[str, Any]]:
+    """Every unit is done: drop what an earlier selection left, write the annotation file, the card and the
+    export's marker, then put the staging folder in place of the output. Returns the clips' stats."""
+    clip_stats = []
+    for u in plan.units:
+        clip_stats.extend(unit_marker(staging, u.index).read_payload().get("clips", []))
+    _remove_unlisted(staging, {f for r in plan.rows for f in clip_files(r["sample_id"])})
+    for marker in (staging / STATE_DIR / "units").glob("unit-*.json"):  # units of a larger, earlier selection
+        if int(marker.stem.split("-")[1]) >= len(plan.units):
+            marker.unlink()
+    meta = plan.meta
+    card = render_card(
+        name=(meta.get("pretty_name") or (meta.get("config") or {}).get("pretty_name") or "mmcurate balanced dataset"),
+        classes=plan.classes,
+        split_counts=plan.split_counts,
+        clip_stats=clip_stats,
+        preset=plan.preset,
+        features=plan.features,
+        max_frames=plan.cfg.max_frames,
+        provenance=plan.provenance,
+    )
+    atomic_write_text(staging / ANNOTATIONS, plan.annotations_text)
+    atomic_write_text(staging / CARD, card)
+    export_marker(staging).record(
+        plan.identity,
+        [staging / ANNOTATIONS, staging / CARD],
+        {
+            "format": plan.cfg.format,
+            "clips": len(plan.rows),
+            "splits": plan.split_counts,
+            "audio_preset": plan.preset,
+            "units": {str(u.index): plan.unit_identity[u.index] for u in plan.units},
         },
     )
+    install_dir(staging, plan.out)
+    return clip_stats
 
 
 def _recorded_ingest(meta: dict[str, Any]) -> Path | None:
@@ -294,8 +343,8 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _write_unit(root: Path, unit: WorkUnit[Any], results: list[EncodedClip], identity: str) -> None:
-    """Write one unit's files atomically, then its marker (the clips' frame and audio stats are its payload)."""
+def _write_unit(root: Path, results: list[EncodedClip]) -> Written:
+    """Write one unit's files atomically (the clips' frame and audio stats are its marker's payload)."""
     files = []
     for clip in results:
         hdf5, pkl = clip_files(clip.sample_id)
@@ -304,9 +353,7 @@ def _write_unit(root: Path, unit: WorkUnit[Any], results: list[EncodedClip], ide
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, data)
             files.append(path)
-    unit_marker(root, unit.index).record(
-        identity, files, {"clips": [{"sample_id": c.sample_id, **c.stats()} for c in results]}
-    )
+    return Written(files, {"clips": [{"sample_id": c.sample_id, **c.stats()} for c in results]})
 
 
 def _remove_unlisted(root: Path, listed: set[str]) -> None:
@@ -329,21 +376,15 @@ def _check_out(out: Path) -> None:
         raise MMCurateError(f"{out} exists and is not an mmcurate export; choose another --out or remove it")
 
 
-def _install(staging: Path, out: Path) -> None:
-    """Replace ``out`` with the finished staging folder (the old one is removed once the new is in place)."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-    os.replace(staging, out)
-    fsync_dir(out.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def print_summary(result: ExportFormatResult) -> None:
     if result.already_complete:
+        return
+    if not result.finished:
+        summary_table(
+            "export (partial: array part)",
+            ["units written", "already done"],
+            [[result.units_written, result.units_done_before]],
+        )
         return
     s = result.stats
     rows = [
@@ -356,3 +397,21 @@ def print_summary(result: ExportFormatResult) -> None:
         ["wall time (s)", round(result.elapsed, 2)],
     ]
     summary_table(f"export ({result.format}) -> {result.out_dir}", ["", "value"], rows)
+
+
+def _is_complete(workdir: Workdir, cfg: ExportConfig) -> bool:
+    return is_complete(Path(cfg.out or workdir.path / cfg.format))
+
+
+STAGE: Stage[ExportConfig, ExportFormatResult] = Stage(
+    name="export",
+    config=ExportConfig,
+    reads=("balanced/selection.parquet", "balanced/balance.json", "ingest/manifest.parquet", "ingest/shards/*.arrow"),
+    writes=("<format>/ (balancemm: annotations.json, visual/*.hdf5, audio/*.pkl, README.md, .mmcurate/)",),
+    run=run_export,
+    summarize=print_summary,
+    is_complete=_is_complete,
+    # a recipe's ``export`` section is the Hugging Face dataset's (balance writes it); this stage's is ``formats``
+    sections=("formats",),
+    optional=True,
+)

@@ -10,10 +10,11 @@ import click
 from mmcurate.cli_options import workdir_option
 from mmcurate.common.options import click_options, from_cli
 from mmcurate.ingest import STAGE, IngestConfig
+from mmcurate.stages import run_stage
 from mmcurate.store import Workdir
 
 
-@click.command("ingest", context_settings={"show_default": True})
+@click.command("ingest", context_settings={"show_default": True}, epilog=STAGE.epilog())
 @workdir_option
 @click_options(IngestConfig)
 def ingest(workdir: str | None, **options: Any) -> None:
@@ -23,6 +24,6 @@ def ingest(workdir: str | None, **options: Any) -> None:
     reason). Rerunning resumes an interrupted run and does nothing after a finished one.
     """
     cfg: IngestConfig = from_cli(IngestConfig, options)
-    result = STAGE.run(Workdir.resolve(workdir), cfg)
+    result = run_stage(STAGE, Workdir.resolve(workdir), cfg)
     click.echo(str(result.out_dir))
     STAGE.summarize(result)  # exit status 3 when more inputs failed than --max-failures

@@ -16,7 +16,9 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
+from mmcurate.common.files import os_reason, regular_file_problem
 from mmcurate.common.hashing import file_sha256
+from mmcurate.ingest.budget import clip_budget_problem
 from mmcurate.ingest.config import DecodeConfig
 from mmcurate.ingest.decode import DecodedClip, DecodeError, decode_clip
 from mmcurate.store.items import ClipResult, Failure, InputItem
@@ -77,16 +79,22 @@ def process_clip(raw_dir: str | os.PathLike[str], item: InputItem, cfg: DecodeCo
     """Decode, encode and describe one input. Never raises for bad input: returns a failure."""
     sid = item.sample_id
     path = Path(raw_dir) / item.path
+    problem = regular_file_problem(path)  # a FIFO or device is never opened: reading it could wait forever
+    if problem is not None:
+        return ClipResult(sid, failure=Failure(item.path, "probe", f"cannot read file ({problem})", sid))
     try:
         size = path.stat().st_size
     except OSError as exc:
-        return ClipResult(sid, failure=Failure(item.path, "probe", f"cannot read file ({exc.strerror or exc})", sid))
+        return ClipResult(sid, failure=Failure(item.path, "probe", f"cannot read file ({os_reason(exc)})", sid))
     if size == 0:
         return ClipResult(sid, failure=Failure(item.path, "probe", "empty file (0 bytes)", sid))
     try:
         sha = file_sha256(path)
     except OSError as exc:
-        return ClipResult(sid, failure=Failure(item.path, "probe", f"cannot read file ({exc.strerror or exc})", sid))
+        return ClipResult(sid, failure=Failure(item.path, "probe", f"cannot read file ({os_reason(exc)})", sid))
+    too_much = clip_budget_problem(path, cfg, item.start, item.end)  # before a frame is decoded
+    if too_much is not None:
+        return ClipResult(sid, failure=Failure(item.path, "probe", too_much, sid))
     try:
         clip = _decode(path, item, cfg, threads)
     except DecodeError as exc:

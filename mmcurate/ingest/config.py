@@ -22,6 +22,8 @@ from mmcurate.execution import ArrayJobConfig, ExecutionConfig
 
 MISSING_MODALITY_POLICIES = ("reject", "keep", "zero-fill")
 DECODERS = ("pyav", "decord")
+#: Most decoding processes (each holds up to one clip's frames: see ingest/limits.py).
+MAX_WORKERS = 1024
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,11 @@ class DecodeConfig:
         for name, index in (("--video-stream", self.video_stream), ("--audio-stream", self.audio_stream)):
             if index < 0:
                 raise MMCurateError(f"{name} must be 0 (the first stream) or more (got {index})")
+        from mmcurate.ingest.limits import decode_option_problem
+
+        problem = decode_option_problem(self)  # bounds from what one clip may hold (see ingest/limits.py)
+        if problem is not None:
+            raise MMCurateError(problem)
 
     def content_dict(self) -> dict[str, Any]:
         """The fields that determine the output (used for the config hash)."""
@@ -144,8 +151,8 @@ class IngestConfig:
     license: str | None = opt(None, "Source dataset licence, recorded for the dataset card.")
 
     def __post_init__(self) -> None:
-        if self.workers < 0:
-            raise MMCurateError(f"--workers must be 0 (all cores) or more (got {self.workers})")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise MMCurateError(f"--workers must be 0 (all cores) to {MAX_WORKERS} (got {self.workers})")
         if self.max_failures is not None and self.max_failures < 0:
             raise MMCurateError(f"--max-failures must be 0 or more (got {self.max_failures})")
 

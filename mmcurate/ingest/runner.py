@@ -21,11 +21,11 @@ from typing import Any
 import pyarrow as pa
 
 from mmcurate import __version__
-from mmcurate.common.console import info, progress_bar, summary_table, warn
+from mmcurate.common.console import info, summary_table, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
-from mmcurate.common.memory import release_free_memory
 from mmcurate.execution import Executor, WorkUnit, make_executor, make_units
+from mmcurate.execution.driver import Completion, UnitDriver, Written
 from mmcurate.ingest.clip import ClipResult, process_clip
 from mmcurate.ingest.config import DecodeConfig, IngestConfig
 from mmcurate.recipes import apply_class_list, discover, item_processor, read_class_file
@@ -33,7 +33,7 @@ from mmcurate.store import IngestDir, Workdir
 from mmcurate.store.ingest_dir import shard_name, shard_table
 from mmcurate.store.items import Discovery, InputItem
 from mmcurate.store.lock import FileLock
-from mmcurate.store.ownership import check_output_path
+from mmcurate.store.ownership import check_output_path, make_output_dir
 
 
 @dataclass
@@ -158,7 +158,7 @@ def run_ingest(workdir: Workdir, cfg: IngestConfig) -> IngestResult:
     num_shards, _ = cfg.array.resolved()
     out.claim(cfg.overwrite, write=False)  # a refused folder is left untouched (no lock file either)
     lock = out.lock()
-    out.path.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out.path)
     # a plain run owns the folder; parts of an array job share it (each writes its own shards)
     lock.acquire_for_run(num_shards)
     try:
@@ -217,17 +217,84 @@ def _run_with(
     executor: Executor,
     t_start: float,
 ) -> IngestResult:
+    cfg, found, classes = _discover(cfg, raw_dir, excluded)
     decode = cfg.decode
+    ident = identity(cfg, classes)
+    ident_hash = config_hash(ident)
+    _prepare_folder(out, cfg, raw_dir, ident, lock)
+    units = make_units(found.items, decode.shard_size, shard_name)
+    unit_identity = {
+        u.index: config_hash([ident_hash, [_item_fingerprint(raw_dir, it) for it in u.items]], length=32)
+        for u in units
+    }
+    driver = UnitDriver("ingest", "shard", units, _shard_completion(out, unit_identity), executor)
+    driver.announce(f"{len(found.items)} inputs", "decoding", "clips")
+    n_pending = driver.pending_items
+
+    def job() -> Callable[[InputItem], ClipResult]:
+        threads = 1 if min(executor.workers, n_pending) > 1 else 0
+        return functools.partial(_process, item_processor(cfg.layout) or process_clip, str(raw_dir), decode, threads)
+
+    written = driver.run(
+        job,
+        lambda unit, results: _write_chunk(out, unit, results),
+        progress="decoding",
+        count_items=True,
+        initializer=_init_worker,
+        initargs=(bool(decode.features),),
+    )
+    all_done = driver.finish("manifest.parquet")
+    stats: dict[str, Any] = {}
+    if all_done:
+        # the finished outputs are a function of this key: skip rewriting them when it is unchanged
+        final_key = config_hash(
+            [ident_hash, unit_identity, [f.to_json() for f in found.failures], found.unlisted, found.skipped, classes],
+            length=32,
+        )
+        stats = out.read_stats() if written == 0 else {}
+        if stats.get("finalize_key") != final_key or not out.is_complete():
+            stats = {**_finalize(out, found, classes, len(units)), "finalize_key": final_key}
+    elapsed = time.monotonic() - t_start
+    result = IngestResult(
+        out_dir=out.path,
+        finalized=all_done,
+        n_inputs=len(found.items) + len(found.failures),
+        n_ok=stats.get("samples", 0),
+        n_failed=stats.get("failures", 0),
+        n_unlisted=len(found.unlisted),
+        chunks_done_before=driver.done_before,
+        chunks_written=written,
+        elapsed=elapsed,
+        stats={**stats, "max_failures": cfg.max_failures},
+    )
+    if all_done:
+        stats["last_run"] = {
+            "elapsed_seconds": round(elapsed, 3),
+            "clips_decoded": n_pending,
+            "clips_per_second": round(n_pending / elapsed, 3) if elapsed > 0 and n_pending else None,
+            "workers": executor.workers,
+            "shards_written": written,
+            "shards_already_done": driver.done_before,
+        }
+        out.write_stats(stats)
+    return result
+
+
+def _discover(cfg: IngestConfig, raw_dir: Path, excluded: list[str]) -> tuple[IngestConfig, Discovery, list[str]]:
+    """The inputs under RAW_DIR checked against the class list; the config takes a layout's ready-made features."""
     found = discover(raw_dir, cfg.manifest, cfg.layout, cfg.layout_options, cfg.group_column, exclude=excluded)
     if excluded:
         info(f"ingest: {', '.join(excluded)} inside RAW_DIR holds mmcurate output; left out of discovery")
     if found.features is not None:  # the layout's items carry their audio features ready-made
         cfg = dataclasses.replace(cfg, decode=_with_layout_features(cfg.decode, found.features))
-        decode = cfg.decode
     class_list = read_class_file(cfg.classes) if cfg.classes else found.classes
     found, classes = apply_class_list(found, class_list)
-    ident = identity(cfg, classes)
-    ident_hash = config_hash(ident)
+    return cfg, found, classes
+
+
+def _prepare_folder(out: IngestDir, cfg: IngestConfig, raw_dir: Path, ident: dict[str, Any], lock: FileLock) -> None:
+    """Claim the folder, clear output made with other settings (``--overwrite``), remove a killed run's
+    temporaries, and record the settings; then let the other parts of an array job in."""
     num_shards, shard_index = cfg.array.resolved()
     out.claim(cfg.overwrite)
     # clearing and cleaning need the folder to ourselves: a live run's temporary looks like debris
@@ -247,7 +314,7 @@ def _run_with(
     out.write_config(
         {
             "mmcurate_version": __version__,
-            "identity_hash": ident_hash,
+            "identity_hash": config_hash(ident),
             "identity": ident,
             "raw_dir": str(raw_dir.resolve()),
             "manifest": str(cfg.manifest.resolve()) if cfg.manifest else None,
@@ -263,86 +330,6 @@ def _run_with(
     )
     if num_shards > 1 and lock.mode == "exclusive":
         lock.acquire(exclusive=False)  # let the other parts in
-
-    units = make_units(found.items, decode.shard_size, shard_name)
-    unit_identity = {
-        u.index: config_hash([ident_hash, [_item_fingerprint(raw_dir, it) for it in u.items]], length=32)
-        for u in units
-    }
-
-    def is_done(unit: WorkUnit[InputItem]) -> bool:
-        return out.shard_done(unit.index, unit_identity[unit.index]) is not None
-
-    mine = [u for u in units if executor.owns(u)]
-    pending = [u for u in mine if not is_done(u)]
-    done_before = len(mine) - len(pending)
-    n_pending = sum(len(u.items) for u in pending)
-    if pending:
-        info(
-            f"ingest: {len(found.items)} inputs in {len(units)} shards; {done_before} shards already done, "
-            f"decoding {n_pending} clips ({executor.describe()})"
-        )
-    written = 0
-    if pending:
-        parallel = min(executor.workers, n_pending) > 1
-        job = functools.partial(
-            _process, item_processor(cfg.layout) or process_clip, str(raw_dir), decode, 1 if parallel else 0
-        )
-        with progress_bar("decoding", n_pending) as advance:
-            for unit, results in executor.map_units(
-                job, pending, initializer=_init_worker, initargs=(bool(decode.features),)
-            ):
-                _write_chunk(out, unit, results, unit_identity[unit.index])
-                del results
-                release_free_memory()  # a shard's media bytes are freed: keep the heap from creeping up
-                written += 1
-                advance(len(unit.items))
-
-    all_done = all(is_done(u) for u in units)
-    stats: dict[str, Any] = {}
-    n_ok = n_failed = 0
-    if all_done:
-        # the finished outputs are a function of this key: skip rewriting them when it is unchanged
-        final_key = config_hash(
-            [ident_hash, unit_identity, [f.to_json() for f in found.failures], found.unlisted, found.skipped, classes],
-            length=32,
-        )
-        stats = out.read_stats() if written == 0 else {}
-        if stats.get("finalize_key") != final_key or not out.is_complete():
-            stats = _finalize(out, found, classes, len(units))
-            stats["finalize_key"] = final_key
-        n_ok, n_failed = stats["samples"], stats["failures"]
-    else:
-        missing = [u for u in units if not is_done(u)]
-        info(
-            f"ingest: this task's shards are done; {len(missing)} of {len(units)} shards belong to other "
-            "array tasks and are not finished yet; the last task to finish writes manifest.parquet "
-            "(or rerun without --shard-index to finish them here)"
-        )
-    elapsed = time.monotonic() - t_start
-    result = IngestResult(
-        out_dir=out.path,
-        finalized=all_done,
-        n_inputs=len(found.items) + len(found.failures),
-        n_ok=n_ok,
-        n_failed=n_failed,
-        n_unlisted=len(found.unlisted),
-        chunks_done_before=done_before,
-        chunks_written=written,
-        elapsed=elapsed,
-        stats={**stats, "max_failures": cfg.max_failures},
-    )
-    if all_done:
-        stats["last_run"] = {
-            "elapsed_seconds": round(elapsed, 3),
-            "clips_decoded": n_pending,
-            "clips_per_second": round(n_pending / elapsed, 3) if elapsed > 0 and n_pending else None,
-            "workers": executor.workers,
-            "shards_written": written,
-            "shards_already_done": done_before,
-        }
-        out.write_stats(stats)
-    return result
 
 
 def _process(
@@ -365,8 +352,17 @@ def _with_layout_features(decode: DecodeConfig, features: dict[str, Any]) -> Dec
     return decode.replace(features=features, sample_rate=int(features["sample_rate"]))
 
 
-def _write_chunk(out: IngestDir, unit: WorkUnit[InputItem], results: list[ClipResult], identity_hash: str) -> None:
-    """Write one shard, then its marker (its manifest rows and failures are the marker's payload)."""
+def _shard_completion(out: IngestDir, unit_identity: dict[int, str]) -> Completion[InputItem]:
+    """A shard is done when its marker matches and the shard opens with the rows the marker lists."""
+    return Completion(
+        marker=lambda unit: out.chunk_marker(unit.index),
+        identity=lambda unit: unit_identity[unit.index],
+        intact=lambda unit, payload: out.shard_intact(unit.index, payload),
+    )
+
+
+def _write_chunk(out: IngestDir, unit: WorkUnit[InputItem], results: list[ClipResult]) -> Written:
+    """Write one shard; its manifest rows and failures are its marker's payload."""
     ok = [r for r in results if r.failure is None]
     rows = []
     for i, r in enumerate(ok):
@@ -375,11 +371,7 @@ def _write_chunk(out: IngestDir, unit: WorkUnit[InputItem], results: list[ClipRe
         row["shard_row"] = i
         rows.append(row)
     path = out.write_shard(unit.index, shard_table([r.media for r in ok]))  # type: ignore[misc]
-    out.chunk_marker(unit.index).record(
-        identity_hash,
-        [path],
-        {"rows": rows, "failures": [r.failure.to_json() for r in results if r.failure is not None]},
-    )
+    return Written([path], {"rows": rows, "failures": [r.failure.to_json() for r in results if r.failure is not None]})
 
 
 def _finalize(out: IngestDir, found: Discovery, classes: list[str], n_chunks: int) -> dict[str, Any]:

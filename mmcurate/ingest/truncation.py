@@ -24,6 +24,8 @@ from pathlib import Path
 
 import av
 
+from mmcurate.common.files import open_regular
+
 #: FFmpeg demuxers of streams without a duration field.
 DURATIONLESS_FORMATS = frozenset({"mpegts", "mpeg"})
 #: Transport packet sizes FFmpeg reads (plain, with a 4-byte timecode prefix, with FEC bytes).
@@ -37,7 +39,7 @@ _PES_HEADER = 14
 
 def ts_packet_size(path: Path) -> int | None:
     """The transport packet size, from the sync bytes at the start of the file."""
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         head = fh.read(204 * 8)
     for size in TS_PACKET_SIZES:
         offset = 4 if size == 192 else 0

@@ -37,10 +37,11 @@ def run(
     force: bool,
     dry_run: bool,
 ) -> None:
-    """Run RECIPE: ingest -> score -> balance/export (-> push) (-> reeval).
+    """Run RECIPE: ingest -> score -> balance/export (-> push) (-> reeval) (-> formats) (-> browse).
 
     Sections of the recipe are the commands; their keys are the commands' options (dashes as
-    underscores). A stage is skipped when its outputs are complete and its settings (and those
+    underscores); `export` holds the balanced dataset's card options and `formats` those of
+    `mmcurate export`. A stage is skipped when its outputs are complete and its settings (and those
     of the stages before it) are unchanged; a changed setting reruns that stage and the ones
     after it. The resolved recipe is saved as WORKDIR/recipe.resolved.yaml.
     """

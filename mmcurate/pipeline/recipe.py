@@ -16,14 +16,35 @@ from typing import Any
 import yaml
 
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.files import os_reason, read_regular_bytes, regular_file_problem
+from mmcurate.stages import NAMES
 
-#: Pipeline order; ``export`` options are applied by the balance command.
-STAGES = ("ingest", "score", "report", "balance", "push", "reeval")
-SECTIONS = ("name", "description", "source", "ingest", "score", "report", "balance", "export", "push", "reeval")
+#: Pipeline order (the registry's, :mod:`mmcurate.stages`).
+STAGES = NAMES
+#: a recipe's sections: each stage's (``Stage.sections``); ``source`` is read by ingest, ``export`` (the
+#: Hugging Face dataset's card and shards) by balance, and ``formats`` holds ``mmcurate export``'s options
+SECTIONS = (
+    "name",
+    "description",
+    "source",
+    "ingest",
+    "score",
+    "report",
+    "balance",
+    "export",
+    "push",
+    "reeval",
+    "formats",
+    "browse",
+)
 #: keys of the ``source`` section (where the raw data is, and how to read or make it)
 SOURCE_KEYS = ("raw_dir", "layout", "layout_options", "manifest", "generate")
 #: settings a recipe may not hold: a recipe is shared, copied and saved as recipe.resolved.yaml
 SECRETS = {("push", "token"): "HF_TOKEN"}
+#: a recipe is a page of settings: these bound what a file (or a --set value) may make the loader build
+MAX_RECIPE_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 100
 
 
 @dataclass
@@ -44,20 +65,84 @@ class Recipe:
 
 def load_recipe(path: Path) -> Recipe:
     """Parse and check a recipe file (unknown sections are errors, not silently ignored)."""
-    if not path.is_file():
+    problem = regular_file_problem(path)
+    if problem == "not found":
         raise MMCurateError(f"recipe {path} does not exist")
+    if problem is not None:
+        raise MMCurateError(f"recipe {path}: cannot read it ({problem})")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_bytes(path, MAX_RECIPE_BYTES, "a recipe").decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MMCurateError(f"recipe {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise MMCurateError(f"recipe {path}: cannot read it ({os_reason(exc)})") from None
+    data = load_yaml(text, f"recipe {path}") or {}
+    check_recipe(data, str(path))
+    return Recipe(path, data)
+
+
+class YAMLSyntaxError(MMCurateError):
+    """Text that is not YAML at all (a ``--set`` value then stays the literal text)."""
+
+
+def load_yaml(text: str, what: str) -> Any:
+    """``yaml.safe_load(text)`` with its document checked first: at most :data:`MAX_YAML_NODES`
+    nodes once every alias is expanded (nested aliases multiply: a 395-byte file of them
+    describes billions of values, which every later step would walk), no alias that contains
+    itself, no nesting deeper than :data:`MAX_YAML_DEPTH`. A one-line error naming ``what`` otherwise."""
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text) or {}
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_size(node, what)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise MMCurateError(f"recipe {path} is not valid YAML{where}") from None
-    check_recipe(data, str(path))
-    return Recipe(path, data)
+        raise YAMLSyntaxError(f"{what} is not valid YAML{where}") from None
+    except RecursionError:
+        raise MMCurateError(f"{what}: nested more than {MAX_YAML_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
+
+
+def _check_yaml_size(root: yaml.Node, what: str) -> None:
+    """Count the nodes of ``root`` as if every alias were expanded (shared nodes counted once
+    per reference, by memoising each node's expanded size), without expanding anything."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    # iterative post-order walk: (node, depth, children visited?)
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 0, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            sizes[key] = min(MAX_YAML_NODES + 1, 1 + sum(sizes[id(c)] for c in _yaml_children(node)))
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise MMCurateError(f"{what}: a YAML alias refers to itself (a recursive anchor)")
+        if depth > MAX_YAML_DEPTH:
+            raise MMCurateError(f"{what}: nested more than {MAX_YAML_DEPTH} levels deep")
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in _yaml_children(node) if id(c) not in sizes)
+    if sizes[id(root)] > MAX_YAML_NODES:
+        raise MMCurateError(
+            f"{what}: its aliases expand to more than {MAX_YAML_NODES:,} values (nested YAML aliases); "
+            "write the settings out instead"
+        )
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def check_recipe(data: Any, where: str) -> None:
@@ -135,8 +220,8 @@ def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
         if raw.strip() == "":
             raise MMCurateError(f"--set {key}= has no value; give one, or {key}=null for the default")
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
+            value = load_yaml(raw, f"--set {key}")
+        except YAMLSyntaxError:
             value = raw
         target = data.get(section)
         if target is None:

@@ -1,18 +1,20 @@
 """Run a recipe stage by stage, in Python, skipping stages whose outputs are complete and settings unchanged.
 
-Each stage's recipe section becomes its config dataclass (:func:`mmcurate.common.options.from_mapping`:
-a YAML key is a field of that dataclass, so it can be followed to the code that uses it) and the
-stage runs through the same :class:`~mmcurate.common.stage.Stage` the command line calls. Each
-stage's fingerprint hashes its own (resolved) section together with the fingerprint of the stage
-before it, so a changed setting reruns that stage and every stage after it, while an unchanged,
-finished stage (the store's answer: :meth:`mmcurate.store.Workdir.is_complete`) is skipped.
-Fingerprints live in ``WORKDIR/pipeline_state.json``; the resolved recipe (overrides applied,
-``{workdir}`` filled in) is saved as ``WORKDIR/recipe.resolved.yaml``.
+The stages and their order come from the registry (:mod:`mmcurate.stages`); what differs between them
+is on each :class:`~mmcurate.common.stage.Stage` (its recipe sections, whether a recipe must name it to
+run it, when its output is complete, what a changed setting means for it), so this module never asks
+which stage it is running. Each stage's recipe section becomes its config dataclass
+(:func:`mmcurate.common.options.from_mapping`: a YAML key is a field of that dataclass, so it can be
+followed to the code that uses it) and the stage runs through :func:`mmcurate.stages.run_stage`, as the
+command line runs it. Each stage's fingerprint hashes its own (resolved) sections together with the
+fingerprint of the stage before it, so a changed setting reruns that stage and every stage after it,
+while an unchanged, finished stage (``Stage.is_complete``) is skipped. Fingerprints live in
+``WORKDIR/pipeline_state.json``; the resolved recipe (overrides applied, ``{workdir}`` filled in) is
+saved as ``WORKDIR/recipe.resolved.yaml``.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from collections.abc import Callable
@@ -26,30 +28,25 @@ from mmcurate.common.atomic import atomic_write_json, atomic_write_text
 from mmcurate.common.console import info, summary_table, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
-from mmcurate.common.options import from_mapping, option_fields
+from mmcurate.common.options import from_mapping
 from mmcurate.common.stage import Stage
-from mmcurate.pipeline.recipe import STAGES, Recipe, check_recipe, substitute
+from mmcurate.pipeline.recipe import Recipe, check_recipe, substitute
+from mmcurate.stages import NAMES, load_stage, run_stage
 from mmcurate.store import Workdir
+from mmcurate.store.ownership import make_output_dir
 
-#: stage name -> (module, attribute) of its :class:`Stage` (imported when the stage runs)
-STAGE_OBJECTS: dict[str, tuple[str, str]] = {
-    "ingest": ("mmcurate.ingest", "STAGE"),
-    "score": ("mmcurate.score", "STAGE"),
-    "report": ("mmcurate.score.report", "REPORT_STAGE"),
-    "balance": ("mmcurate.balance", "STAGE"),
-    "push": ("mmcurate.push", "STAGE"),
-    "reeval": ("mmcurate.reeval", "STAGE"),
-}
-#: export-section keys, which the balance stage takes
-EXPORT_KEYS = ("license", "source_dataset", "max_shard_size", "no_features", "pretty_name")
+#: the pipeline order (the registry's)
+STAGES = NAMES
 
 
 @dataclass
 class StageReport:
     stage: str
-    status: str  # ran, skipped (up to date), not configured, not selected
+    status: str  # ran, skipped (up to date), not configured, not selected, would run
     seconds: float = 0.0
     output: str = ""
+    #: what the stage reads and writes (:meth:`Stage.describe`), for a stage that ran or would run
+    io: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,54 +56,21 @@ class PipelineResult:
 
 
 def stage_object(name: str) -> Stage[Any, Any]:
-    module, attr = STAGE_OBJECTS[name]
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
-
-
-def _stage_section(resolved: dict[str, Any], stage: str) -> dict[str, Any]:
-    """What determines a stage: its section (ingest also takes ``source``, balance ``export``)."""
-    if stage == "ingest":
-        return {"source": resolved.get("source") or {}, "ingest": resolved.get("ingest") or {}}
-    if stage == "balance":
-        return {"balance": resolved.get("balance") or {}, "export": resolved.get("export") or {}}
-    return {stage: resolved.get(stage) or {}}
+    return load_stage(name)
 
 
 def stage_settings(stage: str, resolved: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(options, fixed fields) of ``stage`` from the resolved recipe: the section's keys, plus what the
-    recipe says elsewhere (ingest's ``source``, balance's ``export`` section)."""
-    section = dict(resolved.get(stage) or {})
-    if not isinstance(resolved.get(stage) or {}, dict):
-        raise MMCurateError(f"recipe {where}: section '{stage}' must be a mapping of option: value")
-    fixed: dict[str, Any] = {}
-    if stage == "ingest":
-        source = resolved.get("source") or {}
-        layout = source.get("layout")
-        if layout and layout != "manifest" and "layout" not in section:
-            section["layout"] = layout
-        if source.get("layout_options"):
-            section.setdefault("layout_option", source["layout_options"])
-        if source.get("manifest") and "manifest" not in section:
-            section["manifest"] = source["manifest"]
-        fixed["raw_dir"] = Path(str(source["raw_dir"]))
-    if stage == "balance":
-        for key, value in (resolved.get("export") or {}).items():
-            if key not in EXPORT_KEYS:
-                raise MMCurateError(
-                    f"recipe {where}: export.{key} is not an export setting (valid: {', '.join(EXPORT_KEYS)})"
-                )
-            section.setdefault(key, value)
-        scoring = {f.key for f in option_fields(stage_object("balance").config) if f.path[0] == "scoring"}
-        fixed["explicit_scoring"] = tuple(sorted(k for k in section if k in scoring and section[k] is not None))
-    return section, fixed
+    """(options, fixed fields) of ``stage`` from the resolved recipe (see :meth:`Stage.settings_from`)."""
+    obj = load_stage(stage)
+    if not isinstance(resolved.get(obj.section or "") or {}, dict):
+        raise MMCurateError(f"recipe {where}: section '{obj.section}' must be a mapping of option: value")
+    return obj.settings_from(resolved, where)
 
 
 def _config(stage: Stage[Any, Any], resolved: dict[str, Any], changed: bool, where: str) -> Any:
     section, fixed = stage_settings(stage.name, resolved, where)
-    if stage.name == "ingest" and changed:
-        fixed["replace_changed"] = True  # not --overwrite: a folder that is no ingest output stays refused
-    if stage.name == "reeval" and changed:
-        fixed["fresh"] = True
+    if changed:  # e.g. ingest replaces output made with the old settings, reeval starts its runs afresh
+        fixed.update(stage.on_change)
     return from_mapping(stage.config, section, f"{where}: {stage.name}", command=stage.name, fixed=fixed)
 
 
@@ -136,6 +100,7 @@ def command_line(stage: str, resolved: dict[str, Any], where: str) -> str:
 
 
 def _generate_source(resolved: dict[str, Any]) -> None:
+    """Make the raw data a recipe's ``source.generate`` describes (the synthetic demo set)."""
     gen = (resolved.get("source") or {}).get("generate")
     if not gen:
         return
@@ -161,7 +126,7 @@ def run_pipeline(
     check_recipe(recipe.data, str(recipe.path))  # also for recipes built in Python: no secret reaches the disk
     resolved = substitute(recipe.data, workdir)
     selected = _selection(only, from_stage, until)
-    workdir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(workdir, "--workdir")
     if not dry_run:
         atomic_write_text(workdir / Workdir.RESOLVED_RECIPE, yaml.safe_dump(resolved, sort_keys=False))
     state_path = workdir / Workdir.PIPELINE_STATE
@@ -172,28 +137,27 @@ def run_pipeline(
     upstream_ran = False
     where = str(recipe.path)
     for name in STAGES:
-        section = _stage_section(resolved, name)
-        configured = name not in ("report", "push", "reeval") or resolved.get(name) is not None
-        fingerprint = config_hash([upstream, section], length=16)
+        stage = load_stage(name)
+        fingerprint = config_hash([upstream, {s: resolved.get(s) or {} for s in stage.sections}], length=16)
         upstream = fingerprint
-        if not configured:
+        if not stage.sections or (stage.optional and resolved.get(stage.section or "") is None):
             result.stages.append(StageReport(name, "not configured"))
             continue
         if name not in selected:
             result.stages.append(StageReport(name, "not selected"))
             continue
         previous = state.get(name, {}).get("fingerprint")
-        if not force and not upstream_ran and previous == fingerprint and wd.is_complete(name):
-            result.stages.append(StageReport(name, "skipped (up to date)"))
-            continue
+        if not force and not upstream_ran and previous == fingerprint:
+            if stage.is_complete(wd, _config(stage, resolved, False, where)):
+                result.stages.append(StageReport(name, "skipped (up to date)"))
+                continue
         changed = previous is not None and previous != fingerprint
-        stage = stage_object(name)
         config = _config(stage, resolved, changed or force, where)
         command = command_line(name, resolved, where)
         if dry_run:
-            result.stages.append(StageReport(name, "would run", output=command))
+            result.stages.append(StageReport(name, "would run", output=command, io=stage.describe()))
             continue
-        if name == "ingest":
+        if "source" in stage.sections:
             _generate_source(resolved)
         info(f"pipeline [{recipe.name}]: {command}")
         started = time.monotonic()
@@ -201,7 +165,7 @@ def run_pipeline(
         state[name] = {"fingerprint": fingerprint, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_json(state_path, state)
         upstream_ran = True
-        result.stages.append(StageReport(name, "ran", time.monotonic() - started))
+        result.stages.append(StageReport(name, "ran", time.monotonic() - started, io=stage.describe()))
     return result
 
 
@@ -220,7 +184,7 @@ def _read_state(path: Path) -> dict[str, Any]:
 
 
 def _run_stage(stage: Stage[Any, Any], workdir: Workdir, config: Any) -> Any:
-    result = stage.run(workdir, config)
+    result = run_stage(stage, workdir, config)
     stage.summarize(result)
     return result
 
@@ -237,5 +201,9 @@ def _selection(only: tuple[str, ...], from_stage: str | None, until: str | None)
 
 
 def print_result(result: PipelineResult) -> None:
+    """The summary table, then (after a dry run) what each stage that would run reads and writes."""
     rows = [[s.stage, s.status, f"{s.seconds:.1f}" if s.seconds else "", s.output] for s in result.stages]
     summary_table(f"pipeline -> {result.workdir}", ["stage", "status", "seconds", "command"], rows)
+    for s in result.stages:
+        if s.status == "would run":
+            info(f"{s.stage}: reads {', '.join(s.io['reads'])}; writes {', '.join(s.io['writes'])}")

@@ -17,6 +17,8 @@ STAGE: Stage[PushConfig, PushResult] = Stage(
     writes=("the Hub repository ORG/NAME",),
     run=run_push,
     summarize=report,
+    sections=("push",),
+    optional=True,  # never complete here: only the Hub knows what it holds (a rerun uploads only what is missing)
 )
 
 __all__ = ["STAGE", "PushConfig", "PushResult", "push_dataset", "run_push", "validate_repo_id"]

@@ -9,12 +9,13 @@ import click
 from mmcurate.cli_options import workdir_option
 from mmcurate.common.options import click_options, from_cli
 from mmcurate.push import STAGE, PushConfig
+from mmcurate.stages import run_stage
 from mmcurate.store import Workdir
 
 
 @click.command(
     "push",
-    epilog=(
+    epilog=STAGE.epilog(
         "\b\nEnvironment (read when the command starts):\n"
         "  HF_TOKEN            token (else the `hf auth login` cache)\n"
         "  HF_ENDPOINT         Hub endpoint (default https://huggingface.co)\n"
@@ -32,5 +33,5 @@ def push(workdir: str | None, **options: Any) -> None:
     data/{split}-NNNNN-of-NNNNN.parquet. Shards go up in commits of --files-per-commit, the card
     last; shards the repo has but the export no longer lists are deleted in that last commit.
     """
-    result = STAGE.run(Workdir.resolve(workdir), from_cli(PushConfig, options))
+    result = run_stage(STAGE, Workdir.resolve(workdir), from_cli(PushConfig, options))
     STAGE.summarize(result)

@@ -2,8 +2,9 @@
 
 ``mmcurate ingest RAW_DIR`` calls :func:`discover`: label folders (default), an input manifest
 (``--manifest``), or a dataset adapter (``--layout NAME``: ``LAYOUTS[NAME]`` called as
-``discover(raw_dir, **options)`` through :func:`run_layout`, the checked entry point for options
-from the command line or a YAML recipe). Each turns a release, laid out as its authors ship it,
+``discover(raw_dir, **options)`` through :func:`~mmcurate.recipes.layouts.run_layout`, the checked entry
+point for options from the command line or a YAML recipe; :mod:`mmcurate.recipes.layouts` and the
+adapter's module load only when a layout names one). Each turns a release, laid out as its authors ship it,
 into :class:`~mmcurate.store.items.InputItem` s (label, split, group, segment) and
 :class:`~mmcurate.store.items.Failure` s, and lists the files it ignores. :func:`apply_class_list`
 then checks labels against a class list (a file, or a list shipped here by name).
@@ -20,15 +21,12 @@ items carry instead of a waveform (``features``), which ingest records as its fe
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
-import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.common.files import skipped_entries
-from mmcurate.recipes import ave, balancemm, cremad, kinetics_sounds, vggsound
+from mmcurate.common.files import os_reason, read_regular_text, regular_file_problem, skipped_entries
 from mmcurate.recipes.classes import (
     available_class_lists,
     class_list,
@@ -36,24 +34,7 @@ from mmcurate.recipes.classes import (
     parse_class_list,
 )
 from mmcurate.recipes.generic import check_raw_dir, discover_folders, discover_manifest
-from mmcurate.store.items import ClipResult, Discovery, Failure, InputItem
-
-#: layout name -> ``discover(raw_dir, **options) -> Discovery``
-LAYOUTS: dict[str, Callable[..., Discovery]] = {
-    "cremad": cremad.discover,
-    "kinetics_sounds": kinetics_sounds.discover,
-    "vggsound": vggsound.discover,
-    "ave": ave.discover,
-    "balancemm": balancemm.discover,
-}
-
-#: layout name -> the shipped class list it labels with (``class_list(CLASS_LISTS[name])``); a
-#: layout not listed takes its classes from the release (BalanceMM's ``labels``)
-CLASS_LISTS: dict[str, str] = {name: name for name in ("cremad", "kinetics_sounds", "vggsound", "ave")}
-
-#: layout name -> its per-item function, for layouts whose items are not media files (the
-#: others are decoded by ``mmcurate.ingest.process_clip``)
-PROCESSORS: dict[str, Callable[..., ClipResult]] = {"balancemm": balancemm.process_item}
+from mmcurate.store.items import ClipResult, Discovery, InputItem
 
 __all__ = [
     "CLASS_LISTS",
@@ -72,68 +53,25 @@ __all__ = [
 
 
 def item_processor(layout: str | None) -> Callable[..., ClipResult] | None:
-    """The per-item function of ``layout`` when its items are not media files, else None."""
-    return PROCESSORS.get(layout) if layout else None
+    """The per-item function of ``layout`` when its items are not media files, else None (the adapters'
+    resolution, :mod:`mmcurate.recipes.layouts`, is loaded only for a layout that names an adapter)."""
+    if layout in (None, "folders", "manifest"):
+        return None
+    from mmcurate.recipes.layouts import PROCESSORS
+
+    return PROCESSORS.get(layout)
 
 
-def layout_options(name: str) -> dict[str, object]:
-    """The options adapter ``name`` accepts, with their defaults (for ``--help`` and errors)."""
-    fn = _layout(name)
-    return {
-        p.name: p.default
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
+def __getattr__(name: str) -> object:
+    """The adapters' names and resolution (:mod:`mmcurate.recipes.layouts`), loaded when first asked for."""
+    if name in _LAYOUT_NAMES:
+        from mmcurate.recipes import layouts
+
+        return getattr(layouts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def run_layout(name: str, raw_dir: Path, options: Mapping[str, object] | None = None) -> Discovery:
-    """Run adapter ``name`` on ``raw_dir`` with ``options`` checked and converted.
-
-    Option names may use dashes or underscores. Values may be strings (``--layout-option
-    val_fraction=0.2``) or YAML scalars; they are converted to the parameter's type, and
-    ``none``/``null`` or an empty string give None where the option allows it.
-    """
-    fn = _layout(name)
-    accepted = layout_options(name)
-    hints = typing.get_type_hints(fn)
-    kwargs: dict[str, object] = {}
-    for raw_key, value in (options or {}).items():
-        key = str(raw_key).replace("-", "_")
-        if key not in accepted:
-            listing = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"
-            raise MMCurateError(f"layout '{name}' has no option '{raw_key}'; its options are: {listing}")
-        kwargs[key] = _convert(name, key, value, hints.get(key))
-    return fn(Path(raw_dir), **kwargs)
-
-
-def _layout(name: str) -> Callable[..., Discovery]:
-    try:
-        return LAYOUTS[name]
-    except KeyError:
-        raise MMCurateError(f"unknown dataset layout '{name}'; known adapters: {', '.join(sorted(LAYOUTS))}") from None
-
-
-def _convert(layout: str, key: str, value: object, hint: object) -> object:
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), hint) if args else hint
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
-        if optional:
-            return None
-        if base is str and isinstance(value, str) and value.strip() == "":
-            return ""
-        raise MMCurateError(f"layout '{layout}' option {key} needs a value")
-    try:
-        if base is float:
-            return float(value)  # type: ignore[arg-type]
-        if base is int:
-            return int(str(value).strip())
-        if base is str:
-            return str(value)
-    except ValueError:
-        kind = "a number" if base is float else "an integer"
-        raise MMCurateError(f"layout '{layout}' option {key}={value!r} is not {kind}") from None
-    return value
+_LAYOUT_NAMES = ("CLASS_LISTS", "LAYOUTS", "PROCESSORS", "layout_options", "run_layout")
 
 
 def discover(
@@ -159,6 +97,8 @@ def discover(
     elif layout in (None, "folders"):
         found = discover_folders(raw_dir)
     else:
+        from mmcurate.recipes.layouts import LAYOUTS, run_layout
+
         if layout not in LAYOUTS:
             names = ", ".join(["folders", "manifest", *sorted(LAYOUTS)])
             raise MMCurateError(f"unknown --layout {layout!r}; choose one of: {names}")
@@ -199,35 +139,28 @@ def dedupe(found: Discovery, raw_dir: Path | None = None) -> Discovery:
     seen: dict[str, InputItem] = {}
     by_real: dict[tuple[str, float | None, float | None], InputItem] = {}
     raw_real = os.path.realpath(raw_dir) if raw_dir is not None else None
-    items: list[InputItem] = []
-    failures = list(found.failures)
+    out = dataclasses.replace(found, items=[], failures=list(found.failures))
     for item in found.items:
         sid = item.sample_id
         if sid in seen:
-            failures.append(Failure(item.path, "discover", f"duplicate input for sample id {sid!r}", sid))
+            out.fail(item.path, f"duplicate input for sample id {sid!r}", sample_id=sid)
             continue
         if raw_dir is not None and raw_real is not None:
             full = os.path.join(raw_dir, item.path)
             folder = os.path.realpath(os.path.dirname(full))
             if folder != raw_real and not folder.startswith(raw_real.rstrip(os.sep) + os.sep):
-                failures.append(
-                    Failure(item.path, "discover", f"its folder resolves to {folder}, outside the raw directory", sid)
-                )
+                out.fail(item.path, f"its folder resolves to {folder}, outside the raw directory", sample_id=sid)
                 continue
             key = (os.path.realpath(full), item.start, item.end)
             first = by_real.get(key)
             if first is not None:
-                failures.append(
-                    Failure(
-                        item.path, "discover", f"same file as {first.path!r} (by real path); listed once only", sid
-                    )
-                )
+                out.fail(item.path, f"same file as {first.path!r} (by real path); listed once only", sample_id=sid)
                 continue
             by_real[key] = item
         seen[sid] = item
-        items.append(item)
-    items.sort(key=lambda it: it.sample_id)
-    return dataclasses.replace(found, items=items, failures=failures)
+        out.items.append(item)
+    out.items.sort(key=lambda it: it.sample_id)
+    return out
 
 
 def apply_class_list(found: Discovery, classes: Iterable[str] | None) -> tuple[Discovery, list[str]]:
@@ -236,21 +169,27 @@ def apply_class_list(found: Discovery, classes: Iterable[str] | None) -> tuple[D
         return found, sorted({it.label for it in found.items})
     class_names = list(classes)
     allowed = set(class_names)
-    keep: list[InputItem] = []
-    failures = list(found.failures)
+    out = dataclasses.replace(found, items=[], failures=list(found.failures))
     for it in found.items:
         if it.label in allowed:
-            keep.append(it)
+            out.items.append(it)
         else:
-            failures.append(Failure(it.path, "label", f"label {it.label!r} is not in the class list", it.sample_id))
-    return dataclasses.replace(found, items=keep, failures=failures), class_names
+            out.fail(it.path, f"label {it.label!r} is not in the class list", stage="label", sample_id=it.sample_id)
+    return out, class_names
 
 
 def read_class_file(spec: Path) -> list[str]:
     """A class list from a file (one name per line, ``#`` comments, order kept) or, when no such
     file exists, a list shipped with mmcurate by name (``cremad``, ``kinetics_sounds``, ...)."""
-    if spec.is_file():
-        names = parse_class_list(spec.read_text(encoding="utf-8"))
+    problem = regular_file_problem(spec)
+    if problem is None:
+        try:
+            names = parse_class_list(read_regular_text(spec))
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = os_reason(exc) if isinstance(exc, OSError) else "not UTF-8 text"
+            raise MMCurateError(f"class list {spec}: cannot read it ({reason})") from None
+    elif problem != "not found":
+        raise MMCurateError(f"class list {spec}: cannot read it ({problem})")
     elif str(spec) in available_class_lists():
         return class_list(str(spec))
     else:

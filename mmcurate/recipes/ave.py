@@ -36,7 +36,7 @@ from mmcurate.recipes.scan import (
     resolve_option_path,
     stem,
 )
-from mmcurate.store.items import Discovery, Failure, InputItem
+from mmcurate.store.items import Discovery, InputItem
 
 HEADER = "category&videoid&quality&starttime&endtime"
 #: Default split files of the release, by split.
@@ -61,13 +61,7 @@ def _parse_lines(lines: Iterable[str], name: str, disc: Discovery, video_path: s
             continue
         fields = [f.strip() for f in line.split("&")]
         if len(fields) != 5:
-            disc.failures.append(
-                Failure(
-                    file=name,
-                    stage="discover",
-                    reason=f"line {lineno}: expected Category&VideoID&Quality&StartTime&EndTime, got {line!r}",
-                )
-            )
+            disc.fail(name, f"line {lineno}: expected Category&VideoID&Quality&StartTime&EndTime, got {line!r}")
             continue
         category, vid, quality, start_s, end_s = fields
         where = f"{name} line {lineno}"
@@ -75,9 +69,7 @@ def _parse_lines(lines: Iterable[str], name: str, disc: Discovery, video_path: s
             start, end = float(start_s), float(end_s)
         except ValueError:
             path = video_path.format(vid=vid)
-            disc.failures.append(
-                Failure(file=path, stage="discover", reason=f"{where}: times {start_s!r}, {end_s!r} are not numbers")
-            )
+            disc.fail(path, f"{where}: times {start_s!r}, {end_s!r} are not numbers")
             continue
         events.append(_Event(category, vid, quality, start, end, where))
     return events
@@ -167,14 +159,7 @@ def discover(
             continue
         vid = stem(path)
         if vid in videos:
-            disc.failures.append(
-                Failure(
-                    file=path,
-                    stage="discover",
-                    reason=f"duplicate video: {videos[vid]} has the same id",
-                    sample_id=path,
-                )
-            )
+            disc.fail(path, f"duplicate video: {videos[vid]} has the same id", sample_id=path)
             continue
         videos[vid] = path
         disc_videos.append(path)
@@ -200,14 +185,12 @@ def discover(
         problem = _segment_problem(evs, class_set, vid in videos, conflicts.get(key))
         if problem is not None:
             stage, reason = problem
-            disc.failures.append(Failure(file=item.path, stage=stage, reason=reason, sample_id=item.sample_id))
+            disc.fail(item.path, reason, stage=stage, sample_id=item.sample_id)
             continue
         disc.items.append(dataclasses.replace(item, split=split_of.get(key, (None, ""))[0]))
     for path in disc_videos:
         if stem(path) not in named:
-            disc.failures.append(
-                Failure(file=path, stage="discover", reason=f"not listed in {ann_name}", sample_id=path)
-            )
+            disc.fail(path, f"not listed in {ann_name}", sample_id=path)
     disc.items.sort(key=lambda it: it.sample_id)
     disc.failures.sort(key=lambda f: (f.file, f.reason))
     return disc

@@ -31,8 +31,10 @@ There is no waveform, only a spectrogram made by an unknown recipe, so:
 
 Pickles are read with :func:`mmcurate.formats.safe_pickle.load_array`: only numpy arrays, nothing
 a file names is ever called. Bad input is one failure line per clip and the run goes on: a clip
-whose HDF5 or ``.pkl`` is missing, an HDF5 that is not one, a pickle that is not an array, a label
-not in ``labels``, a subset that is not a split.
+whose HDF5 or ``.pkl`` is missing (or is a FIFO, a device, a name too long for the file system), an
+HDF5 that is not one or reads beyond itself (:mod:`mmcurate.formats.hdf5_guard`), a pickle that is
+not an array or is larger than the clip's spectrogram can be, a label not in ``labels``, a subset
+that is not a split.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -49,6 +52,8 @@ import numpy as np
 from PIL import Image
 
 from mmcurate.common.errors import MMCurateError, one_line
+from mmcurate.common.files import os_reason, parse_json, read_regular_bytes, read_regular_text, regular_file_problem
+from mmcurate.common.limits import MAX_FRAME_PIXELS
 from mmcurate.formats.balancemm import (
     ANNOTATIONS,
     AUDIO_DIR,
@@ -64,6 +69,10 @@ from mmcurate.store.items import ClipResult, Discovery, Failure, InputItem
 
 #: largest finite float16: features are cached as float16
 _F16_MAX = float(np.finfo(np.float16).max)
+#: a spectrogram may cover this many times its clip's duration (a release's recipe may use a shorter
+#: hop than the preset names), and at least this many seconds
+SPECTROGRAM_SLACK = 4
+MIN_SPECTROGRAM_SECONDS = 60.0
 
 
 def discover(
@@ -111,21 +120,18 @@ def discover(
         problem = _entry_problem(clip_id, entry, label_set, ann_name)
         if problem is not None:
             stage, reason = problem
-            disc.failures.append(Failure(file=hdf5, stage=stage, reason=reason, sample_id=str(clip_id)))
+            disc.fail(hdf5, reason, stage=stage, sample_id=str(clip_id))
             continue
-        missing = [p for p in (hdf5, pkl) if not (raw_dir / p).is_file()]
-        if missing:
-            disc.failures.append(
-                Failure(
-                    file=missing[0],
-                    stage="discover",
-                    reason=(
-                        f"listed in {ann_name} but {' and '.join(missing)} "
-                        f"{'is' if len(missing) == 1 else 'are'} missing"
-                    ),
-                    sample_id=clip_id,
-                )
+        problems = {p: regular_file_problem(raw_dir / p) for p in (hdf5, pkl)}
+        missing = [p for p, why in problems.items() if why == "not found"]
+        unusable = [(p, why) for p, why in problems.items() if why is not None and why != "not found"]
+        if missing or unusable:
+            reason = (
+                f"listed in {ann_name} but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+                if missing
+                else f"listed in {ann_name} but {unusable[0][0]} cannot be read ({unusable[0][1]})"
             )
+            disc.fail((missing or [unusable[0][0]])[0], reason, sample_id=clip_id)
             continue
         group = entry.get("group")
         disc.items.append(
@@ -187,11 +193,11 @@ def _features(raw_dir: Path, audio_preset: str | None, recorded: dict[str, Any],
         path = resolve_option_path(raw_dir, str(audio_preset))
         if str(audio_preset).endswith(".json") or path.is_file():
             try:
-                spec = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise MMCurateError(
-                    f"{origin}: not a readable JSON file of feature settings ({one_line(exc)})"
-                ) from None
+                text = read_regular_text(path)
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = os_reason(exc) if isinstance(exc, OSError) else one_line(exc)
+                raise MMCurateError(f"{origin}: not a readable JSON file of feature settings ({reason})") from None
+            spec = parse_json(text, f"{origin} (a JSON file of feature settings)")
     try:
         return resolve_feature_config(spec).to_dict()
     except MMCurateError as exc:
@@ -218,24 +224,33 @@ def process_item(raw_dir: str | os.PathLike[str], item: InputItem, cfg: Any, thr
     sid = item.sample_id
     raw = Path(raw_dir)
     pkl = item.extra_dict().get("spectrogram", "")
+
+    def unreadable(name: str, exc: OSError) -> ClipResult:
+        return ClipResult(sid, failure=Failure(item.path, "probe", f"cannot read {name} ({os_reason(exc)})", sid))
+
     try:
-        hdf5_bytes = (raw / item.path).read_bytes()
-        pkl_bytes = (raw / pkl).read_bytes()
+        hdf5_bytes = read_regular_bytes(raw / item.path)  # never a FIFO or device
     except OSError as exc:
-        return ClipResult(
-            sid,
-            failure=Failure(item.path, "probe", f"cannot read {exc.filename or 'file'} ({exc.strerror or exc})", sid),
-        )
+        return unreadable(item.path, exc)
     try:
         stored = read_hdf5_frames(hdf5_bytes, item.path)
         width, height = _check_frames(stored.frames, item.path)
-        spectrogram = load_array(pkl_bytes, pkl)
-        features = _as_features(spectrogram, pkl, cfg.features)
     except MMCurateError as exc:
         return ClipResult(sid, failure=Failure(item.path, "decode", str(exc), sid))
     n = len(stored.frames)
     times = stored.times if stored.times is not None else [float(i) for i in range(n)]
     duration = stored.duration if stored.duration is not None else float(n)
+    max_frames = _max_spectrogram_frames(cfg.features, max(duration, float(n), times[-1] if times else 0.0))
+    bins = _num_bins(json.dumps(cfg.features, sort_keys=True))
+    try:  # a pickle bigger than the clip's spectrogram can be is refused before it is read
+        pkl_bytes = read_regular_bytes(raw / pkl, limit=_max_pickle_bytes(bins, max_frames), what="the pickle")
+    except OSError as exc:
+        return unreadable(pkl, exc)
+    try:
+        spectrogram = load_array(pkl_bytes, pkl)
+        features = _as_features(spectrogram, pkl, cfg.features, max_frames)
+    except MMCurateError as exc:
+        return ClipResult(sid, failure=Failure(item.path, "decode", str(exc), sid))
     digest = hashlib.sha256(hdf5_bytes)
     digest.update(pkl_bytes)
     row = {
@@ -278,27 +293,58 @@ def process_item(raw_dir: str | os.PathLike[str], item: InputItem, cfg: Any, thr
     return ClipResult(sid, row=row, media=media)
 
 
+def _max_spectrogram_frames(features: Any, seconds: float) -> int:
+    """Most time frames a spectrogram of a clip lasting ``seconds`` may have: four times the clip
+    (a release's own recipe may use a shorter hop than the preset), at least a minute, plus the
+    preset's fixed length where it pads to one."""
+    from mmcurate.features import resolve_feature_config
+
+    fc = resolve_feature_config(features)
+    covered = max(SPECTROGRAM_SLACK * seconds, MIN_SPECTROGRAM_SECONDS)
+    return int(math.ceil(covered * fc.sample_rate / fc.hop_length)) + int(fc.target_frames or 0) + 16
+
+
+def _max_pickle_bytes(bins: int, frames: int) -> int:
+    """Largest pickle that can hold a ``bins x frames`` float64 array, spelled the longest way a
+    pickle protocol spells bytes (protocol 0 escapes each byte in up to 4 characters)."""
+    return 4 * bins * frames * 8 + (1 << 16)
+
+
 def _check_frames(frames: list[bytes], what: str) -> tuple[int, int]:
-    """Every frame decodes as an image; returns the first frame's (width, height)."""
+    """Every frame decodes as an image; returns the first frame's (width, height). A frame
+    declaring more than :data:`MAX_FRAME_PIXELS` pixels is refused before it is decoded."""
     size = (0, 0)
     for i, data in enumerate(frames):
         try:
             with Image.open(io.BytesIO(data)) as img:
+                if img.size[0] * img.size[1] > MAX_FRAME_PIXELS:
+                    raise MMCurateError(
+                        f"{what}: frame {i + 1} of {len(frames)} declares {img.size[0]}x{img.size[1]} pixels, more "
+                        f"than the {MAX_FRAME_PIXELS:,} a frame may have"
+                    )
                 img.load()
                 if i == 0:
                     size = img.size
+        except MMCurateError:
+            raise
         except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for damaged JPEGs
             raise MMCurateError(f"{what}: frame {i + 1} of {len(frames)} does not decode ({one_line(exc)})") from None
     return size
 
 
-def _as_features(spectrogram: np.ndarray, what: str, features: Any) -> np.ndarray:
-    """The spectrogram as the shard's float16 cache, checked against the feature config's bin count."""
+def _as_features(spectrogram: np.ndarray, what: str, features: Any, max_frames: int | None = None) -> np.ndarray:
+    """The spectrogram as the shard's float16 cache, checked against the feature config's bin count
+    and (``max_frames``) the most time frames the clip's duration allows."""
     bins = _num_bins(json.dumps(features, sort_keys=True))
     if spectrogram.shape[0] != bins:
         raise MMCurateError(
             f"{what}: the spectrogram has {spectrogram.shape[0]} bins x {spectrogram.shape[1]} frames "
             f"but audio_preset gives {bins} bins (mmcurate stores bins x time)"
+        )
+    if max_frames is not None and spectrogram.shape[1] > max_frames:
+        raise MMCurateError(
+            f"{what}: the spectrogram has {spectrogram.shape[1]:,} time frames, more than the {max_frames:,} its "
+            "clip's duration allows"
         )
     if spectrogram.dtype.kind == "f" and not np.isfinite(spectrogram).all():
         raise MMCurateError(f"{what}: the spectrogram holds NaN or infinite values")

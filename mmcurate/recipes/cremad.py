@@ -31,7 +31,7 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.recipes.classes import class_list
 from mmcurate.recipes.scan import (
     as_fraction,
-    as_int,
+    as_seed,
     display_name,
     is_media,
     list_files,
@@ -41,7 +41,7 @@ from mmcurate.recipes.scan import (
     resolve_option_path,
     stem,
 )
-from mmcurate.store.items import Discovery, Failure, InputItem
+from mmcurate.store.items import Discovery, InputItem
 from mmcurate.store.splits import split_groups
 
 #: ``1001_DFA_ANG_XX``: actor, sentence, emotion, intensity.
@@ -99,7 +99,7 @@ def discover(
     raw_dir = require_dir(raw_dir)
     val_fraction = as_fraction("val_fraction", val_fraction)
     test_fraction = as_fraction("test_fraction", test_fraction)
-    split_seed = as_int("split_seed", split_seed)
+    split_seed = as_seed("split_seed", split_seed)
     video_prefix = video_dir.strip("/") + "/" if video_dir.strip("/") else ""
     classes = class_list("cremad")
     class_set = set(classes)
@@ -135,54 +135,36 @@ def discover(
         name = stem(path)
         m = CLIP_NAME.match(name)
         if m is None:
-            disc.failures.append(
-                Failure(
-                    file=path,
-                    stage="discover",
-                    reason=(
-                        f"file name '{path.rsplit('/', 1)[-1]}' is not ACTOR_SENTENCE_EMOTION_LEVEL "
-                        "(e.g. 1001_DFA_ANG_XX.flv)"
-                    ),
-                    sample_id=path,
-                )
+            disc.fail(
+                path,
+                f"file name '{path.rsplit('/', 1)[-1]}' is not ACTOR_SENTENCE_EMOTION_LEVEL "
+                "(e.g. 1001_DFA_ANG_XX.flv)",
+                sample_id=path,
             )
             continue
         if m["emotion"] not in class_set:
-            disc.failures.append(
-                Failure(
-                    file=path,
-                    stage="label",
-                    reason=f"label code '{m['emotion']}' not in the CREMA-D class list ({' '.join(classes)})",
-                    sample_id=path,
-                )
+            disc.fail(
+                path,
+                f"label code '{m['emotion']}' not in the CREMA-D class list ({' '.join(classes)})",
+                stage="label",
+                sample_id=path,
             )
             continue
         if name in seen:
-            disc.failures.append(
-                Failure(
-                    file=path,
-                    stage="discover",
-                    reason=f"duplicate clip: {seen[name]} has the same name",
-                    sample_id=path,
-                )
-            )
+            disc.fail(path, f"duplicate clip: {seen[name]} has the same name", sample_id=path)
             continue
         seen[name] = path
         if use_csv:
             info = listed.get(name)
             if info is None:
-                disc.failures.append(
-                    Failure(file=path, stage="discover", reason=f"not listed in {csv_names}", sample_id=path)
-                )
+                disc.fail(path, f"not listed in {csv_names}", sample_id=path)
                 continue
             if info[1] != m["emotion"]:
-                disc.failures.append(
-                    Failure(
-                        file=path,
-                        stage="label",
-                        reason=f"{info[3]} line {info[2]} says {info[1]} but the file name says {m['emotion']}",
-                        sample_id=path,
-                    )
+                disc.fail(
+                    path,
+                    f"{info[3]} line {info[2]} says {info[1]} but the file name says {m['emotion']}",
+                    stage="label",
+                    sample_id=path,
                 )
                 continue
         candidates.append((path, name, m))
@@ -192,13 +174,8 @@ def discover(
         for clip, (_split, _label, lineno, name) in sorted(listed.items()):
             if clip not in seen:
                 expected = f"{video_prefix}{clip}.flv"
-                disc.failures.append(
-                    Failure(
-                        file=expected,
-                        stage="discover",
-                        reason=f"listed in {name} (line {lineno}) but the clip file is missing",
-                        sample_id=expected,
-                    )
+                disc.fail(
+                    expected, f"listed in {name} (line {lineno}) but the clip file is missing", sample_id=expected
                 )
     else:
         actor_split = split_groups(

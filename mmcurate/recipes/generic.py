@@ -8,14 +8,13 @@ Nothing found under the raw directory is dropped silently.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path, PurePosixPath
 
-from mmcurate.common.errors import MMCurateError
-from mmcurate.common.files import list_files
+from mmcurate.common.errors import MMCurateError, one_line
+from mmcurate.common.files import list_files, open_regular, os_reason, parse_json, regular_file_problem
 from mmcurate.common.media_probe import media_file_problem
-from mmcurate.store.items import Discovery, Failure, InputItem
+from mmcurate.store.items import Discovery, InputItem
 from mmcurate.store.schemas import MANIFEST_SCHEMA
 
 #: Input-manifest columns with a meaning; any other column is carried into manifest.parquet.
@@ -44,11 +43,9 @@ def discover_folders(raw_dir: Path) -> Discovery:
         parts = PurePosixPath(rel).parts
         problem = media_file_problem(raw_dir / rel)
         if problem is not None:
-            found.failures.append(Failure(rel, "discover", f"not a media file ({problem})"))
+            found.fail(rel, f"not a media file ({problem})")
         elif len(parts) < 2:
-            found.failures.append(
-                Failure(rel, "discover", "not inside a label folder (expected RAW_DIR/<label>/<clip>)", rel)
-            )
+            found.fail(rel, "not inside a label folder (expected RAW_DIR/<label>/<clip>)", sample_id=rel)
         else:
             found.items.append(InputItem(path=rel, label=parts[0]))
     return found
@@ -56,28 +53,26 @@ def discover_folders(raw_dir: Path) -> Discovery:
 
 def read_input_manifest(manifest: Path) -> list[dict[str, str]]:
     """Rows of a CSV (header required) or JSON-lines input manifest, as strings."""
-    if not manifest.is_file():
+    problem = regular_file_problem(manifest)
+    if problem == "not found":
         raise MMCurateError(f"input manifest {manifest} does not exist")
+    if problem is not None:
+        raise MMCurateError(f"input manifest {manifest}: cannot read it ({problem})")
     suffix = manifest.suffix.lower()
     try:
         if suffix in (".jsonl", ".ndjson", ".json"):
             rows = []
-            with open(manifest, encoding="utf-8") as fh:
+            with open_regular(manifest, "r", encoding="utf-8") as fh:
                 for lineno, line in enumerate(fh, 1):
                     if not line.strip():
                         continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise MMCurateError(
-                            f"input manifest {manifest}, line {lineno}: not valid JSON ({exc.msg})"
-                        ) from None
+                    obj = parse_json(line, f"input manifest {manifest}, line {lineno}")
                     if not isinstance(obj, dict):
                         raise MMCurateError(f"input manifest {manifest}, line {lineno}: expected a JSON object")
                     rows.append({str(k): "" if v is None else str(v) for k, v in obj.items()})
             return rows
-        with open(
-            manifest, encoding="utf-8-sig", newline=""
+        with open_regular(
+            manifest, "r", encoding="utf-8-sig", newline=""
         ) as fh:  # -sig: a BOM (Excel's UTF-8) is not a column name
             reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
             if reader.fieldnames is None:
@@ -88,6 +83,10 @@ def read_input_manifest(manifest: Path) -> list[dict[str, str]]:
             return [{k.strip(): v or "" for k, v in row.items() if k is not None} for row in reader]
     except UnicodeDecodeError:
         raise MMCurateError(f"input manifest {manifest} is not UTF-8 text") from None
+    except csv.Error as exc:  # e.g. a field larger than the csv module's limit
+        raise MMCurateError(f"input manifest {manifest}: not a readable CSV file ({one_line(exc)})") from None
+    except OSError as exc:
+        raise MMCurateError(f"input manifest {manifest}: cannot read it ({os_reason(exc)})") from None
 
 
 def discover_manifest(
@@ -119,17 +118,15 @@ def discover_manifest(
     for lineno, row in enumerate(rows, 2):
         row = {k: v if k == path_column else v.strip() for k, v in row.items()}
         raw_path = row.get(path_column, "")
-        if raw_path != raw_path.strip() and not (raw_dir / raw_path).exists():
+        if raw_path != raw_path.strip() and regular_file_problem(raw_dir / raw_path) == "not found":
             raw_path = raw_path.strip()  # padding around a CSV value, not part of the name
         where = f"{manifest.name} row {lineno}"
         if not raw_path:
-            found.failures.append(Failure(f"<{where}>", "discover", "empty path"))
+            found.fail(f"<{where}>", "empty path")
             continue
         rel = _relative_to_raw(raw_path, raw_dir, raw_resolved)
         if rel is None:
-            found.failures.append(
-                Failure(raw_path, "discover", f"path is outside the raw directory {raw_dir} ({where})")
-            )
+            found.fail(raw_path, f"path is outside the raw directory {raw_dir} ({where})")
             continue
         listed.add(rel)
         label = row.get(label_column, "")
@@ -137,12 +134,10 @@ def discover_manifest(
             start = _parse_time(row.get("start", ""))
             end = _parse_time(row.get("end", ""))
         except ValueError as exc:
-            found.failures.append(Failure(rel, "discover", f"{exc} ({where})"))
+            found.fail(rel, f"{exc} ({where})")
             continue
         if start is not None and end is not None and end <= start:
-            found.failures.append(
-                Failure(rel, "discover", f"segment end {end:g} s is not after start {start:g} s ({where})")
-            )
+            found.fail(rel, f"segment end {end:g} s is not after start {start:g} s ({where})")
             continue
         group = row.get(group_column or "group", "") or None
         extra = tuple(
@@ -153,12 +148,13 @@ def discover_manifest(
         item = InputItem(
             path=rel, label=label, split=row.get("split", "") or None, group=group, start=start, end=end, extra=extra
         )
+        problem = regular_file_problem(raw_dir / rel) if label else None
         if not label:
-            found.failures.append(Failure(rel, "label", f"empty label ({where})", item.sample_id))
-        elif not (raw_dir / rel).is_file():
-            found.failures.append(
-                Failure(rel, "discover", f"file not found: {raw_dir / rel} ({where})", item.sample_id)
-            )
+            found.fail(rel, f"empty label ({where})", stage="label", sample_id=item.sample_id)
+        elif problem == "not found":
+            found.fail(rel, f"file not found: {raw_dir / rel} ({where})", sample_id=item.sample_id)
+        elif problem is not None:
+            found.fail(rel, f"cannot read it: {problem} ({where})", sample_id=item.sample_id)
         else:
             found.items.append(item)
     try:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.files import open_regular
 from mmcurate.recipes.classes import class_list
 from mmcurate.recipes.scan import (
     display_name,
@@ -47,7 +48,7 @@ from mmcurate.recipes.scan import (
     require_dir,
     resolve_option_path,
 )
-from mmcurate.store.items import Discovery, Failure, InputItem
+from mmcurate.store.items import Discovery, InputItem
 from mmcurate.store.splits import normalize_split
 
 #: ``{youtube_id}_{start:06d}_{end:06d}``; YouTube ids are 11 characters of [A-Za-z0-9_-].
@@ -74,7 +75,7 @@ class _Row:
 
 def _is_kinetics_csv(path: Path) -> bool:
     try:
-        with open(path, encoding="utf-8-sig") as fh:
+        with open_regular(path, "r", encoding="utf-8-sig") as fh:
             header = fh.readline()
     except (OSError, UnicodeDecodeError):
         return False
@@ -122,9 +123,7 @@ def _read_rows(
                 end = int(float(row["time_end"]))
                 label = label_key(row["label"])
             except (AttributeError, KeyError, TypeError, ValueError):
-                disc.failures.append(
-                    Failure(file=name, stage="discover", reason=f"line {lineno}: malformed row {list(row.values())!r}")
-                )
+                disc.fail(name, f"line {lineno}: malformed row {list(row.values())!r}")
                 continue
             key = (ytid, start)
             if label not in classes:
@@ -133,15 +132,11 @@ def _read_rows(
             split_raw = (row.get("split") or "").strip()
             where = f"{name} line {lineno}"
             if key in wanted and wanted[key].label != label:
-                disc.failures.append(
-                    Failure(
-                        file=name,
-                        stage="label",
-                        reason=(
-                            f"line {lineno}: {ytid} at {start}s is labelled {label} here "
-                            f"but {wanted[key].label} in {wanted[key].where}"
-                        ),
-                    )
+                disc.fail(
+                    name,
+                    f"line {lineno}: {ytid} at {start}s is labelled {label} here "
+                    f"but {wanted[key].label} in {wanted[key].where}",
+                    stage="label",
                 )
                 continue
             wanted.setdefault(key, _Row(label, normalize_split(split_raw), start, end, where, split_raw or "unsplit"))
@@ -188,23 +183,14 @@ def discover(raw_dir: Path, *, annotations: str | None = None) -> Discovery:
                 if key in others:
                     disc.unlisted.append(path)  # a Kinetics class outside Kinetics-Sounds
                 else:
-                    disc.failures.append(
-                        Failure(file=path, stage="discover", reason=f"not listed in {csv_names}", sample_id=path)
-                    )
+                    disc.fail(path, f"not listed in {csv_names}", sample_id=path)
                 continue
             used.add(key)
             disc.items.append(_item(path, row.label, row.split, m))
         for key, row in sorted(wanted.items()):
             if key not in used:
                 expected = f"{row.split_dir}/{key[0]}_{row.start:06d}_{row.end:06d}.mp4"
-                disc.failures.append(
-                    Failure(
-                        file=expected,
-                        stage="discover",
-                        reason=f"listed in {row.where} but the clip file is missing",
-                        sample_id=expected,
-                    )
-                )
+                disc.fail(expected, f"listed in {row.where} but the clip file is missing", sample_id=expected)
     else:
         for path in files:
             if not is_media(path, raw_dir):
@@ -213,14 +199,12 @@ def discover(raw_dir: Path, *, annotations: str | None = None) -> Discovery:
             parts = path.split("/")
             folder = label_key(parts[-2]) if len(parts) >= 2 else ""
             if not folder or normalize_split(folder) is not None:
-                disc.failures.append(
-                    Failure(
-                        file=path,
-                        stage="label",
-                        reason="no Kinetics annotation CSV under RAW_DIR and the clip is not in a class folder; "
-                        "add annotations/{train,val,test}.csv or pass annotations=PATH",
-                        sample_id=path,
-                    )
+                disc.fail(
+                    path,
+                    "no Kinetics annotation CSV under RAW_DIR and the clip is not in a class folder; "
+                    "add annotations/{train,val,test}.csv or pass annotations=PATH",
+                    stage="label",
+                    sample_id=path,
                 )
                 continue
             if folder not in classes:

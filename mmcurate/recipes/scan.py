@@ -14,8 +14,10 @@ from pathlib import Path, PurePosixPath
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.files import MEDIA_EXTENSIONS as INGEST_MEDIA_EXTENSIONS
 from mmcurate.common.files import list_files as common_list_files
+from mmcurate.common.files import os_reason, read_regular_text
 from mmcurate.common.media_probe import is_media_file
-from mmcurate.store.items import Discovery, Failure
+from mmcurate.common.options import MAX_SEED
+from mmcurate.store.items import Discovery
 
 #: Every extension ingest decodes (video and audio-only): the same set as folder discovery, so an
 #: adapter and ``--layout folders`` agree on what counts as media.
@@ -60,9 +62,7 @@ def match_clip_name(disc: Discovery, path: str, pattern: re.Pattern[str], expect
     match, the file is recorded as a failure saying which ``expected`` name it should have."""
     m = pattern.match(stem(path))
     if m is None:
-        disc.failures.append(
-            Failure(file=path, stage="discover", reason=f"file name is not {expected}", sample_id=path)
-        )
+        disc.fail(path, f"file name is not {expected}", sample_id=path)
     return m
 
 
@@ -88,13 +88,13 @@ def display_name(raw_dir: Path, path: Path) -> str:
 def read_text_lines(path: Path, what: str) -> list[str]:
     """Lines of a small UTF-8 text file (a BOM is tolerated), or a one-line error naming it."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        text = read_regular_text(path, encoding="utf-8-sig")  # never a FIFO or device
     except FileNotFoundError:
         raise MMCurateError(f"{path}: {what} not found") from None
     except UnicodeDecodeError as exc:
         raise MMCurateError(f"{path}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
-        raise MMCurateError(f"{path}: cannot read {what} ({exc.strerror})") from None
+        raise MMCurateError(f"{path}: cannot read {what} ({os_reason(exc)})") from None
     return text.splitlines()
 
 
@@ -107,6 +107,14 @@ def as_fraction(name: str, value: object) -> float:
     if not 0.0 <= f < 1.0:
         raise MMCurateError(f"layout option {name}={f:g} must be at least 0 and below 1")
     return f
+
+
+def as_seed(name: str, value: object) -> int:
+    """A seed option: an integer from 0 to ``MAX_SEED``."""
+    seed = as_int(name, value)
+    if not 0 <= seed <= MAX_SEED:
+        raise MMCurateError(f"layout option {name}={str(seed)[:40]} must be from 0 to {MAX_SEED}")
+    return seed
 
 
 def as_int(name: str, value: object) -> int:

@@ -37,7 +37,7 @@ from mmcurate.recipes.scan import (
     require_dir,
     resolve_option_path,
 )
-from mmcurate.store.items import Discovery, Failure, InputItem
+from mmcurate.store.items import Discovery, InputItem
 from mmcurate.store.splits import normalize_split
 
 #: ``{youtube_id}_{start}`` with the start second zero-padded to 6 digits (official) or not (OGM-GE).
@@ -62,12 +62,8 @@ def _read_csv(path: Path, name: str, classes: set[str], disc: Discovery) -> dict
         if not fields or all(not f.strip() for f in fields):
             continue
         if len(fields) != 4:
-            disc.failures.append(
-                Failure(
-                    file=name,
-                    stage="discover",
-                    reason=f"line {lineno}: expected 4 fields youtube_id,start_seconds,label,split, got {len(fields)}",
-                )
+            disc.fail(
+                name, f"line {lineno}: expected 4 fields youtube_id,start_seconds,label,split, got {len(fields)}"
             )
             continue
         ytid, start_s, label, split_raw = (f.strip() for f in fields)
@@ -76,11 +72,7 @@ def _read_csv(path: Path, name: str, classes: set[str], disc: Discovery) -> dict
         except ValueError:
             if lineno == 1:  # a header row added by some mirrors
                 continue
-            disc.failures.append(
-                Failure(
-                    file=name, stage="discover", reason=f"line {lineno}: start second {start_s!r} is not an integer"
-                )
-            )
+            disc.fail(name, f"line {lineno}: start second {start_s!r} is not an integer")
             continue
         split = normalize_split(split_raw)
         problem = None
@@ -135,9 +127,7 @@ def discover(raw_dir: Path, *, annotations: str = "vggsound.csv", video_dir: str
         key = (m["ytid"], int(m["start"]))
         row = rows.get(key)
         if row is None:
-            disc.failures.append(
-                Failure(file=path, stage="discover", reason=f"not listed in {csv_name}", sample_id=path)
-            )
+            disc.fail(path, f"not listed in {csv_name}", sample_id=path)
             continue
         if key in used:
             disc.unlisted.append(path)  # a second copy of a clip already taken
@@ -145,7 +135,7 @@ def discover(raw_dir: Path, *, annotations: str = "vggsound.csv", video_dir: str
         used.add(key)
         folders[str(PurePosixPath(path).parent)] += 1
         if row.problem is not None:
-            disc.failures.append(Failure(file=path, stage="label", reason=row.problem, sample_id=path))
+            disc.fail(path, row.problem, stage="label", sample_id=path)
             continue
         disc.items.append(
             InputItem(
@@ -171,6 +161,6 @@ def discover(raw_dir: Path, *, annotations: str = "vggsound.csv", video_dir: str
         reason = f"listed in {csv_name} (line {row.lineno}) but the clip file is missing"
         if row.problem is not None:
             reason = f"{row.problem}; the clip file is missing too"
-        disc.failures.append(Failure(file=expected, stage="discover", reason=reason, sample_id=expected))
+        disc.fail(expected, reason, sample_id=expected)
     disc.failures.sort(key=lambda f: (f.file, f.reason))
     return disc

@@ -9,7 +9,9 @@ import click
 
 from mmcurate.cli_options import workdir_option
 from mmcurate.common.options import click_options, from_cli
+from mmcurate.reeval import STAGE
 from mmcurate.reeval.config import ReevalConfig
+from mmcurate.stages import run_stage
 from mmcurate.store import Workdir
 
 
@@ -30,7 +32,7 @@ def _list_methods(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.command(
     "reeval",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True},
-    epilog=(
+    epilog=STAGE.epilog(
         "\b\nExamples:\n"
         "  mmcurate reeval                                   # the work dir's balanced set\n"
         "  mmcurate reeval ORG/NAME --out results/           # a dataset on the Hub\n"
@@ -56,8 +58,6 @@ def reeval(workdir: str | None, **options: Any) -> None:
     data). Every method gets the same data, epochs, optimiser and seeds; the tested checkpoint is
     chosen on the validation split, never on test. Runs resume from their last checkpoint.
     """
-    from mmcurate.reeval import STAGE
-
-    outcome = STAGE.run(Workdir.resolve(workdir), from_cli(ReevalConfig, options))
+    outcome = run_stage(STAGE, Workdir.resolve(workdir), from_cli(ReevalConfig, options))
     for kind, path in outcome.paths.items():
         click.echo(f"{kind}: {path}")

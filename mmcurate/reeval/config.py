@@ -1,14 +1,12 @@
-"""Settings of a re-evaluation: what every method is trained with, and how media become tensors.
-
-One :class:`TrainConfig` is shared by every method and seed of a comparison, which is the point
-of the protocol: same data, same budget, same optimiser, same model size for all. Its hash names
-the runs, so a changed setting never resumes an old checkpoint.
+"""``mmcurate reeval``: every option of the stage, written once, and how they resolve into the settings every
+run shares (:class:`~mmcurate.reeval.settings.TrainConfig`, :class:`~mmcurate.reeval.settings.TensorSettings`,
+with device-dependent defaults).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,66 +14,16 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.common.options import nested, opt
 from mmcurate.execution.config import ExecutionConfig
 from mmcurate.models.fusion import FUSIONS
+from mmcurate.reeval.settings import (
+    DEVICE_DEFAULTS,
+    OPTIMIZER_DEFAULTS,
+    OPTIMIZERS,
+    TensorSettings,
+    TrainConfig,
+)
 
-#: optimisers the trainer knows
-OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
-
-
-@dataclass(frozen=True)
-class TensorSettings:
-    """How clips become model inputs (passed on to :mod:`mmcurate.data` when it is installed).
-
-    ``image_size``: frames are resized to a square of this side. ``num_frames``: frames per clip,
-    evenly spread (OGM-GE and BalanceMM use 3). ``audio_preset``: the :mod:`mmcurate.features`
-    preset for spectrograms (None: the data module's default).
-    """
-
-    image_size: int = 32
-    num_frames: int = 3
-    audio_preset: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and model settings shared by every run of a comparison.
-
-    Defaults are sized for a CPU: a width-8 ResNet-18 pair trains an ``av_digits``-sized set in
-    minutes per method. SGD with momentum is the default because gradient-modulation methods
-    (OGM-GE, AGM, MMPareto) rescale raw gradients, which an adaptive optimiser partly undoes.
-    """
-
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 0.01
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    width: int = 8
-    fusion: str = "concat"
-    #: per-method hyper-parameter overrides: {"ogm_ge": {"alpha": 0.5}}
-    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def params_for(self, method: str) -> dict[str, Any]:
-        """The overrides given for ``method`` (empty when none)."""
-        return dict(self.method_params.get(method, {}))
-
-
-#: per-optimiser defaults of the learning rate and weight decay
-OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
-    "sgd": {"lr": 0.01, "weight_decay": 1e-4},
-    "adamw": {"lr": 1e-3, "weight_decay": 1e-2},
-}
-#: CPU-sized and GPU-sized defaults of the model width and frame size
-DEVICE_DEFAULTS: dict[str, dict[str, int]] = {
-    "cpu": {"width": 8, "image_size": 32},
-    "cuda": {"width": 32, "image_size": 64},
-}
+#: largest accepted seed (seeds are combined with salts into 64-bit generator seeds)
+MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -89,9 +37,10 @@ class ReevalConfig:
         show_default=False,
     )
     methods: str = opt(
-        "all",
-        "Comma-separated methods to run, in any common spelling (ogm_ge, OGM-GE, MMCosine, ReconBoost), or 'all'; "
-        "--list-methods shows them.",
+        "default",
+        "Comma-separated methods to run, in any common spelling (ogm_ge, OGM-GE, MMCosine, ReconBoost); 'default' "
+        "runs the demo's eight (audio_only, visual_only, joint, ogm_ge, greedy, pmr, agm, mmpareto), 'all' the "
+        "twenty; --list-methods shows them.",
     )
     seeds: str = opt("0", "Comma-separated seeds; every method runs once per seed and the tables give mean ± std.")
     epochs: int = opt(20, "Training epochs, the same for every method.")
@@ -165,11 +114,13 @@ class ReevalConfig:
 
     def method_list(self) -> list[str]:
         """'all' or a comma list in any accepted spelling -> registry names (duplicates dropped, order kept)."""
-        from mmcurate.reeval.methods import METHODS, lookup_method
+        from mmcurate.reeval.methods import DEFAULT_METHODS, METHODS, lookup_method
 
         names = [t.strip() for t in self.methods.split(",") if t.strip()]
         if [n.lower() for n in names] == ["all"]:
             return list(METHODS)
+        if [n.lower() for n in names] == ["default"]:
+            return list(DEFAULT_METHODS)
         if not names:
             raise MMCurateError("--methods is empty")
         unknown = [n for n in names if lookup_method(n) is None]
@@ -187,8 +138,8 @@ class ReevalConfig:
             raise MMCurateError(f"--seeds {self.seeds!r}: expected comma-separated integers such as 0,1,2") from None
         if not seeds:
             raise MMCurateError("--seeds is empty")
-        if any(s < 0 for s in seeds):
-            raise MMCurateError(f"--seeds {self.seeds!r}: seeds must be 0 or more")
+        if any(not 0 <= s <= MAX_SEED for s in seeds):
+            raise MMCurateError(f"--seeds {self.seeds!r}: seeds must lie between 0 and {MAX_SEED}")
         return list(dict.fromkeys(seeds))
 
     def param_overrides(self) -> dict[str, dict[str, Any]]:

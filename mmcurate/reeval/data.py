@@ -18,7 +18,7 @@ import torch
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import canonical_json
-from mmcurate.reeval.config import TensorSettings
+from mmcurate.reeval.settings import TensorSettings
 from mmcurate.reeval.tensorize import tensorize
 from mmcurate.store.splits import SPLITS, assign_splits
 

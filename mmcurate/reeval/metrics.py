@@ -91,22 +91,34 @@ def evaluate_predictions(
     }
 
 
+def metric_keys(num_bins: int) -> list[str]:
+    """The flat metric keys in their one fixed order (results.csv columns, table order).
+
+    Fixed here rather than taken from a result's dict order: a result read back from JSON (a reused
+    run) may hold its keys in another order, and the same runs must give the same bytes."""
+    keys = ["acc", "macro_f1", "acc_audio", "acc_visual", "acc_audio_pref", "acc_visual_pref"]
+    keys += [f"acc_{side}>{t:g}" for t in THRESHOLDS for side in ("audio", "visual", "abs")]
+    keys += [f"acc_bin{b}" for b in range(num_bins)]
+    return keys + list(CONTRIBUTION_KEYS)
+
+
 def flat_metrics(result: dict[str, Any]) -> dict[str, float | None]:
-    """One level of ``metric name -> value``, the columns of results.csv and the tables."""
-    out: dict[str, float | None] = {
-        "acc": result["accuracy"]["overall"],
-        "macro_f1": result["macro_f1"],
-        "acc_audio": result["acc_audio"],
-        "acc_visual": result["acc_visual"],
-    }
-    for name, value in result["accuracy"].items():
-        if name != "overall":
-            out[f"acc_{name}"] = value
-    for b, value in enumerate(result["bin_accuracy"]):
-        out[f"acc_bin{b}"] = value
+    """``metric name -> value``, one level: the columns of results.csv and the tables (:func:`metric_keys` order)."""
+    accs = result["accuracy"]
     contribution = result.get("contribution") or {}
-    for name, (level, key) in CONTRIBUTION_KEYS.items():
-        out[name] = contribution.get(level, {}).get(key)
+    out: dict[str, float | None] = {}
+    for key in metric_keys(len(result["bin_accuracy"])):
+        if key == "acc":
+            out[key] = accs["overall"]
+        elif key in ("macro_f1", "acc_audio", "acc_visual"):
+            out[key] = result[key]
+        elif key.startswith("acc_bin"):
+            out[key] = result["bin_accuracy"][int(key.removeprefix("acc_bin"))]
+        elif key in CONTRIBUTION_KEYS:
+            level, name = CONTRIBUTION_KEYS[key]
+            out[key] = contribution.get(level, {}).get(name)
+        else:
+            out[key] = accs.get(key.removeprefix("acc_"))
     return out
 
 
@@ -123,27 +135,25 @@ CONTRIBUTION_KEYS: dict[str, tuple[str, str]] = {
 def metric_counts(result: dict[str, Any]) -> dict[str, int | None]:
     """Flat metric key -> number of test samples it was computed on (None: not a proportion)."""
     counts = result["counts"]
-    out: dict[str, int | None] = {
-        "acc": counts["overall"],
-        "macro_f1": None,
-        "acc_audio": counts["overall"],
-        "acc_visual": counts["overall"],
-    }
-    for name in result["accuracy"]:
-        if name != "overall":
-            out[f"acc_{name}"] = counts.get(name)
-    for b, n in enumerate(result["bin_counts"]):
-        out[f"acc_bin{b}"] = n
-    for name in CONTRIBUTION_KEYS:
-        out[name] = None
+    out: dict[str, int | None] = {}
+    for key in metric_keys(len(result["bin_counts"])):
+        if key in ("acc", "acc_audio", "acc_visual"):
+            out[key] = counts["overall"]
+        elif key == "macro_f1" or key in CONTRIBUTION_KEYS:
+            out[key] = None
+        elif key.startswith("acc_bin"):
+            out[key] = result["bin_counts"][int(key.removeprefix("acc_bin"))]
+        else:
+            out[key] = counts.get(key.removeprefix("acc_"))
     return out
 
 
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None, int]:
-    """(mean, sample std, n) over the non-None values; std is 0 for one value, None for none."""
+    """(mean, sample std, n) over the non-None values; std is None for fewer than two values (one seed
+    has no spread to state: 0 would claim a certainty nobody measured)."""
     xs = [v for v in values if v is not None]
     if not xs:
         return None, None, 0
     arr = np.asarray(xs, dtype=np.float64)
-    std = float(arr.std(ddof=1)) if len(xs) > 1 else 0.0
+    std = float(arr.std(ddof=1)) if len(xs) > 1 else None
     return float(arr.mean()), std, len(xs)

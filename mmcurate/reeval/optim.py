@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmcurate.reeval.config import TrainConfig
+from mmcurate.reeval.settings import TrainConfig
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:

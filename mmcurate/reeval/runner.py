@@ -7,6 +7,7 @@ command line.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,17 +16,29 @@ import pyarrow as pa
 import torch
 
 from mmcurate.common.atomic import atomic_write_json
-from mmcurate.common.console import info, summary_table
+from mmcurate.common.console import info, summary_table, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.execution import ExecutionConfig, WorkUnit, distributed, make_executor
+from mmcurate.execution.device import describe_device, execution_device
 from mmcurate.execution.distributed import SINGLE, Ranks
-from mmcurate.reeval.config import ReevalConfig, TensorSettings, TrainConfig
+from mmcurate.execution.driver import Completion, UnitDriver, Written
+from mmcurate.reeval.config import ReevalConfig
 from mmcurate.reeval.data import ReevalData
 from mmcurate.reeval.data import resplit as resplit_data
 from mmcurate.reeval.methods import METHODS, get_method
-from mmcurate.reeval.report import write_report
+from mmcurate.reeval.report import PROTOCOL, write_report
+from mmcurate.reeval.settings import TrainConfig
 from mmcurate.reeval.sources import load_source, resolve_source
-from mmcurate.reeval.trainer import RunResult, finished_run, fit_run, record_run, run_dir_for
+from mmcurate.reeval.split_audit import small_split_warnings
+from mmcurate.reeval.trainer import (
+    RunResult,
+    cached_result,
+    fit_run,
+    run_dir_for,
+    run_identity_hash,
+    run_marker,
+    write_predictions,
+)
 from mmcurate.store import Workdir
 from mmcurate.store.lock import FileLock, folder_lock
 from mmcurate.store.ownership import check_output_path, claim_locked
@@ -37,28 +50,6 @@ class ReevalOutcome:
     paths: dict[str, Path]
     data: ReevalData
     device: str
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; an explicit CUDA device must exist."""
-    spec = spec.strip().lower()
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise MMCurateError(f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MMCurateError(f"--device {spec}: CUDA is not available here; use --device cpu or auto")
-    if device.type not in ("cpu", "cuda"):
-        raise MMCurateError(f"--device {spec}: only cpu and cuda are supported")
-    return device
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def check_methods(methods: list[str], cfg: TrainConfig) -> None:
@@ -73,34 +64,31 @@ def check_methods(methods: list[str], cfg: TrainConfig) -> None:
 
 
 def run_reeval_stage(workdir: Workdir, cfg: ReevalConfig) -> ReevalOutcome:
-    """The ``mmcurate reeval`` stage: SOURCE (default WORKDIR/balanced) into ``cfg.out`` (default WORKDIR/reeval)."""
-    check_output_path(cfg.out or workdir.reeval_dir)  # before minutes of loading, not after
-    execution = cfg.execution
-    if execution.engine == "ray" and execution.gpus_per_job > 0:
-        device = torch.device("cuda")  # Ray gives each task its GPU; this process may have none
-    else:
-        device = resolve_device(cfg.device)
-    return run_reeval(
-        cfg.source,
-        cfg.out or workdir.reeval_dir,
-        cfg.method_list(),
-        cfg.seed_list(),
-        cfg.train_config(device.type),
-        cfg.tensor_settings(device.type),
-        device,
-        workdir=workdir,
-        bins=cfg.bins,
-        fresh=cfg.fresh,
-        cache_dir=cfg.cache_dir,
-        threads=execution.threads(cfg.threads),
-        execution=execution,
-        resplit=cfg.resplit,
-        overwrite=cfg.overwrite,
-    )
+    """The ``mmcurate reeval`` stage: SOURCE (default WORKDIR/balanced) into ``cfg.out`` (default WORKDIR/reeval).
 
+    ``--threads``: torch intra-op threads on CPU. One is the default: CPU-sized models gain little from
+    more, and when other jobs share the cores, OpenMP threads that wait for each other at every layer made
+    a training step 17x slower in our measurements.
 
-#: what a reeval output holds (folders written before owner files existed are recognised by them)
-REEVAL_NAMES = ("results.json", "runs")
+    Each (method, seed) run is a work unit: finished ones (their completion marker matches) are
+    reused, the others are mapped through the executor of ``--engine`` (locally one after the
+    other, in this process; on Ray one task each, the data put in the object store once), and this
+    process writes each run's predictions and marker, then the tables.
+    """
+    out_dir = Path(cfg.out or workdir.reeval_dir)
+    check_output_path(out_dir)  # before minutes of loading, not after
+    device = execution_device(cfg.device, cfg.execution)
+    check_methods(cfg.method_list(), cfg.train_config(device.type))
+    ranks = SINGLE
+    if cfg.execution.distributed:
+        ranks, device = distributed.start(device)
+    # rank 0 owns the folder (the other ranks write nothing): checked and locked before any loading
+    lock = claim_reeval_folder(out_dir, cfg.overwrite) if ranks.is_main else None
+    try:
+        return _run_reeval_locked(cfg, out_dir, workdir, device, ranks)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def claim_reeval_folder(out_dir: Path, overwrite: bool) -> FileLock:
@@ -110,8 +98,12 @@ def claim_reeval_folder(out_dir: Path, overwrite: bool) -> FileLock:
     output) is refused unless ``overwrite``; even then reeval writes only its own names. The lock
     refuses a second reeval on the same folder while this one runs."""
 
-    def legacy() -> bool:
-        return any((out_dir / name).exists() for name in REEVAL_NAMES)
+    def legacy() -> bool:  # a results.json that reeval wrote (a user's folder may well hold "runs/" or a results.*)
+        try:
+            doc = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(doc, dict) and doc.get("protocol") == PROTOCOL and "runs" in doc
 
     return claim_locked(out_dir, "reeval", overwrite, folder_lock(out_dir, f"reeval folder {out_dir}"), legacy=legacy)
 
@@ -129,9 +121,13 @@ class RunJob:
     ranks: Ranks = SINGLE
     resplit: bool = False
 
+    def data_for(self, seed: int) -> ReevalData:
+        """The data a seed's runs train on (with ``--resplit``, the seed's own train/val draw)."""
+        return resplit_data(self.data, seed) if self.resplit else self.data
+
     def __call__(self, key: tuple[str, int]) -> tuple[RunResult, pa.Table | None]:
         method, seed = key
-        data = resplit_data(self.data, seed) if self.resplit else self.data
+        data = self.data_for(seed)
         before = torch.get_num_threads()
         if self.threads is not None and self.device.type == "cpu":
             torch.set_num_threads(self.threads)
@@ -141,105 +137,38 @@ class RunJob:
             torch.set_num_threads(before)
 
 
-def run_reeval(
-    source: str | None,
-    out_dir: Path,
-    methods: list[str],
-    seeds: list[int],
-    cfg: TrainConfig,
-    settings: TensorSettings,
-    device: torch.device,
-    *,
-    workdir: Workdir | None = None,
-    bins: int = 10,
-    fresh: bool = False,
-    cache_dir: str | None = None,
-    threads: int | None = 1,
-    execution: ExecutionConfig | None = None,
-    resplit: bool = False,
-    overwrite: bool = False,
-) -> ReevalOutcome:
-    """Load the source, train and test every (method, seed), write the report into ``out_dir``.
-
-    ``threads``: torch intra-op threads on CPU (None: leave torch's default). One is the default:
-    CPU-sized models gain little from more, and when other jobs share the cores, OpenMP threads
-    that wait for each other at every layer made a training step 17x slower in our measurements.
-
-    Each (method, seed) run is a work unit: finished ones (their completion marker matches) are
-    reused, the others are mapped through the executor of ``execution`` (locally one after the
-    other, in this process; on Ray one task each, the data put in the object store once), and this
-    process writes each run's predictions and marker, then the tables.
-    """
-    check_methods(methods, cfg)
-    execution = execution or ExecutionConfig()
-    ranks = SINGLE
-    if execution.distributed:
-        ranks, device = distributed.start(device)
-    # rank 0 owns the folder (the other ranks write nothing): checked and locked before any loading
-    lock = claim_reeval_folder(Path(out_dir), overwrite) if ranks.is_main else None
-    try:
-        return _run_reeval_locked(
-            source,
-            Path(out_dir),
-            methods,
-            seeds,
-            cfg,
-            settings,
-            device,
-            workdir,
-            bins,
-            fresh,
-            cache_dir,
-            threads,
-            execution,
-            ranks,
-            resplit,
-        )
-    finally:
-        if lock is not None:
-            lock.release()
-
-
 def _run_reeval_locked(
-    source: str | None,
-    out_dir: Path,
-    methods: list[str],
-    seeds: list[int],
-    cfg: TrainConfig,
-    settings: TensorSettings,
-    device: torch.device,
-    workdir: Workdir | None,
-    bins: int,
-    fresh: bool,
-    cache_dir: str | None,
-    threads: int | None,
-    execution: ExecutionConfig,
-    ranks: Ranks,
-    resplit: bool,
+    cfg: ReevalConfig, out_dir: Path, workdir: Workdir | None, device: torch.device, ranks: Ranks
 ) -> ReevalOutcome:
+    threads = cfg.execution.threads(cfg.threads)
+    train, settings = cfg.train_config(device.type), cfg.tensor_settings(device.type)
     if device.type == "cpu" and threads is not None:
         torch.set_num_threads(threads)
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-    kind, location = resolve_source(source, workdir)
+    kind, location = resolve_source(cfg.source, workdir)
     info(f"source: {location} ({kind})")
-    data = load_source(kind, location, settings, bins=bins, cache_dir=cache_dir)
+    data = load_source(kind, location, settings, bins=cfg.bins, cache_dir=cfg.cache_dir)
     sizes = ", ".join(f"{n} {len(data.split(n))}" for n in ("train", "val", "test"))
     info(f"data: {len(data.classes)} classes; {sizes}; {data.split_note}")
     for note in data.notes:
         info(f"note: {note}")
+    for line in small_split_warnings(data):  # before minutes of training, not after
+        warn(f"reeval: {line}")
     device_text = describe_device(device)
-    info(f"device: {device_text}; model width {cfg.width}, frames {settings.num_frames} x {settings.image_size} px")
-    runs = _train_all(data, cfg, methods, seeds, out_dir, device, fresh, threads, execution, ranks, resplit)
-    if not ranks.is_main:  # only rank 0 writes
-        return ReevalOutcome(runs, {}, data, device_text)
+    info(f"device: {device_text}; model width {train.width}, frames {settings.num_frames} x {settings.image_size} px")
+    job = RunJob(data, train, out_dir, device, threads, ranks, cfg.resplit)
+    runs = _train_all(job, cfg.method_list(), cfg.seed_list(), cfg.fresh, cfg.execution)
+    if runs is None or not ranks.is_main:  # other array parts still owe runs; only rank 0 writes
+        return ReevalOutcome(runs or [], {}, data, device_text)
+    seeds, resplit = cfg.seed_list(), cfg.resplit
     run_settings: dict[str, Any] = {
-        **cfg.to_dict(),
+        **train.to_dict(),
         **settings.to_dict(),
         "seeds": seeds,
-        "methods": methods,
-        "bins": bins,
+        "methods": cfg.method_list(),
+        "bins": cfg.bins,
         **({"resplit": True} if resplit else {}),
     }
     if resplit:
@@ -280,43 +209,49 @@ def _run_reeval_locked(
 
 
 def _train_all(
-    data: ReevalData,
-    cfg: TrainConfig,
-    methods: list[str],
-    seeds: list[int],
-    out_dir: Path,
-    device: torch.device,
-    fresh: bool,
-    threads: int | None,
-    execution: ExecutionConfig,
-    ranks: Ranks,
-    resplit: bool = False,
-) -> list[RunResult]:
-    """Every (method, seed) run's result, in (method, seed) order: reused, or trained through the executor.
+    job: RunJob, methods: list[str], seeds: list[int], fresh: bool, execution: ExecutionConfig
+) -> list[RunResult] | None:
+    """Every (method, seed) run's result, in (method, seed) order: reused, or trained through the driver;
+    None when other array parts still owe some (the last part writes the tables).
 
     With ``resplit`` each seed trains on its own train/val draw (:func:`mmcurate.reeval.data.resplit`)."""
     keys = [(name, seed) for name in methods for seed in seeds]
-    if fresh and ranks.is_main:
+    if fresh and job.ranks.is_main:
         for name, seed in keys:
             for file in ("result.json", "last.pt", "best.pt", "predictions.parquet"):
-                (run_dir_for(out_dir, name, seed) / file).unlink(missing_ok=True)
-    distributed.barrier(ranks)
-    results: dict[tuple[str, int], RunResult] = {}
-    for key in keys:
-        cached = finished_run(out_dir, key[0], resplit_data(data, key[1]) if resplit else data, cfg, key[1], device)
-        if cached is not None:
-            results[key] = cached
-    pending = [WorkUnit(f"{k[0]}/seed{k[1]}", i, (k,)) for i, k in enumerate(keys) if k not in results]
-    distributed.barrier(ranks)  # every rank has decided what to train before rank 0 writes anything
-    if pending:
-        executor = make_executor(1, None, execution, cpus=threads or 1, threads=threads)
-        if execution.engine != "local":
-            info(f"reeval: {len(pending)} run(s) on {executor.describe()}")
-        job = RunJob(data, cfg, out_dir, device, threads, ranks, resplit)
-        for unit, [(result, predictions)] in executor.map_units(job, pending):
-            if predictions is not None and ranks.is_main:
-                record_run(out_dir, result, predictions)
-            results[unit.items[0]] = result
+                (run_dir_for(job.out_dir, name, seed) / file).unlink(missing_ok=True)
+    distributed.barrier(job.ranks)
+    units = [WorkUnit(f"{name}/seed{seed}", i, ((name, seed),)) for i, (name, seed) in enumerate(keys)]
+    identity = {key: run_identity_hash(key[0], job.data_for(key[1]), job.cfg, key[1], job.device) for key in keys}
+    completion: Completion[tuple[str, int]] = Completion(
+        marker=lambda unit: run_marker(job.out_dir, *unit.items[0]), identity=lambda unit: identity[unit.items[0]]
+    )
+    results = {u.items[0]: cached_result(payload) for u in units if (payload := completion.payload(u))}
+    if len(results) == len(units):
+        distributed.barrier(job.ranks)
+        return [results[k] for k in keys]  # all reused: no executor (no Ray instance) needed
+    executor = make_executor(1, None, execution, cpus=job.threads or 1, threads=job.threads)
+    driver = UnitDriver("reeval", "run", units, completion, executor, job.ranks)
+    if driver.pending and execution.engine != "local":
+        info(f"reeval: {len(driver.pending)} run(s) on {executor.describe()}")
+
+    def collect(unit: WorkUnit[tuple[str, int]], out: list[tuple[RunResult, pa.Table | None]]) -> None:
+        results[unit.items[0]] = out[0][0]
+
+    def write(unit: WorkUnit[tuple[str, int]], out: list[tuple[RunResult, pa.Table | None]]) -> Written | None:
+        result, predictions = out[0]
+        return (
+            None
+            if predictions is None
+            else Written(write_predictions(job.out_dir, result, predictions), result.to_dict())
+        )
+
+    driver.run(lambda: job, write, collect=collect)
+    if job.ranks.is_main and not driver.finish("results.json"):
+        return None
+    for unit in units:  # runs another array part finished meanwhile
+        if unit.items[0] not in results:
+            results[unit.items[0]] = cached_result(completion.payload(unit))
     return [results[k] for k in keys]
 
 

@@ -24,8 +24,8 @@ import pyarrow.compute as pc
 
 from mmcurate.common.errors import MMCurateError, StageNotReadyError
 from mmcurate.data import FEATURES_METADATA_KEY, read_shards
-from mmcurate.reeval.config import TensorSettings
 from mmcurate.reeval.data import ReevalData, assemble, resolve_splits
+from mmcurate.reeval.settings import TensorSettings
 from mmcurate.store import BalancedDir, IngestDir, Workdir
 from mmcurate.store.bins import assign_bins, make_edges
 from mmcurate.store.io import read_parquet, require_columns

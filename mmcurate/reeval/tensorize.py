@@ -16,7 +16,7 @@ import pyarrow as pa
 import torch
 
 from mmcurate.data import TensorConfig, build_av_tensors
-from mmcurate.reeval.config import TensorSettings
+from mmcurate.reeval.settings import TensorSettings
 
 
 @dataclass

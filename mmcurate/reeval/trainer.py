@@ -17,7 +17,10 @@ Protocol choices, all deliberate:
 
 from __future__ import annotations
 
+import functools
+import pickle
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,12 +39,12 @@ from mmcurate.common.hashing import config_hash
 from mmcurate.execution import distributed
 from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.reeval.batches import epoch_order, iter_batches, num_batches
-from mmcurate.reeval.config import TrainConfig
 from mmcurate.reeval.contribution import coalition_correctness, shapley_contribution
 from mmcurate.reeval.data import ReevalData, SplitData
 from mmcurate.reeval.methods import Method, Prediction, TrainContext, get_method
 from mmcurate.reeval.metrics import evaluate_predictions
 from mmcurate.reeval.optim import build_optimizer
+from mmcurate.reeval.settings import TrainConfig
 from mmcurate.store.completion import UnitMarker
 
 RESULT_FILE = "result.json"
@@ -189,6 +192,7 @@ def fit_run(
         cfg=cfg,
         optimizer=optimizer,
         out_dir=Path(out_dir),
+        run_of=runs_of(data, cfg, seed, Path(out_dir), device),
     )
     state = _load_checkpoint(run_dir / "last.pt", ident_hash, device)
     distributed.barrier(ranks)  # every rank has read the checkpoint before rank 0 writes the next one
@@ -241,7 +245,7 @@ def fit_run(
 
     assert best is not None, "training ran no epoch"
     distributed.barrier(ranks)  # best.pt is on disk for every rank
-    model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=False)["model"])
+    model.load_state_dict(_load_weights(run_dir / "best.pt", device)["model"])
     pred = predict_split(method, model, data.test, data, cfg.batch_size, device)
     test = evaluate_predictions(
         pred["pred"],
@@ -274,13 +278,53 @@ def fit_run(
     return result, _predictions_table(data.test, pred)
 
 
+def runs_of(
+    data: ReevalData, cfg: TrainConfig, seed: int, out_dir: Path, device: torch.device
+) -> Callable[[str], tuple[RunResult, Path]]:
+    """``TrainContext.run_of`` of a comparison: another method's run with this seed (trained here if not
+    finished) and its ``best.pt``."""
+    return functools.partial(_run_of, data, cfg, seed, Path(out_dir), device)
+
+
+def _run_of(
+    data: ReevalData, cfg: TrainConfig, seed: int, out_dir: Path, device: torch.device, method_name: str
+) -> tuple[RunResult, Path]:
+    run = train_run(method_name, data, cfg, seed, out_dir, device)
+    return run, run_dir_for(out_dir, method_name, seed) / "best.pt"
+
+
 def record_run(out_dir: Path, result: RunResult, predictions: pa.Table) -> None:
     """Write a finished run's test predictions, then its completion marker (``result.json``)."""
+    files = write_predictions(out_dir, result, predictions)
+    run_marker(out_dir, result.method, result.seed).record(result.extra["identity_hash"], files, result.to_dict())
+
+
+def run_marker(out_dir: Path, method: str, seed: int) -> UnitMarker:
+    """The completion marker of one (method, seed) run: ``result.json``, whose payload is the result."""
+    run_dir = run_dir_for(out_dir, method, seed)
+    return UnitMarker(run_dir / RESULT_FILE, run_dir)
+
+
+def write_predictions(out_dir: Path, result: RunResult, predictions: pa.Table) -> list[Path]:
+    """Write a finished run's test predictions; the files its marker vouches for (with ``best.pt``)."""
     run_dir = run_dir_for(out_dir, result.method, result.seed)
     with atomic_path(run_dir / "predictions.parquet") as tmp:
         pq.write_table(predictions, tmp)
-    UnitMarker(run_dir / RESULT_FILE, run_dir).record(
-        result.extra["identity_hash"], [run_dir / "best.pt", run_dir / "predictions.parquet"], result.to_dict()
+    return [run_dir / "best.pt", run_dir / "predictions.parquet"]
+
+
+def cached_result(doc: dict[str, Any]) -> RunResult:
+    """The result a finished run's marker recorded (status "cached")."""
+    return RunResult(
+        method=doc["method"],
+        seed=doc["seed"],
+        best_epoch=doc["best_epoch"],
+        best_val_acc=doc["best_val_acc"],
+        best_val_loss=doc["best_val_loss"],
+        test=doc["test"],
+        history=doc["history"],
+        method_info=doc["method_info"],
+        status="cached",
     )
 
 
@@ -371,15 +415,29 @@ def _save(path: Path, obj: dict[str, Any]) -> None:
         torch.save(obj, fh)
 
 
+def _load_weights(path: Path, device: torch.device) -> dict[str, Any]:
+    """A checkpoint loaded with ``weights_only`` (tensors, numbers, strings, lists, dicts): a planted pickle that
+    would run code is refused with a one-line error, never executed."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise MMCurateError(
+            f"{path}: not a plain weights checkpoint (it holds objects that loading would execute); refusing to load "
+            "it: delete it, or rerun with --fresh"
+        ) from None
+
+
 def _load_checkpoint(path: Path, ident_hash: str, device: torch.device) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = _load_weights(path, device)
+    except MMCurateError:
+        raise
     except Exception as exc:  # a checkpoint from an older version or a damaged disk: start over
         warn(f"{path}: unreadable checkpoint ({type(exc).__name__}); training this run from scratch")
         return None
-    if state.get("config_hash") != ident_hash:
+    if not isinstance(state, dict) or state.get("config_hash") != ident_hash:
         warn(f"{path}: written with other settings or data; training this run from scratch")
         return None
     if "rng" in state:
@@ -390,18 +448,7 @@ def _load_checkpoint(path: Path, ident_hash: str, device: torch.device) -> dict[
 def _load_finished(run_dir: Path, ident_hash: str) -> RunResult | None:
     """The finished run's result when its marker matches these settings and its files are intact."""
     doc = UnitMarker(run_dir / RESULT_FILE, run_dir).read(ident_hash)
-    if not doc:
-        return None
-    return RunResult(
-        method=doc["method"],
-        seed=doc["seed"],
-        best_epoch=doc["best_epoch"],
-        best_val_acc=doc["best_val_acc"],
-        best_val_loss=doc["best_val_loss"],
-        test=doc["test"],
-        history=doc["history"],
-        method_info=doc["method_info"],
-    )
+    return cached_result(doc) if doc else None
 
 
 def _predictions_table(split: SplitData, pred: dict[str, np.ndarray]) -> pa.Table:

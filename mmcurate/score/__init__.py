@@ -10,14 +10,16 @@ from mmcurate.common.stage import Stage
 from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
 from mmcurate.score.importer import import_scores, validate_scores
 from mmcurate.score.registry import available_scorers, register_scorer
-from mmcurate.score.runner import (
-    ScoreResult,
-    print_summary,
-    read_scores,
-    run_score,
-    scores_state,
-    summarize,
-)
+from mmcurate.score.runner import run_score, scores_state
+from mmcurate.score.table import ScoreResult, print_summary, read_scores, summarize
+from mmcurate.store import IngestDir, Workdir
+
+
+def is_complete(workdir: Workdir, cfg: ScoreStageConfig) -> bool:
+    """A finished ingest whose scores are fresh for its data (the recipe's fingerprint covers the settings)."""
+    ingest = IngestDir(cfg.ingest_dir or workdir.ingest.path)
+    return ingest.is_complete() and ingest.scores_state() == "fresh"
+
 
 STAGE: Stage[ScoreStageConfig, ScoreResult] = Stage(
     name="score",
@@ -26,6 +28,8 @@ STAGE: Stage[ScoreStageConfig, ScoreResult] = Stage(
     writes=("ingest/scores.parquet", "ingest/scores.json", "ingest/score_runs/<scorer>/", "ingest/scorers/<scorer>/"),
     run=run_score,
     summarize=print_summary,
+    is_complete=is_complete,
+    sections=("score",),
 )
 
 __all__ = [

@@ -22,16 +22,16 @@ from mmcurate import __version__
 from mmcurate.common.console import info
 from mmcurate.common.errors import MMCurateError
 from mmcurate.data import build_av_tensors, read_shards
+from mmcurate.execution.device import resolve_device
 from mmcurate.score.assemble import DEFAULT_EDGES, Assembled
 from mmcurate.score.calibration import apply_temperature, calibration_slope
 from mmcurate.score.config import ScoreConfig
-from mmcurate.score.runner import ScoreResult, _check_modalities, _scores_table, resolve_device
 from mmcurate.score.scorers import FIX, SCORER_META, SavedScorer, apply_calibration, load_scorer
+from mmcurate.score.table import MODALITIES, ScoreResult, check_modalities, scores_table
 from mmcurate.score.train import InMemorySource
 from mmcurate.score.uncertainty import bin_probability, confidence_std, discrepancy_std
 from mmcurate.store import IngestDir
 
-MODALITIES = ("audio", "visual")
 #: what scores.json, the summary and the card say about these scores
 NOT_OUT_OF_FOLD = (
     "not out-of-fold: scored by whole-set scorers trained on another ingest folder, models that never saw these "
@@ -126,7 +126,7 @@ def score_candidates(
     saved = saved_scorer_for(source)
     classes = check_classes(candidates, saved)
     manifest = candidates.read_manifest()
-    _check_modalities(manifest, allow_missing)
+    check_modalities(manifest, allow_missing)
     sample_ids = manifest.column("sample_id").to_pylist()
     labels = manifest.column("label").to_pylist()
     index = {c: i for i, c in enumerate(classes)}
@@ -153,7 +153,7 @@ def score_candidates(
         saved.meta["calibration"],
         saved.meta.get("epoch_ratio") or {m: 1.0 for m in MODALITIES},
     )
-    table, metrics = _scores_table(sample_ids, labels, classes, y, np.full(len(y), -1), assembled, scorer_id)
+    table, metrics = scores_table(sample_ids, labels, classes, y, np.full(len(y), -1), assembled, scorer_id)
     metrics["candidates"] = "candidates, not out-of-fold: whole-set scorers that never saw these clips"
     elapsed = time.monotonic() - t0
     candidates.write_scores(

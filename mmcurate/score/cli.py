@@ -11,10 +11,11 @@ from mmcurate.cli_options import workdir_option
 from mmcurate.common.console import info
 from mmcurate.common.options import click_options, from_cli
 from mmcurate.score import STAGE, ScoreStageConfig
+from mmcurate.stages import run_stage
 from mmcurate.store import Workdir
 
 
-@click.command("score", context_settings={"show_default": True})
+@click.command("score", context_settings={"show_default": True}, epilog=STAGE.epilog())
 @workdir_option
 @click_options(ScoreStageConfig)
 def score(workdir: str | None, **options: Any) -> None:
@@ -24,7 +25,7 @@ def score(workdir: str | None, **options: Any) -> None:
     over the last --avg-last epochs), from models that never trained on it; the discrepancy is
     p_audio - p_visual. INGEST_DIR defaults to WORKDIR/ingest.
     """
-    result = STAGE.run(Workdir.resolve(workdir), from_cli(ScoreStageConfig, options))
+    result = run_stage(STAGE, Workdir.resolve(workdir), from_cli(ScoreStageConfig, options))
     if not result.finished:
         return
     STAGE.summarize(result)

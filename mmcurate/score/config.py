@@ -1,171 +1,23 @@
-"""Scorer settings, written once: what the out-of-fold confidences depend on, and the stage's options.
+"""``mmcurate score``'s options, written once.
 
-:class:`ScoreConfig` is the built-in scorer (its content fields are hashed into the scorer id);
-:class:`ScoreStageConfig` is the whole ``mmcurate score`` stage: which ingest folder, the scorer
-settings, imported or plugin scores instead, and how to run.
+:class:`ScoreStageConfig` is the whole stage: which ingest folder, the built-in scorer's settings
+(:class:`~mmcurate.common.scoring.ScoreConfig`, whose content fields are hashed into the scorer id;
+shared with ``mmcurate balance``), imported or plugin scores instead, and how to run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.common.hashing import config_hash
+from mmcurate.common.files import regular_file_problem
 from mmcurate.common.options import nested, opt
+from mmcurate.common.scoring import BUILTIN_SCORER, CALIBRATIONS, CPU_DEFAULTS, GPU_DEFAULTS, ScoreConfig
 from mmcurate.execution import ArrayJobConfig, ExecutionConfig
 
-#: CPU-sized defaults (a few minutes for thousands of short clips on 2 cores) and the field's
-#: reference size on a GPU (ResNet-18 at full width on 224 px frames, as OGM-GE trains). The CPU
-#: sizes were chosen with benchmarks/discrepancy_search.py on generated tuning sets and checked on
-#: other generated sets (benchmarks/discrepancy.py): 48 px frames (with ResNet-18's stride-4 stem,
-#: 32 px leaves 8 x 8 maps and a visual scorer far below what MNIST-like frames allow). One repeat:
-#: at 48 px with augmentation two repeats take 463 s on 3000 av_digits clips (2 cores, over the
-#: 5-minute budget) and gave the same AUROCs as the first repeat alone there (0.995/0.944/0.971 vs
-#: 0.991/0.942/0.973); ``--repeats 2`` remains for a steadier d where time allows.
-CPU_DEFAULTS = {"width": 8, "image_size": 48, "repeats": 1}
-GPU_DEFAULTS = {"width": 64, "image_size": 224, "repeats": 1}
-BUILTIN_SCORER = "resnet18-oof"
-#: ``floor``: cross-fitted temperature scaling with a label-noise floor per modality; ``temperature``:
-#: plain cross-fitted temperature scaling; ``none`` (see mmcurate.score.calibration).
-CALIBRATIONS = ("floor", "temperature", "none")
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    """Out-of-fold unimodal scoring.
-
-    ``avg_last`` of ``None`` averages the second half of training; ``width``/``image_size``/``repeats``
-    of ``None`` mean "pick by device" (:data:`CPU_DEFAULTS` or
-    :data:`GPU_DEFAULTS`); :meth:`resolved` fills them in, and only resolved configs are hashed.
-    """
-
-    folds: int = opt(5, "Cross-fitting folds (stratified by label).")
-    repeats: int | None = opt(
-        None,
-        "Repeat the cross-fitting with other folds and seeds and average "
-        "(default: 1; 2 gives a steadier d at twice the time).",
-    )
-    epochs: int = opt(12, "Training epochs per scorer.")
-    avg_last: int | None = opt(
-        None, "Average held-out softmax over the last N epochs' weights (default: the second half of training)."
-    )
-    width: int | None = opt(None, "ResNet-18 base width (64 = standard). Default: 8 on CPU, 64 on GPU.")
-    image_size: int | None = opt(None, "Frame size fed to the visual scorer. Default: 48 on CPU, 224 on GPU.")
-    num_frames: int = opt(3, "Frames per clip used by the visual scorer.")
-    train_frames: int = opt(
-        1, "Frames per clip in each training step (a random run of this many); all --num-frames at prediction."
-    )
-    audio_features: str = opt(
-        "logmel", "Audio feature preset for the audio scorer (logmel, cremad_stft, vggsound_stft, ks_fbank)."
-    )
-    audio_frames: int | None = opt(
-        None, "Pad/crop audio features to this many frames (default: 95th percentile of the data)."
-    )
-    batch_size: int = opt(64, "Training batch size.")
-    lr: float = opt(1e-2, "Peak learning rate (AdamW; linear warm-up, then cosine decay).")
-    weight_decay: float = opt(1e-4, "AdamW weight decay.")
-    label_smoothing: float = opt(
-        0.0, "Label smoothing of the scorers' cross-entropy (softer, better-ranked confidences)."
-    )
-    augment: bool = opt(
-        True,
-        "Random shifts of the frames, time rolls and a frequency mask of the audio while training "
-        "(mmcurate.score.augment).",
-    )
-    calibration: str = opt(
-        "floor",
-        "Calibrate each modality's confidences, cross-fitted over the folds (no sample calibrates itself): "
-        "floor = temperature scaling plus a label-noise floor, temperature = temperature scaling only, "
-        "none = the raw averaged softmax.",
-        choices=CALIBRATIONS,
-    )
-    group_folds: bool | None = opt(
-        None,
-        "Keep each manifest group (speaker, actor, source video) in one fold, so no scorer has seen the sample's "
-        "group. Default: on whenever the manifest has at least 4 groups per fold (said in the log and scores.json).",
-        show_default=False,
-    )
-    seed: int = opt(0, "Random seed; same seed, inputs and config give identical outputs.")
-    # execution only (not hashed)
-    device: str = opt("auto", "auto (CUDA when present), cpu, cuda, cuda:N.")
-    workers: int = opt(
-        0, "Decoding threads (in memory) or DataLoader processes (per batch); 0 = torch's thread count."
-    )
-    memory_budget_gb: float = opt(
-        4.0,
-        "Decode the whole set into memory when it fits in this much; otherwise decode per batch (DataLoader workers).",
-    )
-
-    EXECUTION_FIELDS = ("device", "workers", "memory_budget_gb")
-
-    def __post_init__(self) -> None:
-        if self.repeats is not None and self.repeats < 1:
-            raise MMCurateError(f"--repeats must be at least 1 (got {self.repeats})")
-        if self.folds < 2:
-            raise MMCurateError(f"--folds must be at least 2 for out-of-fold scores (got {self.folds})")
-        if self.epochs < 1:
-            raise MMCurateError(f"--epochs must be at least 1 (got {self.epochs})")
-        if self.avg_last is not None and not 1 <= self.avg_last <= self.epochs:
-            raise MMCurateError(f"--avg-last must be between 1 and --epochs {self.epochs} (got {self.avg_last})")
-        if self.train_frames < 1 or self.train_frames > self.num_frames:
-            raise MMCurateError(
-                f"--train-frames must be between 1 and --num-frames {self.num_frames} (got {self.train_frames})"
-            )
-        if self.batch_size < 2:
-            raise MMCurateError(f"--batch-size must be at least 2 (got {self.batch_size})")
-        if self.calibration not in CALIBRATIONS:
-            raise MMCurateError(f"--calibration must be one of {', '.join(CALIBRATIONS)} (got {self.calibration!r})")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise MMCurateError(f"--lr must be a positive number (got {self.lr})")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise MMCurateError(f"--weight-decay must be 0 or more (got {self.weight_decay})")
-        if not (math.isfinite(self.label_smoothing) and 0.0 <= self.label_smoothing < 1.0):
-            raise MMCurateError(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})")
-        for name, value in (
-            ("--width", self.width),
-            ("--image-size", self.image_size),
-            ("--audio-frames", self.audio_frames),
-        ):
-            if value is not None and value < 1:
-                raise MMCurateError(f"{name} must be at least 1 (got {value})")
-        if self.num_frames < 1:
-            raise MMCurateError(f"--num-frames must be at least 1 (got {self.num_frames})")
-        if self.seed < 0:
-            raise MMCurateError(f"--seed must be 0 or more (got {self.seed})")
-        if self.workers < 0:
-            raise MMCurateError(f"--workers must be 0 or more (got {self.workers})")
-        if not (math.isfinite(self.memory_budget_gb) and self.memory_budget_gb >= 0):
-            raise MMCurateError(f"--memory-budget-gb must be 0 or more (got {self.memory_budget_gb})")
-
-    def resolved(self, on_gpu: bool) -> ScoreConfig:
-        """This config with device-dependent sizes filled in."""
-        defaults = GPU_DEFAULTS if on_gpu else CPU_DEFAULTS
-        return dataclasses.replace(
-            self,
-            width=self.width or defaults["width"],
-            image_size=self.image_size or defaults["image_size"],
-            repeats=self.repeats or defaults["repeats"],
-            avg_last=self.avg_last or max(1, self.epochs // 2),
-        )
-
-    def content_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for k in self.EXECUTION_FIELDS:
-            d.pop(k, None)
-        return d
-
-    def content_hash(self) -> str:
-        if self.width is None or self.image_size is None or self.repeats is None or self.avg_last is None:
-            raise ValueError("hash a resolved ScoreConfig")
-        return config_hash(self.content_dict(), length=10)
-
-    def scorer_id(self) -> str:
-        """Architecture + config hash + seed, e.g. ``resnet18-w8-oof5-3f1c2a9b0d-seed0``."""
-        return f"resnet18-w{self.width}-oof{self.folds}-{self.content_hash()}-seed{self.seed}"
+__all__ = ["BUILTIN_SCORER", "CALIBRATIONS", "CPU_DEFAULTS", "GPU_DEFAULTS", "ScoreConfig", "ScoreStageConfig"]
 
 
 @dataclass(frozen=True)
@@ -204,3 +56,9 @@ class ScoreStageConfig:
     )
     array: ArrayJobConfig = dataclasses.field(default_factory=ArrayJobConfig)
     execution: ExecutionConfig = nested(ExecutionConfig)
+
+    def __post_init__(self) -> None:
+        if self.scores_from is not None:  # a FIFO or device would never finish reading
+            problem = regular_file_problem(self.scores_from)
+            if problem is not None and problem != "not found":
+                raise MMCurateError(f"--scores-from {self.scores_from}: cannot read it ({problem})")

@@ -29,7 +29,7 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.common.options import opt
 from mmcurate.common.stage import Stage
 from mmcurate.score.assemble import DEFAULT_EDGES, NEAR_EDGE
-from mmcurate.score.runner import summarize
+from mmcurate.score.table import summarize
 from mmcurate.store import IngestDir, Workdir
 
 
@@ -55,10 +55,15 @@ class ReportResult:
         return self.out_dir / "report.md"
 
 
+def report_dir(workdir: Workdir, cfg: ReportConfig) -> Path:
+    """Where the report goes: ``--out``, else INGEST_DIR/report."""
+    return cfg.out or IngestDir(cfg.ingest_dir or workdir.ingest.path).report_dir
+
+
 def run_report(workdir: Workdir, cfg: ReportConfig) -> ReportResult:
     """Write the report of an ingest folder's scores (default: WORKDIR/ingest, into its report/)."""
     ingest = IngestDir(cfg.ingest_dir or workdir.ingest.path)
-    out_dir = cfg.out or ingest.report_dir
+    out_dir = report_dir(workdir, cfg)
     return ReportResult(out_dir, write_report(ingest.path, out_dir, list(cfg.by)))
 
 
@@ -273,6 +278,9 @@ REPORT_STAGE: Stage[ReportConfig, ReportResult] = Stage(
     writes=("ingest/report/",),
     run=run_report,
     summarize=print_report_summary,
+    is_complete=lambda workdir, cfg: (report_dir(workdir, cfg) / "report.md").is_file(),
+    sections=("report",),
+    optional=True,
 )
 
 

@@ -9,10 +9,11 @@ import click
 from mmcurate.cli_options import workdir_option
 from mmcurate.common.options import click_options, from_cli
 from mmcurate.score.report import REPORT_STAGE, ReportConfig
+from mmcurate.stages import run_stage
 from mmcurate.store import Workdir
 
 
-@click.command("report", context_settings={"show_default": True})
+@click.command("report", context_settings={"show_default": True}, epilog=REPORT_STAGE.epilog())
 @workdir_option
 @click_options(ReportConfig)
 def report(workdir: str | None, **options: Any) -> None:
@@ -20,6 +21,6 @@ def report(workdir: str | None, **options: Any) -> None:
 
     INGEST_DIR (default WORKDIR/ingest) must hold scores.parquet (run `mmcurate score`).
     """
-    result = REPORT_STAGE.run(Workdir.resolve(workdir), from_cli(ReportConfig, options))
+    result = run_stage(REPORT_STAGE, Workdir.resolve(workdir), from_cli(ReportConfig, options))
     REPORT_STAGE.summarize(result)
     click.echo(str(result.report_path))

@@ -20,46 +20,40 @@ import dataclasses
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import torch
 
 from mmcurate import __version__
 from mmcurate.common.atomic import atomic_path
-from mmcurate.common.console import info, progress_bar, summary_table
+from mmcurate.common.console import info
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
 from mmcurate.data import AVDataset, TensorConfig, build_av_tensors, read_shards
 from mmcurate.execution import ArrayJobConfig, ExecutionConfig, Executor, WorkUnit, distributed, make_executor
+from mmcurate.execution.device import execution_device
 from mmcurate.execution.distributed import SINGLE, Ranks
-from mmcurate.score.assemble import Assembled, ModalityRuns, assemble_scores
+from mmcurate.execution.driver import Completion, UnitDriver, Written
+from mmcurate.score.assemble import ModalityRuns, assemble_scores
 from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
 from mmcurate.score.folds import check_fold_feasible, group_folds, resolve_group_folds, stratified_folds
 from mmcurate.score.registry import get_scorer
 from mmcurate.score.scorers import calibration_params, model_file, save_model, write_scorer_meta
+from mmcurate.score.table import (
+    MODALITIES,
+    ScoreResult,
+    check_modalities,
+    scores_table,
+    write_external_scores,
+)
 from mmcurate.score.train import FitResult, InMemorySource, StreamingSource, fit_predict
 from mmcurate.store import IngestDir, UnitMarker, Workdir
-from mmcurate.store.schemas import SCORES_SCHEMA
 
-MODALITIES = ("audio", "visual")
 #: the fold number of a whole-set job: trained on every sample, saved to score new clips
 WHOLE = -1
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else CPU; an explicit CUDA request without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MMCurateError(f"--device {name} requested but no CUDA GPU is available; use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise MMCurateError(f"--device {name!r} is not a device torch knows (use auto, cpu, cuda, cuda:1)") from None
 
 
 def scores_state(ingest_dir: Path, cfg: ScoreConfig | None = None) -> str:
@@ -67,20 +61,6 @@ def scores_state(ingest_dir: Path, cfg: ScoreConfig | None = None) -> str:
     answer); with ``cfg``, scores made by another scorer config count as stale."""
     want = None if cfg is None else (lambda on_gpu: cfg.resolved(on_gpu).content_hash())
     return IngestDir(ingest_dir).scores_state(want)
-
-
-@dataclass
-class ScoreResult:
-    ingest_dir: Path
-    scorer_id: str
-    device: str
-    elapsed: float
-    metrics: dict[str, Any] = field(default_factory=dict)
-    finished: bool = True
-
-    @property
-    def scores_path(self) -> Path:
-        return self.ingest_dir / IngestDir.SCORES
 
 
 @dataclass(frozen=True)
@@ -234,159 +214,186 @@ def score_out_of_fold(
     execution: ExecutionConfig | None = None,
     save_scorers: bool = True,
 ) -> ScoreResult:
-    """Score every sample of a finished ingest out-of-fold, holding the ingest folder's lock (rank 0 of
-    a ``--distributed`` launch holds it for all ranks); see :func:`_score_out_of_fold`."""
-    t0 = time.monotonic()
-    execution = execution or ExecutionConfig()
-    on_ray_gpu = execution.engine == "ray" and execution.gpus_per_job > 0
-    device = torch.device("cuda") if on_ray_gpu else resolve_device(cfg.device)  # Ray assigns each task its GPU
-    ranks = SINGLE
-    if execution.distributed:
-        ranks, device = distributed.start(device)
-    with lock_for_scoring(ingest, array, take=ranks.is_main):
-        return _score_out_of_fold(
-            ingest,
-            cfg,
-            overwrite,
-            allow_missing,
-            executor,
-            array=array,
-            execution=execution,
-            save_scorers=save_scorers,
-            ranks=ranks,
-            device=device,
-            t0=t0,
-        )
-
-
-def _score_out_of_fold(
-    ingest: IngestDir,
-    cfg: ScoreConfig,
-    overwrite: bool,
-    allow_missing: bool,
-    executor: Executor | None,
-    *,
-    array: ArrayJobConfig | None,
-    execution: ExecutionConfig,
-    save_scorers: bool,
-    ranks: Ranks,
-    device: torch.device,
-    t0: float,
-) -> ScoreResult:
     """Score every sample of a finished ingest out-of-fold; write scores.parquet + scores.json.
 
     Each (repeat, fold, modality) job is a work unit with a completion marker in
     ``score_runs/<scorer>/``; the executor trains the pending ones (locally inline: the training
     itself uses the cores; on Ray one task per job, the decoded inputs put in the object store
     once), and the driver writes each job's result, then the scores once every job is done.
-    Under ``--distributed`` every rank trains every job together (data-parallel); rank 0 writes.
-    With ``save_scorers`` two more jobs train a whole-set scorer per modality, saved with their
-    out-of-fold calibration in ``scorers/<scorer>/`` (:mod:`mmcurate.score.scorers`).
+    Under ``--distributed`` every rank trains every job together (data-parallel); rank 0 holds the
+    ingest folder's lock for all ranks and writes. With ``save_scorers`` two more jobs train a
+    whole-set scorer per modality, saved with their out-of-fold calibration in ``scorers/<scorer>/``
+    (:mod:`mmcurate.score.scorers`).
     """
-    threads = execution.threads(torch.get_num_threads())
-    executor = executor or make_executor(1, array, execution, cpus=threads, threads=threads)
-    cfg = cfg.resolved(device.type == "cuda")
-    manifest = ingest.read_manifest()
-    classes = ingest.read_classes()
-    labels = manifest.column("label").to_pylist()
-    sample_ids = manifest.column("sample_id").to_pylist()
-    _check_modalities(manifest, allow_missing)
-    check_fold_feasible(labels, cfg.folds)
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.asarray([index[label] for label in labels], dtype=np.int64)
-    repeats = int(cfg.repeats or 1)
-    groups = manifest.column("group").to_pylist()
-    grouped, grouping = resolve_group_folds(cfg.group_folds, groups, cfg.folds)
-    fold_sets = [_folds(cfg, labels, groups, r) for r in range(repeats)]
-    folds = fold_sets[0]
+    t0 = time.monotonic()
+    execution = execution or ExecutionConfig()
+    device = execution_device(cfg.device, execution)
+    ranks = SINGLE
+    if execution.distributed:
+        ranks, device = distributed.start(device)
+    with lock_for_scoring(ingest, array, take=ranks.is_main):
+        threads = execution.threads(torch.get_num_threads())
+        executor = executor or make_executor(1, array, execution, cpus=threads, threads=threads)
+        plan = ScorePlan.of(ingest, cfg.resolved(device.type == "cuda"), allow_missing, save_scorers)
+        if overwrite and ranks.is_main:
+            for folder in (plan.run_dir, plan.scorers_dir):
+                if folder.exists():
+                    shutil.rmtree(folder)
+        distributed.barrier(ranks)
+        seconds: dict[str, float] = {}
+        if not _train_jobs(plan, executor, device, threads, ranks, seconds):
+            return ScoreResult(ingest.path, plan.scorer_id, str(device), time.monotonic() - t0, {}, finished=False)
+        how = {"engine": execution.engine, "threads_per_job": threads}
+        return _write_scores(plan, seconds, device, how, ranks, t0)
 
-    scorer_id = cfg.scorer_id()
-    run_dir = ingest.score_runs(scorer_id)
-    scorers_dir = ingest.scorers(scorer_id)
-    fingerprint = ingest.fingerprint()
-    if overwrite and ranks.is_main:
-        for folder in (run_dir, scorers_dir):
-            if folder.exists():
-                shutil.rmtree(folder)
-    distributed.barrier(ranks)
-    jobs = [ScoreJob(r, k, m) for r in range(repeats) for k in range(cfg.folds) for m in MODALITIES]
-    whole_jobs = [ScoreJob(0, WHOLE, m) for m in MODALITIES] if save_scorers else []
-    units = [WorkUnit(job.name, i, (job,)) for i, job in enumerate(jobs + whole_jobs)]
 
-    def marker(job: ScoreJob) -> UnitMarker:
+@dataclass(frozen=True)
+class ScorePlan:
+    """What every job of one out-of-fold scoring shares: the samples, their folds, the scorer's folders,
+    and how each job is named, marked and judged done."""
+
+    ingest: IngestDir
+    cfg: ScoreConfig  # resolved for the device
+    sample_ids: list[str]
+    labels: list[str]
+    classes: list[str]
+    y: np.ndarray
+    fold_sets: list[np.ndarray]
+    grouping: tuple[bool, str]
+    save_scorers: bool
+    fingerprint: str
+
+    @classmethod
+    def of(cls, ingest: IngestDir, cfg: ScoreConfig, allow_missing: bool, save_scorers: bool) -> ScorePlan:
+        manifest = ingest.read_manifest()
+        classes = ingest.read_classes()
+        labels = manifest.column("label").to_pylist()
+        check_modalities(manifest, allow_missing)
+        check_fold_feasible(labels, cfg.folds)
+        index = {c: i for i, c in enumerate(classes)}
+        groups = manifest.column("group").to_pylist()
+        return cls(
+            ingest,
+            cfg,
+            manifest.column("sample_id").to_pylist(),
+            labels,
+            classes,
+            np.asarray([index[label] for label in labels], dtype=np.int64),
+            [_folds(cfg, labels, groups, r) for r in range(int(cfg.repeats or 1))],
+            resolve_group_folds(cfg.group_folds, groups, cfg.folds),
+            save_scorers,
+            ingest.fingerprint(),
+        )
+
+    @property
+    def scorer_id(self) -> str:
+        return self.cfg.scorer_id()
+
+    @property
+    def run_dir(self) -> Path:
+        return self.ingest.score_runs(self.scorer_id)
+
+    @property
+    def scorers_dir(self) -> Path:
+        return self.ingest.scorers(self.scorer_id)
+
+    @property
+    def jobs(self) -> list[ScoreJob]:
+        """The cross-fitting jobs: every (repeat, fold, modality)."""
+        repeats, folds = range(len(self.fold_sets)), range(self.cfg.folds)
+        return [ScoreJob(r, k, m) for r in repeats for k in folds for m in MODALITIES]
+
+    @property
+    def whole_jobs(self) -> list[ScoreJob]:
+        """The whole-set scorers saved for ``--candidates`` (none with ``--no-save-scorers``)."""
+        return [ScoreJob(0, WHOLE, m) for m in MODALITIES] if self.save_scorers else []
+
+    def marker(self, job: ScoreJob) -> UnitMarker:
         if job.whole:
-            return UnitMarker(scorers_dir / f"{job.modality}.json", scorers_dir)
-        return UnitMarker(run_dir / f"{job.name}.json", run_dir)
+            return UnitMarker(self.scorers_dir / f"{job.modality}.json", self.scorers_dir)
+        return UnitMarker(self.run_dir / f"{job.name}.json", self.run_dir)
 
-    def job_identity(job: ScoreJob) -> str:
+    def identity(self, job: ScoreJob) -> str:
         if job.whole:
-            return config_hash([fingerprint, job.name], length=32)
-        held = np.flatnonzero(fold_sets[job.repeat] == job.fold)
-        return config_hash([fingerprint, held.tolist()], length=32)
+            return config_hash([self.fingerprint, job.name], length=32)
+        held = np.flatnonzero(self.fold_sets[job.repeat] == job.fold)
+        return config_hash([self.fingerprint, held.tolist()], length=32)
 
-    def job_done(job: ScoreJob) -> bool:  # sha256: a damaged result (same size) is trained again, not trusted
-        return marker(job).read(job_identity(job), verify="sha256") is not None
+    def completion(self) -> Completion[ScoreJob]:
+        # sha256: a damaged result (same size) is trained again, not trusted
+        return Completion(
+            marker=lambda unit: self.marker(unit.items[0]),
+            identity=lambda unit: self.identity(unit.items[0]),
+            verify="sha256",
+        )
 
-    pending = [u for u in units if executor.owns(u) and not job_done(u.items[0])]
-    distributed.barrier(ranks)  # every rank has decided what to train before rank 0 writes anything
+
+def _train_jobs(
+    plan: ScorePlan, executor: Executor, device: torch.device, threads: int, ranks: Ranks, seconds: dict[str, float]
+) -> bool:
+    """Train the pending jobs through the driver, writing each result as it comes (its seconds into
+    ``seconds``); whether every job, of every array part, is done."""
+    cfg, repeats = plan.cfg, len(plan.fold_sets)
+    units = [WorkUnit(job.name, i, (job,)) for i, job in enumerate(plan.jobs + plan.whole_jobs)]
+    driver = UnitDriver("score", "training job", units, plan.completion(), executor, ranks)
     why = "GPU found" if device.type == "cuda" else "no GPU found: CPU-sized models"
+    then = "; then 2 whole-set scorers saved for --candidates (--no-save-scorers skips them)"
     info(
-        f"score: {len(sample_ids)} samples, {len(classes)} classes, {cfg.folds} folds x 2 modalities"
+        f"score: {len(plan.sample_ids)} samples, {len(plan.classes)} classes, {cfg.folds} folds x 2 modalities"
         f"{f' x {repeats} repeats' if repeats > 1 else ''} on {device} "
         f"({why}: ResNet-18 width {cfg.width}, {cfg.image_size} px frames, {cfg.epochs} epochs, "
         f"confidence averaged over the last {cfg.avg_last}; {executor.describe()}"
-        f"{f', data-parallel over {ranks.world} ranks' if ranks.world > 1 else ''}); group folds {grouping}"
-        f"{'; then 2 whole-set scorers saved for --candidates (--no-save-scorers skips them)' if save_scorers else ''}"
+        f"{f', data-parallel over {ranks.world} ranks' if ranks.world > 1 else ''}); group folds {plan.grouping[1]}"
+        f"{then if plan.save_scorers else ''}"
     )
-    seconds: dict[str, float] = {}
-    if pending:
-        trainer = _trainer(ingest, sample_ids, labels, classes, cfg, device, fold_sets)
-        trainer.threads, trainer.ranks = threads, ranks
-        with progress_bar("training scorers (repeat x fold x modality)", len(pending)) as advance:
-            for unit, [(res, took)] in executor.map_units(trainer, pending):
-                job = unit.items[0]
-                if not ranks.is_main:  # only rank 0 writes
-                    continue
-                check_finite(res.probs, job.name, cfg)
-                if job.whole and not np.isfinite(res.losses).all():
-                    raise MMCurateError(
-                        f"scorer training diverged: whole-set job {job.name} has a non-finite loss "
-                        f"(--lr {cfg.lr:g}); lower --lr, then rerun `mmcurate score`"
-                    )
-                if job.whole:
-                    part = model_file(scorers_dir, job.modality)
-                    tensor_config = trainer.tensor_config or _tensor_config(cfg)
-                    save_model(
-                        part,
-                        res,
-                        job.modality,
-                        len(classes),
-                        int(cfg.width or 8),
-                        tensor_config,
-                        job_seed(cfg.seed, job),
-                    )
-                    marker(job).record(
-                        job_identity(job),
-                        [part],
-                        {"tensor_config": tensor_config.to_dict(), "audio_stats": list(res.audio_stats or ())},
-                    )
-                else:
-                    part = run_dir / f"{job.name}.npz"
-                    _save_part(part, res)
-                    marker(job).record(job_identity(job), [part])
-                seconds[job.name] = round(took, 2)
-                advance()
-    if not ranks.is_main:
-        return ScoreResult(ingest.path, scorer_id, str(device), time.monotonic() - t0, {}, finished=False)
-    done = [u for u in units if job_done(u.items[0])]
-    if len(done) < len(units):
-        info(
-            f"score: this task's jobs are done; {len(units) - len(done)} of {len(units)} training jobs belong to "
-            "other array tasks and are not finished yet; the last task to finish writes scores.parquet"
-        )
-        return ScoreResult(ingest.path, scorer_id, str(device), time.monotonic() - t0, {}, finished=False)
+    trainer: FoldTrainer | None = None
 
-    n, window = len(sample_ids), int(cfg.avg_last or 1)
+    def build() -> FoldTrainer:
+        nonlocal trainer
+        trainer = _trainer(plan.ingest, plan.sample_ids, plan.labels, plan.classes, cfg, device, plan.fold_sets)
+        trainer.threads, trainer.ranks = threads, ranks
+        return trainer
+
+    def write(unit: WorkUnit[ScoreJob], results: list[tuple[FitResult, float]]) -> Written:
+        [(res, took)] = results
+        job = unit.items[0]
+        seconds[job.name] = round(took, 2)
+        tensor_config = (trainer.tensor_config if trainer else None) or _tensor_config(cfg)
+        return _save_job(plan, job, res, tensor_config)
+
+    driver.run(build, write, progress="training scorers (repeat x fold x modality)")
+    return ranks.is_main and driver.finish(IngestDir.SCORES)
+
+
+def _save_job(plan: ScorePlan, job: ScoreJob, res: FitResult, tensor_config: TensorConfig) -> Written:
+    """One finished job's file: a fold job's held-out arrays, or a whole-set job's saved model."""
+    cfg = plan.cfg
+    check_finite(res.probs, job.name, cfg)
+    if not job.whole:
+        part = plan.run_dir / f"{job.name}.npz"
+        _save_part(part, res)
+        return Written([part])
+    if not np.isfinite(res.losses).all():
+        raise MMCurateError(
+            f"scorer training diverged: whole-set job {job.name} has a non-finite loss "
+            f"(--lr {cfg.lr:g}); lower --lr, then rerun `mmcurate score`"
+        )
+    part = model_file(plan.scorers_dir, job.modality)
+    save_model(part, res, job.modality, len(plan.classes), int(cfg.width or 8), tensor_config, job_seed(cfg.seed, job))
+    return Written([part], {"tensor_config": tensor_config.to_dict(), "audio_stats": list(res.audio_stats or ())})
+
+
+def _write_scores(
+    plan: ScorePlan,
+    seconds: dict[str, float],
+    device: torch.device,
+    execution: dict[str, Any],
+    ranks: Ranks,
+    t0: float,
+) -> ScoreResult:
+    """Assemble every job's held-out arrays into scores.parquet (+ scores.json, and the saved scorers' meta)."""
+    cfg, classes, y, ingest = plan.cfg, plan.classes, plan.y, plan.ingest
+    n, window, repeats = len(plan.sample_ids), int(cfg.avg_last or 1), len(plan.fold_sets)
     runs = {
         m: ModalityRuns(
             [np.zeros((n, len(classes))) for _ in range(repeats)], [np.zeros((window, n)) for _ in range(repeats)]
@@ -394,9 +401,9 @@ def _score_out_of_fold(
         for m in MODALITIES
     }
     fold_stats: list[dict[str, Any]] = []
-    for job in jobs:
-        held = np.flatnonzero(fold_sets[job.repeat] == job.fold)
-        res = _load_part(run_dir / f"{job.name}.npz", len(held), len(classes), window)
+    for job in plan.jobs:
+        held = np.flatnonzero(plan.fold_sets[job.repeat] == job.fold)
+        res = _load_part(plan.run_dir / f"{job.name}.npz", len(held), len(classes), window)
         runs[job.modality].probs[job.repeat][held] = res.probs
         runs[job.modality].window_true[job.repeat][:, held] = res.held_true
         acc = float((res.probs.argmax(1) == y[held]).mean())
@@ -411,65 +418,47 @@ def _score_out_of_fold(
                 "resumed": job.name not in seconds,
             }
         )
+    folds = plan.fold_sets[0]
     assembled = assemble_scores(y, folds, runs, cfg.calibration)
-    table_out, metrics = _scores_table(sample_ids, labels, classes, y, folds, assembled, scorer_id)
+    table_out, metrics = scores_table(plan.sample_ids, plan.labels, classes, y, folds, assembled, plan.scorer_id)
     for m, cal in metrics["calibration"].items():
         if cal["method"] == "none" and cfg.calibration != "none":
             info(f"score: {m} confidences are written uncalibrated: {cal['reason']}")
     elapsed = time.monotonic() - t0
     metrics["folds"] = fold_stats
-    if save_scorers:  # what the saved scorers cost (0 when resumed)
-        metrics["whole_set_seconds"] = {job.name: seconds.get(job.name, 0.0) for job in whole_jobs}
-    if save_scorers:
-        _write_scorer_meta(
-            ingest,
-            scorer_id,
-            cfg,
-            classes,
-            y,
-            runs,
-            metrics,
-            fingerprint,
-            {m: marker(ScoreJob(0, WHOLE, m)).read_payload() for m in MODALITIES},
-            str(device),
-        )
+    if plan.save_scorers:  # what the saved scorers cost (0 when resumed)
+        metrics["whole_set_seconds"] = {job.name: seconds.get(job.name, 0.0) for job in plan.whole_jobs}
+        payloads = {m: plan.marker(ScoreJob(0, WHOLE, m)).read_payload() for m in MODALITIES}
+        _write_scorer_meta(plan, runs, metrics, payloads, str(device))
     ingest.write_scores(
         table_out,
         {
             "source": "oof",
-            "scorer_id": scorer_id,
+            "scorer_id": plan.scorer_id,
             "config": cfg.content_dict(),
             "config_hash": cfg.content_hash(),
             "tensor_config": _tensor_config(cfg).to_dict(),
             "device": str(device),
-            "execution": {"engine": execution.engine, "threads_per_job": threads, "ranks": ranks.world},
-            "group_folds": {"used": grouped, "why": grouping},
-            "manifest_fingerprint": fingerprint,
+            "execution": {**execution, "ranks": ranks.world},
+            "group_folds": {"used": plan.grouping[0], "why": plan.grouping[1]},
+            "manifest_fingerprint": plan.fingerprint,
             "groups_fingerprint": ingest.groups_fingerprint(),
-            "scorers": f"{IngestDir.SCORERS}/{scorer_id}" if save_scorers else None,
+            "scorers": f"{IngestDir.SCORERS}/{plan.scorer_id}" if plan.save_scorers else None,
             "mmcurate_version": __version__,
             "torch_version": torch.__version__,
             "metrics": metrics,
             "elapsed_seconds": round(elapsed, 2),
         },
     )
-    return ScoreResult(ingest.path, scorer_id, str(device), elapsed, metrics)
+    return ScoreResult(ingest.path, plan.scorer_id, str(device), elapsed, metrics)
 
 
 def _write_scorer_meta(
-    ingest: IngestDir,
-    scorer_id: str,
-    cfg: ScoreConfig,
-    classes: list[str],
-    y: np.ndarray,
-    runs: dict[str, ModalityRuns],
-    metrics: dict[str, Any],
-    fingerprint: str,
-    payloads: dict[str, Any],
-    device: str,
+    plan: ScorePlan, runs: dict[str, ModalityRuns], metrics: dict[str, Any], payloads: dict[str, Any], device: str
 ) -> None:
     """``scorers/<scorer>/scorer.json``: what scoring new clips needs besides the weights, with the
     calibration fitted on every out-of-fold prediction (see :mod:`mmcurate.score.scorers`)."""
+    cfg, y, ingest, scorer_id = plan.cfg, plan.y, plan.ingest, plan.scorer_id
     calibration = {}
     for m in MODALITIES:
         oof = metrics["calibration"][m]
@@ -483,7 +472,7 @@ def _write_scorer_meta(
             "scorer_id": scorer_id,
             "config": cfg.content_dict(),
             "config_hash": cfg.content_hash(),
-            "classes": classes,
+            "classes": plan.classes,
             "tensor_config": payloads["audio"]["tensor_config"],
             "audio_stats": {"mean": payloads["audio"]["audio_stats"][0], "std": payloads["audio"]["audio_stats"][1]},
             "calibration": calibration,
@@ -492,7 +481,7 @@ def _write_scorer_meta(
             "models": {m: model_file(ingest.scorers(scorer_id), m).name for m in MODALITIES},
             "seeds": {m: job_seed(cfg.seed, ScoreJob(0, WHOLE, m)) for m in MODALITIES},
             "train_samples": len(y),
-            "manifest_fingerprint": fingerprint,
+            "manifest_fingerprint": plan.fingerprint,
             "device": device,
             "mmcurate_version": __version__,
             "torch_version": torch.__version__,
@@ -556,21 +545,6 @@ def _folds(cfg: ScoreConfig, labels: list[str], groups: list[str | None], repeat
     return stratified_folds(labels, cfg.folds, seed)
 
 
-def _check_modalities(manifest: pa.Table, allow_missing: bool) -> None:
-    for col, name in (("has_audio", "audio"), ("has_video", "video")):
-        missing = [
-            sid
-            for sid, ok in zip(manifest.column("sample_id").to_pylist(), manifest.column(col).to_pylist())
-            if not ok
-        ]
-        if missing and not allow_missing:
-            raise MMCurateError(
-                f"{len(missing)} samples have no {name} (e.g. {missing[0]}); their confidence would score the "
-                "zero-fill, not the data. Re-ingest with --missing-modality reject, "
-                "or pass --allow-missing to score them anyway"
-            )
-
-
 def decoded_size_gb(n: int, tcfg: TensorConfig) -> float:
     """Upper bound of the memory the decoded set takes (frames uint8, audio float32)."""
     frame_bytes = tcfg.num_frames * 3 * tcfg.image_size**2
@@ -621,110 +595,3 @@ def _save_part(path: Path, res: FitResult) -> None:
                 train_true=res.train_true,
                 losses=res.losses,
             )
-
-
-def _entropy(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, 1e-12, 1.0)
-    return -(p * np.log(q)).sum(axis=1)
-
-
-def _scores_table(
-    sample_ids: list[str],
-    labels: list[str],
-    classes: list[str],
-    y: np.ndarray,
-    folds: np.ndarray,
-    assembled: Assembled,
-    scorer_id: str,
-) -> tuple[pa.Table, dict[str, Any]]:
-    c = assembled.columns
-    probs = {m: c[f"probs_{m}"] for m in MODALITIES}
-    pa_, pv, d = c["p_audio"], c["p_visual"], c["discrepancy"]
-    preferred = np.where(d > 0, "audio", np.where(d < 0, "visual", "tie"))
-    cls = np.asarray(classes, dtype=object)
-    table = pa.Table.from_pydict(
-        {
-            "sample_id": sample_ids,
-            "label": labels,
-            "fold": folds.astype(np.int32),
-            "p_audio": pa_,
-            "p_visual": pv,
-            "discrepancy": d,
-            "preferred": preferred.tolist(),
-            "pred_audio": cls[probs["audio"].argmax(1)].tolist(),
-            "pred_visual": cls[probs["visual"].argmax(1)].tolist(),
-            "entropy_audio": _entropy(probs["audio"]),
-            "entropy_visual": _entropy(probs["visual"]),
-            "scorer_id": [scorer_id] * len(y),
-            **{
-                k: pa.array(c[k], pa.float64(), from_pandas=True)  # NaN (no uncertainty) -> null
-                for k in (
-                    "p_audio_uncalibrated",
-                    "p_visual_uncalibrated",
-                    "p_audio_std",
-                    "p_visual_std",
-                    "discrepancy_std",
-                    "bin_probability",
-                )
-            },
-        },
-        schema=SCORES_SCHEMA,
-    )
-    metrics = {**summarize(table), **assembled.metrics}
-    return table, metrics
-
-
-def summarize(scores: pa.Table) -> dict[str, Any]:
-    """Headline numbers of a scores table (shared with ``mmcurate report``)."""
-    d = np.asarray(scores.column("discrepancy").to_numpy(zero_copy_only=False), dtype=float)
-    return {
-        "samples": int(len(d)),
-        "share_audio_preferred": round(float((d > 0).mean()), 4) if len(d) else None,
-        "share_visual_preferred": round(float((d < 0).mean()), 4) if len(d) else None,
-        "mean_discrepancy": round(float(d.mean()), 4) if len(d) else None,
-        "mean_abs_discrepancy": round(float(np.abs(d).mean()), 4) if len(d) else None,
-        "mean_p_audio": round(float(np.mean(scores.column("p_audio").to_numpy())), 4) if len(d) else None,
-        "mean_p_visual": round(float(np.mean(scores.column("p_visual").to_numpy())), 4) if len(d) else None,
-    }
-
-
-def read_scores(ingest_dir: Path) -> pa.Table:
-    """The scores of an ingest folder (error naming the command to run when missing)."""
-    return IngestDir(ingest_dir).read_scores()
-
-
-def print_summary(result: ScoreResult) -> None:
-    m = result.metrics
-    kind = "out-of-fold" if "candidates" not in m else "whole-set scorer"
-    rows = [
-        ["scorer", result.scorer_id],
-        ["device", result.device],
-        ["samples", m.get("samples")],
-        *([["scores", m["candidates"]]] if "candidates" in m else []),
-        [f"{kind} accuracy, audio", m.get("oof_accuracy_audio", m.get("accuracy_audio"))],
-        [f"{kind} accuracy, visual", m.get("oof_accuracy_visual", m.get("accuracy_visual"))],
-        ["mean p_audio / p_visual", f"{m.get('mean_p_audio')} / {m.get('mean_p_visual')}"],
-        ["audio-preferred share", m.get("share_audio_preferred")],
-        ["mean |d|", m.get("mean_abs_discrepancy")],
-        ["wall time (s)", round(result.elapsed, 1)],
-    ]
-    summary_table(f"score -> {result.scores_path}", ["", "value"], rows)
-
-
-def write_external_scores(
-    ingest: IngestDir, table: pa.Table, scorer_id: str, source: str, details: dict[str, Any]
-) -> ScoreResult:
-    """Write validated external scores (``--scores-from`` or a registered scorer) with provenance."""
-    metrics = summarize(table)
-    ingest.write_scores(
-        table,
-        {
-            "source": source,
-            "scorer_id": scorer_id,
-            "manifest_fingerprint": ingest.fingerprint(),
-            "mmcurate_version": __version__,
-            "metrics": metrics,
-            **details,
-        },
-    )
-    return ScoreResult(ingest.path, scorer_id, "n/a", 0.0, metrics)

@@ -4,8 +4,8 @@ Stages talk only through files keyed by a stable ``sample_id``; this package is 
 are named, read, written (atomically, checked against :mod:`mmcurate.store.schemas`) and judged
 complete or stale. Stages import the store, not each other.
 
-* :class:`Workdir`: resolves ``--workdir`` / ``$MMCURATE_WORKDIR`` / ``./mmcurate-work``, knows the
-  stage folders and whether each stage is complete;
+* :class:`Workdir`: resolves ``--workdir`` / ``$MMCURATE_WORKDIR`` / ``./mmcurate-work`` and knows the
+  stage folders (each stage says when its output is complete, from the folders' checks);
 * :class:`IngestDir`: manifest, classes, config, shards, failures, scores and their fingerprint;
 * :class:`BalancedDir`: selection, balance settings and bin edges, export staging, marker and verification;
 * :mod:`mmcurate.store.splits`: the one split vocabulary and splitters;

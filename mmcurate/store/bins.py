@@ -53,3 +53,32 @@ def bin_label(edges: np.ndarray | Sequence[float], b: int) -> str:
     """``[-0.2, 0)`` style label of bin ``b``."""
     right = "]" if b == len(edges) - 2 else ")"
     return f"[{edges[b]:.2g}, {edges[b + 1]:.2g}{right}"
+
+
+def bin_probability(d: np.ndarray, std: np.ndarray, edges: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Probability that a sample's true discrepancy lies in the bin its estimate ``d`` falls in,
+    if the estimate's error is normal with standard deviation ``std``.
+
+    Bins are ``[lo, hi)`` (the last ``[lo, hi]``) as :func:`assign_bins` assigns them. The discrepancy
+    cannot leave [-1, 1], so an outer edge at -1 or 1 is open (all the mass beyond it belongs to
+    the outer bin). ``std == 0`` gives 1; a ``d`` outside the edges gives NaN. Part of the binning
+    rule, so that balance (re-binning with its own edges) and score (with the default edges) share it.
+    """
+    from scipy.stats import norm  # not for every reader of the store
+
+    d = np.asarray(d, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    edges = np.asarray(edges, dtype=np.float64)
+    idx = np.searchsorted(edges, d, side="right") - 1
+    idx = np.where(d == edges[-1], len(edges) - 2, idx)
+    inside = (d >= edges[0]) & (d <= edges[-1])
+    idx = np.clip(idx, 0, len(edges) - 2)
+    lo = edges[idx]
+    hi = edges[idx + 1]
+    lo = np.where((idx == 0) & (lo <= -1.0), -np.inf, lo)
+    hi = np.where((idx == len(edges) - 2) & (hi >= 1.0), np.inf, hi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(std > 0, std, 1.0)
+        p = norm.cdf((hi - d) / s) - norm.cdf((lo - d) / s)
+    p = np.where(std > 0, p, 1.0)
+    return np.where(inside, p, np.nan)

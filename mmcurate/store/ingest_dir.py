@@ -237,19 +237,21 @@ class IngestDir:
 
     def shard_done(self, index: int, identity: str) -> Any:
         """The completion payload of shard ``index`` when it is done for ``identity`` and its file is
-        intact, else None. Besides the marker's size check, the shard must open as an Arrow IPC file
-        holding as many rows as the marker lists: damage that keeps the size (a clobbered footer) is
-        redone on resume instead of trusted until score trips over it."""
+        intact (:meth:`shard_intact`), else None."""
         payload = self.chunk_marker(index).read(identity)
-        if payload is None:
-            return None
+        return payload if payload is not None and self.shard_intact(index, payload) else None
+
+    def shard_intact(self, index: int, payload: Any) -> bool:
+        """Besides its marker's size check, shard ``index`` must open as an Arrow IPC file holding as many
+        rows as the marker's ``payload`` lists: damage that keeps the size (a clobbered footer) is redone on
+        resume instead of trusted until score trips over it."""
         try:
             with pa.memory_map(str(self.shard_path(index)), "r") as source:
                 reader = pa.ipc.open_file(source)
                 rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
         except (OSError, pa.ArrowException):
-            return None
-        return payload if rows == len(payload.get("rows", [])) else None
+            return False
+        return rows == len(payload.get("rows", []))
 
     def remove_stale_shards(self, n_shards: int) -> list[str]:
         """Remove shards (and markers) with an index of ``n_shards`` or more, left by inputs that are

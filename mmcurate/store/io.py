@@ -30,7 +30,9 @@ def read_json(path: Path, *, what: str, fix: str, required: bool = True) -> Any:
         return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:  # a planted file nested deeper than Python's parser recurses
+        raise MMCurateError(f"{path}: {what} is not valid JSON (nested too deeply); {fix}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: also an integer of 5000 digits
         raise MMCurateError(f"{path}: {what} is not valid JSON ({one_line(exc)}); {fix}") from None
 
 

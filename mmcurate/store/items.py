@@ -108,3 +108,9 @@ class Discovery:
     #: (path, why) of entries under RAW_DIR that discovery does not search: hidden files and folders,
     #: links to folders, unreadable folders (reported, so nothing vanishes from the counts)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def fail(self, file: str, reason: str, *, stage: str = "discover", sample_id: str | None = None) -> None:
+        """Record that input ``file`` (or the annotation line it came from) failed at ``stage``, and why, in
+        one line: the one way a layout or adapter reports a bad input; it is listed in failures.jsonl and
+        ingest goes on."""
+        self.failures.append(Failure(file, stage, reason, sample_id))

@@ -10,12 +10,16 @@ hold (a stage passes that test as ``legacy``).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from mmcurate.common.atomic import atomic_write_json, temporary_dests
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.files import os_reason
 from mmcurate.store.lock import LOCK_NAME, FileLock
 
 OWNER_FILE = ".mmcurate-output.json"
@@ -34,10 +38,53 @@ def owner_kind(folder: Path) -> str | None:
 
 
 def check_output_path(folder: Path, flag: str = "--out") -> None:
-    """A one-line error when ``folder`` exists but is not a folder."""
+    """A one-line error when ``folder`` exists but is not a folder, or lies under a file (it could
+    never be created there). Nothing is created: a refused folder is left untouched."""
     folder = Path(folder)
-    if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+    try:
+        os.lstat(folder)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise MMCurateError(f"{folder}: {os_reason(exc)}; give {flag} a shorter name") from None
+    if _lexists(folder) and not _is_dir(folder):
         raise MMCurateError(f"{folder}: exists and is not a folder; give {flag} a folder (it is created if missing)")
+    ancestor = Path(os.path.abspath(folder)).parent
+    while not _lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not _is_dir(folder) and _lexists(ancestor) and not _is_dir(ancestor):
+        raise MMCurateError(
+            f"{folder}: cannot be created, {ancestor} is a file, not a folder; give {flag} a folder (it is created "
+            "if missing)"
+        )
+
+
+def make_output_dir(folder: Path, flag: str = "--out", shown: Path | None = None) -> None:
+    """Create the output ``folder`` (and its parents), or a one-line error saying why it cannot be
+    (under a file, in a read-only or virtual file system such as /proc, no permission); ``shown``
+    names it in the message when ``folder`` is a staging folder next to it."""
+    check_output_path(shown or folder, flag)
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MMCurateError(
+            f"{shown or folder}: cannot create the output folder ({os_reason(exc)}); give {flag} a folder that can "
+            "be written"
+        ) from None
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):  # a name too long for the file system is no folder either
+        return False
+
+
+def _lexists(path: Path) -> bool:
+    try:
+        os.lstat(path)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def claim_folder(
@@ -59,7 +106,7 @@ def claim_folder(
     check_output_path(folder, flag)
     if not folder.is_dir():
         if write:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_output_dir(folder, flag)
         else:
             return
     found = owner_kind(folder)

@@ -9,7 +9,8 @@ This is what lets the commands chain with no paths repeated::
     mmcurate reeval                 # -> WORKDIR/reeval/
 
 The work directory is ``--workdir``, else ``$MMCURATE_WORKDIR``, else ``./mmcurate-work``. Whether a
-stage's output is complete is answered here (the pipeline asks, it does not list file names).
+stage's output is complete is each stage's answer (``Stage.is_complete``), from the folders' own checks
+(:meth:`IngestDir.is_complete`, :meth:`BalancedDir.is_complete`, ...).
 """
 
 from __future__ import annotations
@@ -70,21 +71,3 @@ class Workdir:
     @property
     def demo_dir(self) -> Path:
         return self.path / self.DEMO
-
-    def is_complete(self, stage: str) -> bool:
-        """Whether ``stage``'s output in this work directory is finished and current.
-
-        ``push`` is never complete here: only the Hub knows what it holds (push uploads only
-        what is missing, so rerunning it is cheap).
-        """
-        if stage == "ingest":
-            return self.ingest.is_complete()
-        if stage == "score":
-            return self.ingest.is_complete() and self.ingest.scores_state() == "fresh"
-        if stage == "report":
-            return (self.ingest.report_dir / "report.md").is_file()
-        if stage == "balance":
-            return self.balanced.is_complete()
-        if stage == "reeval":
-            return (self.reeval_dir / "results.json").is_file()
-        return False

@@ -94,6 +94,26 @@ def get_method(name: str, **kwargs: Any) -> Method:
     return METHODS[resolve_method(name)](**kwargs)
 
 
+#: the default ``--methods``: the demo's eight, affordable on a CPU (``all`` runs the twenty)
+DEFAULT_METHODS: tuple[str, ...] = ("audio_only", "visual_only", "joint", "ogm_ge", "greedy", "pmr", "agm", "mmpareto")
+
+#: epoch hooks whose override makes a method's behaviour depend on the epoch (it must then declare a schedule)
+EPOCH_HOOKS: tuple[str, ...] = ("on_epoch_start", "on_epoch_end", "train_batches", "train_subset")
+
+
+def epochs_for_every_event(name: str, limit: int = 200, **params: Any) -> int:
+    """The shortest run (at least 2 epochs) in which every event of the method's :meth:`Method.schedule` happens.
+
+    Scaled schedules change with the run length, so each length is asked anew. A test that watches
+    what a method reads while training runs it this long, so that no periodic hook hides behind a
+    short run."""
+    for epochs in range(2, limit + 1):
+        method = get_method(name, width=1, epochs=epochs, **params)
+        if all(method.schedule().values()):
+            return epochs
+    raise ValueError(f"method {name}: some event of its schedule never happens within {limit} epochs")
+
+
 def method_catalog() -> list[dict[str, str]]:
     """One row per method, in report order: name, category, title, reference and paper title."""
     for cls in METHODS.values():
@@ -106,10 +126,13 @@ def method_catalog() -> list[dict[str, str]]:
 
 __all__ = [
     "CATEGORIES",
+    "DEFAULT_METHODS",
+    "EPOCH_HOOKS",
     "METHODS",
     "Method",
     "Prediction",
     "TrainContext",
+    "epochs_for_every_event",
     "get_method",
     "lookup_method",
     "method_catalog",

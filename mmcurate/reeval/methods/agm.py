@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from mmcurate.common.errors import MMCurateError
 from mmcurate.models import AVOutput
 from mmcurate.reeval.batches import Batch
-from mmcurate.reeval.methods.base import Method, TrainContext, in_window
+from mmcurate.reeval.methods.base import Method, TrainContext, epochs_where, in_window
 
 #: the official two-modality code, and BalanceMM's rewrite
 VARIANTS: dict[str, dict[str, float]] = {
@@ -191,6 +191,10 @@ class AGM(Method):
         if head and max(float(g.abs().max()) for g in head) > trigger:
             nn.utils.clip_grad_norm_(model.parameters(), self.variant["clip_norm"])
         return {}
+
+    def schedule(self) -> dict[str, list[int]]:
+        start, end = int(self.params["modulation_start"]), self.params["modulation_end"]
+        return {"modulation": epochs_where(self.epochs, lambda e: in_window(e, start, end))}
 
     def state_dict(self) -> dict[str, Any]:
         return {"running": list(self.running), "iterations": self.iterations}

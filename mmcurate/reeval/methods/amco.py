@@ -37,7 +37,7 @@ from torch.nn import functional as F
 from mmcurate.common.errors import MMCurateError
 from mmcurate.models import AVClassifier, AVOutput
 from mmcurate.reeval.batches import Batch
-from mmcurate.reeval.methods.base import Method, Prediction, TrainContext, cpu_generator
+from mmcurate.reeval.methods.base import Method, Prediction, TrainContext, cpu_generator, epochs_where
 
 MASK_TARGETS: tuple[str, ...] = ("logits", "features")
 
@@ -146,6 +146,9 @@ class AMCo(Method):
     def predict(self, model: nn.Module, batch: Batch) -> Prediction:
         out = model(batch.audio, batch.frames)
         return Prediction(out.logits, out.audio_logits, out.visual_logits)
+
+    def schedule(self) -> dict[str, list[int]]:
+        return {"masking": epochs_where(self.epochs, lambda e: e >= 1)}  # l_t grows by epoch/10: epoch 0 never masks
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self._gen.get_state(), "l_t": self.l_t, "dependent": dict(self.dependent)}

@@ -24,7 +24,7 @@ PMR's prototypes) goes in ``state_dict`` so a resumed run continues exactly.
 logged, ``epoch_end_*`` for what ``on_epoch_end`` returned) that the report plots as the method's
 trajectory over training (``diagnostics_<method>.png``) and copies into ``results.json``.
 
-``ctx`` also carries the run's optimiser, its :class:`~mmcurate.reeval.config.TrainConfig` (``cfg``) and
+``ctx`` also carries the run's optimiser, its :class:`~mmcurate.reeval.settings.TrainConfig` (``cfg``) and
 results directory, for methods whose published algorithm needs them: MLA takes one optimiser
 step per modality per batch, ReconBoost starts each boosting phase with fresh optimiser state,
 UMT trains (or reuses) the comparison's unimodal runs as its teachers.
@@ -32,7 +32,7 @@ UMT trains (or reuses) the comparison's unimodal runs as its teachers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -48,7 +48,7 @@ from mmcurate.reeval.batches import Batch
 from mmcurate.reeval.data import ReevalData
 
 if TYPE_CHECKING:
-    from mmcurate.reeval.config import TrainConfig
+    from mmcurate.reeval.settings import TrainConfig
 
 
 @dataclass
@@ -80,6 +80,10 @@ class TrainContext:
     optimizer: torch.optim.Optimizer | None = None
     #: the comparison's results directory (where runs/<method>/ live)
     out_dir: Path | None = None
+    #: another method's run of this comparison, same seed and settings, trained (or reused) on demand:
+    #: ``run_of("audio_only") -> (its result, its validation-selected best.pt)``. Set by the trainer, so a
+    #: method that builds on other runs (UMT's teachers) needs no import of the trainer, which imports it.
+    run_of: Callable[[str], tuple[Any, Path]] | None = None
 
 
 #: BalanceMM's taxonomy of imbalance methods, plus the reference rows
@@ -179,6 +183,29 @@ class Method:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "reference": self.reference, "params": dict(self.params)}
+
+    # -- what the method does when, and what its runs say -------------------------------------
+    def schedule(self) -> dict[str, list[int]]:
+        """Event name -> the epochs (0-based) of a run of ``self.epochs`` epochs in which it happens.
+
+        An event is anything the method does only in some epochs: a diagnosis, a weight estimate, a
+        phase, the end of a warm-up. Derived from the method's own parameters (scaled schedules
+        included), so a test can run every method long enough for each of its events to happen at
+        least once (:func:`mmcurate.reeval.methods.epochs_for_every_event`): a method that overrides
+        an epoch hook must say here when it acts. Empty: nothing depends on the epoch.
+        """
+        return {}
+
+    @classmethod
+    def run_notes(cls, histories: list[list[dict[str, Any]]]) -> list[str]:
+        """Sentences for ``results.md`` about what the runs (one history per seed) say about the method itself,
+        such as a weight estimated on too few clips or a threshold that never binds. Default: none."""
+        return []
+
+
+def epochs_where(epochs: int, test: Any) -> list[int]:
+    """The epochs of ``range(epochs)`` for which ``test(epoch)`` holds (a schedule's helper)."""
+    return [e for e in range(epochs) if test(e)]
 
 
 def in_window(epoch: int, start: int, end: int | None) -> bool:

@@ -101,6 +101,9 @@ class CML(Method):
         loss = float(self.params["alpha"]) * ce + float(self.params["beta"]) / 100 * penalty
         return loss, {"loss_ce": float(ce.detach()), "penalty": float(penalty.detach())}
 
+    def schedule(self) -> dict[str, list[int]]:
+        return {"removal_draw": list(range(self.epochs))}
+
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self._gen.get_state(), "epoch_removed": self._epoch_removed}
 

@@ -22,6 +22,11 @@ Choices (named parameters): ``super_epoch`` (n; default a quarter of the run), `
 unseen by the checkpoint the look-ahead starts from). A look-ahead copy gets a fresh optimiser of
 the run's kind at the current learning rate. A head that did not generalise (dG <= 0) gets no
 weight; when none did, the previous weights stay (uniform before the first estimate).
+The weights are only as good as the hold-out's loss estimates: at each estimate the standard error
+of every head's dG (from the per-clip loss changes on V, paired) is recorded, a hold-out smaller
+than ``min_holdout`` (100) clips is warned about at the start of the run, and ``results.md``
+reports the weights per estimate and how many estimates had no head whose dG exceeded 2 SE (whose
+weights then follow noise).
 The official code (``facebookresearch/VMZ``, Caffe2, ``c2/tutorials/gradient_blending.md``) trains
 with given audio/visual/AV weights, which sum to 1, and does not release the estimate.
 BalanceMM's ``GBlending_trainer.py`` differs: it measures on the loader it validates with (the
@@ -32,6 +37,7 @@ sums batch losses (train and validation sums over different batch counts) and ta
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import numpy as np
@@ -39,6 +45,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mmcurate.common.console import warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.models import AVClassifier
 from mmcurate.reeval.batches import Batch, epoch_order, iter_batches
@@ -75,20 +82,30 @@ def head_logits(model: AVClassifier, batch: Batch, head: str) -> torch.Tensor:
 
 
 @torch.no_grad()
+def sample_losses(
+    model: AVClassifier, data: ReevalData, positions: torch.Tensor, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """Cross-entropy of every head (HEADS order) for each of ``positions`` of the train split, eval mode: (n, 3)."""
+    was_training = model.training
+    model.eval()
+    parts: list[np.ndarray] = []
+    for batch in iter_batches(data.train, data, batch_size, device, order=positions):
+        out = model(batch.audio, batch.frames)
+        per_head = [
+            F.cross_entropy(logits, batch.labels, reduction="none").cpu().numpy()
+            for logits in (out.logits, out.audio_head_logits, out.visual_head_logits)
+        ]
+        parts.append(np.stack(per_head, axis=1))
+    model.train(was_training)
+    return np.concatenate(parts) if parts else np.zeros((0, len(HEADS)))
+
+
 def mean_losses(
     model: AVClassifier, data: ReevalData, positions: torch.Tensor, batch_size: int, device: torch.device
 ) -> np.ndarray:
     """Mean cross-entropy of every head (HEADS order) over ``positions`` of the train split, eval mode."""
-    was_training = model.training
-    model.eval()
-    sums, n = np.zeros(len(HEADS)), 0
-    for batch in iter_batches(data.train, data, batch_size, device, order=positions):
-        out = model(batch.audio, batch.frames)
-        for k, logits in enumerate((out.logits, out.audio_head_logits, out.visual_head_logits)):
-            sums[k] += float(F.cross_entropy(logits, batch.labels, reduction="sum"))
-        n += len(batch)
-    model.train(was_training)
-    return sums / max(n, 1)
+    losses = sample_losses(model, data, positions, batch_size, device)
+    return losses.mean(axis=0) if len(losses) else np.zeros(len(HEADS))
 
 
 def look_ahead(
@@ -99,8 +116,8 @@ def look_ahead(
     holdout_pos: torch.Tensor,
     epochs: int,
     seed: int,
-) -> tuple[float, float]:
-    """Train a copy of ``model`` on ``head``'s loss alone for ``epochs``; its (L_T, L_V) afterwards."""
+) -> tuple[float, float, np.ndarray]:
+    """Train a copy of ``model`` on ``head``'s loss alone for ``epochs``; its (L_T, L_V, per-clip L_V) afterwards."""
     if ctx.cfg is None or ctx.lr is None:
         raise MMCurateError("gblending needs the run's settings (TrainContext.cfg and .lr) for its look-ahead")
     k = HEADS.index(head)
@@ -116,8 +133,16 @@ def look_ahead(
             loss.backward()
             opt.step()
     l_t = mean_losses(probe, ctx.data, train_pos, ctx.batch_size, ctx.device)[k]
-    l_v = mean_losses(probe, ctx.data, holdout_pos, ctx.batch_size, ctx.device)[k]
-    return float(l_t), float(l_v)
+    v = sample_losses(probe, ctx.data, holdout_pos, ctx.batch_size, ctx.device)[:, k]
+    return float(l_t), float(v.mean()), v
+
+
+def paired_se(before: np.ndarray, after: np.ndarray) -> float:
+    """Standard error of the mean of ``before - after`` (per-clip losses of one head); inf for fewer than 2 clips."""
+    diff = np.asarray(before, dtype=float) - np.asarray(after, dtype=float)
+    if diff.size < 2:
+        return float("inf")
+    return float(diff.std(ddof=1) / np.sqrt(diff.size))
 
 
 class GBlending(Method):
@@ -127,7 +152,7 @@ class GBlending(Method):
     category = "objective"
     paper = "What Makes Training Multi-modal Classification Networks Hard?"
     #: super_epoch None: a quarter of the run (BalanceMM: 10 of 30 epochs)
-    defaults = {"super_epoch": None, "holdout_fraction": 0.1, "train_on_holdout": False}
+    defaults = {"super_epoch": None, "holdout_fraction": 0.1, "train_on_holdout": False, "min_holdout": 100}
     diagnostics = {
         **{f"epoch_end_w_{h}": f"weight {h}" for h in HEADS},
         **{f"epoch_end_ogr_{h}": f"OGR {h} (|dO/dG| at estimates)" for h in HEADS},
@@ -161,16 +186,32 @@ class GBlending(Method):
     def is_estimate_epoch(self, epoch: int) -> bool:
         return epoch % self.super_epoch == 0
 
+    def schedule(self) -> dict[str, list[int]]:
+        estimates = [e for e in range(self.epochs) if self.is_estimate_epoch(e)]
+        return {"first_estimate": estimates[:1], "re_estimate": estimates[1:2]}
+
+    def on_train_start(self, model: nn.Module, ctx: TrainContext) -> None:
+        held = len(self.holdout(ctx.data)[1])
+        if held < int(self.params["min_holdout"]):
+            warn(
+                f"gblending: its hold-out holds {held} training clips (holdout_fraction "
+                f"{self.params['holdout_fraction']}); below {self.params['min_holdout']} the hold-out loss changes "
+                "behind its weights are mostly noise (results.md reports them); use more data or a larger "
+                "gblending.holdout_fraction"
+            )
+
     def on_epoch_start(self, model: nn.Module, ctx: TrainContext) -> None:
         if not self.is_estimate_epoch(ctx.epoch):
             return
         train_pos, hold_pos = self.holdout(ctx.data)
         t_before = mean_losses(model, ctx.data, train_pos, ctx.batch_size, ctx.device)
-        v_before = mean_losses(model, ctx.data, hold_pos, ctx.batch_size, ctx.device)
-        t_after, v_after = np.zeros(len(HEADS)), np.zeros(len(HEADS))
+        v_before_clips = sample_losses(model, ctx.data, hold_pos, ctx.batch_size, ctx.device)
+        v_before = v_before_clips.mean(axis=0)
+        t_after, v_after, se = np.zeros(len(HEADS)), np.zeros(len(HEADS)), np.zeros(len(HEADS))
         for k, head in enumerate(HEADS):
             seed = (self.seed * 1_009 + ctx.epoch) * 7 + k + 1
-            t_after[k], v_after[k] = look_ahead(model, head, ctx, train_pos, hold_pos, self.super_epoch, seed)
+            t_after[k], v_after[k], v_clips = look_ahead(model, head, ctx, train_pos, hold_pos, self.super_epoch, seed)
+            se[k] = paired_se(v_before_clips[:, k], v_clips)
         d_gen = v_before - v_after
         d_over = (v_after - t_after) - (v_before - t_before)
         new = gblending_weights(d_gen, d_over)
@@ -179,11 +220,13 @@ class GBlending(Method):
         self.estimates.append(
             {
                 "epoch": ctx.epoch,
+                "holdout_size": len(hold_pos),
                 "train_before": t_before.tolist(),
                 "holdout_before": v_before.tolist(),
                 "train_after": t_after.tolist(),
                 "holdout_after": v_after.tolist(),
                 "delta_g": d_gen.tolist(),
+                "delta_g_se": se.tolist(),
                 "delta_o": d_over.tolist(),
                 "weights": self.weights.tolist(),
             }
@@ -203,11 +246,39 @@ class GBlending(Method):
         logs = {f"w_{h}": float(w) for h, w in zip(HEADS, self.weights)}
         if self.estimates and self.estimates[-1]["epoch"] == ctx.epoch:
             est = self.estimates[-1]
-            for h, dg, do in zip(HEADS, est["delta_g"], est["delta_o"]):
+            logs["holdout_size"] = float(est["holdout_size"])
+            for h, dg, do, se in zip(HEADS, est["delta_g"], est["delta_o"], est["delta_g_se"]):
                 logs[f"dG_{h}"], logs[f"dO_{h}"] = dg, do
+                if math.isfinite(se):
+                    logs[f"dG_se_{h}"] = se
                 if dg != 0:
                     logs[f"ogr_{h}"] = abs(do / dg)
         return logs
+
+    @classmethod
+    def run_notes(cls, histories: list[list[dict[str, Any]]]) -> list[str]:
+        estimates = [h for hist in histories for h in hist if "epoch_end_dG_fused" in h]
+        if not estimates:
+            return []
+        sizes = sorted({int(h.get("epoch_end_holdout_size", 0)) for h in estimates})
+        weights = np.array([[h[f"epoch_end_w_{k}"] for k in HEADS] for h in estimates])
+        noisy = sum(
+            all(h.get(f"epoch_end_dG_{k}", 0.0) <= 2 * h.get(f"epoch_end_dG_se_{k}", float("inf")) for k in HEADS)
+            for h in estimates
+        )
+        mean = ", ".join(f"{k} {w:.2f}" for k, w in zip(HEADS, weights.mean(axis=0)))
+        low = int((weights[:, 0] < 0.1).sum())
+        notes = [
+            f"{len(estimates)} weight estimate(s) over all seeds, on a hold-out of {sizes[0]} training clips; "
+            f"mean weights {mean}; fused-head weight below 0.1 at {low} of them "
+            "(per estimate: diagnostics_gblending.png, results.json → diagnostics)"
+        ]
+        if noisy:
+            notes.append(
+                f"at {noisy} of {len(estimates)} estimates no head's hold-out loss fell by more than 2 standard "
+                "errors: those weights follow noise, not generalisation (a larger hold-out would fix it)"
+            )
+        return notes
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "super_epoch_resolved": self.super_epoch}

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -89,6 +90,7 @@ class Greedy(Method):
     diagnostics = {
         "epoch_end_rebalancing_share": "share of steps re-balancing",
         "bdr_gap": "BDR audio - BDR visual (measuring steps)",
+        "threshold_exceeded": "share of unlocked measuring steps with |BDR gap| > alpha",
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -119,7 +121,32 @@ class Greedy(Method):
         alpha = float(self.params["alpha"])
         self.caring = greedy_caring_modality(bdr["audio"], bdr["visual"], alpha) if unlocked else None
         self.window_step = 0
-        return {"bdr_audio": bdr["audio"], "bdr_visual": bdr["visual"], "bdr_gap": bdr["audio"] - bdr["visual"]}
+        logs = {"bdr_audio": bdr["audio"], "bdr_visual": bdr["visual"], "bdr_gap": bdr["audio"] - bdr["visual"]}
+        if unlocked:
+            logs["threshold_exceeded"] = 0.0 if self.caring is None else 1.0
+        return logs
+
+    def schedule(self) -> dict[str, list[int]]:
+        warmup = int(self.params["warmup_epochs"])
+        return {"measuring": list(range(self.epochs)), "rebalancing": list(range(warmup, self.epochs))}
+
+    @classmethod
+    def run_notes(cls, histories: list[list[dict[str, Any]]]) -> list[str]:
+        shares = [h["epoch_end_rebalancing_share"] for hist in histories for h in hist if "threshold_exceeded" in h]
+        binds = [h["threshold_exceeded"] for hist in histories for h in hist if "threshold_exceeded" in h]
+        if not shares:
+            return []
+        share, bind = float(np.mean(shares)), float(np.mean(binds))
+        note = (
+            f"after the warm-up, {100 * share:.0f} % of steps re-balanced; the BDR gap exceeded alpha at "
+            f"{100 * bind:.0f} % of measuring steps"
+        )
+        if bind > 0.95:
+            note += (
+                " (the threshold almost never holds re-balancing back: a window follows nearly every measuring step, "
+                "and the share sits near its ceiling window/(window+1))"
+            )
+        return [note]
 
     def on_epoch_end(self, model: nn.Module, ctx: TrainContext) -> dict[str, float]:
         share = self.rebalancing_steps / max(1, ctx.steps_per_epoch)

@@ -9,20 +9,30 @@ With z_a, z_v the per-modality logits (the official model has one linear head pe
     L = 2 * (alpha_0 * CE((z_a + z_v) / 2) + alpha_1 * Align),
     Align = (KL(m || p_a) + KL(m || p_v)) / 2,  m = (p_a + p_v) / 2
 (the code's ``F.kl_div(p.log(), m)`` is KL(m || p), so this is not quite the Jensen-Shannon
-divergence its name suggests). ``schedule=learnable`` (the method): at the start of every epoch,
-on a fixed held-out batch, h = mean of the first parameter tensor's entries of the
-Hessian-vector product grad(grad L_total) . grad CE (L_total = alpha_0 CE + alpha_1 Align), then
-alpha_1 <- clip(alpha_1 - eta h, 0.05, 0.95), alpha_0 = 1 - alpha_1, with eta = 1e-4 halved every
-20 epochs; alpha starts at (CE 0.05, Align 0.95). ``schedule=fitted``: alpha_0 is the official
-degree-5 polynomial in the epoch (fitted to one 200-epoch CREMA-D run; README's script).
+divergence its name suggests).
 
-The held-out batch: as the official code, ``holdout_removed`` (16) training samples are taken out of
-training (group-aware, :func:`mmcurate.reeval.holdout.holdout_split`) and ``holdout`` (8) of them
-form the batch; the validation split is never read in training (it selects the checkpoint) and
-the test split is never touched. BalanceMM takes a quarter of its first *test* batch, and starts
-from the reversed weights (CE 0.95, Align 0.05: ``--method-param lfm.init_align=0.05``). The
-probe runs in eval mode (the official code's model is in eval mode there from epoch 1 on, left
-so by validation). Cost: one double-backward on the held-out batch per epoch.
+``schedule=fitted`` (the default: what the official README runs, ``python Crema_epoch.py``):
+alpha_0(e) is the official degree-5 polynomial fitted to the learned weights of one 200-epoch
+CREMA-D run, rising from CE 0.20 at epoch 0 to about 0.92 at epoch 199 (it peaks at 1.01 near
+epoch 183, a slightly negative alignment weight the official code uses as well). Every other scaled
+schedule here is read in the fraction of the run, so this one is too: epoch e of a run of E epochs
+reads the polynomial at e * ``fitted_epochs`` / E (``fitted_epochs`` = 200, the official run);
+``fitted_epochs=null`` reads it at the raw epoch (the official code's own run length only).
+
+``schedule=learnable`` (``Crema_epoch_learnable.py``): at the start of every epoch, on a fixed
+held-out batch, h = mean of the first parameter tensor's entries of the Hessian-vector product
+grad(grad L_total) . grad CE (L_total = alpha_0 CE + alpha_1 Align), then alpha_1 <- clip(alpha_1 -
+eta h, 0.05, 0.95), alpha_0 = 1 - alpha_1, with eta = 1e-4 halved every 20 epochs; alpha starts at
+(CE 0.05, Align 0.95). In a run of tens of epochs at that step size the weights barely move from
+their start (CE weight about 0.05: the fused head hardly learns to classify), which is why it is
+not the default here. The held-out batch: as the official code, ``holdout_removed`` (16) training
+samples are taken out of training (group-aware, :func:`mmcurate.reeval.holdout.holdout_split`) and
+``holdout`` (8) of them form the batch; the validation split is never read in training (it
+selects the checkpoint) and the test split is never touched. BalanceMM takes a quarter of its
+first *test* batch, and starts from the reversed weights (CE 0.95, Align 0.05:
+``--method-param lfm.init_align=0.05``). The probe runs in eval mode (the official code's model is
+in eval mode there from epoch 1 on, left so by validation). Cost: one double-backward on the
+held-out batch per epoch.
 """
 
 from __future__ import annotations
@@ -40,7 +50,9 @@ from mmcurate.reeval.data import ReevalData
 from mmcurate.reeval.holdout import holdout_split
 from mmcurate.reeval.methods.base import Method, TrainContext, cpu_generator
 
-SCHEDULES: tuple[str, ...] = ("learnable", "fitted")
+SCHEDULES: tuple[str, ...] = ("fitted", "learnable")
+#: length of the official run the fitted schedule was fitted to (data/crema.json: 200 epochs)
+FITTED_EPOCHS = 200
 #: the official fitted schedule: CE weight alpha_0(epoch) = sum_i c_i epoch^i
 FITTED_CE: tuple[float, ...] = (
     2.04623704e-01,
@@ -64,8 +76,8 @@ def lfm_fused(z_a: torch.Tensor, z_v: torch.Tensor) -> torch.Tensor:
     return 0.5 * z_a + 0.5 * z_v
 
 
-def lfm_fitted_weights(epoch: int) -> tuple[float, float]:
-    """(alpha_CE, alpha_align) of the official fitted schedule."""
+def lfm_fitted_weights(epoch: float) -> tuple[float, float]:
+    """(alpha_CE, alpha_align) of the official fitted schedule at (official-run) epoch ``epoch``."""
     ce = sum(c * epoch**i for i, c in enumerate(FITTED_CE))
     return ce, 1.0 - ce
 
@@ -101,7 +113,15 @@ class LFM(Method):
     category = "objective"
     paper = "Facilitating Multimodal Classification via Dynamically Learning Modality Gap"
     needs_modality_logits = True
-    defaults = {"schedule": "learnable", "init_align": 0.95, "lr_alpha": 1e-4, "holdout": 8, "holdout_removed": 16}
+    defaults = {
+        "schedule": "fitted",
+        "fitted_epochs": FITTED_EPOCHS,
+        "init_align": 0.95,
+        "lr_alpha": 1e-4,
+        "holdout": 8,
+        "holdout_removed": 16,
+    }
+    diagnostics = {"alpha_ce": "CE weight alpha_0", "hypergradient": "hypergradient h (learnable)"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -111,9 +131,18 @@ class LFM(Method):
         self.alpha = (1.0 - align, align)
         self.hypergradient = 0.0
 
+    def fitted_epoch(self, epoch: int) -> float:
+        """Where epoch ``epoch`` of this run reads the fitted schedule: the same fraction of the official run."""
+        span = self.params["fitted_epochs"]
+        return float(epoch) if span is None else epoch * float(span) / max(1, self.epochs)
+
+    def schedule(self) -> dict[str, list[int]]:
+        event = "fitted_weights" if self.params["schedule"] == "fitted" else "alpha_update"
+        return {event: list(range(self.epochs))}
+
     def on_epoch_start(self, model: nn.Module, ctx: TrainContext) -> None:
         if self.params["schedule"] == "fitted":
-            self.alpha = lfm_fitted_weights(ctx.epoch)
+            self.alpha = lfm_fitted_weights(self.fitted_epoch(ctx.epoch))
             return
         batch = self._holdout(ctx)
         model.eval()
@@ -149,7 +178,10 @@ class LFM(Method):
         ce = F.cross_entropy(lfm_fused(out.audio_logits, out.visual_logits), batch.labels)
         align = lfm_alignment(out.audio_logits, out.visual_logits)
         loss = 2 * (self.alpha[0] * ce + self.alpha[1] * align)
-        return loss, {"alpha_ce": self.alpha[0], "alpha_align": self.alpha[1], "hypergradient": self.hypergradient}
+        logs = {"alpha_ce": self.alpha[0], "alpha_align": self.alpha[1]}
+        if self.params["schedule"] == "learnable":
+            logs["hypergradient"] = self.hypergradient
+        return loss, logs
 
     def state_dict(self) -> dict[str, Any]:
         return {"alpha": list(self.alpha), "hypergradient": self.hypergradient}

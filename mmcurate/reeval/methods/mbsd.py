@@ -15,10 +15,13 @@ Per sample the "strong" modality is the one with the larger true-class probabili
 BalanceMM's KD term is ``F.kl_div(ps, pw)`` on the two true-class probabilities, which computes
 pw (log pw - ps): not a divergence (it can be negative and ps is used as a log-probability), and
 nothing is detached, so the strong side is pulled towards the weak one as much as the reverse.
-mmcurate implements the stated strong-to-weak transfer by default: KD_i = KL(p_strong || p_weak)
-over the class distributions, and in RS and KD the strong modality's logits are detached (the
-teacher), as is w_i (a weight, not a target). ``variant=balancemm`` is BalanceMM's arithmetic
-exactly.
+
+Default ``variant=balancemm``: BalanceMM's arithmetic exactly, because it is the only public code
+of this method (the paper is about vision-language pre-training and publishes none), and a method
+named after a paper must not silently be mmcurate's own construction. ``variant=distill`` is
+mmcurate's reading of the stated strong-to-weak transfer: KD_i = KL(p_strong || p_weak) over the
+class distributions, and in RS and KD the strong modality's logits are detached (the teacher), as
+is w_i (a weight, not a target).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.reeval.batches import Batch
 from mmcurate.reeval.methods.base import Method, TrainContext
 
-VARIANTS: tuple[str, ...] = ("distill", "balancemm")
+VARIANTS: tuple[str, ...] = ("balancemm", "distill")
 
 
 def mbsd_weights(
@@ -66,7 +69,8 @@ class MBSD(Method):
     category = "objective"
     paper = "Multimodal Pre-Training with Self-Distillation for Product Understanding in E-Commerce"
     needs_modality_logits = True
-    defaults = {"variant": "distill"}
+    #: the only public code's arithmetic by default (see the module docstring)
+    defaults = {"variant": "balancemm"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

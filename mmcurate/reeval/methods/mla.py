@@ -182,6 +182,9 @@ class MLA(Method):
         w_a, w_v = entropy_gate(z_a, z_v, str(self.params["gate"]))
         return Prediction(w_a * z_a + w_v * z_v, z_a, z_v)
 
+    def schedule(self) -> dict[str, list[int]]:
+        return {"projection": list(range(self.epochs))}  # per step from the run's second update on
+
     def state_dict(self) -> dict[str, Any]:
         return {"projector": None if self.projector is None else self.projector.cpu(), "updates": self.updates}
 

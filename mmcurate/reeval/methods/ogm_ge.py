@@ -21,6 +21,7 @@ from mmcurate.reeval.batches import Batch
 from mmcurate.reeval.methods.base import (
     Method,
     TrainContext,
+    epochs_where,
     in_window,
     label_probability_sum,
 )
@@ -91,6 +92,10 @@ class OGMGE(Method):
             if self._noise_state is not None:
                 self._noise.set_state(self._noise_state)
         return self._noise
+
+    def schedule(self) -> dict[str, list[int]]:
+        start = int(self.params["modulation_start"])
+        return {"modulation": epochs_where(self.epochs, lambda e: in_window(e, start, self.window_end))}
 
     def state_dict(self) -> dict[str, Any]:
         return {"noise_state": self._noise.get_state() if self._noise is not None else self._noise_state}

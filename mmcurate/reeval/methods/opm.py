@@ -31,7 +31,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmcurate.reeval.batches import Batch
-from mmcurate.reeval.methods.base import Method, TrainContext, cpu_generator, label_probability_sum
+from mmcurate.reeval.methods.base import (
+    Method,
+    TrainContext,
+    cpu_generator,
+    epochs_where,
+    label_probability_sum,
+)
 
 
 def opm_drop_probabilities(score_audio: float, score_visual: float, q_base: float, lam: float) -> tuple[float, float]:
@@ -107,6 +113,9 @@ class OPM(Method):
         if not bool(kept.any()):  # every sample lost every modality (the official code skips the step)
             return full.logits.sum() * 0.0, logs
         return F.cross_entropy(logits, batch.labels[kept]), logs
+
+    def schedule(self) -> dict[str, list[int]]:
+        return {"drop": epochs_where(self.epochs, lambda e: e >= self.warmup)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self._gen.get_state()}

@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.reeval.batches import Batch, epoch_order, iter_batches
-from mmcurate.reeval.methods.base import Method, TrainContext, in_window
+from mmcurate.reeval.methods.base import Method, TrainContext, epochs_where, in_window
 
 
 def prototype_logits(features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
@@ -195,6 +195,14 @@ class PMR(Method):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "per_epochs_resolved": self.per_epochs}
+
+    def schedule(self) -> dict[str, list[int]]:
+        start, end = int(self.params["modulation_start"]), self.params["modulation_end"]
+        return {
+            "prototypes": list(range(self.epochs)),
+            "per": epochs_where(self.epochs, lambda e: e < self.per_epochs),
+            "modulation": epochs_where(self.epochs, lambda e: in_window(e, start, end)),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {m: (None if p is None else p.cpu()) for m, p in self.prototypes.items()}

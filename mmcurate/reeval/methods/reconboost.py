@@ -24,7 +24,20 @@ f_m, which is what the paper describes.
 
 Budget: the same number of epochs as every method; official stages are 4 + 4 epochs for
 hundreds of stages, which a 20-epoch run cannot hold, so the default is 1 + 1 (10 stages in 20
-epochs). A boosting epoch runs the other encoder without gradient (cheaper than a joint epoch).
+epochs: the alternation, which is the method, survives; longer stages would leave two or three).
+A boosting epoch runs the other encoder without gradient (cheaper than a joint epoch).
+
+Optimiser state under a short budget (``reset_optimizer``): the official code builds a new SGD
+optimiser (momentum 0.9) for every phase. Its phases are 4 epochs of about 105 steps (CREMA-D, batch
+64), so the momentum rebuilds within the first 2-3 % of a phase. A 1-epoch phase of a small set has a
+few dozen steps or fewer, and a reset every phase then keeps the effective step size well below the
+other methods' for most of the run (measured on the published av_digits run: 44.4 % with the reset
+against 56.7 % without). ``auto`` (the default) therefore resets where the official phases would not
+notice it: for SGD with momentum beta only when a phase holds at least 20 / (1 - beta) steps (200 at
+beta 0.9: the rebuild, about 1 / (1 - beta) steps, is then at most 5 % of the phase), and always for
+adaptive optimisers (AdamW's bias correction restarts cleanly). ``true`` resets every phase as the
+official code does, ``false`` never. The decision is logged per epoch (``optimizer_reset``).
+
 Validation always scores beta * (f_a + f_v) (in stage 0 the visual learner is still at its
 initialisation). Differences from BalanceMM, whose "epoch" runs both modalities' boosting and
 correction passes (4 passes), with one shared AdamW: its head is one linear layer and beta starts
@@ -40,10 +53,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mmcurate.common.errors import MMCurateError
 from mmcurate.models import AVOutput
 from mmcurate.models.encoders import AudioEncoder, VisualEncoder
 from mmcurate.reeval.batches import Batch
 from mmcurate.reeval.methods.base import Method, Prediction, TrainContext
+
+#: ``reset_optimizer=auto`` resets SGD state only when a phase holds this many times 1 / (1 - momentum) steps
+RESET_MIN_REBUILDS = 20
+RESET_CHOICES: tuple[object, ...] = ("auto", True, False)
 
 MODALITIES: tuple[str, str] = ("audio", "visual")
 
@@ -117,9 +135,17 @@ class ReconBoost(Method):
         "boost_rate": 1.0,
         "boost_epochs": 1,
         "correct_epochs": 1,
-        "reset_optimizer": True,
+        "reset_optimizer": "auto",
         "ga_gradient": False,
     }
+
+    diagnostics = {"epoch_end_optimizer_reset": "optimiser state reset at the phase start (1) or kept (0)"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.params["reset_optimizer"] not in RESET_CHOICES:
+            raise MMCurateError("method reconboost: reset_optimizer must be auto, true or false")
+        self._reset = 0.0
 
     def build_model(self, num_classes: int) -> nn.Module:
         return BoostedEnsemble(num_classes, self.width, float(self.params["boost_rate"]))
@@ -127,10 +153,46 @@ class ReconBoost(Method):
     def _phase(self, epoch: int) -> tuple[int, str, str]:
         return reconboost_phase(epoch, int(self.params["boost_epochs"]), int(self.params["correct_epochs"]))
 
+    def schedule(self) -> dict[str, list[int]]:
+        phases = [self._phase(e) for e in range(self.epochs)]
+        return {
+            "boost_audio": [e for e, p in enumerate(phases) if p[1:] == ("audio", "boost")],
+            "boost_visual_against_the_ensemble": [e for e, p in enumerate(phases) if p[1:] == ("visual", "boost")],
+            "correct": [e for e, p in enumerate(phases) if p[2] == "correct"],
+        }
+
+    def resets_optimizer(self, ctx: TrainContext, phase: str) -> bool:
+        """Whether a phase starting now gets fresh optimiser state (see the module docstring)."""
+        choice = self.params["reset_optimizer"]
+        if choice != "auto":
+            return bool(choice)
+        cfg = ctx.cfg
+        if cfg is None or cfg.optimizer != "sgd" or cfg.momentum <= 0:
+            return True
+        epochs = int(self.params["boost_epochs" if phase == "boost" else "correct_epochs"])
+        return ctx.steps_per_epoch * epochs * (1 - cfg.momentum) >= RESET_MIN_REBUILDS - 1e-9  # 200 x 0.1 is 19.99..
+
     def on_epoch_start(self, model: nn.Module, ctx: TrainContext) -> None:
-        starts_phase = ctx.epoch == 0 or self._phase(ctx.epoch) != self._phase(ctx.epoch - 1)
-        if starts_phase and self.params["reset_optimizer"] and ctx.optimizer is not None:
+        phase = self._phase(ctx.epoch)
+        starts_phase = ctx.epoch == 0 or phase != self._phase(ctx.epoch - 1)
+        self._reset = 0.0
+        if starts_phase and ctx.optimizer is not None and self.resets_optimizer(ctx, phase[2]):
             ctx.optimizer.state.clear()  # a new optimiser per phase, as the official code
+            self._reset = 1.0
+
+    def on_epoch_end(self, model: nn.Module, ctx: TrainContext) -> dict[str, float]:
+        return {"optimizer_reset": self._reset}
+
+    @classmethod
+    def run_notes(cls, histories: list[list[dict[str, Any]]]) -> list[str]:
+        resets = [h.get("epoch_end_optimizer_reset") for hist in histories for h in hist]
+        if not resets or all(r is None for r in resets):
+            return []
+        n = sum(1 for r in resets if r)
+        return [
+            f"optimiser state reset at {n} of {len(resets)} epoch starts over all seeds (reset_optimizer: the "
+            "official per-phase reset only where a phase is long enough for the momentum to rebuild)"
+        ]
 
     def forward(self, model: nn.Module, batch: Batch, ctx: TrainContext) -> Any:
         stage, m, phase = self._phase(ctx.epoch)

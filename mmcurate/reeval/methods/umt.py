@@ -55,16 +55,13 @@ class UMT(Method):
 
     def on_train_start(self, model: nn.Module, ctx: TrainContext) -> None:
         """Train (or reuse) the two unimodal runs of this comparison and load them as teachers."""
-        from mmcurate.reeval.trainer import run_dir_for, train_run  # the trainer imports the methods
-
-        if ctx.cfg is None or ctx.out_dir is None:
-            raise MMCurateError("method umt trains its teachers as runs of the comparison: needs ctx.cfg, ctx.out_dir")
+        if ctx.run_of is None:
+            raise MMCurateError("method umt trains its teachers as runs of the comparison: needs ctx.run_of")
         rng = torch.get_rng_state()  # teacher training must not shift the student's random stream
         for m in MODALITIES:
-            run = train_run(f"{m}_only", ctx.data, ctx.cfg, ctx.seed, ctx.out_dir, ctx.device)
+            run, best = ctx.run_of(f"{m}_only")
             info(f"umt seed {ctx.seed}: {m} teacher = {m}_only run ({run.status}, val acc {run.best_val_acc:.4f})")
-            best = run_dir_for(ctx.out_dir, f"{m}_only", ctx.seed) / "best.pt"
-            state = torch.load(best, map_location=ctx.device, weights_only=False)
+            state = torch.load(best, map_location=ctx.device, weights_only=True)  # weights only: never run a pickle
             self.teachers[m] = self._teacher(m, len(ctx.data.classes), state["model"], ctx.device)
         torch.set_rng_state(rng)
 
@@ -77,6 +74,9 @@ class UMT(Method):
         for p in teacher.parameters():
             p.requires_grad_(False)
         return teacher
+
+    def schedule(self) -> dict[str, list[int]]:
+        return {"teachers": [0]}
 
     def loss(
         self, model: nn.Module, batch: Batch, out: Any, ctx: TrainContext

@@ -36,7 +36,7 @@ from torch import nn
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.reeval.batches import Batch, epoch_order, iter_batches, make_batch
-from mmcurate.reeval.methods.base import Method, TrainContext, head_without
+from mmcurate.reeval.methods.base import Method, TrainContext, epochs_where, head_without
 
 #: what a training sample keeps: both modalities, or only one (the other's features zeroed)
 KEEP_BOTH, KEEP_AUDIO, KEEP_VISUAL = 0, 1, 2
@@ -190,6 +190,10 @@ class Valuation(Method):
         finally:
             model.train()
         return tuple(np.concatenate(p) for p in parts)
+
+    def schedule(self) -> dict[str, list[int]]:
+        valued = epochs_where(self.epochs, lambda e: self.warmup - 1 <= e < self.epochs - 1)
+        return {"valuation": valued, "resampled_epoch": [e + 1 for e in valued]}
 
     def state_dict(self) -> dict[str, Any]:
         if self.extra_index is None:

@@ -158,6 +158,10 @@ def test_rows_decode_without_torchcodec(exported: ExportFixture) -> None:
     assert np.asarray(row["frames"][0]).std() > 5  # real pixels, not a blank frame
 
 
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
 def test_card_header_and_provenance(exported: ExportFixture) -> None:
     text = (exported.balanced_dir / "README.md").read_text()
     assert text.startswith("---\n")
@@ -189,7 +193,10 @@ def test_card_header_and_provenance(exported: ExportFixture) -> None:
         "-0.3333, 0.3333",
     ):
         assert needle in body, needle
-    assert '"seed": 0' in body and '"bins": 3' in body  # the resolved config, verbatim
+    config = json.loads(
+        (exported.balanced_dir / "mmcurate_config.json").read_text(), parse_constant=_no_constant
+    )  # the resolved config, in strict JSON next to the card
+    assert config["balance"]["seed"] == 0 and config["balance"]["balance_config"]["bins"] == 3
     assert "`val` in the selection" in body
 
 

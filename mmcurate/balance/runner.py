@@ -32,6 +32,7 @@ from mmcurate.store import BalancedDir, IngestDir, Workdir
 from mmcurate.store.bins import assign_bins, bin_label, bin_probability
 from mmcurate.store.ownership import check_output_path
 from mmcurate.store.schemas import SELECTION_SCHEMA
+from mmcurate.store.scores_health import load_health
 from mmcurate.store.splits import SPLITS, assign_splits, parse_ratios
 
 
@@ -432,7 +433,19 @@ def _provenance(
         "ingest_config": ingest_cfg.get("identity", {}).get("config"),
         "source": {**(ingest_cfg.get("source") or {}), **cfg.extra},
     }
-    for key in ("max_discrepancy_std", "uncertain_left_out", "selection_mean_bin_probability", "pools"):
+    health = load_health(ingest.path)
+    if health is not None:
+        prov["scorer_health"] = health
+    for key in (
+        "max_discrepancy_std",
+        "uncertain_left_out",
+        "selection_mean_bin_probability",
+        "pools",
+        "excluded",
+        "exclude_file",
+        "excluded_ids",
+        "bins_requested",
+    ):
         if key in summary:
             prov[key] = summary[key]
     if cfg.pretty_name:

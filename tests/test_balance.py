@@ -263,15 +263,17 @@ def narrow_work(small_ingest: tuple[Path, Path], tmp_path_factory: pytest.TempPa
     work, _ = small_ingest
     copy = tmp_path_factory.mktemp("narrow") / "work"
     shutil.copytree(work, copy, ignore=shutil.ignore_patterns("balanced", "scores.*"))
-    ids = pq.read_table(copy / "ingest" / "manifest.parquet", columns=["sample_id"]).column("sample_id").to_pylist()
+    manifest = pq.read_table(copy / "ingest" / "manifest.parquet", columns=["sample_id", "label"]).to_pylist()
+    classes = sorted({r["label"] for r in manifest})
     rng = np.random.default_rng(1)
     scores = copy.parent / "narrow.csv"
-    with open(scores, "w", newline="") as fh:
+    with open(scores, "w", newline="") as fh:  # the audio scorer is right 80 % of the time, the visual one guesses
         w = csv.writer(fh)
-        w.writerow(["sample_id", "p_audio", "p_visual"])
-        for sid in ids:
+        w.writerow(["sample_id", "p_audio", "p_visual", "pred_audio", "pred_visual"])
+        for r in manifest:
             d = float(rng.uniform(-0.39, 0.59))
-            w.writerow([sid, f"{0.4 + d / 2:.6f}", f"{0.4 - d / 2:.6f}"])
+            pred_audio = r["label"] if rng.uniform() < 0.8 else str(rng.choice(classes))
+            w.writerow([r["sample_id"], f"{0.4 + d / 2:.6f}", f"{0.4 - d / 2:.6f}", pred_audio, rng.choice(classes)])
     proc = _cli("score", "--workdir", str(copy), "--scores-from", str(scores))
     assert proc.returncode == 0, proc.stderr
     return copy
@@ -322,7 +324,7 @@ def test_headline_bins_10_on_a_small_set_uses_the_bins_that_work(narrow_work: Pa
     assert meta["config"]["bins"] == chosen and meta["config"]["bins_requested"] == 10
     assert len(meta["summary"]["edges"]) == chosen + 1
     card = (out / "README.md").read_text()
-    assert f"--bins 10 asked" in card and f"used --bins {chosen}" in card
+    assert "--bins 10 asked" in card and f"used --bins {chosen}" in card
     # small validation/test bins are called out
     val = meta["summary"]["split_bins"]["val"]
     if min(val) < 10:
@@ -351,3 +353,45 @@ def test_exclude_leaves_marked_clips_out(narrow_work: Path, tmp_path: Path) -> N
     bad = _cli("balance", "--workdir", str(narrow_work), "--bins", "2", "--exclude", str(listing), "--dry-run")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert f"{listing}:3: unknown sample_id 'not/a/clip.mp4'" in bad.stderr
+
+
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"{name} in a JSON file")
+
+
+def test_card_is_a_page_and_what_is_published_names_no_local_folder(narrow_work: Path, tmp_path: Path) -> None:
+    from mmcurate.push.files import collect_local_files
+
+    out = tmp_path / "balanced"
+    proc = _cli("balance", "--workdir", str(narrow_work), "--bins", "2", "--split", "70/10/20", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    card = (out / "README.md").read_text()
+    body = card.split("\n---\n", 1)[1]
+    assert 40 <= len(body.splitlines()) <= 150 and len(card.splitlines()) <= 220, len(card.splitlines())
+    for heading in ("## How it was made", "## Splits and bins", "## Scorer accuracy", "## Limitations and biases"):
+        assert heading in body, heading
+    assert "## Citation" in body and "@misc{" in body
+    assert "mmcurate balance --bins 2 --split 70/10/20 --seed 0" in body
+    assert "NaN" not in card and "```json" not in card  # the configuration is in its own file
+    # the scorers against chance, from the scores table (these imported scores carry each prediction)
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in body.splitlines()
+        if line.startswith("| audio |") or line.startswith("| visual |")
+    }
+    assert rows["audio"].rstrip().endswith("| yes |") and rows["visual"].rstrip().endswith("| **no** |")
+    assert "The visual scorer is not above chance" in body
+    # the full configuration: strict JSON next to the card
+    config = json.loads((out / "mmcurate_config.json").read_text(), parse_constant=_no_constant)
+    assert config["balance"]["balance_config"]["bins"] == 2
+    assert config["ingest"]["raw_dir"] == "<raw>"
+    # what push uploads names no folder of this machine
+    published = collect_local_files(out)
+    assert {f.rel for f in published} >= {"README.md", "mmcurate_config.json"}
+    home = os.path.expanduser("~").encode()
+    needles = [str(tmp_path).encode(), str(narrow_work).encode(), str(narrow_work.resolve()).encode(), home + b"/"]
+    needles.append(b"/work/shared")  # the raw folder
+    for f in published:
+        data = f.path.read_bytes()
+        for needle in needles:
+            assert needle not in data, (f.rel, needle)

@@ -114,13 +114,13 @@ def small_eval_bins(split_counts: dict[str, np.ndarray]) -> str | None:
             continue
         small = np.flatnonzero(counts < MIN_EVAL_BIN)
         if small.size:
+            lo, hi = int(counts[small].min()), int(counts[small].max())
             parts.append(
-                f"{split} bin(s) {', '.join(map(str, small.tolist()))} hold {int(counts[small].min())}-"
-                f"{int(counts[small].max())} clips"
+                f"{split} bin(s) {', '.join(map(str, small.tolist()))} hold {lo if lo == hi else f'{lo}-{hi}'} clips"
             )
     if not parts:
         return None
     return (
         f"{'; '.join(parts)} (fewer than {MIN_EVAL_BIN}: per-bin results on them are noise); use fewer --bins or "
-        "a larger --split share for val/test (e.g. --split 70/10/20)"
+        "larger val/test shares in --split"
     )

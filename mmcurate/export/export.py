@@ -32,7 +32,6 @@ from mmcurate.common.console import progress_bar, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
 from mmcurate.export.card import CONFIG_JSON, SplitSummary, config_document, render_card
-from mmcurate.export.portable import path_roots, portable
 from mmcurate.export.features import (
     audio_is_hub_encodable,
     build_export_table,
@@ -41,6 +40,7 @@ from mmcurate.export.features import (
     single_sample_rate,
 )
 from mmcurate.export.inputs import join_manifest, read_selection
+from mmcurate.export.portable import path_roots, portable
 from mmcurate.export.sharding import parse_shard_size, plan_shards, write_shards
 from mmcurate.store import BalancedDir, IngestDir
 from mmcurate.store.balanced_dir import EXPORT_MARKER_FORMAT

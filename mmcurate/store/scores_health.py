@@ -124,7 +124,9 @@ def health_line(health: dict[str, Any] | None) -> str | None:
         if not isinstance(v, dict) or v.get("accuracy") is None:
             continue
         verdict = "above chance" if v.get("above_chance") else "NOT above chance"
-        parts.append(f"{m} {float(v['accuracy']):.1%} ({verdict} {float(v.get('chance', health.get('chance', 0))):.1%})")
+        parts.append(
+            f"{m} {float(v['accuracy']):.1%} ({verdict} {float(v.get('chance', health.get('chance', 0))):.1%})"
+        )
     if not parts:
         return None
     status = health.get("status")

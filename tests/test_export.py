@@ -383,3 +383,11 @@ def test_plain_bytes_audio_when_not_a_container(tmp_path: Path) -> None:
     assert ds.features["audio"] == datasets.Value("binary")
     assert "audio_features" not in ds.features
     assert ds[0]["audio"] == b"\x00\x01" * 50 and ds[0]["audio_sample_rate"] == 16000
+
+
+def test_card_configuration_is_strict_json() -> None:
+    from mmcurate.export.card import config_document
+
+    text = config_document({"p": float("nan"), "edges": [float("-inf"), 0.0, float("inf")]}, {"x": 1}, "0.1.0")
+    doc = json.loads(text, parse_constant=_no_constant)
+    assert doc["balance"] == {"p": None, "edges": [None, 0.0, None]} and doc["ingest"] == {"x": 1}

@@ -28,6 +28,7 @@ import numpy as np
 from mmcurate.browse.sources import BrowseSource
 from mmcurate.common.errors import MMCurateError
 from mmcurate.store.bins import assign_bins, bin_label
+from mmcurate.store.scores_health import health_line, load_health
 
 #: Fields of one card row in a chunk, in order (the page reads them by name through this list).
 CARD_FIELDS = (
@@ -63,6 +64,10 @@ class SiteData:
 
     index: dict[str, Any]
     cards: list[list[Any]]
+
+    def ids(self) -> list[str]:
+        """Sample ids in index order (``data/ids.js``, loaded on the first search)."""
+        return [row[0] for row in self.cards]
 
     def chunks(self) -> list[list[list[Any]]]:
         size = int(self.index["chunk_size"])
@@ -107,23 +112,31 @@ def build_index(
         else:
             bins_meta = [f"bin {k}" for k in range(nb)]
 
-    hist_edges, hist = equal_bins(d, -1.0, 1.0, hist_bins)
+    if src.bin_edges and len(src.bin_edges) >= 2:  # the balance's own bins: a bar is a bin of the set
+        hist_edges = np.asarray(src.bin_edges, dtype=float)
+        hist = assign_bins(d, hist_edges)
+    else:
+        hist_edges, hist = equal_bins(d, -1.0, 1.0, hist_bins)
     if scored:
         columns["pref"] = _preferred(t, d, has_d)
         columns["hist"] = np.where(hist >= 0, hist, NONE_U8).astype("<u1")
         _, cx = equal_bins(p_visual, 0.0, 1.0, grid)
         _, cy = equal_bins(p_audio, 0.0, 1.0, grid)
         columns["cell"] = np.where((cx >= 0) & (cy >= 0), cx * grid + cy, NONE_U16).astype("<u2")
+    if "both_weak" in t.column_names:  # clips neither scorer gets right (mmcurate score's health check)
+        columns["weak"] = np.asarray([1 if x else 0 for x in t.column("both_weak").to_pylist()], dtype="<u1")
 
     d_std = _floats(t, "discrepancy_std", n) if "discrepancy_std" in t.column_names else None
     cols = _card_columns(t)
-    cards = [_card(cols, i, src.raw_dir, media, d, p_audio, p_visual, d_std) for i in order.tolist()]
+    cards = [_card(cols, i, media, d, p_audio, p_visual, d_std) for i in order.tolist()]
     index = {
         "version": 1,
         "kind": src.kind,
         "title": _title(src.folder),
-        "folder": str(src.folder.resolve()),
-        "ingest_dir": str(src.ingest_dir),
+        "folder": _title(src.folder),  # the page names no folder of this machine in full
+        "hist_from_balance": bool(src.bin_edges),
+        "health": health_line(load_health(src.ingest_dir)),
+        "links": [],
         "scorer_id": src.scorer_id,
         "n": n,
         "classes": src.classes,
@@ -164,7 +177,6 @@ def _title(folder: Path) -> str:
 def _card(
     cols: dict[str, list[Any]],
     i: int,
-    raw_dir: str | None,
     media: MediaMap | None,
     d: np.ndarray,
     p_audio: np.ndarray,
@@ -173,7 +185,7 @@ def _card(
 ) -> list[Any]:
     sid = cols["sample_id"][i]
     path = cols["path"][i]
-    full = posixpath.join(raw_dir, path) if raw_dir and not posixpath.isabs(path) else path
+    full = path if not posixpath.isabs(path) else posixpath.basename(path)  # relative to the raw folder
     start, end = cols["start"][i], cols["end"][i]
     frames, audio = (media or {}).get(sid, ([], None))
     row = {

@@ -534,7 +534,8 @@ _LABELS_OVER_DATA = """() => {
     const svg = document.getElementById(id), f = svg.querySelector(".frame").getBoundingClientRect();
     for (const t of svg.querySelectorAll("text")) {
       const r = t.getBoundingClientRect();
-      if (r.width && r.left < f.right - 0.5 && r.right > f.left + 0.5 && r.top < f.bottom - 0.5 && r.bottom > f.top + 0.5)
+      const across = r.left < f.right - 0.5 && r.right > f.left + 0.5;
+      if (r.width && across && r.top < f.bottom - 0.5 && r.bottom > f.top + 0.5)
         bad.push(id + ": " + t.textContent);
     }
   }

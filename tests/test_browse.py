@@ -532,3 +532,104 @@ def test_serve_listens_on_loopback_only(work: Path, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ---- what a newcomer needs: the balance's bins, legends, search, links, marks -----------------------
+
+_LABELS_OVER_DATA = """() => {
+  const bad = [];
+  for (const id of ["density", "hist"]) {
+    const svg = document.getElementById(id), f = svg.querySelector(".frame").getBoundingClientRect();
+    for (const t of svg.querySelectorAll("text")) {
+      const r = t.getBoundingClientRect();
+      const across = r.left < f.right - 0.5 && r.right > f.left + 0.5;
+      if (r.width && across && r.top < f.bottom - 0.5 && r.bottom > f.top + 0.5)
+        bad.push(id + ": " + t.textContent);
+    }
+  }
+  return bad;
+}"""
+
+
+def test_balanced_page_has_bins_legends_search_links_and_marks(work: Path, browser: Any, tmp_path: Path) -> None:
+    balanced = work / "balanced"
+    proc = _build(str(balanced))
+    assert proc.returncode == 0, proc.stderr
+    site = balanced / "browse"
+    selection = pq.read_table(balanced / "selection.parquet").to_pylist()
+    order = [r["sample_id"] for r in sorted(selection, key=lambda r: (r["discrepancy"], r["sample_id"]))]
+    edges = json.loads((balanced / "balance.json").read_text())["summary"]["edges"]
+    view = _open(browser, site / "index.html")
+    page = view.page
+
+    # the histogram's bars are the balance's bins, its inner edges drawn; each bar opens its bin
+    assert page.eval_on_selector_all("#hist rect.hit", "rs => rs.length") == len(edges) - 1
+    drawn = page.eval_on_selector_all("#hist line.edge", "ls => ls.map(l => Number(l.dataset.edge))")
+    assert drawn == pytest.approx(edges[1:-1])
+    bin_of = {r["sample_id"]: r["bin"] for r in selection}
+    view.act(page.click, '#hist rect[data-bin="1"]')
+    assert view.ids() == [s for s in order if bin_of[s] == 1]
+    view.act(page.click, "#clear-selection")
+    # colour legends, and no label drawn over the plotted data
+    assert page.eval_on_selector_all("#density-legend rect", "rs => rs.length") == 9
+    assert "samples per balance bin" in page.eval_on_selector("#hist-legend", "g => g.textContent")
+    assert page.evaluate(_LABELS_OVER_DATA) == []
+
+    # links to the balance report and the dataset card, relative and pointing at real files
+    links = page.eval_on_selector_all("#links a", "as => as.map(a => [a.textContent, a.getAttribute('href')])")
+    hrefs = dict(links)
+    assert hrefs["dataset card"] == "../README.md" and hrefs["balance report"] == "../report/report.md"
+    assert all((site / h).resolve().is_file() for h in hrefs.values())
+
+    # search by sample id or path (case-insensitive substring)
+    query = order[0].rsplit("/", 1)[-1][:6].upper()
+    view.act(page.fill, "#f-search", query)
+    assert view.ids() == [s for s in order if query.lower() in s.lower()] and view.ids()
+    view.act(page.fill, "#f-search", "")
+    assert view.ids() == order
+
+    # the players know the clip's length before anyone presses play
+    page.wait_for_function("() => { const a = document.querySelector('.card audio'); return a.duration > 0.1; }")
+    assert page.evaluate("document.querySelector('.card audio').paused")
+
+    # mark two clips, download the list, and balance leaves them out
+    page.locator(".card input.mark").nth(0).check()
+    page.locator(".card input.mark").nth(2).check()
+    assert page.inner_text("#marked-count") == "2 clips marked"
+    with page.expect_download() as dl:
+        page.click("#export-marked")
+    listing = tmp_path / "marked.txt"
+    dl.value.save_as(listing)
+    lines = [line for line in listing.read_text().splitlines() if line and not line.startswith("#")]
+    assert lines == sorted([order[0], order[2]])
+    assert view.errors == []
+    view.close()
+    out = tmp_path / "rebalanced"
+    proc = run_cli("balance", "--workdir", str(work), "--bins", "2", "--exclude", str(listing), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    kept = set(pq.read_table(out / "selection.parquet").column("sample_id").to_pylist())
+    assert not kept & set(lines)
+
+    # the page names no folder of this machine
+    for f in [site / "index.html", *sorted((site / "data").rglob("*.js"))]:
+        text = f.read_text()
+        assert str(work) not in text and str(work.resolve()) not in text and "/work/shared" not in text, f
+
+
+def test_both_weak_clips_are_flagged(work: Path, browser: Any, tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    shutil.copytree(work / "ingest", ingest, ignore=shutil.ignore_patterns("browse"))
+    scores = pq.read_table(ingest / "scores.parquet")
+    by_d = sorted(zip(scores.column("discrepancy").to_pylist(), scores.column("sample_id").to_pylist()))
+    weak = {sid for _, sid in by_d[:3]}
+    flags = pa.array([sid in weak for sid in scores.column("sample_id").to_pylist()])
+    pq.write_table(scores.append_column("both_weak", flags), ingest / "scores.parquet")
+    proc = _build(str(ingest))
+    assert proc.returncode == 0, proc.stderr
+    view = _open(browser, ingest / "browse" / "index.html")
+    flagged = view.page.eval_on_selector_all(
+        ".card", "cs => cs.filter(c => c.querySelector('.weak')).map(c => c.dataset.sampleId)"
+    )
+    assert set(flagged) == weak
+    assert view.errors == []
+    view.close()

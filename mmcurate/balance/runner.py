@@ -9,6 +9,7 @@ ingest folders together (:mod:`mmcurate.balance.pools`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import pyarrow as pa
 
 from mmcurate import __version__
 from mmcurate.balance.config import BalanceConfig
+from mmcurate.balance.exclude import read_exclude
+from mmcurate.balance.feasible import largest_feasible_bins, print_pool_table, small_eval_bins
 from mmcurate.balance.needs import BinNeeds, bin_needs, print_needs
 from mmcurate.balance.pools import open_pools, score_sources, scored_pools
 from mmcurate.balance.report import chi_square_uniform, write_report
@@ -30,6 +33,7 @@ from mmcurate.store.bins import assign_bins, bin_label, bin_probability
 from mmcurate.store.ownership import check_output_path
 from mmcurate.store.pools import content_copies, refuse_copies
 from mmcurate.store.schemas import SELECTION_SCHEMA
+from mmcurate.store.scores_health import load_health
 from mmcurate.store.splits import SPLITS, assign_splits, parse_ratios
 
 
@@ -42,6 +46,9 @@ class BalanceResult:
     summary: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     needs: BinNeeds | None = None
+    pool_bins: np.ndarray | None = None  # each pool sample's bin (-1: not eligible), for the plan table
+    pool_labels: np.ndarray | None = None
+    split_counts: dict[str, np.ndarray] | None = None  # split -> selected clips per bin
 
 
 def scores_state(ingest: IngestDir, cfg: BalanceConfig) -> str:
@@ -128,6 +135,7 @@ def bin_pool(
         pool, metas = scored_pools(ingest)
         meta = next(iter(metas.values())) if len(metas) == 1 else {"pools": metas}
     pool, copies = _without_copies(pool, ingest, cfg.drop_duplicates)
+    pool = without_excluded(pool, cfg)
     d = pool.column("discrepancy").to_numpy()
     bins = assign_bins(d, cfg.bin_edges())
     outside = int((bins < 0).sum())
@@ -155,6 +163,60 @@ def _without_copies(pool: pa.Table, ingest: IngestDir | dict[str, IngestDir], dr
     keep = [(name, sid) not in gone for name, sid in zip(names, pool.column("sample_id").to_pylist(), strict=True)]
     info(f"balance: {len(copies)} byte-identical copies of other clips left out (--drop-duplicates)")
     return pool.filter(pa.array(keep, pa.bool_())), len(copies)
+
+
+def without_excluded(pool: pa.Table, cfg: BalanceConfig) -> pa.Table:
+    """The pool without the samples ``--exclude FILE`` lists (an unknown id there is an error)."""
+    if cfg.exclude is None:
+        return pool
+    ids = pool.column("sample_id").to_pylist()
+    drop = set(read_exclude(cfg.exclude, ids))
+    keep = np.asarray([sid not in drop for sid in ids], dtype=bool)
+    return pool.filter(pa.array(keep))
+
+
+def choose_bins(pools: dict[str, IngestDir], cfg: BalanceConfig) -> BalanceConfig:
+    """``cfg``, or the same with fewer equal-width bins when one of its bins holds no samples.
+
+    Only when the target is left to balance (no --per-bin, --size or --edges): the default target is
+    "the largest count every bin can meet", and with an empty bin that is nothing. The largest bin
+    count whose bins all hold samples is taken instead, said in one line and recorded
+    (``bins_requested`` in balance.json and on the card). With an explicit target or edges balance
+    stops instead and names what works (:func:`explain_infeasible`)."""
+    if cfg.per_bin is not None or cfg.size is not None or cfg.edges is not None:
+        return cfg
+    pool, bins, _, _, _, _ = bin_pool(pools, cfg)
+    counts = np.bincount(bins[bins >= 0], minlength=cfg.bins)
+    if counts.min() > 0:
+        return cfg
+    eligible = pool.column("discrepancy").to_numpy()[~uncertain_rows(pool, cfg.max_discrepancy_std)]
+    feasible = largest_feasible_bins(eligible, cfg.bins)
+    if feasible is None:
+        return cfg
+    empty = ", ".join(str(int(b)) for b in np.flatnonzero(counts == 0))
+    info(
+        f"balance: bin(s) {empty} of --bins {cfg.bins} hold no samples; using --bins {feasible.bins} instead (the "
+        f"most equal-width bins that all hold 10 or more, {feasible.per_bin} per bin); to keep {cfg.bins} bins give "
+        f"--per-bin N --shortfall best-effort"
+    )
+    return dataclasses.replace(cfg, bins=feasible.bins, bins_requested=cfg.bins)
+
+
+def explain_infeasible(pools: dict[str, IngestDir], cfg: BalanceConfig, err: MMCurateError) -> MMCurateError:
+    """Print the pool table of a plan that cannot be met, and the error with the settings that work
+    (the largest feasible --bins and its --per-bin) when a bin is empty."""
+    pool, bins, _, _, _, _ = bin_pool(pools, cfg)
+    labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
+    edges = cfg.bin_edges()
+    print_pool_table("balance plan: cannot be met (pool per bin)", edges, bins, labels)
+    counts = np.bincount(bins[bins >= 0], minlength=len(edges) - 1)
+    if counts.min() > 0:
+        return err
+    eligible = pool.column("discrepancy").to_numpy()[bins >= 0]
+    feasible = largest_feasible_bins(eligible, len(edges) - 1)
+    if feasible is None:
+        return MMCurateError(f"{err}; no sample lies inside the edges")
+    return MMCurateError(f"{err}. Largest that works: `mmcurate balance {feasible.flags()}`")
 
 
 def pool_needs(pools: dict[str, IngestDir], cfg: BalanceConfig) -> BinNeeds:
@@ -212,11 +274,22 @@ def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: Balanc
     ingest = next(iter(pools.values()))  # the seed pool: its ingest config describes the source on the card
     check_pool_scores(pools, cfg)
     ratios = parse_ratios(cfg.split)
+    cfg = choose_bins(pools, cfg)
     needs = None
     if cfg.dry_run and cfg.per_bin is not None:  # before planning: a target the pools cannot meet stops the plan
         needs = pool_needs(pools, cfg)
         print_needs(needs, cfg.bin_edges(), len(pools) > 1)
-    pool, bins, chosen, plan, _ = plan_balance(pools, cfg)
+    try:
+        pool, bins, chosen, plan, _ = plan_balance(pools, cfg)
+    except MMCurateError as err:
+        raise explain_infeasible(pools, cfg, err) from None
+    if cfg.bins_requested:
+        plan.notes.insert(
+            0, f"--bins {cfg.bins_requested} asked, but some of those bins hold no samples: used --bins {cfg.bins}"
+        )
+    if cfg.exclude is not None:
+        n_excluded = _exclude_summary(cfg, pools)["excluded"]
+        plan.notes.append(f"{n_excluded} samples left out by --exclude {cfg.exclude.name}")
     metas = {name: ingest_dir.read_scores_meta() for name, ingest_dir in pools.items()}
     meta = metas[next(iter(pools))]
     labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
@@ -225,6 +298,8 @@ def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: Balanc
     sel_groups = [groups_all[i] for i in chosen] if use_groups else None
     splits = assign_splits(bins[chosen], labels[chosen], sel_groups, ratios, cfg.seed)
     split_sizes = {s: int((splits == s).sum()) for s in SPLITS}
+    n_bins = len(plan.edges) - 1
+    split_counts = {s: np.bincount(bins[chosen][splits == s], minlength=n_bins) for s in SPLITS}
     scorer_id = pool.column("scorer_id")[0].as_py() if pool.num_rows else None
     d_all = pool.column("discrepancy").to_numpy()
     summary = {
@@ -244,11 +319,19 @@ def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: Balanc
         "chi_square_before": chi_square_uniform(plan.pool),
         "chi_square_after": chi_square_uniform(np.bincount(bins[chosen], minlength=len(plan.edges) - 1)),
         "notes": plan.notes,
+        "split_bins": {s: [int(x) for x in split_counts[s]] for s in SPLITS},
+        **({"bins_requested": cfg.bins_requested} if cfg.bins_requested else {}),
+        **_exclude_summary(cfg, pools),
         **_uncertainty_summary(pool, chosen, plan.edges, cfg.max_discrepancy_std),
         **_pools_summary(pools, pool, chosen, metas),
     }
     _warn_split_drift(summary, ratios)
-    result = BalanceResult(balanced.path, plan, len(chosen), split_sizes, summary, cfg.dry_run, needs)
+    small = small_eval_bins(split_counts) if len(chosen) else None
+    if small:
+        summary["notes"].append(small)
+    result = BalanceResult(
+        balanced.path, plan, len(chosen), split_sizes, summary, cfg.dry_run, needs, bins, labels, split_counts
+    )
     print_plan(result)
     if cfg.dry_run:
         if needs is not None:
@@ -314,6 +397,15 @@ def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: Balanc
     return result
 
 
+def _exclude_summary(cfg: BalanceConfig, pools: dict[str, IngestDir]) -> dict[str, Any]:
+    """How many and which samples ``--exclude`` left out (the ids go to balance.json and the card's JSON)."""
+    if cfg.exclude is None:
+        return {}
+    pool, _ = scored_pools(pools)
+    ids = read_exclude(cfg.exclude, pool.column("sample_id").to_pylist())
+    return {"excluded": len(ids), "exclude_file": cfg.exclude.name, "excluded_ids": ids}
+
+
 def _pools_summary(
     pools: dict[str, IngestDir], pool: pa.Table, chosen: np.ndarray, metas: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
@@ -370,7 +462,19 @@ def _provenance(
         "ingest_config": ingest_cfg.get("identity", {}).get("config"),
         "source": {**(ingest_cfg.get("source") or {}), **cfg.extra},
     }
-    for key in ("max_discrepancy_std", "uncertain_left_out", "selection_mean_bin_probability", "pools"):
+    health = load_health(ingest.path)
+    if health is not None:
+        prov["scorer_health"] = health
+    for key in (
+        "max_discrepancy_std",
+        "uncertain_left_out",
+        "selection_mean_bin_probability",
+        "pools",
+        "excluded",
+        "exclude_file",
+        "excluded_ids",
+        "bins_requested",
+    ):
         if key in summary:
             prov[key] = summary[key]
     if cfg.pretty_name:
@@ -403,18 +507,20 @@ def _warn_split_drift(summary: dict[str, Any], ratios: tuple[float, float, float
 
 
 def print_plan(result: BalanceResult) -> None:
+    """The plan table (one row per bin: pool, classes, target, take, shortfall, clips per split) and the
+    split and uniformity summary."""
     plan = result.plan
-    rows = []
-    for b in range(len(plan.pool)):
-        short = int(plan.shortfall[b])
-        rows.append(
-            [b, bin_label(plan.edges, b), int(plan.pool[b]), int(plan.targets[b]), int(plan.take[b]), short or ""]
+    title = f"balance plan ({plan.policy}): {result.size} samples from {int(plan.pool.sum())}"
+    if result.pool_bins is not None and result.pool_labels is not None:
+        print_pool_table(
+            title, plan.edges, result.pool_bins, result.pool_labels, plan.targets, plan.take, result.split_counts
         )
-    summary_table(
-        f"balance plan ({plan.policy}): {result.size} samples from {int(plan.pool.sum())}",
-        ["bin", "range", "pool", "target", "take", "short"],
-        rows,
-    )
+    else:
+        rows = [
+            [b, bin_label(plan.edges, b), int(plan.pool[b]), int(plan.targets[b]), int(plan.take[b])]
+            for b in range(len(plan.pool))
+        ]
+        summary_table(title, ["bin", "range", "pool", "target", "take"], rows)
     s = result.summary
     summary_table(
         "splits and uniformity",
@@ -433,7 +539,7 @@ def print_plan(result: BalanceResult) -> None:
         ],
     )
     for note in plan.notes:
-        info(f"balance: {note}")
+        (warn if "fewer than" in note else info)(f"balance: {note}")
 
 
 def _p(p: float | None) -> str:

@@ -16,6 +16,7 @@ previous site usable, and the next build picks up where it stopped.
 from __future__ import annotations
 
 import html
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -131,6 +132,7 @@ def _build_site(site: Path, src: BrowseSource, opts: BrowseOptions, t0: float) -
     data = build_index(
         src, media, hist_bins=opts.hist_bins, grid=opts.grid, page_size=opts.page_size, chunk_size=opts.chunk_size
     )
+    data.index["links"] = _links(site, src)
     chunk_sizes = _write_data(site, data)
     page = render_page(data.index["title"])
     atomic_write_text(site / INDEX_HTML, page)
@@ -229,6 +231,21 @@ def _extract_media(src: BrowseSource, store: MediaStore, max_frames: int) -> Med
     return media
 
 
+def _links(site: Path, src: BrowseSource) -> list[dict[str, str]]:
+    """Relative links from the page to the folder's report and dataset card, where they exist."""
+    found = [
+        ("balance report" if src.kind == "balanced" else "modality-bias report", src.folder / "report" / "report.md"),
+        ("dataset card", src.folder / "README.md"),
+    ]
+    if src.kind == "balanced":
+        found.append(("modality-bias report (before balancing)", src.ingest_dir / "report" / "report.md"))
+    return [
+        {"text": text, "href": Path(os.path.relpath(path.resolve(), site.resolve())).as_posix()}
+        for text, path in found
+        if path.is_file()
+    ]
+
+
 def _write_data(site: Path, data: SiteData) -> list[int]:
     """Write ``data/`` aside and swap it in; return each chunk file's size in bytes."""
     sizes = []
@@ -239,6 +256,7 @@ def _write_data(site: Path, data: SiteData) -> list[int]:
             (tmp / "chunks" / f"c{k}.js").write_bytes(text)
             sizes.append(len(text))
         (tmp / "index.js").write_text(js_call("MMB.index", data.index), encoding="utf-8")
+        (tmp / "ids.js").write_text(js_call("MMB.ids", data.ids()), encoding="utf-8")
     return sizes
 
 

@@ -28,6 +28,7 @@ from mmcurate.browse.sources import BrowseSource
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.public_paths import public_path
 from mmcurate.store.bins import assign_bins, bin_label
+from mmcurate.store.scores_health import health_line, load_health
 
 #: Fields of one card row in a chunk, in order (the page reads them by name through this list).
 CARD_FIELDS = (
@@ -63,6 +64,10 @@ class SiteData:
 
     index: dict[str, Any]
     cards: list[list[Any]]
+
+    def ids(self) -> list[str]:
+        """Sample ids in index order (``data/ids.js``, loaded on the first search)."""
+        return [row[0] for row in self.cards]
 
     def chunks(self) -> list[list[list[Any]]]:
         size = int(self.index["chunk_size"])
@@ -107,13 +112,19 @@ def build_index(
         else:
             bins_meta = [f"bin {k}" for k in range(nb)]
 
-    hist_edges, hist = equal_bins(d, -1.0, 1.0, hist_bins)
+    if src.bin_edges and len(src.bin_edges) >= 2:  # the balance's own bins: a bar is a bin of the set
+        hist_edges = np.asarray(src.bin_edges, dtype=float)
+        hist = assign_bins(d, hist_edges)
+    else:
+        hist_edges, hist = equal_bins(d, -1.0, 1.0, hist_bins)
     if scored:
         columns["pref"] = _preferred(t, d, has_d)
         columns["hist"] = np.where(hist >= 0, hist, NONE_U8).astype("<u1")
         _, cx = equal_bins(p_visual, 0.0, 1.0, grid)
         _, cy = equal_bins(p_audio, 0.0, 1.0, grid)
         columns["cell"] = np.where((cx >= 0) & (cy >= 0), cx * grid + cy, NONE_U16).astype("<u2")
+    if "both_weak" in t.column_names:  # clips neither scorer gets right (mmcurate score's health check)
+        columns["weak"] = np.asarray([1 if x else 0 for x in t.column("both_weak").to_pylist()], dtype="<u1")
 
     d_std = _floats(t, "discrepancy_std", n) if "discrepancy_std" in t.column_names else None
     cols = _card_columns(t)
@@ -124,6 +135,9 @@ def build_index(
         "title": folder_title(src.folder),
         "folder": folder_title(src.folder),  # a shared page names folders, never the machine's paths
         "ingest_dir": folder_title(src.ingest_dir),
+        "hist_from_balance": bool(src.bin_edges),
+        "health": health_line(load_health(src.ingest_dir)),
+        "links": [],
         "scorer_id": src.scorer_id,
         "n": n,
         "classes": src.classes,

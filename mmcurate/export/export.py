@@ -31,7 +31,7 @@ import mmcurate
 from mmcurate.common.console import progress_bar, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
-from mmcurate.export.card import SplitSummary, render_card
+from mmcurate.export.card import CONFIG_JSON, SplitSummary, config_document, render_card
 from mmcurate.export.features import (
     audio_is_hub_encodable,
     build_export_table,
@@ -40,6 +40,7 @@ from mmcurate.export.features import (
     single_sample_rate,
 )
 from mmcurate.export.inputs import join_manifest, read_selection
+from mmcurate.export.portable import path_roots, portable
 from mmcurate.export.sharding import parse_shard_size, plan_shards, write_shards
 from mmcurate.store import BalancedDir, IngestDir
 from mmcurate.store.balanced_dir import EXPORT_MARKER_FORMAT
@@ -145,16 +146,28 @@ def export_balanced(
             staging, split_groups, media_by_split, features, classes, max_bytes, features_meta
         )
         toolkit_version = str(provenance.get("toolkit_version") or mmcurate.__version__)
+        # what goes to the Hub names no folder of this machine (the card and its configuration)
+        roots = path_roots(
+            out_dir,
+            {str(name or "ingest"): p.path for name, p in pools.items()},
+            ingest_config.get("raw_dir"),
+        )
+        public_provenance = portable(provenance, roots)
+        public_ingest = portable(ingest_config, roots)
         card = render_card(
             features=features,
             splits=summaries,
             download_size=sum(e["size"] for e in files.values()),
-            provenance=provenance,
-            ingest_config=ingest_config,
+            provenance=public_provenance,
+            ingest_config=public_ingest,
             toolkit_version=toolkit_version,
         )
         (staging / CARD).write_text(card, encoding="utf-8")
         files[CARD] = file_entry(staging / CARD)
+        (staging / CONFIG_JSON).write_text(
+            config_document(public_provenance, public_ingest, toolkit_version), encoding="utf-8"
+        )
+        files[CONFIG_JSON] = file_entry(staging / CONFIG_JSON)
         marker = {
             "format": EXPORT_MARKER_FORMAT,
             "toolkit_version": toolkit_version,

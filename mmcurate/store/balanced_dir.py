@@ -70,6 +70,8 @@ class BalancedDir:
     DATA_DIR = "data"
     HF_DIR = "hf"
     CARD = "README.md"
+    #: the card's machine-readable record (resolved configuration), uploaded with it
+    CONFIG_JSON = "mmcurate_config.json"
     REPORT_DIR = "report"
     STAGING_PREFIX = TMP_PREFIX + "export."
     #: what an export is made from (its marker records their hashes)
@@ -255,11 +257,12 @@ class BalancedDir:
         self.invalidate_export()
         old = staging / ".old"
         old.mkdir()
-        for name in (self.DATA_DIR, self.HF_DIR, self.CARD):
+        for name in (self.DATA_DIR, self.HF_DIR, self.CARD, self.CONFIG_JSON):
             dest = self.path / name
             if dest.exists() or dest.is_symlink():
                 os.replace(dest, old / name)
-            os.replace(staging / name, dest)
+            if (staging / name).exists() or name != self.CONFIG_JSON:
+                os.replace(staging / name, dest)
         fsync_dir(self.path)
         atomic_write_json(self.marker_path, marker)
         shutil.rmtree(staging, ignore_errors=True)

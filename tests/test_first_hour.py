@@ -4,6 +4,7 @@ tools print must be readable in a log file. Real files and real subprocesses thr
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -68,3 +69,86 @@ def test_export_row_reads_and_decodes_without_torchcodec(tmp_path: Path) -> None
         # the fixture's clips are 0.25 s of 16 kHz audio and 4 frames: the decoded array has the right length
         assert (int(rate), int(n), int(declared_rate), int(n_frames)) == (16000, 4000, 16000, 4), line
     assert lines[0].split()[0] == lines[1].split()[0]  # both loads give the same first row
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The caller's environment with progress on (tests elsewhere set MMCURATE_NO_PROGRESS) and this tree first."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MMCURATE_NO_PROGRESS", "MMCURATE_PROGRESS_SECONDS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])
+    env.pop("COLUMNS", None)
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from _reeval_fixtures import synthetic_rows, write_balanced_export
+
+    rows = synthetic_rows({"train": 24, "val": 8, "test": 8}, ["a", "b", "c", "d"])
+    return write_balanced_export(rows, ["a", "b", "c", "d"], tmp_path_factory.mktemp("tiny") / "balanced", bins=4)
+
+
+EPOCH_LINE = re.compile(
+    r"^reeval (\w+) seed (\d+): epoch (\d+)/(\d+) loss (\S+) val_acc (\S+) \| (\d+:\d\d) elapsed(, ~(\d+:\d\d) left)?$"
+)
+
+
+def test_reeval_progress_in_a_log_is_one_line_per_epoch_with_true_totals(tiny_export: Path, tmp_path: Path) -> None:
+    """stderr to a pipe (a log file): one plain line per epoch per run, epochs 1..N of N, never past the total,
+    no carriage returns. ``valuation`` runs more batches per epoch than the others (the bar that counted
+    batches against epochs x batches overshot, ``39/20``)."""
+    epochs = 3
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmcurate", "reeval", str(tiny_export), "--out", str(tmp_path / "r")]
+        + ["--methods", "joint,valuation", "--epochs", str(epochs), "--width", "4", "--image-size", "16"]
+        + ["--batch-size", "8", "--device", "cpu"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "\r" not in proc.stderr
+    seen: dict[str, list[int]] = {}
+    for line in proc.stderr.splitlines():
+        m = EPOCH_LINE.match(line)
+        if m:
+            method, _, done, total = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
+            assert total == epochs and 1 <= done <= total, line
+            float(m.group(5)), float(m.group(6))  # the loss and accuracy are numbers
+            if done > 1:
+                assert m.group(9), f"no time left on a line after the first epoch: {line}"
+            seen.setdefault(method, []).append(done)
+    assert seen == {"joint": [1, 2, 3], "valuation": [1, 2, 3]}, proc.stderr[-3000:]
+
+
+def test_export_progress_counts_what_it_says(tmp_path: Path) -> None:
+    """``export: reading ...`` counts samples, N/N of the rows exported (it once said ``reading shards 3/3``
+    for one shard, counting splits)."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from _hub_fixtures import build_export
+        build_export(Path(sys.argv[1]), max_shard_size="500MB", n=30)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        env=_env(MMCURATE_PROGRESS_SECONDS="0"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import pyarrow.parquet as pq
+
+    rows = sum(pq.read_metadata(p).num_rows for p in (tmp_path / "work" / "balanced" / "data").glob("*.parquet"))
+    reading = [ln for ln in proc.stderr.splitlines() if ln.startswith("export: reading")]
+    assert reading and reading[-1].startswith(f"export: reading samples: {rows}/{rows} |"), proc.stderr
+    for line in reading:
+        done, total = map(int, line.split()[3].split("/"))
+        assert done <= total == rows, line
+    writing = [ln for ln in proc.stderr.splitlines() if ln.startswith("export: writing splits")]
+    assert writing and writing[-1].startswith("export: writing splits: 3/3 |"), proc.stderr

@@ -152,3 +152,55 @@ def test_export_progress_counts_what_it_says(tmp_path: Path) -> None:
         assert done <= total == rows, line
     writing = [ln for ln in proc.stderr.splitlines() if ln.startswith("export: writing splits")]
     assert writing and writing[-1].startswith("export: writing splits: 3/3 |"), proc.stderr
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("│┃ ").split("│")] for line in text.splitlines() if line.startswith("│")]
+
+
+def test_output_off_a_terminal_is_full_width_and_the_pipeline_names_its_commands(tmp_path: Path) -> None:
+    """stdout and stderr piped (a log): tables at full width, no path cut with an ellipsis; the pipeline's
+    ``command`` column holds each stage's command; ingest prints its output folder once on stdout."""
+    from mmcurate.synth import generate
+
+    raw = tmp_path / "raw"
+    generate(raw, n_per_class=2, seed=0)
+    deep = tmp_path / ("a-folder-with-a-long-name-" * 4) / "work"  # longer than rich's 80 columns off a terminal
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\nsource: {{raw_dir: {raw}}}\ningest: {{manifest: {raw / 'demo_labels.csv'}}}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmcurate", "run", str(recipe), "--workdir", str(deep), "--only", "ingest"],
+        env=_env(MMCURATE_NO_PROGRESS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = proc.stdout + proc.stderr
+    assert "…" not in text and "..." not in text, text
+    assert f"pipeline -> {deep}" in text and f"ingest -> {deep / 'ingest'}" in text, text
+    commands = {row[0]: row[-1] for row in _table_rows(proc.stderr) if len(row) == 4}
+    assert commands["ingest"].startswith(f"mmcurate ingest {raw} --manifest {raw / 'demo_labels.csv'}"), commands
+
+    again = subprocess.run(
+        [sys.executable, "-m", "mmcurate", "run", str(recipe), "--workdir", str(deep), "--only", "ingest"],
+        env=_env(MMCURATE_NO_PROGRESS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    skipped = {row[0]: row for row in _table_rows(again.stderr) if len(row) == 4}
+    assert skipped["ingest"][1] == "skipped (up to date)" and skipped["ingest"][-1].startswith("mmcurate ingest ")
+
+    out = tmp_path / ("another-long-output-folder-name-" * 3)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmcurate", "ingest", str(raw), "--manifest", str(raw / "demo_labels.csv")]
+        + ["--out", str(out)],
+        env=_env(MMCURATE_NO_PROGRESS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [str(out)]
+    assert "…" not in proc.stderr and f"ingest -> {out}" in proc.stderr

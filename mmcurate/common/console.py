@@ -75,7 +75,9 @@ def warn(message: str) -> None:
 
 def summary_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a summary table on stderr (the end-of-run summary every command shows)."""
-    table = Table(title=Text(title), title_justify="left")
+    # the title on its own line: as a table title rich wraps it to the table's width, cutting a long path in three
+    err_console.print(Text(title), soft_wrap=True)
+    table = Table()
     for col in columns:
         table.add_column(Text(str(col)))
     for row in rows:

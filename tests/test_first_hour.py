@@ -204,3 +204,77 @@ def test_output_off_a_terminal_is_full_width_and_the_pipeline_names_its_commands
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.splitlines() == [str(out)]
     assert "…" not in proc.stderr and f"ingest -> {out}" in proc.stderr
+
+
+def _mm(args: list[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = _env(MMCURATE_NO_PROGRESS="1", **extra)
+    env.pop("MMCURATE_WORKDIR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mmcurate", *args], env=env, capture_output=True, text=True, timeout=300, cwd=str(cwd)
+    )
+
+
+def test_workdir_before_the_command_is_the_same_as_after_it(tmp_path: Path) -> None:
+    before = _mm(["--workdir", str(tmp_path / "w1"), "reeval"], tmp_path)
+    after = _mm(["reeval", "--workdir", str(tmp_path / "w1")], tmp_path)
+    assert before.returncode == after.returncode == 2, before.stderr
+    assert before.stderr == after.stderr and f"{tmp_path / 'w1' / 'balanced'}" in before.stderr
+    both = _mm(["--workdir", str(tmp_path / "outer"), "reeval", "--workdir", str(tmp_path / "inner")], tmp_path)
+    assert str(tmp_path / "inner" / "balanced") in both.stderr  # the command's own option wins
+
+
+def test_a_failed_reeval_in_an_empty_folder_leaves_nothing_behind(tmp_path: Path) -> None:
+    proc = _mm(["reeval"], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: no balanced dataset"), proc.stderr
+    assert list(tmp_path.iterdir()) == []  # no mmcurate-work/reeval/.mmcurate.lock
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    proc = _mm(["reeval", "--out", str(tmp_path / "mine"), "--overwrite"], tmp_path)
+    assert proc.returncode == 2
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "kept"  # a folder it did not create is not removed
+
+
+def test_group_fold_threshold_is_stated_the_same_in_readme_and_help(tmp_path: Path) -> None:
+    from mmcurate.score.folds import MIN_GROUPS_PER_FOLD
+
+    phrase = f"at least {MIN_GROUPS_PER_FOLD} groups per fold"
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    assert phrase in readme
+    help_text = " ".join(_mm(["score", "--help"], tmp_path).stdout.split())
+    assert phrase in help_text
+
+
+def test_report_counts_edges_of_the_balance_bins_and_flags_worse_calibration(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from mmcurate.score.report import _calibration_lines, balance_edges, uncertainty_summary
+    from mmcurate.store import BalancedDir
+
+    # d = 0.1 +- 0.02 sits mid-bin in the 10 default bins, and in a 0.02-wide bin of the balance below
+    scores = pa.table(
+        {
+            "discrepancy": [0.1, 0.1, 0.5],
+            "discrepancy_std": [0.02, 0.02, 0.02],
+            "bin_probability": [1.0, 1.0, 1.0],  # as the score stage wrote it for its 10 bins (0.1 sits mid-bin)
+        }
+    )
+    ingest = tmp_path / "work" / "ingest"
+    ingest.mkdir(parents=True)
+    assert balance_edges(ingest) is None
+    assert uncertainty_summary(scores, None)["near_edge"] == 0
+    balanced = BalancedDir(tmp_path / "work" / "balanced")
+    balanced.path.mkdir()
+    balanced.write_meta({"bin_edges": [-1.0, 0.09, 0.11, 1.0]})  # a balance with 3 bins, one 0.02 wide
+    balanced.selection_path.write_bytes(b"")
+    edges = balance_edges(ingest)
+    assert edges == [-1.0, 0.09, 0.11, 1.0]
+    u = uncertainty_summary(scores, edges)
+    assert u["bins"] == 3 and u["near_edge"] == 2
+
+    cal = {"method": "floor", "reason": None, "temperature_per_group": {}}
+    lines = _calibration_lines({"audio": {**cal, "ece_before": 0.03, "ece_after": 0.05}, "visual": {**cal,
+        "ece_before": 0.09, "ece_after": 0.02}})  # fmt: skip
+    worse = [ln for ln in lines if "worse" in ln]
+    assert len(worse) == 1 and worse[0].startswith(
+        "Calibration made the audio confidences' ECE worse (0.030 -> 0.050)"
+    )

@@ -278,3 +278,32 @@ def test_report_counts_edges_of_the_balance_bins_and_flags_worse_calibration(tmp
     assert len(worse) == 1 and worse[0].startswith(
         "Calibration made the audio confidences' ECE worse (0.030 -> 0.050)"
     )
+
+
+def test_pytest_says_how_many_tests_skipped_for_missing_shared_data(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_reeval_e2e.py"]
+        + ["-k", "every_method or resplit"],
+        env=_env(MMCURATE_SHARED_DATA=str(tmp_path / "absent")),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(REPO_ROOT),
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("mmcurate: ")]
+    assert lines == [
+        f"mmcurate: 2 test(s) skipped: the shared test data (fsdd, mnist_t10k, av_digits, clips) was not found at "
+        f"{tmp_path / 'absent'}; set MMCURATE_SHARED_DATA to the folder that holds it (README: Quickstart)"
+    ], proc.stdout
+
+
+def test_readme_set_up_needs_nothing_beyond_pip_and_python() -> None:
+    """The install line takes torch's CPU build explicitly (CI installs it the same way); no `jq` anywhere."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    cpu_torch = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+    install = next(ln for ln in readme.splitlines() if ln.startswith("python3 -m venv .venv"))
+    assert cpu_torch in install and install.index(cpu_torch) < install.index("pip install -e '.[test]'")
+    assert f"python -m {cpu_torch}" in (REPO_ROOT / ".ci" / "run").read_text()
+    assert not re.search(r"(^|[\s|(])jq\s", readme)
+    assert "MMCURATE_SHARED_DATA" in readme

@@ -94,6 +94,10 @@ def test_clone_install_demo_and_a_60_clip_set(tmp_path: Path) -> None:
         ).stdout.strip()
     )
     (site / "zz_reuse_installed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # the venv's own old setuptools would shadow the installed one that torch requires (>= 77): online, pip would
+    # fetch a newer one; offline, the installed one has to be visible
+    for old in site.glob("setuptools*"):
+        subprocess.run(["rm", "-rf", str(old)], check=True)
     done = _run(rest, clone, env, 600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
 

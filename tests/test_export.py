@@ -181,7 +181,7 @@ def test_card_header_and_provenance(exported: ExportFixture) -> None:
     from huggingface_hub import DatasetCard
 
     infos = DatasetInfosDict.from_dataset_card_data(DatasetCard(text).data)
-    stored = load_balanced(exported.balanced_dir, "hf", decode_audio=True)["train"].features
+    stored = load_balanced(exported.balanced_dir, "hf")["train"].features
     assert infos["default"].features == stored
     prov = fixture_provenance()
     body = text.split("\n---\n", 1)[1]

@@ -128,13 +128,15 @@ def export_balanced(
     audio_probe = []
     rates = []
     media_by_split: dict[str, pa.Table] = {}
-    with progress_bar("export: reading shards", total=len(split_groups)) as advance:
+    # counts samples (the label once said shards while it counted splits: "3/3" with one shard)
+    total_rows = sum(rows.num_rows for _, rows in split_groups.values())
+    with progress_bar("export: reading samples", total=total_rows) as advance:
         for hub_name, (_, rows) in split_groups.items():
             media = _media_for(pools, rows, with_features)
             media_by_split[hub_name] = media
             audio_probe.append(media["audio"])
             rates.append(pc.filter(media["audio_sample_rate"], pc.is_valid(media["audio"])))
-            advance()
+            advance(rows.num_rows)
     audio_as_hub_type = all(audio_is_hub_encodable(a) for a in audio_probe)
     sample_rate = single_sample_rate(pa.chunked_array([c for r in rates for c in r.chunks], pa.int32()))
     features = build_features(classes, sample_rate, audio_as_hub_type, with_features, with_pool=None not in pools)

@@ -67,7 +67,15 @@ def _unavailable(name: str) -> click.Command:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="mmcurate")
-def cli() -> None:
+@click.option(
+    "--workdir",
+    metavar="DIR",
+    default=None,
+    help="Work directory for the command that follows (before it or after it: `mmcurate --workdir X score` "
+    "is `mmcurate score --workdir X`; given after the command too, that one wins). Default: $MMCURATE_WORKDIR, "
+    "else ./mmcurate-work.",
+)
+def cli(workdir: str | None) -> None:
     """Build modality-balanced audio-visual datasets and re-evaluate imbalance algorithms.
 
     \b
@@ -76,8 +84,10 @@ def cli() -> None:
       mmcurate balance --bins 10           score discrepancy if needed, sample uniformly, export
       mmcurate push --repo-id ORG/NAME     publish Parquet shards + dataset card
       mmcurate reeval                      compare imbalance algorithms per subset
-    Set the work directory with --workdir on each command or $MMCURATE_WORKDIR.
+    Set the work directory with --workdir (before or after the command) or $MMCURATE_WORKDIR.
     """
+    if workdir is not None:  # every command resolves its work directory through this variable (store.workdir)
+        os.environ["MMCURATE_WORKDIR"] = workdir
 
 
 def main(argv: list[str] | None = None) -> Any:

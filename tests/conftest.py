@@ -28,10 +28,34 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(n)
 
 
+#: Start of every skip reason for missing shared data (counted by :func:`pytest_terminal_summary`).
+MISSING_DATA = "real test data not found at"
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"real test data not found at {path} (set MMCURATE_SHARED_DATA)")
+        pytest.skip(f"{MISSING_DATA} {path} (set MMCURATE_SHARED_DATA)")
     return path
+
+
+def missing_data_skips(skipped: list[object]) -> int:
+    """How many skip reports (``terminalreporter.stats["skipped"]``) are for missing shared data."""
+    n = 0
+    for report in skipped:
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        n += MISSING_DATA in str(reason)
+    return n
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line at the end: how many tests skipped for missing shared data, and where they looked."""
+    n = missing_data_skips(terminalreporter.stats.get("skipped", []))
+    if n:
+        terminalreporter.write_line(
+            f"mmcurate: {n} test(s) skipped: the shared test data (fsdd, mnist_t10k, av_digits, clips) was not "
+            f"found at {SHARED_DATA}; set MMCURATE_SHARED_DATA to the folder that holds it (README: Quickstart)"
+        )
 
 
 @pytest.fixture(scope="session")

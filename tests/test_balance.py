@@ -252,3 +252,146 @@ def test_balance_scores_first_when_scores_are_missing(small_ingest: tuple[Path, 
     assert "scores are missing; running `mmcurate score` first" in proc.stderr
     scores = pq.read_table(copy / "ingest" / "scores.parquet")
     assert scores.num_rows == 140 and set(scores.column("fold").to_pylist()) == {0, 1}
+
+
+# ---- the plan a newcomer sees: small sets, empty bins, marked clips ------------------------------
+
+
+@pytest.fixture(scope="module")
+def narrow_work(small_ingest: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 140 clips with imported scores whose d lies in [-0.39, 0.59]: 5 of 10 equal-width bins are empty."""
+    work, _ = small_ingest
+    copy = tmp_path_factory.mktemp("narrow") / "work"
+    shutil.copytree(work, copy, ignore=shutil.ignore_patterns("balanced", "scores.*"))
+    manifest = pq.read_table(copy / "ingest" / "manifest.parquet", columns=["sample_id", "label"]).to_pylist()
+    classes = sorted({r["label"] for r in manifest})
+    rng = np.random.default_rng(1)
+    scores = copy.parent / "narrow.csv"
+    with open(scores, "w", newline="") as fh:  # the audio scorer is right 80 % of the time, the visual one guesses
+        w = csv.writer(fh)
+        w.writerow(["sample_id", "p_audio", "p_visual", "pred_audio", "pred_visual"])
+        for r in manifest:
+            d = float(rng.uniform(-0.39, 0.59))
+            pred_audio = r["label"] if rng.uniform() < 0.8 else str(rng.choice(classes))
+            w.writerow([r["sample_id"], f"{0.4 + d / 2:.6f}", f"{0.4 - d / 2:.6f}", pred_audio, rng.choice(classes)])
+    proc = _cli("score", "--workdir", str(copy), "--scores-from", str(scores))
+    assert proc.returncode == 0, proc.stderr
+    return copy
+
+
+def _table_rows(stderr: str, title: str) -> list[str]:
+    """The lines of the plan table titled ``title`` (not a terminal: a title, a header, one line per bin)."""
+    lines = stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    assert lines[start + 1].split()[:3] == ["bin", "range", "pool"], lines[start + 1]
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.split() or not line.split()[0].isdigit():
+            break
+        rows.append(line)
+    return rows
+
+
+def test_dry_run_shows_the_plan_table_whatever_the_target(narrow_work: Path) -> None:
+    proc = _cli("balance", "--workdir", str(narrow_work), "--bins", "10", "--per-bin", "5", "--dry-run")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    rows = _table_rows(proc.stderr, "balance plan: cannot be met")
+    assert len(rows) == 10 and "[-1, -0.8)" in rows[0]  # every bin, one line each, the empty ones too
+    error = proc.stderr.strip().splitlines()[-1]
+    assert "hold no samples" in error or "cannot be met" in error
+    assert "Largest that works: `mmcurate balance --bins " in proc.stderr and "--per-bin " in proc.stderr
+    # what it names works
+    flags = proc.stderr.split("Largest that works: `mmcurate balance ")[1].split("`")[0].split()
+    ok = _cli("balance", "--workdir", str(narrow_work), *flags, "--dry-run")
+    assert ok.returncode == 0, ok.stderr
+    assert "balance plan (uniform)" in ok.stderr
+
+
+def test_headline_bins_10_on_a_small_set_uses_the_bins_that_work(narrow_work: Path, tmp_path: Path) -> None:
+    dry = _cli("balance", "--workdir", str(narrow_work), "--bins", "10", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    said = [line for line in dry.stderr.splitlines() if "hold no samples; using --bins" in line]
+    assert len(said) == 1, dry.stderr
+    chosen = int(said[0].split("using --bins ")[1].split()[0])
+    assert 1 <= chosen < 10
+    rows = _table_rows(dry.stderr, "balance plan (uniform)")
+    assert len(rows) == chosen  # the table is one line per bin when not a terminal (a pipe here)
+    assert len(dry.stderr.splitlines()) < 40, dry.stderr
+    out = tmp_path / "balanced"
+    proc = _cli("balance", "--workdir", str(narrow_work), "--bins", "10", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((out / "balance.json").read_text())
+    assert meta["config"]["bins"] == chosen and meta["config"]["bins_requested"] == 10
+    assert len(meta["summary"]["edges"]) == chosen + 1
+    card = (out / "README.md").read_text()
+    assert "--bins 10 asked" in card and f"used --bins {chosen}" in card
+    # small validation/test bins are called out
+    assert min(meta["summary"]["split_bins"]["val"]) < 10  # 52 clips a bin, 10 % of them in val
+    said = " ".join(proc.stderr.split())  # a line wrapped at 80 columns reads the same
+    assert "warning: balance: val bin(s)" in said and "fewer than 10" in said
+
+
+def test_exclude_leaves_marked_clips_out(narrow_work: Path, tmp_path: Path) -> None:
+    ids = pq.read_table(narrow_work / "ingest" / "manifest.parquet").column("sample_id").to_pylist()
+    marked = ids[:30]
+    listing = tmp_path / "marked.txt"
+    listing.write_text("# clips marked in mmcurate browse\n" + "\n".join(marked) + "\n\n")
+    out = tmp_path / "balanced"
+    proc = _cli("balance", "--workdir", str(narrow_work), "--bins", "2", "--exclude", str(listing), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    sel = set(pq.read_table(out / "selection.parquet").column("sample_id").to_pylist())
+    assert sel and not sel & set(marked)
+    meta = json.loads((out / "balance.json").read_text())
+    assert meta["summary"]["excluded"] == 30 and meta["summary"]["exclude_file"] == "marked.txt"
+    assert "30 samples left out by --exclude marked.txt" in (out / "README.md").read_text()
+    # without the list the marked clips are eligible (the same plan picks some of them)
+    plain = _cli("balance", "--workdir", str(narrow_work), "--bins", "2", "--out", str(tmp_path / "plain"))
+    assert plain.returncode == 0, plain.stderr
+    assert set(pq.read_table(tmp_path / "plain" / "selection.parquet").column("sample_id").to_pylist()) & set(marked)
+    # an unknown id is one line naming the file and the line
+    listing.write_text("# marked\n" + marked[0] + "\nnot/a/clip.mp4\n")
+    bad = _cli("balance", "--workdir", str(narrow_work), "--bins", "2", "--exclude", str(listing), "--dry-run")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert f"{listing}:3: unknown sample_id 'not/a/clip.mp4'" in bad.stderr
+
+
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"{name} in a JSON file")
+
+
+def test_card_is_a_page_and_what_is_published_names_no_local_folder(narrow_work: Path, tmp_path: Path) -> None:
+    from mmcurate.push.files import collect_local_files
+
+    out = tmp_path / "balanced"
+    proc = _cli("balance", "--workdir", str(narrow_work), "--bins", "2", "--split", "70/10/20", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    card = (out / "README.md").read_text()
+    body = card.split("\n---\n", 1)[1]
+    assert 40 <= len(body.splitlines()) <= 150 and len(card.splitlines()) <= 220, len(card.splitlines())
+    for heading in ("## How it was made", "## Splits and bins", "## Scorer accuracy", "## Limitations and biases"):
+        assert heading in body, heading
+    assert "## Citation" in body and "@misc{" in body
+    assert "mmcurate balance --bins 2 --split 70/10/20 --seed 0" in body
+    assert "NaN" not in card and "```json" not in card  # the configuration is in its own file
+    # the scorers against chance, from the scores table (these imported scores carry each prediction)
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in body.splitlines()
+        if line.startswith("| audio |") or line.startswith("| visual |")
+    }
+    assert rows["audio"].rstrip().endswith("| yes |") and rows["visual"].rstrip().endswith("| **no** |")
+    assert "The visual scorer is not above chance" in body
+    # the full configuration: strict JSON next to the card
+    config = json.loads((out / "mmcurate_config.json").read_text(), parse_constant=_no_constant)
+    assert config["balance"]["balance_config"]["bins"] == 2
+    assert config["ingest"]["raw_dir"] == "<raw>"
+    # what push uploads names no folder of this machine
+    published = collect_local_files(out)
+    assert {f.rel for f in published} >= {"README.md", "mmcurate_config.json"}
+    home = os.path.expanduser("~").encode()
+    needles = [str(tmp_path).encode(), str(narrow_work).encode(), str(narrow_work.resolve()).encode(), home + b"/"]
+    needles.append(b"/work/shared")  # the raw folder
+    for f in published:
+        data = f.path.read_bytes()
+        for needle in needles:
+            assert needle not in data, (f.rel, needle)

@@ -99,8 +99,16 @@ def big_ingest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 0, proc.stderr
     scores = pq.read_table(ingest / "scores.parquet")
     std = pa.array(np.round(rng.uniform(0.01, 0.2, size=scores.num_rows), 4))
-    pq.write_table(_with_std(scores, std), ingest / "scores.parquet")
+    _rewrite_scores(ingest, _with_std(scores, std))
     return ingest
+
+
+def _rewrite_scores(ingest: Path, scores: pa.Table) -> None:
+    """Edited scores, written the way the score stage writes them (scores.json then records the new table)."""
+    from mmcurate.store import IngestDir
+
+    store = IngestDir(ingest)
+    store.write_scores(scores, store.read_scores_meta())
 
 
 def _with_std(scores: pa.Table, std: pa.Array) -> pa.Table:
@@ -350,7 +358,7 @@ def test_balanced_site_shows_uncertainty_only_from_its_own_scorer(work: Path, tm
     shutil.copytree(work / "ingest", ingest, ignore=shutil.ignore_patterns("browse"))
     scores = pq.read_table(ingest / "scores.parquet")
     std = pa.array(np.linspace(0.01, 0.3, scores.num_rows))
-    pq.write_table(_with_std(scores, std), ingest / "scores.parquet")
+    _rewrite_scores(ingest, _with_std(scores, std))
     src = open_source(work / "balanced", ingest)
     assert src.kind == "balanced" and "discrepancy_std" in src.samples.column_names and not src.notes
     data = build_index(src, None)
@@ -364,7 +372,7 @@ def test_balanced_site_shows_uncertainty_only_from_its_own_scorer(work: Path, tm
         scores.schema.get_field_index("scorer_id"), "scorer_id", pa.array(["another"] * scores.num_rows)
     )
     other = _with_std(other, std)
-    pq.write_table(other, ingest / "scores.parquet")
+    _rewrite_scores(ingest, other)
     src = open_source(work / "balanced", ingest)
     assert "discrepancy_std" not in src.samples.column_names and "another scorer" in src.notes[0]
 
@@ -428,13 +436,13 @@ def test_rebuild_reuses_media_and_repairs_what_is_missing(big_ingest: Path, tmp_
     gone, cut = sorted(files)[:2]
     (site / gone).unlink()
     (site / cut).write_bytes((site / cut).read_bytes()[:10])  # as a crash could leave it
-    debris = site / "media" / cut.split("/")[1] / ".tmp-0123456789abcdef0123.jpg.999"
+    debris = site / "media" / cut.split("/")[1] / ".tmp-0123456789abcdef0123.jpg.k2x9_a7q"  # as put() names them
     debris.write_bytes(b"partial")
-    (site / ".tmp-data.x").mkdir()
+    (site / ".tmp-data.abcd1234").mkdir()  # as atomic_dir names them
     third = build_site(big_ingest, site, BrowseOptions(max_frames=2))
     assert third.media.written == 2
     assert {k: v[1] for k, v in _media_files(site).items()} == {k: v[1] for k, v in files.items()}
-    assert not debris.exists() and not (site / ".tmp-data.x").exists()
+    assert not debris.exists() and not (site / ".tmp-data.abcd1234").exists()
 
     fewer = build_site(big_ingest, site, BrowseOptions(max_frames=1))
     assert fewer.media.removed > 0 and fewer.media.written == 0
@@ -524,3 +532,104 @@ def test_serve_listens_on_loopback_only(work: Path, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ---- what a newcomer needs: the balance's bins, legends, search, links, marks -----------------------
+
+_LABELS_OVER_DATA = """() => {
+  const bad = [];
+  for (const id of ["density", "hist"]) {
+    const svg = document.getElementById(id), f = svg.querySelector(".frame").getBoundingClientRect();
+    for (const t of svg.querySelectorAll("text")) {
+      const r = t.getBoundingClientRect();
+      const across = r.left < f.right - 0.5 && r.right > f.left + 0.5;
+      if (r.width && across && r.top < f.bottom - 0.5 && r.bottom > f.top + 0.5)
+        bad.push(id + ": " + t.textContent);
+    }
+  }
+  return bad;
+}"""
+
+
+def test_balanced_page_has_bins_legends_search_links_and_marks(work: Path, browser: Any, tmp_path: Path) -> None:
+    balanced = work / "balanced"
+    proc = _build(str(balanced))
+    assert proc.returncode == 0, proc.stderr
+    site = balanced / "browse"
+    selection = pq.read_table(balanced / "selection.parquet").to_pylist()
+    order = [r["sample_id"] for r in sorted(selection, key=lambda r: (r["discrepancy"], r["sample_id"]))]
+    edges = json.loads((balanced / "balance.json").read_text())["summary"]["edges"]
+    view = _open(browser, site / "index.html")
+    page = view.page
+
+    # the histogram's bars are the balance's bins, its inner edges drawn; each bar opens its bin
+    assert page.eval_on_selector_all("#hist rect.hit", "rs => rs.length") == len(edges) - 1
+    drawn = page.eval_on_selector_all("#hist line.edge", "ls => ls.map(l => Number(l.dataset.edge))")
+    assert drawn == pytest.approx(edges[1:-1])
+    bin_of = {r["sample_id"]: r["bin"] for r in selection}
+    view.act(page.click, '#hist rect[data-bin="1"]')
+    assert view.ids() == [s for s in order if bin_of[s] == 1]
+    view.act(page.click, "#clear-selection")
+    # colour legends, and no label drawn over the plotted data
+    assert page.eval_on_selector_all("#density-legend rect", "rs => rs.length") == 9
+    assert "samples per balance bin" in page.eval_on_selector("#hist-legend", "g => g.textContent")
+    assert page.evaluate(_LABELS_OVER_DATA) == []
+
+    # links to the balance report and the dataset card, relative and pointing at real files
+    links = page.eval_on_selector_all("#links a", "as => as.map(a => [a.textContent, a.getAttribute('href')])")
+    hrefs = dict(links)
+    assert hrefs["dataset card"] == "../README.md" and hrefs["balance report"] == "../report/report.md"
+    assert all((site / h).resolve().is_file() for h in hrefs.values())
+
+    # search by sample id or path (case-insensitive substring)
+    query = order[0].rsplit("/", 1)[-1][:6].upper()
+    view.act(page.fill, "#f-search", query)
+    assert view.ids() == [s for s in order if query.lower() in s.lower()] and view.ids()
+    view.act(page.fill, "#f-search", "")
+    assert view.ids() == order
+
+    # the players know the clip's length before anyone presses play
+    page.wait_for_function("() => { const a = document.querySelector('.card audio'); return a.duration > 0.1; }")
+    assert page.evaluate("document.querySelector('.card audio').paused")
+
+    # mark two clips, download the list, and balance leaves them out
+    page.locator(".card input.mark").nth(0).check()
+    page.locator(".card input.mark").nth(2).check()
+    assert page.inner_text("#marked-count") == "2 clips marked"
+    with page.expect_download() as dl:
+        page.click("#export-marked")
+    listing = tmp_path / "marked.txt"
+    dl.value.save_as(listing)
+    lines = [line for line in listing.read_text().splitlines() if line and not line.startswith("#")]
+    assert lines == sorted([order[0], order[2]])
+    assert view.errors == []
+    view.close()
+    out = tmp_path / "rebalanced"
+    proc = run_cli("balance", "--workdir", str(work), "--bins", "2", "--exclude", str(listing), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    kept = set(pq.read_table(out / "selection.parquet").column("sample_id").to_pylist())
+    assert not kept & set(lines)
+
+    # the page names no folder of this machine
+    for f in [site / "index.html", *sorted((site / "data").rglob("*.js"))]:
+        text = f.read_text()
+        assert str(work) not in text and str(work.resolve()) not in text and "/work/shared" not in text, f
+
+
+def test_both_weak_clips_are_flagged(work: Path, browser: Any, tmp_path: Path) -> None:
+    ingest = tmp_path / "ingest"
+    shutil.copytree(work / "ingest", ingest, ignore=shutil.ignore_patterns("browse"))
+    scores = pq.read_table(ingest / "scores.parquet")
+    by_d = sorted(zip(scores.column("discrepancy").to_pylist(), scores.column("sample_id").to_pylist()))
+    weak = {sid for _, sid in by_d[:3]}
+    flags = pa.array([sid in weak for sid in scores.column("sample_id").to_pylist()])
+    pq.write_table(scores.append_column("both_weak", flags), ingest / "scores.parquet")
+    proc = _build(str(ingest))
+    assert proc.returncode == 0, proc.stderr
+    view = _open(browser, ingest / "browse" / "index.html")
+    flagged = view.page.eval_on_selector_all(
+        ".card", "cs => cs.filter(c => c.querySelector('.weak')).map(c => c.dataset.sampleId)"
+    )
+    assert set(flagged) == weak
+    assert view.errors == []
+    view.close()

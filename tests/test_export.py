@@ -158,6 +158,10 @@ def test_rows_decode_without_torchcodec(exported: ExportFixture) -> None:
     assert np.asarray(row["frames"][0]).std() > 5  # real pixels, not a blank frame
 
 
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
 def test_card_header_and_provenance(exported: ExportFixture) -> None:
     text = (exported.balanced_dir / "README.md").read_text()
     assert text.startswith("---\n")
@@ -177,7 +181,7 @@ def test_card_header_and_provenance(exported: ExportFixture) -> None:
     from huggingface_hub import DatasetCard
 
     infos = DatasetInfosDict.from_dataset_card_data(DatasetCard(text).data)
-    stored = load_balanced(exported.balanced_dir, "hf", decode_audio=True)["train"].features
+    stored = load_balanced(exported.balanced_dir, "hf")["train"].features
     assert infos["default"].features == stored
     prov = fixture_provenance()
     body = text.split("\n---\n", 1)[1]
@@ -189,7 +193,10 @@ def test_card_header_and_provenance(exported: ExportFixture) -> None:
         "-0.3333, 0.3333",
     ):
         assert needle in body, needle
-    assert '"seed": 0' in body and '"bins": 3' in body  # the resolved config, verbatim
+    config = json.loads(
+        (exported.balanced_dir / "mmcurate_config.json").read_text(), parse_constant=_no_constant
+    )  # the resolved config, in strict JSON next to the card
+    assert config["balance"]["seed"] == 0 and config["balance"]["balance_config"]["bins"] == 3
     assert "`val` in the selection" in body
 
 
@@ -376,3 +383,11 @@ def test_plain_bytes_audio_when_not_a_container(tmp_path: Path) -> None:
     assert ds.features["audio"] == datasets.Value("binary")
     assert "audio_features" not in ds.features
     assert ds[0]["audio"] == b"\x00\x01" * 50 and ds[0]["audio_sample_rate"] == 16000
+
+
+def test_card_configuration_is_strict_json() -> None:
+    from mmcurate.export.card import config_document
+
+    text = config_document({"p": float("nan"), "edges": [float("-inf"), 0.0, float("inf")]}, {"x": 1}, "0.1.0")
+    doc = json.loads(text, parse_constant=_no_constant)
+    assert doc["balance"] == {"p": None, "edges": [None, 0.0, None]} and doc["ingest"] == {"x": 1}

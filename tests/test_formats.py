@@ -269,6 +269,7 @@ def test_export_is_deterministic_resumable_and_atomic(tmp_path: Path) -> None:
     work.ingest.write_shard(last, table.set_column(table.schema.get_field_index("audio"), "audio", garbage))
     del table
     work.balanced.write_selection(make_selection(work.ingest.path, drop_every=4))  # a new selection to export
+    work.balanced.write_meta({"ingest_dir": str(work.ingest.path), "bin_edges": [-1, -1 / 3, 1 / 3, 1], "seed": 0})
     with pytest.raises(MMCurateError, match="not decodable FLAC"):
         _export(work, out=clean)
     assert _tree(clean) == first and is_complete(clean)

@@ -125,11 +125,24 @@ def test_saved_scorers_resume_from_their_markers(pools: dict[str, Path]) -> None
     assert {m: (folder / f"{m}.pt").stat().st_mtime_ns for m in ("audio", "visual")} == before
 
 
+def _record_class_list(ingest_dir: Path, classes: list[str]) -> None:
+    """The manifest's record of the class list (readers check classes.json against it) set to ``classes``."""
+    from mmcurate.common.hashing import config_hash
+    from mmcurate.store.ingest_dir import GENERATION_KEY
+
+    store = IngestDir(ingest_dir)
+    generation = {**store.generation(), "classes": config_hash(classes)}
+    table = pq.read_table(store.manifest_path)
+    metadata = {**(table.schema.metadata or {}), GENERATION_KEY: json.dumps(generation, sort_keys=True).encode()}
+    pq.write_table(table.replace_schema_metadata(metadata), store.manifest_path, compression="zstd")
+
+
 def test_candidates_with_another_class_list_are_refused_in_one_line(pools: dict[str, Path], tmp_path: Path) -> None:
     other = tmp_path / "other"
     shutil.copytree(pools["cand"], other)
     classes = json.loads((other / "classes.json").read_text())
     (other / "classes.json").write_text(json.dumps(classes[::-1]))  # same names, another ClassLabel order
+    _record_class_list(other, classes[::-1])  # as an ingest with that list records it in its manifest
     err = _one_line_error(run_cli("score", str(pools["seed"]), "--candidates", str(other)))
     assert "class list differs" in err and str(other / "classes.json") in err, err
 

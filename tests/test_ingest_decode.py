@@ -5,6 +5,8 @@ than by extension, and a cut-off stream without a declared duration is caught.""
 from __future__ import annotations
 
 import csv
+import dataclasses
+import gc
 import json
 from collections import Counter
 from pathlib import Path
@@ -67,6 +69,15 @@ def sparse_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(decode, "MIN_SPARSE_PIXELS", 0)
 
 
+@pytest.fixture(params=["at_end", "every_gop"])
+def batching(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Sparse decoding as it runs on short clips (the samples decoded when the file ends) and on
+    long ones (decoded GOP by GOP as the file is read, packets released: forced here on every GOP)."""
+    if request.param == "every_gop":
+        monkeypatch.setattr(sparse, "DECODE_BATCH_BYTES", 0)
+    return str(request.param)
+
+
 def _compare(paths: list[Path], configs: list[DecodeConfig], mode: str = "auto") -> Counter[str]:
     """Decode every file whole and with ``mode``; assert equal results; count how video was decoded."""
     used: Counter[str] = Counter()
@@ -84,7 +95,7 @@ def _compare(paths: list[Path], configs: list[DecodeConfig], mode: str = "auto")
 
 
 @pytest.mark.parametrize("cfg", [FRAMES3, FPS1], ids=["frames3", "fps1"])
-@pytest.mark.usefixtures("sparse_everywhere")
+@pytest.mark.usefixtures("sparse_everywhere", "batching")
 def test_sparse_decoding_equals_whole_decoding_on_every_real_clip(clips_dir: Path, cfg: DecodeConfig) -> None:
     """Every clip of ../shared/data/clips (H.264, HEVC 10-bit, AV1, VP8, VP9, VP6, MPEG-1, Theora,
     edit lists, B-frames...): sparse decoding equals decoding every frame. About 15 s of CPU per
@@ -197,7 +208,7 @@ def gop_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-@pytest.mark.usefixtures("sparse_everywhere")
+@pytest.mark.usefixtures("sparse_everywhere", "batching")
 def test_sparse_decoding_equals_whole_decoding_on_generated_gop_structures(gop_clips: dict[str, Path]) -> None:
     """Open GOPs (leading frames shown before their keyframe need the previous GOP), B-frames
     (skipped unless sampled), VP8/VP9, MPEG-4 in AVI, intra-only MJPEG, FLV1 and an MP4 edit
@@ -210,7 +221,7 @@ def test_sparse_decoding_equals_whole_decoding_on_generated_gop_structures(gop_c
     assert edit.video_decoding == "sparse" and edit.native_frame_count == 3 * 25 - 5
 
 
-@pytest.mark.usefixtures("sparse_everywhere")
+@pytest.mark.usefixtures("sparse_everywhere", "batching")
 def test_sparse_decoding_with_frame_threads_equals_whole_decoding(gop_clips: dict[str, Path]) -> None:
     """A single-worker ingest decodes with FFmpeg's frame threads (``threads=0``): the decoder
     then lags behind by a few packets and the plan switches ``skip_frame`` per packet."""
@@ -333,6 +344,150 @@ def test_sparse_decoding_fallbacks_give_the_same_result(
     again = decode_clip(path, FRAMES3)
     assert again.video_decoding == "whole" and again.video_whole_reason == "frames far from the sampled times"
     _assert_same(ref, again, "second pass")
+
+
+# --------------------------------------------------------------------------- GOP lengths and long clips
+
+FPS5 = DecodeConfig(missing_modality="keep", fps=5.0)
+#: One container/codec pair per demuxer that sparse decoding trusts; 12 s at 25 fps = 300 frames,
+#: so a 250-frame GOP closes once.
+GOP_CONTAINERS = {
+    "mp4_h264": ClipSpec("mp4", "libx264", "aac", video_options=(("preset", "veryfast"),)),
+    "webm_vp9": ClipSpec("webm", "libvpx-vp9", "libopus", video_options=(("deadline", "realtime"), ("cpu-used", "8"))),
+    "mkv_h264_bframes": ClipSpec("matroska", "libx264", "aac", video_options=(("preset", "veryfast"), ("bf", "3"))),
+    "avi_mpeg4": ClipSpec("avi", "mpeg4", "pcm_s16le"),
+    "flv_h264": ClipSpec("flv", "libx264", "aac", sample_rate=44100, video_options=(("preset", "veryfast"),)),
+}
+
+
+@pytest.fixture(scope="module")
+def gop_length_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], Path]:
+    folder = tmp_path_factory.mktemp("gop_lengths")
+    clips = {}
+    for n, (name, base) in enumerate(GOP_CONTAINERS.items()):
+        for gop in (12, 60, 250):
+            spec = dataclasses.replace(base, seconds=12, width=160, height=96, fps=25, gop=gop)
+            clips[name, gop] = write_clip(folder / f"{name}_gop{gop}.{spec.extension}", spec, seed=n)
+    return clips
+
+
+def _fewest_packets(path: Path, ref: DecodedClip) -> int:
+    """Packets that must be decoded to reach the frames ``ref`` sampled: for each, from the last
+    keyframe before it (in decoding order) that is not shown after it, up to it; no packet twice."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        t0 = (c.start_time or 0) / av.time_base
+        packets = [(p.pts, p.is_keyframe) for p in c.demux(v) if p.size]
+        times = [float(pts * v.time_base) for pts, _ in packets]
+    needed: set[int] = set()
+    for t in ref.frame_times:
+        j = min(range(len(times)), key=lambda i: abs(times[i] - (t0 + t)))
+        k = max(i for i in range(j + 1) if packets[i][1] and packets[i][0] <= packets[j][0])
+        needed.update(range(k, j + 1))
+    return len(needed)
+
+
+@pytest.mark.parametrize("gop", [12, 60, 250])
+@pytest.mark.usefixtures("sparse_everywhere", "batching")
+def test_sparse_decoding_on_gop_lengths_and_containers(gop_length_clips: dict, gop: int) -> None:
+    """MP4/H.264, WebM/VP9, Matroska/H.264 with B-frames, AVI/MPEG-4, FLV/H.264 at 12-, 60- and
+    250-frame GOPs, sampled 3 times, once and 5 times a second: equal to decoding every frame, and
+    decoding exactly the packets from each sample's keyframe to it (restarting at the next sample's
+    keyframe when it is ahead of the decoder, decoding through when it is behind)."""
+    for name in GOP_CONTAINERS:
+        path = gop_length_clips[name, gop]
+        for cfg in (FRAMES3, FPS1, FPS5):
+            ref = decode_clip(path, cfg, video_mode="all")
+            got = decode_clip(path, cfg)
+            where = f"{name} gop={gop} frames={cfg.frames} fps={cfg.fps}"
+            assert got.video_decoding == "sparse", (where, got.video_whole_reason)
+            _assert_same(ref, got, where)
+            assert got.video_packets_decoded == _fewest_packets(path, ref), where
+
+
+@pytest.mark.parametrize("name", ["mp4_h264", "webm_vp9"])
+@pytest.mark.usefixtures("sparse_everywhere")
+def test_a_long_clip_is_decoded_sparsely_within_the_memory_budget(
+    gop_length_clips: dict, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clip with more compressed video than the keep budget (a long clip, scaled down: budget a
+    quarter of its video, batch an eighth) is still decoded sparsely at one sample a second: the
+    samples resolved so far are decoded in batches and their packets released, never the whole
+    clip kept."""
+    path = gop_length_clips[name, 12]
+    with av.open(str(path)) as c:
+        total = sum(p.size for p in c.demux(c.streams.video[0]))
+    monkeypatch.setattr(sparse, "KEEP_BUDGET_BYTES", total // 4)
+    monkeypatch.setattr(sparse, "DECODE_BATCH_BYTES", total // 8)
+    ref = decode_clip(path, FPS1, video_mode="all")
+    got = decode_clip(path, FPS1)
+    assert got.video_decoding == "sparse", got.video_whole_reason
+    assert got.video_packets_decoded == _fewest_packets(path, ref) < 300 // 2
+    _assert_same(ref, got, name)
+
+
+@pytest.mark.usefixtures("sparse_everywhere")
+def test_sampled_frames_are_held_at_the_output_size(gop_length_clips: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long clip sampled once a second has thousands of samples: each is scaled and cropped as it
+    is decoded, so no full-size decoded picture is held until the end of the file (an hour of
+    1080p sampled once a second would otherwise hold 11 GB of decoded pictures)."""
+    path = gop_length_clips["mp4_h264", 12]
+    every = DecodeConfig(fps=25.0)  # 300 samples
+    alive: list[int] = []
+    finish = sparse.SparseVideo.finish
+
+    def counting_finish(self: sparse.SparseVideo) -> sparse.SparseResult | None:
+        result = finish(self)
+        gc.collect()
+        alive.append(sum(isinstance(o, av.VideoFrame) for o in gc.get_objects()))
+        return result
+
+    monkeypatch.setattr(sparse.SparseVideo, "finish", counting_finish)
+    got = decode_clip(path, every)
+    assert got.video_decoding == "sparse" and len(got.frames) == 300
+    assert alive and alive[0] <= 8, alive  # a decoder's few frames in flight, not the 300 samples
+    _assert_same(decode_clip(path, every, video_mode="all"), got, "every frame")
+
+
+@pytest.mark.usefixtures("sparse_everywhere")
+def test_a_pick_made_too_early_is_caught_and_the_clip_decoded_whole(
+    gop_length_clips: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Targets are resolved while the file is read, before later frames are known; the picks are
+    checked against the whole timeline at the end, and a clip where one was wrong is decoded whole.
+    Here the resolution is made to run 3 s ahead of what the frames seen so far can settle."""
+    path = gop_length_clips["mkv_h264_bframes", 60]
+    ref = decode_clip(path, FPS1, video_mode="all")
+    monkeypatch.setattr(sparse, "DECODE_BATCH_BYTES", 0)
+    advance = sparse.SparseVideo._advance
+    monkeypatch.setattr(sparse.SparseVideo, "_advance", lambda self, horizon: advance(self, horizon + 3.0))
+    got = decode_clip(path, FPS1)
+    assert (
+        got.video_decoding == "whole"
+        and got.video_whole_reason == "a GOP shows frames before the previous GOP's first"
+    )
+    _assert_same(ref, got, "early picks")
+
+
+@pytest.mark.usefixtures("sparse_everywhere")
+def test_a_problem_found_after_decoding_began_rereads_the_clip(tmp_path: Path) -> None:
+    """A hidden VP8 frame near the end, found after the first GOPs' samples were decoded and their
+    packets released: the clip is decoded whole in a second pass, with the same result."""
+    spec = ClipSpec(
+        "webm", "libvpx", None, seconds=2, width=160, height=96, fps=25, gop=10,
+        video_options=(("deadline", "realtime"), ("cpu-used", "8")),
+    )  # fmt: skip
+    path = _hide_one_frame(write_clip(tmp_path / "vp8.webm", spec), tmp_path / "hidden_late.avi", index=45)
+    ref = decode_clip(path, FRAMES8, video_mode="all")
+    calls = []
+    again = decode._decode_video_again
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sparse, "DECODE_BATCH_BYTES", 0)
+        mp.setattr(decode, "_decode_video_again", lambda *a, **k: (calls.append(1), again(*a, **k)))
+        got = decode_clip(path, FRAMES8)
+    assert calls == [1]  # the second pass ran
+    assert got.video_decoding == "whole" and "exactly one shown frame" in (got.video_whole_reason or "")
+    _assert_same(ref, got, "hidden vp8 frame late")
 
 
 def test_ineligible_streams_are_decoded_whole(av_digits: Path) -> None:

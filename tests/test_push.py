@@ -70,7 +70,8 @@ def _assert_clean_failure(proc, *, secret: str = VALID_TOKEN) -> str:
 
 
 def _local_hashes(folder: Path) -> dict[str, str]:
-    files = [folder / "README.md", *sorted((folder / "data").glob("*.parquet"))]
+    config = [folder / "mmcurate_config.json"] if (folder / "mmcurate_config.json").is_file() else []
+    files = [folder / "README.md", *config, *sorted((folder / "data").glob("*.parquet"))]
     return {p.relative_to(folder).as_posix(): file_sha256(p) for p in files}
 
 
@@ -119,7 +120,7 @@ def test_push_then_load_dataset_returns_the_export(
     assert VALID_TOKEN not in proc.stdout + proc.stderr
     assert _remote_hashes(hub, "testorg/tiny") == _local_hashes(exported.balanced_dir)
     commits = hub.state.committed_paths()
-    assert commits[-1] == ["README.md"], "the card is committed last"
+    assert commits[-1] == ["README.md", "mmcurate_config.json"], "the card and its configuration are committed last"
     assert all(len(c) <= 2 for c in commits[:-1]) and len(commits) == 4  # 5 shards in batches of 2, then the card
     assert not hub.state.requests(pattern="xet")
 
@@ -212,6 +213,7 @@ def test_new_export_replaces_stale_shards_and_keeps_unchanged_ones(
     assert {f.rel for f in result.plan.skip} == {
         "data/test-00000-of-00001.parquet",
         "data/validation-00000-of-00001.parquet",
+        "mmcurate_config.json",  # the same provenance: the same configuration
     }
     assert {f.rel for f in result.plan.upload} == {"README.md", "data/train-00000-of-00001.parquet"}
     assert _remote_hashes(hub, repo) == _local_hashes(other)
@@ -347,7 +349,7 @@ def test_selection_changes_reach_the_hub(hub: HubServer, exported: ExportFixture
     export_balanced(exported.ingest_dir, sel, out, fixture_provenance(), max_shard_size="10MB", show_summary=False)
     push_dataset(exported.balanced_dir, "testorg/changes", token=VALID_TOKEN, endpoint=hub.url)
     result = push_dataset(out, "testorg/changes", token=VALID_TOKEN, endpoint=hub.url)
-    assert not result.plan.skip
+    assert {f.rel for f in result.plan.skip} == {"mmcurate_config.json"}  # the fixture's provenance is the same
     assert _remote_hashes(hub, "testorg/changes") == _local_hashes(out)
     assert sum(load_balanced(out, "hf").num_rows.values()) == sel.num_rows
 

@@ -40,7 +40,14 @@ class BalanceConfig:
     out: Path | None = opt(
         None, "Output folder for the balanced dataset (default: WORKDIR/balanced).", show_default=False
     )
-    bins: int = opt(10, "Equal-width discrepancy bins over [-1, 1].")
+    bins: int = opt(
+        10,
+        "Equal-width discrepancy bins over [-1, 1]. When some of them hold no samples and no --per-bin, --size or "
+        "--edges is given, balance uses the largest bin count whose bins all hold at least 10 samples (else at least "
+        "one) instead, says so in one "
+        "line and records it (bins_requested in balance.json and on the card); with a target or --edges it stops "
+        "and names the --bins and --per-bin that work. --dry-run shows the per-bin table either way.",
+    )
     edges: str | None = opt(
         None, "Custom bin edges, comma-separated and increasing (e.g. -1,-0.5,0,0.5,1); overrides --bins."
     )
@@ -78,10 +85,17 @@ class BalanceConfig:
         "Balance on scores that failed their self-check (scores.json 'health': a scorer not clearly above chance, "
         "a fold far below the others). Without it such scores are refused: their d is largely noise.",
     )
+    exclude: Path | None = opt(
+        None,
+        "A text file of sample_ids to leave out (one per line, '#' comments), e.g. the list of clips marked in "
+        "`mmcurate browse`; an id not in the pool is an error naming the file and line. Recorded on the card.",
+        metavar="FILE",
+    )
     seed: int = opt(0, "Seed for sampling and splits (and for scoring if it runs).")
     dry_run: bool = opt(
         False,
-        "Print the plan (per-bin pool, target, shortfall, split sizes) without writing; with --per-bin N also how "
+        "Print the plan (per bin: pool, classes present with their fewest-most clips, target, shortfall, clips per "
+        "split) without writing; a plan that cannot be met prints the pool table, then why; with --per-bin N also how "
         "many more clips each bin and class of the seed pool needs, and what the candidate pools can supply.",
     )
     max_shard_size: str = opt("500MB", "Largest Parquet shard of the export (e.g. 500MB).")
@@ -89,6 +103,12 @@ class BalanceConfig:
     pretty_name: str | None = opt(None, "Dataset name shown on the card.")
     license: str | None = opt(None, "Licence of the source data, for the card (default: the one given at ingest).")
     source_dataset: str | None = opt(None, "Source dataset name, for the card (default: the one given at ingest).")
+    drop_duplicates: bool = opt(
+        False,
+        "Leave out clips whose source file has the same bytes (sha256) as an earlier clip under another name, in "
+        "another pool or the same one, keeping the first (the seed pool's); says how many. Without it copies across "
+        "pools are refused and copies inside one pool are warned about: both could be selected into different splits.",
+    )
     rescore: bool = opt(False, "Score again even if fresh scores exist.")
     overwrite: bool = opt(
         False,
@@ -99,9 +119,13 @@ class BalanceConfig:
     #: scorer options the user set (command line or recipe): scores made otherwise are then stale;
     #: options left at their defaults do not force a rescore of scores made with other settings
     explicit_scoring: tuple[str, ...] = opt((), cli=False)
+    #: the --bins asked for when balance used fewer because some bins were empty (None: as asked)
+    bins_requested: int | None = opt(None, cli=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pool", tuple(Path(p) for p in self.pool))
+        if self.exclude is not None:
+            object.__setattr__(self, "exclude", Path(self.exclude))
         if self.scoring.seed != self.seed:
             object.__setattr__(self, "scoring", dataclasses.replace(self.scoring, seed=self.seed))
         check_seed("--seed", self.seed)
@@ -148,6 +172,7 @@ class BalanceConfig:
             "stratify": self.stratify,
             "split": self.split,
             "ignore_groups": self.ignore_groups,
+            **({"drop_duplicates": True} if self.drop_duplicates else {}),
             "seed": self.seed,
             "max_discrepancy_std": self.max_discrepancy_std,
             "exclude_both_weak": self.exclude_both_weak,
@@ -157,6 +182,8 @@ class BalanceConfig:
             "pretty_name": self.pretty_name,
             "extra": self.extra,
             **({"pool": [str(p) for p in self.pool]} if self.pool else {}),
+            **({"bins_requested": self.bins_requested} if self.bins_requested else {}),
+            **({"exclude": str(self.exclude)} if self.exclude is not None else {}),
         }
 
     def selection_hash(self) -> str:

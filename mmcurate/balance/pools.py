@@ -7,7 +7,9 @@ keeps the name of the pool it came from (the ``pool`` column of selection.parque
 export), so its media are read from its own folder's shards.
 
 Pools must agree on the class list (same names, same order: the exported ClassLabel is one list)
-and must not share a sample_id (the id is the key of every table downstream).
+and on the media settings, and must not share a sample_id (the id is the key of every table
+downstream). Clips whose bytes repeat under another name are found by content
+(:mod:`mmcurate.store.pools`): refused, or dropped with ``--drop-duplicates``.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ import pyarrow as pa
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.store import IngestDir
+from mmcurate.store.pools import check_same_settings
 
 
 def pool_names(paths: list[Path]) -> list[str]:
     """A short, distinct name per pool folder: the shortest tail of its path that no other pool shares
     (``ingest`` and ``candidates``; ``a/ingest`` and ``b/ingest`` when the last parts agree)."""
-    resolved = [Path(p).resolve() for p in paths]
+    # the names travel with the data (the export's pool column, the card): never the filesystem's root
+    parts = [Path(p).resolve().parts[1:] or ("pool",) for p in paths]
     names = []
-    for i, path in enumerate(resolved):
-        for depth in range(1, len(path.parts) + 1):
-            tail = Path(*path.parts[-depth:]).as_posix()
-            if all(Path(*q.parts[-depth:]).as_posix() != tail for j, q in enumerate(resolved) if j != i):
+    for i, path in enumerate(parts):
+        for depth in range(1, len(path) + 1):
+            tail = "/".join(path[-depth:])
+            if all("/".join(q[-depth:]) != tail for j, q in enumerate(parts) if j != i):
                 break
         names.append(tail)
     return names
@@ -64,8 +68,10 @@ def check_same_classes(pools: dict[str, IngestDir]) -> list[str]:
 def scored_pools(pools: dict[str, IngestDir]) -> tuple[pa.Table, dict[str, dict[str, Any]]]:
     """Every pool's scored samples (:meth:`IngestDir.scored_pool`) in one table sorted by sample_id,
     with a ``pool`` column; and each pool's scores.json. With one pool, the rows are exactly that
-    pool's (the selection is the one balance made before pools existed)."""
+    pool's (the selection is the one balance made before pools existed). Pools must share the class
+    list and the media settings (:func:`mmcurate.store.pools.check_same_settings`)."""
     check_same_classes(pools)
+    check_same_settings(pools)
     tables, metas = [], {}
     owner: dict[str, str] = {}
     for name, ingest in pools.items():

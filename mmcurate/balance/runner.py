@@ -9,6 +9,7 @@ ingest folders together (:mod:`mmcurate.balance.pools`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import pyarrow as pa
 
 from mmcurate import __version__
 from mmcurate.balance.config import BalanceConfig
+from mmcurate.balance.exclude import read_exclude
+from mmcurate.balance.feasible import largest_feasible_bins, print_pool_table, small_eval_bins
 from mmcurate.balance.needs import BinNeeds, bin_needs, print_needs
 from mmcurate.balance.pools import open_pools, score_sources, scored_pools
 from mmcurate.balance.report import chi_square_uniform, write_report
@@ -28,7 +31,9 @@ from mmcurate.common.stage import Need
 from mmcurate.store import BalancedDir, IngestDir, Workdir
 from mmcurate.store.bins import assign_bins, bin_label, bin_probability
 from mmcurate.store.ownership import check_output_path
+from mmcurate.store.pools import content_copies, refuse_copies
 from mmcurate.store.schemas import SELECTION_SCHEMA
+from mmcurate.store.scores_health import load_health
 from mmcurate.store.splits import SPLITS, assign_splits, parse_ratios
 
 
@@ -41,6 +46,9 @@ class BalanceResult:
     summary: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     needs: BinNeeds | None = None
+    pool_bins: np.ndarray | None = None  # each pool sample's bin (-1: not eligible), for the plan table
+    pool_labels: np.ndarray | None = None
+    split_counts: dict[str, np.ndarray] | None = None  # split -> selected clips per bin
 
 
 def scores_state(ingest: IngestDir, cfg: BalanceConfig) -> str:
@@ -128,13 +136,15 @@ def plan_balance(
 
     ``ingest`` is one scored folder or several (pool name -> folder, the seed pool first); the
     pool table then has a ``pool`` column and the metadata is each pool's scores.json by name."""
-    pool, bins, outside, uncertain, meta = bin_pool(ingest, cfg)
+    pool, bins, outside, uncertain, meta, copies = bin_pool(ingest, cfg)
     weak = both_weak_rows(pool) & (bins >= 0)
     if cfg.exclude_both_weak:
         bins = np.where(weak, -1, bins)
     edges = cfg.bin_edges()
     counts = np.bincount(bins[bins >= 0], minlength=len(edges) - 1)
     plan = plan_bins(counts, edges, cfg.per_bin, cfg.size, cfg.shortfall)
+    if copies:
+        plan.notes.append(f"{copies} byte-identical copies of other clips left out (--drop-duplicates)")
     if outside:
         plan.notes.append(f"{outside} samples lie outside the edges and are not eligible")
     if cfg.exclude_both_weak:
@@ -151,19 +161,98 @@ def plan_balance(
 
 def bin_pool(
     ingest: IngestDir | dict[str, IngestDir], cfg: BalanceConfig
-) -> tuple[pa.Table, np.ndarray, int, np.ndarray, dict[str, Any]]:
+) -> tuple[pa.Table, np.ndarray, int, np.ndarray, dict[str, Any], int]:
     """The scored pool, each sample's bin (-1: outside the edges or bin-uncertain), how many lie
-    outside, which were left out as uncertain, and the scores' metadata."""
+    outside, which were left out as uncertain, the scores' metadata, and how many byte-identical
+    copies were left out (``--drop-duplicates``; without it copies are refused)."""
     if isinstance(ingest, IngestDir):
         pool, meta = ingest.scored_pool()
     else:
         pool, metas = scored_pools(ingest)
         meta = next(iter(metas.values())) if len(metas) == 1 else {"pools": metas}
+    pool, copies = _without_copies(pool, ingest, cfg.drop_duplicates)
+    pool = without_excluded(pool, cfg)
     d = pool.column("discrepancy").to_numpy()
     bins = assign_bins(d, cfg.bin_edges())
     outside = int((bins < 0).sum())
     uncertain = uncertain_rows(pool, cfg.max_discrepancy_std) & (bins >= 0)
-    return pool, np.where(uncertain, -1, bins), outside, uncertain, meta
+    return pool, np.where(uncertain, -1, bins), outside, uncertain, meta, copies
+
+
+def _without_copies(pool: pa.Table, ingest: IngestDir | dict[str, IngestDir], drop: bool) -> tuple[pa.Table, int]:
+    """The pool without clips whose bytes repeat an earlier clip's under another name, and how many went;
+    a one-line refusal naming a pair unless ``drop`` (:mod:`mmcurate.store.pools`)."""
+    folders = {None: ingest} if isinstance(ingest, IngestDir) else ingest
+    copies = content_copies(folders)
+    if not copies:
+        return pool, 0
+    if not drop:
+        refuse_copies(folders, [c for c in copies if c.pool != c.original_pool], "--drop-duplicates")
+        c = copies[0]  # copies inside one pool: ingest reported them; say it again where splits are drawn
+        warn(
+            f"{len(copies)} clip(s) of {folders[c.pool].path} have the same bytes as another clip of it (e.g. "
+            f"{c.sample_id!r} and {c.original_id!r}); they may land in different splits: --drop-duplicates keeps one"
+        )
+        return pool, 0
+    gone = {(c.pool, c.sample_id) for c in copies}
+    names = pool.column("pool").to_pylist() if "pool" in pool.column_names else [None] * pool.num_rows
+    keep = [(name, sid) not in gone for name, sid in zip(names, pool.column("sample_id").to_pylist(), strict=True)]
+    info(f"balance: {len(copies)} byte-identical copies of other clips left out (--drop-duplicates)")
+    return pool.filter(pa.array(keep, pa.bool_())), len(copies)
+
+
+def without_excluded(pool: pa.Table, cfg: BalanceConfig) -> pa.Table:
+    """The pool without the samples ``--exclude FILE`` lists (an unknown id there is an error)."""
+    if cfg.exclude is None:
+        return pool
+    ids = pool.column("sample_id").to_pylist()
+    drop = set(read_exclude(cfg.exclude, ids))
+    keep = np.asarray([sid not in drop for sid in ids], dtype=bool)
+    return pool.filter(pa.array(keep))
+
+
+def choose_bins(pools: dict[str, IngestDir], cfg: BalanceConfig) -> BalanceConfig:
+    """``cfg``, or the same with fewer equal-width bins when one of its bins holds no samples.
+
+    Only when the target is left to balance (no --per-bin, --size or --edges): the default target is
+    "the largest count every bin can meet", and with an empty bin that is nothing. The largest bin
+    count whose bins all hold samples is taken instead, said in one line and recorded
+    (``bins_requested`` in balance.json and on the card). With an explicit target or edges balance
+    stops instead and names what works (:func:`explain_infeasible`)."""
+    if cfg.per_bin is not None or cfg.size is not None or cfg.edges is not None:
+        return cfg
+    pool, bins, _, _, _, _ = bin_pool(pools, cfg)
+    counts = np.bincount(bins[bins >= 0], minlength=cfg.bins)
+    if counts.min() > 0:
+        return cfg
+    eligible = pool.column("discrepancy").to_numpy()[~uncertain_rows(pool, cfg.max_discrepancy_std)]
+    feasible = largest_feasible_bins(eligible, cfg.bins)
+    if feasible is None:
+        return cfg
+    empty = ", ".join(str(int(b)) for b in np.flatnonzero(counts == 0))
+    info(
+        f"balance: bin(s) {empty} of --bins {cfg.bins} hold no samples; using --bins {feasible.bins} instead (the "
+        f"most equal-width bins that all hold 10 or more, {feasible.per_bin} per bin); to keep {cfg.bins} bins give "
+        f"--per-bin N --shortfall best-effort"
+    )
+    return dataclasses.replace(cfg, bins=feasible.bins, bins_requested=cfg.bins)
+
+
+def explain_infeasible(pools: dict[str, IngestDir], cfg: BalanceConfig, err: MMCurateError) -> MMCurateError:
+    """Print the pool table of a plan that cannot be met, and the error with the settings that work
+    (the largest feasible --bins and its --per-bin) when a bin is empty."""
+    pool, bins, _, _, _, _ = bin_pool(pools, cfg)
+    labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
+    edges = cfg.bin_edges()
+    print_pool_table("balance plan: cannot be met (pool per bin)", edges, bins, labels)
+    counts = np.bincount(bins[bins >= 0], minlength=len(edges) - 1)
+    if counts.min() > 0:
+        return err
+    eligible = pool.column("discrepancy").to_numpy()[bins >= 0]
+    feasible = largest_feasible_bins(eligible, len(edges) - 1)
+    if feasible is None:
+        return MMCurateError(f"{err}; no sample lies inside the edges")
+    return MMCurateError(f"{err}. Largest that works: `mmcurate balance {feasible.flags()}`")
 
 
 def pool_needs(pools: dict[str, IngestDir], cfg: BalanceConfig) -> BinNeeds:
@@ -171,7 +260,7 @@ def pool_needs(pools: dict[str, IngestDir], cfg: BalanceConfig) -> BinNeeds:
     other pools hold (:mod:`mmcurate.balance.needs`)."""
     if cfg.per_bin is None:
         raise MMCurateError("the needs table needs a target: give --per-bin N")
-    pool, bins, _, _, _ = bin_pool(pools, cfg)
+    pool, bins, _, _, _, _ = bin_pool(pools, cfg)
     seed_name = next(iter(pools))
     labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
     candidate = np.asarray(pool.column("pool").to_pylist(), dtype=object) != seed_name
@@ -228,11 +317,22 @@ def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: Balanc
     ingest = next(iter(pools.values()))  # the seed pool: its ingest config describes the source on the card
     check_pool_scores(pools, cfg)
     ratios = parse_ratios(cfg.split)
+    cfg = choose_bins(pools, cfg)
     needs = None
     if cfg.dry_run and cfg.per_bin is not None:  # before planning: a target the pools cannot meet stops the plan
         needs = pool_needs(pools, cfg)
         print_needs(needs, cfg.bin_edges(), len(pools) > 1)
-    pool, bins, chosen, plan, _ = plan_balance(pools, cfg)
+    try:
+        pool, bins, chosen, plan, _ = plan_balance(pools, cfg)
+    except MMCurateError as err:
+        raise explain_infeasible(pools, cfg, err) from None
+    if cfg.bins_requested:
+        plan.notes.insert(
+            0, f"--bins {cfg.bins_requested} asked, but some of those bins hold no samples: used --bins {cfg.bins}"
+        )
+    if cfg.exclude is not None:
+        n_excluded = _exclude_summary(cfg, pools)["excluded"]
+        plan.notes.append(f"{n_excluded} samples left out by --exclude {cfg.exclude.name}")
     metas = {name: ingest_dir.read_scores_meta() for name, ingest_dir in pools.items()}
     meta = metas[next(iter(pools))]
     labels = np.asarray(pool.column("label").to_pylist(), dtype=object)
@@ -241,6 +341,8 @@ def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: Balanc
     sel_groups = [groups_all[i] for i in chosen] if use_groups else None
     splits = assign_splits(bins[chosen], labels[chosen], sel_groups, ratios, cfg.seed)
     split_sizes = {s: int((splits == s).sum()) for s in SPLITS}
+    n_bins = len(plan.edges) - 1
+    split_counts = {s: np.bincount(bins[chosen][splits == s], minlength=n_bins) for s in SPLITS}
     scorer_id = pool.column("scorer_id")[0].as_py() if pool.num_rows else None
     d_all = pool.column("discrepancy").to_numpy()
     summary = {
@@ -260,6 +362,9 @@ def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: Balanc
         "chi_square_before": chi_square_uniform(plan.pool),
         "chi_square_after": chi_square_uniform(np.bincount(bins[chosen], minlength=len(plan.edges) - 1)),
         "notes": plan.notes,
+        "split_bins": {s: [int(x) for x in split_counts[s]] for s in SPLITS},
+        **({"bins_requested": cfg.bins_requested} if cfg.bins_requested else {}),
+        **_exclude_summary(cfg, pools),
         **_uncertainty_summary(pool, chosen, plan.edges, cfg.max_discrepancy_std),
         "both_weak_per_bin": np.bincount(
             bins[chosen][both_weak_rows(pool)[chosen]], minlength=len(plan.edges) - 1
@@ -268,7 +373,12 @@ def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: Balanc
         **_pools_summary(pools, pool, chosen, metas),
     }
     _warn_split_drift(summary, ratios)
-    result = BalanceResult(balanced.path, plan, len(chosen), split_sizes, summary, cfg.dry_run, needs)
+    small = small_eval_bins(split_counts) if len(chosen) else None
+    if small:
+        summary["notes"].append(small)
+    result = BalanceResult(
+        balanced.path, plan, len(chosen), split_sizes, summary, cfg.dry_run, needs, bins, labels, split_counts
+    )
     print_plan(result)
     if cfg.dry_run:
         if needs is not None:
@@ -317,6 +427,8 @@ def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: Balanc
             **({"pool_dirs": pool_dirs} if len(pools) > 1 else {}),
             **provenance,
             "summary": summary,
+            # readers check that the ingest they join the selection with is still the data sampled here
+            BalancedDir.INGEST_FINGERPRINTS: {name: p.fingerprint() for name, p in pools.items()},
         }
     )
     from mmcurate.export import export_balanced
@@ -330,6 +442,15 @@ def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: Balanc
         include_features=cfg.include_features,
     )
     return result
+
+
+def _exclude_summary(cfg: BalanceConfig, pools: dict[str, IngestDir]) -> dict[str, Any]:
+    """How many and which samples ``--exclude`` left out (the ids go to balance.json and the card's JSON)."""
+    if cfg.exclude is None:
+        return {}
+    pool, _ = scored_pools(pools)
+    ids = read_exclude(cfg.exclude, pool.column("sample_id").to_pylist())
+    return {"excluded": len(ids), "exclude_file": cfg.exclude.name, "excluded_ids": ids}
 
 
 def _pools_summary(
@@ -388,7 +509,19 @@ def _provenance(
         "ingest_config": ingest_cfg.get("identity", {}).get("config"),
         "source": {**(ingest_cfg.get("source") or {}), **cfg.extra},
     }
-    for key in ("max_discrepancy_std", "uncertain_left_out", "selection_mean_bin_probability", "pools"):
+    health = load_health(ingest.path)
+    if health is not None:
+        prov["scorer_health"] = health
+    for key in (
+        "max_discrepancy_std",
+        "uncertain_left_out",
+        "selection_mean_bin_probability",
+        "pools",
+        "excluded",
+        "exclude_file",
+        "excluded_ids",
+        "bins_requested",
+    ):
         if key in summary:
             prov[key] = summary[key]
     if cfg.pretty_name:
@@ -421,18 +554,20 @@ def _warn_split_drift(summary: dict[str, Any], ratios: tuple[float, float, float
 
 
 def print_plan(result: BalanceResult) -> None:
+    """The plan table (one row per bin: pool, classes, target, take, shortfall, clips per split) and the
+    split and uniformity summary."""
     plan = result.plan
-    rows = []
-    for b in range(len(plan.pool)):
-        short = int(plan.shortfall[b])
-        rows.append(
-            [b, bin_label(plan.edges, b), int(plan.pool[b]), int(plan.targets[b]), int(plan.take[b]), short or ""]
+    title = f"balance plan ({plan.policy}): {result.size} samples from {int(plan.pool.sum())}"
+    if result.pool_bins is not None and result.pool_labels is not None:
+        print_pool_table(
+            title, plan.edges, result.pool_bins, result.pool_labels, plan.targets, plan.take, result.split_counts
         )
-    summary_table(
-        f"balance plan ({plan.policy}): {result.size} samples from {int(plan.pool.sum())}",
-        ["bin", "range", "pool", "target", "take", "short"],
-        rows,
-    )
+    else:
+        rows = [
+            [b, bin_label(plan.edges, b), int(plan.pool[b]), int(plan.targets[b]), int(plan.take[b])]
+            for b in range(len(plan.pool))
+        ]
+        summary_table(title, ["bin", "range", "pool", "target", "take"], rows)
     s = result.summary
     summary_table(
         "splits and uniformity",
@@ -451,7 +586,7 @@ def print_plan(result: BalanceResult) -> None:
         ],
     )
     for note in plan.notes:
-        info(f"balance: {note}")
+        (warn if "fewer than" in note else info)(f"balance: {note}")
 
 
 def _p(p: float | None) -> str:

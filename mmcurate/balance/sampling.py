@@ -105,6 +105,11 @@ def plan_bins(pool: np.ndarray, edges: np.ndarray, per_bin: int | None, size: in
         return BinPlan(edges, pool, targets, take, "best-effort", [f"{int(short.sum())} bin(s) short of the target"])
     lacking = ", ".join(f"bin {int(b)} has {int(pool[b])}" for b in np.flatnonzero(short))
     best = int(np.minimum(pool, targets).sum())
+    if smallest == 0:
+        raise MMCurateError(
+            f"the target of {per_bin} per bin cannot be met ({lacking}) and an empty bin leaves no uniform set: "
+            f"--shortfall best-effort ({best} samples, not uniform, shortfall reported), or other --bins/--edges"
+        )
     raise MMCurateError(
         f"the target of {per_bin} per bin cannot be met ({lacking}). Choose: --shortfall shrink "
         f"(every bin {smallest}, {smallest * nbins} samples, exactly uniform) or --shortfall best-effort "

@@ -16,6 +16,8 @@ previous site usable, and the next build picks up where it stopped.
 from __future__ import annotations
 
 import html
+import os
+import re
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,18 +26,22 @@ from typing import Any
 
 from mmcurate import __version__
 from mmcurate.browse.config import BrowseConfig, BrowseOptions
-from mmcurate.browse.index import MediaMap, SiteData, build_index, js_call
+from mmcurate.browse.index import MediaMap, SiteData, build_index, folder_title, js_call
 from mmcurate.browse.media import MEDIA_DIR, MediaStats, MediaStore, pick_frames
 from mmcurate.browse.sources import BrowseSource, iter_media, open_source, resolve_folder
 from mmcurate.common.atomic import atomic_dir, atomic_write_json, atomic_write_text, clean_stale_temporaries
 from mmcurate.common.console import info, progress_bar, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.store import Workdir
-from mmcurate.store.ownership import check_output_path, make_output_dir
+from mmcurate.store.lock import locked_folder
+from mmcurate.store.ownership import BOOKKEEPING, OWNER_FILE, check_output_path, make_output_dir, owner_kind
 
 SITE_MARKER = "browse.json"
 INDEX_HTML = "index.html"
 DATA_DIR = "data"
+#: the owner-file kind of a browse site (written when a build starts, so a killed first build is resumed)
+SITE_KIND = "browse"
+_PLACEHOLDER = re.compile(r"@(TITLE|CSS|APP)@")
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,14 @@ def build_site(
     site = out or default_site_dir(src.folder)
     _check_site_dir(site)
     make_output_dir(site)
-    clean_stale_temporaries(site)
+    # one build at a time: two would prune each other's media and swap data/ under each other
+    with locked_folder(site, what=f"browse site {site}"):
+        atomic_write_json(site / OWNER_FILE, {"kind": SITE_KIND})  # ours from now on, even if killed
+        return _build_site(site, src, opts, t0)
+
+
+def _build_site(site: Path, src: BrowseSource, opts: BrowseOptions, t0: float) -> BrowseResult:
+    clean_stale_temporaries(site, lambda dest: dest in (INDEX_HTML, SITE_MARKER, DATA_DIR, OWNER_FILE))
     timings = {"read": time.perf_counter() - t0}
 
     t = time.perf_counter()
@@ -119,6 +132,7 @@ def build_site(
     data = build_index(
         src, media, hist_bins=opts.hist_bins, grid=opts.grid, page_size=opts.page_size, chunk_size=opts.chunk_size
     )
+    data.index["links"] = _links(site, src)
     chunk_sizes = _write_data(site, data)
     page = render_page(data.index["title"])
     atomic_write_text(site / INDEX_HTML, page)
@@ -132,9 +146,9 @@ def build_site(
         site / SITE_MARKER,
         {
             "mmcurate_version": __version__,
-            "folder": str(src.folder.resolve()),
+            "folder": folder_title(src.folder),  # the site is shared: folder names, not the machine's paths
             "kind": src.kind,
-            "ingest_dir": str(src.ingest_dir.resolve()),
+            "ingest_dir": folder_title(src.ingest_dir),
             "samples": src.samples.num_rows,
             "options": {k: getattr(opts, k) for k in opts.__dataclass_fields__},
             "page_weight": weight.to_dict(),
@@ -186,17 +200,20 @@ def render_page(title: str) -> str:
     css = (assets / "page.css").read_text(encoding="utf-8")
     if "</script" in app.lower() or "</style" in css.lower():
         raise AssertionError("page assets must not close their own element")
-    return (
-        template.replace("@TITLE@", html.escape(title + " \u2014 mmcurate browse"))
-        .replace("@CSS@", css)
-        .replace("@APP@", app)
-    )
+    values = {"TITLE": html.escape(title + " \u2014 mmcurate browse"), "CSS": css, "APP": app}
+    # one pass: a value is never searched for placeholders (a folder named @APP@ stays a name)
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
 def _check_site_dir(site: Path) -> None:
     """Refuse to write into a folder that holds something other than a browse site."""
     check_output_path(site)
-    if site.is_dir() and any(site.iterdir()) and not (site / SITE_MARKER).is_file():
+    if (
+        site.is_dir()
+        and any(p.name not in BOOKKEEPING for p in site.iterdir())
+        and not (site / SITE_MARKER).is_file()
+        and owner_kind(site) != SITE_KIND
+    ):
         raise MMCurateError(
             f"{site}: folder is not empty and holds no {SITE_MARKER} (not a browse site); choose another --out"
         )
@@ -214,6 +231,21 @@ def _extract_media(src: BrowseSource, store: MediaStore, max_frames: int) -> Med
     return media
 
 
+def _links(site: Path, src: BrowseSource) -> list[dict[str, str]]:
+    """Relative links from the page to the folder's report and dataset card, where they exist."""
+    found = [
+        ("balance report" if src.kind == "balanced" else "modality-bias report", src.folder / "report" / "report.md"),
+        ("dataset card", src.folder / "README.md"),
+    ]
+    if src.kind == "balanced":
+        found.append(("modality-bias report (before balancing)", src.ingest_dir / "report" / "report.md"))
+    return [
+        {"text": text, "href": Path(os.path.relpath(path.resolve(), site.resolve())).as_posix()}
+        for text, path in found
+        if path.is_file()
+    ]
+
+
 def _write_data(site: Path, data: SiteData) -> list[int]:
     """Write ``data/`` aside and swap it in; return each chunk file's size in bytes."""
     sizes = []
@@ -224,6 +256,7 @@ def _write_data(site: Path, data: SiteData) -> list[int]:
             (tmp / "chunks" / f"c{k}.js").write_bytes(text)
             sizes.append(len(text))
         (tmp / "index.js").write_text(js_call("MMB.index", data.index), encoding="utf-8")
+        (tmp / "ids.js").write_text(js_call("MMB.ids", data.ids()), encoding="utf-8")
     return sizes
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,9 @@ import numpy as np
 
 from mmcurate.browse.sources import BrowseSource
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.public_paths import public_path
 from mmcurate.store.bins import assign_bins, bin_label
+from mmcurate.store.scores_health import health_line, load_health
 
 #: Fields of one card row in a chunk, in order (the page reads them by name through this list).
 CARD_FIELDS = (
@@ -63,6 +64,10 @@ class SiteData:
 
     index: dict[str, Any]
     cards: list[list[Any]]
+
+    def ids(self) -> list[str]:
+        """Sample ids in index order (``data/ids.js``, loaded on the first search)."""
+        return [row[0] for row in self.cards]
 
     def chunks(self) -> list[list[list[Any]]]:
         size = int(self.index["chunk_size"])
@@ -107,13 +112,19 @@ def build_index(
         else:
             bins_meta = [f"bin {k}" for k in range(nb)]
 
-    hist_edges, hist = equal_bins(d, -1.0, 1.0, hist_bins)
+    if src.bin_edges and len(src.bin_edges) >= 2:  # the balance's own bins: a bar is a bin of the set
+        hist_edges = np.asarray(src.bin_edges, dtype=float)
+        hist = assign_bins(d, hist_edges)
+    else:
+        hist_edges, hist = equal_bins(d, -1.0, 1.0, hist_bins)
     if scored:
         columns["pref"] = _preferred(t, d, has_d)
         columns["hist"] = np.where(hist >= 0, hist, NONE_U8).astype("<u1")
         _, cx = equal_bins(p_visual, 0.0, 1.0, grid)
         _, cy = equal_bins(p_audio, 0.0, 1.0, grid)
         columns["cell"] = np.where((cx >= 0) & (cy >= 0), cx * grid + cy, NONE_U16).astype("<u2")
+    if "both_weak" in t.column_names:  # clips neither scorer gets right (mmcurate score's health check)
+        columns["weak"] = np.asarray([1 if x else 0 for x in t.column("both_weak").to_pylist()], dtype="<u1")
 
     d_std = _floats(t, "discrepancy_std", n) if "discrepancy_std" in t.column_names else None
     cols = _card_columns(t)
@@ -121,9 +132,12 @@ def build_index(
     index = {
         "version": 1,
         "kind": src.kind,
-        "title": _title(src.folder),
-        "folder": str(src.folder.resolve()),
-        "ingest_dir": str(src.ingest_dir),
+        "title": folder_title(src.folder),
+        "folder": folder_title(src.folder),  # a shared page names folders, never the machine's paths
+        "ingest_dir": folder_title(src.ingest_dir),
+        "hist_from_balance": bool(src.bin_edges),
+        "health": health_line(load_health(src.ingest_dir)),
+        "links": [],
         "scorer_id": src.scorer_id,
         "n": n,
         "classes": src.classes,
@@ -155,7 +169,7 @@ def js_call(function: str, *args: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _title(folder: Path) -> str:
+def folder_title(folder: Path) -> str:
     """The folder's last two names (``mmcurate-work/balanced``): the last alone rarely says which set."""
     parts = folder.resolve().parts
     return "/".join(parts[-2:]) if len(parts) > 1 else str(folder)
@@ -173,7 +187,7 @@ def _card(
 ) -> list[Any]:
     sid = cols["sample_id"][i]
     path = cols["path"][i]
-    full = posixpath.join(raw_dir, path) if raw_dir and not posixpath.isabs(path) else path
+    full = public_path(path, raw_dir) if path else path  # relative to the raw folder, never the machine's
     start, end = cols["start"][i], cols["end"][i]
     frames, audio = (media or {}).get(sid, ([], None))
     row = {

@@ -14,13 +14,16 @@ import contextlib
 import hashlib
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmcurate.common.atomic import TMP_PREFIX
+from mmcurate.common.atomic import TMP_PREFIX, follow_umask
 
 MEDIA_DIR = "media"
 _NAME = re.compile(r"^[0-9a-f]{20}\.(jpg|flac)$")
+#: a temporary :meth:`MediaStore.put` made (mkstemp's 8 random characters after the name)
+_TMP_NAME = re.compile(r"^\.tmp-[0-9a-f]{20}\.(jpg|flac)\.[a-z0-9_]{8}$")
 
 
 @dataclass
@@ -60,9 +63,13 @@ class MediaStore:
                 self.stats.reused += 1
                 return rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+        # a fresh random name, created exclusively: never a file (or a link) someone put there
+        fd, tmp_name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
+        tmp = Path(tmp_name)
         try:
-            tmp.write_bytes(data)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            follow_umask(tmp)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -82,7 +89,7 @@ class MediaStore:
                 continue
             for f in sub.iterdir():
                 rel = f"{MEDIA_DIR}/{sub.name}/{f.name}"
-                if rel in self.sizes or not (f.name.startswith(TMP_PREFIX) or _NAME.match(f.name)):
+                if rel in self.sizes or not (_TMP_NAME.match(f.name) or _NAME.match(f.name)):
                     continue
                 with contextlib.suppress(FileNotFoundError):
                     f.unlink()

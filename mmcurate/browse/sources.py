@@ -28,7 +28,7 @@ from mmcurate.store.io import require_columns
 #: Manifest columns a card shows (the rest stay on disk).
 _MANIFEST_COLUMNS = ("sample_id", "path", "label", "split", "start", "end", "duration", "has_audio", "num_frames")
 #: Optional score columns a card shows when the scores file has them.
-_SCORE_EXTRAS = ("preferred", "pred_audio", "pred_visual", "fold", "discrepancy_std", "scorer_id")
+_SCORE_EXTRAS = ("preferred", "pred_audio", "pred_visual", "fold", "discrepancy_std", "both_weak", "scorer_id")
 
 
 def _present(scores: pa.Table, column: str) -> bool:
@@ -132,6 +132,7 @@ def _open_balanced(folder: Path, ingest_override: Path | None) -> BrowseSource:
         raise MMCurateError(
             f"{ingest.path}: the ingest folder {how} has no {IngestDir.MANIFEST}; pass --ingest-dir INGEST_FOLDER"
         )
+    balanced.check_ingest(ingest)
     manifest = _manifest(ingest)
     cols = ["sample_id", "label", "bin", "split", "p_audio", "p_visual", "discrepancy"]
     media_side = manifest.drop_columns(["label", "split"])

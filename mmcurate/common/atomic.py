@@ -23,8 +23,9 @@ from typing import Any
 
 TMP_PREFIX = ".tmp-"
 #: what follows ``.tmp-<dest name>.`` in the temporaries :func:`atomic_path`/:func:`atomic_dir`
-#: make: mkstemp's 8 random characters (and the destination's suffix), or ``old`` (a folder being replaced)
-_TMP_TAIL = re.compile(r"^(?:[a-z0-9_]{8}(?:\.[^/]*)?|old)$")
+#: make: mkstemp's or mkdtemp's 8 random characters (and the destination's suffix). Every temporary
+#: is created exclusively under a fresh random name, so none is ever a file a user already had
+_TMP_TAIL = re.compile(r"^[a-z0-9_]{8}(?:\.[^/]*)?$")
 
 
 def current_umask() -> int:
@@ -121,19 +122,19 @@ def install_dir(finished: str | os.PathLike[str], dest: str | os.PathLike[str]) 
     """Replace the folder ``dest`` with the complete folder ``finished`` (on the same filesystem).
 
     The one install step of every folder output (:func:`atomic_dir`, a resumable export's staging folder):
-    an existing ``dest`` is moved aside (``.tmp-<name>.old``, debris :func:`clean_stale_temporaries`
+    an existing ``dest`` is moved aside into a fresh folder of a random name made for it
+    (``.tmp-<name>.<random>``, never a name a user may have, debris :func:`clean_stale_temporaries`
     recognises) and deleted only once the new folder is in place, so ``dest`` is at every instant the old
     folder or the new one."""
     finished, dest = Path(finished), Path(dest)
-    old = None
+    aside = None
     if dest.exists():
-        old = dest.with_name(TMP_PREFIX + dest.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dest, old)
+        aside = make_temp_dir(TMP_PREFIX + dest.name + ".", dest.parent)
+        os.replace(dest, aside / dest.name)
     os.replace(finished, dest)
     fsync_dir(dest.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def clean_stale_temporaries(folder: str | os.PathLike[str], owned: Callable[[str], bool] | None = None) -> int:

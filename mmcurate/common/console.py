@@ -12,26 +12,42 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 from rich.text import Text
 
+#: Width of output that is not a terminal (a log file, a pipe): wide enough that no table cuts a path with an
+#: ellipsis and no line is wrapped. rich would use 80 columns there.
+UNBOUNDED_WIDTH = 10_000
+
+
+class LogConsole(Console):
+    """A console that is as wide as its content when it writes to a file or a pipe.
+
+    On a terminal it is rich's console (the terminal's width); elsewhere tables are rendered at full
+    width, so paths and commands in them are never truncated with '...'. ``COLUMNS`` in the
+    environment, or an explicit ``width``, still win.
+    """
+
+    @property  # type: ignore[override]
+    def size(self) -> ConsoleDimensions:
+        dims = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._width is None and "COLUMNS" not in os.environ and not self.is_terminal:
+            return ConsoleDimensions(UNBOUNDED_WIDTH, dims.height)
+        return dims
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
 #: Logs and progress.
-err_console = Console(stderr=True, highlight=False)
+err_console = LogConsole(stderr=True, highlight=False)
 #: Results.
-out_console = Console(highlight=False)
+out_console = LogConsole(highlight=False)
 
 
 def progress_enabled() -> bool:
@@ -39,27 +55,12 @@ def progress_enabled() -> bool:
     return not os.environ.get("MMCURATE_NO_PROGRESS")
 
 
-@contextlib.contextmanager
-def progress_bar(description: str, total: int | None) -> Iterator[Any]:
-    """A rich progress bar; yields a callable ``advance(n=1)``.
+def progress_bar(description: str, total: int | None) -> contextlib.AbstractContextManager[Any]:
+    """Count items: yields ``advance(n=1)``; a rich bar on a terminal, lines in a log
+    (:func:`mmcurate.common.progress.progress_bar`). Silent when ``MMCURATE_NO_PROGRESS`` is set."""
+    from mmcurate.common.progress import progress_bar as _progress_bar  # it imports this module
 
-    Disabled (a no-op) when ``MMCURATE_NO_PROGRESS`` is set, so tests and batch logs stay small.
-    """
-    if not progress_enabled():
-        yield lambda n=1: None
-        return
-    prog = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=False,
-    )
-    with prog:
-        task = prog.add_task(escape(description), total=total)  # the column renders it as markup
-        yield lambda n=1: prog.advance(task, n)
+    return _progress_bar(description, total)
 
 
 def info(message: str) -> None:
@@ -74,7 +75,9 @@ def warn(message: str) -> None:
 
 def summary_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a summary table on stderr (the end-of-run summary every command shows)."""
-    table = Table(title=Text(title), title_justify="left")
+    # the title on its own line: as a table title rich wraps it to the table's width, cutting a long path in three
+    err_console.print(Text(title), soft_wrap=True)
+    table = Table()
     for col in columns:
         table.add_column(Text(str(col)))
     for row in rows:

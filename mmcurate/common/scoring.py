@@ -80,7 +80,12 @@ class ScoreConfig:
         "With a fixed --epochs: average held-out softmax over the last N epochs' weights (default: the second half).",
     )
     width: int | None = opt(None, "ResNet-18 base width (64 = standard). Default: 8 on CPU, 64 on GPU.")
-    image_size: int | None = opt(None, "Frame size fed to the visual scorer. Default: 48 on CPU, 224 on GPU.")
+    image_size: int | None = opt(
+        None,
+        "Frame size fed to the visual scorer. Default: 48 on CPU, 224 on GPU. Larger than reeval's 32 on purpose: "
+        "d compares two scorers, and at 32 px ResNet-18's stride-4 stem leaves 8 x 8 maps and a visual scorer too "
+        "weak, which would push d toward audio (benchmarks/discrepancy_search.py chose 48).",
+    )
     num_frames: int = opt(3, "Frames per clip used by the visual scorer.")
     train_frames: int = opt(
         1, "Frames per clip in each training step (a random run of this many); all --num-frames at prediction."

@@ -11,11 +11,18 @@ Only rank 0 writes outputs; the others train and wait.
 
 Launch: ``torchrun --nproc-per-node N -m mmcurate score ... --distributed`` (gloo on CPU, nccl on
 CUDA, one GPU per rank: ``LOCAL_RANK``).
+
+The launch environment is checked before anything waits on it (``RANK`` below ``WORLD_SIZE``,
+``MASTER_ADDR`` and a ``MASTER_PORT`` that is a port), and the rendezvous is bounded: a rank whose
+peers never come (variables set by hand, a rank that died at start), or a ``MASTER_PORT`` another
+program holds, ends in one line saying so within ``MMCURATE_RENDEZVOUS_TIMEOUT`` seconds (default
+120) instead of waiting for the 30-minute collective timeout without a word.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,10 +31,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from mmcurate.common.console import info
 from mmcurate.common.errors import MMCurateError
 
 #: how long a rank waits for the others at a collective before the launch fails (not hangs)
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
+#: how long a rank waits for the others to join the launch (seconds; the variable overrides it)
+RENDEZVOUS_TIMEOUT = 120.0
+RENDEZVOUS_TIMEOUT_ENV = "MMCURATE_RENDEZVOUS_TIMEOUT"
+_LAUNCH_HINT = "launch with torchrun, e.g. `torchrun --nproc-per-node 2 -m mmcurate score --distributed`"
 
 
 @dataclass(frozen=True)
@@ -57,26 +69,100 @@ SINGLE = Ranks(0, 1, 0)
 def start(device: torch.device) -> tuple[Ranks, torch.device]:
     """Join the torchrun launch this process belongs to; returns its ranks and its device
     (``cuda:LOCAL_RANK`` when ``device`` is CUDA)."""
-    try:
-        world = int(os.environ["WORLD_SIZE"])
-        rank = int(os.environ["RANK"])
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    except (KeyError, ValueError):
-        raise MMCurateError(
-            "--distributed needs a torchrun launch, e.g. `torchrun --nproc-per-node 2 -m mmcurate score "
-            "--distributed` (WORLD_SIZE and RANK are not set)"
-        ) from None
+    rank, world, local_rank = launch_environment()
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise MMCurateError(f"--distributed: LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s)")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
+        _join("nccl" if device.type == "cuda" else "gloo", rank, world)
     if rank != 0:
         os.environ["MMCURATE_NO_PROGRESS"] = "1"  # one progress display per launch
     return Ranks(rank, world, local_rank), device
+
+
+def launch_environment() -> tuple[int, int, int]:
+    """(RANK, WORLD_SIZE, LOCAL_RANK) of a torchrun-like launch, checked: a one-line error naming the variable
+    that is missing or wrong, before anything waits on them."""
+
+    def number(name: str, default: str | None = None) -> int:
+        value = os.environ.get(name, default)
+        if value is None:
+            raise MMCurateError(f"--distributed needs a torchrun launch ({name} is not set); {_LAUNCH_HINT}")
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise MMCurateError(f"--distributed: {name}={value!r} is not a whole number; {_LAUNCH_HINT}") from None
+
+    world, rank, local_rank = number("WORLD_SIZE"), number("RANK"), number("LOCAL_RANK", "0")
+    if world < 1:
+        raise MMCurateError(f"--distributed: WORLD_SIZE={world}; it must be 1 or more (the number of ranks)")
+    if not 0 <= rank < world:
+        raise MMCurateError(
+            f"--distributed: RANK={rank} with WORLD_SIZE={world}; ranks are numbered 0 to {world - 1} "
+            "(the environment was set by hand?)"
+        )
+    local_world = number("LOCAL_WORLD_SIZE", str(world))
+    if not 0 <= local_rank < max(1, local_world) or local_rank > rank:
+        raise MMCurateError(
+            f"--distributed: LOCAL_RANK={local_rank} does not fit RANK={rank}, LOCAL_WORLD_SIZE={local_world}"
+        )
+    if not os.environ.get("MASTER_ADDR", "").strip():
+        raise MMCurateError(f"--distributed: MASTER_ADDR is not set (where rank 0 listens); {_LAUNCH_HINT}")
+    port = number("MASTER_PORT")
+    if not 1 <= port <= 65535:
+        raise MMCurateError(f"--distributed: MASTER_PORT={port} is not a port (1-65535)")
+    return rank, world, local_rank
+
+
+def rendezvous_timeout() -> float:
+    """Seconds a rank waits for the others to join (``MMCURATE_RENDEZVOUS_TIMEOUT``, default 120)."""
+    value = os.environ.get(RENDEZVOUS_TIMEOUT_ENV)
+    if value is None or not value.strip():
+        return RENDEZVOUS_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise MMCurateError(f"{RENDEZVOUS_TIMEOUT_ENV}={value!r}: give a number of seconds above 0")
+    return seconds
+
+
+def _join(backend: str, rank: int, world: int) -> None:
+    """Meet the other ranks at MASTER_ADDR:MASTER_PORT within :func:`rendezvous_timeout`, then start the
+    process group with the long collective timeout (``env://`` as torchrun sets it up, agent store included)."""
+    seconds = rendezvous_timeout()
+    where = f"{os.environ['MASTER_ADDR'].strip()}:{os.environ['MASTER_PORT'].strip()}"
+    if rank == 0 and world > 1:
+        info(f"--distributed: waiting up to {seconds:g} s for {world - 1} more rank(s) at {where}")
+    try:
+        store, _, _ = next(dist.rendezvous("env://", rank, world, timeout=datetime.timedelta(seconds=seconds)))
+    except (RuntimeError, ValueError, OSError) as exc:  # torch's DistError types are RuntimeErrors
+        raise MMCurateError(_rendezvous_failure(str(exc), rank, world, where, seconds)) from None
+    store.set_timeout(COLLECTIVE_TIMEOUT)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT)
+
+
+def _rendezvous_failure(message: str, rank: int, world: int, where: str, seconds: float) -> str:
+    """One line for a rendezvous that failed: a busy port, peers that never came, a rank 0 never reached."""
+    text = message.lower()
+    if "eaddrinuse" in text or "address already in use" in text:
+        return (
+            f"--distributed: MASTER_PORT of {where} is already in use by another program; pick a free port "
+            "(torchrun --master-port)"
+        )
+    if rank == 0:
+        return (
+            f"--distributed: rank 0 waited {seconds:g} s at {where} for the other {world - 1} rank(s) of "
+            f"WORLD_SIZE={world}, and not all came; start every rank ({_LAUNCH_HINT}), or set "
+            f"{RENDEZVOUS_TIMEOUT_ENV} longer for slow starts"
+        )
+    return (
+        f"--distributed: rank {rank} of {world} could not meet rank 0 at {where} within {seconds:g} s; start rank 0 "
+        f"with the same MASTER_ADDR and MASTER_PORT ({_LAUNCH_HINT})"
+    )
 
 
 def barrier(ranks: Ranks) -> None:

@@ -10,6 +10,6 @@ complete, is the store's business (:class:`mmcurate.store.BalancedDir`).
 """
 
 from mmcurate.export.export import ExportResult, export_balanced
-from mmcurate.export.read import load_balanced, with_audio_decoding
+from mmcurate.export.read import audio_samples, load_balanced, with_audio_decoding
 
-__all__ = ["ExportResult", "export_balanced", "load_balanced", "with_audio_decoding"]
+__all__ = ["ExportResult", "audio_samples", "export_balanced", "load_balanced", "with_audio_decoding"]

@@ -11,14 +11,18 @@ so two exports of the same inputs write the same card.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 
+from mmcurate.common.public_paths import public_paths
+from mmcurate.store.balanced_dir import BalancedDir
 from mmcurate.store.schemas import EXPORT_COLUMNS
 
 #: Licence identifiers the Hub accepts in a card's ``license`` field (the ones sources here use).
@@ -132,7 +136,10 @@ def render_card(
     ingest_config: Mapping[str, Any],
     toolkit_version: str,
 ) -> str:
-    """The full README.md text."""
+    """The full README.md text. It is published: every path in it is made relative to the raw folder, never
+    the machine's (:mod:`mmcurate.common.public_paths`)."""
+    raw_dir = ingest_config.get("raw_dir") if isinstance(ingest_config.get("raw_dir"), str) else None
+    provenance, ingest_config = public_paths(dict(provenance), raw_dir), public_paths(dict(ingest_config), raw_dir)
     src = source_info(provenance, ingest_config)
     licence_id = normalize_license(src.get("license"))
     total = sum(s.num_examples for s in splits)
@@ -181,47 +188,54 @@ def _body(
     ingest_config: Mapping[str, Any],
     toolkit_version: str,
 ) -> str:
+    """The page a reader reads: what the set is, how it was made, its splits and bins, how good the
+    scorers were, its limits and how to cite it. The full configuration is in :data:`CONFIG_JSON`."""
+    total = sum(s.num_examples for s in splits)
+    edges = provenance.get("bin_edges")
+    n_bins = len(edges) - 1 if edges else None
     lines = [f"# {pretty}", ""]
     lines += [
-        f"A modality-balanced audio-visual subset of {_cell(src.get('name', 'its source dataset'))}, built with "
-        f"mmcurate {toolkit_version}. Each clip's modality discrepancy is `d = p_audio - p_visual`: the "
-        "out-of-fold confidence of an audio-only and of a visual-only classifier in the true class. Clips were "
-        "sampled so that `d` spreads evenly over the bins below, so the set is neither audio- nor "
-        "visual-dominated. The clips keep the licence of their source.",
+        f"{total} audio-visual clips from {_cell(src.get('name', 'its source dataset'))}, selected so that the "
+        f"modality discrepancy spreads evenly over {n_bins or 'its'} bins: the set is neither audio- nor "
+        "visual-dominated. A clip's discrepancy is `d = p_audio - p_visual`, the out-of-fold confidence of an "
+        "audio-only and of a visual-only classifier in the true class. Use it to study modality imbalance "
+        "(per bin, per preferred modality) and to re-evaluate imbalance methods on a set where both modalities "
+        "matter. The clips keep the licence of their source.",
         "",
     ]
     if any(pool.get("scores") == "candidates" for pool in (provenance.get("pools") or {}).values()):
         lines += [
-            "Some clips were added to fill the bins: their scores are **not out-of-fold**. They come from scorers "
-            "trained on the whole seed pool, models that never saw those clips, with the seed pool's out-of-fold "
-            "calibration (the `pool` column says which pool each clip came from; see the pool rows below).",
+            "Some clips were added to fill the bins: their scores are **not out-of-fold** (scorers trained on the "
+            "whole seed pool, which never saw those clips; the `pool` column says where each clip came from).",
             "",
         ]
-    lines += [
-        "## Provenance",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| source dataset | {_cell(src.get('name', 'unknown'))} |",
-        f"| source licence | {_cell(src.get('license', 'unknown'))} (`{licence_id}`) |",
-    ]
+    lines += ["## How it was made", "", *_commands(provenance, ingest_config), ""]
+    lines += ["| | |", "|---|---|"]
+    lines.append(
+        f"| source | {_cell(src.get('name', 'unknown'))}, licence {_cell(src.get('license', 'unknown'))} "
+        f"(`{licence_id}`) |"
+    )
     if src.get("url"):
         lines.append(f"| source url | {_cell(src['url'])} |")
     lines += [
-        f"| scorer id | `{_cell(provenance.get('scorer_id', 'unknown'))}` |",
-        f"| seed | {_cell(provenance.get('seed', 'unknown'))} |",
         f"| toolkit | mmcurate {toolkit_version} |",
+        f"| seed | {_cell(provenance.get('seed', 'unknown'))} |",
+        f"| scorer id | `{_cell(provenance.get('scorer_id', 'unknown'))}` |",
     ]
-    edges = provenance.get("bin_edges")
     if edges is not None:
         lines.append(f"| bin edges | {_cell(', '.join(_num(e) for e in edges))} |")
     targets = provenance.get("targets")
     if targets is not None:
-        lines.append(f"| per-bin targets | {_cell(_targets_text(targets))} |")
+        lines.append(f"| clips per bin | {_cell(_targets_text(targets))} |")
     if provenance.get("max_discrepancy_std") is not None:
         lines.append(
             f"| left out as bin-uncertain | {_cell(provenance.get('uncertain_left_out'))} samples with "
             f"discrepancy_std above {_num(provenance['max_discrepancy_std'])} |"
+        )
+    if provenance.get("excluded"):
+        lines.append(
+            f"| left out by hand | {_cell(provenance['excluded'])} clips listed in "
+            f"`{_cell(provenance.get('exclude_file', '--exclude'))}` (ids in `{CONFIG_JSON}`) |"
         )
     for name, pool in (provenance.get("pools") or {}).items():
         lines.append(
@@ -232,12 +246,14 @@ def _body(
         lines.append(f"| notes | {_cell(provenance['notes'])} |")
     lines += ["", "## Splits and bins", ""]
     bins = sorted({b for s in splits for b in s.bin_counts})
-    lines.append("| split | rows | " + " | ".join(f"bin {b}" for b in bins) + " |")
+    labels = {b: _bin_range(edges, b) for b in bins}
+    lines.append("| split | rows | " + " | ".join(f"bin {b} {labels[b]}".strip() for b in bins) + " |")
     lines.append("|---|---|" + "---|" * len(bins))
     for s in splits:
         label = s.name if s.name == s.source_name else f"{s.name} (`{s.source_name}` in the selection)"
         lines.append(f"| {label} | {s.num_examples} | " + " | ".join(str(s.bin_counts.get(b, 0)) for b in bins) + " |")
-    lines += ["", "## Columns", ""]
+    lines += ["", *_scorer_section(provenance.get("scorer_health"))]
+    lines += ["## Columns", ""]
     for name in features:
         lines.append(f"- `{name}`: {COLUMN_TEXT.get(name) or EXPORT_COLUMNS.get(name, '')}")
     lines += [
@@ -245,28 +261,178 @@ def _body(
         "## Loading",
         "",
         "```python",
-        "from datasets import Audio, load_dataset",
+        "import io, soundfile",
+        "from datasets import load_dataset",
         'ds = load_dataset("ORG/NAME")  # or load_dataset("parquet", data_dir="<export>/data")',
-        "# Decoding audio needs torchcodec; without it, read the FLAC bytes instead:",
-        'ds = ds.cast_column("audio", Audio(decode=False))',
+        'row = ds["train"][0]  # audio: {"bytes": <FLAC>, "path": ...}; decoding needs no torchcodec',
+        'samples, rate = soundfile.read(io.BytesIO(row["audio"]["bytes"]))',
         "```",
         "",
-        "## Resolved configuration",
+        "## Limitations and biases",
         "",
-        "Balance provenance:",
+        *_limitations(provenance, splits),
         "",
-        "```json",
-        json.dumps(_jsonable(provenance), indent=2, sort_keys=True, default=str),
-        "```",
+        "## Citation",
         "",
-        "Ingest configuration:",
+        *_citation(pretty, src, toolkit_version),
         "",
-        "```json",
-        json.dumps(_jsonable(ingest_config), indent=2, sort_keys=True, default=str),
-        "```",
+        "## Full configuration",
+        "",
+        f"`{CONFIG_JSON}` next to this card holds the resolved balance settings and summary, the scorer settings "
+        "and the ingest configuration (paths relative to the work directory; `<raw>` is the source folder).",
         "",
     ]
     return "\n".join(lines)
+
+
+#: the machine-readable record next to the card: everything the card summarises, valid JSON
+CONFIG_JSON = BalancedDir.CONFIG_JSON
+
+
+def config_document(provenance: Mapping[str, Any], ingest_config: Mapping[str, Any], toolkit_version: str) -> str:
+    """``mmcurate_config.json``: strict JSON (NaN and infinities become null), sorted keys."""
+    doc = {"toolkit_version": toolkit_version, "balance": provenance, "ingest": ingest_config}
+    return json.dumps(_finite(_jsonable(doc)), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _bin_range(edges: Any, b: int) -> str:
+    if not edges or b + 1 >= len(edges):
+        return ""
+    return f"[{_num(float(edges[b]), 2)}, {_num(float(edges[b + 1]), 2)}{']' if b + 2 == len(edges) else ')'}"
+
+
+def _commands(provenance: Mapping[str, Any], ingest_config: Mapping[str, Any]) -> list[str]:
+    """The three commands that made the set, with the settings that differ from the defaults."""
+    ident = ingest_config.get("identity") or {}
+    icfg = ident.get("config") or {}
+    ingest = ["mmcurate ingest RAW_DIR"]
+    if ident.get("layout") and ident.get("layout") != "folders":
+        ingest.append(f"--layout {ident['layout']}")
+    if ident.get("manifest"):
+        ingest.append(f"--manifest {Path(str(ident['manifest'])).name}")
+    if ident.get("group_column"):
+        ingest.append(f"--group-column {ident['group_column']}")
+    for key in ("frames", "fps", "size", "sample_rate", "features"):
+        if icfg.get(key) is not None:
+            ingest.append(f"--{key.replace('_', '-')} {icfg[key]}")
+    scorer = provenance.get("scorer") or {}
+    scfg = scorer.get("config") or {}
+    if scorer.get("source") == "imported":
+        score = "mmcurate score --scores-from FILE   # scores imported, not made by mmcurate"
+    else:
+        flags = [f"--{k.replace('_', '-')} {scfg[k]}" for k in ("folds", "epochs", "width", "image_size") if k in scfg]
+        score = " ".join(["mmcurate score", *flags])
+    bcfg = provenance.get("balance_config") or {}
+    balance = ["mmcurate balance", f"--bins {bcfg.get('bins_requested') or bcfg.get('bins', '?')}"]
+    defaults = {"shortfall": "ask", "stratify": "label", "split": "80/10/10", "ignore_groups": False}
+    if bcfg.get("edges"):
+        balance.append("--edges " + ",".join(_num(e) for e in bcfg["edges"]))
+    for key in ("per_bin", "size", "max_discrepancy_std"):
+        if bcfg.get(key) is not None:
+            balance.append(f"--{key.replace('_', '-')} {bcfg[key]}")
+    for key, default in defaults.items():
+        if key in bcfg and bcfg[key] != default:
+            balance.append(f"--{key.replace('_', '-')}" + ("" if isinstance(default, bool) else f" {bcfg[key]}"))
+    if bcfg.get("exclude"):
+        balance.append(f"--exclude {Path(str(bcfg['exclude'])).name}")
+    balance.append(f"--seed {bcfg.get('seed', provenance.get('seed', 0))}")
+    return ["```sh", " ".join(ingest), score, " ".join(balance), "```"]
+
+
+def _scorer_section(health: Mapping[str, Any] | None) -> list[str]:
+    """Each scorer's accuracy against chance: a discrepancy from scorers at chance is noise."""
+    mods = (health or {}).get("modalities") or {}
+    rows = [(m, v) for m, v in mods.items() if isinstance(v, Mapping) and v.get("accuracy") is not None]
+    if not rows:
+        return []
+    out = ["## Scorer accuracy", ""]
+    out += ["| modality | accuracy | 95 % interval | chance | above chance |", "|---|---:|---|---:|---|"]
+    for m, v in rows:
+        interval = v.get("interval")
+        span = f"{float(interval[0]):.1%} - {float(interval[1]):.1%}" if interval else "n/a"
+        chance = v.get("chance", health.get("chance")) if health else None
+        above = "yes" if v.get("above_chance") else "**no**"
+        out.append(f"| {m} | {float(v['accuracy']):.1%} | {span} | {_pct(chance)} | {above} |")
+    out.append("")
+    status = health.get("status") if health else None
+    origin = "`mmcurate score`'s health check" if status else "the scores table (true class and each prediction)"
+    out.append(
+        f"Out-of-fold accuracy of each unimodal scorer, from {origin}"
+        + (f"; status **{status}**." if status else "; chance is the majority-class rate.")
+    )
+    both = (health or {}).get("both_weak")
+    if isinstance(both, Mapping) and both.get("count") is not None:
+        out.append(
+            f"{both['count']} clips are weak for both scorers (confidence below {_num(both.get('threshold'))} in "
+            "each): their discrepancy says little about which modality is stronger."
+        )
+    return [*out, ""]
+
+
+def _pct(x: Any) -> str:
+    return f"{float(x):.1%}" if isinstance(x, (int, float)) else "n/a"
+
+
+def _limitations(provenance: Mapping[str, Any], splits: Sequence[SplitSummary]) -> list[str]:
+    out = [
+        "- The discrepancy is measured by two particular scorers (architecture, input size, seed): other models "
+        "may rank the same clips differently, and a clip near a bin edge may belong to the next bin.",
+        "- Within a bin, classes are spread as evenly as the pool allowed, not exactly; rare classes may be "
+        "missing from some bins.",
+        "- The biases of the source (who recorded it, where, which classes) carry over; balancing the "
+        "discrepancy does not remove them.",
+    ]
+    small = [
+        f"{s.name} bin {b}: {n}"
+        for s in splits
+        if s.source_name in ("val", "test", "validation")
+        for b, n in sorted(s.bin_counts.items())
+        if n < 10
+    ]
+    if small:
+        out.append(
+            f"- Some evaluation bins hold fewer than 10 clips ({', '.join(small[:6])}"
+            f"{', ...' if len(small) > 6 else ''}): per-bin results on them are noisy."
+        )
+    health = provenance.get("scorer_health") or {}
+    weak = [
+        m
+        for m, v in (health.get("modalities") or {}).items()
+        if isinstance(v, Mapping) and v.get("above_chance") is False
+    ]
+    if weak:
+        out.append(
+            f"- The {' and '.join(weak)} scorer is not above chance: the discrepancy of this set is largely noise."
+        )
+    return out
+
+
+def _citation(pretty: str, src: Mapping[str, Any], toolkit_version: str) -> list[str]:
+    key = re.sub(r"[^a-z0-9]+", "_", pretty.lower()).strip("_") or "dataset"
+    out = [
+        "Cite the source dataset, and this subset as:",
+        "",
+        "```bibtex",
+        f"@misc{{{key},",
+        f"  title = {{{pretty}}},",
+        f"  note = {{Modality-balanced subset of {src.get('name', 'its source')}, built with mmcurate "
+        f"{toolkit_version}}},",
+        "}",
+        "```",
+    ]
+    if src.get("citation"):
+        out += ["", "Source:", "", "```bibtex", str(src["citation"]).strip(), "```"]
+    return out
 
 
 def _scores_text(pool: Mapping[str, Any]) -> str:
@@ -285,8 +451,8 @@ def _targets_text(targets: Any) -> str:
     return str(targets)
 
 
-def _num(x: Any) -> str:
-    return f"{x:.4g}" if isinstance(x, float) else str(x)
+def _num(x: Any, digits: int = 4) -> str:
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
 
 
 def _cell(x: Any) -> str:

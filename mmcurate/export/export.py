@@ -31,7 +31,7 @@ import mmcurate
 from mmcurate.common.console import progress_bar, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
-from mmcurate.export.card import SplitSummary, render_card
+from mmcurate.export.card import CONFIG_JSON, SplitSummary, config_document, render_card
 from mmcurate.export.features import (
     audio_is_hub_encodable,
     build_export_table,
@@ -40,10 +40,12 @@ from mmcurate.export.features import (
     single_sample_rate,
 )
 from mmcurate.export.inputs import join_manifest, read_selection
+from mmcurate.export.portable import path_roots, portable
 from mmcurate.export.sharding import parse_shard_size, plan_shards, write_shards
 from mmcurate.store import BalancedDir, IngestDir
 from mmcurate.store.balanced_dir import EXPORT_MARKER_FORMAT
 from mmcurate.store.completion import file_entry
+from mmcurate.store.pools import check_same_settings
 from mmcurate.store.splits import hub_split_name
 
 CARD, DATA_DIR, HF_DIR = BalancedDir.CARD, BalancedDir.DATA_DIR, BalancedDir.HF_DIR
@@ -126,13 +128,15 @@ def export_balanced(
     audio_probe = []
     rates = []
     media_by_split: dict[str, pa.Table] = {}
-    with progress_bar("export: reading shards", total=len(split_groups)) as advance:
+    # counts samples (the label once said shards while it counted splits: "3/3" with one shard)
+    total_rows = sum(rows.num_rows for _, rows in split_groups.values())
+    with progress_bar("export: reading samples", total=total_rows) as advance:
         for hub_name, (_, rows) in split_groups.items():
             media = _media_for(pools, rows, with_features)
             media_by_split[hub_name] = media
             audio_probe.append(media["audio"])
             rates.append(pc.filter(media["audio_sample_rate"], pc.is_valid(media["audio"])))
-            advance()
+            advance(rows.num_rows)
     audio_as_hub_type = all(audio_is_hub_encodable(a) for a in audio_probe)
     sample_rate = single_sample_rate(pa.chunked_array([c for r in rates for c in r.chunks], pa.int32()))
     features = build_features(classes, sample_rate, audio_as_hub_type, with_features, with_pool=None not in pools)
@@ -144,16 +148,28 @@ def export_balanced(
             staging, split_groups, media_by_split, features, classes, max_bytes, features_meta
         )
         toolkit_version = str(provenance.get("toolkit_version") or mmcurate.__version__)
+        # what goes to the Hub names no folder of this machine (the card and its configuration)
+        roots = path_roots(
+            out_dir,
+            {str(name or "ingest"): p.path for name, p in pools.items()},
+            ingest_config.get("raw_dir"),
+        )
+        public_provenance = portable(provenance, roots)
+        public_ingest = portable(ingest_config, roots)
         card = render_card(
             features=features,
             splits=summaries,
             download_size=sum(e["size"] for e in files.values()),
-            provenance=provenance,
-            ingest_config=ingest_config,
+            provenance=public_provenance,
+            ingest_config=public_ingest,
             toolkit_version=toolkit_version,
         )
         (staging / CARD).write_text(card, encoding="utf-8")
         files[CARD] = file_entry(staging / CARD)
+        (staging / CONFIG_JSON).write_text(
+            config_document(public_provenance, public_ingest, toolkit_version), encoding="utf-8"
+        )
+        files[CONFIG_JSON] = file_entry(staging / CONFIG_JSON)
         marker = {
             "format": EXPORT_MARKER_FORMAT,
             "toolkit_version": toolkit_version,
@@ -197,6 +213,7 @@ def _open_pools(ingest_dir: Path | Mapping[str, Path]) -> dict[str | None, Inges
                 f"pools {first.path} and {other.path} have different class lists; export pools with "
                 "the same classes in the same order"
             )
+    check_same_settings(pools)  # one dataset, one card: the media must be made alike
     return pools
 
 

@@ -40,8 +40,12 @@ def build_features(
 ) -> Features:
     """The export schema (``mmcurate.store.schemas.EXPORT_COLUMNS``) as ``datasets.Features``.
 
-    Audio is the Hub's ``Audio`` type with decoding on, as every Hub audio dataset stores it;
-    reading without torchcodec is a read-time choice (see :mod:`mmcurate.export.read`).
+    Audio is the Hub's ``Audio`` type declared with ``decode=False``: a row reads as
+    ``{"bytes": <FLAC>, "path": ...}`` on the documented install, because ``datasets`` decodes
+    audio only through torchcodec, which is not a dependency (``ds["train"][0]`` raised
+    ImportError with decoding on). The bytes are exactly ingest's lossless FLAC; ``soundfile``
+    decodes them, and ``with_audio_decoding(ds, True)`` (or ``cast_column``) turns datasets'
+    decoding on where torchcodec is installed.
     ``with_pool`` adds the ``pool`` column (which scored folder a row came from) when several
     pools were balanced together.
     """
@@ -49,7 +53,7 @@ def build_features(
         "sample_id": Value("string"),
         "label": ClassLabel(names=list(classes)),
         "frames": List(Image()),
-        "audio": Audio(sampling_rate=sample_rate) if audio_as_hub_type else Value("binary"),
+        "audio": Audio(sampling_rate=sample_rate, decode=False) if audio_as_hub_type else Value("binary"),
         "audio_sample_rate": Value("int32"),
     }
     if with_features:

@@ -1,18 +1,21 @@
 """Load an export back, with audio readable whether or not torchcodec is installed.
 
-The export stores audio as the Hub's ``Audio`` type (decoding on), which is what Hub users
-expect. ``datasets`` 5.x decodes audio only through torchcodec, so on a machine without it,
-touching a row raises ImportError. Decoding is a read-time choice in ``datasets``; these helpers
-make it: ``decode_audio=None`` decodes only where torchcodec is importable and otherwise returns
-``{"bytes": <FLAC>, "path": ...}`` dicts that soundfile reads directly.
+The export stores audio as the Hub's ``Audio`` type declared with ``decode=False``: ``datasets``
+5.x decodes audio only through torchcodec (not a dependency), and with decoding on, touching a
+row raised ImportError on the documented install. So a row's audio is
+``{"bytes": <FLAC>, "path": ...}``, which :func:`audio_samples` (soundfile) turns into samples.
+Decoding is a read-time choice in ``datasets``; ``load_balanced(decode_audio=True)`` or
+:func:`with_audio_decoding` turns it on where torchcodec is installed.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import io
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+import soundfile
 from datasets import Audio, Dataset, DatasetDict, load_dataset, load_from_disk
 
 from mmcurate.common.errors import MMCurateError
@@ -21,22 +24,30 @@ from mmcurate.store import BalancedDir
 DATA_DIR, HF_DIR = BalancedDir.DATA_DIR, BalancedDir.HF_DIR
 
 
-def torchcodec_available() -> bool:
-    """Whether ``datasets`` can decode audio here."""
-    return importlib.util.find_spec("torchcodec") is not None
-
-
 def with_audio_decoding(ds: Dataset | DatasetDict, decode: bool | None = None) -> Dataset | DatasetDict:
     """``ds`` with its ``audio`` column set to decode (torchcodec) or to return FLAC bytes.
 
-    ``decode=None`` picks decoding exactly when torchcodec is available.
+    ``decode=None`` keeps what the export declares (no decoding: FLAC bytes).
     """
-    decode = torchcodec_available() if decode is None else decode
+    if decode is None:
+        return ds
     features = next(iter(ds.values())).features if isinstance(ds, DatasetDict) else ds.features
     audio = features.get("audio")
     if not isinstance(audio, Audio) or audio.decode == decode:
         return ds
     return ds.cast_column("audio", Audio(sampling_rate=audio.sampling_rate, decode=decode))
+
+
+def audio_samples(cell: dict | None) -> tuple[np.ndarray, int] | None:
+    """An exported row's ``audio`` cell (``{"bytes": <FLAC>, ...}``) as (float32 samples, sample rate).
+
+    The three lines a user writes (README, the card): ``soundfile.read(io.BytesIO(cell["bytes"]))``.
+    ``None`` for a clip without audio.
+    """
+    if cell is None or cell.get("bytes") is None:
+        return None
+    samples, rate = soundfile.read(io.BytesIO(cell["bytes"]), dtype="float32")
+    return samples, int(rate)
 
 
 def load_balanced(

@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from mmcurate import __version__
-from mmcurate.common.atomic import atomic_write_bytes, atomic_write_text, install_dir
+from mmcurate.common.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, install_dir
 from mmcurate.common.console import info, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import canonical_json, config_hash
@@ -50,11 +50,14 @@ from mmcurate.formats.balancemm_export import (
 )
 from mmcurate.formats.config import ExportConfig
 from mmcurate.store import BalancedDir, IngestDir, UnitMarker, Workdir
-from mmcurate.store.ownership import check_output_path, make_output_dir
+from mmcurate.store.lock import LOCK_NAME, FileLock
+from mmcurate.store.ownership import OWNER_FILE, check_output_path, make_output_dir, owner_kind
 from mmcurate.store.splits import SPLITS
 
 STATE_DIR = ".mmcurate"
 CARD = "README.md"
+#: the owner-file kind of an export's staging folder (``.<out>.partial``)
+STAGING_KIND = "export-staging"
 
 
 @dataclass
@@ -103,7 +106,24 @@ def _read_doc(path: Path) -> dict[str, Any] | None:
 
 
 def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
-    """The ``mmcurate export`` stage (see the module docstring)."""
+    """The ``mmcurate export`` stage (see the module docstring), holding the output's run lock."""
+    out = Path(cfg.out or workdir.path / cfg.format)
+    check_output_path(out)
+    lock = export_lock(out).acquire_for_run(1)
+    try:
+        return _run_export(workdir, cfg)
+    finally:
+        lock.release()
+
+
+def export_lock(out: Path) -> FileLock:
+    """The run lock of export folder ``out``: two exports into one folder would build one staging folder
+    and install each other's halves. The folder is replaced by a rename when an export finishes, so its lock
+    file lives beside it (``.<name>.mmcurate.lock``; lock files are never deleted)."""
+    return FileLock(out.parent / f".{out.name}{LOCK_NAME}", f"export folder {out}")
+
+
+def _run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
     t0 = time.monotonic()
     plan = ExportPlan.of(workdir, cfg)
     out, rows, n_units = plan.out, plan.rows, len(plan.units)
@@ -112,8 +132,7 @@ def run_export(workdir: Workdir, cfg: ExportConfig) -> ExportFormatResult:
         elapsed = time.monotonic() - t0
         return ExportFormatResult(out, cfg.format, len(rows), plan.split_counts, 0, n_units, True, elapsed)
     _check_out(out)
-    staging = out.with_name(f".{out.name}.partial")
-    make_output_dir(staging, shown=out)
+    staging = _staging_dir(out)
     completion: Completion[ClipJob] = Completion(
         marker=lambda unit: unit_marker(staging, unit.index), identity=lambda unit: plan.unit_identity[unit.index]
     )
@@ -179,6 +198,7 @@ class ExportPlan:
         selection = balanced.read_selection()
         meta = balanced.read_meta()
         ingest = IngestDir(cfg.ingest_dir or _recorded_ingest(meta) or workdir.ingest.path).require()
+        balanced.check_ingest(ingest)
         out = Path(cfg.out or workdir.path / cfg.format)
         check_output_path(out)  # before minutes of work, not after
         classes = ingest.read_classes()
@@ -265,6 +285,7 @@ def _install_export(plan: ExportPlan, staging: Path) -> list[dict[str, Any]]:
             "units": {str(u.index): plan.unit_identity[u.index] for u in plan.units},
         },
     )
+    (staging / OWNER_FILE).unlink(missing_ok=True)  # the staging owner file: the installed export is not staging
     install_dir(staging, plan.out)
     return clip_stats
 
@@ -374,6 +395,30 @@ def _check_out(out: Path) -> None:
     """Never replace a folder mmcurate did not write."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not export_marker(out).path.is_file())):
         raise MMCurateError(f"{out} exists and is not an mmcurate export; choose another --out or remove it")
+
+
+def _staging_dir(out: Path) -> Path:
+    """The staging folder beside ``out`` (``.<name>.partial``), where a killed export is resumed. It carries an
+    owner file from the moment it is made: a folder of that name without one is a user's, and is refused
+    rather than filled, pruned and renamed."""
+    staging = out.with_name(f".{out.name}.partial")
+    if staging.is_symlink() or (staging.exists() and not staging.is_dir()):
+        raise MMCurateError(f"{staging}: exists and is not a staging folder mmcurate made; move it away")
+    if staging.is_dir() and owner_kind(staging) != STAGING_KIND:
+        if any(staging.iterdir()) and not _has_export_state(staging):
+            raise MMCurateError(
+                f"{staging}: a folder with the name of the export's staging folder, not made by mmcurate "
+                "export (no owner file); move it away, or choose another --out"
+            )
+    make_output_dir(staging, shown=out)
+    atomic_write_json(staging / OWNER_FILE, {"kind": STAGING_KIND})
+    return staging
+
+
+def _has_export_state(staging: Path) -> bool:
+    """Whether a staging folder without an owner file holds an export's markers: one made before owner files
+    were written, or one whose owner file was dropped just before it was installed (a kill in between)."""
+    return (staging / STATE_DIR / "units").is_dir() or (staging / STATE_DIR / "export.json").is_file()
 
 
 def print_summary(result: ExportFormatResult) -> None:

@@ -81,6 +81,15 @@ class DecodedClip:
         return self.audio_codec is not None and self.audio is not None and self.audio.size > 0
 
 
+@dataclass
+class SampledFrame:
+    """A sampled frame already scaled and cropped (sparse decoding converts each as it is decoded,
+    so a long clip holds its samples at the output size, not as full-size decoded pictures)."""
+
+    time: float | None
+    rgb: np.ndarray
+
+
 def ffmpeg_message(exc: BaseException) -> str:
     """FFmpeg's own words for an error, without errno noise or the file path."""
     msg = getattr(exc, "strerror", None) or str(exc)
@@ -248,6 +257,7 @@ def _decode_open(path, container, cfg, start, end, threads, video=True, video_mo
             state.targets,
             state.frame_dt,
             lambda p, sink=state.on_video: _decode_packet(p, "video", sink, tolerate),
+            convert=lambda f: SampledFrame(f.time, scale_and_crop(f, cfg.size)),
         )
     elif video and vstream is not None:
         state.clip.video_whole_reason = refusal
@@ -359,7 +369,7 @@ class _ClipDecoder:
             if d < self.best[i][0]:
                 self.best[i] = (d, frame)
 
-    def take_sparse(self, frames: list[av.VideoFrame], frame_count: int, last_time: float) -> None:
+    def take_sparse(self, frames: list[SampledFrame], frame_count: int, last_time: float) -> None:
         """Results of sparse decoding, in place of :meth:`on_video` for every frame of a whole clip
         (the frames for the targets, the frame count and the last frame's time)."""
         self.clip.native_frame_count = frame_count
@@ -408,7 +418,10 @@ class _ClipDecoder:
                 raise DecodeError(
                     "decode", f"video stream ({clip.video_codec}) has no decodable frames in the segment"
                 )
-            clip.frames = [scale_and_crop(f, cfg.size) for _, f in self.best]  # type: ignore[arg-type]
+            clip.frames = [
+                f.rgb if isinstance(f, SampledFrame) else scale_and_crop(f, cfg.size)  # type: ignore[arg-type]
+                for _, f in self.best
+            ]
             clip.frame_times = [
                 float(f.time) - self.seg_start if f.time is not None else 0.0
                 for _, f in self.best  # type: ignore[union-attr]

@@ -237,7 +237,7 @@ def _run_with(
 
     written = driver.run(
         job,
-        lambda unit, results: _write_chunk(out, unit, results),
+        lambda unit, results: _write_chunk(out, unit, results, unit_identity[unit.index]),
         progress="decoding",
         count_items=True,
         initializer=_init_worker,
@@ -253,7 +253,8 @@ def _run_with(
         )
         stats = out.read_stats() if written == 0 else {}
         if stats.get("finalize_key") != final_key or not out.is_complete():
-            stats = {**_finalize(out, found, classes, len(units)), "finalize_key": final_key}
+            unit_ids = [unit_identity[u.index] for u in units]
+            stats = {**_finalize(out, found, classes, unit_ids, ident_hash), "finalize_key": final_key}
     elapsed = time.monotonic() - t_start
     result = IngestResult(
         out_dir=out.path,
@@ -361,8 +362,9 @@ def _shard_completion(out: IngestDir, unit_identity: dict[int, str]) -> Completi
     )
 
 
-def _write_chunk(out: IngestDir, unit: WorkUnit[InputItem], results: list[ClipResult]) -> Written:
-    """Write one shard; its manifest rows and failures are its marker's payload."""
+def _write_chunk(out: IngestDir, unit: WorkUnit[InputItem], results: list[ClipResult], unit_id: str) -> Written:
+    """Write one shard, tagged with its unit's identity ``unit_id`` (the manifest records it, readers compare);
+    its manifest rows and failures are its marker's payload."""
     ok = [r for r in results if r.failure is None]
     rows = []
     for i, r in enumerate(ok):
@@ -370,11 +372,16 @@ def _write_chunk(out: IngestDir, unit: WorkUnit[InputItem], results: list[ClipRe
         row["shard"] = shard_name(unit.index)
         row["shard_row"] = i
         rows.append(row)
-    path = out.write_shard(unit.index, shard_table([r.media for r in ok]))  # type: ignore[misc]
+    path = out.write_shard(unit.index, shard_table([r.media for r in ok]), unit_id)  # type: ignore[misc]
     return Written([path], {"rows": rows, "failures": [r.failure.to_json() for r in results if r.failure is not None]})
 
 
-def _finalize(out: IngestDir, found: Discovery, classes: list[str], n_chunks: int) -> dict[str, Any]:
+def _finalize(
+    out: IngestDir, found: Discovery, classes: list[str], unit_ids: list[str], ident_hash: str
+) -> dict[str, Any]:
+    """Write the failures, the class list and, last, the manifest; the manifest records the run's settings,
+    class list and shards (:meth:`IngestDir.generation`), so readers refuse a mixture of two runs."""
+    n_chunks = len(unit_ids)
     failures: list[dict[str, Any]] = [f.to_json() for f in found.failures]
     for k in range(n_chunks):
         failures.extend(out.chunk_marker(k).read_payload().get("failures", []))
@@ -383,11 +390,16 @@ def _finalize(out: IngestDir, found: Discovery, classes: list[str], n_chunks: in
     kept = out.remove_stale_shards(n_chunks)
     if kept:
         warn(f"{out.shards_dir}: {', '.join(kept[:3])} not written by this ingest; left in place, not used")
-    table = out.write_manifest_chunks(
-        lambda: (out.chunk_marker(k).read_payload().get("rows", []) for k in range(n_chunks))
-    )
     out.write_failures(failures)
     out.write_classes(classes)
+    generation = {
+        "identity_hash": ident_hash,
+        "classes": config_hash(classes),
+        "shards": {shard_name(k): unit_ids[k] for k in range(n_chunks)},
+    }
+    table = out.write_manifest_chunks(
+        lambda: (out.chunk_marker(k).read_payload().get("rows", []) for k in range(n_chunks)), generation
+    )
     by_stage = Counter(f["stage"] for f in failures)
     by_label = Counter(table.column("label").to_pylist())
     by_split = Counter(s or "(none)" for s in table.column("split").to_pylist())

@@ -9,6 +9,7 @@ import click
 from mmcurate.cli_options import workdir_option
 from mmcurate.pipeline.recipe import STAGES, apply_overrides, load_recipe
 from mmcurate.pipeline.runner import print_result, run_pipeline
+from mmcurate.pipeline.trust import refuse_folder_overwrite
 from mmcurate.store import resolve_workdir
 
 
@@ -45,6 +46,8 @@ def run(
     of the stages before it) are unchanged; a changed setting reruns that stage and the ones
     after it. The resolved recipe is saved as WORKDIR/recipe.resolved.yaml.
     """
-    loaded = apply_overrides(load_recipe(recipe), list(overrides))
+    from_file = load_recipe(recipe)
+    refuse_folder_overwrite(from_file.data, str(recipe))  # only the command line may say --overwrite
+    loaded = apply_overrides(from_file, list(overrides))
     result = run_pipeline(loaded, resolve_workdir(workdir), only, from_stage, until, force, dry_run)
     print_result(result)

@@ -147,13 +147,13 @@ def run_pipeline(
             result.stages.append(StageReport(name, "not selected"))
             continue
         previous = state.get(name, {}).get("fingerprint")
+        command = command_line(name, resolved, where)  # the summary's `command` column, whatever the status
         if not force and not upstream_ran and previous == fingerprint:
             if stage.is_complete(wd, _config(stage, resolved, False, where)):
-                result.stages.append(StageReport(name, "skipped (up to date)"))
+                result.stages.append(StageReport(name, "skipped (up to date)", output=command))
                 continue
         changed = previous is not None and previous != fingerprint
         config = _config(stage, resolved, changed or force, where)
-        command = command_line(name, resolved, where)
         if dry_run:
             result.stages.append(StageReport(name, "would run", output=command, io=stage.describe()))
             continue
@@ -165,7 +165,7 @@ def run_pipeline(
         state[name] = {"fingerprint": fingerprint, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_json(state_path, state)
         upstream_ran = True
-        result.stages.append(StageReport(name, "ran", time.monotonic() - started, io=stage.describe()))
+        result.stages.append(StageReport(name, "ran", time.monotonic() - started, output=command, io=stage.describe()))
     return result
 
 

@@ -1,6 +1,6 @@
 """What to push and what the repository already has, compared by content hash.
 
-Only the Hub layout goes up: ``README.md`` and ``data/**/*.parquet``. Not ``hf/`` (a
+Only the Hub layout goes up: ``README.md``, its ``mmcurate_config.json`` and ``data/**/*.parquet``. Not ``hf/`` (a
 ``save_to_disk`` copy of the same rows that the Hub cannot serve), not ``selection.parquet``
 (an mmcurate-internal table whose columns are already in every shard), not ``report/`` (local
 diagnostics whose numbers the card already states; plots would also turn the repo's file
@@ -41,6 +41,9 @@ class RemoteFile:
     git_oid: str
 
 
+_CARD_FILES = (BalancedDir.CARD, BalancedDir.CONFIG_JSON)
+
+
 @dataclass
 class PushPlan:
     """Which local files go up, which are already there, and which remote shards are stale."""
@@ -51,7 +54,12 @@ class PushPlan:
 
     @property
     def data_uploads(self) -> list[LocalFile]:
-        return [f for f in self.upload if f.rel != BalancedDir.CARD]
+        return [f for f in self.upload if f.rel not in _CARD_FILES]
+
+    @property
+    def card_uploads(self) -> list[LocalFile]:
+        """The card and its configuration JSON: committed last, together, so they describe the shards."""
+        return [f for f in self.upload if f.rel in _CARD_FILES]
 
     @property
     def card_upload(self) -> LocalFile | None:
@@ -101,7 +109,8 @@ def collect_local_files(dataset_dir: Path) -> list[LocalFile]:
     if marker is None:
         warn(f"{dataset_dir}: no {BalancedDir.EXPORT_MARKER}; pushing README.md and data/ as found")
     files = []
-    for path in [card, *shards]:
+    config = dataset_dir / BalancedDir.CONFIG_JSON  # the card's full configuration, when the export wrote one
+    for path in [card, *([config] if config.is_file() else []), *shards]:
         rel = path.relative_to(dataset_dir).as_posix()
         size, sha, git_oid = content_ids(path)
         if marker is not None and marker["files"].get(rel, {}).get("sha256") not in (None, sha):

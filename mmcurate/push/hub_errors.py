@@ -19,6 +19,7 @@ from huggingface_hub.errors import (
 )
 
 from mmcurate.common.errors import MMCurateError, one_line
+from mmcurate.push.http import SlowResponse
 from mmcurate.push.secrets import mask_token
 
 try:  # huggingface_hub 2.x ships its HTTP client as httpx2; 1.x used httpx
@@ -71,6 +72,11 @@ def describe(exc: BaseException, *, endpoint: str, repo_id: str, revision: str) 
     if isinstance(exc, httpx2.ConnectError):
         reason = _connect_reason(str(exc))
         return f"cannot reach the Hub at {endpoint} ({reason}); check HF_ENDPOINT and your network connection"
+    if isinstance(exc, SlowResponse):
+        return (
+            f"the Hub at {endpoint} answered too slowly ({one_line(exc, 160)}); check the endpoint and your "
+            f"network (or raise --timeout for a slow link), then {RESUME_HINT}"
+        )
     if isinstance(exc, httpx2.TimeoutException):
         return (
             f"the Hub at {endpoint} did not answer in time ({type(exc).__name__}, after retries); check the endpoint "

@@ -251,14 +251,13 @@ def _commit_plan(api: Any, result: PushResult, message: str, files_per_commit: i
 
     plan = result.plan
     data_batches = batches(plan.data_uploads, files_per_commit, BYTES_PER_COMMIT)
-    card = plan.card_upload
+    card_files = plan.card_uploads
     total = len(plan.upload) + len(plan.delete)
     if total == 0:
         info(f"{result.repo_id}@{result.revision} already has every file; nothing to upload")
         return
     final_ops: list[Any] = [CommitOperationDelete(path_in_repo=p) for p in plan.delete]
-    if card is not None:
-        final_ops.insert(0, _add_op(card))
+    final_ops[:0] = [_add_op(f) for f in card_files]
     done["planned"] = len(data_batches) + (1 if final_ops else 0)
     with progress_bar(f"push {result.repo_id}", total=total) as advance:
         for k, batch in enumerate(data_batches, start=1):

@@ -56,7 +56,12 @@ class ReevalConfig:
         "auto", "auto (CUDA when present, else CPU), cpu, cuda or cuda:N. The output says which was used."
     )
     width: int | None = opt(None, "ResNet-18 base width (64 = standard). Default 8 on CPU, 32 on CUDA.")
-    image_size: int | None = opt(None, "Frames are resized to this square size. Default 32 on CPU, 64 on CUDA.")
+    image_size: int | None = opt(
+        None,
+        "Frames are resized to this square size. Default 32 on CPU, 64 on CUDA: smaller than score's 48 on purpose, "
+        "to fit every method x seed in a CPU budget; methods are compared with each other on the same frames, "
+        "while score's per-sample d needs a visual scorer that is not handicapped by its input size.",
+    )
     num_frames: int = opt(3, "Frames per clip, evenly spread.")
     fusion: str = opt(
         "concat",

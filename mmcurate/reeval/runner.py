@@ -6,6 +6,7 @@ command line.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from mmcurate.reeval.trainer import (
 )
 from mmcurate.store import Workdir
 from mmcurate.store.lock import FileLock, folder_lock
-from mmcurate.store.ownership import check_output_path, claim_locked
+from mmcurate.store.ownership import BOOKKEEPING, check_output_path, claim_locked
 
 
 @dataclass
@@ -83,12 +84,43 @@ def run_reeval_stage(workdir: Workdir, cfg: ReevalConfig) -> ReevalOutcome:
     if cfg.execution.distributed:
         ranks, device = distributed.start(device)
     # rank 0 owns the folder (the other ranks write nothing): checked and locked before any loading
+    created = _missing_folders(out_dir)
     lock = claim_reeval_folder(out_dir, cfg.overwrite) if ranks.is_main else None
     try:
         return _run_reeval_locked(cfg, out_dir, workdir, device, ranks)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+            lock = None
+            _undo_claim(out_dir, created)
+        raise
     finally:
         if lock is not None:
             lock.release()
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet (what claiming it creates), deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _undo_claim(out_dir: Path, created: list[Path]) -> None:
+    """A run that failed before writing anything leaves no trace in folders it created: no lock file, no
+    owner file, no empty ``mmcurate-work/reeval`` (a failed first try in an empty folder left them behind)."""
+    if not created or not out_dir.is_dir() or {p.name for p in out_dir.iterdir()} - BOOKKEEPING:
+        return
+    for name in BOOKKEEPING:
+        with contextlib.suppress(FileNotFoundError):
+            (out_dir / name).unlink()
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def claim_reeval_folder(out_dir: Path, overwrite: bool) -> FileLock:

@@ -92,6 +92,8 @@ def load_source(
 def load_balanced_dir(path: Path, settings: TensorSettings) -> ReevalData:
     """A balanced export: ``data/*.parquet`` (preferred) or ``hf/`` (save_to_disk)."""
     balanced = BalancedDir(path)
+    if balanced.is_ours():  # a balanced output (not a bare dataset copy): only a finished export of one run
+        balanced.verify_export(check_hashes=False)
     shards = balanced.hub_shards()
     if not shards:
         if (balanced.hf_dir / "dataset_dict.json").is_file():

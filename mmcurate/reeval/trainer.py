@@ -33,9 +33,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmcurate.common.atomic import atomic_path, atomic_write_json
-from mmcurate.common.console import progress_bar, warn
+from mmcurate.common.console import warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
+from mmcurate.common.progress import epoch_progress
 from mmcurate.execution import distributed
 from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.reeval.batches import epoch_order, iter_batches, num_batches
@@ -212,17 +213,18 @@ def fit_run(
         start_epoch, history, best = 0, [], None
         status = "trained"
 
-    with progress_bar(f"{method_name} seed {seed}", cfg.epochs * steps) as advance:
-        advance(start_epoch * steps)
+    # progress by epoch (a method may run more or fewer batches than `steps`: counting batches overshot its total)
+    with epoch_progress(f"reeval {method_name} seed {seed}", cfg.epochs, start=start_epoch) as report:
         for epoch in range(start_epoch, cfg.epochs):
             ctx.epoch, ctx.step = epoch, epoch * steps
             ctx.lr = float(optimizer.param_groups[0]["lr"])
-            logs = _train_epoch(method, model, optimizer, data, cfg, ctx, seed, advance, subset, ranks)
+            logs = _train_epoch(method, model, optimizer, data, cfg, ctx, seed, subset, ranks)
             scheduler.step()
             distributed.broadcast_buffers(model, ranks)  # every rank evaluates rank 0's model
             logs.update({f"epoch_end_{k}": v for k, v in method.on_epoch_end(model, ctx).items()})
             val_acc, val_loss = _validate(method, model, data.val, data, cfg.batch_size, device)
             history.append({"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss, **logs})
+            report(epoch + 1, loss=logs.get("train_loss", float("nan")), val_acc=val_acc)
             if best is None or (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]):
                 best = {"epoch": epoch, "val_acc": val_acc, "val_loss": val_loss}
                 if writer:
@@ -336,7 +338,6 @@ def _train_epoch(
     cfg: TrainConfig,
     ctx: TrainContext,
     seed: int,
-    advance: Any,
     subset: torch.Tensor | None = None,
     ranks: Ranks = SINGLE,
 ) -> dict[str, float]:
@@ -372,7 +373,6 @@ def _train_epoch(
         for k, v in {"train_loss": float(loss.detach()), **logs}.items():
             sums[k] = sums.get(k, 0.0) + float(v)
             counts[k] = counts.get(k, 0) + 1
-        advance(1)
     return {k: v / counts[k] for k, v in sums.items()}  # each log averaged over the steps that reported it
 
 

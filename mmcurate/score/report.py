@@ -160,7 +160,7 @@ def write_report(ingest_dir: Path, out_dir: Path, by: list[str] | None = None) -
     calibration = _calibration_meta(ingest)
     if calibration:
         _reliability_plot(calibration, out_dir / "reliability.png")
-    headline["uncertainty"] = uncertainty_summary(scores)
+    headline["uncertainty"] = uncertainty_summary(scores, balance_edges(Path(ingest_dir)))
     breakdowns = {col: per_group(joined.column(col).to_pylist(), d, pa_, pv) for col in by or []}
     health = (ingest.read_scores_meta() or {}).get("health")
     headline["health"] = health
@@ -176,15 +176,34 @@ def _calibration_meta(ingest: IngestDir) -> dict[str, Any]:
     return cal if all("reliability_before" in v for v in cal.values()) else {}
 
 
-def uncertainty_summary(scores: pa.Table) -> dict[str, Any] | None:
-    """How many samples sit near an edge of the 10 equal bins given their discrepancy_std (None
-    when the scores carry no uncertainty, e.g. imported ones)."""
+def balance_edges(ingest_dir: Path) -> list[float] | None:
+    """The bin edges of the work directory's balance of this ingest folder (``<workdir>/balanced``), if any:
+    "near a bin edge" then counts against the bins the set was balanced over, not the 10 default ones."""
+    from mmcurate.store import BalancedDir
+
+    balanced = BalancedDir(Path(ingest_dir).parent / Workdir.BALANCED)
+    try:
+        return balanced.bin_edges() if balanced.selection_path.is_file() else None
+    except MMCurateError:  # an unreadable balance.json: the default bins, as without a balance
+        return None
+
+
+def uncertainty_summary(scores: pa.Table, edges: list[float] | None = None) -> dict[str, Any] | None:
+    """How many samples sit near a bin edge given their discrepancy_std: the balance's bins when
+    ``edges`` are given, else the 10 equal bins (None when the scores carry no uncertainty, e.g.
+    imported ones)."""
     if "bin_probability" not in scores.column_names or scores.column("bin_probability").null_count == scores.num_rows:
         return None
     p = np.asarray(scores.column("bin_probability").to_numpy(zero_copy_only=False), dtype=float)
     std = np.asarray(scores.column("discrepancy_std").to_numpy(zero_copy_only=False), dtype=float)
+    if edges is not None:
+        from mmcurate.store.bins import bin_probability
+
+        d = np.asarray(scores.column("discrepancy").to_numpy(zero_copy_only=False), dtype=float)
+        p = bin_probability(d, np.nan_to_num(std, nan=0.0), edges)
     return {
-        "bins": len(DEFAULT_EDGES) - 1,
+        "bins": len(DEFAULT_EDGES) - 1 if edges is None else len(edges) - 1,
+        "edges": "the balance's" if edges is not None else "equal",
         "near_edge": int((np.nan_to_num(p, nan=1.0) < NEAR_EDGE).sum()),
         "threshold": NEAR_EDGE,
         "mean_bin_probability": round(float(np.nanmean(p)), 4),
@@ -325,7 +344,23 @@ def _calibration_lines(calibration: dict[str, Any]) -> list[str]:
     for m, cal in sorted(calibration.items()):
         note = cal.get("reason") or ", ".join(f"T={t}" for t in (cal.get("temperature_per_group") or {}).values())
         lines.append(f"| {m} | {cal['method']} | {cal['ece_before']:.3f} | {cal['ece_after']:.3f} | {note} |")
-    return [*lines, "", "![reliability](reliability.png)", ""]
+    lines.append("")
+    for m, cal in sorted(calibration.items()):
+        if cal["ece_after"] > cal["ece_before"]:
+            lines.append(
+                f"Calibration made the {m} confidences' ECE worse "
+                f"({cal['ece_before']:.3f} -> {cal['ece_after']:.3f}): "
+                "its parameters, fitted on the other folds, do not transfer (too few samples per fold, or folds that "
+                "differ); try `--calibration none` or more data."
+            )
+            lines.append("")
+    return [*lines, "![reliability](reliability.png)", ""]
+
+
+def _bins_text(u: dict[str, Any]) -> str:
+    if u.get("edges") == "the balance's":
+        return f"the balance's {u['bins']} bins"
+    return f"{u['bins']} equal bins over [-1, 1]"
 
 
 def _uncertainty_lines(u: dict[str, Any] | None) -> list[str]:
@@ -340,7 +375,7 @@ def _uncertainty_lines(u: dict[str, Any] | None) -> list[str]:
         "## Uncertainty",
         "",
         f"- near a bin edge: {u['near_edge']} samples have a bin probability below {u['threshold']:g} "
-        f"({u['bins']} equal bins over [-1, 1]; their bin is a coin flip given their discrepancy_std)",
+        f"({_bins_text(u)}; their bin is a coin flip given their discrepancy_std)",
         f"- mean bin probability: {u['mean_bin_probability']:.3f}; "
         f"mean discrepancy_std: {u['mean_discrepancy_std']:.3f}",
         "- `mmcurate balance --max-discrepancy-std X` leaves out samples whose discrepancy_std exceeds X",

@@ -23,6 +23,7 @@ its calibration was fitted on.
 from __future__ import annotations
 
 import io
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,10 @@ def save_member(path: Path, res: FitResult, modality: str, num_classes: int, wid
         "checkpoints": [res.checkpoints[i] for i in keep],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # through a file object: given a path, torch.save names the archive's folder after the (random)
+    # temporary file, and two identical runs would write different bytes
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def merge_members(folder: Path, modality: str, folds: Any) -> None:
@@ -100,8 +103,8 @@ def merge_members(folder: Path, modality: str, folds: Any) -> None:
     target = model_file(folder, modality)
     if target.is_file() and target.read_bytes() == buf.getvalue():
         return  # a resumed run: the ensemble is already there, untouched
-    with atomic_path(target) as tmp:
-        Path(tmp).write_bytes(buf.getvalue())
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        fh.write(buf.getvalue())
 
 
 def calibration_params(raw: np.ndarray, y: np.ndarray, method: str) -> dict[str, Any]:
@@ -175,15 +178,44 @@ def load_scorer(folder: Path) -> SavedScorer:
     models: dict[str, dict[str, Any]] = {}
     for m in MODALITIES:
         path = model_file(folder, m)
-        try:
-            models[m] = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # weights only: tensors, numbers, strings, lists, dicts; a pickle that would run code is refused
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise MMCurateError(f"{path}: saved scorer missing; {FIX}") from None
+        except pickle.UnpicklingError:
+            raise MMCurateError(
+                f"{path}: not a plain weights file (it holds objects that loading would execute); refusing to load "
+                f"it; {FIX}"
+            ) from None
         except Exception as exc:  # torch raises many types for a damaged file
             raise MMCurateError(f"{path}: unreadable saved scorer ({type(exc).__name__}); {FIX}") from None
-        checkpoints, stats = models[m].get("checkpoints"), models[m].get("audio_stats")
-        if not checkpoints or not isinstance(stats, list) or len(stats) != len(checkpoints):
-            raise MMCurateError(f"{path}: not a fold ensemble of this mmcurate version; {FIX}")
-        if models[m].get("num_classes") != len(meta["classes"]):
-            raise MMCurateError(f"{path}: holds no checkpoints for {len(meta['classes'])} classes; {FIX}")
+        if not _is_scorer_file(loaded, len(meta["classes"])):
+            raise MMCurateError(
+                f"{path}: not a saved scorer for {len(meta['classes'])} classes (checkpoints of weights, width, "
+                f"audio statistics); {FIX}"
+            )
+        models[m] = loaded
     return SavedScorer(folder, meta, models)
+
+
+def _is_scorer_file(doc: Any, num_classes: int) -> bool:
+    """Whether a loaded scorer file has the shape :func:`merge_members` writes (a crafted file of the right types
+    must not reach model building with absurd sizes)."""
+    if not isinstance(doc, dict) or doc.get("num_classes") != num_classes:
+        return False
+    width, stats, checkpoints = doc.get("width"), doc.get("audio_stats"), doc.get("checkpoints")
+    return (
+        isinstance(width, int)
+        and 1 <= width <= 4096
+        and isinstance(checkpoints, list)
+        and bool(checkpoints)
+        and isinstance(stats, (list, tuple))
+        and len(stats) == len(checkpoints)  # one (mean, std) per checkpoint: its fold model's standardisation
+        and all(
+            isinstance(s, (list, tuple)) and len(s) == 2 and all(isinstance(x, (int, float)) for x in s) for s in stats
+        )
+        and all(
+            isinstance(c, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in c.items())
+            for c in checkpoints
+        )
+    )

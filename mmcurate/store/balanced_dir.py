@@ -17,6 +17,13 @@ into place and writes the marker last. A run killed at any point leaves either t
 with its marker, or files without a valid marker, which :meth:`BalancedDir.verify_export` (and so
 ``mmcurate push`` and ``mmcurate reeval``) refuses and a rerun replaces.
 
+One generation: a balance writes ``selection.parquet``, then ``balance.json`` (which records the
+selection's size and sha256, and the fingerprint of each ingest folder it sampled), then the export,
+whose marker records both files' hashes. Every reader checks the links it relies on (the selection
+against balance.json, the export against both, the ingest folder against its recorded fingerprint),
+so a balance killed half way (a new selection beside the old bin edges and the old ``data/``) is
+refused in one line instead of read as one dataset.
+
 Installing replaces ``data/``, ``hf/`` and ``README.md`` wholesale, so it happens only in a folder
 that is a balanced output (or empty, or given with ``--overwrite``): never in a user's folder that
 merely has a README. Each staging folder is locked while an export builds it, so cleaning the
@@ -42,7 +49,7 @@ from mmcurate.common.errors import MMCurateError, StageNotReadyError, one_line
 from mmcurate.store.completion import file_entry, files_match
 from mmcurate.store.io import read_json, read_parquet, require_columns
 from mmcurate.store.lock import FileLock, FolderBusyError, folder_lock
-from mmcurate.store.ownership import claim_folder, claim_locked, owner_kind
+from mmcurate.store.ownership import OWNER_FILE, claim_folder, claim_locked, owner_kind
 from mmcurate.store.schemas import SELECTION_SCHEMA
 
 FIX_BALANCE = "rerun `mmcurate balance` to export again"
@@ -63,8 +70,15 @@ class BalancedDir:
     DATA_DIR = "data"
     HF_DIR = "hf"
     CARD = "README.md"
+    #: the card's machine-readable record (resolved configuration), uploaded with it
+    CONFIG_JSON = "mmcurate_config.json"
     REPORT_DIR = "report"
     STAGING_PREFIX = TMP_PREFIX + "export."
+    #: what an export is made from (its marker records their hashes)
+    INPUTS = (SELECTION, BALANCE_META)
+    #: balance.json's record of the selection it belongs to, and of the ingest folders it sampled
+    SELECTION_ENTRY = "selection_file"
+    INGEST_FINGERPRINTS = "ingest_fingerprints"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -138,17 +152,55 @@ class BalancedDir:
             pq.write_table(table, tmp, compression="zstd")
 
     def read_selection(self) -> pa.Table:
-        """selection.parquet, checked: required columns, unique sample ids, no nulls where needed."""
+        """selection.parquet, checked: of the same balance run as balance.json, required columns, unique
+        sample ids, no nulls where needed."""
+        self.check_generation()
         table = read_parquet(self.selection_path, what="the balanced selection", fix="run `mmcurate balance` first")
         return check_selection(table, str(self.selection_path))
 
     def write_meta(self, doc: dict[str, Any]) -> None:
-        atomic_write_json(self.meta_path, doc)
+        """balance.json, after selection.parquet: it records the selection's size and sha256, so the two
+        are known to be one run's (:meth:`check_generation`)."""
+        entry = file_entry(self.selection_path) if self.selection_path.is_file() else None
+        atomic_write_json(self.meta_path, {**doc, self.SELECTION_ENTRY: entry})
 
     def read_meta(self) -> dict[str, Any]:
-        """balance.json; empty when absent."""
+        """balance.json (empty when absent), checked to belong to the selection beside it."""
+        self.check_generation()
+        return self._raw_meta()
+
+    def _raw_meta(self) -> dict[str, Any]:
         doc = read_json(self.meta_path, what="the balance settings", fix="rerun `mmcurate balance`", required=False)
         return doc if isinstance(doc, dict) else {}
+
+    def check_generation(self) -> None:
+        """A one-line error when selection.parquet and balance.json come from two balance runs (one that was
+        killed after writing the selection keeps the previous run's balance.json: other bin edges, other
+        targets). Folders from before balance.json recorded its selection are not checked."""
+        entry = self._raw_meta().get(self.SELECTION_ENTRY)
+        if not isinstance(entry, dict) or not self.selection_path.is_file():
+            return
+        if files_match(self.path, {self.SELECTION: entry}, "sha256") is not None:
+            raise MMCurateError(
+                f"{self.selection_path}: not the selection {self.BALANCE_META} describes (a balance run was "
+                f"interrupted after writing it, or the file was replaced); {FIX_BALANCE}"
+            )
+
+    def check_ingest(self, ingest: Any, pool: str | None = None) -> None:
+        """A one-line error when ``ingest`` (an :class:`~mmcurate.store.IngestDir`) no longer holds the data
+        this balance sampled (ingested again since, with other settings or inputs): its media would be joined
+        with a selection made from other clips. ``pool`` names it among several pools."""
+        recorded = self._raw_meta().get(self.INGEST_FINGERPRINTS)
+        if not isinstance(recorded, dict) or not recorded:
+            return
+        want = recorded.get(pool) if pool is not None else next(iter(recorded.values()))
+        if want is None and len(recorded) == 1:
+            want = next(iter(recorded.values()))
+        if want is not None and ingest.fingerprint() != want:
+            raise MMCurateError(
+                f"{ingest.path}: the ingest changed since {self.path} was balanced from it (other inputs or "
+                f"settings); {FIX_BALANCE}, or pass the ingest folder it was made from"
+            )
 
     def bin_edges(self) -> list[float] | None:
         """The discrepancy bin edges the balance recorded (None when it recorded none)."""
@@ -163,28 +215,28 @@ class BalancedDir:
         """A fresh staging folder inside the balanced folder (same filesystem, so moves are renames),
         locked until it is installed or this process ends."""
         self.path.mkdir(parents=True, exist_ok=True)
-        staging = make_temp_dir(self.STAGING_PREFIX, self.path)
+        staging = make_temp_dir(self.STAGING_PREFIX, self.path)  # a fresh, random name, created exclusively
+        atomic_write_json(staging / OWNER_FILE, {"kind": STAGING_KIND})  # what makes it ours to clean later
         _STAGING_LOCKS[str(staging)] = FileLock(staging / _STAGING_LOCK, f"staging folder {staging}").acquire()
         return staging
 
     def clean_stale_staging(self) -> None:
-        """Remove staging folders left by a killed export: only the export's own debris, and only
-        those no live export holds."""
+        """Remove staging folders left by a killed export: only folders that carry the staging owner file
+        (a user's ``.tmp-export.notes`` file or folder is not debris), and only those no live export holds."""
         if not self.path.is_dir():
             return
         for p in self.path.iterdir():
             if not p.name.startswith(self.STAGING_PREFIX) or str(p) in _STAGING_LOCKS:
                 continue
-            if p.is_dir() and not p.is_symlink():
-                try:
-                    FileLock(p / _STAGING_LOCK, str(p)).acquire().release()
-                except FolderBusyError:
-                    continue  # a live export in another process
-                except OSError:
-                    pass
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+            if not p.is_dir() or p.is_symlink() or owner_kind(p) != STAGING_KIND:
+                continue
+            try:
+                FileLock(p / _STAGING_LOCK, str(p)).acquire().release()
+            except FolderBusyError:
+                continue  # a live export in another process
+            except OSError:
+                pass
+            shutil.rmtree(p, ignore_errors=True)
 
     def invalidate_export(self) -> None:
         """Remove the export marker: what follows (a new selection, a new export) must never be
@@ -192,21 +244,25 @@ class BalancedDir:
         self.marker_path.unlink(missing_ok=True)
 
     def install_export(self, staging: Path, marker: dict[str, Any]) -> None:
-        """Move ``staging``'s data/, hf/ and README.md into place; write the marker last.
+        """Move ``staging``'s data/, hf/ and README.md into place; write the marker last. The marker also
+        records the selection.parquet and balance.json the export was made from (:meth:`verify_export`).
 
         Only in a balanced output folder (or an empty one, which becomes one): the names replaced
         here may be a user's own README.md and data/ anywhere else.
         """
         if not self.is_ours():
             self.claim(overwrite=False)
+        inputs = {name: file_entry(self.path / name) for name in self.INPUTS if (self.path / name).is_file()}
+        marker = {**marker, "inputs": inputs}
         self.invalidate_export()
         old = staging / ".old"
         old.mkdir()
-        for name in (self.DATA_DIR, self.HF_DIR, self.CARD):
+        for name in (self.DATA_DIR, self.HF_DIR, self.CARD, self.CONFIG_JSON):
             dest = self.path / name
             if dest.exists() or dest.is_symlink():
                 os.replace(dest, old / name)
-            os.replace(staging / name, dest)
+            if (staging / name).exists() or name != self.CONFIG_JSON:
+                os.replace(staging / name, dest)
         fsync_dir(self.path)
         atomic_write_json(self.marker_path, marker)
         shutil.rmtree(staging, ignore_errors=True)
@@ -254,6 +310,13 @@ class BalancedDir:
                 if not path.is_file():
                     raise MMCurateError(f"{path}: listed in {self.EXPORT_MARKER} but missing; {FIX_BALANCE}")
                 raise MMCurateError(f"{path}: changed since it was exported; {FIX_BALANCE}")
+        inputs = marker.get("inputs")
+        for rel, entry in sorted((inputs if isinstance(inputs, dict) else {}).items()):
+            if files_match(self.path, {rel: entry}, "sha256") is not None:
+                raise MMCurateError(
+                    f"{self.path / rel}: not the one this export was made from (a later balance run was interrupted, "
+                    f"or the file was replaced), so data/ and README.md describe another selection; {FIX_BALANCE}"
+                )
         listed = {rel for rel in marker["files"] if rel.startswith(self.DATA_DIR + "/")}
         present = {p.relative_to(self.path).as_posix() for p in self.data_dir.rglob("*.parquet")}
         extra = sorted(present - listed)
@@ -286,6 +349,8 @@ class BalancedDir:
 #: staging folders this process is building, with the lock that tells other processes so
 _STAGING_LOCKS: dict[str, FileLock] = {}
 _STAGING_LOCK = ".staging.lock"
+#: the owner-file kind of an export's staging folder
+STAGING_KIND = "balanced-export-staging"
 
 
 def check_selection(table: pa.Table, name: str) -> pa.Table:

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from mmcurate.common.atomic import atomic_path, atomic_write_json, atomic_write_text, clean_stale_temporaries
 from mmcurate.common.errors import MMCurateError, StageNotReadyError, one_line
 from mmcurate.common.hashing import config_hash
-from mmcurate.store.completion import UnitMarker
+from mmcurate.store.completion import UnitMarker, file_entry, files_match
 from mmcurate.store.io import open_ipc_file, read_json, read_parquet, require_columns
 from mmcurate.store.lock import FileLock, folder_lock
 from mmcurate.store.ownership import check_output_path, claim_folder
@@ -45,6 +45,10 @@ from mmcurate.store.schemas import MANIFEST_SCHEMA, SCORES_SCHEMA, SHARD_SCHEMA
 
 FIX_INGEST = "rerun `mmcurate ingest`"
 FIX_SCORE = "rerun `mmcurate score`"
+
+#: schema metadata: the run a manifest belongs to (IngestDir.generation), and the unit a shard was written as
+GENERATION_KEY = b"mmcurate.generation"
+UNIT_KEY = b"mmcurate.unit"
 
 #: Shard columns the export copies (frames, audio and its rate, optional features).
 MEDIA_COLUMNS = ("frames", "audio", "audio_sample_rate", "audio_features")
@@ -126,6 +130,8 @@ class IngestDir:
     SCORE_RUNS = "score_runs"
     SCORERS = "scorers"
     REPORT_DIR = "report"
+    #: scores.json's record of the scores.parquet it describes (size and sha256)
+    SCORES_ENTRY = "scores_file"
     #: every name ingest writes (what ``--overwrite`` replaces; scores belong to the old data)
     OWN_FILES = (MANIFEST, FAILURES, CLASSES, STATS, CONFIG, SCORES, SCORES_META)
     OWN_DIRS = (SHARDS_DIR, CHUNKS_DIR)
@@ -177,7 +183,8 @@ class IngestDir:
         return self.manifest_path.is_file()
 
     def require(self) -> IngestDir:
-        """This folder if it holds a finished ingest, else an error saying how to make one."""
+        """This folder if it holds a finished ingest of one run (:meth:`check_generation`), else an error
+        saying how to make one."""
         if not self.path.is_dir():
             raise StageNotReadyError(
                 f"{self.path}: ingest directory not found; "
@@ -188,7 +195,37 @@ class IngestDir:
                 f"{self.path}: no finished ingest here (manifest.parquet missing); "
                 "run `mmcurate ingest RAW_DIR` first or point to an ingest folder"
             )
+        self.check_generation()
         return self
+
+    # -- one generation ------------------------------------------------------------------------------
+    def generation(self) -> dict[str, Any]:
+        """What manifest.parquet (written last) records of the run that wrote it: the settings' identity
+        hash, the class list's hash and each shard's unit identity. Empty for folders from before it was
+        recorded (and for manifests written by other tools)."""
+        try:
+            meta = pq.read_schema(self.manifest_path).metadata or {}
+            doc = json.loads(meta.get(GENERATION_KEY, b"{}"))
+        except (OSError, ValueError, pa.ArrowException):
+            return {}  # reading the manifest itself says what is wrong with it
+        return doc if isinstance(doc, dict) else {}
+
+    def check_generation(self) -> None:
+        """A one-line error when config.json or classes.json are not of the run that wrote the manifest: an
+        ingest killed part way leaves its new settings (or class list) beside the previous manifest."""
+        gen = self.generation()
+        if not gen:
+            return
+        if "identity_hash" in gen and self.identity_hash() != gen["identity_hash"]:
+            raise MMCurateError(
+                f"{self.path / self.CONFIG}: its settings are not those manifest.parquet was made with (an ingest run "
+                f"was interrupted, or the file was replaced); {FIX_INGEST} to finish it"
+            )
+        if "classes" in gen and config_hash(self.read_classes()) != gen["classes"]:
+            raise MMCurateError(
+                f"{self.path / self.CLASSES}: not the class list manifest.parquet was made with (an ingest run was "
+                f"interrupted, or the file was replaced); {FIX_INGEST} to finish it"
+            )
 
     # -- ownership, locking, cleaning ----------------------------------------------------------------
     def lock(self) -> FileLock:
@@ -282,7 +319,9 @@ class IngestDir:
             pq.write_table(table, tmp, compression="zstd")
         return table
 
-    def write_manifest_chunks(self, chunks: Callable[[], Iterable[list[dict[str, Any]]]]) -> pa.Table:
+    def write_manifest_chunks(
+        self, chunks: Callable[[], Iterable[list[dict[str, Any]]]], generation: dict[str, Any] | None = None
+    ) -> pa.Table:
         """Write manifest.parquet from rows given chunk by chunk (each sorted, chunks in order); returns it.
 
         ``chunks()`` is called twice (the carried columns first, then the rows), so only one chunk of
@@ -298,6 +337,10 @@ class IngestDir:
         if any(a >= b for a, b in zip(ids, ids[1:])):  # shards hold inputs in sample-id order: a safeguard
             table = table.sort_by("sample_id")
         check_schema(table, MANIFEST_SCHEMA, "manifest.parquet")
+        if generation is not None:  # what readers check the other files against (:meth:`check_generation`)
+            table = table.replace_schema_metadata(
+                {**(table.schema.metadata or {}), GENERATION_KEY: json.dumps(generation, sort_keys=True).encode()}
+            )
         with atomic_path(self.manifest_path) as tmp:
             pq.write_table(table, tmp, compression="zstd")
         return table
@@ -365,9 +408,12 @@ class IngestDir:
         atomic_write_json(self.path / self.STATS, stats)
 
     # -- shards ------------------------------------------------------------------------------------
-    def write_shard(self, index: int, table: pa.Table) -> Path:
-        """Write shard ``index`` atomically (Arrow IPC, no compression: readers memory-map it)."""
+    def write_shard(self, index: int, table: pa.Table, unit: str | None = None) -> Path:
+        """Write shard ``index`` atomically (Arrow IPC, no compression: readers memory-map it). ``unit`` (the
+        unit's identity) goes into its metadata: the manifest records it, and readers compare the two."""
         check_schema(table, SHARD_SCHEMA, shard_name(index))
+        if unit is not None:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), UNIT_KEY: unit.encode()})
         path = self.shard_path(index)
         with atomic_path(path) as tmp:
             with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
@@ -377,6 +423,13 @@ class IngestDir:
     def open_shard(self, name: str) -> pa.Table:
         """A shard by file name, memory-mapped, with its required columns checked."""
         table = open_ipc_file(self.shards_dir / name, fix=FIX_INGEST)
+        wanted = (self.generation().get("shards") or {}).get(name)
+        written = (table.schema.metadata or {}).get(UNIT_KEY)
+        if wanted is not None and written is not None and written.decode(errors="replace") != wanted:
+            raise MMCurateError(
+                f"{self.shards_dir / name}: written by another ingest run than manifest.parquet (an ingest run was "
+                f"interrupted part way); {FIX_INGEST} to finish it"
+            )
         require_columns(
             table.column_names,
             ("sample_id", "frames", "audio", "audio_sample_rate"),
@@ -520,9 +573,28 @@ class IngestDir:
         return self.scores_path.is_file() and (self.path / self.SCORES_META).is_file()
 
     def read_scores(self) -> pa.Table:
+        """scores.parquet, checked to be the one scores.json describes (:meth:`scores_mismatch`)."""
         if not self.scores_path.is_file():
             raise StageNotReadyError(f"no scores in {self.path}; run `mmcurate score` first")
+        problem = self.scores_mismatch()
+        if problem is not None:
+            raise MMCurateError(f"{self.scores_path}: {problem}; {FIX_SCORE}")
         return read_parquet(self.scores_path, what="the scores", fix=FIX_SCORE)
+
+    def scores_mismatch(self) -> str | None:
+        """Why scores.parquet and scores.json are not one scoring run's output, or None. scores.json is
+        written last and records the table's size and sha256: a run killed between the two files leaves a
+        new table beside the old provenance (another scorer, other calibration). Scores from before the
+        record existed are not checked."""
+        entry = self.read_scores_meta().get(self.SCORES_ENTRY)
+        if not isinstance(entry, dict):
+            return None
+        if files_match(self.path, {self.SCORES: entry}, "sha256") is not None:
+            return (
+                f"not the table {self.SCORES_META} describes (a scoring run was interrupted between the two files, "
+                "or the table was replaced)"
+            )
+        return None
 
     def read_scores_meta(self) -> dict[str, Any]:
         """scores.json (the scorer's provenance and metrics); empty when absent or unreadable."""
@@ -537,7 +609,7 @@ class IngestDir:
         check_schema(table, SCORES_SCHEMA, "scores.parquet")
         with atomic_path(self.scores_path) as tmp:
             pq.write_table(table, tmp, compression="zstd")
-        atomic_write_json(self.path / self.SCORES_META, meta)
+        atomic_write_json(self.path / self.SCORES_META, {**meta, self.SCORES_ENTRY: file_entry(self.scores_path)})
 
     def scores_state(self, config_hash_for: Callable[[bool], str] | None = None) -> str:
         """``"fresh"``, ``"missing"`` or ``"stale: <why>"`` for the scores here.
@@ -553,6 +625,9 @@ class IngestDir:
             return "stale: scores.json is unreadable"
         if not isinstance(meta, dict) or meta.get("manifest_fingerprint") != self.fingerprint():
             return "stale: the ingested data changed since scoring"
+        problem = self.scores_mismatch()
+        if problem is not None:
+            return f"stale: {self.SCORES} is {problem}"
         if (
             meta.get("source") == "oof"
             and "groups_fingerprint" in meta
@@ -599,6 +674,9 @@ class IngestDir:
 
     def scores_by_id(self) -> dict[str, float | None]:
         """sample_id -> discrepancy of the scores here (for sources that may be partly scored)."""
+        problem = self.scores_mismatch()
+        if problem is not None:
+            raise MMCurateError(f"{self.scores_path}: {problem}; {FIX_SCORE}")
         scores = read_parquet(self.scores_path, what="the scores", fix=FIX_SCORE, columns=("sample_id", "discrepancy"))
         return dict(zip(scores.column("sample_id").to_pylist(), scores.column("discrepancy").to_pylist(), strict=True))
 

@@ -49,6 +49,19 @@ REAL_LENGTH_SPECS = (
     ClipSpec("webm", "libvpx-vp9", "libopus", video_options=(("deadline", "realtime"), ("cpu-used", "8"))),
 )
 
+#: Long clips (issue 26): 60 s at 1280x720 30 fps, about 12 Mbit/s of video (a phone or camera
+#: recording's rate), so one clip holds more compressed video than sparse decoding keeps at once.
+LONG_SPECS = (
+    ClipSpec(
+        "mp4", "libx264", "aac", seconds=60, width=1280, height=720,
+        video_options=(("preset", "veryfast"), ("crf", "12")),
+    ),
+    ClipSpec(
+        "webm", "libvpx-vp9", "libopus", seconds=60, width=1280, height=720,
+        video_options=(("deadline", "realtime"), ("cpu-used", "8"), ("b", "16M")),
+    ),
+)  # fmt: skip
+
 
 def _frame(rng: np.random.Generator, i: int, spec: ClipSpec, base: np.ndarray) -> np.ndarray:
     h, w = spec.height, spec.width
@@ -149,4 +162,4 @@ def write_corpus(folder: Path, n: int, specs: tuple[ClipSpec, ...] = REAL_LENGTH
     return paths
 
 
-__all__ = ["REAL_LENGTH_SPECS", "ClipSpec", "write_clip", "write_corpus"]
+__all__ = ["LONG_SPECS", "REAL_LENGTH_SPECS", "ClipSpec", "write_clip", "write_corpus"]

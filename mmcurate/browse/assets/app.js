@@ -15,7 +15,8 @@
 
   var M = (window.MMB = { chunks: {}, pending: {}, chunkRequests: 0, renders: 0 });
   var ix = null, C = null, F = {};
-  var st = { cls: -1, split: -1, bin: -1, pref: -1, sel: null, sort: "asc", page: 0 };
+  var st = { cls: -1, split: -1, bin: -1, pref: -1, sel: null, sort: "asc", page: 0, q: "", match: null };
+  var marked = {}, markedCount = 0;
   var token = 0;
   var current = [];
 
@@ -67,6 +68,31 @@
     return entry.promise;
   }
 
+  // sample ids in index order, read on the first search only (the opening page stays small)
+  var idsLoad = null;
+  M.ids = function (list) { M.idList = list; if (idsLoad) idsLoad.resolve(); };
+  function loadIds() {
+    if (M.idList) return Promise.resolve();
+    if (idsLoad) return idsLoad.promise;
+    idsLoad = {};
+    idsLoad.promise = new Promise(function (resolve, reject) { idsLoad.resolve = resolve; idsLoad.reject = reject; });
+    var s = el("script", { src: "data/ids.js" });
+    s.onerror = function () { idsLoad.reject(new Error("data/ids.js could not be loaded: rebuild the site")); };
+    document.head.appendChild(s);
+    return idsLoad.promise;
+  }
+  function search(text) {
+    st.q = text.trim().toLowerCase();
+    st.page = 0;
+    if (!st.q) { st.match = null; update(); return; }
+    loadIds().then(function () {
+      var q = st.q, m = new Uint8Array(ix.n);
+      for (var i = 0; i < ix.n; i++) m[i] = M.idList[i].toLowerCase().indexOf(q) >= 0 ? 1 : 0;
+      st.match = m;
+      update();
+    }, function (err) { M.fail(err.message); });
+  }
+
   function decodeColumn(col) {
     var bin = atob(col.data), bytes = new Uint8Array(bin.length);
     for (var i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
@@ -89,6 +115,7 @@
     if (st.split >= 0 && C.split[i] !== st.split) return false;
     if (C.bin && st.bin >= 0 && C.bin[i] !== st.bin) return false;
     if (!skipPref && C.pref && st.pref >= 0 && C.pref[i] !== st.pref) return false;
+    if (st.q && st.match && !st.match[i]) return false;
     return true;
   }
   function inSelection(i) {
@@ -136,11 +163,12 @@
   }
 
   function drawDensity(cells) {
-    var svg = $("density"), G = ix.grid, L = 44, T = 10, S = 300, B = 40, cs = S / G;
+    // every label sits outside the plotted square: above it, left of it, or below the axis
+    var svg = $("density"), G = ix.grid, L = 44, T = 26, S = 300, B = 70, cs = S / G;
     svg.textContent = "";
     svg.setAttribute("width", L + S + 12);
     svg.setAttribute("height", T + S + B);
-    svg.appendChild(sv("rect", { x: L, y: T, width: S, height: S, fill: "#fff", stroke: "#999" }));
+    svg.appendChild(sv("rect", { x: L, y: T, width: S, height: S, fill: "#fff", stroke: "#999", "class": "frame" }));
     var max = 0;
     cells.forEach(function (v) { if (v > max) max = v; });
     for (var cx = 0; cx < G; cx++) {
@@ -161,34 +189,42 @@
     }
     svg.appendChild(sv("line", { x1: L, y1: T + S, x2: L + S, y2: T, stroke: "#555", "stroke-dasharray": "5,4",
       "pointer-events": "none" }));
-    svg.appendChild(sv("text", { x: L + 6, y: T + 16, "pointer-events": "none" }, "audio-preferred"));
-    if (max) {  // the colour scale: darkest = 1 sample, brightest = the fullest cell
-      svg.appendChild(sv("rect", { x: L + S - 58, y: T + 6, width: 8, height: 8, fill: color(1, max) }));
-      svg.appendChild(sv("rect", { x: L + S - 48, y: T + 6, width: 8, height: 8, fill: color(max, max) }));
-      svg.appendChild(sv("text", { x: L + S - 6, y: T + 14, "text-anchor": "end" }, "1\u2013" + max));
-    }
-    svg.appendChild(sv("text", { x: L + S - 6, y: T + S - 8, "text-anchor": "end", "pointer-events": "none" },
-      "visual-preferred"));
+    svg.appendChild(sv("text", { x: L, y: T - 8, "class": "label" }, "\u2196 audio-preferred"));
+    svg.appendChild(sv("text", { x: L + S, y: T - 8, "text-anchor": "end", "class": "label" },
+      "visual-preferred \u2198"));
     for (var t = 0; t <= 4; t++) {
       var f = t / 4;
       svg.appendChild(sv("text", { x: L + f * S, y: T + S + 14, "text-anchor": "middle" }, f.toFixed(2)));
       svg.appendChild(sv("text", { x: L - 4, y: T + S - f * S + 4, "text-anchor": "end" }, f.toFixed(2)));
     }
-    svg.appendChild(sv("text", { x: L + S / 2, y: T + S + 32, "text-anchor": "middle" },
+    svg.appendChild(sv("text", { x: L + S / 2, y: T + S + 30, "text-anchor": "middle" },
       "visual confidence p_visual"));
     var mid = T + S / 2;
     svg.appendChild(sv("text", { x: 12, y: mid, "text-anchor": "middle", transform: "rotate(-90 12 " + mid + ")" },
       "audio confidence p_audio"));
+    // the colour legend: samples per cell, darkest = 1, brightest = the fullest cell
+    var legend = sv("g", { id: "density-legend", "class": "legend" }), ly = T + S + 44, steps = 9, w = 14;
+    legend.appendChild(sv("text", { x: L, y: ly + 10 }, "samples per cell:"));
+    var x0 = L + 112;
+    legend.appendChild(sv("text", { x: x0 - 4, y: ly + 10, "text-anchor": "end" }, max ? 1 : 0));
+    for (var j = 0; j < steps; j++) {
+      var value = max <= 1 ? 1 : 1 + (max - 1) * j / (steps - 1);
+      legend.appendChild(sv("rect", { x: x0 + j * w, y: ly, width: w, height: 12, fill: color(value, Math.max(1, max)),
+        "data-legend": Math.round(value) }));
+    }
+    legend.appendChild(sv("text", { x: x0 + steps * w + 4, y: ly + 10 }, max));
+    svg.appendChild(legend);
   }
 
   function drawHist(hist) {
-    var svg = $("hist"), e = ix.hist_edges, L = 44, T = 10, W = 420, H = 250, B = 40;
+    // with a balanced set the bars are its own bins (edges drawn dashed); else equal-width bars over [-1, 1]
+    var svg = $("hist"), e = ix.hist_edges, L = 44, T = 10, W = 420, H = 250, B = 70;
     svg.textContent = "";
     svg.setAttribute("width", L + W + 12);
     svg.setAttribute("height", T + H + B);
     var max = Math.max.apply(null, hist.concat([1]));
     var xs = function (v) { return L + (v - e[0]) / (e[e.length - 1] - e[0]) * W; };
-    svg.appendChild(sv("rect", { x: L, y: T, width: W, height: H, fill: "#fff", stroke: "#999" }));
+    svg.appendChild(sv("rect", { x: L, y: T, width: W, height: H, fill: "#fff", stroke: "#999", "class": "frame" }));
     hist.forEach(function (v, k) {
       var x0 = xs(e[k]), x1 = xs(e[k + 1]), h = v / max * (H - 6);
       var chosen = st.sel && st.sel.kind === "hist" && st.sel.k === k;
@@ -207,15 +243,38 @@
       hit.addEventListener("click", select.bind(null, "hist", k));
       svg.appendChild(hit);
     });
-    svg.appendChild(sv("line", { x1: xs(0), y1: T, x2: xs(0), y2: T + H, stroke: "#888", "stroke-dasharray": "4,3",
-      "pointer-events": "none" }));
-    [-1, -0.5, 0, 0.5, 1].forEach(function (v) {
-      svg.appendChild(sv("text", { x: xs(v), y: T + H + 14, "text-anchor": "middle" }, v));
+    if (ix.hist_from_balance) {
+      e.forEach(function (v, k) {
+        if (k === 0 || k === e.length - 1) return;
+        svg.appendChild(sv("line", { x1: xs(v), y1: T, x2: xs(v), y2: T + H, stroke: "#c44e52",
+          "stroke-dasharray": "4,3", "class": "edge", "data-edge": v, "pointer-events": "none" }));
+      });
+    } else {
+      svg.appendChild(sv("line", { x1: xs(0), y1: T, x2: xs(0), y2: T + H, stroke: "#888",
+        "stroke-dasharray": "4,3", "pointer-events": "none" }));
+    }
+    var ticks = ix.hist_from_balance ? e : [-1, -0.5, 0, 0.5, 1], last = -1e9;
+    ticks.forEach(function (v) {
+      var x = xs(v);
+      if (x - last < 30) return;  // tick labels never overlap each other
+      last = x;
+      svg.appendChild(sv("text", { x: x, y: T + H + 14, "text-anchor": "middle", "class": "tick" },
+        Number(Number(v).toFixed(2))));
     });
     svg.appendChild(sv("text", { x: L - 4, y: T + 10, "text-anchor": "end" }, max));
     svg.appendChild(sv("text", { x: L - 4, y: T + H, "text-anchor": "end" }, 0));
-    svg.appendChild(sv("text", { x: L + W / 2, y: T + H + 32, "text-anchor": "middle" },
+    svg.appendChild(sv("text", { x: L + W / 2, y: T + H + 30, "text-anchor": "middle" },
       "discrepancy d = p_audio \u2212 p_visual"));
+    var legend = sv("g", { id: "hist-legend", "class": "legend" }), ly = T + H + 44;
+    legend.appendChild(sv("rect", { x: L, y: ly, width: 12, height: 12, fill: "#4c72b0" }));
+    legend.appendChild(sv("text", { x: L + 16, y: ly + 10 },
+      ix.hist_from_balance ? "samples per balance bin" : "samples per bar"));
+    if (ix.hist_from_balance) {
+      legend.appendChild(sv("line", { x1: L + 190, y1: ly + 6, x2: L + 210, y2: ly + 6, stroke: "#c44e52",
+        "stroke-dasharray": "4,3" }));
+      legend.appendChild(sv("text", { x: L + 214, y: ly + 10 }, "bin edge"));
+    }
+    svg.appendChild(legend);
   }
 
   function select(kind, k) {
@@ -274,6 +333,15 @@
     $("subtitle").textContent = kinds[ix.kind] + " \u00b7 " + ix.n + " samples \u00b7 " + ix.folder +
       (ix.scorer_id ? " \u00b7 scorer " + ix.scorer_id : "");
     $("notes").textContent = ix.notes.join("; ");
+    $("health").textContent = ix.health || "";
+    (ix.links || []).forEach(function (l) { $("links").appendChild(el("a", { href: l.href }, l.text)); });
+    var typing = null;
+    $("f-search").addEventListener("input", function (ev) {
+      clearTimeout(typing);
+      typing = setTimeout(function () { search(ev.target.value); }, 150);
+    });
+    $("export-marked").addEventListener("click", exportMarked);
+    $("clear-marked").addEventListener("click", function () { marked = {}; markedCount = 0; syncMarks(); update(); });
     $("plots").hidden = !ix.has_scores;
     $("class-heading").textContent = ix.has_scores ?
       "Per class: share of audio-preferred samples (click a row to filter)" : "Per class (click a row to filter)";
@@ -324,6 +392,33 @@
     $("next").disabled = st.page >= pages - 1;
   }
 
+  // ---- marks ---------------------------------------------------------------------------------
+
+  function syncMarks() {
+    $("marked-count").textContent = markedCount + (markedCount === 1 ? " clip marked" : " clips marked");
+    $("export-marked").disabled = markedCount === 0;
+    $("clear-marked").disabled = markedCount === 0;
+  }
+  function toggleMark(id, on) {
+    if (on && !marked[id]) { marked[id] = true; markedCount += 1; }
+    if (!on && marked[id]) { delete marked[id]; markedCount -= 1; }
+    syncMarks();
+  }
+  function markedText() {
+    var ids = Object.keys(marked).sort();
+    return "# " + ids.length + " clips marked in mmcurate browse (" + ix.title + ")\n" +
+      "# mmcurate balance --exclude THIS_FILE leaves them out\n" + ids.join("\n") + "\n";
+  }
+  M.markedText = markedText;
+  function exportMarked() {
+    var url = URL.createObjectURL(new Blob([markedText()], { type: "text/plain" }));
+    var a = el("a", { href: url, download: "marked_ids.txt" });
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
+  }
+
   // ---- cards ---------------------------------------------------------------------------------
 
   function renderCards() {
@@ -348,15 +443,27 @@
     var row = M.chunks[Math.floor(i / ix.chunk_size)][i % ix.chunk_size];
     var get = function (f) { return row[F[f]]; };
     var box = el("article", { "class": "card", "data-sample-id": get("id"), "data-index": i });
+    var mark = el("input", { type: "checkbox", "class": "mark", title: "mark this clip (download the marked ids)" });
+    mark.checked = !!marked[get("id")];
+    mark.addEventListener("change", function () { toggleMark(get("id"), mark.checked); });
+    var markLabel = el("label", { "class": "mark" });
+    markLabel.appendChild(mark);
+    markLabel.appendChild(document.createTextNode(" mark"));
+    box.appendChild(markLabel);
     var frames = el("div", { "class": "frames" });
     get("frames").forEach(function (src, k) {
       frames.appendChild(el("img", { src: src, alt: "frame " + (k + 1), loading: "lazy" }));
     });
     if (ix.has_media) box.appendChild(frames);
-    // preload "none": a page of 48 players stays quick to draw and reads no audio until one is played
-    if (get("audio")) box.appendChild(el("audio", { controls: "", preload: "none", src: get("audio") }));
+    // preload "metadata": the player shows the clip's real length before it is played (a few KB of the FLAC
+    // header per card, not the audio)
+    if (get("audio")) box.appendChild(el("audio", { controls: "", preload: "metadata", src: get("audio") }));
     else if (ix.has_media) box.appendChild(el("div", { "class": "muted" }, "no audio stored"));
     box.appendChild(el("div", { "class": "label" }, ix.classes[C.label[i]]));
+    if (C.weak && C.weak[i]) {
+      box.appendChild(el("span", { "class": "weak", title: "neither scorer is confident in the true class: " +
+        "its d says little about which modality is stronger" }, "both weak"));
+    }
     var dl = el("dl");
     var add = function (k, v, cls) {
       dl.appendChild(el("dt", {}, k));

@@ -11,7 +11,7 @@ the training tensors once as ``.npy`` files and opens them with ``np.load(mmap_m
 * forked pool workers share the file's pages, and batches are gathered by index, so no process ever
   holds a copy of the whole set: resident memory beyond the (reclaimable) page cache does not grow
   with the set;
-* the build decodes :data:`BUILD_ROWS` rows at a time straight into the mapped files (bounded RAM),
+* the build decodes :data:`BUILD_ROWS` rows at a time and appends them to the files (bounded RAM),
   in a temporary folder renamed into place once complete and its ``key.json`` written last, so an
   interrupted build (a ``.tmp-`` folder, or a folder without a matching ``key.json``) is never read.
 
@@ -167,6 +167,7 @@ class TensorCache:
             raise ValueError("rows are not in the key's sample order")
         dest = self.entry(key)
         tmp = make_temp_dir(TMP_PREFIX + dest.name + ".", self.root)
+        files: dict[str, Any] = {}
         try:
             shapes = {
                 "frames": ((n, t, 3, s, s), np.uint8),
@@ -175,25 +176,27 @@ class TensorCache:
                 "has_frames": ((n,), np.bool_),
                 "labels": ((n,), np.int64),
             }
-            maps = {
-                name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
-                for name, (shape, dtype) in shapes.items()
-            }
-            out = DecodeTargets(maps["frames"], maps["audio"], maps["has_audio"], maps["has_frames"])
+            files = {name: _npy_file(tmp / f"{name}.npy", shape, dtype) for name, (shape, dtype) in shapes.items()}
             used = 0
             with progress_bar("decode frames + audio into the tensor cache", total=n) as advance:
                 for start in range(0, n, BUILD_ROWS):
                     records = records_from_table(rows.slice(start, BUILD_ROWS), classes)
                     check_sample_rates(records, cfg, cache_ok, cached_config(rows, None))
-                    used += decode_into(records, cfg, audio_frames, cache_ok, out, start, workers, advance)
-                    maps["labels"][start : start + len(records)] = [r.label for r in records]
-                    del records
-            for m in maps.values():
-                m.flush()
-            del maps, out
-            for name in ARRAYS:
-                with open(tmp / f"{name}.npy", "rb") as fh:
-                    os.fsync(fh.fileno())
+                    # one chunk in RAM, appended to the files with plain writes: the build's resident memory is
+                    # one chunk, not the written pages of the whole entry (as writing through a memmap would be)
+                    chunk = {
+                        name: np.zeros((len(records), *shape[1:]), dtype) for name, (shape, dtype) in shapes.items()
+                    }
+                    out = DecodeTargets(chunk["frames"], chunk["audio"], chunk["has_audio"], chunk["has_frames"])
+                    used += decode_into(records, cfg, audio_frames, cache_ok, out, 0, workers, advance)
+                    chunk["labels"][:] = [r.label for r in records]
+                    for name, fh in files.items():
+                        fh.write(np.ascontiguousarray(chunk[name]).tobytes())
+                    del records, chunk, out
+            for fh in files.values():
+                fh.flush()
+                os.fsync(fh.fileno())
+                fh.close()
             stats = {
                 "seconds": round(time.perf_counter() - started, 3),
                 "samples": n,
@@ -207,6 +210,8 @@ class TensorCache:
                 os.fsync(fh.fileno())
             self._install(tmp, dest)
         except BaseException:
+            for fh in files.values():
+                fh.close()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         BUILDS += 1
@@ -267,6 +272,14 @@ class TensorCache:
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file()) if self.root.is_dir() else 0
+
+
+def _npy_file(path: Path, shape: tuple[int, ...], dtype: Any) -> Any:
+    """An open ``.npy`` file with its header written; the caller appends the rows' bytes in order."""
+    fh = open(path, "wb")  # noqa: SIM115 - closed by the build once every row is written
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_2_0(fh, header)
+    return fh
 
 
 def key_of(data_fingerprint: str, cfg: TensorConfig, classes: Sequence[str], sample_ids: Sequence[str]) -> CacheKey:

@@ -133,7 +133,9 @@ def ingest(n: int, av_digits: Path, root: Path, env: dict[str, str]) -> Path:
             shutil.copyfile(src, dst)
     out = root / "ingest"
     cmd = [sys.executable, "-m", "mmcurate", "ingest", str(raw), "--out", str(out), "--size", "48", "--workers", "2"]
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"ingest of {n} clips failed: {done.stderr[-2000:]}")
     shutil.rmtree(raw)
     return out
 

@@ -33,6 +33,7 @@ from mmcurate.common.console import info, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
 from mmcurate.data import AVDataset, TensorConfig, build_av_tensors, read_shards
+from mmcurate.data.tensor_cache import TensorCache, key_of
 from mmcurate.execution import ArrayJobConfig, ExecutionConfig, Executor, WorkUnit, distributed, make_executor
 from mmcurate.execution.device import execution_device
 from mmcurate.execution.distributed import SINGLE, Ranks
@@ -295,7 +296,8 @@ def _job_layout(plan: ScorePlan, device: torch.device, execution: ExecutionConfi
     pool workers), under --distributed, and on a GPU. ``--cpus-per-job`` sets the threads per job."""
     on_cpu = device.type == "cpu"
     threads = execution.threads(1 if on_cpu else torch.get_num_threads())
-    in_memory = decoded_size_gb(len(plan.sample_ids), _tensor_config(plan.cfg)) <= plan.cfg.memory_budget_gb
+    mode = input_mode(plan.ingest, plan.sample_ids, plan.classes, _tensor_config(plan.cfg), plan.cfg)
+    in_memory = mode != "stream"
     if not on_cpu or ranks.world > 1 or not in_memory:
         return threads, 1
     return threads, max(1, available_cores() // threads)
@@ -596,25 +598,37 @@ def _trainer(
     device: torch.device,
     fold_sets: list[np.ndarray],
 ) -> FoldTrainer:
-    """Decode the inputs once (in memory, or per batch when they would not fit) into the job function."""
-    table = read_shards(ingest.path, sample_ids)
+    """Decode the inputs once into the job function: memory-mapped from the tensor cache (decoded into it
+    on the first run), else in memory, else per batch when they would not fit (see :func:`input_mode`)."""
     tcfg = _tensor_config(cfg)
     workers = max(1, cfg.workers or torch.get_num_threads())
-    need_gb = decoded_size_gb(len(sample_ids), tcfg)
+    mode = input_mode(ingest, sample_ids, classes, tcfg, cfg)
     sources: dict[str, Any] = {}
-    if need_gb <= cfg.memory_budget_gb:
-        tensors = build_av_tensors(table, classes, tcfg, workers=workers)
+    if mode in ("cache", "memory"):
+        if mode == "cache":
+            cache = TensorCache.of(ingest.path)
+            key = key_of(ingest.fingerprint(), tcfg, classes, sample_ids)
+            tensors = cache.open_or_build(key, lambda: read_shards(ingest.path, sample_ids), workers=workers)
+            info(
+                f"score: inputs memory-mapped from {tensors.stats['tensor_cache']} "
+                f"({'decoded now' if tensors.stats['decoded'] else 'decoded by an earlier run'}; "
+                f"{cache.size_bytes() / 1e9:.2f} GB on disk, --no-tensor-cache decodes into memory instead)"
+            )
+        else:
+            tensors = build_av_tensors(read_shards(ingest.path, sample_ids), classes, tcfg, workers=workers)
         n_frames = int(tensors.frames.shape[1])
         for m in MODALITIES:
             sources[m] = InMemorySource(tensors, m)
         tcfg = dataclasses.replace(tcfg, audio_frames=tensors.audio_frames)
     else:
+        need_gb = decoded_size_gb(len(sample_ids), tcfg)
         info(
             f"score: decoded inputs would take about {need_gb:.1f} GB "
-            f"(> --memory-budget-gb {cfg.memory_budget_gb:g}); "
+            f"(> --memory-budget-gb {cfg.memory_budget_gb:g}) and the tensor cache is "
+            f"{'off' if not cfg.tensor_cache else 'out of disk room'}; "
             f"decoding per batch with {workers} loader worker(s) instead"
         )
-        dataset = AVDataset(table, classes, tcfg)
+        dataset = AVDataset(read_shards(ingest.path, sample_ids), classes, tcfg)
         index = {c: i for i, c in enumerate(classes)}
         label_idx = torch.tensor([index[lbl] for lbl in labels], dtype=torch.int64)
         n_frames = tcfg.num_frames
@@ -624,6 +638,23 @@ def _trainer(
     trainer = FoldTrainer(sources, fold_sets, len(classes), cfg, device, n_frames)
     trainer.tensor_config = tcfg
     return trainer
+
+
+def input_mode(
+    ingest: IngestDir, sample_ids: list[str], classes: list[str], tcfg: TensorConfig, cfg: ScoreConfig
+) -> str:
+    """Where the jobs' inputs come from: ``cache`` (the memory-mapped tensor cache, the default: its entry
+    exists or the disk has room for one), ``memory`` (``--no-tensor-cache`` or no disk room, and the set
+    fits ``--memory-budget-gb``), else ``stream`` (decoded per batch: slow, one job at a time)."""
+    if cfg.tensor_cache:
+        cache = TensorCache.of(ingest.path)
+        if cache.has_room(len(sample_ids), tcfg):
+            return "cache"
+        if cache.open(key_of(ingest.fingerprint(), tcfg, classes, sample_ids)) is not None:
+            return "cache"
+    if decoded_size_gb(len(sample_ids), tcfg) <= cfg.memory_budget_gb:
+        return "memory"
+    return "stream"
 
 
 def _folds(cfg: ScoreConfig, labels: list[str], groups: list[str | None], repeat: int) -> np.ndarray:

@@ -53,11 +53,13 @@ class BatchSource:
 
 
 class InMemorySource(BatchSource):
-    """Slices of an :class:`AVTensors` (everything decoded once)."""
+    """Rows gathered by index from an :class:`AVTensors` (everything decoded once: in memory, or
+    memory-mapped from the tensor cache, whose float16 audio is cast to ``audio_dtype`` per batch)."""
 
     def __init__(self, tensors: AVTensors, modality: str) -> None:
         self.modality = modality
         self.data = tensors.audio if modality == "audio" else tensors.frames
+        self.dtype = getattr(torch, tensors.config.audio_dtype) if modality == "audio" else self.data.dtype
         self._labels = tensors.labels
 
     def labels(self) -> torch.Tensor:
@@ -65,7 +67,7 @@ class InMemorySource(BatchSource):
 
     def batches(self, chunks: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
         for idx in chunks:
-            yield self.data[idx]
+            yield self.data[idx].to(self.dtype)
 
 
 class StreamingSource(BatchSource):

@@ -7,8 +7,23 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
-#: corrupted condition -> sign of d that marks it (visual corruption: d > 0; audio noise: d < 0)
+#: corrupted condition -> sign of d that marks it (visual corruption: d > 0; audio corruption: d < 0); the
+#: other-domain sets' conditions (visual_blur, audio_reverb, ...) take the sign of their modality prefix
 SIGN = {"visual_mismatch": 1.0, "visual_noise": 1.0, "audio_noise": -1.0}
+
+
+def sign_of(condition: str) -> float | None:
+    """+1 for a visual corruption, -1 for an audio one, None for clean or unknown."""
+    if condition in SIGN:
+        return SIGN[condition]
+    return {"visual": 1.0, "audio": -1.0}.get(condition.partition("_")[0])
+
+
+def category(condition: str) -> str:
+    """The issue's three families: visual mismatch, visual degradation, audio degradation (audio mismatch apart)."""
+    if condition in ("visual_mismatch", "audio_mismatch"):
+        return condition
+    return "visual_degradation" if condition.startswith("visual_") else "audio_degradation"
 
 
 def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -24,15 +39,23 @@ def condition_aurocs(d: np.ndarray, condition: np.ndarray, severity: np.ndarray)
     """AUROC of (signed) d against clean, per condition and per severity level, with counts."""
     clean = d[condition == "clean"]
     out: dict[str, dict[str, Any]] = {}
-    for cond, sign in SIGN.items():
+    present = [c for c in SIGN if c in set(condition.tolist())]
+    present += sorted(c for c in set(condition.tolist()) if c not in SIGN and sign_of(c) is not None)
+    for cond in present:
+        sign = sign_of(cond)
         m = condition == cond
-        if not m.any():
-            continue
         row: dict[str, Any] = {"n": int(m.sum()), "auroc": auroc(sign * d[m], sign * clean), "levels": {}}
         for level in sorted(set(severity[m].tolist()), key=_level_key):
             mm = m & (severity == level)
             row["levels"][level] = {"n": int(mm.sum()), "auroc": auroc(sign * d[mm], sign * clean)}
         out[cond] = row
+    for cat in sorted({category(c) for c in present}):
+        members = [c for c in present if category(c) == cat]
+        if len(members) > 1 or members[0] != cat:
+            m = np.isin(condition, members)
+            pos = np.concatenate([sign_of(c) * d[condition == c] for c in members])
+            neg = np.concatenate([sign_of(c) * clean for c in members[:1]])
+            out[f"[{cat}]"] = {"n": int(m.sum()), "auroc": auroc(pos, neg), "levels": {}}
     return out
 
 
@@ -48,7 +71,7 @@ def spearman(d: np.ndarray, expected: np.ndarray) -> float:
     return float(spearmanr(d, expected).statistic)
 
 
-#: conditions that corrupt each modality's evidence
+#: conditions that corrupt each modality's evidence (other-domain sets: by the condition's prefix)
 CORRUPTS = {"audio": ("audio_noise",), "visual": ("visual_mismatch", "visual_noise")}
 
 
@@ -57,6 +80,7 @@ def intact_mask(modality: str, truth: dict[str, np.ndarray]) -> np.ndarray:
     on AV-digits-style sets every clip whose condition does not corrupt that modality; on
     demo-synth sets, clips whose regime is clean in that modality (clarity range starting at 0.9)."""
     if "condition" in truth:
-        return ~np.isin(truth["condition"], CORRUPTS[modality])
+        cond = truth["condition"].astype(str)
+        return ~(np.isin(cond, CORRUPTS[modality]) | np.char.startswith(cond, modality + "_"))
     clean_regimes = {"audio": ("audio_clean", "both_clean"), "visual": ("visual_clean", "both_clean")}[modality]
     return np.isin(truth["regime"], clean_regimes)

@@ -15,8 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MMCURATE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 from mmcurate.synth.avdigits import AVDigitsSpec  # noqa: E402
+from mmcurate.synth.domains import DomainSpec  # noqa: E402
 
-#: name -> ("avdigits", AVDigitsSpec) | ("demo", generate_demo_dataset kwargs) | ("shared", folder under SHARED)
+#: name -> ("avdigits", AVDigitsSpec) | ("domain", DomainSpec) | ("demo", generate_demo_dataset kwargs)
+#: | ("shared", folder under SHARED)
 SETS: dict[str, tuple[str, Any]] = {
     # --- reference: the shared set the previous defaults were chosen on (ingested at the default 224 px) ---
     "av_digits": ("shared", "av_digits"),
@@ -78,6 +80,103 @@ SETS: dict[str, tuple[str, Any]] = {
         ),
     ),
     "db1": ("demo", {"n_per_class": 200, "seed": 21}),
+    # --- other domains (mmcurate.synth.domains): tuning (ot*) and benchmark (ob*, never used to choose) ---
+    "ot1": (
+        "domain",
+        DomainSpec(
+            n_clips=1500,
+            seed=301,
+            visual="glyphs",
+            audio="fsdd",
+            conditions=(
+                ("visual_mismatch", 0.10, ()),
+                ("visual_blur", 0.10, (3.0, 5.0, 8.0)),
+                ("visual_lowcontrast", 0.06, (0.15, 0.07)),
+                ("audio_reverb", 0.10, (0.8, 1.5, 3.0)),
+                ("audio_bandlimit", 0.06, (800.0, 400.0)),
+            ),
+        ),
+    ),
+    "ot2": (
+        "domain",
+        DomainSpec(
+            n_clips=1500,
+            seed=302,
+            visual="scenes",
+            audio="instruments",
+            conditions=(
+                ("visual_mismatch", 0.08, ()),
+                ("visual_occlusion", 0.10, (0.5, 0.8)),
+                ("visual_compression", 0.08, (0.25, 0.15)),
+                ("audio_competing", 0.10, (0.0, -6.0)),
+                ("audio_noise", 0.08, (0.0, -6.0)),
+            ),
+        ),
+    ),
+    "ob1": (
+        "domain",
+        DomainSpec(
+            n_clips=1500,
+            seed=401,
+            visual="glyphs",
+            audio="textures",
+            conditions=(
+                ("visual_mismatch", 0.08, ()),
+                ("visual_occlusion", 0.08, (0.6, 0.9)),
+                ("visual_compression", 0.08, (0.2, 0.12)),
+                ("audio_mismatch", 0.06, ()),
+                ("audio_reverb", 0.08, (1.0, 2.5)),
+                ("audio_competing", 0.08, (-3.0, -9.0)),
+            ),
+        ),
+    ),
+    "ob2": (
+        "domain",
+        DomainSpec(
+            n_clips=1500,
+            seed=402,
+            visual="scenes",
+            audio="fsdd",
+            size=128,
+            fps=10,
+            conditions=(
+                ("visual_mismatch", 0.10, ()),
+                ("visual_blur", 0.08, (4.0, 8.0)),
+                ("visual_noise", 0.08, (60.0, 110.0)),
+                ("audio_bandlimit", 0.08, (700.0, 350.0)),
+                ("audio_noise", 0.08, (3.0, -3.0, -9.0)),
+            ),
+        ),
+    ),
+    "ob3": (
+        "domain",
+        DomainSpec(
+            n_clips=1500,
+            seed=403,
+            visual="glyphs",
+            audio="instruments",
+            n_classes=8,
+            size=64,
+            conditions=(
+                ("visual_mismatch", 0.12, ()),
+                ("visual_lowcontrast", 0.08, (0.2, 0.1, 0.05)),
+                ("visual_blur", 0.06, (2.0, 4.0)),
+                ("audio_bandlimit", 0.08, (600.0, 300.0)),
+                ("audio_reverb", 0.08, (0.7, 2.0)),
+            ),
+        ),
+    ),
+    # --- small sets (the warning's thresholds): a user's own few clips ---
+    "s60": ("avdigits", AVDigitsSpec(n_clips=60, seed=501, visual_mismatch=0.1, visual_noise=0.1, audio_noise=0.1)),
+    "s150": (
+        "domain",
+        DomainSpec(n_clips=150, seed=502, visual="scenes", audio="instruments", n_classes=6),
+    ),
+    "s300": (
+        "domain",
+        DomainSpec(n_clips=300, seed=503, visual="glyphs", audio="textures", n_classes=10),
+    ),
+    "s60d": ("domain", DomainSpec(n_clips=60, seed=504, visual="glyphs", audio="fsdd", n_classes=10)),
     "db2": (
         "demo",
         {
@@ -126,6 +225,12 @@ def prepare_set(name: str, cache: Path, workers: int = 2) -> Path:
                 )
         group = "speaker"
         size = 224  # as a user ingests it (and as the acceptance test does)
+    elif kind == "domain":
+        from mmcurate.synth.domains import generate_domain_set
+
+        generate_domain_set(raw, spec, SHARED / "fsdd" / "recordings")
+        manifest = raw / "labels.csv"
+        group = "group"
     elif kind == "avdigits":
         from mmcurate.synth.avdigits import generate_avdigits
 

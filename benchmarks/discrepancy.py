@@ -17,8 +17,8 @@ av_digits for reference):
   (Training both scorers on fully clean clips only was tried first: on sets with 30-45 %
   corrupted clips that throws away so much good evidence that the "ceiling" fell below the
   default; see the README of the results.)
-* **long** (``--long``): each scorer trained 5x longer (epochs x 5, one repeat): the clean-clip
-  accuracy the defaults should come within 2 points of.
+* **long** (``--long``): each scorer's search allowed three times the patience and twice the
+  epoch budget: what stopping at the defaults' plateau costs in clean-clip accuracy and AUROC.
 * **uncertainty** (``--seeds 0,1``): two independent scorings; the share of samples whose d moved
   by less than 1 and 2 of its predicted standard errors (``sqrt(std_0^2 + std_1^2)``; 68 % and
   95 % if the stds are right).
@@ -118,6 +118,17 @@ def default_run(ingest: Path, cfg: ScoreConfig) -> dict[str, Any]:
             for m in MODALITIES
         },
         "uncertainty": meta["metrics"]["uncertainty"],
+        "health": {
+            "status": meta["health"]["status"],
+            "verdicts": [v["line"] for v in meta["health"]["verdicts"]],
+            "accuracy": {m: meta["health"]["modalities"][m]["accuracy"] for m in MODALITIES},
+            "kappa": {m: meta["health"]["modalities"][m]["kappa"] for m in MODALITIES},
+        },
+        "both_weak": meta["both_weak"],
+        "folds": [
+            {k: f.get(k) for k in ("fold", "modality", "accuracy", "epochs", "stop", "restarts", "seconds")}
+            for f in meta["metrics"]["folds"]
+        ],
         "_d": col["discrepancy"],
         "_std": col["discrepancy_std"],
     }
@@ -141,14 +152,10 @@ def refit_run(ingest: Path, cfg: ScoreConfig, clean_only: bool) -> dict[str, Any
     tensors = build_av_tensors(read_shards(ingest, ids), classes, tcfg, workers=1)
     y = tensors.labels.numpy()
     usable = {m: intact_mask(m, t) if clean_only else np.ones(len(y), dtype=bool) for m in MODALITIES}
-    repeats, window, n = int(cfg.repeats), int(cfg.avg_last), len(y)
+    repeats, n = int(cfg.repeats), len(y)
     fold_sets = [_folds(cfg, labels, manifest.column("group").to_pylist(), r) for r in range(repeats)]
-    runs = {
-        m: ModalityRuns(
-            [np.zeros((n, len(classes))) for _ in range(repeats)], [np.zeros((window, n)) for _ in range(repeats)]
-        )
-        for m in MODALITIES
-    }
+    runs = {m: ModalityRuns.empty(repeats, n, len(classes)) for m in MODALITIES}
+    epochs: dict[str, list[int]] = {m: [] for m in MODALITIES}
     wall, cpu = time.perf_counter(), cpu_seconds()
     for r in range(repeats):
         for k in range(cfg.folds):
@@ -166,8 +173,8 @@ def refit_run(ingest: Path, cfg: ScoreConfig, clean_only: bool) -> dict[str, Any
                     torch.device("cpu"),
                     int(tensors.frames.shape[1]),
                 )
-                runs[modality].probs[r][held] = res.probs
-                runs[modality].window_true[r][:, held] = res.held_true
+                runs[modality].add(r, held, res.probs, res.held_true, res.inner_idx, res.inner_probs)
+                epochs[modality].append(int(res.report.get("epochs", 0)))
     a = assemble_scores(y, fold_sets[0], runs, cfg.calibration)
     c = a.columns
     return {
@@ -176,6 +183,7 @@ def refit_run(ingest: Path, cfg: ScoreConfig, clean_only: bool) -> dict[str, Any
         "calibrated": judge(t, c["discrepancy"]),
         "uncalibrated": judge(t, c["p_audio_uncalibrated"] - c["p_visual_uncalibrated"]),
         "clean_accuracy": {m: clean_accuracy(t, y, c[f"probs_{m}"].argmax(1)) for m in MODALITIES},
+        "epochs": epochs,
     }
 
 
@@ -195,7 +203,7 @@ def main() -> None:
     ap.add_argument("--sets", default="b1,b2,b3,b4,db1,db2")
     ap.add_argument("--seeds", default="0", help="scorer seeds; two or more also check the uncertainty")
     ap.add_argument("--ceiling", action="store_true", help="also train on clean clips only (reference ceiling)")
-    ap.add_argument("--long", action="store_true", help="also train 5x longer (accuracy reference)")
+    ap.add_argument("--long", action="store_true", help="also search 3x longer (accuracy reference)")
     ap.add_argument(
         "--set-option",
         action="append",
@@ -248,7 +256,7 @@ def main() -> None:
             print(name, "ceiling", _headline(entry["ceiling"]), flush=True)
         if args.long:
             base = ScoreConfig(seed=seeds[0], device="cpu", **typed).resolved(False)
-            long_cfg = dataclasses.replace(base, epochs=base.epochs * 5, avg_last=base.avg_last * 5, repeats=1)
+            long_cfg = dataclasses.replace(base, patience=base.patience * 3, max_epochs=base.max_epochs * 2)
             entry["long"] = refit_run(ingest, long_cfg, clean_only=False)
             print(name, "long", _headline(entry["long"]), flush=True)
         for v in entry.values():
@@ -350,6 +358,28 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{ev['ece_before']:.3f} -> {ev['ece_after']:.3f} "
                     f"| {r['uncertainty']['mean_discrepancy_std']:.3f} | "
                     f"{r['wall_seconds']} | {r['cpu_seconds']} |"
+                )
+    lines += [
+        "",
+        "## Self-check and per-fold accuracy (out-of-fold, all clips)",
+        "",
+        "| set | seed | self-check | kappa audio / visual | both weak | audio folds (epochs, stop) | visual folds |",
+        "|---|---:|---|---|---:|---|---|",
+    ]
+    for name, e in results.items():
+        for key, r in e.items():
+            if key.startswith("default_seed") and "health" in r:
+                h = r["health"]
+                per = {
+                    m: ", ".join(
+                        f"{f['accuracy']:.2f} ({f['epochs']}, {f['stop']})" for f in r["folds"] if f["modality"] == m
+                    )
+                    for m in MODALITIES
+                }
+                lines.append(
+                    f"| {name} | {key.removeprefix('default_seed')} | {h['status']} "
+                    f"| {h['kappa']['audio']:.2f} / {h['kappa']['visual']:.2f} | {r['both_weak']['count']} "
+                    f"| {per['audio']} | {per['visual']} |"
                 )
     checks = [(n, e["uncertainty_check"]) for n, e in results.items() if "uncertainty_check" in e]
     if checks:

@@ -617,13 +617,25 @@ def test_balanced_page_has_bins_legends_search_links_and_marks(work: Path, brows
 
 
 def test_both_weak_clips_are_flagged(work: Path, browser: Any, tmp_path: Path) -> None:
+    """Scores imported with three clips low on both sides: the importer flags them both_weak, the page too."""
+    from mmcurate.score.assemble import both_weak_threshold
+
     ingest = tmp_path / "ingest"
     shutil.copytree(work / "ingest", ingest, ignore=shutil.ignore_patterns("browse"))
     scores = pq.read_table(ingest / "scores.parquet")
-    by_d = sorted(zip(scores.column("discrepancy").to_pylist(), scores.column("sample_id").to_pylist()))
-    weak = {sid for _, sid in by_d[:3]}
-    flags = pa.array([sid in weak for sid in scores.column("sample_id").to_pylist()])
-    pq.write_table(scores.append_column("both_weak", flags), ingest / "scores.parquet")
+    ids = scores.column("sample_id").to_pylist()
+    p_a, p_v = scores.column("p_audio").to_pylist(), scores.column("p_visual").to_pylist()
+    low = set(ids[:3])
+    rows = [(sid, 0.01, 0.01) if sid in low else (sid, a, v) for sid, a, v in zip(ids, p_a, p_v)]
+    threshold = both_weak_threshold(len(json.loads((ingest / "classes.json").read_text())))
+    weak = {sid for sid, a, v in rows if a < threshold and v < threshold}
+    assert low <= weak
+    with open(tmp_path / "scores.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["sample_id", "p_audio", "p_visual"])
+        w.writerows(rows)
+    proc = run_cli("score", str(ingest), "--scores-from", str(tmp_path / "scores.csv"))
+    assert proc.returncode == 0, proc.stderr
     proc = _build(str(ingest))
     assert proc.returncode == 0, proc.stderr
     view = _open(browser, ingest / "browse" / "index.html")

@@ -137,8 +137,7 @@ def test_a_planted_scorer_checkpoint_is_refused_and_never_run(
 def test_saved_scorers_have_the_same_bytes_for_the_same_inputs(tmp_path: Path) -> None:
     import torch
 
-    from mmcurate.data import TensorConfig
-    from mmcurate.score.scorers import save_model
+    from mmcurate.score.scorers import merge_members, model_file, save_member
     from mmcurate.score.train import FitResult
 
     state = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.zeros(2)}
@@ -152,8 +151,12 @@ def test_saved_scorers_have_the_same_bytes_for_the_same_inputs(tmp_path: Path) -
         audio_stats=(0.5, 2.0),
     )
     for name in ("a", "b"):  # each write goes through its own temporary file of a random name
-        save_model(tmp_path / name / "audio.pt", res, "audio", 2, 8, TensorConfig(), seed=3)
-    assert (tmp_path / "a" / "audio.pt").read_bytes() == (tmp_path / "b" / "audio.pt").read_bytes()
+        for fold in (0, 1):
+            save_member(tmp_path / name / "members" / f"audio-fold{fold}.pt", res, "audio", 2, 8, seed=3 + fold)
+        merge_members(tmp_path / name, "audio", range(2))
+    for part in ("members/audio-fold0.pt", "audio.pt"):
+        assert (tmp_path / "a" / part).read_bytes() == (tmp_path / "b" / part).read_bytes()
+    assert model_file(tmp_path / "a", "audio").is_file()
 
 
 # ------------------------------------------------------------------ push against a trickling server

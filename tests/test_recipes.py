@@ -332,12 +332,28 @@ def test_cremad_through_mmcurate_ingest(tmp_path: Path) -> None:
     work = tmp_path / "work"
     main(
         [
-            "ingest", str(raw), "--workdir", str(work), "--layout", "cremad",
-            "--layout-option", "val_fraction=0.25", "--layout-option", "test_fraction=0.25",
-            "--classes", str(REPO / "manifests" / "classes" / "cremad.txt"),
-            "--frames", "2", "--size", "32", "--sample-rate", "22050", "--workers", "1",
+            "ingest",
+            str(raw),
+            "--workdir",
+            str(work),
+            "--layout",
+            "cremad",
+            "--layout-option",
+            "val_fraction=0.25",
+            "--layout-option",
+            "test_fraction=0.25",
+            "--classes",
+            str(REPO / "manifests" / "classes" / "cremad.txt"),
+            "--frames",
+            "2",
+            "--size",
+            "32",
+            "--sample-rate",
+            "22050",
+            "--workers",
+            "1",
         ]
-    )  # fmt: skip
+    )
     rows = pq.read_table(work / "ingest" / "manifest.parquet").to_pylist()
     got = {r["path"]: (r["label"], r["group"], r["split"]) for r in rows}
     assert {p: v[:2] for p, v in got.items()} == {

@@ -34,7 +34,7 @@ TINY = [
     "--audio-frames",
     "32",
 ]
-#: TINY without the whole-set scorers (the out-of-fold tests do not need them; tests/test_grow.py covers them)
+#: TINY without the saved fold ensemble (the out-of-fold tests do not need it; tests/test_grow.py covers it)
 TINY_OOF = [*TINY, "--no-save-scorers"]
 
 
@@ -164,7 +164,9 @@ def test_streaming_path_gives_the_same_scores(small_work: Path, tmp_path: Path) 
     shutil.copytree(small_work, a)
     shutil.copytree(small_work, b)
     assert run_cli("score", "--workdir", str(a), *TINY_OOF).returncode == 0
-    proc = run_cli("score", "--workdir", str(b), *TINY_OOF, "--memory-budget-gb", "0.0001", "--workers", "2")
+    proc = run_cli(
+        "score", "--workdir", str(b), *TINY_OOF, "--no-tensor-cache", "--memory-budget-gb", "0.0001", "--workers", "2"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "decoding per batch" in proc.stderr
     ta, tb = (pq.read_table(w / "ingest" / "scores.parquet") for w in (a, b))

@@ -74,6 +74,17 @@ class BalanceConfig:
         "Leave out samples whose discrepancy_std (from mmcurate score) exceeds this: their bin is uncertain. "
         "Off by default; the number left out is reported and recorded in the card.",
     )
+    exclude_both_weak: bool = opt(
+        False,
+        "Leave out samples on which both scorers are weak (scores' both_weak column: both confidences low, so d "
+        "near 0 means 'both wrong', not 'balanced'). Off by default, as the paper defines d on every sample; the "
+        "number per bin is reported either way and recorded in the card.",
+    )
+    accept_weak_scores: bool = opt(
+        False,
+        "Balance on scores that failed their self-check (scores.json 'health': a scorer not clearly above chance, "
+        "a fold far below the others). Without it such scores are refused: their d is largely noise.",
+    )
     exclude: Path | None = opt(
         None,
         "A text file of sample_ids to leave out (one per line, '#' comments), e.g. the list of clips marked in "
@@ -164,6 +175,8 @@ class BalanceConfig:
             **({"drop_duplicates": True} if self.drop_duplicates else {}),
             "seed": self.seed,
             "max_discrepancy_std": self.max_discrepancy_std,
+            "exclude_both_weak": self.exclude_both_weak,
+            "accept_weak_scores": self.accept_weak_scores,
             "max_shard_size": self.max_shard_size,
             "include_features": self.include_features,
             "pretty_name": self.pretty_name,

@@ -89,6 +89,8 @@ def check_pool_scores(pools: dict[str, IngestDir], cfg: BalanceConfig) -> None:
         raise MMCurateError(
             f"{first.path}: scores are {state}; run `mmcurate score` first (`mmcurate balance` does it for you)"
         )
+    for ingest in pools.values():
+        check_health(ingest, cfg)
     for ingest in others:
         state = ingest.scores_state()
         if state != "fresh":
@@ -96,6 +98,35 @@ def check_pool_scores(pools: dict[str, IngestDir], cfg: BalanceConfig) -> None:
                 f"{ingest.path}: scores are {state}; score this pool first (`mmcurate score {first.path} --candidates "
                 f"{ingest.path}` for new clips, or `mmcurate score {ingest.path}`)"
             )
+
+
+def check_health(ingest: IngestDir, cfg: BalanceConfig) -> None:
+    """Scores that failed their self-check are refused (a one-line error naming the failed checks),
+    unless ``--accept-weak-scores``; a plan (--dry-run) is shown with a warning instead."""
+    health = (ingest.read_scores_meta() or {}).get("health") or {}
+    if health.get("status") != "fail":
+        return
+    failed = [v for v in health.get("verdicts", []) if v.get("status") == "fail"]
+    what = "; ".join(_verdict_words(v) for v in failed)
+    if cfg.accept_weak_scores:
+        warn(
+            f"balance: {ingest.path}: scores failed their self-check ({what}); balancing anyway (--accept-weak-scores)"
+        )
+        return
+    if cfg.dry_run:
+        warn(f"balance: {ingest.path}: scores failed their self-check ({what}); a real run refuses them")
+        return
+    raise MMCurateError(
+        f"{ingest.path}: scores failed their self-check ({what}), so d is largely noise; see `mmcurate score`'s "
+        "lines or scores.json 'health' (more clips per class, --max-epochs), or pass --accept-weak-scores"
+    )
+
+
+def _verdict_words(v: dict[str, Any]) -> str:
+    where = v.get("modality") or "scores"
+    if v.get("fold") is not None:
+        where += f" fold {v['fold']}"
+    return f"{where}: {v['check']}"
 
 
 def plan_balance(
@@ -106,6 +137,9 @@ def plan_balance(
     ``ingest`` is one scored folder or several (pool name -> folder, the seed pool first); the
     pool table then has a ``pool`` column and the metadata is each pool's scores.json by name."""
     pool, bins, outside, uncertain, meta, copies = bin_pool(ingest, cfg)
+    weak = both_weak_rows(pool) & (bins >= 0)
+    if cfg.exclude_both_weak:
+        bins = np.where(weak, -1, bins)
     edges = cfg.bin_edges()
     counts = np.bincount(bins[bins >= 0], minlength=len(edges) - 1)
     plan = plan_bins(counts, edges, cfg.per_bin, cfg.size, cfg.shortfall)
@@ -113,6 +147,8 @@ def plan_balance(
         plan.notes.append(f"{copies} byte-identical copies of other clips left out (--drop-duplicates)")
     if outside:
         plan.notes.append(f"{outside} samples lie outside the edges and are not eligible")
+    if cfg.exclude_both_weak:
+        plan.notes.append(f"{int(weak.sum())} samples left out: both scorers weak (--exclude-both-weak)")
     if cfg.max_discrepancy_std is not None:
         plan.notes.append(
             f"{int(uncertain.sum())} samples left out: discrepancy_std above {cfg.max_discrepancy_std:g} "
@@ -233,6 +269,13 @@ def pool_needs(pools: dict[str, IngestDir], cfg: BalanceConfig) -> BinNeeds:
     )
 
 
+def both_weak_rows(pool: pa.Table) -> np.ndarray:
+    """Rows the scores flag ``both_weak`` (none for scores without the column, e.g. older ones)."""
+    if "both_weak" not in pool.column_names:
+        return np.zeros(pool.num_rows, dtype=bool)
+    return np.asarray(pool.column("both_weak").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def uncertain_rows(pool: pa.Table, max_std: float | None) -> np.ndarray:
     """Rows whose discrepancy_std exceeds ``max_std`` (none when ``max_std`` is None)."""
     if max_std is None:
@@ -323,6 +366,10 @@ def _run_balance(pools: dict[str, IngestDir], balanced: BalancedDir, cfg: Balanc
         **({"bins_requested": cfg.bins_requested} if cfg.bins_requested else {}),
         **_exclude_summary(cfg, pools),
         **_uncertainty_summary(pool, chosen, plan.edges, cfg.max_discrepancy_std),
+        "both_weak_per_bin": np.bincount(
+            bins[chosen][both_weak_rows(pool)[chosen]], minlength=len(plan.edges) - 1
+        ).tolist(),
+        "both_weak_excluded": cfg.exclude_both_weak,
         **_pools_summary(pools, pool, chosen, metas),
     }
     _warn_split_drift(summary, ratios)

@@ -48,9 +48,36 @@ class ScoreConfig:
         "Repeat the cross-fitting with other folds and seeds and average "
         "(default: 1; 2 gives a steadier d at twice the time).",
     )
-    epochs: int = opt(12, "Training epochs per scorer.")
+    epochs: int | None = opt(
+        None,
+        "Train every scorer exactly this many epochs (warm-up, cosine decay, the last --avg-last averaged) "
+        "instead of to convergence. Default: train to convergence (see --max-epochs).",
+        show_default=False,
+    )
+    max_epochs: int = opt(
+        60,
+        "Convergence: the most epochs a scorer may train. Each trains until the loss on an inner validation split "
+        "(carved from its own training part, never the clips it scores) stops improving, then anneals its learning "
+        "rate over about half as many epochs and averages those epochs' predictions.",
+    )
+    patience: int = opt(3, "Convergence: epochs without a 1 % better inner-validation loss that end the search.")
+    inner_fraction: float = opt(
+        0.1, "Convergence: share of each job's training part (per class) held out as its inner validation split."
+    )
+    restarts: int = opt(
+        2,
+        "Convergence: a scorer still at chance after 10 epochs and no longer improving is stuck on its initial "
+        "plateau; restart it from another initialisation up to this many times.",
+    )
+    frame_norm: str = opt(
+        "frame",
+        "How the visual scorer normalises frames: frame = each frame's channels standardised on their own (robust "
+        "to each clip's colours and lighting), imagenet = ImageNet channel statistics.",
+        choices=("frame", "imagenet"),
+    )
     avg_last: int | None = opt(
-        None, "Average held-out softmax over the last N epochs' weights (default: the second half of training)."
+        None,
+        "With a fixed --epochs: average held-out softmax over the last N epochs' weights (default: the second half).",
     )
     width: int | None = opt(None, "ResNet-18 base width (64 = standard). Default: 8 on CPU, 64 on GPU.")
     image_size: int | None = opt(
@@ -101,20 +128,40 @@ class ScoreConfig:
     )
     memory_budget_gb: float = opt(
         4.0,
-        "Decode the whole set into memory when it fits in this much; otherwise decode per batch (DataLoader workers).",
+        "Without the tensor cache: decode the whole set into memory when it fits in this much; otherwise decode "
+        "per batch (DataLoader workers).",
+    )
+    tensor_cache: bool = opt(
+        True,
+        "Decode once into INGEST_DIR/tensor_cache/ (frames uint8 + audio float16: about 35 KB a 1-s clip at 3 frames "
+        "of 48 px; "
+        "entries of changed data are removed) and memory-map it: reruns, seeds and parallel jobs reuse one decode "
+        "and memory does not grow with the set. Off, or when the disk lacks room: --memory-budget-gb decides.",
     )
 
-    EXECUTION_FIELDS = ("device", "workers", "memory_budget_gb")
+    EXECUTION_FIELDS = ("device", "workers", "memory_budget_gb", "tensor_cache")
 
     def __post_init__(self) -> None:
         if self.repeats is not None and self.repeats < 1:
             raise MMCurateError(f"--repeats must be at least 1 (got {self.repeats})")
         if self.folds < 2:
             raise MMCurateError(f"--folds must be at least 2 for out-of-fold scores (got {self.folds})")
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise MMCurateError(f"--epochs must be at least 1 (got {self.epochs})")
-        if self.avg_last is not None and not 1 <= self.avg_last <= self.epochs:
-            raise MMCurateError(f"--avg-last must be between 1 and --epochs {self.epochs} (got {self.avg_last})")
+        if self.avg_last is not None and (self.epochs is None or not 1 <= self.avg_last <= self.epochs):
+            raise MMCurateError(
+                f"--avg-last needs a fixed --epochs and must be between 1 and it (got {self.avg_last})"
+            )
+        if self.max_epochs < 8:
+            raise MMCurateError(f"--max-epochs must be at least 8 (got {self.max_epochs})")
+        if self.patience < 1 or self.restarts < 0:
+            raise MMCurateError(
+                f"--patience must be at least 1 and --restarts 0 or more (got {self.patience}, {self.restarts})"
+            )
+        if not (math.isfinite(self.inner_fraction) and 0.0 <= self.inner_fraction <= 0.5):
+            raise MMCurateError(f"--inner-fraction must be in [0, 0.5] (got {self.inner_fraction})")
+        if self.frame_norm not in ("frame", "imagenet"):
+            raise MMCurateError(f"--frame-norm must be frame or imagenet (got {self.frame_norm!r})")
         if self.train_frames < 1 or self.train_frames > self.num_frames:
             raise MMCurateError(
                 f"--train-frames must be between 1 and --num-frames {self.num_frames} (got {self.train_frames})"
@@ -152,7 +199,7 @@ class ScoreConfig:
             width=self.width or defaults["width"],
             image_size=self.image_size or defaults["image_size"],
             repeats=self.repeats or defaults["repeats"],
-            avg_last=self.avg_last or max(1, self.epochs // 2),
+            avg_last=(self.avg_last or max(1, self.epochs // 2)) if self.epochs is not None else None,
         )
 
     def content_dict(self) -> dict[str, Any]:
@@ -162,7 +209,7 @@ class ScoreConfig:
         return d
 
     def content_hash(self) -> str:
-        if self.width is None or self.image_size is None or self.repeats is None or self.avg_last is None:
+        if self.width is None or self.image_size is None or self.repeats is None:
             raise ValueError("hash a resolved ScoreConfig")
         return config_hash(self.content_dict(), length=10)
 

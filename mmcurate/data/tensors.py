@@ -7,7 +7,7 @@ so decoding once and slicing batches out of memory beats decoding per epoch by a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,36 +128,17 @@ def build_av_tensors(
     audio = np.empty((n, 1, cfg.audio.num_bins, audio_frames), dtype=np.dtype(cfg.audio_dtype))
     has_audio = np.zeros(n, dtype=bool)
     has_frames = np.zeros(n, dtype=bool)
-    cached_used = 0
-
-    def work(start: int) -> int:
-        used = 0
-        for i in range(start, min(start + _CHUNK, n)):
-            out = decode_sample(records[i], cfg, audio_frames, cache_ok)
-            frames[i] = out.frames
-            audio[i, 0] = out.audio
-            has_audio[i] = out.has_audio
-            has_frames[i] = out.has_frames
-            used += int(cached_usable(records[i], cfg, cache_ok))
-        return used
-
-    starts = list(range(0, n, _CHUNK))
-    with single_intraop_thread(), progress_bar("decode frames + audio", total=n) as advance:
-        if workers <= 0:
-            for st in starts:
-                cached_used += work(st)
-                advance(min(_CHUNK, n - st))
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmcurate-decode") as pool:
-                futures = [pool.submit(work, st) for st in starts]
-                try:
-                    for st, fut in zip(starts, futures, strict=True):  # in order: the first bad sample is reported
-                        cached_used += fut.result()
-                        advance(min(_CHUNK, n - st))
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
+    with progress_bar("decode frames + audio", total=n) as advance:
+        cached_used = decode_into(
+            records,
+            cfg,
+            audio_frames,
+            cache_ok,
+            DecodeTargets(frames, audio, has_audio, has_frames),
+            0,
+            workers,
+            advance,
+        )
 
     return AVTensors(
         frames=torch.from_numpy(frames),
@@ -176,6 +157,62 @@ def build_av_tensors(
             "workers": workers,
         },
     )
+
+
+@dataclass
+class DecodeTargets:
+    """The arrays a decode writes into (in memory, or the memory-mapped files of a tensor cache)."""
+
+    frames: np.ndarray
+    audio: np.ndarray
+    has_audio: np.ndarray
+    has_frames: np.ndarray
+
+
+def decode_into(
+    records: Sequence[SampleRecord],
+    cfg: TensorConfig,
+    audio_frames: int,
+    cache_ok: bool,
+    out: DecodeTargets,
+    offset: int,
+    workers: int,
+    advance: Callable[[int], Any],
+) -> int:
+    """Decode ``records`` into rows ``offset``.. of ``out`` (the one decode loop of the in-memory set and
+    the tensor cache, so both hold the same arrays); how many samples used the feature cache."""
+    n = len(records)
+
+    def work(start: int) -> int:
+        used = 0
+        for i in range(start, min(start + _CHUNK, n)):
+            dec = decode_sample(records[i], cfg, audio_frames, cache_ok)
+            out.frames[offset + i] = dec.frames
+            out.audio[offset + i, 0] = dec.audio
+            out.has_audio[offset + i] = dec.has_audio
+            out.has_frames[offset + i] = dec.has_frames
+            used += int(cached_usable(records[i], cfg, cache_ok))
+        return used
+
+    starts = list(range(0, n, _CHUNK))
+    used = 0
+    with single_intraop_thread():
+        if workers <= 0:
+            for st in starts:
+                used += work(st)
+                advance(min(_CHUNK, n - st))
+            return used
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmcurate-decode") as pool:
+            futures = [pool.submit(work, st) for st in starts]
+            try:
+                for st, fut in zip(starts, futures, strict=True):  # in order: the first bad sample is reported
+                    used += fut.result()
+                    advance(min(_CHUNK, n - st))
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    return used
 
 
 def _records_and_cache(

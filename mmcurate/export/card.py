@@ -439,7 +439,7 @@ def _scores_text(pool: Mapping[str, Any]) -> str:
     if pool.get("scores") == "oof":
         return "out-of-fold"
     if pool.get("scores") == "candidates":
-        return "candidates, not out-of-fold (whole-set scorers that never saw these clips)"
+        return "candidates, not out-of-fold (a fold ensemble that never saw these clips)"
     return str(pool.get("scores"))
 
 

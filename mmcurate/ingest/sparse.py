@@ -56,11 +56,34 @@ TRUSTED_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", 
 #: vp8/vp9 and mpeg4 are admitted with a per-packet check (hidden or "not coded" frames).
 ONE_FRAME_CODECS = frozenset(
     {
-        "h264", "hevc", "av1", "libdav1d", "libaom-av1", "vp8", "vp9", "libvpx", "libvpx-vp9", "mpeg4",
-        "mpeg1video", "mpeg2video", "flv", "h263", "vp6", "vp6f", "vp6a", "mjpeg", "prores", "dnxhd", "png",
-        "rawvideo", "ffv1", "huffyuv", "utvideo", "qtrle",
+        "h264",
+        "hevc",
+        "av1",
+        "libdav1d",
+        "libaom-av1",
+        "vp8",
+        "vp9",
+        "libvpx",
+        "libvpx-vp9",
+        "mpeg4",
+        "mpeg1video",
+        "mpeg2video",
+        "flv",
+        "h263",
+        "vp6",
+        "vp6f",
+        "vp6a",
+        "mjpeg",
+        "prores",
+        "dnxhd",
+        "png",
+        "rawvideo",
+        "ffv1",
+        "huffyuv",
+        "utvideo",
+        "qtrle",
     }
-)  # fmt: skip
+)
 #: Decoders that honour ``skip_frame=NONREF`` frame by frame (dav1d, for one, reads it once
 #: when it opens, so it would skip sampled frames too).
 NONREF_SKIP_CODECS = frozenset({"h264", "hevc", "mpeg4", "mpeg1video", "mpeg2video", "vp8", "vp9", "h263", "flv"})

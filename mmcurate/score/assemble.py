@@ -10,7 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from mmcurate.score.calibration import Calibration, calibration_slope, cross_fitted_calibration, reliability
+from mmcurate.score.calibration import (
+    Calibration,
+    apply_floor,
+    apply_temperature,
+    calibration_slope,
+    cross_fitted_calibration,
+    reliability,
+)
 from mmcurate.score.uncertainty import bin_probability, confidence_std, discrepancy_std, fit_epoch_ratio
 
 MODALITIES = ("audio", "visual")
@@ -23,11 +30,41 @@ NEAR_EDGE = 0.5
 @dataclass
 class ModalityRuns:
     """One modality's out-of-fold outputs, one entry per cross-fitting repeat: ``probs`` (n, C)
-    held-out softmax averaged over the window; ``window_true`` (W, n) the true-class probability
-    after each averaged epoch (rows of samples a repeat has not scored yet are never read)."""
+    held-out softmax averaged over each job's averaged epochs; ``true_mean`` and ``true_var`` (n,)
+    the mean and variance (ddof 1; NaN for one epoch) of the true-class probability over those
+    epochs (jobs average different numbers of epochs when they train to convergence); ``second``
+    the inner-split predictions of every job: ``(rows, probs)``, a second out-of-sample opinion on
+    rows another fold scores, used to measure how much a confidence moves from model to model."""
 
     probs: list[np.ndarray] = field(default_factory=list)
-    window_true: list[np.ndarray] = field(default_factory=list)
+    true_mean: list[np.ndarray] = field(default_factory=list)
+    true_var: list[np.ndarray] = field(default_factory=list)
+    second: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, repeats: int, n: int, num_classes: int) -> ModalityRuns:
+        return cls(
+            [np.zeros((n, num_classes)) for _ in range(repeats)],
+            [np.zeros(n) for _ in range(repeats)],
+            [np.full(n, np.nan) for _ in range(repeats)],
+        )
+
+    def add(
+        self,
+        repeat: int,
+        held: np.ndarray,
+        probs: np.ndarray,
+        held_true: np.ndarray,
+        inner: np.ndarray | None = None,
+        inner_probs: np.ndarray | None = None,
+    ) -> None:
+        """One job's arrays: held-out probabilities, the (E, n_held) true-class window, its inner split."""
+        self.probs[repeat][held] = probs
+        self.true_mean[repeat][held] = held_true.mean(axis=0)
+        if len(held_true) > 1:
+            self.true_var[repeat][held] = held_true.var(axis=0, ddof=1)
+        if inner is not None and inner_probs is not None and len(inner):
+            self.second.append((np.asarray(inner, dtype=np.int64), np.asarray(inner_probs, dtype=np.float64)))
 
 
 @dataclass
@@ -56,16 +93,18 @@ def assemble_scores(y: np.ndarray, groups: np.ndarray, runs: dict[str, ModalityR
         )
         raw_true = raw[rows, y]
         cal_true = cal.probs[rows, y]
-        run_means = np.stack([w.mean(axis=0) for w in r.window_true])
-        epoch_vars = np.stack([w.var(axis=0, ddof=1) if len(w) > 1 else np.zeros(len(y)) for w in r.window_true])
+        run_means = np.stack(r.true_mean)
+        epoch_vars = np.nan_to_num(np.stack(r.true_var), nan=0.0)
         std = confidence_std(run_means, epoch_vars)
-        if len(r.window_true) == 1 and len(r.window_true[0]) == 1:
+        if np.isnan(np.stack(r.true_var)).all() and len(r.true_mean) == 1:
             std = np.full(len(y), np.nan)  # one model, one checkpoint: no spread to measure
         if cal.applied:
             temps = np.asarray([cal.temperature[int(g)] for g in groups])
             floors = np.asarray([cal.floor.get(int(g), 0.0) for g in groups])
             tempered_true = (cal_true - floors / raw.shape[1]) / (1.0 - floors)
             std = std * calibration_slope(raw_true, tempered_true, temps, floors)
+        std, fit = model_to_model_std(std, cal_true, r, cal, groups, y)
+        metrics["uncertainty"][f"model_spread_{m}"] = fit
         cols[f"p_{m}"] = cal_true
         cols[f"p_{m}_uncalibrated"] = raw_true
         cols[f"p_{m}_std"] = std
@@ -96,6 +135,63 @@ def assemble_scores(y: np.ndarray, groups: np.ndarray, runs: dict[str, ModalityR
         }
     )
     return Assembled(cols, metrics)
+
+
+def both_weak_threshold(num_classes: int) -> float:
+    """Below this both confidences are "low": at most twice chance (2/C), but never below 0.2 (many
+    classes) nor above 0.5 (two classes: the scorer leans to the wrong class)."""
+    return float(min(0.5, max(0.2, 2.0 / num_classes)))
+
+
+def model_to_model_std(
+    std: np.ndarray, p: np.ndarray, runs: ModalityRuns, cal: Calibration, groups: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """How far a sample's confidence moves when another model scores it, per sample.
+
+    The spread over a job's averaged epochs (``std``) is measured on every sample but underestimates
+    what re-training does: checkpoints of one run agree more than separate runs. Every job also
+    scored its inner split, samples that another fold's model scores out-of-fold: a second opinion
+    from a separately trained model. Their differences ``delta`` (both calibrated with the sample's
+    fold's calibration) give the model-to-model variance ``E[delta^2] / 2``, fitted per modality as
+    ``a * std^2 + b * p (1 - p)`` (non-negative least squares; ``p (1 - p)`` lets a sample whose
+    checkpoints agree still move, most where ``p`` is near 0.5). The standard error of a sample's
+    confidence is then the fitted spread over the number of repeats averaged. Without second
+    opinions (no inner splits, fixed --epochs) ``std`` is returned as it is."""
+    from scipy.optimize import nnls
+
+    repeats = len(runs.probs)
+    base = np.nan_to_num(std, nan=0.0)
+    if not runs.second:
+        return std, {"method": "epoch spread only (no second opinions)"}
+    rows = np.concatenate([r for r, _ in runs.second])
+    other = np.concatenate([q for _, q in runs.second])
+    if cal.applied:
+        other = calibrate_like(other, rows, cal, groups)
+    q_true = other[np.arange(len(rows)), y[rows]]
+    delta = p[rows] - q_true
+    pbar = (p[rows] + q_true) / 2
+    design = np.stack([(base[rows] ** 2) * repeats, pbar * (1 - pbar)], axis=1)
+    coef, _ = nnls(design, delta**2 / 2)
+    var = coef[0] * base**2 * repeats + coef[1] * p * (1 - p)
+    fit = {
+        "method": "epoch spread and p(1-p), scaled to model-to-model differences on inner-split second opinions",
+        "pairs": int(len(rows)),
+        "scale_epoch_variance": round(float(coef[0]), 4),
+        "scale_binomial": round(float(coef[1]), 4),
+        "mean_abs_difference": round(float(np.abs(delta).mean()), 4),
+    }
+    return np.sqrt(np.maximum(var, 0.0) / repeats), fit
+
+
+def calibrate_like(probs: np.ndarray, rows: np.ndarray, cal: Calibration, groups: np.ndarray) -> np.ndarray:
+    """Apply to ``probs`` (of samples ``rows``) the calibration each sample's own fold received."""
+    out = np.empty_like(probs)
+    g = np.asarray(groups)[rows]
+    for k in np.unique(g).tolist():
+        m = g == k
+        q = apply_temperature(probs[m], cal.temperature[int(k)])
+        out[m] = apply_floor(q, cal.floor[int(k)]) if int(k) in cal.floor else q
+    return out
 
 
 def _mean(x: np.ndarray) -> float | None:

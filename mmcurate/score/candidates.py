@@ -1,4 +1,4 @@
-"""``mmcurate score INGEST_DIR --candidates NEW_INGEST_DIR``: new clips scored by the saved whole-set scorers.
+"""``mmcurate score INGEST_DIR --candidates NEW_INGEST_DIR``: new clips scored by the saved fold ensemble.
 
 The candidates' confidences come from the scorers ``mmcurate score`` trained on every sample of
 INGEST_DIR (:mod:`mmcurate.score.scorers`), averaged over the same checkpoints, calibrated with
@@ -34,13 +34,13 @@ from mmcurate.store import IngestDir
 
 #: what scores.json, the summary and the card say about these scores
 NOT_OUT_OF_FOLD = (
-    "not out-of-fold: scored by whole-set scorers trained on another ingest folder, models that never saw these "
+    "not out-of-fold: scored by the fold ensemble of another ingest folder's scoring, models that never saw these "
     "clips, with that folder's out-of-fold calibration"
 )
 
 
 def saved_scorer_for(source: IngestDir) -> SavedScorer:
-    """The whole-set scorers that belong to ``source``'s current out-of-fold scores."""
+    """The saved fold ensemble that belongs to ``source``'s current out-of-fold scores."""
     meta = source.read_scores_meta()
     if meta.get("source") != "oof" or not meta.get("scorer_id"):
         raise MMCurateError(
@@ -134,7 +134,7 @@ def score_candidates(
     device = resolve_device(cfg.device)
     scorer_id = str(saved.meta["scorer_id"])
     info(
-        f"score: {len(sample_ids)} candidates from {candidates.path} with the whole-set scorers {saved.folder} "
+        f"score: {len(sample_ids)} candidates from {candidates.path} with the saved fold ensemble {saved.folder} "
         f"on {device} ({NOT_OUT_OF_FOLD})"
     )
     tensors = build_av_tensors(
@@ -145,7 +145,8 @@ def score_candidates(
     )
     probs, per_checkpoint = {}, {}
     for m in MODALITIES:
-        probs[m], per_checkpoint[m] = saved.predict(InMemorySource(tensors, m), device)
+        frame_norm = str((saved.meta.get("config") or {}).get("frame_norm", "frame"))
+        probs[m], per_checkpoint[m] = saved.predict(InMemorySource(tensors, m), device, frame_norm)
     assembled = candidate_columns(
         probs,
         per_checkpoint,
@@ -154,7 +155,7 @@ def score_candidates(
         saved.meta.get("epoch_ratio") or {m: 1.0 for m in MODALITIES},
     )
     table, metrics = scores_table(sample_ids, labels, classes, y, np.full(len(y), -1), assembled, scorer_id)
-    metrics["candidates"] = "candidates, not out-of-fold: whole-set scorers that never saw these clips"
+    metrics["candidates"] = "candidates, not out-of-fold: a fold ensemble that never saw these clips"
     elapsed = time.monotonic() - t0
     candidates.write_scores(
         table,

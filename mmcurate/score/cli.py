@@ -21,9 +21,11 @@ from mmcurate.store import Workdir
 def score(workdir: str | None, **options: Any) -> None:
     """Train audio-only and visual-only classifiers out-of-fold and write INGEST_DIR/scores.parquet.
 
-    Each sample's confidence is the held-out softmax probability of its true class (averaged
-    over the last --avg-last epochs), from models that never trained on it; the discrepancy is
-    p_audio - p_visual. INGEST_DIR defaults to WORKDIR/ingest.
+    Each sample's confidence is the held-out softmax probability of its true class, from models
+    that never trained on it (each trained until its own inner validation split stops improving,
+    its anneal epochs averaged); the discrepancy is p_audio - p_visual. The scores check
+    themselves: each modality's out-of-fold accuracy against chance, each fold against the others;
+    a failed check is a warning line (exit 2 with --strict). INGEST_DIR defaults to WORKDIR/ingest.
     """
     result = run_stage(STAGE, Workdir.resolve(workdir), from_cli(ScoreStageConfig, options))
     if not result.finished:
@@ -31,3 +33,11 @@ def score(workdir: str | None, **options: Any) -> None:
     STAGE.summarize(result)
     info(f"scores: {result.scores_path}")
     click.echo(str(result.scores_path))
+    health = result.health or {}
+    if health.get("status") == "fail":
+        failed = sum(v["status"] == "fail" for v in health["verdicts"])
+        why = f"{failed} self-check(s) failed (see the lines above and scores.json 'health')"
+        if options.get("strict"):
+            info(f"score: {why}; exit 2 (--strict)")
+            raise SystemExit(2)
+        info(f"score: {why}; balance will refuse these scores unless --accept-weak-scores")

@@ -39,13 +39,17 @@ class ScoreStageConfig:
         False, "Score samples ingested without audio or video (zero-filled) instead of refusing."
     )
     overwrite: bool = opt(False, "Retrain even if finished fold results exist.")
+    strict: bool = opt(
+        False,
+        "Exit with status 2 when the scores fail their self-check (a scorer not clearly above chance, a fold far "
+        "below the others, a fold stuck at chance); the scores are written either way and scores.json records "
+        "the verdicts.",
+    )
     save_scorers: bool = opt(
         True,
-        "Also train one scorer per modality on all samples and save it in INGEST_DIR/scorers/<scorer>/, so that "
-        "`--candidates` can score new clips later. Cost: 2 more training jobs on all samples next to the "
-        "2 x --folds jobs on (folds-1)/folds of them, about 25% more training time at 5 folds, and the averaged "
-        "epochs' weights on disk (0.7 MB per averaged epoch and modality at width 8: about 4 MB each with the "
-        "CPU defaults; 45 MB per epoch at width 64).",
+        "Keep each fold's models (of the first repeat) in INGEST_DIR/scorers/<scorer>/ as a fold ensemble, so "
+        "that `--candidates` can score new clips later. No extra training; disk: 2 checkpoints per fold and "
+        "modality, 0.7 MB each at width 8 (about 14 MB at 5 folds; 45 MB per checkpoint at width 64).",
     )
     candidates: Path | None = opt(
         None,

@@ -107,3 +107,33 @@ def resolve_group_folds(setting: bool | None, groups: Sequence[str | None], k: i
             "each scorer would see too few of them; --group-folds forces them)"
         )
     return True, f"on: the manifest has {distinct} groups (--no-group-folds to mix them across folds)"
+
+
+#: a class needs this many samples in a job's training part before one of them goes to the inner split
+MIN_CLASS_FOR_INNER = 4
+
+
+def inner_split(train_idx: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(fit, inner)``: a job's training rows split into what it trains on and its inner validation
+    split, which only decides when training has converged (:mod:`mmcurate.score.schedule`).
+
+    Stratified by label: ``round(fraction * n)`` rows of each class (at least one where the class has
+    :data:`MIN_CLASS_FOR_INNER` rows, none below), chosen with ``seed``. Groups are not kept whole
+    here: a shared speaker makes the inner loss a little optimistic, which at worst ends the search a
+    little later; the scores themselves stay out-of-fold by the folds' own grouping.
+    """
+    train_idx = np.asarray(train_idx, dtype=np.int64)
+    if fraction <= 0 or len(train_idx) == 0:
+        return train_idx, train_idx[:0]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1AA3]))
+    labels = y[train_idx]
+    inner: list[np.ndarray] = []
+    for cls in np.unique(labels):
+        rows = train_idx[labels == cls]
+        if len(rows) < MIN_CLASS_FOR_INNER:
+            continue
+        take = max(1, int(round(fraction * len(rows))))
+        inner.append(rng.permutation(rows)[:take])
+    inner_idx = np.sort(np.concatenate(inner)) if inner else train_idx[:0]
+    fit_idx = np.setdiff1d(train_idx, inner_idx, assume_unique=True)
+    return fit_idx, inner_idx

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import file_sha256
+from mmcurate.score.assemble import both_weak_threshold
 from mmcurate.store import IngestDir
 from mmcurate.store.schemas import SCORES_SCHEMA
 
@@ -82,6 +83,7 @@ def validate_scores(ingest: IngestDir, ext: pa.Table, origin: str, scorer_id: st
             "every sample needs p_audio and p_visual"
         )
     ordered = [seen[sid] for sid in labels]
+    weak = both_weak_threshold(len(ingest.read_classes()))
     d = [float(r["p_audio"]) - float(r["p_visual"]) for r in ordered]
     table = pa.Table.from_pydict(
         {
@@ -98,6 +100,7 @@ def validate_scores(ingest: IngestDir, ext: pa.Table, origin: str, scorer_id: st
             "entropy_visual": [_opt_float(r.get("entropy_visual")) for r in ordered],
             "scorer_id": [scorer_id] * len(ordered),
             **{k: [None] * len(ordered) for k in UNKNOWN_FOR_IMPORTED},
+            "both_weak": [float(r["p_audio"]) < weak and float(r["p_visual"]) < weak for r in ordered],
         },
         schema=SCORES_SCHEMA,
     )

@@ -162,7 +162,10 @@ def write_report(ingest_dir: Path, out_dir: Path, by: list[str] | None = None) -
         _reliability_plot(calibration, out_dir / "reliability.png")
     headline["uncertainty"] = uncertainty_summary(scores, balance_edges(Path(ingest_dir)))
     breakdowns = {col: per_group(joined.column(col).to_pylist(), d, pa_, pv) for col in by or []}
-    atomic_write_text(out_dir / "report.md", _markdown(headline, classes, breakdowns, scores, calibration))
+    health = (ingest.read_scores_meta() or {}).get("health")
+    headline["health"] = health
+    text = _markdown(headline, classes, breakdowns, scores, calibration)
+    atomic_write_text(out_dir / "report.md", text)
     return {**headline, "by": breakdowns}
 
 
@@ -264,6 +267,7 @@ def _markdown(
         "",
         "![confidence density](confidence_density.png) ![discrepancy histogram](discrepancy_hist.png)",
         "",
+        *health_lines(h.get("health"), scores),
         *_calibration_lines(calibration or {}),
         *_uncertainty_lines(h.get("uncertainty")),
         "## Per class (sorted by audio-preferred share)",
@@ -301,6 +305,36 @@ REPORT_STAGE: Stage[ReportConfig, ReportResult] = Stage(
     sections=("report",),
     optional=True,
 )
+
+
+def health_lines(health: dict[str, Any] | None, scores: pa.Table) -> list[str]:
+    """The scorers' self-check: out-of-fold accuracy against chance per modality and fold, the
+    verdicts, and how many samples both scorers are weak on (their d says little)."""
+    if not health:
+        return ["## Scorers", "", "No self-check recorded (imported scores, or scores from an older mmcurate).", ""]
+    lines = [
+        "## Scorers",
+        "",
+        f"Self-check: **{health['status']}**.",
+        "",
+        "| modality | out-of-fold accuracy | 95 % interval | chance | kappa | per fold |",
+        "|---|---:|---|---:|---:|---|",
+    ]
+    for m, f in health["modalities"].items():
+        folds = ", ".join(f"{x['accuracy']:.2f}" for x in f["folds"] if x.get("accuracy") is not None)
+        lo, hi = f["interval"]
+        lines.append(
+            f"| {m} | {f['accuracy']:.3f} | {lo:.3f}-{hi:.3f} | {f['chance']:.3f} | {f['kappa']:.2f} | {folds} |"
+        )
+    lines.append("")
+    lines += [f"- {v['line']}" for v in health.get("verdicts", [])]
+    if "both_weak" in scores.column_names:
+        n = int(np.asarray(scores.column("both_weak").fill_null(False).to_numpy(zero_copy_only=False)).sum())
+        lines.append(
+            f"- both scorers weak on {n} of {scores.num_rows} samples (both confidences low): their d near 0 "
+            "means 'both wrong', not 'balanced' (`balance --exclude-both-weak` leaves them out)"
+        )
+    return [*lines, ""]
 
 
 def _calibration_lines(calibration: dict[str, Any]) -> list[str]:

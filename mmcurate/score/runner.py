@@ -8,9 +8,9 @@ cross-fitting): every confidence is still out-of-fold, with less model-to-model 
 interrupted run resumes where it stopped, and the final
 ``scores.parquet`` is written atomically once every sample has both confidences. Calibration,
 per-sample uncertainty and bin probability are assembled from the jobs' arrays by the pure
-functions of :mod:`mmcurate.score.assemble`. With ``--save-scorers`` (the default) two more jobs
-train one scorer per modality on every sample and save it for scoring new clips
-(:mod:`mmcurate.score.scorers`, ``--candidates``).
+functions of :mod:`mmcurate.score.assemble`. With ``--save-scorers`` (the default) each fold's
+models are also kept, a fold ensemble per modality that scores new clips later
+(:mod:`mmcurate.score.scorers`, ``--candidates``) at no extra training.
 """
 
 from __future__ import annotations
@@ -29,19 +29,29 @@ import torch
 
 from mmcurate import __version__
 from mmcurate.common.atomic import atomic_path
-from mmcurate.common.console import info
+from mmcurate.common.console import info, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
 from mmcurate.data import AVDataset, TensorConfig, build_av_tensors, read_shards
+from mmcurate.data.tensor_cache import TensorCache, key_of
 from mmcurate.execution import ArrayJobConfig, ExecutionConfig, Executor, WorkUnit, distributed, make_executor
 from mmcurate.execution.device import execution_device
 from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.execution.driver import Completion, UnitDriver, Written
+from mmcurate.execution.local import available_cores
 from mmcurate.score.assemble import ModalityRuns, assemble_scores
 from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
 from mmcurate.score.folds import check_fold_feasible, group_folds, resolve_group_folds, stratified_folds
+from mmcurate.score.health import check_scores
 from mmcurate.score.registry import get_scorer
-from mmcurate.score.scorers import calibration_params, model_file, save_model, write_scorer_meta
+from mmcurate.score.scorers import (
+    calibration_params,
+    member_file,
+    merge_members,
+    model_file,
+    save_member,
+    write_scorer_meta,
+)
 from mmcurate.score.table import (
     MODALITIES,
     ScoreResult,
@@ -49,11 +59,8 @@ from mmcurate.score.table import (
     scores_table,
     write_external_scores,
 )
-from mmcurate.score.train import FitResult, InMemorySource, StreamingSource, fit_predict
+from mmcurate.score.train import EpochProgress, FitResult, InMemorySource, StreamingSource, fit_predict
 from mmcurate.store import IngestDir, UnitMarker, Workdir
-
-#: the fold number of a whole-set job: trained on every sample, saved to score new clips
-WHOLE = -1
 
 
 def scores_state(ingest_dir: Path, cfg: ScoreConfig | None = None) -> str:
@@ -72,13 +79,7 @@ class ScoreJob:
     modality: str
 
     @property
-    def whole(self) -> bool:
-        return self.fold == WHOLE
-
-    @property
     def name(self) -> str:
-        if self.whole:
-            return f"whole-{self.modality}"
         return (
             f"fold{self.fold}-{self.modality}"
             if self.repeat == 0
@@ -87,10 +88,7 @@ class ScoreJob:
 
 
 def job_seed(seed: int, job: ScoreJob) -> int:
-    """The training seed of a job: distinct per (repeat, fold, modality); whole-set jobs use
-    ``seed * 1000 + 990 + modality`` (a fold job reaches that only at repeat 9, fold 9)."""
-    if job.whole:
-        return seed * 1000 + 990 + MODALITIES.index(job.modality)
+    """The training seed of a job: distinct per (repeat, fold, modality)."""
     return seed * 1000 + job.repeat * 100 + job.fold * 10 + MODALITIES.index(job.modality)
 
 
@@ -111,13 +109,15 @@ class FoldTrainer:
         self.sources, self.fold_sets, self.num_classes = sources, fold_sets, num_classes
         self.cfg, self.device, self.n_frames = cfg, device, n_frames
         self.threads, self.ranks = threads, ranks
+        #: keep the first repeat's weights (``--save-scorers``: the fold ensemble that scores new clips)
+        self.keep_models = False
         #: the tensor config with ``audio_frames`` fixed to what the inputs were decoded with
         self.tensor_config: TensorConfig | None = None
 
     def __call__(self, job: ScoreJob) -> tuple[FitResult, float]:
         started = time.monotonic()
         folds = self.fold_sets[job.repeat]
-        held, train = np.flatnonzero(folds == job.fold), np.flatnonzero(folds != job.fold)  # whole: none held out
+        held, train = np.flatnonzero(folds == job.fold), np.flatnonzero(folds != job.fold)
         seed = job_seed(self.cfg.seed, job)
         before = torch.get_num_threads()
         if self.threads is not None:  # the same count on any engine: torch's CPU results depend on it
@@ -132,17 +132,56 @@ class FoldTrainer:
                 seed,
                 self.device,
                 self.n_frames,
+                on_epoch=EpochLines(job.name, self.ranks.is_main),
                 ranks=self.ranks,
-                keep_window=job.whole,
+                keep_window=self.keep_models and job.repeat == 0,
             )
         finally:
             torch.set_num_threads(before)
         return res, time.monotonic() - started
 
 
+class EpochLines:
+    """Epoch-level progress of one training job, as plain lines (readable in a log file): at most one
+    line every :data:`EVERY` seconds per job, and always the phase changes and the last epoch, so a
+    user sees which job trains, its loss and inner accuracy, and why it takes longer (a restart, a
+    long search) instead of one tick per job."""
+
+    EVERY = 20.0
+
+    def __init__(self, job: str, speak: bool = True) -> None:
+        self.job, self.speak = job, speak
+        self.started = self.last = time.monotonic()
+        self.phase = ""
+
+    def __call__(self, e: EpochProgress) -> None:
+        now = time.monotonic()
+        changed = (e.phase, e.attempt) != getattr(self, "_key", None)
+        last = e.phase in ("anneal", "fixed") and e.epoch + 1 >= self._end(e)
+        if not self.speak or not (changed or last or now - self.last >= self.EVERY):
+            return
+        self._key, self.last = (e.phase, e.attempt), now
+        per_epoch = (now - self.started) / (e.epoch + 1)
+        what = {
+            "search": f"searching (at most {e.planned} epochs{f', restart {e.attempt}' if e.attempt else ''})",
+            "anneal": f"annealing, {e.planned} epochs averaged",
+            "fixed": f"fixed schedule of {e.planned} epochs",
+        }[e.phase]
+        acc = "" if e.inner_accuracy is None else f", inner accuracy {e.inner_accuracy:.2f}"
+        info(f"score: {self.job} epoch {e.epoch + 1}: {what}, loss {e.loss:.3f}{acc} ({per_epoch:.1f} s/epoch)")
+
+    def _end(self, e: EpochProgress) -> int:
+        if e.phase == "fixed":
+            return e.planned
+        if e.phase == "anneal":
+            self._anneal_start = getattr(self, "_anneal_start", e.epoch)
+            return self._anneal_start + e.planned
+        return 10**9
+
+
 def run_score(workdir: Workdir, stage: ScoreStageConfig) -> ScoreResult:
     """The ``mmcurate score`` stage: built-in out-of-fold scores, imported scores or a plugin's,
-    or (``--candidates``) new clips scored with the saved whole-set scorers."""
+    or (``--candidates``) new clips scored with the saved fold ensemble."""
     ingest = IngestDir(stage.ingest_dir or workdir.ingest.path).require()
     if stage.candidates is not None:
         from mmcurate.score.candidates import score_candidates
@@ -221,8 +260,8 @@ def score_out_of_fold(
     itself uses the cores; on Ray one task per job, the decoded inputs put in the object store
     once), and the driver writes each job's result, then the scores once every job is done.
     Under ``--distributed`` every rank trains every job together (data-parallel); rank 0 holds the
-    ingest folder's lock for all ranks and writes. With ``save_scorers`` two more jobs train a
-    whole-set scorer per modality, saved with their out-of-fold calibration in ``scorers/<scorer>/``
+    ingest folder's lock for all ranks and writes. With ``save_scorers`` the first repeat's fold
+    models are saved too, with their out-of-fold calibration, in ``scorers/<scorer>/``
     (:mod:`mmcurate.score.scorers`).
     """
     t0 = time.monotonic()
@@ -232,9 +271,9 @@ def score_out_of_fold(
     if execution.distributed:
         ranks, device = distributed.start(device)
     with lock_for_scoring(ingest, array, take=ranks.is_main):
-        threads = execution.threads(torch.get_num_threads())
-        executor = executor or make_executor(1, array, execution, cpus=threads, threads=threads)
         plan = ScorePlan.of(ingest, cfg.resolved(device.type == "cuda"), allow_missing, save_scorers)
+        threads, workers = _job_layout(plan, device, execution, ranks)
+        executor = executor or make_executor(workers, array, execution, cpus=threads, threads=threads)
         if overwrite and ranks.is_main:
             for folder in (plan.run_dir, plan.scorers_dir):
                 if folder.exists():
@@ -245,6 +284,23 @@ def score_out_of_fold(
             return ScoreResult(ingest.path, plan.scorer_id, str(device), time.monotonic() - t0, {}, finished=False)
         how = {"engine": execution.engine, "threads_per_job": threads}
         return _write_scores(plan, seconds, device, how, ranks, t0)
+
+
+def _job_layout(plan: ScorePlan, device: torch.device, execution: ExecutionConfig, ranks: Ranks) -> tuple[int, int]:
+    """(torch threads per job, local worker processes).
+
+    On CPU every job trains with one thread and the local engine runs one job per core: the CPU-sized
+    scorers are too small for intra-op threads to pay (measured in benchmarks/results/score_profile.md),
+    and one thread per job makes the results the same on any machine and either engine, whatever its
+    core count. One process when the inputs are decoded per batch (loader workers cannot start inside
+    pool workers), under --distributed, and on a GPU. ``--cpus-per-job`` sets the threads per job."""
+    on_cpu = device.type == "cpu"
+    threads = execution.threads(1 if on_cpu else torch.get_num_threads())
+    mode = input_mode(plan.ingest, plan.sample_ids, plan.classes, _tensor_config(plan.cfg), plan.cfg)
+    in_memory = mode != "stream"
+    if not on_cpu or ranks.world > 1 or not in_memory:
+        return threads, 1
+    return threads, max(1, available_cores() // threads)
 
 
 @dataclass(frozen=True)
@@ -303,21 +359,14 @@ class ScorePlan:
         repeats, folds = range(len(self.fold_sets)), range(self.cfg.folds)
         return [ScoreJob(r, k, m) for r in repeats for k in folds for m in MODALITIES]
 
-    @property
-    def whole_jobs(self) -> list[ScoreJob]:
-        """The whole-set scorers saved for ``--candidates`` (none with ``--no-save-scorers``)."""
-        return [ScoreJob(0, WHOLE, m) for m in MODALITIES] if self.save_scorers else []
-
     def marker(self, job: ScoreJob) -> UnitMarker:
-        if job.whole:
-            return UnitMarker(self.scorers_dir / f"{job.modality}.json", self.scorers_dir)
         return UnitMarker(self.run_dir / f"{job.name}.json", self.run_dir)
 
     def identity(self, job: ScoreJob) -> str:
-        if job.whole:
-            return config_hash([self.fingerprint, job.name], length=32)
+        # a job that kept its models is not the same unit as one that did not
+        keeps = self.save_scorers and job.repeat == 0
         held = np.flatnonzero(self.fold_sets[job.repeat] == job.fold)
-        return config_hash([self.fingerprint, held.tolist()], length=32)
+        return config_hash([self.fingerprint, held.tolist(), *(["models"] if keeps else [])], length=32)
 
     def completion(self) -> Completion[ScoreJob]:
         # sha256: a damaged result (same size) is trained again, not trusted
@@ -334,15 +383,15 @@ def _train_jobs(
     """Train the pending jobs through the driver, writing each result as it comes (its seconds into
     ``seconds``); whether every job, of every array part, is done."""
     cfg, repeats = plan.cfg, len(plan.fold_sets)
-    units = [WorkUnit(job.name, i, (job,)) for i, job in enumerate(plan.jobs + plan.whole_jobs)]
+    units = [WorkUnit(job.name, i, (job,)) for i, job in enumerate(plan.jobs)]
     driver = UnitDriver("score", "training job", units, plan.completion(), executor, ranks)
     why = "GPU found" if device.type == "cuda" else "no GPU found: CPU-sized models"
-    then = "; then 2 whole-set scorers saved for --candidates (--no-save-scorers skips them)"
+    then = "; each fold's models kept to score new clips (--candidates)"
     info(
         f"score: {len(plan.sample_ids)} samples, {len(plan.classes)} classes, {cfg.folds} folds x 2 modalities"
         f"{f' x {repeats} repeats' if repeats > 1 else ''} on {device} "
-        f"({why}: ResNet-18 width {cfg.width}, {cfg.image_size} px frames, {cfg.epochs} epochs, "
-        f"confidence averaged over the last {cfg.avg_last}; {executor.describe()}"
+        f"({why}: ResNet-18 width {cfg.width}, {cfg.image_size} px frames, {_schedule_words(cfg)}; "
+        f"{executor.describe()}, {threads} thread(s) per job"
         f"{f', data-parallel over {ranks.world} ranks' if ranks.world > 1 else ''}); group folds {plan.grouping[1]}"
         f"{then if plan.save_scorers else ''}"
     )
@@ -352,6 +401,7 @@ def _train_jobs(
         nonlocal trainer
         trainer = _trainer(plan.ingest, plan.sample_ids, plan.labels, plan.classes, cfg, device, plan.fold_sets)
         trainer.threads, trainer.ranks = threads, ranks
+        trainer.keep_models = plan.save_scorers
         return trainer
 
     def write(unit: WorkUnit[ScoreJob], results: list[tuple[FitResult, float]]) -> Written:
@@ -365,22 +415,54 @@ def _train_jobs(
     return ranks.is_main and driver.finish(IngestDir.SCORES)
 
 
+def _schedule_words(cfg: ScoreConfig) -> str:
+    if cfg.epochs is not None:
+        return f"{cfg.epochs} epochs, confidence averaged over the last {cfg.avg_last}"
+    return (
+        f"each trained until its inner validation split stops improving (at most {cfg.max_epochs} epochs, "
+        f"{cfg.restarts} restart(s) when stuck at chance), confidence averaged over its anneal epochs"
+    )
+
+
 def _save_job(plan: ScorePlan, job: ScoreJob, res: FitResult, tensor_config: TensorConfig) -> Written:
-    """One finished job's file: a fold job's held-out arrays, or a whole-set job's saved model."""
+    """One finished job's files: its held-out arrays, and (first repeat, ``--save-scorers``) its models."""
     cfg = plan.cfg
     check_finite(res.probs, job.name, cfg)
-    if not job.whole:
-        part = plan.run_dir / f"{job.name}.npz"
-        _save_part(part, res)
-        return Written([part])
+    part = plan.run_dir / f"{job.name}.npz"
+    _save_part(part, res)
+    payload = {"report": _job_summary(res.report), "tensor_config": tensor_config.to_dict()}
+    if not (plan.save_scorers and job.repeat == 0):
+        return Written([part], payload)
     if not np.isfinite(res.losses).all():
         raise MMCurateError(
-            f"scorer training diverged: whole-set job {job.name} has a non-finite loss "
+            f"scorer training diverged: job {job.name} has a non-finite loss "
             f"(--lr {cfg.lr:g}); lower --lr, then rerun `mmcurate score`"
         )
-    part = model_file(plan.scorers_dir, job.modality)
-    save_model(part, res, job.modality, len(plan.classes), int(cfg.width or 8), tensor_config, job_seed(cfg.seed, job))
-    return Written([part], {"tensor_config": tensor_config.to_dict(), "audio_stats": list(res.audio_stats or ())})
+    member = member_file(plan.scorers_dir, job.modality, job.fold)
+    save_member(member, res, job.modality, len(plan.classes), int(cfg.width or 8), job_seed(cfg.seed, job))
+    return Written([part, member], payload)
+
+
+#: what scores.json keeps of a job's training report (the per-epoch history stays in the marker)
+SUMMARY_KEYS = (
+    "schedule",
+    "epochs",
+    "search_epochs",
+    "anneal_epochs",
+    "stop",
+    "restarts",
+    "learned",
+    "best_inner_loss",
+    "best_inner_epoch",
+    "inner_samples",
+    "final_inner_loss",
+    "final_inner_accuracy",
+)
+
+
+def _job_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """A job's training report: the summary fields and each attempt's per-epoch history."""
+    return {**{k: report[k] for k in SUMMARY_KEYS if k in report}, "attempts": report.get("attempts", [])}
 
 
 def _write_scores(
@@ -393,19 +475,19 @@ def _write_scores(
 ) -> ScoreResult:
     """Assemble every job's held-out arrays into scores.parquet (+ scores.json, and the saved scorers' meta)."""
     cfg, classes, y, ingest = plan.cfg, plan.classes, plan.y, plan.ingest
-    n, window, repeats = len(plan.sample_ids), int(cfg.avg_last or 1), len(plan.fold_sets)
-    runs = {
-        m: ModalityRuns(
-            [np.zeros((n, len(classes))) for _ in range(repeats)], [np.zeros((window, n)) for _ in range(repeats)]
-        )
-        for m in MODALITIES
-    }
+    n, repeats = len(plan.sample_ids), len(plan.fold_sets)
+    runs = {m: ModalityRuns.empty(repeats, n, len(classes)) for m in MODALITIES}
     fold_stats: list[dict[str, Any]] = []
+    reports: dict[tuple[str, int], dict[str, Any]] = {}
     for job in plan.jobs:
         held = np.flatnonzero(plan.fold_sets[job.repeat] == job.fold)
-        res = _load_part(plan.run_dir / f"{job.name}.npz", len(held), len(classes), window)
-        runs[job.modality].probs[job.repeat][held] = res.probs
-        runs[job.modality].window_true[job.repeat][:, held] = res.held_true
+        res = _load_part(plan.run_dir / f"{job.name}.npz", len(held), len(classes))
+        runs[job.modality].add(job.repeat, held, res.probs, res.held_true, res.inner_idx, res.inner_probs)
+        report = {
+            k: v for k, v in (plan.marker(job).read_payload() or {}).get("report", {}).items() if k != "attempts"
+        }
+        if job.repeat == 0:
+            reports[(job.modality, job.fold)] = report
         acc = float((res.probs.argmax(1) == y[held]).mean())
         fold_stats.append(
             {
@@ -414,6 +496,7 @@ def _write_scores(
                 "modality": job.modality,
                 "held_out": int(len(held)),
                 "accuracy": round(acc, 4),
+                **report,
                 "seconds": seconds.get(job.name, 0.0),
                 "resumed": job.name not in seconds,
             }
@@ -426,10 +509,13 @@ def _write_scores(
             info(f"score: {m} confidences are written uncalibrated: {cal['reason']}")
     elapsed = time.monotonic() - t0
     metrics["folds"] = fold_stats
-    if plan.save_scorers:  # what the saved scorers cost (0 when resumed)
-        metrics["whole_set_seconds"] = {job.name: seconds.get(job.name, 0.0) for job in plan.whole_jobs}
-        payloads = {m: plan.marker(ScoreJob(0, WHOLE, m)).read_payload() for m in MODALITIES}
-        _write_scorer_meta(plan, runs, metrics, payloads, str(device))
+    preds = {m: np.mean(runs[m].probs, axis=0).argmax(1) for m in MODALITIES}
+    health = check_scores(y, folds, preds, len(classes), reports)
+    for verdict in health["verdicts"]:
+        (info if verdict["status"] == "fail" else warn)(verdict["line"])
+    if plan.save_scorers:
+        tensor_config = (plan.marker(plan.jobs[0]).read_payload() or {}).get("tensor_config")
+        _write_scorer_meta(plan, runs, metrics, tensor_config or _tensor_config(cfg).to_dict(), str(device))
     ingest.write_scores(
         table_out,
         {
@@ -446,19 +532,24 @@ def _write_scores(
             "scorers": f"{IngestDir.SCORERS}/{plan.scorer_id}" if plan.save_scorers else None,
             "mmcurate_version": __version__,
             "torch_version": torch.__version__,
+            "health": health,
+            "both_weak": metrics["both_weak"],
             "metrics": metrics,
             "elapsed_seconds": round(elapsed, 2),
         },
     )
-    return ScoreResult(ingest.path, plan.scorer_id, str(device), elapsed, metrics)
+    return ScoreResult(ingest.path, plan.scorer_id, str(device), elapsed, metrics, health=health)
 
 
 def _write_scorer_meta(
-    plan: ScorePlan, runs: dict[str, ModalityRuns], metrics: dict[str, Any], payloads: dict[str, Any], device: str
+    plan: ScorePlan, runs: dict[str, ModalityRuns], metrics: dict[str, Any], tensor_config: dict[str, Any], device: str
 ) -> None:
-    """``scorers/<scorer>/scorer.json``: what scoring new clips needs besides the weights, with the
-    calibration fitted on every out-of-fold prediction (see :mod:`mmcurate.score.scorers`)."""
+    """``scorers/<scorer>/``: each modality's fold ensemble in one file, and ``scorer.json`` with what
+    scoring new clips needs besides the weights, the calibration fitted on every out-of-fold
+    prediction (see :mod:`mmcurate.score.scorers`)."""
     cfg, y, ingest, scorer_id = plan.cfg, plan.y, plan.ingest, plan.scorer_id
+    for m in MODALITIES:
+        merge_members(ingest.scorers(scorer_id), m, range(cfg.folds))
     calibration = {}
     for m in MODALITIES:
         oof = metrics["calibration"][m]
@@ -473,14 +564,14 @@ def _write_scorer_meta(
             "config": cfg.content_dict(),
             "config_hash": cfg.content_hash(),
             "classes": plan.classes,
-            "tensor_config": payloads["audio"]["tensor_config"],
-            "audio_stats": {"mean": payloads["audio"]["audio_stats"][0], "std": payloads["audio"]["audio_stats"][1]},
+            "tensor_config": tensor_config,
             "calibration": calibration,
             "calibration_fitted_on": f"every out-of-fold prediction of this ingest ({len(y)} samples)",
             "epoch_ratio": {m: metrics["uncertainty"][f"epoch_ratio_{m}"] for m in MODALITIES},
             "models": {m: model_file(ingest.scorers(scorer_id), m).name for m in MODALITIES},
-            "seeds": {m: job_seed(cfg.seed, ScoreJob(0, WHOLE, m)) for m in MODALITIES},
-            "train_samples": len(y),
+            "seeds": {m: [job_seed(cfg.seed, ScoreJob(0, k, m)) for k in range(cfg.folds)] for m in MODALITIES},
+            "ensemble": f"the {cfg.folds} fold models of the first repeat, each trained on "
+            f"{cfg.folds - 1}/{cfg.folds} of the {len(y)} samples",
             "manifest_fingerprint": plan.fingerprint,
             "device": device,
             "mmcurate_version": __version__,
@@ -507,25 +598,37 @@ def _trainer(
     device: torch.device,
     fold_sets: list[np.ndarray],
 ) -> FoldTrainer:
-    """Decode the inputs once (in memory, or per batch when they would not fit) into the job function."""
-    table = read_shards(ingest.path, sample_ids)
+    """Decode the inputs once into the job function: memory-mapped from the tensor cache (decoded into it
+    on the first run), else in memory, else per batch when they would not fit (see :func:`input_mode`)."""
     tcfg = _tensor_config(cfg)
     workers = max(1, cfg.workers or torch.get_num_threads())
-    need_gb = decoded_size_gb(len(sample_ids), tcfg)
+    mode = input_mode(ingest, sample_ids, classes, tcfg, cfg)
     sources: dict[str, Any] = {}
-    if need_gb <= cfg.memory_budget_gb:
-        tensors = build_av_tensors(table, classes, tcfg, workers=workers)
+    if mode in ("cache", "memory"):
+        if mode == "cache":
+            cache = TensorCache.of(ingest.path)
+            key = key_of(ingest.fingerprint(), tcfg, classes, sample_ids)
+            tensors = cache.open_or_build(key, lambda: read_shards(ingest.path, sample_ids), workers=workers)
+            info(
+                f"score: inputs memory-mapped from {tensors.stats['tensor_cache']} "
+                f"({'decoded now' if tensors.stats['decoded'] else 'decoded by an earlier run'}; "
+                f"{cache.size_bytes() / 1e9:.2f} GB on disk, --no-tensor-cache decodes into memory instead)"
+            )
+        else:
+            tensors = build_av_tensors(read_shards(ingest.path, sample_ids), classes, tcfg, workers=workers)
         n_frames = int(tensors.frames.shape[1])
         for m in MODALITIES:
             sources[m] = InMemorySource(tensors, m)
         tcfg = dataclasses.replace(tcfg, audio_frames=tensors.audio_frames)
     else:
+        need_gb = decoded_size_gb(len(sample_ids), tcfg)
         info(
             f"score: decoded inputs would take about {need_gb:.1f} GB "
-            f"(> --memory-budget-gb {cfg.memory_budget_gb:g}); "
+            f"(> --memory-budget-gb {cfg.memory_budget_gb:g}) and the tensor cache is "
+            f"{'off' if not cfg.tensor_cache else 'out of disk room'}; "
             f"decoding per batch with {workers} loader worker(s) instead"
         )
-        dataset = AVDataset(table, classes, tcfg)
+        dataset = AVDataset(read_shards(ingest.path, sample_ids), classes, tcfg)
         index = {c: i for i, c in enumerate(classes)}
         label_idx = torch.tensor([index[lbl] for lbl in labels], dtype=torch.int64)
         n_frames = tcfg.num_frames
@@ -535,6 +638,23 @@ def _trainer(
     trainer = FoldTrainer(sources, fold_sets, len(classes), cfg, device, n_frames)
     trainer.tensor_config = tcfg
     return trainer
+
+
+def input_mode(
+    ingest: IngestDir, sample_ids: list[str], classes: list[str], tcfg: TensorConfig, cfg: ScoreConfig
+) -> str:
+    """Where the jobs' inputs come from: ``cache`` (the memory-mapped tensor cache, the default: its entry
+    exists or the disk has room for one), ``memory`` (``--no-tensor-cache`` or no disk room, and the set
+    fits ``--memory-budget-gb``), else ``stream`` (decoded per batch: slow, one job at a time)."""
+    if cfg.tensor_cache:
+        cache = TensorCache.of(ingest.path)
+        if cache.has_room(len(sample_ids), tcfg):
+            return "cache"
+        if cache.open(key_of(ingest.fingerprint(), tcfg, classes, sample_ids)) is not None:
+            return "cache"
+    if decoded_size_gb(len(sample_ids), tcfg) <= cfg.memory_budget_gb:
+        return "memory"
+    return "stream"
 
 
 def _folds(cfg: ScoreConfig, labels: list[str], groups: list[str | None], repeat: int) -> np.ndarray:
@@ -552,7 +672,7 @@ def decoded_size_gb(n: int, tcfg: TensorConfig) -> float:
     return n * (frame_bytes + audio_bytes) / 1e9
 
 
-def _load_part(path: Path, rows: int, num_classes: int, window: int) -> FitResult:
+def _load_part(path: Path, rows: int, num_classes: int) -> FitResult:
     """The arrays of a finished job (its marker vouched for the file)."""
     try:
         with np.load(path) as z:
@@ -562,10 +682,12 @@ def _load_part(path: Path, rows: int, num_classes: int, window: int) -> FitResul
                 np.array(z["epochs"]),
                 np.array(z["train_true"]),
                 np.array(z["losses"]),
+                inner_idx=np.array(z["inner_idx"]),
+                inner_probs=np.array(z["inner_probs"]),
             )
     except (OSError, KeyError, ValueError) as exc:
         raise MMCurateError(f"{path}: unreadable training result ({exc}); rerun `mmcurate score`") from None
-    if res.probs.shape != (rows, num_classes) or res.held_true.shape != (window, rows):
+    if res.probs.shape != (rows, num_classes) or res.held_true.ndim != 2 or res.held_true.shape[1] != rows:
         raise MMCurateError(
             f"{path}: holds {res.probs.shape} probabilities, expected {(rows, num_classes)}; rerun `mmcurate score`"
         )
@@ -594,4 +716,6 @@ def _save_part(path: Path, res: FitResult) -> None:
                 epochs=res.epochs,
                 train_true=res.train_true,
                 losses=res.losses,
+                inner_idx=res.inner_idx,
+                inner_probs=res.inner_probs,
             )

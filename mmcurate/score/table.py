@@ -18,7 +18,7 @@ import pyarrow as pa
 from mmcurate import __version__
 from mmcurate.common.console import summary_table
 from mmcurate.common.errors import MMCurateError
-from mmcurate.score.assemble import Assembled
+from mmcurate.score.assemble import Assembled, both_weak_threshold
 from mmcurate.store import IngestDir
 from mmcurate.store.schemas import SCORES_SCHEMA
 
@@ -33,6 +33,8 @@ class ScoreResult:
     elapsed: float
     metrics: dict[str, Any] = field(default_factory=dict)
     finished: bool = True
+    #: the scores' self-check (:func:`mmcurate.score.health.check_scores`); None when not checked
+    health: dict[str, Any] | None = None
 
     @property
     def scores_path(self) -> Path:
@@ -73,6 +75,7 @@ def scores_table(
     pa_, pv, d = c["p_audio"], c["p_visual"], c["discrepancy"]
     preferred = np.where(d > 0, "audio", np.where(d < 0, "visual", "tie"))
     cls = np.asarray(classes, dtype=object)
+    weak = both_weak_threshold(len(classes))
     table = pa.Table.from_pydict(
         {
             "sample_id": sample_ids,
@@ -98,10 +101,12 @@ def scores_table(
                     "bin_probability",
                 )
             },
+            "both_weak": (pa_ < weak) & (pv < weak),
         },
         schema=SCORES_SCHEMA,
     )
     metrics = {**summarize(table), **assembled.metrics}
+    metrics["both_weak"] = {"threshold": round(weak, 4), "count": int(((pa_ < weak) & (pv < weak)).sum())}
     return table, metrics
 
 
@@ -126,7 +131,7 @@ def read_scores(ingest_dir: Path) -> pa.Table:
 
 def print_summary(result: ScoreResult) -> None:
     m = result.metrics
-    kind = "out-of-fold" if "candidates" not in m else "whole-set scorer"
+    kind = "out-of-fold" if "candidates" not in m else "fold ensemble"
     rows = [
         ["scorer", result.scorer_id],
         ["device", result.device],
@@ -134,12 +139,26 @@ def print_summary(result: ScoreResult) -> None:
         *([["scores", m["candidates"]]] if "candidates" in m else []),
         [f"{kind} accuracy, audio", m.get("oof_accuracy_audio", m.get("accuracy_audio"))],
         [f"{kind} accuracy, visual", m.get("oof_accuracy_visual", m.get("accuracy_visual"))],
+        *_health_rows(result.health),
         ["mean p_audio / p_visual", f"{m.get('mean_p_audio')} / {m.get('mean_p_visual')}"],
+        *([["both weak (d means little)", m["both_weak"]["count"]]] if "both_weak" in m else []),
         ["audio-preferred share", m.get("share_audio_preferred")],
         ["mean |d|", m.get("mean_abs_discrepancy")],
         ["wall time (s)", round(result.elapsed, 1)],
     ]
     summary_table(f"score -> {result.scores_path}", ["", "value"], rows)
+
+
+def _health_rows(health: dict[str, Any] | None) -> list[list[Any]]:
+    """Per modality: accuracy (95 % interval) against chance, and the self-check's verdict."""
+    if not health:
+        return []
+    rows = []
+    for m, f in health["modalities"].items():
+        lo, hi = f["interval"]
+        rows.append([f"{m}: accuracy vs chance", f"{f['accuracy']:.3f} ({lo:.2f}-{hi:.2f}) vs {f['chance']:.3f}"])
+    rows.append(["self-check", health["status"]])
+    return rows
 
 
 def write_external_scores(

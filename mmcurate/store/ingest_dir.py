@@ -10,7 +10,7 @@ Layout (``WORKDIR/ingest`` by default; tables in :mod:`mmcurate.store.schemas`):
     config.json, stats.json     resolved config (with the identity hash) and run statistics
     scores.parquet, scores.json mmcurate score (SCORES_SCHEMA) and its provenance
     score_runs/<scorer>/        the scorer's finished training jobs (resume)
-    scorers/<scorer>/           whole-set scorers for new clips (mmcurate.score.scorers)
+    scorers/<scorer>/           the fold ensemble that scores new clips (mmcurate.score.scorers)
     report/                     mmcurate report
     .mmcurate-output.json       owner file: this folder is an ingest output (mmcurate.store.ownership)
     .mmcurate.lock              the lock a running ingest holds (mmcurate.store.lock)
@@ -174,7 +174,7 @@ class IngestDir:
         return self.path / self.SCORE_RUNS / scorer_id
 
     def scorers(self, scorer_id: str) -> Path:
-        """Folder of the whole-set scorers ``mmcurate score`` saves (``--candidates`` scores new clips with them)."""
+        """Folder of the fold ensemble ``mmcurate score`` saves (``--candidates`` scores new clips with them)."""
         return self.path / self.SCORERS / scorer_id
 
     # -- state ------------------------------------------------------------------------------------
@@ -651,7 +651,9 @@ class IngestDir:
             self.scores_path,
             FIX_SCORE,
         )
-        extra = [c for c in ("discrepancy_std",) if c in scores.column_names]  # per-sample uncertainty, when scored
+        extra = [
+            c for c in ("discrepancy_std", "both_weak") if c in scores.column_names
+        ]  # per-sample uncertainty, when scored
         scores = scores.select(["sample_id", "p_audio", "p_visual", "discrepancy", "scorer_id", *extra])
         joined = manifest.join(scores, "sample_id", join_type="inner").sort_by("sample_id")
         if joined.num_rows != manifest.num_rows:

@@ -138,7 +138,7 @@ SCORES_SCHEMA = pa.schema(
             "fold",
             pa.int32(),
             "cross-fitting fold whose held-out models scored this sample (-1 for imported scores and for candidates "
-            "scored by saved whole-set scorers, scores.json source 'candidates')",
+            "scored by a saved fold ensemble, scores.json source 'candidates')",
             False,
         ),
         _f(
@@ -185,6 +185,12 @@ SCORES_SCHEMA = pa.schema(
             "under a normal error of discrepancy_std; null for imported scores",
         ),
         _f("scorer_id", pa.string(), "architecture + config hash + seed of the scorer", False),
+        _f(
+            "both_weak",
+            pa.bool_(),
+            "both confidences low (p_audio and p_visual below scores.json's both_weak.threshold, min(0.5, "
+            "max(0.2, 2 / classes))): d near 0 here means 'both scorers wrong', not 'balanced'",
+        ),
     ]
 )
 

@@ -284,13 +284,15 @@ def mix_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.n
 # --------------------------------------------------------------------------- encoding
 
 
-def encode_clip(path: Path, fmt: str, frames: np.ndarray, audio: np.ndarray, sample_rate: int = FSDD_RATE) -> None:
-    """Write ``frames`` (T, H, W, 3) uint8 at 15 fps and mono float ``audio`` into one file of
+def encode_clip(
+    path: Path, fmt: str, frames: np.ndarray, audio: np.ndarray, sample_rate: int = FSDD_RATE, fps: int = FPS
+) -> None:
+    """Write ``frames`` (T, H, W, 3) uint8 at ``fps`` (15) and mono float ``audio`` into one file of
     family ``fmt`` (single-threaded encoders, bit-exact flags where the codec has them)."""
     container_name, vcodec, pix_fmt, acodec, arate = FORMATS[fmt]
     rate = arate or sample_rate
     with av.open(str(path), mode="w", format=container_name) as container:
-        v = container.add_stream(vcodec, rate=FPS, options=X264_OPTIONS if vcodec == "libx264" else {})
+        v = container.add_stream(vcodec, rate=fps, options=X264_OPTIONS if vcodec == "libx264" else {})
         v.width, v.height, v.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
         v.codec_context.thread_count = 1
         v.codec_context.flags |= int(Flags.bitexact)
@@ -301,7 +303,7 @@ def encode_clip(path: Path, fmt: str, frames: np.ndarray, audio: np.ndarray, sam
                 vf = av.VideoFrame.from_ndarray(rgb_to_yuv420p(img), format="yuv420p")
             else:
                 vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24").reformat(format=pix_fmt)
-            vf.pts, vf.time_base = i, Fraction(1, FPS)
+            vf.pts, vf.time_base = i, Fraction(1, fps)
             for packet in v.encode(vf):
                 container.mux(packet)
         for packet in v.encode():

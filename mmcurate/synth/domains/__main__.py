@@ -1,0 +1,3 @@
+from mmcurate.synth.domains.generate import main
+
+main()

@@ -386,6 +386,7 @@ def test_decode_flac_scale_and_channels() -> None:
     np.testing.assert_array_equal(wave, np.array([0.0, 0.0, (-1.0 + 32767 / 32768) / 2], dtype=np.float32))
 
 
+@pytest.mark.slow
 def test_build_speed_on_3000_av_digits_sized_items(rows: list[dict[str, Any]]) -> None:
     """The scale the score stage runs at: 3000 clips x 3 frames (224 px JPEG) + ~0.5 s FLAC."""
     table = shard_table(replicate(rows, 3000))

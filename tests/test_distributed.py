@@ -17,6 +17,8 @@ import pytest
 from mmcurate.ingest import DecodeConfig, IngestConfig, run_ingest
 from mmcurate.store import Workdir
 
+pytestmark = pytest.mark.slow  # quick lane: python -m pytest -m 'not slow'
+
 TESTS = Path(__file__).resolve().parent
 # --no-augment: under DDP each rank draws its own augmentation (its share of a batch), so with it the
 # two runs would differ by augmentation noise as well; this compares the data-parallel training itself

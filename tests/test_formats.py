@@ -431,6 +431,7 @@ def test_import_needs_to_know_the_spectrogram_recipe(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- av_digits round trip
 
 
+@pytest.mark.slow
 def test_av_digits_round_trip(av_digits: Path, tmp_path: Path) -> None:
     """Real clips: ingest -> balance -> export balancemm -> import -> score -> reeval (tiny): the same splits and
     labels, frames pixel-equal, spectrograms equal. The two format steps run as a user runs them (CLI), the

@@ -26,6 +26,8 @@ from mmcurate.score.train import InMemorySource
 from mmcurate.store import IngestDir
 from mmcurate.store.bins import assign_bins, make_edges
 
+pytestmark = pytest.mark.slow  # quick lane: python -m pytest -m 'not slow'
+
 
 def _one_line_error(proc) -> str:  # type: ignore[no-untyped-def]
     assert proc.returncode != 0

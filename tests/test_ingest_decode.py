@@ -94,6 +94,7 @@ def _compare(paths: list[Path], configs: list[DecodeConfig], mode: str = "auto")
 # --------------------------------------------------------------------------- sparse == whole
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", [FRAMES3, FPS1], ids=["frames3", "fps1"])
 @pytest.mark.usefixtures("sparse_everywhere", "batching")
 def test_sparse_decoding_equals_whole_decoding_on_every_real_clip(clips_dir: Path, cfg: DecodeConfig) -> None:
@@ -106,6 +107,7 @@ def test_sparse_decoding_equals_whole_decoding_on_every_real_clip(clips_dir: Pat
     assert used["sparse"] >= 30, used  # the comparison exercised sparse decoding on most clips
 
 
+@pytest.mark.slow
 def test_sparse_decoding_equals_whole_decoding_on_av_digits(av_digits: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stratified sample of av_digits: 25 clips of each of the 7 container/codec families
     (the full 3000 take about a minute per config; see the issue-14 report). The clips are too

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import run_cli
+
+pytestmark = pytest.mark.slow  # quick lane: python -m pytest -m 'not slow'
 
 #: the demo recipe shrunk to seconds: 8 clips per class, tiny scorers, 2 methods for 2 epochs
 SMALL = [

@@ -28,6 +28,8 @@ from mmcurate.reeval.runner import run_reeval_stage
 from mmcurate.score import ScoreConfig, ScoreStageConfig, run_score
 from mmcurate.store import Workdir
 
+pytestmark = pytest.mark.slow  # quick lane: python -m pytest -m 'not slow'
+
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'mmcurate[ray]')")
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
 

@@ -34,6 +34,7 @@ def small_export(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return write_balanced_export(rows, DIGITS, tmp_path_factory.mktemp("avd") / "balanced")
 
 
+@pytest.mark.slow
 def test_every_method_runs_end_to_end_and_selects_on_validation(
     small_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -78,6 +79,7 @@ def test_every_method_runs_end_to_end_and_selects_on_validation(
             assert img.format == "PNG" and img.size[0] > 400
 
 
+@pytest.mark.slow
 def test_resplit_seeds_redraw_train_and_val_and_the_tables_say_so(small_export: Path, tmp_path: Path) -> None:
     out = tmp_path / "resplit"
     main(["reeval", str(small_export), "--out", str(out), "--methods", "joint", "--seeds", "0,1", "--resplit", *TINY])
@@ -106,6 +108,7 @@ def _cli(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(small_export: Path, tmp_path: Path) -> None:
     args = [
         str(small_export),

@@ -34,7 +34,7 @@ from mmcurate.recipes.scan import is_media, list_files
 from mmcurate.store.items import Discovery
 from mmcurate.store.splits import split_groups
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FEATURE_PRESETS = {"cremad_stft", "ks_fbank", "vggsound_stft", "logmel"}
 BUILTIN_LAYOUTS = {"folders", "manifest"}
 

@@ -20,7 +20,7 @@ from PIL import Image
 from mmcurate.cli import main
 from mmcurate.reeval.methods import METHODS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--epochs", "2", "--width", "4", "--image-size", "16", "--batch-size", "16", "--device", "cpu"]
 
 

@@ -536,7 +536,7 @@ def test_registry_has_every_method_and_rejects_unknown_parameters() -> None:
         "agm",
         "mmpareto",
     ]
-    assert len(METHODS) == 20  # plus the eleven of tests/test_reeval_methods_more.py
+    assert len(METHODS) == 20  # plus the eleven of tests/reeval/test_reeval_methods_more.py
     with pytest.raises(MMCurateError, match="unknown parameter"):
         get_method("ogm_ge", width=4, beta=1.0)
     with pytest.raises(MMCurateError, match="unknown method"):

@@ -157,7 +157,7 @@ def test_default_method_set_is_the_demos_eight_and_all_is_the_twenty() -> None:
     from mmcurate.reeval.config import ReevalConfig
     from mmcurate.reeval.methods import DEFAULT_METHODS
 
-    demo = yaml.safe_load((Path(__file__).resolve().parents[1] / "mmcurate" / "demo" / "demo.yaml").read_text())
+    demo = yaml.safe_load((Path(__file__).resolve().parents[2] / "mmcurate" / "demo" / "demo.yaml").read_text())
     assert ReevalConfig().method_list() == list(DEFAULT_METHODS) == demo["reeval"]["methods"]
     assert ReevalConfig(methods="all").method_list() == list(METHODS) and len(METHODS) == 20
 

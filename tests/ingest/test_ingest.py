@@ -361,7 +361,7 @@ def test_fps_sampling_and_decord_fast_path(av_digits: Path, tmp_path: Path) -> N
 def test_schemas_rendered_copy_is_in_sync() -> None:
     from mmcurate.store.schemas import render_all
 
-    folder = Path(__file__).resolve().parents[1] / "manifests" / "schemas"
+    folder = Path(__file__).resolve().parents[2] / "manifests" / "schemas"
     for name, content in render_all().items():
         assert json.loads((folder / f"{name}.json").read_text()) == content, (
             f"run python -m mmcurate.store.schemas ({name})"

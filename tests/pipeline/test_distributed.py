@@ -19,7 +19,7 @@ from mmcurate.store import Workdir
 
 pytestmark = pytest.mark.slow  # quick lane: python -m pytest -m 'not slow'
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/, where the helpers are
 # --no-augment: under DDP each rank draws its own augmentation (its share of a batch), so with it the
 # two runs would differ by augmentation noise as well; this compares the data-parallel training itself
 SCORE = [

@@ -58,7 +58,7 @@ def run_python(code: str, *args: str, cwd: Path | None = None, timeout: float = 
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={**ENV, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), ENV.get("PYTHONPATH", "")])},
+        env={**ENV, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), ENV.get("PYTHONPATH", "")])},
         timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -34,7 +34,7 @@ TINY = [
     "--audio-frames",
     "32",
 ]
-#: TINY without the whole-set scorers (the out-of-fold tests do not need them; tests/test_grow.py covers them)
+#: TINY without the whole-set scorers (the out-of-fold tests do not need them; tests/score/test_grow.py covers them)
 TINY_OOF = [*TINY, "--no-save-scorers"]
 
 

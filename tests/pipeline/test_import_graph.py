@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "mmcurate"
+PACKAGE = Path(__file__).resolve().parents[2] / "mmcurate"
 
 #: each stage's modules, by name prefix. ``mmcurate.formats`` holds the field's formats, a library (the
 #: BalanceMM layout and the safe unpickler, which the ingest adapter for a BalanceMM release reads with), and

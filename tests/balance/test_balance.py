@@ -147,6 +147,7 @@ def small_ingest(av_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     return work, scores
 
 
+@pytest.mark.slow
 def test_balance_end_to_end_with_imported_scores(small_ingest: tuple[Path, Path], tmp_path: Path) -> None:
     import datasets
 
@@ -210,6 +211,7 @@ def test_balance_end_to_end_with_imported_scores(small_ingest: tuple[Path, Path]
     assert "12.3" not in (out3 / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_unmeetable_target_explains_the_choice(small_ingest: tuple[Path, Path]) -> None:
     work, scores = small_ingest
     assert _cli("score", "--workdir", str(work), "--scores-from", str(scores)).returncode == 0
@@ -222,6 +224,7 @@ def test_unmeetable_target_explains_the_choice(small_ingest: tuple[Path, Path]) 
     assert proc.returncode == 0 and "best-effort" in proc.stderr
 
 
+@pytest.mark.slow
 def test_balance_scores_first_when_scores_are_missing(small_ingest: tuple[Path, Path], tmp_path: Path) -> None:
     work, _ = small_ingest
     copy = tmp_path / "work"
@@ -292,6 +295,7 @@ def _table_rows(stderr: str, title: str) -> list[str]:
     return rows
 
 
+@pytest.mark.slow
 def test_dry_run_shows_the_plan_table_whatever_the_target(narrow_work: Path) -> None:
     proc = _cli("balance", "--workdir", str(narrow_work), "--bins", "10", "--per-bin", "5", "--dry-run")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
@@ -307,6 +311,7 @@ def test_dry_run_shows_the_plan_table_whatever_the_target(narrow_work: Path) -> 
     assert "balance plan (uniform)" in ok.stderr
 
 
+@pytest.mark.slow
 def test_headline_bins_10_on_a_small_set_uses_the_bins_that_work(narrow_work: Path, tmp_path: Path) -> None:
     dry = _cli("balance", "--workdir", str(narrow_work), "--bins", "10", "--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -331,6 +336,7 @@ def test_headline_bins_10_on_a_small_set_uses_the_bins_that_work(narrow_work: Pa
     assert "warning: balance: val bin(s)" in said and "fewer than 10" in said
 
 
+@pytest.mark.slow
 def test_exclude_leaves_marked_clips_out(narrow_work: Path, tmp_path: Path) -> None:
     ids = pq.read_table(narrow_work / "ingest" / "manifest.parquet").column("sample_id").to_pylist()
     marked = ids[:30]
@@ -359,6 +365,7 @@ def _no_constant(name: str) -> None:
     raise AssertionError(f"{name} in a JSON file")
 
 
+@pytest.mark.slow
 def test_card_is_a_page_and_what_is_published_names_no_local_folder(narrow_work: Path, tmp_path: Path) -> None:
     from mmcurate.push.files import collect_local_files
 

@@ -193,6 +193,7 @@ def _open(browser: Any, index_html: Path) -> Page:
 # ---- the scored site, clicked ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_scored_site_in_chromium(work: Path, browser: Any, tmp_path: Path) -> None:
     ingest = work / "ingest"
     proc = _build(str(ingest))
@@ -278,6 +279,7 @@ def test_scored_site_in_chromium(work: Path, browser: Any, tmp_path: Path) -> No
     view.close()
 
 
+@pytest.mark.slow
 def test_balanced_site_shows_the_selection_with_bins_and_splits(work: Path, browser: Any) -> None:
     balanced = work / "balanced"
     proc = _build("--workdir", str(work))  # the work directory resolves to its balanced folder
@@ -324,6 +326,7 @@ def test_ingest_only_site_has_cards_and_filters_without_scores(work: Path, brows
 # ---- scale: lazy chunks, page weight, uncertainty ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cards_load_a_page_at_a_time(big_ingest: Path, browser: Any, tmp_path: Path) -> None:
     site = tmp_path / "site"
     proc = _build(str(big_ingest), "--out", str(site), "--page-size", "24")
@@ -452,6 +455,7 @@ def test_rebuild_reuses_media_and_repairs_what_is_missing(big_ingest: Path, tmp_
 # ---- errors, the CLI, --serve -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_errors_are_one_line(tmp_path: Path, work: Path) -> None:
     (tmp_path / "empty").mkdir()
     proc = _build(str(tmp_path / "empty"))
@@ -551,6 +555,7 @@ _LABELS_OVER_DATA = """() => {
 }"""
 
 
+@pytest.mark.slow
 def test_balanced_page_has_bins_legends_search_links_and_marks(work: Path, browser: Any, tmp_path: Path) -> None:
     balanced = work / "balanced"
     proc = _build(str(balanced))

@@ -93,6 +93,7 @@ EPOCH_LINE = re.compile(
 )
 
 
+@pytest.mark.slow
 def test_reeval_progress_in_a_log_is_one_line_per_epoch_with_true_totals(tiny_export: Path, tmp_path: Path) -> None:
     """stderr to a pipe (a log file): one plain line per epoch per run, epochs 1..N of N, never past the total,
     no carriage returns. ``valuation`` runs more batches per epoch than the others (the bar that counted
@@ -123,6 +124,7 @@ def test_reeval_progress_in_a_log_is_one_line_per_epoch_with_true_totals(tiny_ex
     assert seen == {"joint": [1, 2, 3], "valuation": [1, 2, 3]}, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_export_progress_counts_what_it_says(tmp_path: Path) -> None:
     """``export: reading ...`` counts samples, N/N of the rows exported (it once said ``reading shards 3/3``
     for one shard, counting splits)."""
@@ -158,6 +160,7 @@ def _table_rows(text: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("│┃ ").split("│")] for line in text.splitlines() if line.startswith("│")]
 
 
+@pytest.mark.slow
 def test_output_off_a_terminal_is_full_width_and_the_pipeline_names_its_commands(tmp_path: Path) -> None:
     """stdout and stderr piped (a log): tables at full width, no path cut with an ellipsis; the pipeline's
     ``command`` column holds each stage's command; ingest prints its output folder once on stdout."""
@@ -214,6 +217,7 @@ def _mm(args: list[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess
     )
 
 
+@pytest.mark.slow
 def test_workdir_before_the_command_is_the_same_as_after_it(tmp_path: Path) -> None:
     before = _mm(["--workdir", str(tmp_path / "w1"), "reeval"], tmp_path)
     after = _mm(["reeval", "--workdir", str(tmp_path / "w1")], tmp_path)
@@ -223,6 +227,7 @@ def test_workdir_before_the_command_is_the_same_as_after_it(tmp_path: Path) -> N
     assert str(tmp_path / "inner" / "balanced") in both.stderr  # the command's own option wins
 
 
+@pytest.mark.slow
 def test_a_failed_reeval_in_an_empty_folder_leaves_nothing_behind(tmp_path: Path) -> None:
     proc = _mm(["reeval"], tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("error: no balanced dataset"), proc.stderr
@@ -234,6 +239,7 @@ def test_a_failed_reeval_in_an_empty_folder_leaves_nothing_behind(tmp_path: Path
     assert (tmp_path / "mine" / "notes.txt").read_text() == "kept"  # a folder it did not create is not removed
 
 
+@pytest.mark.slow
 def test_group_fold_threshold_is_stated_the_same_in_readme_and_help(tmp_path: Path) -> None:
     from mmcurate.score.folds import MIN_GROUPS_PER_FOLD
 
@@ -280,6 +286,7 @@ def test_report_counts_edges_of_the_balance_bins_and_flags_worse_calibration(tmp
     )
 
 
+@pytest.mark.slow
 def test_pytest_says_how_many_tests_skipped_for_missing_shared_data(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_reeval_e2e.py"]

@@ -254,6 +254,7 @@ export_balanced(Path(sys.argv[1]), pq.read_table(sys.argv[2]), Path(sys.argv[3])
 """
 
 
+@pytest.mark.slow
 def test_killed_export_leaves_old_export_or_none(tmp_path: Path) -> None:
     """SIGKILL an export at several points: the folder verifies as the old or the new export, or
     not at all (the marker is gone), never as a mix; a rerun then completes cleanly."""

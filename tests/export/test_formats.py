@@ -312,6 +312,7 @@ def _release(tmp_path: Path) -> tuple[Path, Workdir]:
     return out, work
 
 
+@pytest.mark.slow
 def test_import_restores_ids_splits_frames_and_spectrograms(tmp_path: Path) -> None:
     release, src = _release(tmp_path)
     proc = run_cli("ingest", str(release), "--layout", "balancemm", "--workdir", str(tmp_path / "imp"))
@@ -397,6 +398,7 @@ def _break(release: Path) -> dict[str, str]:
     return broken
 
 
+@pytest.mark.slow
 def test_bad_release_gives_one_failure_line_per_clip_and_goes_on(tmp_path: Path) -> None:
     release, _ = _release(tmp_path)
     broken = _break(release)

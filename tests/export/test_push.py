@@ -110,6 +110,7 @@ with fs.open(shard, "rb", block_size=4096) as fh:
 """
 
 
+@pytest.mark.slow
 def test_push_then_load_dataset_returns_the_export(
     hub: HubServer, env: dict[str, str], exported: ExportFixture, tmp_path: Path
 ) -> None:
@@ -141,6 +142,7 @@ def test_push_then_load_dataset_returns_the_export(
     assert [r for r in hub.state.requests("GET", r"/tree/") if "cursor=" in r.query], "tree listings paginated"
 
 
+@pytest.mark.slow
 def test_rerun_uploads_nothing_and_dry_run_changes_nothing(hub: HubServer, env: dict[str, str]) -> None:
     first = run_mmcurate(["push", "--repo-id", "testorg/again"], env)
     assert first.returncode == 0, first.stderr
@@ -169,6 +171,7 @@ def test_dry_run_lists_files_with_sizes_and_touches_nothing(
     assert ("dataset", "testorg/never-created") not in hub.state.repos
 
 
+@pytest.mark.slow
 def test_push_cut_off_mid_way_resumes_without_reuploading(hub: HubServer, exported: ExportFixture) -> None:
     """The server refuses the 2nd commit; the rerun uploads only what was never uploaded and
     commits only what was never committed."""
@@ -221,6 +224,7 @@ def test_new_export_replaces_stale_shards_and_keeps_unchanged_ones(
     assert last.detail["ops"].count("deletedFile") == 3 and "README.md" in last.detail["paths"]
 
 
+@pytest.mark.slow
 def test_private_and_branch(hub: HubServer, env: dict[str, str], exported: ExportFixture) -> None:
     proc = run_mmcurate(["push", "--repo-id", "testorg/secret", "--private"], env)
     assert proc.returncode == 0, proc.stderr
@@ -288,6 +292,7 @@ def test_token_is_masked_even_when_the_server_echoes_it(hub: HubServer, env: dic
     assert mask_token(f"x {VALID_TOKEN} (Bearer abc)", VALID_TOKEN) == "x hf_*** (Bearer hf_***)"
 
 
+@pytest.mark.slow
 def test_unreachable_endpoints(env: dict[str, str]) -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -302,6 +307,7 @@ def test_unreachable_endpoints(env: dict[str, str]) -> None:
     assert "(host name not found)" in _assert_clean_failure(dns)
 
 
+@pytest.mark.slow
 def test_xet_only_client_gets_a_hint_then_no_xet_works(hub: HubServer, env: dict[str, str]) -> None:
     xet_env = {k: v for k, v in env.items() if k != "HF_HUB_DISABLE_XET"}
     proc = run_mmcurate(["push", "--repo-id", "testorg/xet"], xet_env)

@@ -348,6 +348,7 @@ def test_default_work_directory_inside_raw_dir_is_left_out(
 # ------------------------------------------------------------------------ 5. push against a stall
 
 
+@pytest.mark.slow
 def test_push_to_an_endpoint_that_never_answers_ends_in_one_line(tmp_path: Path) -> None:
     from _hub_fixtures import build_export
 
@@ -755,6 +756,7 @@ def test_manifest_paths_are_checked_by_real_path(raw: Path, tmp_path: Path) -> N
 # -------------------------------------------------------------------- low: rich markup in paths
 
 
+@pytest.mark.slow
 def test_user_text_is_printed_literally(raw: Path, tmp_path: Path) -> None:
     (raw / "1" / "broken.mp4").write_bytes(b"not a video")  # a failure: its warning names the output folder
 

@@ -168,6 +168,7 @@ def build_reading_outside(visual: Path, outside: Path) -> dict[str, str]:
     return expect
 
 
+@pytest.mark.slow
 def test_hdf5_that_reads_outside_itself_is_one_failure_line_each(tmp_path: Path) -> None:
     """External storage (absolute, relative, a FIFO), external links (direct, behind a soft link),
     virtual datasets, plugin filters: each clip fails in one line, nothing outside is read, no hang."""
@@ -386,6 +387,7 @@ def test_pickles_cannot_declare_more_than_they_hold(kind: str, tmp_path: Path) -
 # -------------------------------------------------- the rest of a hostile release, in one ingest
 
 
+@pytest.mark.slow
 def test_hostile_release_files_are_one_failure_line_each(tmp_path: Path) -> None:
     """A FIFO for a .pkl, a clip id of 300 characters, a spectrogram longer than its clip, a pickle
     bigger than any spectrogram of its clip: one failure line each; the others are ingested."""
@@ -470,6 +472,7 @@ def _fifo(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_fifos_are_never_opened(av_digits: Path, tmp_path: Path) -> None:
     """A FIFO where a clip, manifest, class list, annotation file, recipe, feature settings, Kinetics
     CSV or imported scores are expected: before, reading it waited for a writer forever (discovery
@@ -560,6 +563,7 @@ def _long_clip(path: Path, seconds: int, size: tuple[int, int], rate: int = 1) -
     return path
 
 
+@pytest.mark.slow
 def test_frames_per_clip_are_bounded_before_decoding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--frames 100000`` on two clips peaked at 17.2 GB: refused up front now. Per clip, frames that
     follow from its declared duration (``--fps``) or size (``--size 0``) are checked before decoding:
@@ -660,6 +664,7 @@ def _alias_bomb(levels: int, where: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow
 def test_yaml_alias_bombs_and_deep_nesting_are_refused_fast(tmp_path: Path) -> None:
     """A 395-byte recipe of nested aliases (9^9 values) ran for minutes; one quoting the expanded value
     in its error printed 39 MB. Now: refused in a second, in one line of bounded length."""
@@ -721,6 +726,7 @@ def balanced_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["under a file", "in /proc", "a name too long"])
 @pytest.mark.parametrize("stage", ["ingest", "export", "browse", "balance", "reeval", "run"])
 def test_an_output_folder_that_cannot_be_made_is_a_one_line_error(

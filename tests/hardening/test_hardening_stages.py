@@ -54,6 +54,7 @@ def real_pool(raw: Path, out: Path, scores: Path, *args: str) -> Path:
 # ---------------------------------------------------------------------------------- export: a lock
 
 
+@pytest.mark.slow
 def test_export_holds_its_output_and_a_second_export_is_refused(tmp_path: Path) -> None:
     from mmcurate.formats.export import export_lock
 
@@ -71,6 +72,7 @@ def test_export_holds_its_output_and_a_second_export_is_refused(tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow
 def test_two_exports_started_together_never_both_write(tmp_path: Path) -> None:
     """Two real `mmcurate export` processes into one folder at once: one is refused or waits its turn; the
     folder ends complete, every annotated clip with its HDF5 and .pkl."""
@@ -112,6 +114,7 @@ class _RunsCode:
         return (exec, (f"open({str(self.flag)!r}, 'w').write('ran')",))
 
 
+@pytest.mark.slow
 def test_a_planted_scorer_checkpoint_is_refused_and_never_run(
     seed_scored: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -159,6 +162,7 @@ def test_saved_scorers_have_the_same_bytes_for_the_same_inputs(tmp_path: Path) -
 # ------------------------------------------------------------------ push against a trickling server
 
 
+@pytest.mark.slow
 def test_push_to_a_server_that_trickles_its_answer_ends_within_the_timeout(tmp_path: Path) -> None:
     from _hub_fixtures import build_export
 
@@ -229,6 +233,7 @@ def rebalanced(tmp_path: Path) -> tuple[Path, BalancedDir, dict[str, bytes]]:
     return work, balanced, done
 
 
+@pytest.mark.slow
 def test_a_balance_killed_after_its_selection_is_consumed_by_no_stage(
     rebalanced: tuple[Path, BalancedDir, dict[str, bytes]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -245,6 +250,7 @@ def test_a_balance_killed_after_its_selection_is_consumed_by_no_stage(
     assert not (tmp_path / "r" / "results.csv").exists()
 
 
+@pytest.mark.slow
 def test_a_balance_killed_before_its_export_leaves_nothing_to_train_or_push(
     rebalanced: tuple[Path, BalancedDir, dict[str, bytes]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -263,6 +269,7 @@ def test_a_balance_killed_before_its_export_leaves_nothing_to_train_or_push(
     assert mm(capsys, "browse", str(balanced.path), "--no-media").returncode == 0
 
 
+@pytest.mark.slow
 def test_an_export_is_refused_once_its_selection_or_settings_changed(
     rebalanced: tuple[Path, BalancedDir, dict[str, bytes]], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -281,6 +288,7 @@ def test_an_export_is_refused_once_its_selection_or_settings_changed(
     assert "balance.json" in line, line
 
 
+@pytest.mark.slow
 def test_export_and_browse_refuse_an_ingest_that_changed_since_balance(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -296,6 +304,7 @@ def test_export_and_browse_refuse_an_ingest_that_changed_since_balance(
         assert "the ingest changed since" in line, line
 
 
+@pytest.mark.slow
 def test_scores_from_two_scoring_runs_are_not_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """scores.parquet of one run beside the scores.json of another (a scoring killed between the two)."""
     work = scored_work(tmp_path)
@@ -310,6 +319,7 @@ def test_scores_from_two_scoring_runs_are_not_one(tmp_path: Path, capsys: pytest
         assert "scores.parquet" in line and "not the table scores.json describes" in line, line
 
 
+@pytest.mark.slow
 def test_an_ingest_killed_part_way_is_not_read_as_one(
     raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -359,6 +369,7 @@ def two_raw(av_digits: Path, tmp_path: Path) -> tuple[Path, Path]:
     return a, b
 
 
+@pytest.mark.slow
 def test_byte_identical_clips_in_two_pools_are_refused_or_dropped(
     two_raw: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -384,6 +395,7 @@ def test_byte_identical_clips_in_two_pools_are_refused_or_dropped(
     assert "6 byte-identical copies" in (out / "README.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("setting", "value"), [("--sample-rate", "8000"), ("--frames", "1"), ("--size", "64")], ids=lambda x: str(x)
 )
@@ -406,6 +418,7 @@ def test_pools_ingested_with_different_settings_are_not_mixed(
 # ---------------------------------------------------------------- nothing published names the machine
 
 
+@pytest.mark.slow
 def test_nothing_published_carries_the_machines_paths(
     two_raw: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -532,6 +545,7 @@ def test_a_browse_build_holds_its_site(site: Path, capsys: pytest.CaptureFixture
 # --------------------------------------------------------------------- a torchrun environment by hand
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("env", "expect"),
     [
@@ -594,6 +608,7 @@ def test_a_recipe_may_not_say_overwrite_for_a_users_folder(
 # --------------------------------------------------------------------------------- temporary names
 
 
+@pytest.mark.slow
 def test_temporary_names_never_take_a_users_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     work = scored_work(tmp_path)
     out = work / "balanced"

@@ -86,6 +86,7 @@ def clips_ingest(clips_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
+@pytest.mark.slow
 def test_clips_decode_counts_match_ffmpeg_index(clips_ingest: Path, clips_dir: Path) -> None:
     index = {r["file"]: r for r in csv.DictReader(open(clips_dir / "INDEX.csv"))}
     manifest = {r["path"]: r for r in read_manifest(clips_ingest).to_pylist()}
@@ -179,6 +180,7 @@ def bad_raw(av_digits: Path, tmp_path: Path) -> Path:
     return raw
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_reported_one_line_each_and_nothing_is_lost(bad_raw: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = _run_cli("ingest", str(bad_raw), "--out", str(out), "--workers", "2", "--max-failures", "3")
@@ -230,6 +232,7 @@ def test_manifest_input_with_absent_files_and_segments(av_digits: Path, tmp_path
     assert json.loads((out / "stats.json").read_text())["unlisted_files"] > 2990
 
 
+@pytest.mark.slow
 def test_missing_raw_dir_and_bad_options_are_one_line_errors(tmp_path: Path) -> None:
     proc = _run_cli("ingest", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -259,6 +262,7 @@ def _tree_bytes(out: Path) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_identical_output(av_digits: Path, tmp_path: Path) -> None:
     raw = _subset_raw(av_digits, tmp_path, 30)  # 210 clips in 21 shards of 10
     ref = tmp_path / "ref"
@@ -317,6 +321,7 @@ def test_array_job_parts_combine_to_the_single_run_output(av_digits: Path, tmp_p
     assert _tree_bytes(out) == _tree_bytes(ref)
 
 
+@pytest.mark.slow
 def test_changed_settings_are_refused_then_overwritten(av_digits: Path, tmp_path: Path) -> None:
     raw = _subset_raw(av_digits, tmp_path, 1)
     out = tmp_path / "out"

@@ -210,6 +210,7 @@ def gop_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("sparse_everywhere", "batching")
 def test_sparse_decoding_equals_whole_decoding_on_generated_gop_structures(gop_clips: dict[str, Path]) -> None:
     """Open GOPs (leading frames shown before their keyframe need the previous GOP), B-frames
@@ -389,6 +390,7 @@ def _fewest_packets(path: Path, ref: DecodedClip) -> int:
     return len(needed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gop", [12, 60, 250])
 @pytest.mark.usefixtures("sparse_everywhere", "batching")
 def test_sparse_decoding_on_gop_lengths_and_containers(gop_length_clips: dict, gop: int) -> None:
@@ -607,6 +609,7 @@ def test_files_are_admitted_by_content_not_extension(probe_raw: Path, tmp_path: 
 # --------------------------------------------------------------------------- truncated MPEG-TS
 
 
+@pytest.mark.slow
 def test_truncated_transport_streams_are_caught_without_false_positives(av_digits: Path, tmp_path: Path) -> None:
     """A .ts declares no duration, so a cut-off one used to pass the coverage check. Now a file
     that ends inside a transport packet, or whose tail holds no packets (an interrupted download

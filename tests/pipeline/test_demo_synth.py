@@ -167,6 +167,7 @@ def test_default_design_spreads_discrepancy_over_the_whole_range() -> None:
     assert both_clean and all(s.audio_clarity == 1.0 and s.visual_clarity == 1.0 for s in both_clean)
 
 
+@pytest.mark.slow
 def test_default_set_size_speed_and_class_list(tmp_path: Path) -> None:
     t0 = time.perf_counter()
     out = generate_demo_dataset(tmp_path / "demo")

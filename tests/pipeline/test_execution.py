@@ -58,6 +58,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_an_unreachable_or_silent_ray_address_is_a_one_line_error_within_seconds(tmp_path: Path) -> None:
     pytest.importorskip("ray", reason="ray is not installed")
     with socket.socket() as silent:  # accepts TCP connections but never speaks Ray's protocol

@@ -641,6 +641,7 @@ def test_pipeline_recipe_is_consistent(path: Path) -> None:
         assert not unknown, f"{path.name}: [{command}] has keys that are not options of mmcurate {command}: {unknown}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)
 def test_mmcurate_run_accepts_every_recipe(path: Path, tmp_path: Path) -> None:
     """A dry run resolves every section into real command lines (unknown keys would fail)."""

@@ -69,6 +69,7 @@ def _scores_csv(ingest: IngestDir, dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow
 def test_export_and_browse_run_from_a_recipe_and_are_skipped_when_done(
     small_work: Path, av_digits: Path, tmp_path: Path
 ) -> None:
@@ -105,6 +106,7 @@ def test_export_and_browse_run_from_a_recipe_and_are_skipped_when_done(
     assert len(rows) == 2 and all("skipped (up to date)" in r for r in rows), rows
 
 
+@pytest.mark.slow
 def test_balance_has_the_scores_made_first_through_the_registry(small_work: Path, tmp_path: Path) -> None:
     """The balance stage alone refuses stale scores; run as a stage (command, recipe) its need runs the
     score stage first, with balance's scorer options and seed."""
@@ -128,6 +130,7 @@ def test_balance_has_the_scores_made_first_through_the_registry(small_work: Path
     assert result.size > 0 and BALANCE.needs(wd, cfg) == []
 
 
+@pytest.mark.slow
 def test_balance_refuses_a_foreign_out_folder_before_scoring(
     small_work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

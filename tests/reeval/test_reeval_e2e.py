@@ -140,6 +140,7 @@ def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(small_e
     assert (cut / "results.json").read_bytes() == (tmp_path / "straight" / "results.json").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

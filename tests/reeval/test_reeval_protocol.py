@@ -205,6 +205,7 @@ def test_relearning_diagnoses_on_a_train_hold_out_at_its_scheduled_epochs(
 # ----------------------------------------------------------------------------------------- G-Blending
 
 
+@pytest.mark.slow
 def test_gblending_estimates_from_per_head_look_ahead_at_each_super_epoch_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

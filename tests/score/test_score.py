@@ -77,6 +77,7 @@ def test_group_folds_are_automatic_when_the_manifest_has_groups() -> None:
     assert resolve_group_folds(True, ["a", "b", "c"], 3)[0] is True
 
 
+@pytest.mark.slow
 def test_default_scoring_keeps_each_group_out_of_its_own_scorers(av_digits: Path, tmp_path: Path) -> None:
     """Issue 10 item 7: an ad-hoc ``mmcurate score`` on a manifest with enough groups (here 60
     speaker-and-digit recordings sessions for 2 folds) scores every sample with models that never
@@ -126,6 +127,7 @@ def test_default_scoring_keeps_each_group_out_of_its_own_scorers(av_digits: Path
     assert any(len(f) > 1 for f in folds_of["off"].values()), "without group folds groups span folds"
 
 
+@pytest.mark.slow
 def test_scores_are_deterministic_out_of_fold_and_resume(small_work: Path, tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(small_work, a)
@@ -158,6 +160,7 @@ def test_scores_are_deterministic_out_of_fold_and_resume(small_work: Path, tmp_p
     assert pq.read_table(a / "ingest" / "scores.parquet").equals(sa)
 
 
+@pytest.mark.slow
 def test_streaming_path_gives_the_same_scores(small_work: Path, tmp_path: Path) -> None:
     """Sets too big for memory are decoded per batch; the scores must not change."""
     a, b = tmp_path / "mem", tmp_path / "stream"
@@ -172,6 +175,7 @@ def test_streaming_path_gives_the_same_scores(small_work: Path, tmp_path: Path) 
     np.testing.assert_allclose(ta.column("p_visual").to_numpy(), tb.column("p_visual").to_numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_changed_data_makes_scores_stale(small_work: Path, tmp_path: Path) -> None:
     work = tmp_path / "w"
     shutil.copytree(small_work, work)
@@ -193,6 +197,7 @@ def test_changed_data_makes_scores_stale(small_work: Path, tmp_path: Path) -> No
     assert scores_state(ingest).startswith("stale")
 
 
+@pytest.mark.slow
 def test_imported_scores_are_validated_against_the_manifest(small_work: Path, tmp_path: Path) -> None:
     ids = pq.read_table(small_work / "ingest" / "manifest.parquet").column("sample_id").to_pylist()
 
@@ -235,6 +240,7 @@ def test_missing_modality_and_single_class_are_refused(av_digits: Path, clips_di
     assert not (one / "ingest" / "scores.parquet").exists()
 
 
+@pytest.mark.slow
 def test_registered_scorer_plugin(small_work: Path, tmp_path: Path) -> None:
     from mmcurate.score import run_score
     from mmcurate.score.config import ScoreStageConfig

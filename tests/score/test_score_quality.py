@@ -133,6 +133,7 @@ def test_fit_predict_never_shows_held_out_samples_to_the_model(
     assert np.isnan(res.train_true[:, :]).sum() < res.train_true.size  # training dynamics recorded
 
 
+@pytest.mark.slow
 def test_runner_scores_every_sample_only_with_models_that_never_saw_it(
     small_work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spied_models: dict[str, SpySource]
 ) -> None:
@@ -338,6 +339,7 @@ def test_calibration_slope_is_one_without_calibration_and_matches_finite_differe
 # --------------------------------------------------------------------------- report and balance
 
 
+@pytest.mark.slow
 def test_report_shows_calibration_and_uncertainty_and_balance_leaves_out_uncertain_bins(
     small_work: Path, tmp_path: Path
 ) -> None:

@@ -461,7 +461,10 @@ def test_nothing_published_carries_the_machines_paths(
     machine = {str(tmp_path).encode(), os.path.realpath(tmp_path).encode()}
     leaks = sorted(name for name, data in published.items() if any(m in data for m in machine))
     assert not leaks, f"the machine's paths are in {leaks[:5]}"
-    assert '"raw_dir": "raw"' in card and '"manifest": "inputs.csv"' in card  # named, not located
+    # named, not located: the configuration published next to the card (mmcurate.common.public_paths)
+    config = published["hub:mmcurate_config.json"].decode()
+    assert '"raw_dir": "<raw>"' in config and '"manifest": "inputs.csv"' in config, config
+    assert "<raw>" in card
 
 
 # ----------------------------------------------------------------------------- browse: the page, the server

@@ -1,4 +1,4 @@
-"""Run by test_distributed.py under torchrun (2 gloo processes): one data-parallel step must equal the
+"""Run by pipeline/test_distributed.py under torchrun (2 gloo processes): one data-parallel step must equal the
 single-process step on the whole batch, for DDP with :func:`loss_weight` and for :func:`average_gradients`.
 
 Writes ``OUT/rank<k>.txt``: "ok" or what differed.

@@ -3,7 +3,7 @@ save_to_disk, card).
 
 The balance stage writes its dataset with it (``export_balanced``), and the ``mmcurate export`` stage
 joins a selection with its manifest through it (:func:`mmcurate.export.inputs.join_manifest`); it
-imports no stage, so using it ties no stage to another (tests/test_import_graph.py). ``export_balanced``
+imports no stage, so using it ties no stage to another (tests/pipeline/test_import_graph.py). ``export_balanced``
 is what the balance stage calls; ``load_balanced`` reads an export back
 (with audio readable without torchcodec). Where the files live, and whether an export is
 complete, is the store's business (:class:`mmcurate.store.BalancedDir`).

@@ -137,7 +137,7 @@ def render_card(
     toolkit_version: str,
 ) -> str:
     """The full README.md text. It is published: every path in it is made relative to the raw folder, never
-    the machine's (:mod:`mmcurate.common.public_paths`)."""
+    the machine's (:mod:`mmcurate.common.public_paths`, which the export has applied already)."""
     raw_dir = ingest_config.get("raw_dir") if isinstance(ingest_config.get("raw_dir"), str) else None
     provenance, ingest_config = public_paths(dict(provenance), raw_dir), public_paths(dict(ingest_config), raw_dir)
     src = source_info(provenance, ingest_config)

@@ -31,6 +31,7 @@ import mmcurate
 from mmcurate.common.console import progress_bar, summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
+from mmcurate.common.public_paths import path_roots, public_paths
 from mmcurate.export.card import CONFIG_JSON, SplitSummary, config_document, render_card
 from mmcurate.export.features import (
     audio_is_hub_encodable,
@@ -40,7 +41,6 @@ from mmcurate.export.features import (
     single_sample_rate,
 )
 from mmcurate.export.inputs import join_manifest, read_selection
-from mmcurate.export.portable import path_roots, portable
 from mmcurate.export.sharding import parse_shard_size, plan_shards, write_shards
 from mmcurate.store import BalancedDir, IngestDir
 from mmcurate.store.balanced_dir import EXPORT_MARKER_FORMAT
@@ -154,8 +154,8 @@ def export_balanced(
             {str(name or "ingest"): p.path for name, p in pools.items()},
             ingest_config.get("raw_dir"),
         )
-        public_provenance = portable(provenance, roots)
-        public_ingest = portable(ingest_config, roots)
+        public_provenance = public_paths(provenance, roots)
+        public_ingest = public_paths(ingest_config, roots)
         card = render_card(
             features=features,
             splits=summaries,

@@ -15,13 +15,13 @@ from conftest import run_cli
 from test_score import TINY_OOF
 
 from mmcurate.common.atomic import TMP_PREFIX
-
-pytestmark = pytest.mark.slow  # real scoring runs
 from mmcurate.common.errors import MMCurateError
 from mmcurate.data import TensorConfig, build_av_tensors, read_shards
 from mmcurate.data import tensor_cache as tc
 from mmcurate.data.tensor_cache import CACHE_DIR, TensorCache, key_of
 from mmcurate.store import IngestDir
+
+pytestmark = pytest.mark.slow  # real scoring runs
 
 CFG = TensorConfig(image_size=16, num_frames=2)
 

@@ -30,8 +30,9 @@ from mmcurate.browse.index import MediaMap, SiteData, build_index, folder_title,
 from mmcurate.browse.media import MEDIA_DIR, MediaStats, MediaStore, pick_frames
 from mmcurate.browse.sources import BrowseSource, iter_media, open_source, resolve_folder
 from mmcurate.common.atomic import atomic_dir, atomic_write_json, atomic_write_text, clean_stale_temporaries
-from mmcurate.common.console import info, progress_bar, summary_table
+from mmcurate.common.console import info, summary_table
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.progress import progress_bar
 from mmcurate.store import Workdir
 from mmcurate.store.lock import locked_folder
 from mmcurate.store.ownership import BOOKKEEPING, OWNER_FILE, check_output_path, make_output_dir, owner_kind

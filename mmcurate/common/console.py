@@ -10,7 +10,6 @@ is done, and ``[bold red]`` in a folder name must not vanish from the path shown
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -53,14 +52,6 @@ out_console = LogConsole(highlight=False)
 def progress_enabled() -> bool:
     """Progress bars are shown unless ``MMCURATE_NO_PROGRESS`` is set (CI logs, tests)."""
     return not os.environ.get("MMCURATE_NO_PROGRESS")
-
-
-def progress_bar(description: str, total: int | None) -> contextlib.AbstractContextManager[Any]:
-    """Count items: yields ``advance(n=1)``; a rich bar on a terminal, lines in a log
-    (:func:`mmcurate.common.progress.progress_bar`). Silent when ``MMCURATE_NO_PROGRESS`` is set."""
-    from mmcurate.common.progress import progress_bar as _progress_bar  # it imports this module
-
-    return _progress_bar(description, total)
 
 
 def info(message: str) -> None:

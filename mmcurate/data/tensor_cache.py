@@ -41,8 +41,8 @@ import pyarrow as pa
 import torch
 
 from mmcurate.common.atomic import TMP_PREFIX, fsync_dir, make_temp_dir
-from mmcurate.common.console import progress_bar
 from mmcurate.common.hashing import config_hash
+from mmcurate.common.progress import progress_bar
 from mmcurate.data.config import TensorConfig
 from mmcurate.data.records import length_records_from_table, records_from_table
 from mmcurate.data.sample import check_sample_rates, choose_audio_frames, sample_frame_count

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from mmcurate.common.console import progress_bar
+from mmcurate.common.progress import progress_bar
 from mmcurate.data.config import TensorConfig
 from mmcurate.data.records import SampleRecord, records_from_dicts, records_from_table
 from mmcurate.data.sample import (

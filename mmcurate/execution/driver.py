@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic
 
-from mmcurate.common.console import info, progress_bar
+from mmcurate.common.console import info
 from mmcurate.common.memory import release_free_memory
+from mmcurate.common.progress import progress_bar
 from mmcurate.execution import distributed
 from mmcurate.execution.base import Executor, R, T, WorkUnit
 from mmcurate.execution.distributed import SINGLE, Ranks

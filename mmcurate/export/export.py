@@ -28,9 +28,10 @@ import pyarrow.compute as pc
 from datasets import Dataset, DatasetInfo
 
 import mmcurate
-from mmcurate.common.console import progress_bar, summary_table
+from mmcurate.common.console import summary_table
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
+from mmcurate.common.progress import progress_bar
 from mmcurate.common.public_paths import path_roots, public_paths
 from mmcurate.export.card import CONFIG_JSON, SplitSummary, config_document, render_card
 from mmcurate.export.features import (

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import mmcurate
-from mmcurate.common.console import info, progress_bar, progress_enabled, warn
+from mmcurate.common.console import info, progress_enabled, warn
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.progress import progress_bar
 from mmcurate.push.config import DEFAULT_FILES_PER_COMMIT, DEFAULT_RETRIES, DEFAULT_TIMEOUT, PushConfig
 from mmcurate.push.files import (
     LocalFile,

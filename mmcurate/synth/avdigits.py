@@ -49,8 +49,8 @@ import soundfile
 from av.codec.context import Flags
 
 from mmcurate.common.atomic import atomic_dir
-from mmcurate.common.console import progress_bar
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.progress import progress_bar
 from mmcurate.synth.shapes import X264_OPTIONS, rgb_to_yuv420p
 
 #: container/codec families: folder -> (container, video codec, pixel format, audio codec, audio rate or None = 8 kHz)

@@ -40,8 +40,8 @@ from av.codec.context import Flags
 from PIL import Image, ImageDraw
 
 from mmcurate.common.atomic import atomic_dir
-from mmcurate.common.console import progress_bar
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.progress import progress_bar
 
 #: Ground-truth table written next to the class folders.
 LABELS_FILE = "demo_labels.csv"

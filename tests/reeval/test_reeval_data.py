@@ -164,11 +164,16 @@ def test_reeval_bins_are_balance_bins_for_every_sample(tmp_path: Path) -> None:
         assert [balance_bin_of[i] for i in s.sample_ids] == s.bins.tolist(), split
 
 
-def test_reeval_uses_the_edges_balance_recorded(export_dir: Path) -> None:
+def test_a_balance_record_beside_an_unfinished_export_is_refused(export_dir: Path) -> None:
+    """A folder with balance.json is a balanced output: its export must be complete (export.json), or
+    reeval would read a half-written export as found."""
+    from mmcurate.common.errors import MMCurateError
+
     record = export_dir / "balance.json"
     record.write_text('{"bin_edges": [-1.0, -0.3, 0.0, 0.3, 1.0]}')
     try:
-        assert load_balanced_dir(export_dir, SETTINGS).bin_edges == [-1.0, -0.3, 0.0, 0.3, 1.0]
+        with pytest.raises(MMCurateError, match="export.json: missing"):
+            load_balanced_dir(export_dir, SETTINGS)
     finally:
         record.unlink()
 

@@ -565,6 +565,9 @@ def test_every_method_takes_a_real_training_step(name: str, tmp_path) -> None:  
     model = method.build_model(K)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     # MLA steps the optimiser itself; UMT trains its unimodal teachers as runs in out_dir
+    from mmcurate.reeval.trainer import runs_of
+
+    train_cfg = TrainConfig(epochs=1, batch_size=4, width=4)
     ctx = TrainContext(
         0,
         4,
@@ -574,10 +577,11 @@ def test_every_method_takes_a_real_training_step(name: str, tmp_path) -> None:  
         data,
         4,
         0,
-        cfg=TrainConfig(epochs=1, batch_size=4, width=4),
+        cfg=train_cfg,
         lr=0.1,
         optimizer=opt,
         out_dir=tmp_path,
+        run_of=runs_of(data, train_cfg, 0, tmp_path, torch.device("cpu")),
     )
     method.on_train_start(model, ctx)
     method.on_epoch_start(model, ctx)

@@ -35,8 +35,8 @@ import numpy as np
 import soundfile
 
 from mmcurate.common.atomic import atomic_dir
-from mmcurate.common.console import progress_bar
 from mmcurate.common.errors import MMCurateError
+from mmcurate.common.progress import progress_bar
 from mmcurate.synth.avdigits import _EXT, FORMATS, encode_clip, list_fsdd
 from mmcurate.synth.domains.audio import AUDIO_CLASSES, AUDIO_SOURCES, normalise
 from mmcurate.synth.domains.corruptions import AUDIO_KINDS, VISUAL_KINDS, corrupt_audio, corrupt_frames

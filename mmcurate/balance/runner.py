@@ -126,7 +126,8 @@ def _verdict_words(v: dict[str, Any]) -> str:
     where = v.get("modality") or "scores"
     if v.get("fold") is not None:
         where += f" fold {v['fold']}"
-    return f"{where}: {v['check']}"
+    failed = {"above chance": "not clearly above chance", "folds agree": "folds disagree"}
+    return f"{where}: {failed.get(v['check'], 'failed ' + repr(v['check']))}"
 
 
 def plan_balance(

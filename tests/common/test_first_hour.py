@@ -289,7 +289,7 @@ def test_report_counts_edges_of_the_balance_bins_and_flags_worse_calibration(tmp
 @pytest.mark.slow
 def test_pytest_says_how_many_tests_skipped_for_missing_shared_data(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_reeval_e2e.py"]
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/reeval/test_reeval_e2e.py"]
         + ["-k", "every_method or resplit"],
         env=_env(MMCURATE_SHARED_DATA=str(tmp_path / "absent")),
         capture_output=True,

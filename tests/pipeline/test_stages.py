@@ -119,7 +119,9 @@ def test_balance_has_the_scores_made_first_through_the_registry(small_work: Path
     (work / "ingest" / "scores.parquet").unlink(missing_ok=True)
     wd = Workdir(work)
     scoring = ScoreConfig(folds=2, epochs=1, width=4, image_size=16, audio_frames=32, device="cpu")
-    cfg = BalanceConfig(bins=2, shortfall="best-effort", no_features=True, seed=3, scoring=scoring)
+    cfg = BalanceConfig(
+        bins=2, shortfall="best-effort", no_features=True, seed=3, scoring=scoring, accept_weak_scores=True
+    )
     with pytest.raises(MMCurateError, match="scores are missing; run `mmcurate score` first"):
         BALANCE.run(wd, cfg)
     [need] = BALANCE.needs(wd, cfg)

@@ -131,6 +131,7 @@ def default_run(ingest: Path, cfg: ScoreConfig) -> dict[str, Any]:
         ],
         "_d": col["discrepancy"],
         "_std": col["discrepancy_std"],
+        "_std_variance_fit": np.sqrt(col["p_audio_std"] ** 2 + col["p_visual_std"] ** 2),
     }
     return out
 
@@ -250,6 +251,13 @@ def main() -> None:
         if len(seeds) >= 2:
             a, b = entry[f"default_seed{seeds[0]}"], entry[f"default_seed{seeds[1]}"]
             entry["uncertainty_check"] = coverage(a["_d"], a["_std"], b["_d"], b["_std"])
+            entry["uncertainty_check"]["variance_fit_only"] = coverage(
+                a["_d"], a["_std_variance_fit"], b["_d"], b["_std_variance_fit"]
+            )
+            entry["uncertainty_check"]["scales"] = [
+                a["uncertainty"].get("discrepancy_coverage", {}).get("scale"),
+                b["uncertainty"].get("discrepancy_coverage", {}).get("scale"),
+            ]
             print(name, "uncertainty", entry["uncertainty_check"], flush=True)
         if args.ceiling:
             entry["ceiling"] = refit_run(ingest, ScoreConfig(seed=seeds[0], device="cpu", **typed), clean_only=True)
@@ -263,6 +271,7 @@ def main() -> None:
             if isinstance(v, dict):
                 v.pop("_d", None)
                 v.pop("_std", None)
+                v.pop("_std_variance_fit", None)
         results[name] = entry
         write(args.out, results)
 
@@ -389,14 +398,19 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             (
                 "| set | within 1 predicted SE (68 % if right) | within 2 SE (95 %) "
-                "| mean abs change of d | mean predicted SE |"
+                "| mean abs change of d | mean predicted SE | coverage scale (seeds) "
+                "| variance fit alone: within 1 / 2 SE |"
             ),
-            "|---|---:|---:|---:|---:|",
+            "|---|---:|---:|---:|---:|---|---|",
         ]
         for n, c in checks:
+            alone = c.get("variance_fit_only")
+            alone_text = f"{alone['within_1_se']:.1%} / {alone['within_2_se']:.1%}" if alone else ""
             lines.append(
                 f"| {n} | {c['within_1_se']:.1%} | {c['within_2_se']:.1%} "
-                f"| {c['mean_abs_change']:.3f} | {c['mean_predicted_se']:.3f} |"
+                f"| {c['mean_abs_change']:.3f} | {c['mean_predicted_se']:.3f} "
+                f"| {' / '.join(str(k) for k in c.get('scales', []))} "
+                f"| {alone_text} |"
             )
     return "\n".join(lines) + "\n"
 

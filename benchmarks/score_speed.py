@@ -35,6 +35,19 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _discrepancy_eval import condition_aurocs  # noqa: E402
 
+#: run ``mmcurate`` from the tree given as the first argument. An editable install's import finder
+#: would otherwise serve this checkout's package even with the other tree first on PYTHONPATH
+RUN_FROM_TREE = """
+import runpy, sys
+tree = sys.argv.pop(1)
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "").lower()]
+sys.path.insert(0, tree)
+import mmcurate
+assert mmcurate.__file__.startswith(tree), (mmcurate.__file__, tree)
+sys.argv[0] = "mmcurate"
+runpy.run_module("mmcurate", run_name="__main__", alter_sys=True)
+"""
+
 
 def children_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -48,10 +61,13 @@ def score_once(tree: Path, ingest: Path, work: Path, extra: list[str]) -> dict[s
     shutil.copytree(
         ingest, work, ignore=shutil.ignore_patterns("scores.*", "score_runs", "scorers", "tensor_cache", ".mmcurate*")
     )
-    env = {**os.environ, "PYTHONPATH": str(tree), "MMCURATE_NO_PROGRESS": "1"}
+    env = {**os.environ, "MMCURATE_NO_PROGRESS": "1"}
     cpu, wall = children_cpu(), time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "mmcurate", "score", str(work), *extra], env=env, capture_output=True, text=True
+        [sys.executable, "-c", RUN_FROM_TREE, str(tree), "score", str(work), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     wall, cpu = time.perf_counter() - wall, children_cpu() - cpu
     if proc.returncode not in (0, 2):

@@ -14,7 +14,7 @@ from typing import Any
 from mmcurate.common.errors import MMCurateError
 
 #: stages whose ``overwrite`` lets them write into a folder that is not their own output
-FOLDER_OVERWRITE = ("ingest", "balance", "reeval")
+FOLDER_OVERWRITE = ("ingest", "balance", "reeval", "report")
 
 
 def refuse_folder_overwrite(data: Any, where: str) -> None:

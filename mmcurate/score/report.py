@@ -31,6 +31,7 @@ from mmcurate.common.stage import Stage
 from mmcurate.score.assemble import DEFAULT_EDGES, NEAR_EDGE
 from mmcurate.score.table import summarize
 from mmcurate.store import IngestDir, Workdir
+from mmcurate.store.ownership import claim_folder
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,11 @@ class ReportConfig:
     by: tuple[str, ...] = opt(
         help="Also break the numbers down by this manifest column (repeatable), e.g. --by condition.",
         default_factory=tuple,
+    )
+    overwrite: bool = opt(
+        False,
+        "Write into a non-empty --out folder that is not an mmcurate report (only the report's own files are "
+        "replaced). Without it such a folder is refused.",
     )
 
 
@@ -60,11 +66,32 @@ def report_dir(workdir: Workdir, cfg: ReportConfig) -> Path:
     return cfg.out or IngestDir(cfg.ingest_dir or workdir.ingest.path).report_dir
 
 
+#: the files a report writes: a folder holding only these (made before owner files) is a report
+REPORT_FILES = frozenset(
+    {
+        "report.md",
+        "confidence_density.png",
+        "discrepancy_hist.png",
+        "per_class.png",
+        "per_class.csv",
+        "reliability.png",
+    }
+)
+
+
 def run_report(workdir: Workdir, cfg: ReportConfig) -> ReportResult:
-    """Write the report of an ingest folder's scores (default: WORKDIR/ingest, into its report/)."""
+    """Write the report of an ingest folder's scores (default: WORKDIR/ingest, into its report/).
+
+    The output folder is claimed like every stage's: a user's non-empty folder given as --out is
+    refused (one line) unless --overwrite, so a report never replaces someone's own report.md."""
     ingest = IngestDir(cfg.ingest_dir or workdir.ingest.path)
     out_dir = report_dir(workdir, cfg)
+    claim_folder(out_dir, "report", cfg.overwrite, lambda: _holds_only_report_files(out_dir))
     return ReportResult(out_dir, write_report(ingest.path, out_dir, list(cfg.by)))
+
+
+def _holds_only_report_files(folder: Path) -> bool:
+    return all(p.name in REPORT_FILES or p.name.startswith(".") for p in folder.iterdir())
 
 
 def _plt():  # type: ignore[no-untyped-def]

@@ -377,6 +377,16 @@ def test_report_shows_calibration_and_uncertainty_and_balance_leaves_out_uncerta
     near = int((scores.column("bin_probability").to_numpy() < 0.5).sum())
     assert f"near a bin edge: {near} samples" in report and "## Calibration" in report
     assert (ingest / "report" / "reliability.png").stat().st_size > 1000
+    # a user's own folder given as --out: refused (their report.md untouched) unless --overwrite
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "report.md").write_text("my chapter")
+    (mine / "notes.txt").write_text("mine")
+    proc = run_cli("report", "--workdir", str(work), "--out", str(mine))
+    assert proc.returncode == 2 and "not an mmcurate report output" in " ".join(proc.stderr.split()), proc.stderr
+    assert (mine / "report.md").read_text() == "my chapter" and "Traceback" not in proc.stderr
+    assert run_cli("report", "--workdir", str(work), "--out", str(mine), "--overwrite").returncode == 0
+    assert "## Calibration" in (mine / "report.md").read_text() and (mine / "notes.txt").read_text() == "mine"
 
     x = float(np.median(std))
     left_out = int((std > x).sum())

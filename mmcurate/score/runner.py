@@ -138,11 +138,6 @@ class FoldTrainer:
             )
         finally:
             torch.set_num_threads(before)
-        if res.checkpoints is not None:
-            # plain arrays back to the driver: a torch tensor crossing a pool's queue is shared through a
-            # file descriptor under a lock that a fork can leave held, and the worker then hangs for ever
-            arrays = [{k: v.detach().cpu().numpy() for k, v in c.items()} for c in res.checkpoints]
-            res = dataclasses.replace(res, checkpoints=arrays)
         return res, time.monotonic() - started
 
 

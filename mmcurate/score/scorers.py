@@ -78,7 +78,7 @@ def save_member(path: Path, res: FitResult, modality: str, num_classes: int, wid
         "seed": seed,
         "epochs": [int(res.epochs[i]) for i in keep],
         "audio_stats": [float(res.audio_stats[0]), float(res.audio_stats[1])],
-        "checkpoints": [{k: torch.as_tensor(np.asarray(v)) for k, v in res.checkpoints[i].items()} for i in keep],
+        "checkpoints": [{k: torch.from_numpy(v) for k, v in res.checkpoints[i].items()} for i in keep],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     # through a file object: given a path, torch.save names the archive's folder after the (random)

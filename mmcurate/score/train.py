@@ -187,9 +187,9 @@ class FitResult:
     epochs: np.ndarray
     train_true: np.ndarray
     losses: np.ndarray
-    #: with ``keep_window``: the weights after each averaged epoch (CPU state dicts) and the audio
-    #: standardisation (mean, std), so the model can score other clips later (saved scorers)
-    checkpoints: list[dict[str, torch.Tensor]] | None = None
+    #: with ``keep_window``: the weights after each averaged epoch (state dicts as numpy arrays) and the
+    #: audio standardisation (mean, std), so the model can score other clips later (saved scorers)
+    checkpoints: list[dict[str, np.ndarray]] | None = None
     audio_stats: tuple[float, float] | None = None
     inner_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     inner_probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
@@ -300,8 +300,10 @@ class _Attempt:
             self._update_ema()  # the buffers as they are now
         return predict(self.ema if ema else self.model, self.source, idx, self.device, self.stats)
 
-    def state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone().contiguous() for k, v in self.model.state_dict().items()}
+    def state(self) -> dict[str, np.ndarray]:
+        """The weights as plain arrays: a result crosses a forked pool's queue, where a torch tensor is
+        shared through a file descriptor under a lock the fork can leave held (the worker then hangs)."""
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
 
 
 def fit_predict(

@@ -138,12 +138,10 @@ def test_a_planted_scorer_checkpoint_is_refused_and_never_run(
 
 
 def test_saved_scorers_have_the_same_bytes_for_the_same_inputs(tmp_path: Path) -> None:
-    import torch
-
     from mmcurate.score.scorers import merge_members, model_file, save_member
     from mmcurate.score.train import FitResult
 
-    state = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.zeros(2)}
+    state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros(2, np.float32)}  # as training returns
     res = FitResult(
         probs=np.zeros((1, 2)),
         held_true=np.zeros((1, 1), np.float32),

@@ -33,7 +33,7 @@ from mmcurate.store.bins import assign_bins, bin_label, bin_probability
 from mmcurate.store.ownership import check_output_path
 from mmcurate.store.pools import content_copies, refuse_copies
 from mmcurate.store.schemas import SELECTION_SCHEMA
-from mmcurate.store.scores_health import load_health
+from mmcurate.store.scores_health import failed_checks, load_health
 from mmcurate.store.splits import SPLITS, assign_splits, parse_ratios
 
 
@@ -106,8 +106,7 @@ def check_health(ingest: IngestDir, cfg: BalanceConfig) -> None:
     health = (ingest.read_scores_meta() or {}).get("health") or {}
     if health.get("status") != "fail":
         return
-    failed = [v for v in health.get("verdicts", []) if v.get("status") == "fail"]
-    what = "; ".join(_verdict_words(v) for v in failed)
+    what = failed_checks(health)
     if cfg.accept_weak_scores:
         warn(
             f"balance: {ingest.path}: scores failed their self-check ({what}); balancing anyway (--accept-weak-scores)"
@@ -120,14 +119,6 @@ def check_health(ingest: IngestDir, cfg: BalanceConfig) -> None:
         f"{ingest.path}: scores failed their self-check ({what}), so d is largely noise; see `mmcurate score`'s "
         "lines or scores.json 'health' (more clips per class, --max-epochs), or pass --accept-weak-scores"
     )
-
-
-def _verdict_words(v: dict[str, Any]) -> str:
-    where = v.get("modality") or "scores"
-    if v.get("fold") is not None:
-        where += f" fold {v['fold']}"
-    failed = {"above chance": "not clearly above chance", "folds agree": "folds disagree"}
-    return f"{where}: {failed.get(v['check'], 'failed ' + repr(v['check']))}"
 
 
 def plan_balance(

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: two-sided 95 % normal quantile
-Z95 = 1.959963984540054
+from mmcurate.common.proportions import wilson_interval
+
 #: a subset or bin with fewer test samples than this is shown but not read (greyed in plots)
 MIN_SAMPLES = 10
 #: a validation or test split smaller than this cannot choose a checkpoint or tell methods apart: warn
@@ -44,22 +44,6 @@ BOOTSTRAP_SEED = 2024
 LEVEL = 0.95
 #: resamples evaluated at once (bounds memory at about 8 * BLOCK * clips bytes)
 _BLOCK = 250
-
-
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
-    """Wilson score interval of ``successes`` out of ``n``; None for n = 0."""
-    if n <= 0:
-        return None
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes must lie in [0, {n}], got {successes}")
-    p = successes / n
-    z2 = z * z
-    denom = 1 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    lo = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the edges, no rounding residue
-    hi = 1.0 if successes == n else min(1.0, centre + half)
-    return lo, hi
 
 
 def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float] | None:

@@ -22,12 +22,13 @@ step. ``scores.json`` records them; ``balance`` refuses failed scores unless tol
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import binom, norm
+from scipy.stats import binom
+
+from mmcurate.common.proportions import wilson_interval
 
 #: fewer clips than this in a class: the scorers are likely to be weak (see benchmarks/results/discrepancy.md)
 MIN_CLIPS_PER_CLASS = 30
@@ -53,15 +54,9 @@ class Verdict:
         return f"score check failed: {self.message}" if self.status == "fail" else f"score: {self.message}"
 
 
-def wilson(correct: int, n: int, z: float = float(norm.ppf(0.975))) -> tuple[float, float]:
+def wilson(correct: int, n: int) -> tuple[float, float]:
     """95 % Wilson score interval of a proportion (0, 1 for n = 0)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = correct / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return wilson_interval(correct, n) or (0.0, 1.0)
 
 
 def chance_level(y: np.ndarray, num_classes: int) -> float:

@@ -12,11 +12,12 @@ against the majority-class rate), and is absent otherwise (``None``).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+
+from mmcurate.common.proportions import wilson_interval
 
 SCORES_JSON = "scores.json"
 SCORES_PARQUET = "scores.parquet"
@@ -81,8 +82,9 @@ def _computed(scores: Path) -> dict[str, Any] | None:
         if not pairs:
             continue
         n = len(pairs)
-        acc = sum(p == y for p, y in pairs) / n
-        lo, hi = wilson(acc, n)
+        correct = sum(p == y for p, y in pairs)
+        acc = correct / n
+        lo, hi = wilson_interval(correct, n, z=1.96) or (0.0, 1.0)
         modalities[m] = {
             "accuracy": round(acc, 4),
             "interval": [round(lo, 4), round(hi, 4)],
@@ -104,14 +106,20 @@ def _computed(scores: Path) -> dict[str, Any] | None:
     }
 
 
-def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``p`` of ``n`` trials (95 % by default)."""
-    if n <= 0:
-        return 0.0, 1.0
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+#: what each check of ``mmcurate score``'s self-check (mmcurate.score.health) means when it failed
+FAILED_CHECK_WORDS = {"above chance": "not clearly above chance", "folds agree": "folds disagree"}
+
+
+def failed_checks(health: dict[str, Any]) -> str:
+    """The failed verdicts of a recorded self-check, each as "where: what", e.g. "visual fold 2: folds
+    disagree; audio: not clearly above chance"."""
+    words = []
+    for v in health.get("verdicts", []):
+        if v.get("status") != "fail":
+            continue
+        where = (v.get("modality") or "scores") + (f" fold {v['fold']}" if v.get("fold") is not None else "")
+        words.append(f"{where}: {FAILED_CHECK_WORDS.get(v['check'], 'failed ' + repr(v['check']))}")
+    return "; ".join(words)
 
 
 def health_line(health: dict[str, Any] | None) -> str | None:

@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import run_cli
 from scipy.stats import norm
+from test_score import TINY_OOF
 
 from mmcurate.data import AVTensors, TensorConfig
 from mmcurate.score import train as train_mod
@@ -29,25 +30,6 @@ from mmcurate.score.calibration import (
 from mmcurate.score.config import ScoreConfig
 from mmcurate.score.train import InMemorySource, fit_predict
 from mmcurate.score.uncertainty import bin_probability, confidence_std, discrepancy_std
-
-TINY = [
-    "--repeats",
-    "1",
-    "--folds",
-    "2",
-    "--epochs",
-    "2",
-    "--avg-last",
-    "1",
-    "--width",
-    "4",
-    "--image-size",
-    "16",
-    "--audio-frames",
-    "32",
-    "--no-save-scorers",
-]
-
 
 # --------------------------------------------------------------------------- out-of-fold index spy
 
@@ -279,7 +261,7 @@ def test_tiny_set_is_scored_uncalibrated_with_the_reason_recorded(av_digits: Pat
             )
     work = tmp_path / "work"
     assert run_cli("ingest", str(raw), "--workdir", str(work), "--size", "32").returncode == 0
-    proc = run_cli("score", "--workdir", str(work), *TINY)
+    proc = run_cli("score", "--workdir", str(work), *TINY_OOF)
     assert proc.returncode == 0, proc.stderr
     assert "written uncalibrated: too few samples per class" in proc.stderr
     meta = json.loads((work / "ingest" / "scores.json").read_text())

@@ -17,6 +17,7 @@ from conftest import run_cli, write_av_digits_manifest
 from mmcurate.score.assemble import both_weak_threshold
 from mmcurate.score.health import MIN_CLIPS_PER_CLASS, check_scores, wilson
 from mmcurate.score.schedule import ConvergenceSettings, SearchState
+from mmcurate.store.scores_health import failed_checks
 
 
 def _preds(y: np.ndarray, accuracy: float, num_classes: int, seed: int) -> np.ndarray:
@@ -68,6 +69,18 @@ def test_a_stuck_fold_fails_and_small_classes_warn() -> None:
     assert ("enough clips", "warn", None) in checks
     assert str(MIN_CLIPS_PER_CLASS) in next(v["message"] for v in health["verdicts"] if v["check"] == "enough clips")
     assert health["modalities"]["visual"]["folds"][1]["stop"] == "stuck"
+
+
+def test_failed_checks_say_what_failed_not_the_checks_name() -> None:
+    """balance's refusal once read "visual: above chance" for a scorer that was not."""
+    y = np.repeat(np.arange(4), 10)
+    folds = np.tile(np.arange(2), 20)
+    rng = np.random.default_rng(0)
+    noise = {"audio": rng.integers(0, 4, len(y)), "visual": y.copy()}
+    health = check_scores(y, folds, noise, 4, {("visual", 1): {"stop": "stuck", "restarts": 2, "epochs": 30}})
+    words = failed_checks(health)
+    assert "audio: not clearly above chance" in words and "visual fold 1: folds disagree" in words, words
+    assert "enough clips" not in words  # a warning, not a failure
 
 
 def test_wilson_interval_covers_the_proportion() -> None:

@@ -10,6 +10,11 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MMCURATE_NO_PROGRESS", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist's workers set COLUMNS=80 and LINES=24; the commands the tests start would then wrap their
+    # lines at 80 characters (the console honours COLUMNS) where a serial run's do not.
+    for _name in ("COLUMNS", "LINES"):
+        os.environ.pop(_name, None)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MMCURATE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

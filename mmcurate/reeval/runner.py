@@ -16,7 +16,6 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from mmcurate.common.atomic import atomic_write_json
 from mmcurate.common.console import info, summary_table, warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.execution import ExecutionConfig, WorkUnit, distributed, make_executor
@@ -31,6 +30,7 @@ from mmcurate.reeval.report import PROTOCOL, write_report
 from mmcurate.reeval.settings import TrainConfig
 from mmcurate.reeval.sources import load_source, resolve_source
 from mmcurate.reeval.split_audit import small_split_warnings
+from mmcurate.reeval.timings import record_timings, time_table_rows
 from mmcurate.reeval.trainer import (
     RunResult,
     cached_result,
@@ -210,15 +210,7 @@ def _run_reeval_locked(
             "groups kept whole where known; test fixed)",
         )
     paths = write_report(out_dir, data, runs, run_settings, device.type)
-    atomic_write_json(
-        out_dir / "timings.json",
-        {
-            "device": device_text,
-            "runs": [
-                {"method": r.method, "seed": r.seed, "status": r.status, "seconds": round(r.seconds, 2)} for r in runs
-            ],
-        },
-    )
+    timings = record_timings(out_dir, runs, device_text)
     summary_table(
         "reeval: test accuracy (model chosen on validation)",
         ["method", "seed", "run", "best epoch", "val acc", "test acc", "audio-pref", "visual-pref", "seconds"],
@@ -236,6 +228,11 @@ def _run_reeval_locked(
             ]
             for r in runs
         ],
+    )
+    summary_table(
+        "reeval: time per run of each method (this call's runs, or what a reused run recorded)",
+        ["method", "runs timed", "wall s", "CPU-s", "CPU vs joint"],
+        time_table_rows(timings),
     )
     return ReevalOutcome(runs, paths, data, device_text)
 

@@ -68,6 +68,8 @@ class RunResult:
     #: how this call got it: "trained", "resumed" or "cached" (not saved: it differs between calls)
     status: str = "trained"
     seconds: float = 0.0
+    #: process CPU seconds of this call's training and testing (all of torch's threads)
+    cpu_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,7 +158,7 @@ def fit_run(
     checkpoints (``last.pt``, ``best.pt``) are written here, as training goes (by rank 0 only under
     ``--distributed``; every rank then returns the same result).
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     method = get_method(
         method_name, width=cfg.width, fusion=cfg.fusion, epochs=cfg.epochs, seed=seed, **cfg.params_for(method_name)
     )
@@ -277,6 +279,7 @@ def fit_run(
         extra={"identity_hash": ident_hash},
     )
     result.seconds = time.perf_counter() - started
+    result.cpu_seconds = time.process_time() - cpu_started
     return result, _predictions_table(data.test, pred)
 
 

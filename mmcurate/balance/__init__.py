@@ -40,6 +40,7 @@ def recipe_settings(resolved: Mapping[str, Any], where: str) -> tuple[dict[str, 
 STAGE: Stage[BalanceConfig, BalanceResult] = Stage(
     name="balance",
     config=BalanceConfig,
+    claims_folder=True,  # --overwrite: write into a folder mmcurate did not make
     reads=(
         "ingest/manifest.parquet",
         "ingest/scores.parquet (the score stage runs first when they are missing or stale)",

@@ -61,6 +61,8 @@ class Stage(Generic[C, R]):
     options when they come from more than its own section; ``on_change`` are the fields set when its
     settings changed since the last run (start over instead of resuming). ``needs(workdir, config)``
     names the stages to run first (balance: score, when the scores are missing or stale).
+    ``claims_folder``: its ``overwrite`` option lets it write into a folder mmcurate did not make (the
+    user's word, which a recipe file may not give: :mod:`mmcurate.pipeline.trust`).
     """
 
     name: str
@@ -72,6 +74,7 @@ class Stage(Generic[C, R]):
     is_complete: Callable[[Workdir, C], bool] = _never
     sections: tuple[str, ...] = ()
     optional: bool = False
+    claims_folder: bool = False
     recipe_settings: Callable[[Mapping[str, Any], str], RecipeSettings] | None = None
     on_change: Mapping[str, Any] = field(default_factory=dict)
     needs: Callable[[Workdir, C], Sequence[Need]] = _nothing_needed

@@ -44,6 +44,7 @@ def is_complete(workdir: Workdir, cfg: IngestConfig) -> bool:
 STAGE: Stage[IngestConfig, IngestResult] = Stage(
     name="ingest",
     config=IngestConfig,
+    claims_folder=True,  # --overwrite: write into a folder mmcurate did not make
     reads=("RAW_DIR (clips, an input manifest or a release layout)",),
     writes=(
         "ingest/manifest.parquet",

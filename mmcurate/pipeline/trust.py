@@ -12,16 +12,21 @@ from __future__ import annotations
 from typing import Any
 
 from mmcurate.common.errors import MMCurateError
+from mmcurate.stages import REGISTRY, load_stage
 
-#: stages whose ``overwrite`` lets them write into a folder that is not their own output
-FOLDER_OVERWRITE = ("ingest", "balance", "reeval", "report")
+
+def folder_claiming_sections() -> tuple[str, ...]:
+    """The recipe sections of the stages whose ``overwrite`` lets them write into a folder that is not their
+    own output (``Stage.claims_folder``; score's ``overwrite`` only retrains, so it is not one)."""
+    stages = (load_stage(e.name) for e in REGISTRY)
+    return tuple(s.section for s in stages if s.claims_folder and s.section)
 
 
 def refuse_folder_overwrite(data: Any, where: str) -> None:
     """A one-line error when the recipe file (before ``--set``) says ``overwrite`` for a stage's folder."""
     if not isinstance(data, dict):
         return
-    for stage in FOLDER_OVERWRITE:
+    for stage in folder_claiming_sections():
         section = data.get(stage)
         if isinstance(section, dict) and section.get("overwrite") not in (None, False):
             raise MMCurateError(

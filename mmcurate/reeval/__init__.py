@@ -15,6 +15,7 @@ from mmcurate.reeval.runner import ReevalOutcome, run_reeval_stage
 STAGE: Stage[ReevalConfig, ReevalOutcome] = Stage(
     name="reeval",
     config=ReevalConfig,
+    claims_folder=True,  # --overwrite: write into a folder mmcurate did not make
     reads=("balanced/data/*.parquet (or hf/), a Hub repo ORG/NAME, or ingest/ with scores",),
     writes=(
         "reeval/results.json",

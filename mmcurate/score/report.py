@@ -324,6 +324,7 @@ def print_report_summary(result: ReportResult) -> None:
 REPORT_STAGE: Stage[ReportConfig, ReportResult] = Stage(
     name="report",
     config=ReportConfig,
+    claims_folder=True,  # --overwrite: write into a folder mmcurate did not make
     reads=("ingest/scores.parquet", "ingest/manifest.parquet"),
     writes=("ingest/report/",),
     run=run_report,

@@ -609,6 +609,25 @@ def test_a_recipe_may_not_say_overwrite_for_a_users_folder(
     assert proc.returncode == 0, proc.stderr  # the command line may say it
 
 
+def test_the_stages_a_recipe_may_not_overwrite_for_come_from_the_registry() -> None:
+    """Every stage whose --overwrite claims someone's folder (its help says "folder") is refused in a recipe
+    file; score's --overwrite only retrains its own results and stays allowed. The list was kept by hand
+    once: a stage added to the registry with a folder-claiming --overwrite would have been let through."""
+    from mmcurate.common.errors import MMCurateError
+    from mmcurate.pipeline.trust import folder_claiming_sections, refuse_folder_overwrite
+    from mmcurate.stages import REGISTRY, load_command
+
+    def claims(name: str) -> bool:
+        option = next((p for p in load_command(name).params if p.name == "overwrite"), None)
+        return option is not None and "folder" in (getattr(option, "help", "") or "")
+
+    assert set(folder_claiming_sections()) == {e.name for e in REGISTRY if claims(e.name)} == {
+        "ingest", "report", "balance", "reeval"}  # fmt: skip
+    refuse_folder_overwrite({"score": {"overwrite": True}}, "r.yaml")  # retraining is no claim on a folder
+    with pytest.raises(MMCurateError, match="report.overwrite may not be set"):
+        refuse_folder_overwrite({"report": {"overwrite": True}}, "r.yaml")
+
+
 # --------------------------------------------------------------------------------- temporary names
 
 

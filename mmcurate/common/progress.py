@@ -21,6 +21,7 @@ those things (a bar never ends at ``39/20``, nor says ``3/3 shards`` when it cou
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -45,8 +46,9 @@ ITEM_LINE_SECONDS, EPOCH_LINE_SECONDS = 30.0, 0.0
 
 
 def line_mode() -> bool:
-    """Whether progress is printed as lines (stderr is not a terminal)."""
-    return not err_console.is_terminal
+    """Whether progress is printed as lines: stderr is not a terminal, or this is a worker process (a pool's
+    workers share the terminal: live bars from several processes would overwrite each other)."""
+    return not err_console.is_terminal or multiprocessing.parent_process() is not None
 
 
 def _interval(default: float) -> float:

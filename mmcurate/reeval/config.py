@@ -93,7 +93,11 @@ class ReevalConfig:
         "Write into an --out folder that holds files but is not a reeval output: reeval adds its own files "
         "(results.*, plots, timings.json, runs/) and replaces only those. Without it such a folder is refused.",
     )
-    threads: int = opt(1, "CPU threads for training (tiny CPU models gain little from more; shared cores lose a lot).")
+    threads: int = opt(
+        1,
+        "CPU threads per training run (tiny CPU models gain little from more; shared cores lose a lot). On CPU the "
+        "local engine trains cores / threads runs at once; the results are the same however many train together.",
+    )
     cache_dir: str | None = opt(None, "datasets cache directory for a Hub SOURCE.")
     execution: ExecutionConfig = nested(ExecutionConfig)
 

@@ -18,7 +18,7 @@ import torch
 
 from mmcurate.common.console import info, summary_table, warn
 from mmcurate.common.errors import MMCurateError
-from mmcurate.execution import ExecutionConfig, WorkUnit, distributed, make_executor
+from mmcurate.execution import ExecutionConfig, WorkUnit, available_cores, distributed, make_executor
 from mmcurate.execution.device import describe_device, execution_device
 from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.execution.driver import Completion, UnitDriver, Written
@@ -259,10 +259,14 @@ def _train_all(
     if len(results) == len(units):
         distributed.barrier(job.ranks)
         return [results[k] for k in keys]  # all reused: no executor (no Ray instance) needed
-    executor = make_executor(1, None, execution, cpus=job.threads or 1, threads=job.threads)
+    executor = make_executor(
+        parallel_runs(job, execution), None, execution, cpus=job.threads or 1, threads=job.threads
+    )
     driver = UnitDriver("reeval", "run", units, completion, executor, job.ranks)
-    if driver.pending and execution.engine != "local":
-        info(f"reeval: {len(driver.pending)} run(s) on {executor.describe()}")
+    if driver.pending:
+        info(
+            f"reeval: {len(driver.pending)} run(s) on {executor.describe()}, {job.threads or 'default'} thread(s) each"
+        )
 
     def collect(unit: WorkUnit[tuple[str, int]], out: list[tuple[RunResult, pa.Table | None]]) -> None:
         results[unit.items[0]] = out[0][0]
@@ -282,6 +286,20 @@ def _train_all(
         if unit.items[0] not in results:
             results[unit.items[0]] = cached_result(completion.payload(unit))
     return [results[k] for k in keys]
+
+
+def parallel_runs(job: RunJob, execution: ExecutionConfig) -> int:
+    """How many (method, seed) runs the local engine trains at once: on CPU one per core (``--threads``
+    cores each), as scoring runs its jobs; one on a GPU and under --distributed.
+
+    Why: a run trains a CPU-sized model with one thread, so one run at a time left all other cores idle
+    (8 methods x 3 seeds on 433 clips: 403 s on 2 cores, 1 busy; benchmarks/results/reeval_time.md). Each run
+    is fixed by its seed and thread count, so the results do not depend on how many train together; the
+    forked workers share the loaded tensors. Runs are started in list order, so the unimodal runs that UMT
+    builds on are under way first (were UMT's own copy of one to race with them, both write the same bytes)."""
+    if job.device.type != "cpu" or job.ranks.world > 1 or execution.engine != "local":
+        return 1
+    return max(1, available_cores() // max(1, job.threads or 1))
 
 
 def _fmt(v: float | None) -> str | float:

@@ -182,3 +182,27 @@ def test_unreachable_hub_dataset_is_a_one_line_error(
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1].startswith("error: could not load Hub dataset 'no-such-org/no-such-set'")
     assert sum(line.startswith("error") for line in lines) == 1 and not any("Traceback" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_runs_trained_together_give_the_bytes_of_runs_trained_one_by_one(
+    small_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On CPU the local engine trains one run per core at once (one idled before); each run is fixed by its
+    seed and thread count, so the tables and every run's predictions and checkpoint are the same bytes."""
+    import mmcurate.reeval.runner as runner
+
+    args = [str(small_export), "--methods", "joint,ogm_ge", "--seeds", "0,1", *TINY]
+    outputs = {}
+    for cores in (1, 2):
+        monkeypatch.setattr(runner, "available_cores", lambda cores=cores: cores)
+        main(["reeval", *args, "--out", str(tmp_path / f"cores{cores}")])
+        assert f"4 run(s) on local: {cores} process(es)" in capsys.readouterr().err
+        root = tmp_path / f"cores{cores}"
+        outputs[cores] = {
+            p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name not in ("timings.json", "timing.json")
+        }
+    assert outputs[1].keys() == outputs[2].keys() and "runs/ogm_ge/seed1/best.pt" in outputs[2]
+    assert [k for k in outputs[1] if outputs[1][k] != outputs[2][k]] == []

@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -29,12 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from score_speed import RUN_FROM_TREE  # noqa: E402  (run each tree's own code)
-
-
-def children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+from score_speed import RUN_FROM_TREE, children_cpu  # noqa: E402  (run each tree's own code, timed alike)
 
 
 def reeval_once(tree: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:

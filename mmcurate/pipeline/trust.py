@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from mmcurate.common.errors import MMCurateError
-from mmcurate.stages import REGISTRY, load_stage
+from mmcurate.stages import NAMES, load_stage
 
 
 def folder_claiming_sections() -> tuple[str, ...]:
     """The recipe sections of the stages whose ``overwrite`` lets them write into a folder that is not their
     own output (``Stage.claims_folder``; score's ``overwrite`` only retrains, so it is not one)."""
-    stages = (load_stage(e.name) for e in REGISTRY)
+    stages = (load_stage(name) for name in NAMES)
     return tuple(s.section for s in stages if s.claims_folder and s.section)
 
 

@@ -293,10 +293,11 @@ def parallel_runs(job: RunJob, execution: ExecutionConfig) -> int:
     cores each), as scoring runs its jobs; one on a GPU and under --distributed.
 
     Why: a run trains a CPU-sized model with one thread, so one run at a time left all other cores idle
-    (8 methods x 3 seeds on 433 clips: 403 s on 2 cores, 1 busy; benchmarks/results/reeval_time.md). Each run
-    is fixed by its seed and thread count, so the results do not depend on how many train together; the
-    forked workers share the loaded tensors. Runs are started in list order, so the unimodal runs that UMT
-    builds on are under way first (were UMT's own copy of one to race with them, both write the same bytes)."""
+    (8 methods x 3 seeds on 433 clips, 2 cores: 360 s one at a time, 196 s one per core, the same results;
+    benchmarks/results/reeval_time.md). Each run is fixed by its seed and thread count, so the results do
+    not depend on how many train together; the forked workers share the loaded tensors. Runs are started
+    in list order, so the unimodal runs that UMT builds on are under way first (were UMT's own copy of one
+    to race with them, both write the same bytes)."""
     if job.device.type != "cpu" or job.ranks.world > 1 or execution.engine != "local":
         return 1
     return max(1, available_cores() // max(1, job.threads or 1))

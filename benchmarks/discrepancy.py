@@ -91,14 +91,20 @@ def clean_accuracy(t: dict[str, np.ndarray], labels: np.ndarray, pred: np.ndarra
     return float((pred[m] == labels[m]).mean())
 
 
-def default_run(ingest: Path, cfg: ScoreConfig) -> dict[str, Any]:
-    """``mmcurate score`` as a user runs it, from scratch, timed."""
+def default_run(ingest: Path, cfg: ScoreConfig, keep_runs: bool = False) -> dict[str, Any]:
+    """``mmcurate score`` as a user runs it, from scratch, timed. ``keep_runs``: copy the jobs' saved
+    arrays (``score_runs``) to ``score_runs_seed<seed>`` so that the assembly (calibration,
+    uncertainty) can be studied again without retraining."""
     import shutil
 
     shutil.rmtree(ingest / "score_runs", ignore_errors=True)
     wall, cpu = time.perf_counter(), cpu_seconds()
     score_out_of_fold(IngestDir(ingest), cfg, overwrite=True)
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    if keep_runs:
+        kept = ingest / f"score_runs_seed{cfg.seed}"
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.copytree(ingest / "score_runs", kept)
     store = IngestDir(ingest)
     scores = store.read_scores().sort_by("sample_id")
     meta = store.read_scores_meta()
@@ -215,6 +221,11 @@ def main() -> None:
     ap.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: more threads spin and waste time on a shared CPU)"
     )
+    ap.add_argument(
+        "--keep-runs",
+        action="store_true",
+        help="keep each seed's job arrays in INGEST/score_runs_seed<seed> (to study the assembly without retraining)",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "discrepancy")
     ap.add_argument("--merge", nargs="+", type=Path, default=None, help="only merge these result JSONs into OUT")
     args = ap.parse_args()
@@ -246,7 +257,7 @@ def main() -> None:
         seeds = [int(s) for s in args.seeds.split(",")]
         for seed in seeds:
             cfg = ScoreConfig(seed=seed, device="cpu", **typed)
-            entry[f"default_seed{seed}"] = default_run(ingest, cfg)
+            entry[f"default_seed{seed}"] = default_run(ingest, cfg, args.keep_runs)
             print(name, seed, "default", _headline(entry[f"default_seed{seed}"]), flush=True)
         if len(seeds) >= 2:
             a, b = entry[f"default_seed{seeds[0]}"], entry[f"default_seed{seeds[1]}"]
@@ -255,8 +266,10 @@ def main() -> None:
                 a["_d"], a["_std_variance_fit"], b["_d"], b["_std_variance_fit"]
             )
             entry["uncertainty_check"]["scales"] = [
-                a["uncertainty"].get("discrepancy_coverage", {}).get("scale"),
-                b["uncertainty"].get("discrepancy_coverage", {}).get("scale"),
+                "/".join(
+                    str(r["uncertainty"].get("discrepancy_coverage", {}).get(m, {}).get("scale")) for m in MODALITIES
+                )
+                for r in (a, b)
             ]
             print(name, "uncertainty", entry["uncertainty_check"], flush=True)
         if args.ceiling:
@@ -398,7 +411,7 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             (
                 "| set | within 1 predicted SE (68 % if right) | within 2 SE (95 %) "
-                "| mean abs change of d | mean predicted SE | coverage scale (seeds) "
+                "| mean abs change of d | mean predicted SE | coverage scale audio/visual (seeds) "
                 "| variance fit alone: within 1 / 2 SE |"
             ),
             "|---|---:|---:|---:|---:|---|---|",

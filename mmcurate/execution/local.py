@@ -66,6 +66,13 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def processes_for(threads_per_job: int) -> int:
+    """How many jobs of ``threads_per_job`` torch threads each the local engine runs at once on CPU:
+    one per that many cores, at least one. Scoring's fold jobs and reeval's (method, seed) runs both
+    use this rule, so ``--threads`` / ``--cpus-per-job`` mean the same on either command."""
+    return max(1, available_cores() // max(1, threads_per_job))
+
+
 class LocalExecutor(Executor):
     """A process pool of ``workers`` processes (0: one per core); inline when there is one worker."""
 

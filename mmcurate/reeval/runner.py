@@ -18,10 +18,11 @@ import torch
 
 from mmcurate.common.console import info, summary_table, warn
 from mmcurate.common.errors import MMCurateError
-from mmcurate.execution import ExecutionConfig, WorkUnit, available_cores, distributed, make_executor
+from mmcurate.execution import ExecutionConfig, WorkUnit, distributed, make_executor
 from mmcurate.execution.device import describe_device, execution_device
 from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.execution.driver import Completion, UnitDriver, Written
+from mmcurate.execution.local import processes_for
 from mmcurate.reeval.config import ReevalConfig
 from mmcurate.reeval.data import ReevalData
 from mmcurate.reeval.data import resplit as resplit_data
@@ -300,7 +301,7 @@ def parallel_runs(job: RunJob, execution: ExecutionConfig) -> int:
     to race with them, both write the same bytes)."""
     if job.device.type != "cpu" or job.ranks.world > 1 or execution.engine != "local":
         return 1
-    return max(1, available_cores() // max(1, job.threads or 1))
+    return processes_for(job.threads or 1)
 
 
 def _fmt(v: float | None) -> str | float:

@@ -38,7 +38,7 @@ from mmcurate.execution import ArrayJobConfig, ExecutionConfig, Executor, WorkUn
 from mmcurate.execution.device import execution_device
 from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.execution.driver import Completion, UnitDriver, Written
-from mmcurate.execution.local import available_cores
+from mmcurate.execution.local import processes_for
 from mmcurate.score.assemble import ModalityRuns, assemble_scores
 from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
 from mmcurate.score.folds import check_fold_feasible, group_folds, resolve_group_folds, stratified_folds
@@ -300,7 +300,7 @@ def _job_layout(plan: ScorePlan, device: torch.device, execution: ExecutionConfi
     in_memory = mode != "stream"
     if not on_cpu or ranks.world > 1 or not in_memory:
         return threads, 1
-    return threads, max(1, available_cores() // threads)
+    return threads, processes_for(threads)
 
 
 @dataclass(frozen=True)

@@ -276,7 +276,7 @@ class _Attempt:
             x = prepare(raw, source.modality, self.device, self.stats, window)
             y = self.labels[idx].to(self.device)
             logits = self.trained(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            loss = self._loss(logits, y)
             if ranks.world > 1:
                 loss = loss * distributed.loss_weight(ranks, len(idx), len(batch))
             for group in self.opt.param_groups:
@@ -291,6 +291,18 @@ class _Attempt:
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         return total / max(count, 1), row
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy, or with ``loss_truncation`` the mean over the batch's lowest-loss share: the share
+        left out ramps from 0 to ``loss_truncation`` over the first two epochs (until the model has learned
+        what typical evidence looks like, every sample's loss is high)."""
+        q = float(self.cfg.loss_truncation)
+        if q <= 0.0:
+            return F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+        per = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing, reduction="none")
+        drop = q * min(1.0, self.step / (2 * self.steps_per_epoch))
+        keep = max(1, len(per) - int(drop * len(per)))
+        return torch.topk(per, keep, largest=False, sorted=False).values.mean()
 
     def predict(self, idx: torch.Tensor, num_classes: int, ema: bool = False) -> torch.Tensor:
         distributed.broadcast_buffers(self.model, self.ranks)

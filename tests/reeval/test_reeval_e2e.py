@@ -190,12 +190,12 @@ def test_runs_trained_together_give_the_bytes_of_runs_trained_one_by_one(
 ) -> None:
     """On CPU the local engine trains one run per core at once (one idled before); each run is fixed by its
     seed and thread count, so the tables and every run's predictions and checkpoint are the same bytes."""
-    import mmcurate.reeval.runner as runner
+    import mmcurate.execution.local as local
 
     args = [str(small_export), "--methods", "joint,ogm_ge", "--seeds", "0,1", *TINY]
     outputs = {}
     for cores in (1, 2):
-        monkeypatch.setattr(runner, "available_cores", lambda cores=cores: cores)
+        monkeypatch.setattr(local, "available_cores", lambda cores=cores: cores)
         main(["reeval", *args, "--out", str(tmp_path / f"cores{cores}")])
         assert f"4 run(s) on local: {cores} process(es)" in capsys.readouterr().err
         root = tmp_path / f"cores{cores}"

@@ -140,7 +140,7 @@ def test_runner_scores_every_sample_only_with_models_that_never_saw_it(
         return out
 
     monkeypatch.setattr(runner, "fit_predict", spied_fit)
-    monkeypatch.setattr(runner, "available_cores", lambda: 1)  # the spies record in this process, not a pool's
+    monkeypatch.setattr(runner, "processes_for", lambda threads: 1)  # the spies record in this process, not a pool's
     cfg = ScoreConfig(
         **{
             "repeats": 2,

@@ -36,18 +36,31 @@ def _opinions(rows: np.ndarray, delta: np.ndarray, sigma: float) -> SecondOpinio
     return SecondOpinions(rows, delta, np.full(len(rows), sigma))
 
 
-def test_the_scale_is_fitted_on_clips_with_second_opinions_of_both_modalities_only() -> None:
+def test_each_modality_is_scaled_on_its_own_second_opinions_and_the_spreads_add_as_variances() -> None:
     rng = np.random.default_rng(3)
     n = 600
     rows = np.arange(n)
-    big = np.where(rng.random(n) < 0.8, rng.normal(0, 0.01, n), rng.normal(0, 0.3, n))
-    audio = _opinions(rows, big, float(np.sqrt(np.mean(big**2))))
-    visual = _opinions(rows[::2], np.zeros(n // 2), 0.0)  # half the clips: only those are checked
-    d_std = np.full(n, 0.2)
-    scaled, info = coverage_scaled(d_std, audio, visual)
-    assert info["pairs"] == n // 2 and info["scale"] < 1 and np.allclose(scaled, 0.2 * info["scale"], rtol=1e-3)
+    heavy = np.where(rng.random(n) < 0.8, rng.normal(0, 0.01, n), rng.normal(0, 0.3, n))
+    audio = _opinions(rows, heavy, float(np.sqrt(np.mean(heavy**2) / 2)))
+    normal = rng.normal(0, 0.1 * np.sqrt(2), n // 2)  # a spread of 0.1 that is right: keeps its scale
+    visual = _opinions(rows[::2], normal, 0.1)
+    std_a, std_v = np.full(n, 0.2), np.full(n, 0.1)
+    d_std, info = coverage_scaled(std_a, std_v, audio, visual)
+    ka, kv = info["audio"]["scale"], info["visual"]["scale"]
+    assert ka < 0.8 and kv == pytest.approx(1.0, abs=0.1)
+    assert info["audio"]["pairs"] == n and info["visual"]["pairs"] == n // 2
+    assert np.allclose(d_std, np.sqrt((0.2 * ka) ** 2 + (0.1 * kv) ** 2), rtol=1e-3)
+
+
+def test_a_modality_with_too_few_or_no_second_opinions_keeps_its_variance_fit() -> None:
+    rows = np.arange(600)
+    heavy = np.where(np.arange(600) % 5 == 0, 0.5, 0.001)
+    audio = _opinions(rows, heavy, float(np.sqrt(np.mean(heavy**2) / 2)))
+    std_a, std_v = np.full(600, 0.2), np.full(600, 0.1)
     few = _opinions(rows[:10], np.zeros(10), 0.1)
-    kept, info = coverage_scaled(d_std, audio, few)
-    assert info["scale"] == 1.0 and "not fitted" in info["method"] and np.array_equal(kept, d_std)
-    kept, info = coverage_scaled(d_std, None, visual)
-    assert info["scale"] == 1.0 and np.array_equal(kept, d_std)
+    d_std, info = coverage_scaled(std_a, std_v, audio, few)
+    assert info["visual"]["scale"] == 1.0 and "not fitted" in info["visual"]["method"]
+    assert info["audio"]["scale"] != 1.0
+    assert np.allclose(d_std, np.sqrt((0.2 * info["audio"]["scale"]) ** 2 + 0.1**2), rtol=1e-3)
+    kept, info = coverage_scaled(std_a, std_v, None, None)
+    assert "not fitted" in info["method"] and np.allclose(kept, np.sqrt(0.2**2 + 0.1**2))

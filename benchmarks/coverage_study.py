@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO))
 import mmcurate.score.assemble as assemble_module  # noqa: E402
 from mmcurate.common.scoring import ScoreConfig  # noqa: E402
 from mmcurate.models.unimodal import MODALITIES  # noqa: E402
-from mmcurate.score.assemble import ModalityRuns, assemble_scores  # noqa: E402
-from mmcurate.score.runner import ScorePlan, _load_part  # noqa: E402
+from mmcurate.score.assemble import assemble_scores  # noqa: E402
+from mmcurate.score.runner import ScorePlan, read_runs  # noqa: E402
 from mmcurate.score.uncertainty import NOMINAL_COVERAGE, coverage_scale  # noqa: E402
 from mmcurate.store import IngestDir  # noqa: E402
 
@@ -49,16 +49,19 @@ def assemble_kept(ingest: Path, seed: int) -> tuple[np.ndarray, np.ndarray, dict
     """``d``, ``discrepancy_std`` and the uncertainty metrics of the kept scoring of ``seed``."""
     cfg = ScoreConfig(seed=seed, device="cpu").resolved(False)
     plan = ScorePlan.of(IngestDir(ingest), cfg, allow_missing=False, save_scorers=False)
-    kept = ingest / f"score_runs_seed{seed}" / plan.scorer_id
-    n, c = len(plan.sample_ids), len(plan.classes)
-    runs = {m: ModalityRuns.empty(len(plan.fold_sets), n, c) for m in MODALITIES}
-    for job in plan.jobs:
-        held = np.flatnonzero(plan.fold_sets[job.repeat] == job.fold)
-        res = _load_part(kept / f"{job.name}.npz", len(held), c)
-        runs[job.modality].add(job.repeat, held, res.probs, res.held_true, res.inner_idx, res.inner_probs)
+    runs = read_runs(plan, ingest / f"score_runs_seed{seed}" / plan.scorer_id)
     a = assemble_scores(plan.y, plan.fold_sets[0], runs, cfg.calibration)
     order = np.argsort(np.asarray(plan.sample_ids))
     return a.columns["discrepancy"][order], a.columns["discrepancy_std"][order], a.metrics["uncertainty"]
+
+
+def seed_to_seed(ingest: Path, s0: int, s1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, dict]:
+    """Per clip ``z = |d_0 - d_1| / sqrt(std_0^2 + std_1^2)``, the change and that predicted SE; both
+    scorings' uncertainty metrics."""
+    d0, e0, m0 = assemble_kept(ingest, s0)
+    d1, e1, m1 = assemble_kept(ingest, s1)
+    change, se = np.abs(d0 - d1), np.sqrt(e0**2 + e1**2)
+    return change / np.maximum(se, 1e-12), change, se, m0, m1
 
 
 VARIANTS = (
@@ -122,16 +125,13 @@ def main() -> None:
     print("| set | within 1 SE | within 2 SE | mean abs change | mean predicted SE | fit (seed a / seed b) |")
     print("|---|---:|---:|---:|---:|---|")
     for ingest in args.ingests:
-        d0, e0, m0 = assemble_kept(ingest, s0)
-        d1, e1, m1 = assemble_kept(ingest, s1)
-        se = np.sqrt(e0**2 + e1**2)
-        z = np.abs(d0 - d1) / np.maximum(se, 1e-12)
+        z, change, se, m0, m1 = seed_to_seed(ingest, s0, s1)
         fits = " / ".join(
             ", ".join(f"{mod} {m['discrepancy_coverage'][mod]['scale']}" for mod in MODALITIES) for m in (m0, m1)
         )
         print(
             f"| {ingest.parent.parent.name} | {(z < 1).mean():.1%} | {(z < 2).mean():.1%} | "
-            f"{np.abs(d0 - d1).mean():.3f} | {se.mean():.3f} | {fits} |"
+            f"{change.mean():.3f} | {se.mean():.3f} | {fits} |"
         )
 
 
@@ -143,9 +143,7 @@ def study(ingests: list[Path], seeds: str) -> None:
     for ingest in ingests:
         for name in VARIANTS:
             use_variant(name)
-            d0, e0, _ = assemble_kept(ingest, s0)
-            d1, e1, _ = assemble_kept(ingest, s1)
-            z = np.abs(d0 - d1) / np.maximum(np.sqrt(e0**2 + e1**2), 1e-12)
+            z = seed_to_seed(ingest, s0, s1)[0]
             w1, w2 = float((z < 1).mean()), float((z < 2).mean())
             ok = abs(w1 - NOMINAL_COVERAGE[0]) <= 0.08 and abs(w2 - NOMINAL_COVERAGE[1]) <= 0.08
             print(

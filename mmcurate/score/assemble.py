@@ -184,27 +184,25 @@ def coverage_scaled(
     info: dict[str, Any] = {
         "method": "each modality's variance fit scaled to cover 68 % / 95 % of its second-opinion changes"
     }
+    unfitted: list[str] = []
     for name, std, pairs in (("audio", std_audio, audio), ("visual", std_visual, visual)):
-        if pairs is None:
+        if pairs is None or len(pairs.rows) < MIN_COVERAGE_PAIRS:
+            why = (
+                "no second opinions (fixed --epochs)"
+                if pairs is None
+                else f"{len(pairs.rows)} clips have second opinions (at least {MIN_COVERAGE_PAIRS} needed)"
+            )
             scaled.append(std)
-            info[name] = {"method": "not fitted: no second opinions (fixed --epochs)", "scale": 1.0}
-            continue
-        if len(pairs.rows) < MIN_COVERAGE_PAIRS:
-            scaled.append(std)
-            info[name] = {
-                "method": f"not fitted: {len(pairs.rows)} clips have second opinions "
-                f"(at least {MIN_COVERAGE_PAIRS} needed)",
-                "scale": 1.0,
-                "pairs": int(len(pairs.rows)),
-            }
+            unfitted.append(f"{name}: {why}")
+            info[name] = {"method": f"not fitted: {why}", "scale": 1.0}
+            if pairs is not None:
+                info[name]["pairs"] = int(len(pairs.rows))
             continue
         k, shares = coverage_scale(np.abs(pairs.delta) / np.maximum(np.sqrt(2.0) * pairs.sigma, 1e-12))
         scaled.append(std * k)
         info[name] = {"scale": round(k, 4), "pairs": int(len(pairs.rows)), **shares}
-    if all(info[m]["scale"] == 1.0 and "not fitted" in info[m].get("method", "") for m in ("audio", "visual")):
-        info["method"] = "not fitted: " + "; ".join(
-            f"{m}: {info[m]['method'].removeprefix('not fitted: ')}" for m in ("audio", "visual")
-        )
+    if len(unfitted) == 2:
+        info["method"] = "not fitted: " + "; ".join(unfitted)
     return discrepancy_std(scaled[0], scaled[1]), info
 
 

@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -465,6 +465,22 @@ def _job_summary(report: dict[str, Any]) -> dict[str, Any]:
     return {**{k: report[k] for k in SUMMARY_KEYS if k in report}, "attempts": report.get("attempts", [])}
 
 
+def read_runs(
+    plan: ScorePlan, run_dir: Path, on_job: Callable[[ScoreJob, np.ndarray, FitResult], None] | None = None
+) -> dict[str, ModalityRuns]:
+    """Every job's saved held-out arrays in ``run_dir``, gathered per modality for
+    :func:`assemble_scores`; ``on_job`` sees each job's result as it is read (one in memory at a time)."""
+    n, c = len(plan.sample_ids), len(plan.classes)
+    runs = {m: ModalityRuns.empty(len(plan.fold_sets), n, c) for m in MODALITIES}
+    for job in plan.jobs:
+        held = np.flatnonzero(plan.fold_sets[job.repeat] == job.fold)
+        res = _load_part(run_dir / f"{job.name}.npz", len(held), c)
+        runs[job.modality].add(job.repeat, held, res.probs, res.held_true, res.inner_idx, res.inner_probs)
+        if on_job is not None:
+            on_job(job, held, res)
+    return runs
+
+
 def _write_scores(
     plan: ScorePlan,
     seconds: dict[str, float],
@@ -475,14 +491,10 @@ def _write_scores(
 ) -> ScoreResult:
     """Assemble every job's held-out arrays into scores.parquet (+ scores.json, and the saved scorers' meta)."""
     cfg, classes, y, ingest = plan.cfg, plan.classes, plan.y, plan.ingest
-    n, repeats = len(plan.sample_ids), len(plan.fold_sets)
-    runs = {m: ModalityRuns.empty(repeats, n, len(classes)) for m in MODALITIES}
     fold_stats: list[dict[str, Any]] = []
     reports: dict[tuple[str, int], dict[str, Any]] = {}
-    for job in plan.jobs:
-        held = np.flatnonzero(plan.fold_sets[job.repeat] == job.fold)
-        res = _load_part(plan.run_dir / f"{job.name}.npz", len(held), len(classes))
-        runs[job.modality].add(job.repeat, held, res.probs, res.held_true, res.inner_idx, res.inner_probs)
+
+    def record(job: ScoreJob, held: np.ndarray, res: FitResult) -> None:
         report = {
             k: v for k, v in (plan.marker(job).read_payload() or {}).get("report", {}).items() if k != "attempts"
         }
@@ -501,6 +513,8 @@ def _write_scores(
                 "resumed": job.name not in seconds,
             }
         )
+
+    runs = read_runs(plan, plan.run_dir, record)
     folds = plan.fold_sets[0]
     assembled = assemble_scores(y, folds, runs, cfg.calibration)
     table_out, metrics = scores_table(plan.sample_ids, plan.labels, classes, y, folds, assembled, plan.scorer_id)

@@ -16,8 +16,10 @@ replacing ``assemble.coverage_scaled`` in this process only; the package is not 
 
 * ``joint``: the package's until this study: one factor on the clips with second opinions of both modalities;
 * ``joint+power``: a factor and an exponent of the standard error, on the same clips;
-* ``per-modality`` (the package's now): one factor per modality, each on all its second opinions (about 3x
-  the clips), the modalities' standard errors then combined;
+* ``per-modality``: one factor per modality, each on all its clips with second opinions (about 3x the
+  clips), the modalities' standard errors then combined;
+* ``per-modality+moderated`` (the package's now): ``per-modality``, then each clip's variance pooled with its
+  own second opinions (empirical Bayes, ``assemble.coverage_scaled``);
 * ``per-modality+joint``: the per-modality factors, then one joint factor as ``joint``;
 * ``per-modality+power``, ``per-modality+power+joint``: the same with a factor and an exponent per modality.
 
@@ -68,6 +70,7 @@ VARIANTS = (
     "joint",
     "joint+power",
     "per-modality",
+    "per-modality+moderated",
     "per-modality+joint",
     "per-modality+power",
     "per-modality+power+joint",
@@ -88,11 +91,19 @@ def _scale_and_power(change: np.ndarray, se: np.ndarray, power: bool) -> tuple[f
     return best[1], best[2], m
 
 
+PACKAGE_FIT = assemble_module.coverage_scaled
+
+
 def use_variant(name: str) -> None:
     """Replace the coverage fit of :func:`assemble_scores` in this process by variant ``name`` (repeats = 1;
-    no minimum number of second opinions, unlike the package)."""
+    no minimum number of second opinions, unlike the package, except ``per-modality+moderated``, which is
+    the package's)."""
+    if name == "per-modality+moderated":
+        assemble_module.coverage_scaled = PACKAGE_FIT
+        return
 
     def fitted(std_a: np.ndarray, std_v: np.ndarray, audio: Any, visual: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        audio, visual = audio.first_per_clip(), visual.first_per_clip()
         both, ia, iv = np.intersect1d(audio.rows, visual.rows, return_indices=True)
         change = np.abs(audio.delta[ia] - visual.delta[iv])
         power = "power" in name

@@ -176,8 +176,9 @@ SCORES_SCHEMA = pa.schema(
         _f(
             "discrepancy_std",
             pa.float64(),
-            "standard error of the discrepancy: sqrt(p_audio_std^2 + p_visual_std^2) times one factor fitted so "
-            "that d moves by less than 1 / 2 of it on about 68 % / 95 % of clips when scored by other models "
+            "standard error of the discrepancy: each modality's spread scaled so that its confidence moves by less "
+            "than 1 / 2 of it on about 68 % / 95 % of clips when scored by other models, moderated by the clip's "
+            "own second opinion where it has one, the two added as variances "
             "(scores.json uncertainty.discrepancy_coverage); null for imported scores",
         ),
         _f(

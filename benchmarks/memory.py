@@ -8,7 +8,9 @@ without scores:
 * **cache**: ``mmcurate score --epochs 1 --no-save-scorers`` (the default: the decode goes into
   ``tensor_cache/`` and every job memory-maps it);
 * **memory**: the same with ``--no-tensor-cache`` (the whole set decoded into the main process's RAM,
-  the pool workers forked with it).
+  the pool workers forked with it);
+* **reeval** (with ``--reeval``): ``mmcurate reeval`` on the scored cache-mode ingest (the biased data, every
+  clip), one method, one epoch: ``--methods joint --epochs 1``, to see how re-evaluation's memory grows.
 
 The process tree is sampled every second from ``/proc``: peak RSS of the main process (VmHWM and
 ``ru_maxrss``), of any worker (VmHWM), and of the tree: RSS, RssAnon (private memory, what cannot be
@@ -37,6 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 AV_DIGITS = REPO.parent / "shared" / "data" / "av_digits"
 SCORE_ARGS = ["--epochs", "1", "--no-save-scorers"]
+REEVAL_ARGS = ["--methods", "joint", "--epochs", "1", "--seeds", "0"]
 
 
 def _children(pid: int) -> list[int]:
@@ -146,6 +149,7 @@ def main() -> None:
     ap.add_argument("--av-digits", type=Path, default=AV_DIGITS)
     ap.add_argument("--extra", default="", help="more score arguments, space-separated (e.g. '--repeats 1')")
     ap.add_argument("--modes", default="cache,memory")
+    ap.add_argument("--reeval", action="store_true", help="also re-evaluate the scored ingest (mode 'reeval')")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "memory.json")
     args = ap.parse_args()
     env = {**os.environ, "MMCURATE_NO_PROGRESS": "1", "PYTHONPATH": str(REPO)}
@@ -169,6 +173,13 @@ def main() -> None:
                 row = {"clips": n, "mode": mode, "command": " ".join(["mmcurate", *cmd[3:]]), **res}
                 print(json.dumps(row), flush=True)
                 results.append(row)
+                if args.reeval and mode == "cache":
+                    cmd = [sys.executable, "-m", "mmcurate", "reeval", str(work), *REEVAL_ARGS]
+                    cmd += ["--out", str(work / "reeval")]
+                    row = {"clips": n, "mode": "reeval", "command": " ".join(["mmcurate", *cmd[3:]])}
+                    row.update(run_sampled(cmd, env))
+                    print(json.dumps(row), flush=True)
+                    results.append(row)
                 shutil.rmtree(work)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

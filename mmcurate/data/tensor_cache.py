@@ -151,8 +151,10 @@ class TensorCache:
             stats={**stored.get("stats", {}), "tensor_cache": str(folder), "decoded": False},
         )
 
-    def build(self, key: CacheKey, rows: pa.Table, workers: int = 0) -> AVTensors:
-        """Decode ``rows`` (a shard table in ``key.sample_ids`` order) into a new entry, then open it."""
+    def build(self, key: CacheKey, rows: pa.Table, workers: int = 0, order: np.ndarray | None = None) -> AVTensors:
+        """Decode ``rows`` (a shard table in ``key.sample_ids`` order, or rows ``order`` of it: taken
+        :data:`BUILD_ROWS` at a time, so a memory-mapped table is never copied whole; ``order`` is a
+        permutation of its rows) into a new entry, then open it."""
         global BUILDS
         cfg, classes = key.config, list(key.classes)
         started = time.perf_counter()
@@ -162,8 +164,12 @@ class TensorCache:
         sizing = length_records_from_table(rows, classes)
         audio_frames = choose_audio_frames([sample_frame_count(r, cfg, cache_ok) for r in sizing], cfg)
         del sizing
-        n, s, t = rows.num_rows, cfg.image_size, cfg.num_frames
-        if [str(x) for x in rows.column("sample_id").to_pylist()] != list(key.sample_ids):
+        order = np.arange(rows.num_rows) if order is None else np.asarray(order, dtype=np.int64)
+        if len(order) != rows.num_rows:
+            raise ValueError("order must be a permutation of the rows")
+        n, s, t = len(order), cfg.image_size, cfg.num_frames
+        ids = rows.column("sample_id").to_pylist()
+        if [str(ids[i]) for i in order] != list(key.sample_ids):
             raise ValueError("rows are not in the key's sample order")
         dest = self.entry(key)
         tmp = make_temp_dir(TMP_PREFIX + dest.name + ".", self.root)
@@ -180,7 +186,7 @@ class TensorCache:
             used = 0
             with progress_bar("decode frames + audio into the tensor cache", total=n) as advance:
                 for start in range(0, n, BUILD_ROWS):
-                    records = records_from_table(rows.slice(start, BUILD_ROWS), classes)
+                    records = records_from_table(rows_at(rows, order[start : start + BUILD_ROWS]), classes)
                     check_sample_rates(records, cfg, cache_ok, cached_config(rows, None))
                     # one chunk in RAM, appended to the files with plain writes: the build's resident memory is
                     # one chunk, not the written pages of the whole entry (as writing through a memmap would be)
@@ -272,6 +278,21 @@ class TensorCache:
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file()) if self.root.is_dir() else 0
+
+
+def rows_at(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """Rows ``rows`` of ``table``, in that order, as zero-copy slices (one per run of consecutive rows).
+
+    Why not ``table.take``: on a table of many chunks Arrow's take may first concatenate each column's
+    chunks, copying a memory-mapped shard table's media (every frame and FLAC) into private memory for each
+    few hundred rows taken (measured: score's peak private memory at 30k clips rose from 1270 to 1818 MB)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return table.slice(0, 0)
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [len(rows)]])
+    return pa.concat_tables([table.slice(int(rows[a]), int(b - a)) for a, b in zip(starts, ends, strict=True)])
 
 
 def _npy_file(path: Path, shape: tuple[int, ...], dtype: Any) -> Any:

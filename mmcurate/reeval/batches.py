@@ -68,7 +68,7 @@ def iter_batches(
 
 
 def make_batch(split: SplitData, data: ReevalData, idx: torch.Tensor, device: torch.device) -> Batch:
-    audio = (split.audio[idx].to(device) - data.audio_mean) / data.audio_std
+    audio = (split.audio[idx].to(device=device, dtype=torch.float32) - data.audio_mean) / data.audio_std
     return Batch(
         audio=audio,
         frames=normalize_frames(split.frames[idx].to(device)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +20,7 @@ import torch
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import canonical_json
 from mmcurate.reeval.settings import TensorSettings
-from mmcurate.reeval.tensorize import tensorize
+from mmcurate.reeval.tensorize import tensorize, tensorize_mapped
 from mmcurate.store.splits import SPLITS, assign_splits
 
 #: fractions of a split drawn when a source has no split at all
@@ -36,7 +37,7 @@ class SplitData:
 
     name: str
     frames: torch.Tensor  # (N, T, 3, S, S) uint8
-    audio: torch.Tensor  # (N, 1, F, L) float32, not yet standardised
+    audio: torch.Tensor  # (N, 1, F, L) float32 in RAM or float16 memory-mapped, not yet standardised
     labels: torch.Tensor  # (N,) int64
     sample_ids: list[str]
     discrepancy: np.ndarray  # (N,) float64, NaN where unknown
@@ -161,22 +162,38 @@ def assemble(
     split_note: str,
     notes: list[str] | None = None,
     groups: list[str | None] | None = None,
+    scratch: Path | None = None,
 ) -> ReevalData:
-    """Decode the media once and cut the tensors into splits (``groups``: per row, or None)."""
+    """Decode the media once and cut the tensors into splits (``groups``: per row, or None).
+
+    With ``scratch`` (the results folder) the tensors are memory-mapped files decoded in split order, so
+    each split is a slice of them (:func:`mmcurate.reeval.tensorize.tensorize_mapped`) and the run's
+    memory does not grow with the data; without it (or without room on its disk) they are held in RAM.
+    Either way every split holds the same values in the same order."""
     for name in SPLITS:
         if name not in splits:
             raise MMCurateError(f"{source}: the {name} split is empty")
-    tensors = tensorize(media, classes, settings)
     ids = media.column("sample_id").to_pylist()
+    index = {name: [i for i, s in enumerate(splits) if s == name] for name in SPLITS}
+    order = np.asarray([i for name in SPLITS for i in index[name]], dtype=np.int64)
+    tensors = tensorize_mapped(media, order, classes, settings, scratch) if scratch is not None else None
+    in_order = tensors is not None
+    if tensors is None:
+        tensors = tensorize(media, classes, settings)
     parts: dict[str, SplitData] = {}
+    start = 0
     for name in SPLITS:
-        idx = [i for i, s in enumerate(splits) if s == name]
-        t = torch.tensor(idx, dtype=torch.long)
+        idx = index[name]
+        if in_order:  # rows are in split order: a split is a slice, a view of the mapped files
+            rows: slice | torch.Tensor = slice(start, start + len(idx))
+            start += len(idx)
+        else:
+            rows = torch.tensor(idx, dtype=torch.long)
         parts[name] = SplitData(
             name=name,
-            frames=tensors.frames[t].contiguous(),
-            audio=tensors.audio[t].contiguous(),
-            labels=tensors.labels[t].contiguous(),
+            frames=tensors.frames[rows].contiguous(),
+            audio=tensors.audio[rows].contiguous(),
+            labels=tensors.labels[rows].contiguous(),
             sample_ids=[ids[i] for i in idx],
             discrepancy=np.asarray(discrepancy, dtype=np.float64)[idx],
             bins=np.asarray(bins, dtype=np.int64)[idx],
@@ -200,10 +217,25 @@ def assemble(
     )
 
 
-def _audio_stats(train: SplitData) -> tuple[float, float]:
-    """Audio standardisation statistics from the training split only."""
-    std = float(train.audio.std()) if train.audio.numel() > 1 else 1.0
-    return float(train.audio.mean()), std if std > 1e-8 else 1.0
+def _audio_stats(train: SplitData, chunk: int = 256) -> tuple[float, float]:
+    """Audio standardisation statistics from the training split only: mean and standard deviation
+    (ddof 1, as ``torch.std``), accumulated in float64 over ``chunk`` clips at a time, so a memory-mapped
+    split is never copied whole and both storage precisions give the same figures."""
+    audio = train.audio
+    n = audio.numel()
+    if n == 0:
+        return 0.0, 1.0
+    total = 0.0
+    for s in range(0, len(audio), chunk):
+        total += float(audio[s : s + chunk].to(torch.float64).sum())
+    mean = total / n
+    if n < 2:
+        return mean, 1.0
+    squares = 0.0
+    for s in range(0, len(audio), chunk):
+        squares += float(((audio[s : s + chunk].to(torch.float64) - mean) ** 2).sum())
+    std = (squares / (n - 1)) ** 0.5
+    return mean, std if std > 1e-8 else 1.0
 
 
 def _take(split: SplitData, name: str, idx: np.ndarray) -> SplitData:

@@ -182,7 +182,7 @@ def _run_reeval_locked(
         torch.backends.cudnn.benchmark = False
     kind, location = resolve_source(cfg.source, workdir)
     info(f"source: {location} ({kind})")
-    data = load_source(kind, location, settings, bins=cfg.bins, cache_dir=cfg.cache_dir)
+    data = load_source(kind, location, settings, bins=cfg.bins, cache_dir=cfg.cache_dir, scratch=out_dir)
     sizes = ", ".join(f"{n} {len(data.split(n))}" for n in ("train", "val", "test"))
     info(f"data: {len(data.classes)} classes; {sizes}; {data.split_note}")
     for note in data.notes:

@@ -74,22 +74,28 @@ def _dir_kind(path: Path) -> str | None:
 
 
 def load_source(
-    kind: str, location: str, settings: TensorSettings, bins: int = 10, cache_dir: str | None = None
+    kind: str,
+    location: str,
+    settings: TensorSettings,
+    bins: int = 10,
+    cache_dir: str | None = None,
+    scratch: Path | None = None,
 ) -> ReevalData:
-    """Read and decode a source found by :func:`resolve_source`."""
+    """Read and decode a source found by :func:`resolve_source`; ``scratch``: where the decoded tensors
+    are memory-mapped from (None: held in RAM; see :func:`mmcurate.reeval.data.assemble`)."""
     if kind == "balanced":
-        return load_balanced_dir(Path(location), settings)
+        return load_balanced_dir(Path(location), settings, scratch=scratch)
     if kind == "hub":
-        return load_hub_dataset(location, settings, cache_dir=cache_dir)
+        return load_hub_dataset(location, settings, cache_dir=cache_dir, scratch=scratch)
     if kind == "ingest":
-        return load_ingest_dir(Path(location), settings, bins=bins)
+        return load_ingest_dir(Path(location), settings, bins=bins, scratch=scratch)
     raise ValueError(f"unknown source kind {kind!r}")
 
 
 # --------------------------------------------------------------------------- balanced export / Hub
 
 
-def load_balanced_dir(path: Path, settings: TensorSettings) -> ReevalData:
+def load_balanced_dir(path: Path, settings: TensorSettings, scratch: Path | None = None) -> ReevalData:
     """A balanced export: ``data/*.parquet`` (preferred) or ``hf/`` (save_to_disk)."""
     balanced = BalancedDir(path)
     if balanced.is_ours():  # a balanced output (not a bare dataset copy): only a finished export of one run
@@ -97,7 +103,9 @@ def load_balanced_dir(path: Path, settings: TensorSettings) -> ReevalData:
     shards = balanced.hub_shards()
     if not shards:
         if (balanced.hf_dir / "dataset_dict.json").is_file():
-            return _from_dataset_dict(_load_from_disk(balanced.hf_dir), settings, str(balanced.hf_dir), "balanced")
+            return _from_dataset_dict(
+                _load_from_disk(balanced.hf_dir), settings, str(balanced.hf_dir), "balanced", scratch
+            )
         raise MMCurateError(
             f"{path}: no data/*.parquet shards and no hf/ dataset; run `mmcurate balance` to export one"
         )
@@ -113,10 +121,14 @@ def load_balanced_dir(path: Path, settings: TensorSettings) -> ReevalData:
         split_of_rows += [split] * table.num_rows
     table = _concat(tables, str(path / "data"))
     table = _with_selection_groups(table, balanced)
-    return _from_hf_table(table, split_of_rows, names, settings, str(path), "balanced", balanced.bin_edges())
+    return _from_hf_table(
+        table, split_of_rows, names, settings, str(path), "balanced", balanced.bin_edges(), scratch=scratch
+    )
 
 
-def load_hub_dataset(repo_id: str, settings: TensorSettings, cache_dir: str | None = None) -> ReevalData:
+def load_hub_dataset(
+    repo_id: str, settings: TensorSettings, cache_dir: str | None = None, scratch: Path | None = None
+) -> ReevalData:
     """A dataset on the Hugging Face Hub (or anything ``datasets.load_dataset`` accepts)."""
     import datasets
 
@@ -128,7 +140,7 @@ def load_hub_dataset(repo_id: str, settings: TensorSettings, cache_dir: str | No
             f"could not load Hub dataset {repo_id!r} ({type(exc).__name__}: {first}); check the repo id, "
             "HF_TOKEN for private repos, HF_ENDPOINT and the network"
         ) from None
-    return _from_dataset_dict(dd, settings, repo_id, "hub")
+    return _from_dataset_dict(dd, settings, repo_id, "hub", scratch)
 
 
 def _load_from_disk(path: Path):  # noqa: ANN202 - a datasets.DatasetDict
@@ -140,7 +152,9 @@ def _load_from_disk(path: Path):  # noqa: ANN202 - a datasets.DatasetDict
         raise MMCurateError(f"{path}: not a readable datasets folder ({type(exc).__name__}: {exc})") from None
 
 
-def _from_dataset_dict(dd, settings: TensorSettings, origin: str, kind: str) -> ReevalData:  # noqa: ANN001
+def _from_dataset_dict(  # noqa: ANN001 - dd: a datasets.DatasetDict
+    dd, settings: TensorSettings, origin: str, kind: str, scratch: Path | None = None
+) -> ReevalData:
     """A DatasetDict -> ReevalData, reading stored Arrow columns (no decoding by ``datasets``)."""
     import datasets
 
@@ -156,7 +170,7 @@ def _from_dataset_dict(dd, settings: TensorSettings, origin: str, kind: str) -> 
         table = ds.with_format("arrow")[:]
         tables.append(table)
         split_of_rows += [split_name] * table.num_rows
-    return _from_hf_table(_concat(tables, origin), split_of_rows, names, settings, origin, kind)
+    return _from_hf_table(_concat(tables, origin), split_of_rows, names, settings, origin, kind, scratch=scratch)
 
 
 def _class_names_from_metadata(schema: pa.Schema) -> list[str] | None:
@@ -197,6 +211,7 @@ def _from_hf_table(
     origin: str,
     kind: str,
     recorded_edges: list[float] | None = None,
+    scratch: Path | None = None,
 ) -> ReevalData:
     """Export columns (schemas.EXPORT_COLUMNS) -> shard layout + discrepancy, bins and splits.
 
@@ -254,6 +269,7 @@ def _from_hf_table(
         source_kind=kind,
         split_note=note,
         groups=_groups(table),
+        scratch=scratch,
     )
 
 
@@ -294,7 +310,7 @@ def _sample_rates(table: pa.Table) -> pa.Array:
 # --------------------------------------------------------------------------- ingest + score
 
 
-def load_ingest_dir(path: Path, settings: TensorSettings, bins: int = 10) -> ReevalData:
+def load_ingest_dir(path: Path, settings: TensorSettings, bins: int = 10, scratch: Path | None = None) -> ReevalData:
     """An ingest+score work directory: the original (biased) data with its scores."""
     ingest = IngestDir(path).require()
     if not ingest.scores_path.is_file():
@@ -331,6 +347,7 @@ def load_ingest_dir(path: Path, settings: TensorSettings, bins: int = 10) -> Ree
         split_note=note,
         notes=notes,
         groups=_groups(manifest),
+        scratch=scratch,
     )
 
 

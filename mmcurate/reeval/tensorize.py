@@ -9,19 +9,27 @@ same for train, val and test.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import torch
 
+from mmcurate.common.atomic import TMP_PREFIX, make_temp_dir
 from mmcurate.data import TensorConfig, build_av_tensors
+from mmcurate.data.tensor_cache import STALE_TMP_SECONDS, TensorCache, key_of
 from mmcurate.reeval.settings import TensorSettings
 
 
 @dataclass
 class MediaTensors:
-    """Decoded clips: (N, T, 3, S, S) uint8 frames, (N, 1, F, L) float32 spectrograms, (N,) labels."""
+    """Decoded clips: (N, T, 3, S, S) uint8 frames, (N, 1, F, L) spectrograms (float32 in RAM, float16
+    memory-mapped), (N,) labels."""
 
     frames: torch.Tensor
     audio: torch.Tensor
@@ -38,8 +46,49 @@ def tensor_config(settings: TensorSettings) -> TensorConfig:
 
 
 def tensorize(media: pa.Table, classes: list[str], settings: TensorSettings) -> MediaTensors:
-    """Decode every row of a shard-layout table (see module docstring) into tensors."""
+    """Decode every row of a shard-layout table (see module docstring) into tensors in RAM."""
     cfg = tensor_config(settings)
-    workers = min(4, os.cpu_count() or 1)
-    tensors = build_av_tensors(media, classes, cfg, workers=workers if workers > 1 else 0)
+    tensors = build_av_tensors(media, classes, cfg, workers=_decode_threads())
     return MediaTensors(tensors.frames, tensors.audio.float(), tensors.labels, cfg.to_dict())
+
+
+def tensorize_mapped(
+    media: pa.Table, order: np.ndarray, classes: list[str], settings: TensorSettings, scratch: Path
+) -> MediaTensors | None:
+    """Decode rows ``order`` of ``media`` into memory-mapped files under ``scratch`` (the results folder),
+    or None when its disk has no room for them.
+
+    Why: held in RAM, the decoded set makes a re-evaluation's memory grow with the data (about 60 KB a
+    clip at the CPU defaults, measured: benchmarks/results/memory.md); mapped, its pages are page cache,
+    shared by the forked runs and dropped under pressure. The files are decoded with the tensor cache's
+    bounded-memory build and unlinked as soon as they are mapped: the maps stay valid while the process
+    (and the runs forked from it) lives, and nothing is left behind, even after a crash once they are
+    open. Audio is stored float16, the precision every decode path rounds features to (``TensorConfig``),
+    so the values are those of the in-RAM path; batches cast them to float32."""
+    cfg = tensor_config(settings)
+    ids = media.column("sample_id").to_pylist()
+    scratch.mkdir(parents=True, exist_ok=True)
+    _remove_stale(scratch)
+    cache = TensorCache(make_temp_dir(TMP_PREFIX + "reeval-tensors.", scratch))
+    try:
+        if not cache.has_room(len(order), cfg):
+            return None
+        key = key_of("reeval", cfg, classes, [str(ids[i]) for i in order])
+        tensors = cache.build(key, media, workers=_decode_threads(), order=order)
+    finally:
+        shutil.rmtree(cache.root, ignore_errors=True)
+    return MediaTensors(tensors.frames, tensors.audio, tensors.labels, cfg.to_dict())
+
+
+def _remove_stale(scratch: Path) -> None:
+    """Folders a killed run left mid-decode (old enough not to be another rank's live decode)."""
+    now = time.time()
+    for p in scratch.glob(TMP_PREFIX + "reeval-tensors.*"):
+        with contextlib.suppress(OSError):
+            if now - p.stat().st_mtime > STALE_TMP_SECONDS:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _decode_threads() -> int:
+    workers = min(4, os.cpu_count() or 1)
+    return workers if workers > 1 else 0

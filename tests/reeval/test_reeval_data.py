@@ -239,3 +239,77 @@ def test_bad_inputs_name_the_file_and_the_reason(tmp_path: Path, rows: list[dict
     (ingest / "scores.parquet").unlink()
     with pytest.raises(StageNotReadyError, match="mmcurate score"):
         load_ingest_dir(ingest, SETTINGS)
+
+
+def _mapped_deleted_files() -> list[str]:
+    """This process's memory maps of unlinked reeval tensor files (Linux /proc)."""
+    with open("/proc/self/maps") as fh:
+        return [line for line in fh if "reeval-tensors." in line and "(deleted)" in line]
+
+
+@pytest.mark.parametrize("source", ["ingest", "balanced"])
+def test_a_scratch_folder_maps_the_tensors_from_disk_with_the_values_of_the_in_ram_path(
+    tmp_path: Path, rows: list[dict], export_dir: Path, source: str
+) -> None:
+    """With a scratch folder (reeval's results folder) the decoded set is memory-mapped, so the run's
+    memory does not grow with the data: each split is a view of the mapped files (their pages are page
+    cache, not private memory), the files are gone from the folder, and every split holds the values, in
+    the order, the in-RAM decode gives; the audio statistics agree too."""
+    if source == "ingest":
+        ingest = write_ingest_dir(rows, CLASSES, tmp_path / "ingest")
+        in_ram = load_ingest_dir(ingest, SETTINGS, bins=4)
+        before = len(_mapped_deleted_files())
+        mapped = load_ingest_dir(ingest, SETTINGS, bins=4, scratch=tmp_path / "out")
+    else:
+        in_ram = load_balanced_dir(export_dir, SETTINGS)
+        before = len(_mapped_deleted_files())
+        mapped = load_balanced_dir(export_dir, SETTINGS, scratch=tmp_path / "out")
+    assert len(_mapped_deleted_files()) > before  # the defect (decoded into RAM) maps nothing
+    assert list((tmp_path / "out").iterdir()) == []  # unlinked once mapped: nothing left behind
+    for name in ("train", "val", "test"):
+        a, b = in_ram.split(name), mapped.split(name)
+        assert a.sample_ids == b.sample_ids
+        assert torch.equal(a.frames, b.frames) and torch.equal(a.labels, b.labels)
+        assert b.audio.dtype == torch.float16 and torch.equal(a.audio, b.audio.float())
+        np.testing.assert_array_equal(a.bins, b.bins)
+    assert mapped.test.frames.untyped_storage().data_ptr() == mapped.train.frames.untyped_storage().data_ptr()
+    assert (mapped.audio_mean, mapped.audio_std) == pytest.approx((in_ram.audio_mean, in_ram.audio_std), rel=1e-12)
+    assert mapped.fingerprint() == in_ram.fingerprint()
+    pooled = resplit(mapped, seed=1)  # a re-draw copies train + val: it still works on mapped splits
+    assert len(pooled.train) + len(pooled.val) == len(mapped.train) + len(mapped.val)
+
+
+def test_batches_of_mapped_audio_are_float32_and_equal_to_the_in_ram_ones(tmp_path: Path, rows: list[dict]) -> None:
+    from mmcurate.reeval.batches import make_batch
+
+    ingest = write_ingest_dir(rows, CLASSES, tmp_path / "ingest")
+    in_ram = load_ingest_dir(ingest, SETTINGS, bins=4)
+    mapped = load_ingest_dir(ingest, SETTINGS, bins=4, scratch=tmp_path / "out")
+    idx = torch.tensor([3, 0, 5])
+    a = make_batch(in_ram.train, in_ram, idx, torch.device("cpu"))
+    b = make_batch(mapped.train, mapped, idx, torch.device("cpu"))
+    assert b.audio.dtype == torch.float32 and torch.equal(a.audio, b.audio) and torch.equal(a.frames, b.frames)
+
+
+def _buffer_addresses(table) -> set[int]:  # noqa: ANN001 - a pyarrow Table
+    return {b.address for col in table.columns for chunk in col.chunks for b in chunk.buffers() if b is not None}
+
+
+def test_rows_at_gives_the_rows_in_order_without_copying_the_media() -> None:
+    """The decode takes a few hundred rows at a time from a memory-mapped shard table; ``take`` would
+    copy (and first concatenate) the media of every chunk into private memory each time."""
+    import pyarrow as pa
+
+    from mmcurate.data.tensor_cache import rows_at
+
+    chunks = [
+        pa.table({"sample_id": [f"s{k}{i}" for i in range(5)], "frames": [bytes([k, i]) * 50 for i in range(5)]})
+        for k in range(4)
+    ]
+    table = pa.concat_tables(chunks)
+    order = np.array([7, 8, 9, 0, 1, 15, 3, 19, 18])
+    got = rows_at(table, order)
+    assert got.equals(table.take(pa.array(order)))
+    assert _buffer_addresses(got) <= _buffer_addresses(table)  # slices share the source's buffers
+    assert not _buffer_addresses(table.take(pa.array(order))) <= _buffer_addresses(table)  # take does not
+    assert rows_at(table, np.array([], dtype=np.int64)).num_rows == 0

@@ -118,3 +118,21 @@ def test_sign_test_and_chance_by_hand() -> None:
     assert sign_test(4, 0) == pytest.approx(0.125) and sign_test(0, 0) == 1.0
     assert sign_test(8, 2) == pytest.approx(0.109375)
     assert chance_level(np.array([0, 0, 1, 2])) == 0.5
+
+
+def test_bootstrap_draws_kept_for_reuse_stay_bounded_and_come_back_the_same() -> None:
+    """Every subset, bin and threshold has its own draws (resamples x test clips); kept all, as int64,
+    they made reeval's memory grow with the test split. Kept compactly and least-recently-used out past a
+    byte budget, a subset asked for again gets the same draws, so the same intervals."""
+    from mmcurate.reeval import stats
+
+    values = np.random.default_rng(1).random((2, 6000))
+    boot = stats.Bootstrap(2)
+    first = boot.means(values, "all")
+    assert boot.clip_draws("all", 6000).dtype == np.uint16  # 2000 x 6000 x 2 bytes, not x 8
+    for k in range(12):  # 12 subsets of 6000 clips: 288 MB as int64
+        boot.means(values, f"bin{k}")
+    kept = sum(d.nbytes for d in boot._clips.values())
+    assert kept <= stats.DRAW_CACHE_BYTES
+    assert ("all", 6000) not in boot._clips  # evicted ...
+    np.testing.assert_array_equal(boot.means(values, "all"), first)  # ... and drawn again, the same

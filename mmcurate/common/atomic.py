@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -137,24 +138,35 @@ def install_dir(finished: str | os.PathLike[str], dest: str | os.PathLike[str]) 
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def clean_stale_temporaries(folder: str | os.PathLike[str], owned: Callable[[str], bool] | None = None) -> int:
+def clean_stale_temporaries(
+    folder: str | os.PathLike[str],
+    owned: Callable[[str], bool] | None = None,
+    older_than: float | None = None,
+) -> int:
     """Remove the temporaries a killed run left in ``folder``; return how many were removed.
 
     Without ``owned``, every ``.tmp-*`` entry goes (for a folder the caller owns outright, such as
     a browse site). With ``owned``, only names this module makes (``.tmp-<dest>.<random>``) whose
     destination name it accepts: in a folder a user may share, their ``.tmp-notes`` is not debris.
     The caller must know that no live run is writing there (it holds the folder's lock): a live
-    run's temporary looks exactly like debris.
+    run's temporary looks exactly like debris. Where live runs may share the folder (several ranks),
+    ``older_than`` (seconds) keeps every temporary modified more recently than that.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return 0
     n = 0
+    now = time.time()
     for p in folder.iterdir():
         if owned is None:
             ours = p.name.startswith(TMP_PREFIX)
         else:
             ours = any(owned(d) for d in temporary_dests(p.name))
+        if ours and older_than is not None:
+            try:
+                ours = now - p.stat().st_mtime > older_than
+            except OSError:
+                ours = False
         if ours:
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)

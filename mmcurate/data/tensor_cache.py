@@ -47,6 +47,7 @@ from mmcurate.data.config import TensorConfig
 from mmcurate.data.records import length_records_from_table, records_from_table
 from mmcurate.data.sample import check_sample_rates, choose_audio_frames, sample_frame_count
 from mmcurate.data.tensors import AVTensors, DecodeTargets, cache_matches, cached_config, decode_into
+from mmcurate.store.io import rows_at
 
 #: version of the on-disk layout; bump it when the files or the decode change, so old entries are rebuilt
 TENSOR_FORMAT = 1
@@ -278,21 +279,6 @@ class TensorCache:
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file()) if self.root.is_dir() else 0
-
-
-def rows_at(table: pa.Table, rows: np.ndarray) -> pa.Table:
-    """Rows ``rows`` of ``table``, in that order, as zero-copy slices (one per run of consecutive rows).
-
-    Why not ``table.take``: on a table of many chunks Arrow's take may first concatenate each column's
-    chunks, copying a memory-mapped shard table's media (every frame and FLAC) into private memory for each
-    few hundred rows taken (measured: score's peak private memory at 30k clips rose from 1270 to 1818 MB)."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if len(rows) == 0:
-        return table.slice(0, 0)
-    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-    starts = np.concatenate([[0], breaks])
-    ends = np.concatenate([breaks, [len(rows)]])
-    return pa.concat_tables([table.slice(int(rows[a]), int(b - a)) for a, b in zip(starts, ends, strict=True)])
 
 
 def _npy_file(path: Path, shape: tuple[int, ...], dtype: Any) -> Any:

@@ -176,7 +176,11 @@ def assemble(
     ids = media.column("sample_id").to_pylist()
     index = {name: [i for i, s in enumerate(splits) if s == name] for name in SPLITS}
     order = np.asarray([i for name in SPLITS for i in index[name]], dtype=np.int64)
-    tensors = tensorize_mapped(media, order, classes, settings, scratch) if scratch is not None else None
+    tensors = (
+        tensorize_mapped(media, order, [str(ids[i]) for i in order], classes, settings, scratch)
+        if scratch is not None
+        else None
+    )
     in_order = tensors is not None
     if tensors is None:
         tensors = tensorize(media, classes, settings)

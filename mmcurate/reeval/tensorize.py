@@ -9,10 +9,8 @@ same for train, val and test.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +18,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from mmcurate.common.atomic import TMP_PREFIX, make_temp_dir
+from mmcurate.common.atomic import TMP_PREFIX, clean_stale_temporaries, make_temp_dir
 from mmcurate.data import TensorConfig, build_av_tensors
 from mmcurate.data.tensor_cache import STALE_TMP_SECONDS, TensorCache, key_of
 from mmcurate.reeval.settings import TensorSettings
+
+#: the temporary folder (``.tmp-reeval-tensors.<random>``) the mapped tensors are decoded into
+MAPPED_DIR = "reeval-tensors"
 
 
 @dataclass
@@ -53,10 +54,15 @@ def tensorize(media: pa.Table, classes: list[str], settings: TensorSettings) -> 
 
 
 def tensorize_mapped(
-    media: pa.Table, order: np.ndarray, classes: list[str], settings: TensorSettings, scratch: Path
+    media: pa.Table,
+    order: np.ndarray,
+    sample_ids: list[str],
+    classes: list[str],
+    settings: TensorSettings,
+    scratch: Path,
 ) -> MediaTensors | None:
-    """Decode rows ``order`` of ``media`` into memory-mapped files under ``scratch`` (the results folder),
-    or None when its disk has no room for them.
+    """Decode rows ``order`` of ``media`` (whose ids are ``sample_ids``, in that order) into memory-mapped
+    files under ``scratch`` (the results folder), or None when its disk has no room for them.
 
     Why: held in RAM, the decoded set makes a re-evaluation's memory grow with the data (about 60 KB a
     clip at the CPU defaults, measured: benchmarks/results/memory.md); mapped, its pages are page cache,
@@ -66,27 +72,18 @@ def tensorize_mapped(
     open. Audio is stored float16, the precision every decode path rounds features to (``TensorConfig``),
     so the values are those of the in-RAM path; batches cast them to float32."""
     cfg = tensor_config(settings)
-    ids = media.column("sample_id").to_pylist()
     scratch.mkdir(parents=True, exist_ok=True)
-    _remove_stale(scratch)
-    cache = TensorCache(make_temp_dir(TMP_PREFIX + "reeval-tensors.", scratch))
+    # a killed run's half-decoded folder; not one a live rank is writing (old enough)
+    clean_stale_temporaries(scratch, lambda dest: dest == MAPPED_DIR, older_than=STALE_TMP_SECONDS)
+    cache = TensorCache(make_temp_dir(TMP_PREFIX + MAPPED_DIR + ".", scratch))
     try:
         if not cache.has_room(len(order), cfg):
             return None
-        key = key_of("reeval", cfg, classes, [str(ids[i]) for i in order])
+        key = key_of("reeval", cfg, classes, sample_ids)
         tensors = cache.build(key, media, workers=_decode_threads(), order=order)
     finally:
         shutil.rmtree(cache.root, ignore_errors=True)
     return MediaTensors(tensors.frames, tensors.audio, tensors.labels, cfg.to_dict())
-
-
-def _remove_stale(scratch: Path) -> None:
-    """Folders a killed run left mid-decode (old enough not to be another rank's live decode)."""
-    now = time.time()
-    for p in scratch.glob(TMP_PREFIX + "reeval-tensors.*"):
-        with contextlib.suppress(OSError):
-            if now - p.stat().st_mtime > STALE_TMP_SECONDS:
-                shutil.rmtree(p, ignore_errors=True)
 
 
 def _decode_threads() -> int:

@@ -38,7 +38,7 @@ from mmcurate.common.atomic import atomic_path, atomic_write_json, atomic_write_
 from mmcurate.common.errors import MMCurateError, StageNotReadyError, one_line
 from mmcurate.common.hashing import config_hash
 from mmcurate.store.completion import UnitMarker, file_entry, files_match
-from mmcurate.store.io import open_ipc_file, read_json, read_parquet, require_columns
+from mmcurate.store.io import consecutive_runs, open_ipc_file, read_json, read_parquet, require_columns
 from mmcurate.store.lock import FileLock, folder_lock
 from mmcurate.store.ownership import check_output_path, claim_folder
 from mmcurate.store.schemas import MANIFEST_SCHEMA, SCORES_SCHEMA, SHARD_SCHEMA
@@ -486,12 +486,7 @@ class IngestDir:
                     f"{self.shards_dir / names[code]}: the manifest points at row {top} but the shard has "
                     f"{opened[code].num_rows} rows; the ingest output is inconsistent, {FIX_INGEST}"
                 )
-        breaks = np.nonzero((np.diff(codes) != 0) | (np.diff(rows) != 1))[0] + 1
-        starts = np.concatenate([[0], breaks]).astype(np.int64)
-        ends = np.concatenate([breaks, [len(wanted)]]).astype(np.int64)
-        pieces = [
-            opened[int(codes[a])].slice(int(rows[a]), int(b - a)) for a, b in zip(starts, ends, strict=True) if b > a
-        ]
+        pieces = [opened[int(codes[a])].slice(int(rows[a]), b - a) for a, b in consecutive_runs(rows, codes)]
         if not pieces:
             result = SHARD_SCHEMA.empty_table()
         else:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
@@ -69,3 +70,29 @@ def open_ipc_file(path: Path, *, fix: str) -> pa.Table:
             return ipc.open_file(source).read_all()
     except (OSError, pa.ArrowException) as exc:
         raise MMCurateError(f"{path}: not a readable Arrow IPC shard ({one_line(exc)}); {fix}") from None
+
+
+def consecutive_runs(rows: np.ndarray, groups: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """``(start, end)`` positions of the runs of ``rows`` that step by one (and, with ``groups``, stay in
+    one group): each run is one zero-copy slice of a table."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        return []
+    step = np.diff(rows) != 1
+    if groups is not None:
+        step |= np.diff(np.asarray(groups)) != 0
+    breaks = (np.flatnonzero(step) + 1).tolist()
+    return list(zip([0, *breaks], [*breaks, len(rows)], strict=True))
+
+
+def rows_at(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """Rows ``rows`` of ``table``, in that order, as zero-copy slices (one per run of consecutive rows).
+
+    Why not ``table.take``: on a table of many chunks Arrow's take may first concatenate each column's
+    chunks, copying a memory-mapped shard table's media (every frame and FLAC) into private memory for each
+    few hundred rows taken (measured: score's peak private memory at 30k clips rose from 1270 to 1818 MB)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    runs = consecutive_runs(rows)
+    if not runs:
+        return table.slice(0, 0)
+    return pa.concat_tables([table.slice(int(rows[a]), b - a) for a, b in runs])

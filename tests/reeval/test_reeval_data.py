@@ -300,7 +300,7 @@ def test_rows_at_gives_the_rows_in_order_without_copying_the_media() -> None:
     copy (and first concatenate) the media of every chunk into private memory each time."""
     import pyarrow as pa
 
-    from mmcurate.data.tensor_cache import rows_at
+    from mmcurate.store.io import rows_at
 
     chunks = [
         pa.table({"sample_id": [f"s{k}{i}" for i in range(5)], "frames": [bytes([k, i]) * 50 for i in range(5)]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +248,7 @@ def _mapped_deleted_files() -> list[str]:
         return [line for line in fh if "reeval-tensors." in line and "(deleted)" in line]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps (Linux)")
 @pytest.mark.parametrize("source", ["ingest", "balanced"])
 def test_a_scratch_folder_maps_the_tensors_from_disk_with_the_values_of_the_in_ram_path(
     tmp_path: Path, rows: list[dict], export_dir: Path, source: str

@@ -60,7 +60,14 @@ class ScoreConfig:
         "(carved from its own training part, never the clips it scores) stops improving, then anneals its learning "
         "rate over about half as many epochs and averages those epochs' predictions.",
     )
-    patience: int = opt(3, "Convergence: epochs without a 1 % better inner-validation loss that end the search.")
+    patience: int = opt(
+        3,
+        "Convergence: the shortest window (this many epochs plus one) over which the inner-validation loss's recent "
+        "rate of improvement is measured; the window grows to a third of the search. The search ends when that rate "
+        "(plus a standard error) is under 40 % of the average rate so far, or when no epoch beat the best loss by "
+        "1 % for max(2 x patience, a third of the search) epochs. Raised on small sets to at least 50 optimiser "
+        "steps; see docs/score.md.",
+    )
     inner_fraction: float = opt(
         0.1, "Convergence: share of each job's training part (per class) held out as its inner validation split."
     )

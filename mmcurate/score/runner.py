@@ -44,6 +44,7 @@ from mmcurate.score.config import BUILTIN_SCORER, ScoreConfig, ScoreStageConfig
 from mmcurate.score.folds import check_fold_feasible, group_folds, resolve_group_folds, stratified_folds
 from mmcurate.score.health import check_scores
 from mmcurate.score.registry import get_scorer
+from mmcurate.score.schedule import STOP_RULE
 from mmcurate.score.scorers import (
     calibration_params,
     member_file,
@@ -366,7 +367,9 @@ class ScorePlan:
         # a job that kept its models is not the same unit as one that did not
         keeps = self.save_scorers and job.repeat == 0
         held = np.flatnonzero(self.fold_sets[job.repeat] == job.fold)
-        return config_hash([self.fingerprint, held.tolist(), *(["models"] if keeps else [])], length=32)
+        # a result of an earlier convergence rule is another model: trained again, not mixed in
+        rule = [] if self.cfg.epochs is not None else [STOP_RULE]
+        return config_hash([self.fingerprint, held.tolist(), *(["models"] if keeps else []), *rule], length=32)
 
     def completion(self) -> Completion[ScoreJob]:
         # sha256: a damaged result (same size) is trained again, not trusted

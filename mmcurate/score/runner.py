@@ -169,7 +169,8 @@ class EpochLines:
             "fixed": f"fixed schedule of {e.planned} epochs",
         }[e.phase]
         acc = "" if e.inner_accuracy is None else f", inner accuracy {e.inner_accuracy:.2f}"
-        info(f"score: {self.job} epoch {e.epoch + 1}: {what}, loss {e.loss:.3f}{acc} ({per_epoch:.1f} s/epoch)")
+        note = f"; {e.note}" if e.note and e.phase == "search" else ""
+        info(f"score: {self.job} epoch {e.epoch + 1}: {what}, loss {e.loss:.3f}{acc} ({per_epoch:.1f} s/epoch){note}")
 
     def _end(self, e: EpochProgress) -> int:
         if e.phase == "fixed":

@@ -137,6 +137,9 @@ class SearchState:
     strong: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     inner_losses: list[float] = field(default_factory=list)
+    #: the last reading of the rule: the recent rate (optimistic) and the rate under which it would stop
+    rate: float | None = None
+    threshold: float | None = None
 
     def after_epoch(self, train_loss: float, inner_loss: float, inner_correct: int, inner_n: int) -> str | None:
         """Record one search epoch; ``None`` to go on, else ``"plateau"``, ``"budget"`` or ``"stuck"``."""
@@ -177,11 +180,18 @@ class SearchState:
             rate, se = recent_rate(self.inner_losses[-window:])
             se = max(se, loss_noise(self.inner_losses) / math.sqrt(_sxx(window)))
             average = gained * math.log(self.num_classes) / self.epochs
-            if rate + RATE_SE * se < RETURNS * ahead * max(average, 1e-9):
+            self.rate, self.threshold = rate + RATE_SE * se, RETURNS * ahead * max(average, 1e-9)
+            if self.rate < self.threshold:
                 return "plateau"
         if not self.learned and self.since_best >= s.patience and self.epochs >= s.stuck_after:
             return "stuck"
         return None
+
+    def note(self) -> str:
+        """Why the search goes on, in words for a progress line ("" before the rule can judge)."""
+        if self.rate is None or self.threshold is None:
+            return "learning" if self.learned else "not above chance yet"
+        return f"inner loss falling {self.rate:.3f}/epoch, the search ends under {self.threshold:.3f}"
 
 
 def recent_rate(losses: list[float]) -> tuple[float, float]:

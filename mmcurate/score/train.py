@@ -206,6 +206,8 @@ class EpochProgress:
     inner_accuracy: float | None
     attempt: int
     planned: int
+    #: why the search goes on (the convergence rule's reading), for the progress line
+    note: str = ""
 
 
 class _Attempt:
@@ -453,7 +455,9 @@ def _fit_converge(
             stop = state.after_epoch(loss, inner_loss, correct, len(inner_t))
             if on_epoch is not None:
                 acc = correct / len(inner_t) if len(inner_t) else None
-                on_epoch(EpochProgress("search", state.epochs - 1, loss, acc, attempt, settings.search_cap))
+                on_epoch(
+                    EpochProgress("search", state.epochs - 1, loss, acc, attempt, settings.search_cap, state.note())
+                )
             if stop is not None:
                 break
         attempts.append(

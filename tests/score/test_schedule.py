@@ -104,3 +104,14 @@ def test_a_result_of_another_stopping_rule_is_not_resumed(monkeypatch: pytest.Mo
     monkeypatch.setattr(runner, "STOP_RULE", "another rule")
     assert plan.identity(job) != before
     assert fixed.identity(job) == before_fixed
+
+
+def test_the_progress_line_says_why_the_search_goes_on() -> None:
+    """A search longer than the user expects must say why: the rule's reading is in the progress note."""
+    state = SearchState(SETTINGS, 10)
+    assert state.note() == "not above chance yet"
+    for loss in _slow_learner(20, 0):
+        assert state.after_epoch(loss, loss, 60, 120) is None
+    note = state.note()
+    assert note.startswith("inner loss falling ") and "the search ends under" in note
+    assert state.rate is not None and state.threshold is not None and state.rate >= state.threshold

@@ -65,8 +65,8 @@ class ScoreConfig:
         "Convergence: the shortest window (this many epochs plus one) over which the inner-validation loss's recent "
         "rate of improvement is measured; the window grows to a third of the search. The search ends when that rate "
         "(plus a standard error) is under 40 % of the average rate so far, or when no epoch beat the best loss by "
-        "1 % for max(2 x patience, a third of the search) epochs. Raised on small sets to at least 50 optimiser "
-        "steps; see docs/score.md.",
+        "1 % for max(2 x patience, the window) epochs; both stricter while the inner loss is above half of ln C. "
+        "Raised on small sets to at least 50 optimiser steps; see docs/score.md.",
     )
     inner_fraction: float = opt(
         0.1, "Convergence: share of each job's training part (per class) held out as its inner validation split."

@@ -48,12 +48,15 @@ def test_a_slow_noisy_learner_searches_while_it_improves(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_a_fast_learner_stops_soon_after_it_flattens(seed: int) -> None:
-    """av_digits-like: most of the gain in the first epochs; the search must not drag on (time bound)."""
+    """av_digits-like: most of the gain in the first epochs; the search must not drag on (the issue's +10 %
+    time bound on av_digits). The old rule stopped these curves at 9-10 epochs, as this one does; a
+    candidate that scaled the threshold by the gained share everywhere took 10-11 (+15 % CPU on b1), one
+    with a 7-epoch shortest window 11-12."""
     rng = np.random.default_rng(seed)
     t = np.arange(40)
     curve = list(0.45 + 1.85 * np.exp(-t / 2.5) + 0.015 * rng.standard_normal(40))
     epochs, why = _search(curve)
-    assert why == "plateau" and epochs <= 14, (epochs, why)
+    assert why == "plateau" and epochs <= 10, (epochs, why)
 
 
 def test_a_rising_loss_ends_the_search() -> None:
@@ -115,3 +118,13 @@ def test_the_progress_line_says_why_the_search_goes_on() -> None:
     note = state.note()
     assert note.startswith("inner loss falling ") and "the search ends under" in note
     assert state.rate is not None and state.threshold is not None and state.rate >= state.threshold
+
+
+def test_a_flat_stretch_after_a_step_is_not_a_plateau_while_most_of_the_gain_is_ahead() -> None:
+    """ot2's visual fold 3 (seed 0), as recorded: a step, then four flat epochs at 0.83 ln C. The rule
+    without the below-halfway window ended the search here, leaving the fold at 0.40 accuracy against
+    0.6-0.7 for the others (its self-check failed); searching on, it reached 0.64."""
+    recorded = [2.378, 2.340, 2.302, 2.244, 2.183, 2.175, 2.050, 1.926, 1.924, 1.917, 1.934]
+    state = SearchState(SETTINGS, 10)
+    stops = [state.after_epoch(loss, loss, 48, 120) for loss in recorded]
+    assert all(s is None for s in stops), stops

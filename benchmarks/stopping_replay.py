@@ -17,6 +17,7 @@ settings is replayed with these, so read small sets' rows with care.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -26,7 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import importlib  # noqa: E402
+from mmcurate.score.config import ScoreConfig  # noqa: E402
+
+#: the defaults the recorded runs were made with: they set the steps per epoch the replay assumes
+DEFAULTS = ScoreConfig()
 
 
 def recorded_searches(cache: Path, runs: str) -> list[dict]:
@@ -37,7 +41,7 @@ def recorded_searches(cache: Path, runs: str) -> list[dict]:
         if report.get("schedule") != "converge":
             continue
         inner = int(report["inner_samples"])
-        fit = round(inner * (1 - 0.1) / 0.1)
+        fit = round(inner * (1 - DEFAULTS.inner_fraction) / DEFAULTS.inner_fraction)
         for attempt in report["attempts"]:
             out.append(
                 {
@@ -46,7 +50,7 @@ def recorded_searches(cache: Path, runs: str) -> list[dict]:
                     "history": attempt["history"],
                     "stop": attempt["stop"],
                     "inner": inner,
-                    "steps": max(1, math.ceil(fit / 64)),
+                    "steps": max(1, math.ceil(fit / DEFAULTS.batch_size)),
                 }
             )
     return out

@@ -188,7 +188,8 @@ class SearchState:
         return None
 
     def note(self) -> str:
-        """Why the search goes on, in words for a progress line ("" before the rule can judge)."""
+        """Why the search goes on, in words for a progress line: the rule's last reading, or (before the
+        rule can judge) whether the scorer has left chance yet."""
         if self.rate is None or self.threshold is None:
             return "learning" if self.learned else "not above chance yet"
         return f"inner loss falling {self.rate:.3f}/epoch, the search ends under {self.threshold:.3f}"

@@ -7,11 +7,14 @@ must stop it, a diverged one must not keep it going."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
+from mmcurate.score import runner
+from mmcurate.score.config import ScoreConfig
 from mmcurate.score.schedule import ConvergenceSettings, SearchState, recent_rate
 
 SETTINGS = ConvergenceSettings(max_epochs=60, patience=3, restarts=2)
@@ -93,11 +96,6 @@ def test_recent_rate_is_the_least_squares_slope_and_its_error() -> None:
 def test_a_result_of_another_stopping_rule_is_not_resumed(monkeypatch: pytest.MonkeyPatch) -> None:
     """A job's identity names the convergence rule: after an upgrade that changes the rule, a resumed
     `score` trains the job again instead of mixing folds of two rules; fixed --epochs jobs are unaffected."""
-    import dataclasses
-
-    from mmcurate.score import runner
-    from mmcurate.score.config import ScoreConfig
-
     plan = runner.ScorePlan(
         None, ScoreConfig(), [], [], [], np.zeros(4), [np.array([0, 0, 1, 1])], (False, ""), False, "fp"
     )

@@ -264,7 +264,11 @@ class BalancedDir:
             if (staging / name).exists() or name != self.CONFIG_JSON:
                 os.replace(staging / name, dest)
         fsync_dir(self.path)
-        atomic_write_json(self.marker_path, marker)
+        # the marker is written whole inside the staging folder, then renamed into place: a kill while it is
+        # written leaves its temporary in staging (removed with it by clean_stale_staging), not beside data/
+        atomic_write_json(staging / self.EXPORT_MARKER, marker)
+        os.replace(staging / self.EXPORT_MARKER, self.marker_path)
+        fsync_dir(self.path)
         shutil.rmtree(staging, ignore_errors=True)
         lock = _STAGING_LOCKS.pop(str(staging), None)
         if lock is not None:

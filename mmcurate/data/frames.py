@@ -106,5 +106,10 @@ def standardize_frames(frames_uint8: torch.Tensor) -> torch.Tensor:
     if frames_uint8.ndim < 3 or frames_uint8.shape[-3] != 3:
         raise MMCurateError(f"standardize_frames expects (..., 3, H, W) frames, got shape {tuple(frames_uint8.shape)}")
     x = frames_uint8.to(torch.float32).div_(255.0)
-    std, mean = torch.std_mean(x, dim=(-2, -1), keepdim=True)
-    return x.sub_(mean).div_(std.clamp_(min=FRAME_STD_FLOOR))
+    # centred in place, spread as a vector norm: no temporary as large as the batch (allocating one costs page
+    # faults each batch). 5-6x faster on CPU than ``torch.std_mean`` over the last two dims, which took a tenth
+    # of a visual training epoch and a third of a prediction (benchmarks/score_profile.py)
+    flat = x.view(*x.shape[:-2], -1) if x.is_contiguous() else x.reshape(*x.shape[:-2], -1)
+    flat.sub_(flat.mean(-1, keepdim=True))
+    std = torch.linalg.vector_norm(flat, dim=-1, keepdim=True).div_(max(flat.shape[-1] - 1, 1) ** 0.5)
+    return flat.div_(std.clamp_(min=FRAME_STD_FLOOR)).view(x.shape)

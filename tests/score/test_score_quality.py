@@ -46,8 +46,8 @@ class SpySource(InMemorySource):
         self.in_flight: list[int] = []
         self.train_mode_forwards: set[int] = set()
 
-    def batches(self, chunks):  # type: ignore[no-untyped-def]
-        for idx, raw in zip(chunks, super().batches(chunks)):
+    def batches(self, chunks, windows=None):  # type: ignore[no-untyped-def]
+        for idx, raw in zip(chunks, super().batches(chunks, windows)):
             ids = [int(i) for i in idx]
             (self.with_grad if torch.is_grad_enabled() else self.without_grad).update(ids)
             self.in_flight = ids

@@ -9,7 +9,7 @@ from __future__ import annotations
 from mmcurate.execution.array import ArrayJobConfig, ArrayJobExecutor
 from mmcurate.execution.base import Executor, WorkUnit, make_units
 from mmcurate.execution.config import ENGINES, ExecutionConfig
-from mmcurate.execution.local import LocalExecutor, available_cores
+from mmcurate.execution.local import TRAINING_IMPORTS, LocalExecutor, available_cores
 
 
 def make_executor(
@@ -19,12 +19,15 @@ def make_executor(
     *,
     cpus: float = 1.0,
     threads: int | None = None,
+    preload: tuple[str, ...] = (),
 ) -> Executor:
     """The executor of ``execution.engine``, wrapped as an array-job part when ``array`` (or the Slurm
     array variables) says this process is one of several.
 
     Local: ``workers`` processes (0: all cores). Ray: tasks of ``--cpus-per-job`` (default ``cpus``)
     and ``--gpus-per-job`` each; ``threads`` is the torch thread count each task sets (None: leave it).
+    ``preload``: modules the local engine imports before forking its workers (stages that train pass
+    :data:`mmcurate.execution.local.TRAINING_IMPORTS`).
     """
     execution = execution or ExecutionConfig()
     inner: Executor
@@ -39,7 +42,7 @@ def make_executor(
             threads=threads,
         )
     else:
-        inner = LocalExecutor(workers)
+        inner = LocalExecutor(workers, preload)
     num, index = (array or ArrayJobConfig()).resolved()
     if num == 1:
         return inner
@@ -53,6 +56,7 @@ __all__ = [
     "ExecutionConfig",
     "Executor",
     "LocalExecutor",
+    "TRAINING_IMPORTS",
     "WorkUnit",
     "available_cores",
     "make_executor",

@@ -18,7 +18,7 @@ import torch
 
 from mmcurate.common.console import info, summary_table, warn
 from mmcurate.common.errors import MMCurateError
-from mmcurate.execution import ExecutionConfig, WorkUnit, distributed, make_executor
+from mmcurate.execution import TRAINING_IMPORTS, ExecutionConfig, WorkUnit, distributed, make_executor
 from mmcurate.execution.device import describe_device, execution_device
 from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.execution.driver import Completion, UnitDriver, Written
@@ -261,7 +261,12 @@ def _train_all(
         distributed.barrier(job.ranks)
         return [results[k] for k in keys]  # all reused: no executor (no Ray instance) needed
     executor = make_executor(
-        parallel_runs(job, execution), None, execution, cpus=job.threads or 1, threads=job.threads
+        parallel_runs(job, execution),
+        None,
+        execution,
+        cpus=job.threads or 1,
+        threads=job.threads,
+        preload=TRAINING_IMPORTS,
     )
     driver = UnitDriver("reeval", "run", units, completion, executor, job.ranks)
     if driver.pending:

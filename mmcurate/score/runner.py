@@ -34,7 +34,15 @@ from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
 from mmcurate.data import AVDataset, TensorConfig, build_av_tensors, read_shards
 from mmcurate.data.tensor_cache import TensorCache, key_of
-from mmcurate.execution import ArrayJobConfig, ExecutionConfig, Executor, WorkUnit, distributed, make_executor
+from mmcurate.execution import (
+    TRAINING_IMPORTS,
+    ArrayJobConfig,
+    ExecutionConfig,
+    Executor,
+    WorkUnit,
+    distributed,
+    make_executor,
+)
 from mmcurate.execution.device import execution_device
 from mmcurate.execution.distributed import SINGLE, Ranks
 from mmcurate.execution.driver import Completion, UnitDriver, Written
@@ -275,7 +283,9 @@ def score_out_of_fold(
     with lock_for_scoring(ingest, array, take=ranks.is_main):
         plan = ScorePlan.of(ingest, cfg.resolved(device.type == "cuda"), allow_missing, save_scorers)
         threads, workers = _job_layout(plan, device, execution, ranks)
-        executor = executor or make_executor(workers, array, execution, cpus=threads, threads=threads)
+        executor = executor or make_executor(
+            workers, array, execution, cpus=threads, threads=threads, preload=TRAINING_IMPORTS
+        )
         if overwrite and ranks.is_main:
             for folder in (plan.run_dir, plan.scorers_dir):
                 if folder.exists():

@@ -116,7 +116,7 @@ def check_scores(
                         k,
                         f"{m} scorer of fold {k} is far below the other folds (accuracy {c_k / n_k:.2f} on "
                         f"{n_k} clips against {others:.2f}): its clips' confidences are on another scale; "
-                        "rerun `mmcurate score --overwrite` (another --seed) or raise --restarts",
+                        + _lagging_fold_advice(report, _other_epochs(job_reports, m, k)),
                     )
                 )
             if report.get("stop") == "stuck":
@@ -185,6 +185,32 @@ def check_scores(
         "verdicts": [asdict(v) | {"line": v.line()} for v in verdicts],
         "modalities": figures,
     }
+
+
+def _other_epochs(reports: dict[tuple[str, int], dict[str, Any]] | None, modality: str, fold: int) -> list[int]:
+    """Epochs the other folds' jobs of ``modality`` trained (those that say)."""
+    return [
+        int(r["epochs"]) for (m, k), r in (reports or {}).items() if m == modality and k != fold and r.get("epochs")
+    ]
+
+
+def _lagging_fold_advice(report: dict[str, Any], other_epochs: list[int]) -> str:
+    """The next step for a fold far below the others, from how its own search ended. Why not "raise
+    --restarts": restarts recover a job stuck at chance; a fold that learned less than the others most
+    often ended its search early (on a stretch where its inner loss rose and fell) or ran out of epochs."""
+    epochs, stop = report.get("epochs"), report.get("stop")
+    typical = int(np.median(other_epochs)) if other_epochs else None
+    if stop == "plateau" and epochs and typical and int(epochs) < typical:
+        return (
+            f"its search ended after {int(epochs)} epochs where the other folds trained {typical}: rerun "
+            "`mmcurate score --overwrite` with a longer search (raise --patience) or another --seed"
+        )
+    if stop == "budget":
+        return (
+            f"it used its whole budget of {int(epochs)} epochs: rerun `mmcurate score --overwrite` with a larger "
+            "--max-epochs or another --seed"
+        )
+    return "rerun `mmcurate score --overwrite` with another --seed"
 
 
 def _next_step(smallest: int, num_classes: int) -> str:

@@ -59,6 +59,31 @@ def test_a_fold_far_below_the_others_is_named() -> None:
     assert [(v["modality"], v["fold"]) for v in failed] == [("visual", 3)]
 
 
+def test_a_lagging_folds_advice_follows_how_its_search_ended() -> None:
+    """A fold that stopped its search early is told to search longer (ot2 seed 0's visual fold 0: 35 epochs
+    where the others trained 41-60), one out of epochs to raise the budget; restarts, which only recover a
+    job stuck at chance, are not the advice."""
+    y = np.repeat(np.arange(10), 100)
+    folds = np.tile(np.arange(5), 200)
+    visual = _preds(y, 0.9, 10, 1)
+    visual[folds == 0] = _preds(y[folds == 0], 0.4, 10, 2)
+    preds = {"audio": _preds(y, 0.9, 10, 0), "visual": visual}
+    others = {
+        ("visual", k): {"stop": "plateau", "epochs": e, "restarts": 0} for k, e in zip(range(1, 5), (60, 60, 60, 41))
+    }
+
+    def message(fold0: dict[str, object]) -> str:
+        health = check_scores(y, folds, preds, 10, {**others, ("visual", 0): fold0})
+        [failed] = [v for v in health["verdicts"] if v["status"] == "fail"]
+        return str(failed["message"])
+
+    early = message({"stop": "plateau", "epochs": 35, "restarts": 0})
+    assert "ended after 35 epochs where the other folds trained 60" in early and "--patience" in early
+    assert "--restarts" not in early
+    assert "--max-epochs" in message({"stop": "budget", "epochs": 60, "restarts": 0})
+    assert "--patience" not in message({"stop": "plateau", "epochs": 60, "restarts": 0})
+
+
 def test_a_stuck_fold_fails_and_small_classes_warn() -> None:
     y = np.repeat(np.arange(4), 10)
     folds = np.tile(np.arange(2), 20)

@@ -107,7 +107,7 @@ def standardize_frames(frames_uint8: torch.Tensor) -> torch.Tensor:
         raise MMCurateError(f"standardize_frames expects (..., 3, H, W) frames, got shape {tuple(frames_uint8.shape)}")
     x = frames_uint8.to(torch.float32).div_(255.0)
     # centred in place, spread as a vector norm: no temporary as large as the batch (allocating one costs page
-    # faults each batch). 5-6x faster on CPU than ``torch.std_mean`` over the last two dims, which took a tenth
+    # faults each batch). 4-6x faster on CPU than ``torch.std_mean`` over the last two dims, which took a tenth
     # of a visual training epoch and a third of a prediction (benchmarks/score_profile.py)
     flat = x.view(*x.shape[:-2], -1) if x.is_contiguous() else x.reshape(*x.shape[:-2], -1)
     flat.sub_(flat.mean(-1, keepdim=True))

@@ -72,10 +72,12 @@ def check_scores(
     preds: dict[str, np.ndarray],
     num_classes: int,
     job_reports: dict[tuple[str, int], dict[str, Any]] | None = None,
+    patience: int | None = None,
 ) -> dict[str, Any]:
     """Verdicts on out-of-fold predictions (``preds[m]`` = predicted class per sample, first repeat's
     ``folds``), plus per-modality and per-fold figures, as a JSON-able dict for ``scores.json``:
-    ``status`` (``ok``, ``warn`` or ``fail``), ``verdicts``, ``modalities``."""
+    ``status`` (``ok``, ``warn`` or ``fail``), ``verdicts``, ``modalities``. ``patience``: the run's
+    ``--patience``, from which a lagging fold's advice suggests a longer search."""
     y = np.asarray(y)
     chance = chance_level(y, num_classes)
     verdicts: list[Verdict] = []
@@ -116,7 +118,7 @@ def check_scores(
                         k,
                         f"{m} scorer of fold {k} is far below the other folds (accuracy {c_k / n_k:.2f} on "
                         f"{n_k} clips against {others:.2f}): its clips' confidences are on another scale; "
-                        + _lagging_fold_advice(report, _other_epochs(job_reports, m, k)),
+                        + _lagging_fold_advice(report, _other_epochs(job_reports, m, k), patience),
                     )
                 )
             if report.get("stop") == "stuck":
@@ -194,16 +196,25 @@ def _other_epochs(reports: dict[tuple[str, int], dict[str, Any]] | None, modalit
     ]
 
 
-def _lagging_fold_advice(report: dict[str, Any], other_epochs: list[int]) -> str:
+#: a lagging fold that stopped early is advised this many times the run's --patience. Measured on ot2 seed 0
+#: (benchmarks/results/discrepancy_sets.md), whose visual fold 0 stopped after 35 epochs at 0.52 against
+#: 0.59-0.75: --patience 6 changed nothing (36 epochs; the rule's window was already a third of the search),
+#: 12 searched 60 epochs and reached 0.64, at +42 % CPU for the whole scoring
+LONGER_SEARCH = 4
+
+
+def _lagging_fold_advice(report: dict[str, Any], other_epochs: list[int], patience: int | None = None) -> str:
     """The next step for a fold far below the others, from how its own search ended. Why not "raise
     --restarts": restarts recover a job stuck at chance; a fold that learned less than the others most
     often ended its search early (on a stretch where its inner loss rose and fell) or ran out of epochs."""
     epochs, stop = report.get("epochs"), report.get("stop")
     typical = int(np.median(other_epochs)) if other_epochs else None
     if stop == "plateau" and epochs and typical and int(epochs) < typical:
+        longer = f"--patience {LONGER_SEARCH * patience}" if patience else "a larger --patience"
         return (
             f"its search ended after {int(epochs)} epochs where the other folds trained {typical}: rerun "
-            "`mmcurate score --overwrite` with a longer search (raise --patience) or another --seed"
+            f"`mmcurate score --overwrite` with another --seed, or search longer with {longer} (every job "
+            "then searches longer)"
         )
     if stop == "budget":
         return (

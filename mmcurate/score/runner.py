@@ -538,7 +538,7 @@ def _write_scores(
     elapsed = time.monotonic() - t0
     metrics["folds"] = fold_stats
     preds = {m: np.mean(runs[m].probs, axis=0).argmax(1) for m in MODALITIES}
-    health = check_scores(y, folds, preds, len(classes), reports)
+    health = check_scores(y, folds, preds, len(classes), reports, cfg.patience)
     for verdict in health["verdicts"]:
         (info if verdict["status"] == "fail" else warn)(verdict["line"])
     if plan.save_scorers:

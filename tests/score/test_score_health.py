@@ -73,12 +73,12 @@ def test_a_lagging_folds_advice_follows_how_its_search_ended() -> None:
     }
 
     def message(fold0: dict[str, object]) -> str:
-        health = check_scores(y, folds, preds, 10, {**others, ("visual", 0): fold0})
+        health = check_scores(y, folds, preds, 10, {**others, ("visual", 0): fold0}, patience=3)
         [failed] = [v for v in health["verdicts"] if v["status"] == "fail"]
         return str(failed["message"])
 
     early = message({"stop": "plateau", "epochs": 35, "restarts": 0})
-    assert "ended after 35 epochs where the other folds trained 60" in early and "--patience" in early
+    assert "ended after 35 epochs where the other folds trained 60" in early and "--patience 12" in early
     assert "--restarts" not in early
     assert "--max-epochs" in message({"stop": "budget", "epochs": 60, "restarts": 0})
     assert "--patience" not in message({"stop": "plateau", "epochs": 60, "restarts": 0})

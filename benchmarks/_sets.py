@@ -166,6 +166,28 @@ SETS: dict[str, tuple[str, Any]] = {
             ),
         ),
     ),
+    # --- a check set drawn on 2026-12-07 after that day's rule change (the below-halfway hold) was fixed: a
+    # visual and audio source pairing no other set has, other levels; nothing was chosen on it ---
+    "oc1": (
+        "domain",
+        DomainSpec(
+            n_clips=1500,
+            seed=601,
+            visual="scenes",
+            audio="textures",
+            n_classes=9,
+            size=112,
+            fps=8,
+            conditions=(
+                ("visual_mismatch", 0.08, ()),
+                ("visual_lowcontrast", 0.08, (0.25, 0.1)),
+                ("visual_occlusion", 0.06, (0.7,)),
+                ("audio_noise", 0.08, (0.0, -6.0)),
+                ("audio_bandlimit", 0.06, (500.0,)),
+                ("audio_competing", 0.06, (-3.0,)),
+            ),
+        ),
+    ),
     # --- small sets (the warning's thresholds): a user's own few clips ---
     "s60": ("avdigits", AVDigitsSpec(n_clips=60, seed=501, visual_mismatch=0.1, visual_noise=0.1, audio_noise=0.1)),
     "s150": (

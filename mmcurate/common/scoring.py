@@ -118,6 +118,14 @@ class ScoreConfig:
         "clean-trained ceiling, but the visual scorers stay near their plateau (0.31 clean accuracy against 0.96). "
         "0 = plain cross-entropy.",
     )
+    truncation_after: float = opt(
+        0.0,
+        "Experimental, with --loss-truncation: leave the high-loss share out only once the job's best inner loss "
+        "has gained this share of ln C (the scorer then knows what intact evidence looks like; a visual scorer "
+        "still on its initial plateau is not starved of its hard clips). Converging schedule only; the share is "
+        "then left out in full, without the two-epoch ramp. 0 = from the first epochs, ramped (the earlier "
+        "behaviour). See benchmarks/results/loss_truncation.md.",
+    )
     augment: bool = opt(
         True,
         "Random shifts of the frames, time rolls and a frequency mask of the audio while training "
@@ -158,7 +166,7 @@ class ScoreConfig:
     EXECUTION_FIELDS = ("device", "workers", "memory_budget_gb", "tensor_cache")
     #: fields added after scores were first written, with the value that reproduces the earlier scorers:
     #: hashed only when set otherwise, so scores made before a field existed keep their scorer id
-    LATER_FIELDS: ClassVar[dict[str, Any]] = {"loss_truncation": 0.0}
+    LATER_FIELDS: ClassVar[dict[str, Any]] = {"loss_truncation": 0.0, "truncation_after": 0.0}
 
     def __post_init__(self) -> None:
         if self.repeats is not None and self.repeats < 1:
@@ -197,6 +205,8 @@ class ScoreConfig:
             raise MMCurateError(f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})")
         if not (math.isfinite(self.loss_truncation) and 0.0 <= self.loss_truncation < 0.9):
             raise MMCurateError(f"--loss-truncation must be in [0, 0.9) (got {self.loss_truncation})")
+        if not (math.isfinite(self.truncation_after) and 0.0 <= self.truncation_after < 1.0):
+            raise MMCurateError(f"--truncation-after must be in [0, 1) (got {self.truncation_after})")
         for name, value in (
             ("--width", self.width),
             ("--image-size", self.image_size),

@@ -255,6 +255,9 @@ class _Attempt:
         self.position = torch.full((int(fit_t.max()) + 1 if len(fit_t) else 0,), -1, dtype=torch.int64)
         self.position[fit_t] = torch.arange(len(fit_t))
         self.step = 0
+        #: with ``truncation_after``: whether the job has gained enough to leave its high-loss share out (set by the
+        #: converging schedule after each search epoch)
+        self.truncating = False
         #: an exponential moving average of the weights (half-life about an epoch): evaluated on the inner
         #: split, it shows what the model would give once annealed, without the high learning rate's jitter
         self.ema = copy.deepcopy(self.model)
@@ -311,12 +314,15 @@ class _Attempt:
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy, or with ``loss_truncation`` the mean over the batch's lowest-loss share: the share
         left out ramps from 0 to ``loss_truncation`` over the first two epochs (until the model has learned
-        what typical evidence looks like, every sample's loss is high)."""
+        what typical evidence looks like, every sample's loss is high). With ``truncation_after``, the whole
+        share is left out from the epoch after the job's best inner loss first gained that share of ln C, and
+        none before."""
         q = float(self.cfg.loss_truncation)
-        if q <= 0.0:
+        gated = float(self.cfg.truncation_after) > 0.0
+        if q <= 0.0 or (gated and not self.truncating):
             return F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
         per = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing, reduction="none")
-        drop = q * min(1.0, self.step / (2 * self.steps_per_epoch))
+        drop = q if gated else q * min(1.0, self.step / (2 * self.steps_per_epoch))
         keep = max(1, len(per) - int(drop * len(per)))
         return torch.topk(per, keep, largest=False, sorted=False).values.mean()
 
@@ -467,6 +473,8 @@ def _fit_converge(
             losses.append(loss)
             inner_loss, correct = _inner_eval(run, inner_t, labels, num_classes, ema=True)
             stop = state.after_epoch(loss, inner_loss, correct, len(inner_t))
+            if cfg.truncation_after > 0 and 1.0 - state.best_loss / math.log(num_classes) >= cfg.truncation_after:
+                run.truncating = True
             if on_epoch is not None:
                 acc = correct / len(inner_t) if len(inner_t) else None
                 on_epoch(

@@ -35,10 +35,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from _discrepancy_eval import auroc  # noqa: E402
 from discrepancy import truth  # noqa: E402
 
-from mmcurate.data import TensorConfig, build_av_tensors, read_shards  # noqa: E402
+from mmcurate.data import build_av_tensors, read_shards  # noqa: E402
 from mmcurate.score import train as T  # noqa: E402
 from mmcurate.score.config import ScoreConfig  # noqa: E402
-from mmcurate.score.runner import MODALITIES, _folds  # noqa: E402
+from mmcurate.score.runner import MODALITIES, _folds, _tensor_config  # noqa: E402
 from mmcurate.store import IngestDir  # noqa: E402
 
 #: averaging windows over (search epochs S, anneal epochs A): name -> rows of the stacked (S + A) x n matrix
@@ -58,12 +58,7 @@ def trajectories(
     store = IngestDir(ingest)
     man, classes = store.read_manifest(), store.read_classes()
     ids = man.column("sample_id").to_pylist()
-    tcfg = TensorConfig(
-        image_size=int(cfg.image_size),
-        num_frames=cfg.num_frames,
-        audio=cfg.audio_features,
-        audio_frames=cfg.audio_frames,
-    )
+    tcfg = _tensor_config(cfg)
     tensors = build_av_tensors(read_shards(ingest, ids), classes, tcfg, workers=1)
     y = tensors.labels
     folds = _folds(cfg, man.column("label").to_pylist(), man.column("group").to_pylist(), 0)

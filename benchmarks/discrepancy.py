@@ -53,10 +53,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from _discrepancy_eval import condition_aurocs, intact_mask, spearman  # noqa: E402
 from _sets import SETS, prepare_set  # noqa: E402
 
-from mmcurate.data import TensorConfig, build_av_tensors, read_shards  # noqa: E402
+from mmcurate.data import build_av_tensors, read_shards  # noqa: E402
 from mmcurate.score.assemble import ModalityRuns, assemble_scores  # noqa: E402
 from mmcurate.score.config import ScoreConfig  # noqa: E402
-from mmcurate.score.runner import MODALITIES, _folds, score_out_of_fold  # noqa: E402
+from mmcurate.score.runner import MODALITIES, _folds, _tensor_config, score_out_of_fold  # noqa: E402
 from mmcurate.score.train import InMemorySource, fit_predict  # noqa: E402
 from mmcurate.store import IngestDir  # noqa: E402
 
@@ -150,12 +150,7 @@ def refit_run(ingest: Path, cfg: ScoreConfig, clean_only: bool) -> dict[str, Any
     labels = manifest.column("label").to_pylist()
     ids = manifest.column("sample_id").to_pylist()
     t = truth(manifest)
-    tcfg = TensorConfig(
-        image_size=int(cfg.image_size),
-        num_frames=cfg.num_frames,
-        audio=cfg.audio_features,
-        audio_frames=cfg.audio_frames,
-    )
+    tcfg = _tensor_config(cfg)
     tensors = build_av_tensors(read_shards(ingest, ids), classes, tcfg, workers=1)
     y = tensors.labels.numpy()
     usable = {m: intact_mask(m, t) if clean_only else np.ones(len(y), dtype=bool) for m in MODALITIES}

@@ -151,6 +151,11 @@ class SearchState:
     rate: float | None = None
     threshold: float | None = None
 
+    @property
+    def gained(self) -> float:
+        """The share of ln C the best inner loss has gained over the uniform guess (0 while no better)."""
+        return max(0.0, 1.0 - self.best_loss / math.log(self.num_classes))
+
     def after_epoch(self, train_loss: float, inner_loss: float, inner_correct: int, inner_n: int) -> str | None:
         """Record one search epoch; ``None`` to go on, else ``"plateau"``, ``"budget"`` or ``"stuck"``."""
         self.epochs += 1
@@ -179,7 +184,7 @@ class SearchState:
             return "budget"
         if inner_n == 0:  # nothing to watch: a fixed search of min_epochs x 2
             return "no inner split" if self.epochs >= 2 * s.min_epochs else None
-        gained = max(0.0, 1.0 - self.best_loss / math.log(self.num_classes))
+        gained = self.gained
         ahead = min(1.0, gained / HALFWAY)  # 1 past halfway; smaller while most of the gain is ahead
         shortest = min(math.ceil((s.patience + 1) / max(ahead, 1e-3)), 3 * (s.patience + 1))
         window = max(shortest, math.ceil(WINDOW_SHARE * self.epochs))

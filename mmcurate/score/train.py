@@ -473,7 +473,7 @@ def _fit_converge(
             losses.append(loss)
             inner_loss, correct = _inner_eval(run, inner_t, labels, num_classes, ema=True)
             stop = state.after_epoch(loss, inner_loss, correct, len(inner_t))
-            if cfg.truncation_after > 0 and 1.0 - state.best_loss / math.log(num_classes) >= cfg.truncation_after:
+            if cfg.truncation_after > 0 and state.gained >= cfg.truncation_after:
                 run.truncating = True
             if on_epoch is not None:
                 acc = correct / len(inner_t) if len(inner_t) else None

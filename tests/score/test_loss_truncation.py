@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _tensor_fixtures import random_av_tensors
 
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.scoring import ScoreConfig
-from mmcurate.data import AVTensors, TensorConfig
 from mmcurate.score.train import InMemorySource, _Attempt, fit_predict
 
 
@@ -63,25 +63,10 @@ def test_a_gated_truncation_leaves_out_the_full_share_at_once_and_nothing_before
     assert torch.allclose(gated(True), per.sort().values[:30].mean())  # step 0, yet the whole quarter is out
 
 
-def _separable(n: int = 60, classes: int = 3) -> AVTensors:
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(n) % classes
-    return AVTensors(
-        frames=torch.randint(0, 256, (n, 2, 3, 16, 16), generator=g, dtype=torch.uint8),
-        audio=torch.randn(n, 1, 16, 16, generator=g) + 2.0 * labels[:, None, None, None].float(),
-        labels=labels,
-        sample_ids=[f"s{i}" for i in range(n)],
-        classes=[str(c) for c in range(classes)],
-        config=TensorConfig(image_size=16, num_frames=2),
-        has_audio=torch.ones(n, dtype=torch.bool),
-        has_frames=torch.ones(n, dtype=torch.bool),
-    )
-
-
 def test_truncation_after_starts_only_once_the_job_has_gained_that_share() -> None:
     """A converging job: a gate it never reaches trains exactly as without truncation; one it reaches at once
     trains otherwise (the gate is read from the job's own inner loss, after each search epoch)."""
-    tensors = _separable()
+    tensors = random_av_tensors(60, 3, separation=2.0)
     source = InMemorySource(tensors, "audio")
     held = np.arange(0, 60, 5)
     train = np.setdiff1d(np.arange(60), held)

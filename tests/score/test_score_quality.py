@@ -12,11 +12,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from _tensor_fixtures import random_av_tensors
 from conftest import run_cli
 from scipy.stats import norm
 from test_score import TINY_OOF
 
-from mmcurate.data import AVTensors, TensorConfig
+from mmcurate.data import AVTensors
 from mmcurate.score import train as train_mod
 from mmcurate.score.calibration import (
     MIN_SAMPLES_PER_CLASS,
@@ -65,21 +66,6 @@ class SpySource(InMemorySource):
         return model
 
 
-def _random_tensors(n: int = 48, classes: int = 3) -> AVTensors:
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(n) % classes
-    return AVTensors(
-        frames=torch.randint(0, 256, (n, 2, 3, 16, 16), generator=g, dtype=torch.uint8),
-        audio=torch.randn(n, 1, 16, 16, generator=g) + labels[:, None, None, None].float(),
-        labels=labels,
-        sample_ids=[f"s{i}" for i in range(n)],
-        classes=[str(c) for c in range(classes)],
-        config=TensorConfig(image_size=16, num_frames=2),
-        has_audio=torch.ones(n, dtype=torch.bool),
-        has_frames=torch.ones(n, dtype=torch.bool),
-    )
-
-
 @pytest.fixture
 def spied_models(monkeypatch: pytest.MonkeyPatch) -> dict[str, SpySource]:
     """Make every model fit_predict builds report its forward passes to the spy of its modality."""
@@ -97,7 +83,7 @@ def spied_models(monkeypatch: pytest.MonkeyPatch) -> dict[str, SpySource]:
 def test_fit_predict_never_shows_held_out_samples_to_the_model(
     modality: str, spied_models: dict[str, SpySource]
 ) -> None:
-    tensors = _random_tensors()
+    tensors = random_av_tensors()
     spy = spied_models[modality] = SpySource(tensors, modality)
     held = np.arange(0, 48, 4)
     train = np.setdiff1d(np.arange(48), held)

@@ -36,6 +36,7 @@ from mmcurate.common.atomic import atomic_path, atomic_write_json
 from mmcurate.common.console import warn
 from mmcurate.common.errors import MMCurateError
 from mmcurate.common.hashing import config_hash
+from mmcurate.common.memory import keep_heap_for_training
 from mmcurate.common.progress import epoch_progress
 from mmcurate.execution import distributed
 from mmcurate.execution.distributed import SINGLE, Ranks
@@ -158,6 +159,7 @@ def fit_run(
     checkpoints (``last.pt``, ``best.pt``) are written here, as training goes (by rank 0 only under
     ``--distributed``; every rank then returns the same result).
     """
+    keep_heap_for_training()
     started, cpu_started = time.perf_counter(), time.process_time()
     method = get_method(
         method_name, width=cfg.width, fusion=cfg.fusion, epochs=cfg.epochs, seed=seed, **cfg.params_for(method_name)

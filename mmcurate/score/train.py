@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mmcurate.common.memory import keep_heap_for_training
 from mmcurate.common.scoring import ScoreConfig
 from mmcurate.data import AVDataset, AVTensors, normalize_frames, standardize_frames
 from mmcurate.execution import distributed
@@ -367,6 +368,7 @@ def fit_predict(
     returns the same arrays. ``keep_window`` also returns the averaged epochs' weights (a whole-set
     scorer: ``held_idx`` may then be empty). ``record_all_epochs`` (fixed schedule, benchmarks)
     records held-out predictions after every epoch."""
+    keep_heap_for_training()
     train_t = torch.as_tensor(train_idx, dtype=torch.int64)
     held_t = torch.as_tensor(held_idx, dtype=torch.int64)
     stats = Standardizer.fit(source, train_t, cfg.frame_norm)

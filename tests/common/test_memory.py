@@ -57,3 +57,54 @@ def test_prestarted_workers_do_not_start_with_what_the_driver_built_after() -> N
         executor.close()
     assert len(work_list) == 80 << 20
     assert max(worker_rss) < driver - 60, f"workers hold {max(worker_rss):.0f} MB, the driver {driver:.0f} MB"
+
+
+#: a child interpreter: optionally one tiny scoring job or reeval-free heap setting first, then a training-like loop
+#: (20 blocks of 1-7 MB allocated and freed, ten times); prints the loop's minor page faults per round
+_FAULTS_AFTER = """
+import resource, sys
+import numpy as np, torch
+sys.path.insert(0, {tests!r})
+what = sys.argv[1]
+if what == "keep":
+    from mmcurate.common.memory import keep_heap_for_training
+    assert keep_heap_for_training()
+elif what == "score":
+    from _tensor_fixtures import random_av_tensors
+    from mmcurate.common.scoring import ScoreConfig
+    from mmcurate.score.train import InMemorySource, fit_predict
+    cfg = ScoreConfig(width=4, image_size=16, batch_size=8, train_frames=1, num_frames=2, epochs=1)
+    held = np.arange(0, 30, 5)
+    fit_predict(InMemorySource(random_av_tensors(30), "audio"), np.setdiff1d(np.arange(30), held), held, 3, cfg,
+                seed=0, device=torch.device("cpu"), n_frames=2)
+
+def step():
+    held = [torch.ones(256 * (k % 7 + 1), 1024) for k in range(20)]
+    return sum(float(t[0, 0]) for t in held)
+
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+
+
+def _loop_faults(what: str) -> float:
+    import subprocess
+    from pathlib import Path
+
+    code = _FAULTS_AFTER.format(tests=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run([sys.executable, "-c", code, what], check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt (Linux)")
+def test_a_training_process_keeps_its_freed_heap_mapped() -> None:
+    """Each training step frees and reallocates the same tens of MB: with glibc's defaults the heap's top is
+    trimmed at every free and faulted back, zero-filled, at the next step. A scoring job keeps it mapped
+    (one call in ``fit_predict``), so a training-like loop after it faults a few pages a round, not thousands."""
+    default, kept, after_job = _loop_faults("none"), _loop_faults("keep"), _loop_faults("score")
+    assert default > 1000, f"the loop faulted only {default} pages a round with glibc's defaults: nothing to show"
+    assert kept < default / 10, f"{kept} faults a round with the heap kept, {default} without"
+    assert after_job < default / 10, f"after a scoring job {after_job} faults a round, {default} with the defaults"
